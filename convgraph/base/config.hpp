@@ -1,0 +1,111 @@
+// Configuration flags: one Config object filled from the defaults, then the CONVGRAPH_FLAGS
+// environment variable ("key=value,key=value"), then the program's own settings. Every flag is
+// declared once, in config.cpp, with its kind, default, accepted values and a one-line doc;
+// docs/flags.md lists them for users and must be kept in sync with that declaration.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "convgraph/base/error.hpp"
+
+namespace convgraph {
+
+enum class FlagKind { boolean, integer, string, choice, list };
+
+struct FlagSpec {
+  std::string name;  // "optimizer_including", "dnn.conv.algo_fwd"
+  FlagKind kind = FlagKind::string;
+  std::string default_value;  // textual, in canonical form
+  // Accepted values of a FlagKind::choice flag, in display order (the default need not be first).
+  std::vector<std::string> choices;
+  std::vector<std::string> aliases;  // other keys that name this flag, e.g. "dnn.enable"
+  std::string doc;                   // one line
+  std::int64_t min_value = std::numeric_limits<std::int64_t>::min();  // FlagKind::integer only
+  std::int64_t max_value = std::numeric_limits<std::int64_t>::max();
+  // Non-empty for deprecated flags: any non-empty value is an error that names this replacement.
+  std::string replaced_by;
+
+  // FlagKind::choice: match the choices ignoring ASCII case (the stored value is the choice as
+  // spelled in `choices`), and extra spellings mapped to a choice, as {spelling, choice}.
+  bool choices_ignore_case = false;
+  std::vector<std::pair<std::string, std::string>> choice_aliases;
+  // FlagKind::string whose form is constrained: the check and a description of what it accepts
+  // (shown in error messages and describe()). A null check accepts any string.
+  bool (*check)(std::string_view value) = nullptr;
+  std::string accepted;
+};
+
+// A complete set of flag values. Cheap to copy (a few dozen short strings); compare with ==.
+class Config {
+ public:
+  // The defaults (same as Config::defaults()).
+  Config();
+
+  // Every declared flag, in display order.
+  static const std::vector<FlagSpec>& specs();
+  static Config defaults();
+  // The defaults, then the environment variable CONVGRAPH_FLAGS. A malformed variable throws
+  // FlagError whose message starts with "CONVGRAPH_FLAGS".
+  static Config from_environment();
+
+  // Validates and stores one value. An alias key sets the flag it names. Values are trimmed and
+  // stored in canonical form (booleans as True/False, mode as FAST_RUN/FAST_COMPILE/DebugMode,
+  // integers without leading zeros, lists without empty entries). Throws FlagError for an unknown
+  // key (suggesting the nearest one), a value outside the accepted set, or a deprecated flag.
+  void set(std::string_view key, std::string_view value);
+  // Applies "key=value,key=value": whitespace around items, keys and values is trimmed, empty items
+  // are ignored, the first '=' separates key and value, later items win. Lists inside a value are
+  // ':'-separated. All or nothing: on error, *this is left unchanged.
+  void apply(std::string_view flags);
+
+  // The textual (canonical) value. Accepts aliases.
+  std::string get(std::string_view key) const;
+  // Typed accessors: FlagError when the key is unknown or the flag is of another kind.
+  bool get_bool(std::string_view key) const;
+  std::int64_t get_int(std::string_view key) const;
+  // The ':'-separated entries, empty entries dropped.
+  std::vector<std::string> get_list(std::string_view key) const;
+  bool is_default(std::string_view key) const;
+
+  // A listing of every flag: name, current value, default, accepted values and one-line doc.
+  std::string describe() const;
+
+  bool operator==(const Config& other) const;
+
+ private:
+  std::vector<std::string> values_;  // parallel to specs()
+};
+
+// The process-wide configuration: the defaults plus CONVGRAPH_FLAGS, read on first use. While
+// CONVGRAPH_FLAGS is malformed every call throws FlagError (the variable is read again on each
+// call until it parses); the process never aborts over it.
+// Thread-safe. The returned reference stays valid for the life of the process, even after
+// set_global_config installs another configuration (every distinct configuration installed is
+// kept, so memory is bounded by the number of distinct configurations, not of calls).
+const Config& global_config();
+// Replaces the process-wide configuration (used by programs and tests). Thread-safe.
+void set_global_config(Config config);
+// Forgets the process-wide configuration so that the next global_config() reads CONVGRAPH_FLAGS
+// again (for tests and programs that change the environment). References stay valid.
+void reset_global_config();
+
+// Applies a flags string on top of the global configuration for a scope and restores the previous
+// configuration on exit. It changes the process-wide configuration, so other threads see it too:
+// meant for tests and for a program's top level, not for concurrent scopes.
+class ScopedFlags {
+ public:
+  explicit ScopedFlags(std::string_view flags);
+  ~ScopedFlags();
+  ScopedFlags(const ScopedFlags&) = delete;
+  ScopedFlags& operator=(const ScopedFlags&) = delete;
+
+ private:
+  Config previous_;
+};
+
+}  // namespace convgraph

@@ -1,0 +1,23 @@
+// convgraph: the whole public API in one include.
+#pragma once
+
+#include "convgraph/autodiff/gradient.hpp"
+#include "convgraph/autodiff/verify_grad.hpp"
+#include "convgraph/base/config.hpp"
+#include "convgraph/base/dtype.hpp"
+#include "convgraph/base/error.hpp"
+#include "convgraph/build_config.hpp"
+#include "convgraph/graph/function_graph.hpp"
+#include "convgraph/graph/printing.hpp"
+#include "convgraph/graph/variable.hpp"
+#include "convgraph/ops/tensor/alloc.hpp"
+#include "convgraph/ops/tensor/assert.hpp"
+#include "convgraph/ops/tensor/blas.hpp"
+#include "convgraph/ops/tensor/elemwise.hpp"
+#include "convgraph/ops/tensor/join.hpp"
+#include "convgraph/ops/tensor/reduce.hpp"
+#include "convgraph/ops/tensor/reshape.hpp"
+#include "convgraph/ops/tensor/shape.hpp"
+#include "convgraph/ops/tensor/subtensor.hpp"
+#include "convgraph/optimizer/compile.hpp"
+#include "convgraph/runtime/tensor.hpp"

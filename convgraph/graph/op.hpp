@@ -1,0 +1,85 @@
+// The Op interface. An op is a value with parameters: two ops with equal parameters are
+// interchangeable, which is what merging equal nodes relies on.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "convgraph/graph/dim.hpp"
+#include "convgraph/graph/type.hpp"
+#include "convgraph/graph/variable.hpp"
+#include "convgraph/runtime/tensor.hpp"
+
+namespace convgraph {
+
+class Op {
+ public:
+  virtual ~Op() = default;
+
+  // The op's class name ("Elemwise", "AbstractConv2d").
+  virtual std::string name() const = 0;
+  // The name with parameters, as debugprint shows it ("Elemwise{add}").
+  virtual std::string str() const { return name(); }
+  // Same class and equal parameters.
+  virtual bool equals(const Op& other) const = 0;
+  virtual std::size_t hash() const = 0;
+
+  // Checks INPUTS (count, ranks, dtypes, static shapes) and returns the output types. Every user
+  // error detectable from types is thrown here, naming the op, the input, the value and what was
+  // expected.
+  virtual std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const = 0;
+
+  // The output shapes of NODE (an application of this op), given its input shapes. Dims may be
+  // constant, symbolic or unknown; implementations combine them with the Dim arithmetic of
+  // ops/tensor/shape.hpp, which folds constants. The default returns the outputs' static dims
+  // (unknown where unknown), so ops whose output shape is always static need not override it.
+  virtual std::vector<ShapeDims> infer_shape(const Node& node,
+                                             const std::vector<ShapeDims>& input_shapes) const;
+
+  // Reverse mode: the gradient of a scalar cost with respect to each input, given the gradient
+  // with respect to each output (all defined: missing ones are zero-filled by the caller).
+  // Returns one entry per input: a gradient, an undefined Variable (the input is disconnected: its
+  // gradient is zero), or a grad_undefined marker (the gradient does not exist).
+  // The default marks every input as having no gradient.
+  virtual std::vector<Variable> grad(const std::vector<Variable>& inputs,
+                                     const std::vector<Variable>& outputs,
+                                     const std::vector<Variable>& output_grads) const;
+
+  // Forward mode: the directional derivative of each output when the inputs move along
+  // EVAL_POINTS (an undefined entry means that input does not move). The default throws
+  // UnsupportedError naming the op.
+  virtual std::vector<Variable> r_op(const std::vector<Variable>& inputs,
+                                     const std::vector<Variable>& outputs,
+                                     const std::vector<Variable>& eval_points) const;
+
+  // The reference implementation: slow where it must be, obviously correct, CPU only. It
+  // allocates OUTPUTS (passed in empty, one per output) and never writes to its inputs.
+  virtual void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const = 0;
+
+  // Output I may be a view of input J, for each pair (I, J) returned.
+  virtual std::vector<std::pair<int, int>> view_map() const { return {}; }
+  // Whether constant folding may evaluate this op at compile time.
+  virtual bool foldable() const { return true; }
+};
+
+// Helpers for implementing equals() and hash().
+inline std::size_t hash_combine(std::size_t seed, std::size_t value) {
+  return seed ^ (value + 0x9e3779b97f4a7c15ull + (seed << 6) + (seed >> 2));
+}
+template <typename... Ts>
+std::size_t hash_values(const Ts&... values) {
+  std::size_t seed = 0;
+  ((seed = hash_combine(seed, std::hash<Ts>{}(values))), ...);
+  return seed;
+}
+template <typename T>
+std::size_t hash_range(const std::vector<T>& values) {
+  std::size_t seed = values.size();
+  for (const auto& v : values) seed = hash_combine(seed, std::hash<T>{}(v));
+  return seed;
+}
+
+}  // namespace convgraph

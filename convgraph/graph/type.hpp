@@ -1,0 +1,56 @@
+// TensorType: what the graph knows about a value before it runs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "convgraph/base/dtype.hpp"
+#include "convgraph/runtime/device.hpp"
+#include "convgraph/runtime/tensor.hpp"
+
+namespace convgraph {
+
+// A static dimension: known size, or std::nullopt when only known at run time.
+using StaticDim = std::optional<std::int64_t>;
+using StaticShape = std::vector<StaticDim>;
+
+// Memory layout of a tensor. Every op works on the logical (row-major, NCHW) order; later passes
+// may choose other layouts between ops that agree and insert explicit reorders at the boundaries.
+enum class Layout : unsigned char { logical };
+
+struct TensorType {
+  DType dtype = DType::float32;
+  StaticShape dims;  // one entry per axis; rank = dims.size()
+  Device device = Device::cpu();
+  Layout layout = Layout::logical;
+
+  TensorType() = default;
+  TensorType(DType d, StaticShape shape, Device dev = Device::cpu())
+      : dtype(d), dims(std::move(shape)), device(dev) {}
+  // A type of rank RANK with every dim unknown.
+  static TensorType of_rank(DType dtype, int rank, Device device = Device::cpu());
+  // The exact type of a runtime value.
+  static TensorType of(const Tensor& value);
+
+  int rank() const { return static_cast<int>(dims.size()); }
+  // Static size of AXIS (negative counts from the end).
+  StaticDim dim(int axis) const;
+  bool broadcastable(int axis) const { return dim(axis) == StaticDim{1}; }
+  bool fully_known() const;
+  bool operator==(const TensorType&) const = default;
+
+  // True when a value of type OTHER can stand where this type is expected: same dtype, rank,
+  // device and layout, and no static dim contradicting one of ours.
+  bool accepts(const TensorType& other) const;
+  // Empty when VALUE fits this type, else what is wrong ("dtype float64, expected float32").
+  std::string mismatch(const Tensor& value) const;
+
+  // "float32[8, 3, ?, ?]" (a device suffix when not on the CPU: "float32[8, 3]@cuda0").
+  std::string str() const;
+};
+
+std::string static_shape_str(const StaticShape& dims);
+
+}  // namespace convgraph

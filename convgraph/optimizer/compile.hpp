@@ -1,0 +1,26 @@
+// compile(): from symbolic inputs and outputs to a runnable Function.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "convgraph/base/config.hpp"
+#include "convgraph/graph/variable.hpp"
+#include "convgraph/optimizer/function.hpp"
+
+namespace convgraph {
+
+struct CompileOptions {
+  // Flags for this compilation; std::nullopt means the process-wide global_config().
+  std::optional<Config> config;
+  // Extra flags applied on top ("key=value,key=value"), e.g. "optimizer_excluding=conv_dnn".
+  std::string flags;
+};
+
+// Compiles the graph computing OUTPUTS from INPUTS. Every variable the outputs depend on must be
+// an input, a constant, or computed from them; otherwise a ValueError names the missing input.
+Function compile(const std::vector<Variable>& inputs, const std::vector<Variable>& outputs,
+                 const CompileOptions& options = {});
+
+}  // namespace convgraph

@@ -1,0 +1,168 @@
+#include "convgraph/runtime/allocator.hpp"
+
+#include <fmt/format.h>
+#include <sys/mman.h>
+
+#include <array>
+#include <bit>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "convgraph/base/error.hpp"
+
+namespace convgraph {
+namespace {
+
+constexpr std::size_t kAlignment = 64;
+constexpr std::size_t kHugeAlignment = std::size_t{2} << 20;  // 2 MiB: transparent huge pages
+constexpr std::size_t kHugeThreshold = std::size_t{4} << 20;
+// Cached bytes above this are returned to the system (oldest size classes first).
+constexpr std::size_t kCacheLimit = std::size_t{4} << 30;
+
+// Size classes: 64-byte multiples up to 1 KiB, then four classes per power of two, so a block is
+// at most 25% larger than asked for.
+std::size_t size_class(std::size_t bytes) {
+  if (bytes <= 1024) return bytes == 0 ? kAlignment : (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  const int top = std::bit_width(bytes - 1) - 1;  // 2^top < bytes <= 2^(top+1)
+  const std::size_t step = std::size_t{1} << (top - 2);
+  return (bytes + step - 1) / step * step;
+}
+
+class CachingCpuAllocator final : public Allocator {
+ public:
+  ~CachingCpuAllocator() override { release_cached(); }
+
+  void* allocate(std::size_t bytes) override {
+    const std::size_t cls = size_class(bytes);
+    std::unique_lock lock(mutex_);
+    ++stats_.allocations;
+    auto it = free_.find(cls);
+    void* ptr = nullptr;
+    if (it != free_.end() && !it->second.empty()) {
+      ptr = it->second.back();
+      it->second.pop_back();
+      stats_.bytes_cached -= cls;
+      ++stats_.cache_hits;
+    } else {
+      lock.unlock();
+      ptr = system_allocate(cls);
+      if (ptr == nullptr) {
+        release_cached();
+        ptr = system_allocate(cls);
+      }
+      lock.lock();
+      if (ptr == nullptr) {
+        throw MemoryError(fmt::format(
+            "out of CPU memory: could not allocate {} bytes ({} bytes in use by convgraph)", bytes,
+            stats_.bytes_in_use));
+      }
+    }
+    stats_.bytes_in_use += cls;
+    if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+    return ptr;
+  }
+
+  void deallocate(void* ptr, std::size_t bytes) override {
+    if (ptr == nullptr) return;
+    const std::size_t cls = size_class(bytes);
+    std::vector<std::pair<void*, std::size_t>> to_free;
+    {
+      std::lock_guard lock(mutex_);
+      stats_.bytes_in_use -= cls;
+      free_[cls].push_back(ptr);
+      stats_.bytes_cached += cls;
+      // Over the limit: give back the largest classes first (they are the cheapest to refault
+      // per byte when huge pages are in use).
+      while (stats_.bytes_cached > kCacheLimit) {
+        auto last = std::prev(free_.end());
+        if (last->second.empty()) {
+          free_.erase(last);
+          continue;
+        }
+        to_free.emplace_back(last->second.back(), last->first);
+        last->second.pop_back();
+        stats_.bytes_cached -= last->first;
+      }
+    }
+    for (auto& [p, size] : to_free) std::free(p);
+  }
+
+  Device device() const override { return Device::cpu(); }
+
+  AllocatorStats stats() const override {
+    std::lock_guard lock(mutex_);
+    return stats_;
+  }
+
+  void reset_peak() override {
+    std::lock_guard lock(mutex_);
+    stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  }
+
+  void release_cached() override {
+    std::map<std::size_t, std::vector<void*>> blocks;
+    {
+      std::lock_guard lock(mutex_);
+      blocks.swap(free_);
+      stats_.bytes_cached = 0;
+    }
+    for (auto& [size, list] : blocks) {
+      for (void* p : list) std::free(p);
+    }
+  }
+
+ private:
+  static void* system_allocate(std::size_t cls) {
+    if (cls >= kHugeThreshold) {
+      const std::size_t rounded = (cls + kHugeAlignment - 1) / kHugeAlignment * kHugeAlignment;
+      void* p = std::aligned_alloc(kHugeAlignment, rounded);
+      if (p != nullptr) madvise(p, rounded, MADV_HUGEPAGE);
+      return p;
+    }
+    return std::aligned_alloc(kAlignment, cls);
+  }
+
+  mutable std::mutex mutex_;
+  std::map<std::size_t, std::vector<void*>> free_;
+  AllocatorStats stats_;
+};
+
+struct Registry {
+  std::mutex mutex;
+  std::map<std::pair<int, int>, Allocator*> allocators;
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+Allocator& cpu_allocator() {
+  // Never destroyed: tensors held by static objects may be freed after main returns.
+  static auto* allocator = new CachingCpuAllocator();
+  return *allocator;
+}
+
+Allocator& allocator_for(Device device) {
+  if (device.is_cpu()) return cpu_allocator();
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  auto it = r.allocators.find({static_cast<int>(device.kind), device.index});
+  if (it == r.allocators.end()) {
+    throw DeviceError(fmt::format(
+        "no allocator for device {}: this build or this machine has no such device", device.str()));
+  }
+  return *it->second;
+}
+
+void register_allocator(Device device, Allocator* allocator) {
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.allocators[{static_cast<int>(device.kind), device.index}] = allocator;
+}
+
+}  // namespace convgraph

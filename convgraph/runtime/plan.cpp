@@ -1,0 +1,160 @@
+#include "convgraph/runtime/plan.hpp"
+
+#include <fmt/format.h>
+
+#include <unordered_set>
+
+namespace convgraph {
+namespace {
+
+std::string spec_str(const ValueSpec& spec) {
+  std::string dims;
+  for (std::size_t i = 0; i < spec.dims.size(); ++i) {
+    if (i) dims += ", ";
+    dims += spec.dims[i] ? std::to_string(*spec.dims[i]) : std::string("?");
+  }
+  return fmt::format("{}[{}]", dtype_name(spec.dtype), dims);
+}
+
+void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t index) {
+  const std::string who = spec.name.empty() ? fmt::format("input {}", index)
+                                            : fmt::format("input {} ('{}')", index, spec.name);
+  if (!value.defined()) throw ValueError(fmt::format("{}: no tensor given", who));
+  if (value.dtype() != spec.dtype) {
+    throw TypeError(fmt::format("{}: got dtype {}, expected {} ({})", who,
+                                dtype_name(value.dtype()), dtype_name(spec.dtype),
+                                spec_str(spec)));
+  }
+  if (value.rank() != static_cast<int>(spec.dims.size())) {
+    throw TypeError(fmt::format("{}: got rank {} (shape {}), expected rank {} ({})", who,
+                                value.rank(), shape_str(value.shape()), spec.dims.size(),
+                                spec_str(spec)));
+  }
+  for (std::size_t i = 0; i < spec.dims.size(); ++i) {
+    if (spec.dims[i] && *spec.dims[i] != value.shape()[i]) {
+      throw ShapeError(fmt::format("{}: got shape {}, but dim {} must be {} ({})", who,
+                                   shape_str(value.shape()), i, *spec.dims[i], spec_str(spec)));
+    }
+  }
+  if (value.device() != spec.device) {
+    throw ValueError(fmt::format("{}: tensor is on {}, expected {}", who, value.device().str(),
+                                 spec.device.str()));
+  }
+}
+
+// Rethrows the current exception with CONTEXT prepended, keeping its type.
+[[noreturn]] void rethrow_with_context(const std::string& context) {
+  try {
+    throw;
+  } catch (const ShapeError& e) {
+    throw ShapeError(context + e.what());
+  } catch (const TypeError& e) {
+    throw TypeError(context + e.what());
+  } catch (const ValueError& e) {
+    throw ValueError(context + e.what());
+  } catch (const UnsupportedError& e) {
+    throw UnsupportedError(context + e.what());
+  } catch (const DeviceError& e) {
+    throw DeviceError(context + e.what());
+  } catch (const MemoryError& e) {
+    throw MemoryError(context + e.what());
+  } catch (const AssertionError& e) {
+    throw AssertionError(context + e.what());
+  } catch (const ConvGraphError& e) {
+    throw ConvGraphError(context + e.what());
+  } catch (const std::bad_alloc&) {
+    throw MemoryError(context + "out of memory");
+  } catch (const std::exception& e) {
+    throw ConvGraphError(context + "internal error: " + e.what());
+  }
+}
+
+}  // namespace
+
+std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
+                            ExecutionStats* stats) {
+  if (args.size() != plan.input_slots.size()) {
+    std::vector<std::string> names;
+    for (const auto& spec : plan.input_specs) names.push_back(spec_str(spec) + " " + spec.name);
+    throw ValueError(fmt::format("function called with {} inputs, expected {} ({})", args.size(),
+                                 plan.input_slots.size(), fmt::join(names, ", ")));
+  }
+  for (std::size_t i = 0; i < args.size(); ++i) check_argument(plan.input_specs[i], args[i], i);
+
+  std::vector<Tensor> slots(static_cast<std::size_t>(plan.num_slots));
+  // Buffers not allocated by this call (inputs and constants) are not counted in the peak.
+  std::unordered_set<const Storage*> external;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    slots[static_cast<std::size_t>(plan.input_slots[i])] = args[i];
+    external.insert(args[i].storage().get());
+  }
+  for (const auto& [slot, value] : plan.constants) {
+    slots[static_cast<std::size_t>(slot)] = value;
+    external.insert(value.storage().get());
+  }
+
+  std::int64_t peak = 0;
+  std::unordered_set<const Storage*> live;
+  auto measure = [&](const std::vector<Tensor>& extra) {
+    live.clear();
+    std::int64_t bytes = 0;
+    auto count = [&](const Tensor& t) {
+      if (!t.defined()) return;
+      const Storage* s = t.storage().get();
+      if (external.count(s) || !live.insert(s).second) return;
+      bytes += static_cast<std::int64_t>(s->bytes());
+    };
+    for (const auto& t : slots) count(t);
+    for (const auto& t : extra) count(t);
+    peak = std::max(peak, bytes);
+  };
+
+  std::vector<Tensor> inputs;
+  std::vector<Tensor> outputs;
+  for (const PlanStep& step : plan.steps) {
+    inputs.clear();
+    for (int s : step.inputs) inputs.push_back(slots[static_cast<std::size_t>(s)]);
+    outputs.assign(step.outputs.size(), Tensor());
+    try {
+      step.kernel->run(inputs, outputs);
+    } catch (...) {
+      rethrow_with_context(step.label + ": ");
+    }
+    for (std::size_t k = 0; k < step.outputs.size(); ++k) {
+      const ValueSpec& spec = step.output_specs[k];
+      const Tensor& out = outputs[k];
+      if (!out.defined() || out.dtype() != spec.dtype ||
+          out.rank() != static_cast<int>(spec.dims.size())) {
+        throw ConvGraphError(fmt::format(
+            "{}: internal error: kernel {} produced {} for output {}, expected {}", step.label,
+            step.kernel->name(),
+            out.defined() ? fmt::format("{}{}", dtype_name(out.dtype()), shape_str(out.shape()))
+                          : std::string("nothing"),
+            k, spec_str(spec)));
+      }
+      for (std::size_t d = 0; d < spec.dims.size(); ++d) {
+        if (spec.dims[d] && *spec.dims[d] != out.shape()[d]) {
+          throw ShapeError(fmt::format(
+              "{}: output {} has shape {} but the graph inferred {} (inputs inconsistent with "
+              "the static shapes the graph was built with)",
+              step.label, k, shape_str(out.shape()), spec_str(spec)));
+        }
+      }
+    }
+    measure(outputs);
+    for (std::size_t k = 0; k < step.outputs.size(); ++k) {
+      slots[static_cast<std::size_t>(step.outputs[k])] = std::move(outputs[k]);
+    }
+    if (plan.release_intermediates) {
+      for (int s : step.release_after) slots[static_cast<std::size_t>(s)] = Tensor();
+    }
+  }
+
+  std::vector<Tensor> results;
+  results.reserve(plan.output_slots.size());
+  for (int s : plan.output_slots) results.push_back(slots[static_cast<std::size_t>(s)]);
+  if (stats != nullptr) stats->peak_bytes = peak;
+  return results;
+}
+
+}  // namespace convgraph

@@ -1,0 +1,55 @@
+// Plan: the scheduled steps of a compiled function over numbered value slots, and the executor
+// that runs it. A Plan is independent of the graph it came from.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "convgraph/base/dtype.hpp"
+#include "convgraph/runtime/kernel.hpp"
+#include "convgraph/runtime/tensor.hpp"
+
+namespace convgraph {
+
+// What a runtime value must look like: dtype, rank, and the dims known at compile time.
+struct ValueSpec {
+  std::string name;  // for error messages
+  DType dtype = DType::float32;
+  std::vector<std::optional<std::int64_t>> dims;
+  Device device = Device::cpu();
+};
+
+struct PlanStep {
+  std::shared_ptr<const Kernel> kernel;
+  std::vector<int> inputs;   // slots read
+  std::vector<int> outputs;  // slots written
+  std::vector<ValueSpec> output_specs;
+  // Slots whose last reader is this step: released after it runs (when allow_gc is on).
+  std::vector<int> release_after;
+  std::string label;  // the node, for errors and profiles ("#12 Elemwise{add}")
+};
+
+struct Plan {
+  int num_slots = 0;
+  std::vector<int> input_slots;
+  std::vector<ValueSpec> input_specs;
+  std::vector<int> output_slots;
+  std::vector<std::pair<int, Tensor>> constants;  // slot, value
+  std::vector<PlanStep> steps;
+  bool release_intermediates = true;
+};
+
+// Per-call statistics, written by execute().
+struct ExecutionStats {
+  std::int64_t peak_bytes = 0;
+};
+
+// Checks ARGS against the plan's input specs and runs every step. Errors from kernels are
+// rethrown with the step's label prepended, keeping their type.
+std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
+                            ExecutionStats* stats = nullptr);
+
+}  // namespace convgraph

@@ -1,0 +1,276 @@
+#include "convgraph/runtime/tensor.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "convgraph/runtime/strided.hpp"
+
+namespace convgraph {
+
+std::string shape_str(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+std::int64_t shape_numel(const Shape& shape) {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) {
+    if (d < 0) throw ValueError(fmt::format("negative dimension in shape {}", shape_str(shape)));
+    if (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d) {
+      throw ValueError(fmt::format("shape {} has more elements than int64 can count",
+                                   shape_str(shape)));
+    }
+    n *= d;
+  }
+  return n;
+}
+
+Strides contiguous_strides(const Shape& shape) {
+  Strides strides(shape.size());
+  std::int64_t s = 1;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    strides[i] = s;
+    s *= std::max<std::int64_t>(shape[i], 1);
+  }
+  return strides;
+}
+
+Storage::Storage(std::size_t bytes, Device device)
+    : bytes_(bytes), device_(device), allocator_(&allocator_for(device)) {
+  data_ = allocator_->allocate(bytes);
+}
+
+Storage::~Storage() { allocator_->deallocate(data_, bytes_); }
+
+Tensor Tensor::empty(DType dtype, const Shape& shape, Device device) {
+  const std::int64_t n = shape_numel(shape);
+  const std::size_t elem = dtype_size(dtype);
+  if (static_cast<std::uint64_t>(n) > std::numeric_limits<std::size_t>::max() / 2 / elem) {
+    throw MemoryError(fmt::format("cannot allocate a tensor of shape {} and dtype {}: too large",
+                                  shape_str(shape), dtype_name(dtype)));
+  }
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>(static_cast<std::size_t>(n) * elem, device);
+  t.dtype_ = dtype;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  return t;
+}
+
+Tensor Tensor::zeros(DType dtype, const Shape& shape) {
+  Tensor t = empty(dtype, shape);
+  std::memset(t.raw_data(), 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::full(DType dtype, const Shape& shape, double value) {
+  Tensor t = empty(dtype, shape);
+  t.fill(value);
+  return t;
+}
+
+Tensor Tensor::scalar(DType dtype, double value) { return full(dtype, {}, value); }
+
+std::int64_t Tensor::dim(int axis) const {
+  const int r = rank();
+  const int a = axis < 0 ? axis + r : axis;
+  if (a < 0 || a >= r) {
+    throw ValueError(fmt::format("axis {} is out of range for a tensor of rank {}", axis, r));
+  }
+  return shape_[static_cast<std::size_t>(a)];
+}
+
+std::int64_t Tensor::numel() const {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape_) n *= d;
+  return n;
+}
+
+bool Tensor::is_contiguous() const {
+  std::int64_t expected = 1;
+  for (std::size_t i = shape_.size(); i-- > 0;) {
+    if (shape_[i] == 1) continue;
+    if (shape_[i] == 0) return true;
+    if (strides_[i] != expected) return false;
+    expected *= shape_[i];
+  }
+  return true;
+}
+
+void Tensor::check_access(DType requested) const {
+  if (!defined()) throw ValueError("access to the data of an undefined tensor");
+  if (requested != dtype_) {
+    throw TypeError(fmt::format("tensor data requested as {} but the tensor holds {}",
+                                dtype_name(requested), dtype_name(dtype_)));
+  }
+}
+
+Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, std::int64_t offset) const {
+  Tensor t = *this;
+  t.shape_ = shape;
+  t.strides_ = strides;
+  t.offset_ = offset;
+  return t;
+}
+
+Tensor Tensor::permute(const std::vector<int>& perm) const {
+  if (perm.size() != shape_.size()) {
+    throw ValueError(fmt::format("permute: {} axes given for a tensor of rank {}", perm.size(),
+                                 shape_.size()));
+  }
+  Shape shape(perm.size());
+  Strides strides(perm.size());
+  std::vector<bool> seen(perm.size(), false);
+  for (std::size_t i = 0; i < perm.size(); ++i) {
+    const int p = perm[i];
+    if (p < 0 || p >= rank() || seen[static_cast<std::size_t>(p)]) {
+      throw ValueError(fmt::format("permute: [{}] is not a permutation of 0..{}",
+                                   fmt::join(perm, ", "), rank() - 1));
+    }
+    seen[static_cast<std::size_t>(p)] = true;
+    shape[i] = shape_[static_cast<std::size_t>(p)];
+    strides[i] = strides_[static_cast<std::size_t>(p)];
+  }
+  return as_strided(shape, strides, offset_);
+}
+
+Tensor Tensor::slice(int axis, std::int64_t start, std::int64_t stop, std::int64_t step) const {
+  const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank() : axis);
+  Shape shape = shape_;
+  Strides strides = strides_;
+  std::int64_t count = 0;
+  if (step > 0 && stop > start) count = (stop - start + step - 1) / step;
+  if (step < 0 && start > stop) count = (start - stop + (-step) - 1) / (-step);
+  shape[a] = count;
+  strides[a] = strides_[a] * step;
+  const std::int64_t offset = count > 0 ? offset_ + start * strides_[a] : offset_;
+  return as_strided(shape, strides, offset);
+}
+
+Tensor Tensor::select(int axis, std::int64_t index) const {
+  const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank() : axis);
+  Shape shape = shape_;
+  Strides strides = strides_;
+  const std::int64_t offset = offset_ + index * strides_[a];
+  shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(a));
+  strides.erase(strides.begin() + static_cast<std::ptrdiff_t>(a));
+  return as_strided(shape, strides, offset);
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  if (shape_numel(shape) != numel()) {
+    throw ShapeError(fmt::format("cannot reshape a tensor of shape {} ({} elements) to {}",
+                                 shape_str(shape_), numel(), shape_str(shape)));
+  }
+  const Tensor c = contiguous();
+  return c.as_strided(shape, contiguous_strides(shape), c.offset_);
+}
+
+Tensor Tensor::unsqueeze(int axis) const {
+  const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank() + 1 : axis);
+  Shape shape = shape_;
+  Strides strides = strides_;
+  shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);
+  strides.insert(strides.begin() + static_cast<std::ptrdiff_t>(a), 0);
+  return as_strided(shape, strides, offset_);
+}
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(dtype_, shape_, device());
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::cast(DType dtype) const {
+  if (dtype == dtype_) return *this;
+  Tensor t = empty(dtype, shape_, device());
+  t.copy_from(*this);
+  return t;
+}
+
+Tensor Tensor::to(Device target) const {
+  if (target == device()) return *this;
+  throw UnsupportedError(fmt::format("copy from {} to {}: no transfer backend in this build",
+                                     device().str(), target.str()));
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  if (src.shape_ != shape_) {
+    throw ShapeError(fmt::format("copy: source shape {} differs from destination shape {}",
+                                 shape_str(src.shape_), shape_str(shape_)));
+  }
+  if (!device().is_cpu() || !src.device().is_cpu()) {
+    throw UnsupportedError("copy_from between devices needs a device backend");
+  }
+  dispatch_dtype(dtype_, [&]<typename D>() {
+    dispatch_dtype(src.dtype_, [&]<typename S>() {
+      D* dst = static_cast<D*>(storage_->data());
+      const S* from = static_cast<const S*>(src.storage_->data());
+      for_each_run<2>(shape_, {&strides_, &src.strides_},
+                      [&](const std::array<std::int64_t, 2>& off, std::int64_t n,
+                          const std::array<std::int64_t, 2>& inner) {
+                        D* d = dst + offset_ + off[0];
+                        const S* s = from + src.offset_ + off[1];
+                        if constexpr (std::is_same_v<D, S>) {
+                          if (inner[0] == 1 && inner[1] == 1) {
+                            std::memcpy(d, s, static_cast<std::size_t>(n) * sizeof(D));
+                            return;
+                          }
+                        }
+                        for (std::int64_t i = 0; i < n; ++i) {
+                          if constexpr (std::is_same_v<D, bool>) {
+                            d[i * inner[0]] = convert<compute_t<S>>(s[i * inner[1]]) != compute_t<S>(0);
+                          } else {
+                            d[i * inner[0]] = convert<D>(convert<compute_t<S>>(s[i * inner[1]]));
+                          }
+                        }
+                      });
+    });
+  });
+}
+
+void Tensor::fill(double value) {
+  dispatch_dtype(dtype_, [&]<typename T>() {
+    const T v = std::is_same_v<T, bool> ? static_cast<T>(value != 0.0) : convert<T>(value);
+    T* base = static_cast<T*>(storage_->data());
+    for_each_run<1>(shape_, {&strides_},
+                    [&](const std::array<std::int64_t, 1>& off, std::int64_t n,
+                        const std::array<std::int64_t, 1>& inner) {
+                      T* d = base + offset_ + off[0];
+                      for (std::int64_t i = 0; i < n; ++i) d[i * inner[0]] = v;
+                    });
+  });
+}
+
+std::string Tensor::to_string(std::int64_t max_elements) const {
+  if (!defined()) return "Tensor(undefined)";
+  const auto values = to_vector<double>();
+  std::string body;
+  const std::int64_t n = std::min<std::int64_t>(static_cast<std::int64_t>(values.size()), max_elements);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (i) body += ", ";
+    body += fmt::format("{:.6g}", values[static_cast<std::size_t>(i)]);
+  }
+  if (n < static_cast<std::int64_t>(values.size())) body += ", ...";
+  return fmt::format("Tensor({}{}, [{}])", dtype_name(dtype_), shape_str(shape_), body);
+}
+
+bool tensor_equal(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+  const Tensor ca = a.contiguous(), cb = b.contiguous();
+  return dispatch_dtype(a.dtype(), [&]<typename T>() {
+    const T* pa = ca.data<T>();
+    const T* pb = cb.data<T>();
+    for (std::int64_t i = 0; i < ca.numel(); ++i) {
+      if (convert<compute_t<T>>(pa[i]) != convert<compute_t<T>>(pb[i])) return false;
+    }
+    return true;
+  });
+}
+
+}  // namespace convgraph

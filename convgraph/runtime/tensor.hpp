@@ -1,0 +1,174 @@
+// Tensor: a typed, strided view of a reference-counted buffer. Copies of a Tensor share the
+// buffer; views (slices, permutations, reshapes of contiguous data) share it too. Shapes, strides
+// and offsets are int64 and counted in elements.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convgraph/base/dtype.hpp"
+#include "convgraph/base/error.hpp"
+#include "convgraph/runtime/allocator.hpp"
+#include "convgraph/runtime/device.hpp"
+
+namespace convgraph {
+
+using Shape = std::vector<std::int64_t>;
+using Strides = std::vector<std::int64_t>;
+
+// "[2, 3, 4]"
+std::string shape_str(const Shape& shape);
+// Product of the dims; throws ValueError on a negative dim or on overflow.
+std::int64_t shape_numel(const Shape& shape);
+// Row-major (C order) strides of SHAPE.
+Strides contiguous_strides(const Shape& shape);
+
+// An owned block of device memory returned to its allocator when the last reference goes.
+class Storage {
+ public:
+  Storage(std::size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+  Device device_;
+  Allocator* allocator_ = nullptr;
+};
+
+class Tensor {
+ public:
+  // An undefined tensor (defined() is false).
+  Tensor() = default;
+
+  // Uninitialised contents.
+  static Tensor empty(DType dtype, const Shape& shape, Device device = Device::cpu());
+  static Tensor zeros(DType dtype, const Shape& shape);
+  static Tensor full(DType dtype, const Shape& shape, double value);
+  // Copies VALUES (row-major, numel(SHAPE) of them) into a new tensor of T's dtype.
+  template <typename T>
+  static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
+  // A rank-0 tensor holding VALUE converted to DTYPE.
+  static Tensor scalar(DType dtype, double value);
+
+  bool defined() const { return storage_ != nullptr; }
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  const Strides& strides() const { return strides_; }
+  std::int64_t offset() const { return offset_; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  // Size of axis AXIS; negative axes count from the end.
+  std::int64_t dim(int axis) const;
+  std::int64_t numel() const;
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
+  Device device() const { return storage_ ? storage_->device() : Device::cpu(); }
+  bool is_contiguous() const;
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
+  bool shares_storage_with(const Tensor& other) const {
+    return storage_ != nullptr && storage_ == other.storage_;
+  }
+
+  // Typed pointer to element [0, ..., 0]; throws TypeError if T is not the dtype's storage type.
+  template <typename T>
+  T* data() const {
+    check_access(dtype_of<T>());
+    return static_cast<T*>(storage_->data()) + offset_;
+  }
+  void* raw_data() const {
+    return static_cast<char*>(storage_->data()) + offset_ * static_cast<std::int64_t>(dtype_size(dtype_));
+  }
+
+  // The single element of a tensor with numel() == 1, converted to T.
+  template <typename T>
+  T item() const;
+  double item_double() const { return item<double>(); }
+  // All elements in row-major order, converted to T.
+  template <typename T>
+  std::vector<T> to_vector() const;
+
+  // ---- views (share the buffer) ----
+  Tensor as_strided(const Shape& shape, const Strides& strides, std::int64_t offset) const;
+  // Axis I of the result is axis PERM[I] of this tensor.
+  Tensor permute(const std::vector<int>& perm) const;
+  // Elements START, START+STEP, ... before STOP along AXIS (bounds already normalised: STEP != 0,
+  // and for STEP > 0: 0 <= START <= STOP <= dim, for STEP < 0: -1 <= STOP <= START < dim).
+  Tensor slice(int axis, std::int64_t start, std::int64_t stop, std::int64_t step) const;
+  Tensor select(int axis, std::int64_t index) const;
+  // A view when the data is contiguous, else a contiguous copy reshaped.
+  Tensor reshape(const Shape& shape) const;
+  Tensor unsqueeze(int axis) const;
+
+  // ---- copies ----
+  Tensor contiguous() const;  // this tensor if already contiguous
+  Tensor clone() const;       // always a fresh contiguous copy
+  Tensor cast(DType dtype) const;
+  Tensor to(Device device) const;
+  // Copies SRC (same shape; dtype converted) into this tensor's elements.
+  void copy_from(const Tensor& src);
+  void fill(double value);
+
+  // Compact printing for debugging and error messages (elided past MAX_ELEMENTS).
+  std::string to_string(std::int64_t max_elements = 64) const;
+
+ private:
+  void check_access(DType requested) const;
+
+  std::shared_ptr<Storage> storage_;
+  DType dtype_ = DType::float32;
+  Shape shape_;
+  Strides strides_;
+  std::int64_t offset_ = 0;
+};
+
+// Exact equality of dtype, shape and every element.
+bool tensor_equal(const Tensor& a, const Tensor& b);
+
+template <typename T>
+Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {
+  const std::int64_t n = shape_numel(shape);
+  if (static_cast<std::int64_t>(values.size()) != n) {
+    throw ShapeError("Tensor::from_vector: " + std::to_string(values.size()) +
+                     " values given for shape " + shape_str(shape) + " (" + std::to_string(n) +
+                     " elements expected)");
+  }
+  Tensor t = empty(dtype_of<T>(), shape);
+  T* out = t.data<T>();
+  for (std::int64_t i = 0; i < n; ++i) out[i] = values[static_cast<std::size_t>(i)];
+  return t;
+}
+
+template <typename T>
+T Tensor::item() const {
+  if (!defined() || numel() != 1) {
+    throw ShapeError("Tensor::item: expected a tensor with exactly one element, got shape " +
+                     (defined() ? shape_str(shape_) : std::string("undefined")));
+  }
+  const Tensor c = to(Device::cpu());
+  return dispatch_dtype(dtype_, [&]<typename S>() {
+    return convert<T>(convert<compute_t<S>>(*c.data<S>()));
+  });
+}
+
+template <typename T>
+std::vector<T> Tensor::to_vector() const {
+  const Tensor c = to(Device::cpu()).contiguous();
+  std::vector<T> result(static_cast<std::size_t>(c.numel()));
+  dispatch_dtype(dtype_, [&]<typename S>() {
+    const S* p = c.data<S>();
+    for (std::size_t i = 0; i < result.size(); ++i) {
+      result[i] = convert<T>(convert<compute_t<S>>(p[i]));
+    }
+  });
+  return result;
+}
+
+}  // namespace convgraph
