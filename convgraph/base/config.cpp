@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -343,20 +344,21 @@ std::size_t index_of(std::string_view key) {
   return found->second;
 }
 
-std::string_view kind_name(FlagKind kind) {
+// "a boolean", "an integer", ...: what a flag of this kind holds.
+std::string_view kind_noun(FlagKind kind) {
   switch (kind) {
     case FlagKind::boolean:
-      return "boolean";
+      return "a boolean";
     case FlagKind::integer:
-      return "integer";
+      return "an integer";
     case FlagKind::string:
-      return "string";
+      return "a string";
     case FlagKind::choice:
-      return "choice";
+      return "a choice";
     case FlagKind::list:
-      return "list";
+      return "a list";
   }
-  return "unknown";
+  return "an unknown kind";
 }
 
 std::string integer_range(const FlagSpec& spec) {
@@ -479,13 +481,12 @@ const FlagSpec& spec_of_kind(std::string_view key, FlagKind kind, std::size_t& i
   index = index_of(key);
   const FlagSpec& spec = Config::specs()[index];
   if (spec.kind != kind) {
-    throw FlagError(
-        fmt::format("flag '{}' is a {} flag, not a {} flag; read it with the {} accessor",
-                    spec.name, kind_name(spec.kind), kind_name(kind),
-                    spec.kind == FlagKind::boolean   ? "get_bool"
-                    : spec.kind == FlagKind::integer ? "get_int"
-                    : spec.kind == FlagKind::list    ? "get_list"
-                                                     : "get"));
+    const std::string_view accessor = spec.kind == FlagKind::boolean   ? "get_bool"
+                                      : spec.kind == FlagKind::integer ? "get_int"
+                                      : spec.kind == FlagKind::list    ? "get_list"
+                                                                       : "get";
+    throw FlagError(fmt::format("flag '{}' holds {}, not {}: read it with {}()", spec.name,
+                                kind_noun(spec.kind), kind_noun(kind), accessor));
   }
   return spec;
 }

@@ -152,7 +152,12 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
 
   std::vector<Tensor> results;
   results.reserve(plan.output_slots.size());
-  for (int s : plan.output_slots) results.push_back(slots[static_cast<std::size_t>(s)]);
+  for (int s : plan.output_slots) {
+    // Never hand out the caller's own buffers (or a constant's) as a result: a later write to
+    // the result would change them.
+    const Tensor& value = slots[static_cast<std::size_t>(s)];
+    results.push_back(external.count(value.storage().get()) ? value.clone() : value);
+  }
   if (stats != nullptr) stats->peak_bytes = peak;
   return results;
 }

@@ -6,12 +6,16 @@
 // as 1 in the input's type. This keeps gradients (which sum over broadcast axes) static.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "convgraph/graph/op.hpp"
 #include "convgraph/graph/variable.hpp"
+#include "convgraph/runtime/tensor.hpp"
 
 namespace convgraph {
 
@@ -29,6 +33,106 @@ enum class ScalarOp {
 };
 
 std::string_view scalar_op_name(ScalarOp op);
+// How many operands OP takes (1, 2 or 3).
+int scalar_op_arity(ScalarOp op);
+// True for the comparisons, whose output is bool whatever the operands' dtype.
+bool scalar_op_is_comparison(ScalarOp op);
+
+// One ScalarOp applied elementwise, with the broadcasting rule above.
+//
+// The op itself does no promotion: every operand has one dtype (for `where`, the condition is
+// bool and the two branches share one dtype), and make_outputs rejects anything else with a
+// TypeError. The builder functions below are where the dtype rules live: they promote the
+// operands and insert Cast nodes, so a graph shows every conversion as a node of its own (the
+// fusion pass folds them into the loop later). Which dtypes each ScalarOp accepts:
+//   add sub mul neg abs sign square relu          numeric (integers, floats), not bool
+//   true_div, exp log log1p sqrt sigmoid tanh softplus    floats only
+//   int_div mod pow                                numeric, not bool
+//   maximum minimum, eq neq lt le gt ge            any dtype (comparisons give bool)
+//   logical_and logical_or logical_not             bool only
+//   where(cond, a, b)                              cond bool, a and b any one dtype
+//
+// The op also records, per input, which axes were broadcastable (static dim 1) when the node was
+// built, because perform() sees only tensors: a runtime 1 on an axis whose static dim was unknown
+// must not broadcast (the gradient would not sum over it). An op made without that record (as
+// in Elemwise(ScalarOp::add)) follows plain numpy rules at run time.
+class Elemwise final : public Op {
+ public:
+  // INPUT_BROADCASTABLE[i][axis]: whether axis AXIS of input I has static dim 1. Empty means
+  // unrecorded (numpy rules at run time); otherwise make_outputs checks it against the inputs.
+  explicit Elemwise(ScalarOp scalar_op, std::vector<std::vector<bool>> input_broadcastable = {});
+  // The op for INPUTS, recording their broadcastable axes.
+  static std::shared_ptr<const Elemwise> for_inputs(ScalarOp scalar_op,
+                                                    const std::vector<Variable>& inputs);
+
+  ScalarOp scalar_op() const { return scalar_op_; }
+  const std::vector<std::vector<bool>>& input_broadcastable() const {
+    return input_broadcastable_;
+  }
+
+  std::string name() const override { return "Elemwise"; }
+  std::string str() const override;
+  bool equals(const Op& other) const override;
+  std::size_t hash() const override;
+  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
+  std::vector<ShapeDims> infer_shape(const Node& node,
+                                     const std::vector<ShapeDims>& input_shapes) const override;
+  // Integer and bool inputs, and every input of the piecewise-constant ops (comparisons,
+  // int_div, sign, logic, the condition of where), get an undefined Variable: disconnected, a
+  // zero gradient. Each gradient is summed back to its input's type.
+  std::vector<Variable> grad(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& output_grads) const override;
+  // An undefined Variable where the derivative is zero (all eval points undefined, an integer or
+  // bool output, or a piecewise-constant op).
+  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& eval_points) const override;
+  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+
+ private:
+  ScalarOp scalar_op_;
+  std::vector<std::vector<bool>> input_broadcastable_;
+};
+
+// Conversion to a target dtype (see cast() below for the value rules).
+class Cast final : public Op {
+ public:
+  explicit Cast(DType target) : target_(target) {}
+  DType target() const { return target_; }
+
+  std::string name() const override { return "Cast"; }
+  std::string str() const override;  // "Cast{float32}"
+  bool equals(const Op& other) const override;
+  std::size_t hash() const override;
+  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
+  std::vector<ShapeDims> infer_shape(const Node& node,
+                                     const std::vector<ShapeDims>& input_shapes) const override;
+  // Float to float: the gradient cast back. Otherwise disconnected (undefined Variable).
+  std::vector<Variable> grad(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& output_grads) const override;
+  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& eval_points) const override;
+  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+
+ private:
+  DType target_;
+};
+
+// Applies SCALAR_OP to INPUTS as they are (no promotion, no casts): the dtypes must already be
+// what Elemwise accepts. For passes and gradients that build elementwise nodes directly.
+Variable elemwise(ScalarOp scalar_op, const std::vector<Variable>& inputs);
+
+// ---- CPU kernels, shared by perform() and by concrete ops ----
+// Computes OUTPUT (allocated, contiguous, of the broadcast shape and the op's output dtype) from
+// INPUTS, which must already satisfy Elemwise's dtype rules and broadcast to OUTPUT's shape under
+// numpy rules (checked by the caller). Throws ValueError, before writing anything, for integer
+// division or modulo by zero and for integer pow with a negative exponent.
+void elemwise_kernel(ScalarOp scalar_op, const std::vector<Tensor>& inputs, Tensor& output);
+// Converts INPUT into OUTPUT (same shape, any dtypes; OUTPUT allocated) by cast()'s rules.
+void cast_kernel(const Tensor& input, Tensor& output);
 
 // ---- building blocks ----
 // A rank-0 constant of DTYPE.
@@ -76,7 +180,9 @@ Variable tanh(const Variable& x);
 Variable softplus(const Variable& x);  // log(1 + exp(x)), computed stably
 Variable relu(const Variable& x);      // max(x, 0)
 
-// Converts to DTYPE (float -> int truncates toward zero; anything -> bool is != 0).
+// Converts to DTYPE (float -> int truncates toward zero; anything -> bool is != 0). Float to
+// integer saturates at the integer's range and maps NaN to 0, where C++ would be undefined.
+// Returns X itself when it already has DTYPE.
 Variable cast(const Variable& x, DType dtype);
 
 // ---- operators: a Variable with a Variable, or with a number (the number becomes a constant of
@@ -95,7 +201,10 @@ Variable operator-(double a, const Variable& b);
 Variable operator*(double a, const Variable& b);
 Variable operator/(double a, const Variable& b);
 
-// The type NUMBER takes when combined with a variable of dtype LIKE (see the operators above).
+// The type NUMBER takes when combined with a variable of dtype LIKE (see the operators above):
+// a float LIKE itself; for an integer LIKE, LIKE when NUMBER is integral and fits in it, int64
+// when it is integral and fits only there, floatX otherwise; for bool, int64 when NUMBER is
+// integral, floatX otherwise (so that bool + 1 counts, as in numpy).
 DType number_dtype(double number, DType like);
 
 }  // namespace convgraph

@@ -1,0 +1,34 @@
+// Human-readable views of a graph: debugprint (an indented tree, one line per node) and DOT.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "convgraph/graph/function_graph.hpp"
+#include "convgraph/graph/variable.hpp"
+
+namespace convgraph {
+
+struct DebugPrintOptions {
+  bool print_types = true;  // dtype and static shape of every variable
+  int max_depth = -1;       // -1: unlimited
+};
+
+// One line per variable: the op with its parameters (or the input's name, or the constant's
+// value), an id ([id A], [id B], ... in order of first appearance), the variable's name if it
+// has one, and its type. A node that was already printed is shown again by its id only, without
+// its inputs, so shared subgraphs appear once. Multi-output nodes print "Op.k" for output k.
+//   Elemwise{add} [id A] 'z' float32[8, ?]
+//    |Elemwise{mul} [id B] float32[8, ?]
+//    | |x [id C] float32[8, ?]
+//    | |TensorConstant{2} [id D] float32[]
+//    |Elemwise{mul} [id B] (see above)
+std::string debugprint(const std::vector<Variable>& outputs, const DebugPrintOptions& options = {});
+std::string debugprint(const Variable& output, const DebugPrintOptions& options = {});
+std::string debugprint(const FunctionGraph& graph, const DebugPrintOptions& options = {});
+
+// Graphviz DOT: one box per node, one ellipse per input or constant, edges labelled with types.
+std::string to_dot(const std::vector<Variable>& outputs);
+std::string to_dot(const FunctionGraph& graph);
+
+}  // namespace convgraph

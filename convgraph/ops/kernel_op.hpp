@@ -1,0 +1,35 @@
+// KernelOp: an op that brings its own kernel (a concrete implementation that the optimizer
+// chose). Ops that are not KernelOps run their reference perform() through a PerformKernel.
+#pragma once
+
+#include <memory>
+
+#include "convgraph/graph/op.hpp"
+#include "convgraph/runtime/kernel.hpp"
+
+namespace convgraph {
+
+class KernelOp : public Op {
+ public:
+  // The kernel that runs NODE (an application of this op). Called once per compiled node, so
+  // per-node setup (library primitives, workspace sizes) belongs here, not in Kernel::run.
+  virtual std::shared_ptr<const Kernel> make_kernel(const Node& node) const = 0;
+};
+
+// Runs an op's perform().
+class PerformKernel final : public Kernel {
+ public:
+  explicit PerformKernel(std::shared_ptr<const Op> op) : op_(std::move(op)) {}
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
+    op_->perform(inputs, outputs);
+  }
+  std::string name() const override { return op_->str(); }
+
+ private:
+  std::shared_ptr<const Op> op_;
+};
+
+// The kernel for NODE: its own if the op is a KernelOp, else a PerformKernel.
+std::shared_ptr<const Kernel> kernel_for(const Node& node);
+
+}  // namespace convgraph

@@ -1,0 +1,566 @@
+// CPU kernels of Elemwise and Cast. Kept apart from the op definitions because every ScalarOp is
+// instantiated for every dtype it accepts, which is most of the compile time of the family.
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "convgraph/base/config.hpp"
+#include "convgraph/ops/tensor/elemwise.hpp"
+#include "convgraph/runtime/strided.hpp"
+
+namespace convgraph {
+namespace {
+
+// Below this many output elements a parallel region costs more than it saves.
+constexpr std::int64_t kParallelThreshold = 32768;
+// Elements per parallel work item: large enough to amortise the loop set-up, small enough to
+// balance the threads.
+constexpr std::int64_t kChunkElements = 16384;
+
+int kernel_threads() {
+  const std::int64_t configured = global_config().get_int("threads");
+  return configured > 0 ? static_cast<int>(configured) : omp_get_max_threads();
+}
+
+// ---- integer arithmetic that wraps instead of overflowing (signed overflow is undefined) ----
+
+template <typename T>
+T wrap_add(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+  } else {
+    return a + b;
+  }
+}
+template <typename T>
+T wrap_sub(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) - static_cast<U>(b)));
+  } else {
+    return a - b;
+  }
+}
+template <typename T>
+T wrap_mul(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) * static_cast<U>(b)));
+  } else {
+    return a * b;
+  }
+}
+template <typename T>
+T wrap_neg(T a) {
+  return wrap_sub(T(0), a);
+}
+
+// Python's //: rounds toward minus infinity. The caller guarantees b != 0.
+template <typename T>
+T floor_div_int(T a, T b) {
+  if (b == T(-1)) return wrap_neg(a);  // INT_MIN / -1 overflows in C++
+  T q = static_cast<T>(a / b);
+  if (static_cast<T>(a % b) != 0 && ((a < 0) != (b < 0))) q = static_cast<T>(q - 1);
+  return q;
+}
+// Python's %: the result has the sign of the divisor. The caller guarantees b != 0.
+template <typename T>
+T floor_mod_int(T a, T b) {
+  if (b == T(-1)) return T(0);
+  T r = static_cast<T>(a % b);
+  if (r != 0 && ((r < 0) != (b < 0))) r = static_cast<T>(r + b);
+  return r;
+}
+template <typename T>
+T floor_mod_float(T a, T b) {
+  T r = std::fmod(a, b);
+  if (r != T(0)) {
+    if ((r < T(0)) != (b < T(0))) r += b;
+  } else {
+    r = std::copysign(T(0), b);
+  }
+  return r;
+}
+// Exponentiation by squaring, wrapping on overflow. The caller guarantees exponent >= 0.
+template <typename T>
+T int_pow(T base, T exponent) {
+  T result = 1;
+  while (exponent > 0) {
+    if (exponent & 1) result = wrap_mul(result, base);
+    exponent = static_cast<T>(exponent >> 1);
+    if (exponent > 0) base = wrap_mul(base, base);
+  }
+  return result;
+}
+
+// ---- scalar functions ----
+
+enum class Domain { numeric, floating, any, boolean };
+
+template <Domain D, typename T>
+constexpr bool domain_accepts() {
+  if constexpr (D == Domain::numeric) return !std::is_same_v<T, bool>;
+  if constexpr (D == Domain::floating) return is_float(dtype_of<T>());
+  if constexpr (D == Domain::boolean) return std::is_same_v<T, bool>;
+  return true;
+}
+
+// Each ScalarOp as a struct: its arity, the dtypes it accepts, whether it yields bool, and apply()
+// on the compute type C (float for float16).
+template <ScalarOp Op>
+struct Scalar;
+
+#define CONVGRAPH_SCALAR(OP, ARITY, DOMAIN, GIVES_BOOL)    \
+  template <>                                             \
+  struct Scalar<ScalarOp::OP> {                           \
+    static constexpr int arity = ARITY;                   \
+    static constexpr Domain domain = Domain::DOMAIN;      \
+    static constexpr bool gives_bool = GIVES_BOOL;        \
+    template <typename C>                                 \
+    static auto apply(C a, [[maybe_unused]] C b = C()) {  \
+      return body(a, b);                                  \
+    }                                                     \
+    template <typename C>                                 \
+    static auto body(C a, [[maybe_unused]] C b);          \
+  };                                                      \
+  template <typename C>                                   \
+  auto Scalar<ScalarOp::OP>::body(C a, [[maybe_unused]] C b)
+
+CONVGRAPH_SCALAR(add, 2, numeric, false) { return wrap_add(a, b); }
+CONVGRAPH_SCALAR(sub, 2, numeric, false) { return wrap_sub(a, b); }
+CONVGRAPH_SCALAR(mul, 2, numeric, false) { return wrap_mul(a, b); }
+CONVGRAPH_SCALAR(true_div, 2, floating, false) { return a / b; }
+CONVGRAPH_SCALAR(int_div, 2, numeric, false) {
+  if constexpr (std::is_integral_v<C>) {
+    return floor_div_int(a, b);
+  } else {
+    return std::floor(a / b);
+  }
+}
+CONVGRAPH_SCALAR(mod, 2, numeric, false) {
+  if constexpr (std::is_integral_v<C>) {
+    return floor_mod_int(a, b);
+  } else {
+    return floor_mod_float(a, b);
+  }
+}
+CONVGRAPH_SCALAR(pow, 2, numeric, false) {
+  if constexpr (std::is_integral_v<C>) {
+    return int_pow(a, b);
+  } else {
+    return static_cast<C>(std::pow(a, b));
+  }
+}
+// NaN propagates, as in numpy: the comparison alone would pick the other operand.
+CONVGRAPH_SCALAR(maximum, 2, any, false) { return (a >= b || a != a) ? a : b; }
+CONVGRAPH_SCALAR(minimum, 2, any, false) { return (a <= b || a != a) ? a : b; }
+CONVGRAPH_SCALAR(eq, 2, any, true) { return a == b; }
+CONVGRAPH_SCALAR(neq, 2, any, true) { return a != b; }
+CONVGRAPH_SCALAR(lt, 2, any, true) { return a < b; }
+CONVGRAPH_SCALAR(le, 2, any, true) { return a <= b; }
+CONVGRAPH_SCALAR(gt, 2, any, true) { return a > b; }
+CONVGRAPH_SCALAR(ge, 2, any, true) { return a >= b; }
+CONVGRAPH_SCALAR(logical_and, 2, boolean, true) { return a && b; }
+CONVGRAPH_SCALAR(logical_or, 2, boolean, true) { return a || b; }
+CONVGRAPH_SCALAR(logical_not, 1, boolean, true) { return !a; }
+CONVGRAPH_SCALAR(neg, 1, numeric, false) { return wrap_neg(a); }
+CONVGRAPH_SCALAR(abs, 1, numeric, false) {
+  if constexpr (std::is_integral_v<C>) {
+    return a < 0 ? wrap_neg(a) : a;
+  } else {
+    return std::abs(a);
+  }
+}
+// Zeros (of either sign) and NaN map to themselves, as in numpy.
+CONVGRAPH_SCALAR(sign, 1, numeric, false) {
+  if constexpr (std::is_integral_v<C>) {
+    return static_cast<C>((a > 0) - (a < 0));
+  } else {
+    return a > C(0) ? C(1) : (a < C(0) ? C(-1) : a);
+  }
+}
+CONVGRAPH_SCALAR(square, 1, numeric, false) { return wrap_mul(a, a); }
+CONVGRAPH_SCALAR(exp, 1, floating, false) { return static_cast<C>(std::exp(a)); }
+CONVGRAPH_SCALAR(log, 1, floating, false) { return static_cast<C>(std::log(a)); }
+CONVGRAPH_SCALAR(log1p, 1, floating, false) { return static_cast<C>(std::log1p(a)); }
+CONVGRAPH_SCALAR(sqrt, 1, floating, false) { return static_cast<C>(std::sqrt(a)); }
+// `a < 0 ? 0 : a` rather than `a > 0 ? a : 0` so that NaN stays NaN.
+CONVGRAPH_SCALAR(relu, 1, numeric, false) { return a < C(0) ? C(0) : a; }
+// Each branch only exponentiates a non-positive number, so neither overflows.
+CONVGRAPH_SCALAR(sigmoid, 1, floating, false) {
+  if (a >= C(0)) return static_cast<C>(C(1) / (C(1) + std::exp(-a)));
+  const C e = std::exp(a);
+  return static_cast<C>(e / (C(1) + e));
+}
+CONVGRAPH_SCALAR(tanh, 1, floating, false) { return static_cast<C>(std::tanh(a)); }
+// max(a, 0) + log1p(exp(-|a|)): never overflows, and exact to rounding for large |a|.
+CONVGRAPH_SCALAR(softplus, 1, floating, false) {
+  return static_cast<C>((a > C(0) ? a : C(0)) + std::log1p(std::exp(-std::abs(a))));
+}
+
+#undef CONVGRAPH_SCALAR
+
+template <>
+struct Scalar<ScalarOp::where> {
+  static constexpr int arity = 3;
+  static constexpr Domain domain = Domain::any;
+  static constexpr bool gives_bool = false;
+};
+
+// ---- loops over one run of elements ----
+// The output of a kernel is contiguous, so its stride along a run is 1 (size-1 axes are dropped
+// before runs are formed); the unit-stride and broadcast-scalar variants below are what lets
+// the compiler vectorize.
+
+template <typename F, typename T, typename R>
+void unary_run(const T* a, std::int64_t sa, R* o, std::int64_t so, std::int64_t n) {
+  using C = compute_t<T>;
+  const auto f = [](T x) { return convert<R>(F::apply(convert<C>(x))); };
+  if (sa == 1 && so == 1) {
+    for (std::int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) o[i * so] = f(a[i * sa]);
+  }
+}
+
+template <typename F, typename T, typename R>
+void binary_run(const T* a, std::int64_t sa, const T* b, std::int64_t sb, R* o, std::int64_t so,
+                std::int64_t n) {
+  using C = compute_t<T>;
+  const auto f = [](T x, T y) { return convert<R>(F::apply(convert<C>(x), convert<C>(y))); };
+  if (so == 1 && sa == 1 && sb == 1) {
+    for (std::int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+  } else if (so == 1 && sa == 1 && sb == 0) {
+    const T y = *b;
+    for (std::int64_t i = 0; i < n; ++i) o[i] = f(a[i], y);
+  } else if (so == 1 && sa == 0 && sb == 1) {
+    const T x = *a;
+    for (std::int64_t i = 0; i < n; ++i) o[i] = f(x, b[i]);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) o[i * so] = f(a[i * sa], b[i * sb]);
+  }
+}
+
+template <typename T>
+void where_run(const bool* c, std::int64_t sc, const T* a, std::int64_t sa, const T* b,
+               std::int64_t sb, T* o, std::int64_t so, std::int64_t n) {
+  if (so == 1 && sc == 1 && sa == 1 && sb == 1) {
+    for (std::int64_t i = 0; i < n; ++i) o[i] = c[i] ? a[i] : b[i];
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) o[i * so] = c[i * sc] ? a[i * sa] : b[i * sb];
+  }
+}
+
+// ---- iteration over the broadcast operands ----
+
+// Strides of INPUT viewed with OUTPUT_SHAPE (rank padded on the left, size-1 axes broadcast).
+Strides broadcast_strides(const Tensor& input, const Shape& output_shape) {
+  const std::size_t rank = output_shape.size();
+  const std::size_t pad = rank - input.shape().size();
+  Strides strides(rank, 0);
+  for (std::size_t axis = pad; axis < rank; ++axis) {
+    const std::size_t in_axis = axis - pad;
+    if (input.shape()[in_axis] != 1) strides[axis] = input.strides()[in_axis];
+  }
+  return strides;
+}
+
+// Calls RUN(offsets, count, inner_strides) over every element of OUTPUT, operand 0 being the
+// output and operand k the input k-1, in parallel chunks when the output is large. RUN must not
+// throw: it may run inside a parallel region.
+template <std::size_t N, typename Run>
+void for_each_chunk(const std::vector<Tensor>& inputs, const Tensor& output, Run&& run) {
+  const std::int64_t numel = output.numel();
+  if (numel == 0) return;
+  const bool parallel = numel > kParallelThreshold;
+  const int threads = parallel ? kernel_threads() : 1;
+
+  // The common case, every operand either laid out like the output or a single element, is one
+  // flat loop.
+  bool flat = output.is_contiguous();
+  for (const Tensor& input : inputs) {
+    flat = flat && ((input.shape() == output.shape() && input.is_contiguous()) ||
+                    input.numel() == 1);
+  }
+  if (flat) {
+    std::array<std::int64_t, N> inner{};
+    inner[0] = 1;
+    for (std::size_t k = 1; k < N; ++k) inner[k] = inputs[k - 1].numel() == 1 ? 0 : 1;
+    const std::int64_t chunks = (numel + kChunkElements - 1) / kChunkElements;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const std::int64_t start = chunk * kChunkElements;
+      std::array<std::int64_t, N> offsets{};
+      for (std::size_t k = 0; k < N; ++k) offsets[k] = start * inner[k];
+      run(offsets, std::min(kChunkElements, numel - start), inner);
+    }
+    return;
+  }
+
+  const Shape& shape = output.shape();
+  std::array<Strides, N> strides;
+  strides[0] = output.strides();
+  for (std::size_t k = 1; k < N; ++k) strides[k] = broadcast_strides(inputs[k - 1], shape);
+  std::array<const Strides*, N> stride_ptrs;
+  for (std::size_t k = 0; k < N; ++k) stride_ptrs[k] = &strides[k];
+  if (!parallel) {
+    for_each_run<N>(shape, stride_ptrs, run);
+    return;
+  }
+  // Split the outermost axis that has more than one element; the axes before it are all 1.
+  std::size_t axis = 0;
+  while (shape[axis] == 1) ++axis;
+  const std::int64_t extent = shape[axis];
+  const std::int64_t per_index = numel / extent;
+  const std::int64_t per_chunk = std::max<std::int64_t>(1, kChunkElements / per_index);
+  const std::int64_t chunks = (extent + per_chunk - 1) / per_chunk;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const std::int64_t start = chunk * per_chunk;
+    Shape sub = shape;
+    sub[axis] = std::min(per_chunk, extent - start);
+    std::array<std::int64_t, N> base{};
+    for (std::size_t k = 0; k < N; ++k) base[k] = start * strides[k][axis];
+    for_each_run<N>(sub, stride_ptrs,
+                    [&](const std::array<std::int64_t, N>& offsets, std::int64_t count,
+                        const std::array<std::int64_t, N>& inner) {
+                      std::array<std::int64_t, N> shifted;
+                      for (std::size_t k = 0; k < N; ++k) shifted[k] = base[k] + offsets[k];
+                      run(shifted, count, inner);
+                    });
+  }
+}
+
+// Whether PREDICATE holds for some element of TENSOR.
+template <typename T, typename Predicate>
+bool any_element(const Tensor& tensor, Predicate&& predicate) {
+  const T* data = tensor.data<T>();
+  bool found = false;
+  for_each_run<1>(tensor.shape(), {&tensor.strides()},
+                  [&](const std::array<std::int64_t, 1>& offsets, std::int64_t count,
+                      const std::array<std::int64_t, 1>& inner) {
+                    for (std::int64_t i = 0; i < count && !found; ++i) {
+                      found = predicate(data[offsets[0] + i * inner[0]]);
+                    }
+                  });
+  return found;
+}
+
+std::string op_label(ScalarOp op) { return fmt::format("Elemwise{{{}}}", scalar_op_name(op)); }
+
+// Rejects integer operands that would make the scalar function undefined, before any output is
+// written.
+template <ScalarOp Op, typename T>
+void check_integer_operands(const std::vector<Tensor>& inputs, const Tensor& output) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (output.numel() == 0) return;
+    if constexpr (Op == ScalarOp::int_div || Op == ScalarOp::mod) {
+      if (any_element<T>(inputs[1], [](T v) { return v == T(0); })) {
+        throw ValueError(fmt::format(
+            "integer division by zero in {}: the divisor (input 1, dtype {}, shape {}) has a zero "
+            "element; cast to a floating-point dtype to get inf/nan instead",
+            op_label(Op), dtype_name(inputs[1].dtype()), shape_str(inputs[1].shape())));
+      }
+    }
+    if constexpr (Op == ScalarOp::pow) {
+      if (any_element<T>(inputs[1], [](T v) { return v < T(0); })) {
+        throw ValueError(fmt::format(
+            "integer power with a negative exponent in {}: the exponent (input 1, dtype {}, "
+            "shape {}) has a negative element; cast to a floating-point dtype first",
+            op_label(Op), dtype_name(inputs[1].dtype()), shape_str(inputs[1].shape())));
+      }
+    }
+  }
+}
+
+template <ScalarOp Op>
+void run_scalar_op(const std::vector<Tensor>& inputs, Tensor& output) {
+  using F = Scalar<Op>;
+  const DType dtype = inputs[Op == ScalarOp::where ? 1 : 0].dtype();
+  dispatch_dtype(dtype, [&]<typename T>() {
+    if constexpr (!domain_accepts<F::domain, T>()) {
+      throw TypeError(fmt::format("{}: no kernel for dtype {}", op_label(Op), dtype_name(dtype)));
+    } else {
+      using R = std::conditional_t<F::gives_bool, bool, T>;
+      check_integer_operands<Op, T>(inputs, output);
+      R* out = output.data<R>();
+      if constexpr (Op == ScalarOp::where) {
+        const bool* c = inputs[0].data<bool>();
+        const T* a = inputs[1].data<T>();
+        const T* b = inputs[2].data<T>();
+        for_each_chunk<4>(inputs, output,
+                          [&](const std::array<std::int64_t, 4>& off, std::int64_t n,
+                              const std::array<std::int64_t, 4>& in) {
+                            where_run<T>(c + off[1], in[1], a + off[2], in[2], b + off[3], in[3],
+                                         out + off[0], in[0], n);
+                          });
+      } else if constexpr (F::arity == 2) {
+        const T* a = inputs[0].data<T>();
+        const T* b = inputs[1].data<T>();
+        for_each_chunk<3>(inputs, output,
+                          [&](const std::array<std::int64_t, 3>& off, std::int64_t n,
+                              const std::array<std::int64_t, 3>& in) {
+                            binary_run<F, T, R>(a + off[1], in[1], b + off[2], in[2], out + off[0],
+                                                in[0], n);
+                          });
+      } else {
+        const T* a = inputs[0].data<T>();
+        for_each_chunk<2>(inputs, output,
+                          [&](const std::array<std::int64_t, 2>& off, std::int64_t n,
+                              const std::array<std::int64_t, 2>& in) {
+                            unary_run<F, T, R>(a + off[1], in[1], out + off[0], in[0], n);
+                          });
+      }
+    }
+  });
+}
+
+// Checks what the kernels rely on; the ops check the same with better messages first.
+void check_kernel_arguments(ScalarOp op, const std::vector<Tensor>& inputs, const Tensor& output) {
+  const std::string label = op_label(op);
+  if (static_cast<int>(inputs.size()) != scalar_op_arity(op)) {
+    throw ValueError(fmt::format("{}: {} inputs given, {} expected", label, inputs.size(),
+                                 scalar_op_arity(op)));
+  }
+  if (!output.defined() || !output.device().is_cpu()) {
+    throw ValueError(fmt::format("{}: the output must be an allocated CPU tensor", label));
+  }
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& input = inputs[i];
+    if (!input.defined()) throw ValueError(fmt::format("{}: input {} is undefined", label, i));
+    if (!input.device().is_cpu()) {
+      throw UnsupportedError(fmt::format("{}: input {} is on {}; this kernel runs on the CPU",
+                                         label, i, input.device().str()));
+    }
+    const std::size_t rank = output.shape().size();
+    bool fits = input.shape().size() <= rank;
+    for (std::size_t a = 0; fits && a < input.shape().size(); ++a) {
+      const std::int64_t d = input.shape()[input.shape().size() - 1 - a];
+      fits = d == 1 || d == output.shape()[rank - 1 - a];
+    }
+    if (!fits) {
+      throw ShapeError(fmt::format("{}: input {} of shape {} does not broadcast to the output "
+                                   "shape {}",
+                                   label, i, shape_str(input.shape()), shape_str(output.shape())));
+    }
+  }
+  const bool is_where = op == ScalarOp::where;
+  const DType dtype = inputs[is_where ? 1 : 0].dtype();
+  for (std::size_t i = is_where ? 1 : 0; i < inputs.size(); ++i) {
+    if (inputs[i].dtype() != dtype) {
+      throw TypeError(fmt::format("{}: input {} has dtype {} but input {} has {}", label, i,
+                                  dtype_name(inputs[i].dtype()), is_where ? 1 : 0,
+                                  dtype_name(dtype)));
+    }
+  }
+  if (is_where && inputs[0].dtype() != DType::boolean) {
+    throw TypeError(fmt::format("{}: the condition (input 0) has dtype {}, expected bool", label,
+                                dtype_name(inputs[0].dtype())));
+  }
+  const DType expected = scalar_op_is_comparison(op) || op == ScalarOp::logical_and ||
+                                 op == ScalarOp::logical_or || op == ScalarOp::logical_not
+                             ? DType::boolean
+                             : dtype;
+  if (output.dtype() != expected) {
+    throw TypeError(fmt::format("{}: the output has dtype {}, expected {}", label,
+                                dtype_name(output.dtype()), dtype_name(expected)));
+  }
+}
+
+// float -> integer saturates and maps NaN to 0 (a plain conversion would be undefined there).
+template <typename D, typename S>
+D cast_value(S value) {
+  using SC = compute_t<S>;
+  const SC v = convert<SC>(value);
+  if constexpr (std::is_same_v<D, bool>) {
+    return v != SC(0);
+  } else if constexpr (std::is_integral_v<D> && std::is_floating_point_v<SC>) {
+    if (v != v) return D(0);
+    // The bounds as SC round outward (2^31 - 1 becomes 2^31), so every value strictly inside
+    // them converts without overflow.
+    if (v <= static_cast<SC>(std::numeric_limits<D>::min())) return std::numeric_limits<D>::min();
+    if (v >= static_cast<SC>(std::numeric_limits<D>::max())) return std::numeric_limits<D>::max();
+    return static_cast<D>(v);
+  } else {
+    return convert<D>(v);
+  }
+}
+
+}  // namespace
+
+void elemwise_kernel(ScalarOp op, const std::vector<Tensor>& inputs, Tensor& output) {
+  check_kernel_arguments(op, inputs, output);
+  switch (op) {
+    case ScalarOp::add: return run_scalar_op<ScalarOp::add>(inputs, output);
+    case ScalarOp::sub: return run_scalar_op<ScalarOp::sub>(inputs, output);
+    case ScalarOp::mul: return run_scalar_op<ScalarOp::mul>(inputs, output);
+    case ScalarOp::true_div: return run_scalar_op<ScalarOp::true_div>(inputs, output);
+    case ScalarOp::int_div: return run_scalar_op<ScalarOp::int_div>(inputs, output);
+    case ScalarOp::mod: return run_scalar_op<ScalarOp::mod>(inputs, output);
+    case ScalarOp::pow: return run_scalar_op<ScalarOp::pow>(inputs, output);
+    case ScalarOp::maximum: return run_scalar_op<ScalarOp::maximum>(inputs, output);
+    case ScalarOp::minimum: return run_scalar_op<ScalarOp::minimum>(inputs, output);
+    case ScalarOp::eq: return run_scalar_op<ScalarOp::eq>(inputs, output);
+    case ScalarOp::neq: return run_scalar_op<ScalarOp::neq>(inputs, output);
+    case ScalarOp::lt: return run_scalar_op<ScalarOp::lt>(inputs, output);
+    case ScalarOp::le: return run_scalar_op<ScalarOp::le>(inputs, output);
+    case ScalarOp::gt: return run_scalar_op<ScalarOp::gt>(inputs, output);
+    case ScalarOp::ge: return run_scalar_op<ScalarOp::ge>(inputs, output);
+    case ScalarOp::logical_and: return run_scalar_op<ScalarOp::logical_and>(inputs, output);
+    case ScalarOp::logical_or: return run_scalar_op<ScalarOp::logical_or>(inputs, output);
+    case ScalarOp::logical_not: return run_scalar_op<ScalarOp::logical_not>(inputs, output);
+    case ScalarOp::neg: return run_scalar_op<ScalarOp::neg>(inputs, output);
+    case ScalarOp::abs: return run_scalar_op<ScalarOp::abs>(inputs, output);
+    case ScalarOp::sign: return run_scalar_op<ScalarOp::sign>(inputs, output);
+    case ScalarOp::square: return run_scalar_op<ScalarOp::square>(inputs, output);
+    case ScalarOp::exp: return run_scalar_op<ScalarOp::exp>(inputs, output);
+    case ScalarOp::log: return run_scalar_op<ScalarOp::log>(inputs, output);
+    case ScalarOp::log1p: return run_scalar_op<ScalarOp::log1p>(inputs, output);
+    case ScalarOp::sqrt: return run_scalar_op<ScalarOp::sqrt>(inputs, output);
+    case ScalarOp::relu: return run_scalar_op<ScalarOp::relu>(inputs, output);
+    case ScalarOp::sigmoid: return run_scalar_op<ScalarOp::sigmoid>(inputs, output);
+    case ScalarOp::tanh: return run_scalar_op<ScalarOp::tanh>(inputs, output);
+    case ScalarOp::softplus: return run_scalar_op<ScalarOp::softplus>(inputs, output);
+    case ScalarOp::where: return run_scalar_op<ScalarOp::where>(inputs, output);
+  }
+  throw ValueError("elemwise_kernel: invalid ScalarOp value");
+}
+
+void cast_kernel(const Tensor& input, Tensor& output) {
+  if (!input.defined() || !output.defined()) throw ValueError("cast_kernel: undefined tensor");
+  if (input.shape() != output.shape()) {
+    throw ShapeError(fmt::format("cast_kernel: input shape {} differs from output shape {}",
+                                 shape_str(input.shape()), shape_str(output.shape())));
+  }
+  if (!input.device().is_cpu() || !output.device().is_cpu()) {
+    throw UnsupportedError("cast_kernel: runs on CPU tensors only");
+  }
+  const std::vector<Tensor> inputs{input};
+  dispatch_dtype(output.dtype(), [&]<typename D>() {
+    dispatch_dtype(input.dtype(), [&]<typename S>() {
+      D* out = output.data<D>();
+      const S* in = input.data<S>();
+      for_each_chunk<2>(inputs, output,
+                        [&](const std::array<std::int64_t, 2>& off, std::int64_t n,
+                            const std::array<std::int64_t, 2>& st) {
+                          D* o = out + off[0];
+                          const S* a = in + off[1];
+                          if (st[0] == 1 && st[1] == 1) {
+                            for (std::int64_t i = 0; i < n; ++i) o[i] = cast_value<D>(a[i]);
+                          } else {
+                            for (std::int64_t i = 0; i < n; ++i) {
+                              o[i * st[0]] = cast_value<D>(a[i * st[1]]);
+                            }
+                          }
+                        });
+    });
+  });
+}
+
+}  // namespace convgraph

@@ -1,0 +1,89 @@
+#include "convgraph/optimizer/compile.hpp"
+
+#include <fmt/format.h>
+
+#include <unordered_map>
+
+#include "convgraph/graph/function_graph.hpp"
+#include "convgraph/graph/op.hpp"
+#include "convgraph/ops/kernel_op.hpp"
+#include "convgraph/optimizer/basic_passes.hpp"
+
+namespace convgraph {
+namespace {
+
+ValueSpec spec_of(const Variable& var) {
+  return ValueSpec{var.name(), var.dtype(), var.type().dims, var.type().device};
+}
+
+std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& config) {
+  auto plan = std::make_shared<Plan>();
+  plan->release_intermediates = config.get_bool("allow_gc");
+  std::unordered_map<const VariableData*, int> slot_of;
+  auto new_slot = [&](const Variable& v) {
+    const int s = plan->num_slots++;
+    slot_of[v.get()] = s;
+    return s;
+  };
+  for (const Variable& in : graph.inputs()) {
+    plan->input_slots.push_back(new_slot(in));
+    plan->input_specs.push_back(spec_of(in));
+  }
+  auto slot_for_read = [&](const Variable& v) {
+    auto it = slot_of.find(v.get());
+    if (it != slot_of.end()) return it->second;
+    if (!v.is_constant()) {
+      throw ConvGraphError(fmt::format("internal error: {} is read before it is computed",
+                                       v.label()));
+    }
+    const int s = new_slot(v);
+    plan->constants.emplace_back(s, v.constant_value());
+    return s;
+  };
+
+  const auto& order = graph.toposort();
+  for (Node* node : order) {
+    PlanStep step;
+    step.kernel = kernel_for(*node);
+    step.label = fmt::format("node #{} {}", node->id, node->op->str());
+    for (const Variable& in : node->inputs) step.inputs.push_back(slot_for_read(in));
+    for (int k = 0; k < node->num_outputs(); ++k) {
+      Variable out = node->output(k);
+      step.outputs.push_back(new_slot(out));
+      step.output_specs.push_back(spec_of(out));
+    }
+    plan->steps.push_back(std::move(step));
+  }
+  for (const Variable& out : graph.outputs()) plan->output_slots.push_back(slot_for_read(out));
+
+  // Release each computed slot after its last reader (or right after it is produced when
+  // nothing reads it), unless the function returns it.
+  std::vector<int> last(static_cast<std::size_t>(plan->num_slots), -1);
+  std::vector<bool> keep(static_cast<std::size_t>(plan->num_slots), false);
+  for (int s : plan->output_slots) keep[static_cast<std::size_t>(s)] = true;
+  for (int s : plan->input_slots) keep[static_cast<std::size_t>(s)] = true;
+  for (const auto& [s, value] : plan->constants) keep[static_cast<std::size_t>(s)] = true;
+  for (std::size_t i = 0; i < plan->steps.size(); ++i) {
+    for (int s : plan->steps[i].outputs) last[static_cast<std::size_t>(s)] = static_cast<int>(i);
+    for (int s : plan->steps[i].inputs) last[static_cast<std::size_t>(s)] = static_cast<int>(i);
+  }
+  for (int s = 0; s < plan->num_slots; ++s) {
+    if (keep[static_cast<std::size_t>(s)] || last[static_cast<std::size_t>(s)] < 0) continue;
+    plan->steps[static_cast<std::size_t>(last[static_cast<std::size_t>(s)])].release_after.push_back(s);
+  }
+  return plan;
+}
+
+}  // namespace
+
+Function compile(const std::vector<Variable>& inputs, const std::vector<Variable>& outputs,
+                 const CompileOptions& options) {
+  Config config = options.config ? *options.config : global_config();
+  if (!options.flags.empty()) config.apply(options.flags);
+  auto graph = std::make_shared<FunctionGraph>(inputs, outputs);
+  run_basic_passes(*graph, config);
+  auto plan = build_plan(*graph, config);
+  return Function(std::move(plan), std::move(graph));
+}
+
+}  // namespace convgraph
