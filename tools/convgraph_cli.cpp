@@ -1,0 +1,43 @@
+// The convgraph command-line tool: inspect the flags and the build.
+//   convgraph flags            every flag with its value, default and description
+//   convgraph flags --check    validate CONVGRAPH_FLAGS and exit non-zero with the error if bad
+//   convgraph info             version and optional components of this build
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "convgraph/convgraph.hpp"
+
+using namespace convgraph;
+
+int main(int argc, char** argv) {
+  CLI::App app{"convgraph: a symbolic computation-graph compiler for convolutional networks"};
+  app.require_subcommand(1);
+
+  auto* flags = app.add_subcommand("flags", "print every flag with its value and default");
+  bool check_only = false;
+  flags->add_flag("--check", check_only, "only validate CONVGRAPH_FLAGS");
+  auto* info = app.add_subcommand("info", "print the version and the optional components");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (flags->parsed()) {
+      const Config config = Config::from_environment();
+      if (check_only) {
+        std::puts("CONVGRAPH_FLAGS is valid");
+      } else {
+        std::fputs(config.describe().c_str(), stdout);
+      }
+    } else if (info->parsed()) {
+      std::printf("convgraph %s\n", CONVGRAPH_VERSION);
+      std::printf("  CUDA:   %s\n", CONVGRAPH_HAVE_CUDA ? "yes" : "no");
+      std::printf("  cuDNN:  %s\n", CONVGRAPH_HAVE_CUDNN ? "yes" : "no");
+      std::printf("  oneDNN: %s\n", CONVGRAPH_HAVE_ONEDNN ? "yes" : "no");
+      std::printf("  LLVM:   %s\n", CONVGRAPH_HAVE_LLVM ? "yes" : "no");
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "convgraph: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
