@@ -7,8 +7,6 @@
 #include <random>
 
 #include "convgraph/convgraph.hpp"
-#include "convgraph/ops/conv/conv.hpp"
-#include "convgraph/ops/tensor/nnet.hpp"
 
 using namespace convgraph;
 

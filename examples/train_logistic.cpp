@@ -33,9 +33,10 @@ int main() {
   Variable logits = dot(x, w) + b;
   Variable loss = mean(softplus(logits) - y * logits);  // = BCE(sigmoid(logits), y), stably
   auto grads = grad(loss, {w, b});
-  Function step = compile({x, y, w, b}, {loss, w - kLearningRate * grads[0], b - kLearningRate * grads[1]});
+  Function step =
+      compile({x, y, w, b}, {loss, w - kLearningRate * grads[0], b - kLearningRate * grads[1]});
 
-  std::printf("optimized step graph:\n%s\n", step.str().c_str());
+  std::printf("loss graph:\n%s\n", debugprint(loss).c_str());
   Tensor tx = Tensor::from_vector(features, {kExamples, kFeatures});
   Tensor ty = Tensor::from_vector(labels, {kExamples});
   Tensor tw = Tensor::zeros(DType::float32, {kFeatures});

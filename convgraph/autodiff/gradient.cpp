@@ -68,9 +68,9 @@ void check_gradient_type(const Node& node, std::size_t i, const Variable& input,
     ok = !(w && h && *w != *h);
   }
   if (!ok) {
-    throw ConvGraphError(fmt::format(
-        "internal error: {}.grad returned type {} for input {} of type {}", node.op->str(),
-        got.str(), i, want.str()));
+    throw ConvGraphError(
+        fmt::format("internal error: {}.grad returned type {} for input {} of type {}",
+                    node.op->str(), got.str(), i, want.str()));
   }
 }
 
@@ -135,9 +135,10 @@ std::vector<Variable> backprop(const std::vector<Variable>& outputs,
     } else {
       gins = node->op->grad(node->inputs, outs, gouts);
       if (gins.size() != node->inputs.size()) {
-        throw ConvGraphError(fmt::format("internal error: {}.grad returned {} gradients for {} "
-                                         "inputs",
-                                         node->op->str(), gins.size(), node->inputs.size()));
+        throw ConvGraphError(
+            fmt::format("internal error: {}.grad returned {} gradients for {} "
+                        "inputs",
+                        node->op->str(), gins.size(), node->inputs.size()));
       }
     }
     for (std::size_t i = 0; i < node->inputs.size(); ++i) {
@@ -164,9 +165,10 @@ std::vector<Variable> backprop(const std::vector<Variable>& outputs,
     }
     Variable g = sum_terms(t->second);
     if (g.is_undefined_grad()) {
-      throw UnsupportedError(fmt::format("{}: the gradient with respect to wrt[{}] ({}) does not "
-                                         "exist: {}",
-                                         who, j, w.label(), g.undefined_reason()));
+      throw UnsupportedError(
+          fmt::format("{}: the gradient with respect to wrt[{}] ({}) does not "
+                      "exist: {}",
+                      who, j, w.label(), g.undefined_reason()));
     }
     result.push_back(g);
   }
@@ -243,9 +245,10 @@ std::vector<Variable> Rop(const std::vector<Variable>& outputs, const std::vecto
     std::vector<Variable> outs = keep->outputs();
     std::vector<Variable> r = node->op->r_op(node->inputs, outs, points);
     if (r.size() != outs.size()) {
-      throw ConvGraphError(fmt::format("internal error: {}.r_op returned {} results for {} "
-                                       "outputs",
-                                       node->op->str(), r.size(), outs.size()));
+      throw ConvGraphError(
+          fmt::format("internal error: {}.r_op returned {} results for {} "
+                      "outputs",
+                      node->op->str(), r.size(), outs.size()));
     }
     for (std::size_t k = 0; k < outs.size(); ++k) {
       if (r[k].defined()) tangent[outs[k].get()] = r[k];

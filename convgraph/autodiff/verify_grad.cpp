@@ -43,11 +43,13 @@ void verify_grad(const std::function<Variable(const std::vector<Variable>&)>& fn
   std::vector<Variable> inputs;
   DType widest = DType::float16;
   for (std::size_t i = 0; i < points.size(); ++i) {
-    if (!points[i].defined()) throw ValueError(fmt::format("verify_grad: point {} is undefined", i));
+    if (!points[i].defined())
+      throw ValueError(fmt::format("verify_grad: point {} is undefined", i));
     if (!is_float(points[i].dtype())) {
-      throw TypeError(fmt::format("verify_grad: point {} has dtype {}; only floating-point "
-                                  "inputs can be checked",
-                                  i, dtype_name(points[i].dtype())));
+      throw TypeError(
+          fmt::format("verify_grad: point {} has dtype {}; only floating-point "
+                      "inputs can be checked",
+                      i, dtype_name(points[i].dtype())));
     }
     widest = promote(widest, points[i].dtype());
     inputs.push_back(make_input(TensorType::of(points[i]), fmt::format("point{}", i)));
@@ -61,9 +63,10 @@ void verify_grad(const std::function<Variable(const std::vector<Variable>&)>& fn
   const Variable output = fn(inputs);
   if (!output.defined()) throw ValueError("verify_grad: the function returned no variable");
   if (!is_float(output.dtype())) {
-    throw TypeError(fmt::format("verify_grad: the function's output has dtype {}; it must be "
-                                "floating-point",
-                                dtype_name(output.dtype())));
+    throw TypeError(
+        fmt::format("verify_grad: the function's output has dtype {}; it must be "
+                    "floating-point",
+                    dtype_name(output.dtype())));
   }
   // The output's shape is only known after running it once.
   const Tensor sample = compile(inputs, {output}, copts)(points).front();

@@ -20,11 +20,11 @@ class GradientError : public ConvGraphError {
 };
 
 struct VerifyGradOptions {
-  std::uint64_t seed = 42;            // for the random projection
-  std::optional<double> eps;          // finite-difference step; default per dtype
-  std::optional<double> abs_tol;      // default per dtype
-  std::optional<double> rel_tol;      // default per dtype
-  std::string flags;                  // compile flags for the functions it builds
+  std::uint64_t seed = 42;        // for the random projection
+  std::optional<double> eps;      // finite-difference step; default per dtype
+  std::optional<double> abs_tol;  // default per dtype
+  std::optional<double> rel_tol;  // default per dtype
+  std::string flags;              // compile flags for the functions it builds
 };
 
 // Builds FN on symbolic inputs of the types of POINTS, projects its output on random weights in

@@ -6,13 +6,20 @@ namespace convgraph {
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::float16: return "float16";
-    case DType::float32: return "float32";
-    case DType::float64: return "float64";
-    case DType::int8: return "int8";
-    case DType::int32: return "int32";
-    case DType::int64: return "int64";
-    case DType::boolean: return "bool";
+    case DType::float16:
+      return "float16";
+    case DType::float32:
+      return "float32";
+    case DType::float64:
+      return "float64";
+    case DType::int8:
+      return "int8";
+    case DType::int32:
+      return "int32";
+    case DType::int64:
+      return "int64";
+    case DType::boolean:
+      return "bool";
   }
   return "invalid";
 }
@@ -40,19 +47,28 @@ DType parse_dtype_or_throw(std::string_view name, std::string_view what) {
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::float16: return 2;
-    case DType::float32: return 4;
-    case DType::float64: return 8;
-    case DType::int8: return 1;
-    case DType::int32: return 4;
-    case DType::int64: return 8;
-    case DType::boolean: return 1;
+    case DType::float16:
+      return 2;
+    case DType::float32:
+      return 4;
+    case DType::float64:
+      return 8;
+    case DType::int8:
+      return 1;
+    case DType::int32:
+      return 4;
+    case DType::int64:
+      return 8;
+    case DType::boolean:
+      return 1;
   }
   return 0;
 }
 
 namespace {
-int kind_rank(DType d) { return is_float(d) ? 2 : is_integer(d) ? 1 : 0; }
+int kind_rank(DType d) {
+  return is_float(d) ? 2 : is_integer(d) ? 1 : 0;
+}
 }  // namespace
 
 DType promote(DType a, DType b) {

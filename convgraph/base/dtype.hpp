@@ -31,7 +31,9 @@ constexpr bool is_float(DType d) {
 constexpr bool is_integer(DType d) {
   return d == DType::int8 || d == DType::int32 || d == DType::int64;
 }
-constexpr bool is_bool(DType d) { return d == DType::boolean; }
+constexpr bool is_bool(DType d) {
+  return d == DType::boolean;
+}
 
 // The dtype both operands are computed in: bool < integers < floats; within a kind the wider one
 // wins; an integer combined with a float gives that float (as in PyTorch, not numpy).
@@ -74,19 +76,33 @@ using storage_t = typename StorageOf<D>::type;
 template <typename T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<Half>() { return DType::float16; }
+constexpr DType dtype_of<Half>() {
+  return DType::float16;
+}
 template <>
-constexpr DType dtype_of<float>() { return DType::float32; }
+constexpr DType dtype_of<float>() {
+  return DType::float32;
+}
 template <>
-constexpr DType dtype_of<double>() { return DType::float64; }
+constexpr DType dtype_of<double>() {
+  return DType::float64;
+}
 template <>
-constexpr DType dtype_of<std::int8_t>() { return DType::int8; }
+constexpr DType dtype_of<std::int8_t>() {
+  return DType::int8;
+}
 template <>
-constexpr DType dtype_of<std::int32_t>() { return DType::int32; }
+constexpr DType dtype_of<std::int32_t>() {
+  return DType::int32;
+}
 template <>
-constexpr DType dtype_of<std::int64_t>() { return DType::int64; }
+constexpr DType dtype_of<std::int64_t>() {
+  return DType::int64;
+}
 template <>
-constexpr DType dtype_of<bool>() { return DType::boolean; }
+constexpr DType dtype_of<bool>() {
+  return DType::boolean;
+}
 
 // The type arithmetic on T is carried out in: float for Half, T otherwise.
 template <typename T>
@@ -117,13 +133,20 @@ inline To convert(From value) {
 template <typename Fn>
 decltype(auto) dispatch_dtype(DType dtype, Fn&& fn) {
   switch (dtype) {
-    case DType::float16: return fn.template operator()<Half>();
-    case DType::float32: return fn.template operator()<float>();
-    case DType::float64: return fn.template operator()<double>();
-    case DType::int8: return fn.template operator()<std::int8_t>();
-    case DType::int32: return fn.template operator()<std::int32_t>();
-    case DType::int64: return fn.template operator()<std::int64_t>();
-    case DType::boolean: return fn.template operator()<bool>();
+    case DType::float16:
+      return fn.template operator()<Half>();
+    case DType::float32:
+      return fn.template operator()<float>();
+    case DType::float64:
+      return fn.template operator()<double>();
+    case DType::int8:
+      return fn.template operator()<std::int8_t>();
+    case DType::int32:
+      return fn.template operator()<std::int32_t>();
+    case DType::int64:
+      return fn.template operator()<std::int64_t>();
+    case DType::boolean:
+      return fn.template operator()<bool>();
   }
   throw ValueError("dispatch_dtype: invalid dtype value");
 }

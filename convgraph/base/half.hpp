@@ -69,6 +69,8 @@ struct Half {
   }
 };
 
-inline float to_float(Half h) { return Half::to_float(h.bits); }
+inline float to_float(Half h) {
+  return Half::to_float(h.bits);
+}
 
 }  // namespace convgraph

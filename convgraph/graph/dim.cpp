@@ -31,9 +31,12 @@ const Variable& Dim::variable() const {
 
 std::string Dim::str() const {
   switch (kind_) {
-    case Kind::constant: return std::to_string(value_);
-    case Kind::symbolic: return var_.label();
-    case Kind::unknown: return "?";
+    case Kind::constant:
+      return std::to_string(value_);
+    case Kind::symbolic:
+      return var_.label();
+    case Kind::unknown:
+      return "?";
   }
   return "?";
 }

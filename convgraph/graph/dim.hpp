@@ -15,7 +15,7 @@ namespace convgraph {
 
 class Dim {
  public:
-  Dim() = default;  // unknown
+  Dim() = default;                                                   // unknown
   Dim(std::int64_t value) : kind_(Kind::constant), value_(value) {}  // NOLINT: implicit by design
   Dim(int value) : Dim(static_cast<std::int64_t>(value)) {}          // NOLINT
   // VAR must be a rank-0 int64 variable; a constant variable becomes a constant Dim.

@@ -112,13 +112,15 @@ Variable FunctionGraph::copy_of(const Variable& original) const {
   if (original.is_constant()) return original;
   auto it = copies_.find(original.get());
   if (it == copies_.end()) {
-    throw ValueError(fmt::format("{} is not part of the graph this function was built from",
-                                 original.label()));
+    throw ValueError(
+        fmt::format("{} is not part of the graph this function was built from", original.label()));
   }
   return it->second;
 }
 
-bool FunctionGraph::contains(const Node* node) const { return nodes_.count(node) != 0; }
+bool FunctionGraph::contains(const Node* node) const {
+  return nodes_.count(node) != 0;
+}
 
 const std::vector<FunctionGraph::Client>& FunctionGraph::clients(const Variable& var) const {
   static const std::vector<Client> none;
@@ -160,9 +162,10 @@ std::vector<Node*> FunctionGraph::import_variable(const Variable& var) {
     }
   }
   if (var.owner() == nullptr && !var.is_constant() && !input_set_.count(var.get())) {
-    throw ValueError(fmt::format("replacement {} is a free variable that is not an input of this "
-                                 "function graph",
-                                 var.label()));
+    throw ValueError(
+        fmt::format("replacement {} is a free variable that is not an input of this "
+                    "function graph",
+                    var.label()));
   }
   for (Node* node : fresh) import_node(node->shared_from_this());
   return fresh;
@@ -188,8 +191,11 @@ void FunctionGraph::prune_if_dead(Node* start) {
   }
 }
 
-void FunctionGraph::replace(const Variable& old_var, const Variable& new_var,
+void FunctionGraph::replace(const Variable& old_ref, const Variable& new_ref,
                             const std::string& reason) {
+  // Copies: the arguments may refer to outputs_ or to node inputs, which this function rewrites.
+  const Variable old_var = old_ref;
+  const Variable new_var = new_ref;
   if (!old_var.defined() || !new_var.defined()) {
     throw ValueError("FunctionGraph::replace: undefined variable");
   }
@@ -250,7 +256,8 @@ int FunctionGraph::merge_equal_nodes() {
   std::multimap<std::tuple<int, std::vector<std::int64_t>, double>, Variable> by_value;
   for (const Variable& c : constants) {
     const Tensor& value = c.constant_value();
-    const double first = value.numel() > 0 ? value.reshape({value.numel()}).select(0, 0).item_double() : 0.0;
+    const double first =
+        value.numel() > 0 ? value.reshape({value.numel()}).select(0, 0).item_double() : 0.0;
     auto key = std::make_tuple(static_cast<int>(value.dtype()), value.shape(), first);
     bool replaced = false;
     auto [lo, hi] = by_value.equal_range(key);
@@ -307,13 +314,14 @@ void FunctionGraph::check_integrity() const {
       const Variable& in = node->inputs[i];
       expected[in.get()].push_back({node.get(), static_cast<int>(i)});
       if (Node* producer = in.owner(); producer != nullptr && !nodes_.count(producer)) {
-        throw ConvGraphError(fmt::format("node #{} reads a variable of node #{}, which is not in "
-                                         "the graph",
-                                         node->id, producer->id));
+        throw ConvGraphError(
+            fmt::format("node #{} reads a variable of node #{}, which is not in "
+                        "the graph",
+                        node->id, producer->id));
       }
       if (in.owner() == nullptr && !in.is_constant() && !input_set_.count(in.get())) {
-        throw ConvGraphError(fmt::format("node #{} reads {}, which is not a graph input",
-                                         node->id, in.label()));
+        throw ConvGraphError(
+            fmt::format("node #{} reads {}, which is not a graph input", node->id, in.label()));
       }
     }
   }
@@ -327,8 +335,8 @@ void FunctionGraph::check_integrity() const {
     return list;
   };
   if (expected.size() != clients_.size()) {
-    throw ConvGraphError(fmt::format("client table has {} entries, expected {}", clients_.size(),
-                                     expected.size()));
+    throw ConvGraphError(
+        fmt::format("client table has {} entries, expected {}", clients_.size(), expected.size()));
   }
   for (const auto& [var, list] : expected) {
     auto it = clients_.find(var);
@@ -337,9 +345,10 @@ void FunctionGraph::check_integrity() const {
     }
   }
   if (toposort().size() != nodes_.size()) {
-    throw ConvGraphError(fmt::format("{} nodes are registered but {} are reachable from the "
-                                     "outputs",
-                                     nodes_.size(), toposort().size()));
+    throw ConvGraphError(
+        fmt::format("{} nodes are registered but {} are reachable from the "
+                    "outputs",
+                    nodes_.size(), toposort().size()));
   }
 }
 

@@ -16,8 +16,8 @@ std::vector<Variable> Op::grad(const std::vector<Variable>& inputs,
                                const std::vector<Variable>& /*output_grads*/) const {
   std::vector<Variable> result;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
-    result.push_back(grad_undefined(*this, static_cast<int>(i), inputs[i],
-                                    "the op does not define a gradient"));
+    result.push_back(
+        grad_undefined(*this, static_cast<int>(i), inputs[i], "the op does not define a gradient"));
   }
   return result;
 }

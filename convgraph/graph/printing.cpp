@@ -129,13 +129,16 @@ std::string to_dot(const std::vector<Variable>& outputs) {
   };
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     const std::string src = visit(outputs[i]);
-    out += fmt::format("  out{} [shape=plaintext, label=\"output {}\"];\n  {} -> out{} "
-                       "[label=\"{}\"];\n",
-                       i, i, src, i, escape(outputs[i].type().str()));
+    out += fmt::format(
+        "  out{} [shape=plaintext, label=\"output {}\"];\n  {} -> out{} "
+        "[label=\"{}\"];\n",
+        i, i, src, i, escape(outputs[i].type().str()));
   }
   return out + "}\n";
 }
 
-std::string to_dot(const FunctionGraph& graph) { return to_dot(graph.outputs()); }
+std::string to_dot(const FunctionGraph& graph) {
+  return to_dot(graph.outputs());
+}
 
 }  // namespace convgraph

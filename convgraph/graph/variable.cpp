@@ -41,8 +41,8 @@ std::string Variable::label() const {
 }
 
 Variable Node::output(int i) {
-  return Variable(std::shared_ptr<VariableData>(shared_from_this(),
-                                                &output_data[static_cast<std::size_t>(i)]));
+  return Variable(
+      std::shared_ptr<VariableData>(shared_from_this(), &output_data[static_cast<std::size_t>(i)]));
 }
 
 std::vector<Variable> Node::outputs() {
@@ -113,11 +113,10 @@ Variable grad_undefined(const Op& op, int input_index, const Variable& input,
   data->type = input.type();
   data->id = next_id();
   data->undefined_reason =
-      reason.empty()
-          ? fmt::format("{} has no gradient with respect to its input {} ({})", op.str(),
-                        input_index, input.label())
-          : fmt::format("{} has no gradient with respect to its input {} ({}): {}", op.str(),
-                        input_index, input.label(), reason);
+      reason.empty() ? fmt::format("{} has no gradient with respect to its input {} ({})", op.str(),
+                                   input_index, input.label())
+                     : fmt::format("{} has no gradient with respect to its input {} ({}): {}",
+                                   op.str(), input_index, input.label(), reason);
   return Variable(std::move(data));
 }
 

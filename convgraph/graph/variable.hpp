@@ -21,8 +21,8 @@ struct Node;
 struct VariableData {
   TensorType type;
   std::string name;
-  Node* owner = nullptr;  // the node computing this value; null for inputs and constants
-  int index = 0;          // which output of OWNER
+  Node* owner = nullptr;           // the node computing this value; null for inputs and constants
+  int index = 0;                   // which output of OWNER
   std::optional<Tensor> constant;  // set for constants
   std::uint64_t id = 0;            // creation order, for stable printing
   // Set on the markers returned for gradients that do not exist (see grad_undefined).

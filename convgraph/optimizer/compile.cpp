@@ -33,8 +33,8 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     auto it = slot_of.find(v.get());
     if (it != slot_of.end()) return it->second;
     if (!v.is_constant()) {
-      throw ConvGraphError(fmt::format("internal error: {} is read before it is computed",
-                                       v.label()));
+      throw ConvGraphError(
+          fmt::format("internal error: {} is read before it is computed", v.label()));
     }
     const int s = new_slot(v);
     plan->constants.emplace_back(s, v.constant_value());
@@ -69,7 +69,8 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   }
   for (int s = 0; s < plan->num_slots; ++s) {
     if (keep[static_cast<std::size_t>(s)] || last[static_cast<std::size_t>(s)] < 0) continue;
-    plan->steps[static_cast<std::size_t>(last[static_cast<std::size_t>(s)])].release_after.push_back(s);
+    plan->steps[static_cast<std::size_t>(last[static_cast<std::size_t>(s)])]
+        .release_after.push_back(s);
   }
   return plan;
 }

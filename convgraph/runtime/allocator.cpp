@@ -24,7 +24,8 @@ constexpr std::size_t kCacheLimit = std::size_t{4} << 30;
 // Size classes: 64-byte multiples up to 1 KiB, then four classes per power of two, so a block is
 // at most 25% larger than asked for.
 std::size_t size_class(std::size_t bytes) {
-  if (bytes <= 1024) return bytes == 0 ? kAlignment : (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (bytes <= 1024)
+    return bytes == 0 ? kAlignment : (bytes + kAlignment - 1) / kAlignment * kAlignment;
   const int top = std::bit_width(bytes - 1) - 1;  // 2^top < bytes <= 2^(top+1)
   const std::size_t step = std::size_t{1} << (top - 2);
   return (bytes + step - 1) / step * step;
@@ -60,7 +61,8 @@ class CachingCpuAllocator final : public Allocator {
       }
     }
     stats_.bytes_in_use += cls;
-    if (stats_.bytes_in_use > stats_.peak_bytes_in_use) stats_.peak_bytes_in_use = stats_.bytes_in_use;
+    if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
+      stats_.peak_bytes_in_use = stats_.bytes_in_use;
     return ptr;
   }
 

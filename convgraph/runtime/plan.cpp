@@ -22,8 +22,7 @@ void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t inde
   if (!value.defined()) throw ValueError(fmt::format("{}: no tensor given", who));
   if (value.dtype() != spec.dtype) {
     throw TypeError(fmt::format("{}: got dtype {}, expected {} ({})", who,
-                                dtype_name(value.dtype()), dtype_name(spec.dtype),
-                                spec_str(spec)));
+                                dtype_name(value.dtype()), dtype_name(spec.dtype), spec_str(spec)));
   }
   if (value.rank() != static_cast<int>(spec.dims.size())) {
     throw TypeError(fmt::format("{}: got rank {} (shape {}), expected rank {} ({})", who,

@@ -10,15 +10,17 @@
 
 namespace convgraph {
 
-std::string shape_str(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_str(const Shape& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
   for (std::int64_t d : shape) {
     if (d < 0) throw ValueError(fmt::format("negative dimension in shape {}", shape_str(shape)));
     if (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d) {
-      throw ValueError(fmt::format("shape {} has more elements than int64 can count",
-                                   shape_str(shape)));
+      throw ValueError(
+          fmt::format("shape {} has more elements than int64 can count", shape_str(shape)));
     }
     n *= d;
   }
@@ -40,7 +42,9 @@ Storage::Storage(std::size_t bytes, Device device)
   data_ = allocator_->allocate(bytes);
 }
 
-Storage::~Storage() { allocator_->deallocate(data_, bytes_); }
+Storage::~Storage() {
+  allocator_->deallocate(data_, bytes_);
+}
 
 Tensor Tensor::empty(DType dtype, const Shape& shape, Device device) {
   const std::int64_t n = shape_numel(shape);
@@ -69,7 +73,9 @@ Tensor Tensor::full(DType dtype, const Shape& shape, double value) {
   return t;
 }
 
-Tensor Tensor::scalar(DType dtype, double value) { return full(dtype, {}, value); }
+Tensor Tensor::scalar(DType dtype, double value) {
+  return full(dtype, {}, value);
+}
 
 std::int64_t Tensor::dim(int axis) const {
   const int r = rank();
@@ -115,8 +121,8 @@ Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, std::int64
 
 Tensor Tensor::permute(const std::vector<int>& perm) const {
   if (perm.size() != shape_.size()) {
-    throw ValueError(fmt::format("permute: {} axes given for a tensor of rank {}", perm.size(),
-                                 shape_.size()));
+    throw ValueError(
+        fmt::format("permute: {} axes given for a tensor of rank {}", perm.size(), shape_.size()));
   }
   Shape shape(perm.size());
   Strides strides(perm.size());
@@ -224,7 +230,8 @@ void Tensor::copy_from(const Tensor& src) {
                         }
                         for (std::int64_t i = 0; i < n; ++i) {
                           if constexpr (std::is_same_v<D, bool>) {
-                            d[i * inner[0]] = convert<compute_t<S>>(s[i * inner[1]]) != compute_t<S>(0);
+                            d[i * inner[0]] =
+                                convert<compute_t<S>>(s[i * inner[1]]) != compute_t<S>(0);
                           } else {
                             d[i * inner[0]] = convert<D>(convert<compute_t<S>>(s[i * inner[1]]));
                           }
@@ -251,7 +258,8 @@ std::string Tensor::to_string(std::int64_t max_elements) const {
   if (!defined()) return "Tensor(undefined)";
   const auto values = to_vector<double>();
   std::string body;
-  const std::int64_t n = std::min<std::int64_t>(static_cast<std::int64_t>(values.size()), max_elements);
+  const std::int64_t n =
+      std::min<std::int64_t>(static_cast<std::int64_t>(values.size()), max_elements);
   for (std::int64_t i = 0; i < n; ++i) {
     if (i) body += ", ";
     body += fmt::format("{:.6g}", values[static_cast<std::size_t>(i)]);

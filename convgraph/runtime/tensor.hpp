@@ -84,7 +84,8 @@ class Tensor {
     return static_cast<T*>(storage_->data()) + offset_;
   }
   void* raw_data() const {
-    return static_cast<char*>(storage_->data()) + offset_ * static_cast<std::int64_t>(dtype_size(dtype_));
+    return static_cast<char*>(storage_->data()) +
+           offset_ * static_cast<std::int64_t>(dtype_size(dtype_));
   }
 
   // The single element of a tensor with numel() == 1, converted to T.
@@ -153,9 +154,8 @@ T Tensor::item() const {
                      (defined() ? shape_str(shape_) : std::string("undefined")));
   }
   const Tensor c = to(Device::cpu());
-  return dispatch_dtype(dtype_, [&]<typename S>() {
-    return convert<T>(convert<compute_t<S>>(*c.data<S>()));
-  });
+  return dispatch_dtype(
+      dtype_, [&]<typename S>() { return convert<T>(convert<compute_t<S>>(*c.data<S>())); });
 }
 
 template <typename T>

@@ -29,7 +29,8 @@ TEST_CASE("graph: variables, types and labels", "[graph]") {
   z.named("z");
   REQUIRE(z.label() == "'z'");
   REQUIRE_THROWS_AS(Variable().type(), ValueError);
-  REQUIRE(TensorType(DType::float32, {8, std::nullopt}).accepts(TensorType(DType::float32, {8, 3})));
+  REQUIRE(
+      TensorType(DType::float32, {8, std::nullopt}).accepts(TensorType(DType::float32, {8, 3})));
   REQUIRE_FALSE(TensorType(DType::float32, {8, 4}).accepts(TensorType(DType::float32, {8, 3})));
   REQUIRE_FALSE(TensorType(DType::float32, {8}).accepts(TensorType(DType::float64, {8})));
 }

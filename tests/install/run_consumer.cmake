@@ -14,6 +14,8 @@ function(run_step name)
                   OUTPUT_VARIABLE output
                   ERROR_VARIABLE output)
   if(NOT result EQUAL 0)
+    # One line per installed file would bury the error.
+    string(REGEX REPLACE "-- (Installing|Up-to-date): [^\n]*\n" "" output "${output}")
     list(JOIN ARGN " " command)
     message(FATAL_ERROR "install test: ${name} failed (${result})\n"
                         "command: ${command}\n${output}")

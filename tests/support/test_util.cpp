@@ -7,8 +7,7 @@
 
 namespace convgraph::testing {
 
-Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double low,
-                     double high) {
+Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double low, double high) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> uniform(low, high);
   const std::int64_t n = shape_numel(shape);
@@ -77,16 +76,20 @@ std::string allclose_report(const Tensor& actual, const Tensor& expected, double
 
 double default_tolerance(DType dtype) {
   switch (dtype) {
-    case DType::float64: return 1e-10;
-    case DType::float32: return 1e-5;
-    case DType::float16: return 1e-2;
-    default: return 0.0;
+    case DType::float64:
+      return 1e-10;
+    case DType::float32:
+      return 1e-5;
+    case DType::float16:
+      return 1e-2;
+    default:
+      return 0.0;
   }
 }
 
 std::vector<Tensor> run_graph(const std::vector<Variable>& inputs,
-                              const std::vector<Variable>& outputs,
-                              const std::vector<Tensor>& args, const std::string& flags) {
+                              const std::vector<Variable>& outputs, const std::vector<Tensor>& args,
+                              const std::string& flags) {
   CompileOptions options;
   options.flags = flags;
   return compile(inputs, outputs, options)(args);
@@ -137,8 +140,8 @@ std::string check_rop(const std::function<Variable(const std::vector<Variable>&)
   for (std::size_t k = 0; k < sym.size(); ++k) {
     const double numeric = (plus[k] - minus[k]) / (2 * h);
     if (std::abs(numeric - sym[k]) > tolerance * (1.0 + std::abs(numeric))) {
-      return fmt::format("Rop element {}: symbolic {:.10g}, finite differences {:.10g}", k,
-                         sym[k], numeric);
+      return fmt::format("Rop element {}: symbolic {:.10g}, finite differences {:.10g}", k, sym[k],
+                         numeric);
     }
   }
   return "";

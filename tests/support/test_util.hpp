@@ -26,8 +26,8 @@ double default_tolerance(DType dtype);
 
 // Compiles OUTPUTS from INPUTS with FLAGS and runs it once on ARGS.
 std::vector<Tensor> run_graph(const std::vector<Variable>& inputs,
-                              const std::vector<Variable>& outputs,
-                              const std::vector<Tensor>& args, const std::string& flags = "");
+                              const std::vector<Variable>& outputs, const std::vector<Tensor>& args,
+                              const std::string& flags = "");
 // Convenience: one output.
 Tensor eval(const Variable& output, const std::vector<Variable>& inputs = {},
             const std::vector<Tensor>& args = {}, const std::string& flags = "");
@@ -41,10 +41,10 @@ std::string check_rop(const std::function<Variable(const std::vector<Variable>&)
 }  // namespace convgraph::testing
 
 // REQUIRE that two tensors are close; prints the report on failure.
-#define REQUIRE_ALLCLOSE(actual, expected, rtol, atol)                                 \
-  do {                                                                                 \
-    const std::string convgraph_report_ =                                             \
-        ::convgraph::testing::allclose_report((actual), (expected), (rtol), (atol));   \
-    INFO(convgraph_report_);                                                           \
-    REQUIRE(convgraph_report_.empty());                                                \
+#define REQUIRE_ALLCLOSE(actual, expected, rtol, atol)                               \
+  do {                                                                               \
+    const std::string convgraph_report_ =                                            \
+        ::convgraph::testing::allclose_report((actual), (expected), (rtol), (atol)); \
+    INFO(convgraph_report_);                                                         \
+    REQUIRE(convgraph_report_.empty());                                              \
   } while (false)

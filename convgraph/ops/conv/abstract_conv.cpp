@@ -19,10 +19,10 @@ StaticShape merge_hint(const std::string& op, const char* what, const char* hint
   for (std::size_t i = 0; i < merged.size() && i < hint.size(); ++i) {
     if (!hint[i]) continue;
     if (merged[i] && *merged[i] != *hint[i]) {
-      throw ShapeError(fmt::format("{}: the {} {} has static shape {}, which contradicts the "
-                                   "given {} {} at dim {}",
-                                   op, what, var.label(), var.type().str(), hint_name,
-                                   static_shape_str(hint), i));
+      throw ShapeError(fmt::format(
+          "{}: the {} {} has static shape {}, which contradicts the "
+          "given {} {} at dim {}",
+          op, what, var.label(), var.type().str(), hint_name, static_shape_str(hint), i));
     }
     merged[i] = hint[i];
   }
@@ -32,16 +32,17 @@ StaticShape merge_hint(const std::string& op, const char* what, const char* hint
 void check_rank(const std::string& op, const char* what, const Variable& v, int rank,
                 const char* extra = "") {
   if (v.ndim() != rank) {
-    throw TypeError(fmt::format("{}: the {} {} must be a {}-D tensor{}; got type {} (rank {})",
-                                op, what, v.label(), rank, extra, v.type().str(), v.ndim()));
+    throw TypeError(fmt::format("{}: the {} {} must be a {}-D tensor{}; got type {} (rank {})", op,
+                                what, v.label(), rank, extra, v.type().str(), v.ndim()));
   }
 }
 
 void check_float(const std::string& op, const char* what, const Variable& v) {
   if (!is_float(v.dtype())) {
-    throw TypeError(fmt::format("{}: the {} {} has dtype {}; convolutions need float16, float32 "
-                                "or float64",
-                                op, what, v.label(), dtype_name(v.dtype())));
+    throw TypeError(
+        fmt::format("{}: the {} {} has dtype {}; convolutions need float16, float32 "
+                    "or float64",
+                    op, what, v.label(), dtype_name(v.dtype())));
   }
 }
 
@@ -56,7 +57,8 @@ StaticShape known_values(const Variable& vec, int n) {
   }
   if (Node* node = vec.owner(); node != nullptr && node->op->name() == "MakeVector") {
     for (std::size_t i = 0; i < out.size() && i < node->inputs.size(); ++i) {
-      if (node->inputs[i].is_constant()) out[i] = node->inputs[i].constant_value().item<std::int64_t>();
+      if (node->inputs[i].is_constant())
+        out[i] = node->inputs[i].constant_value().item<std::int64_t>();
     }
   }
   return out;
@@ -73,28 +75,32 @@ void check_groups(const std::string& op, const ConvParams& p, const StaticDim& i
                   const StaticDim& filters, const StaticDim& kernel_channels) {
   const std::int64_t g = p.num_groups;
   if (image_channels && *image_channels % g != 0) {
-    throw ShapeError(fmt::format("{}: the image has {} channels, which is not divisible by "
-                                 "num_groups={}",
-                                 op, *image_channels, g));
+    throw ShapeError(
+        fmt::format("{}: the image has {} channels, which is not divisible by "
+                    "num_groups={}",
+                    op, *image_channels, g));
   }
   if (filters && *filters % g != 0) {
-    throw ShapeError(fmt::format("{}: there are {} filters, which is not divisible by "
-                                 "num_groups={}",
-                                 op, *filters, g));
+    throw ShapeError(
+        fmt::format("{}: there are {} filters, which is not divisible by "
+                    "num_groups={}",
+                    op, *filters, g));
   }
   if (image_channels && kernel_channels && *image_channels / g != *kernel_channels) {
-    throw ShapeError(fmt::format("{}: the kernel has {} input channels, but the image has {} "
-                                 "channels in {} group(s), so each group needs {}",
-                                 op, *kernel_channels, *image_channels, g, *image_channels / g));
+    throw ShapeError(
+        fmt::format("{}: the kernel has {} input channels, but the image has {} "
+                    "channels in {} group(s), so each group needs {}",
+                    op, *kernel_channels, *image_channels, g, *image_channels / g));
   }
 }
 
 void check_output(const std::string& op, const StaticShape& out, const char* what) {
   for (std::size_t i = 2; i < out.size(); ++i) {
     if (out[i] && *out[i] <= 0) {
-      throw ShapeError(fmt::format("{}: the convolution would produce an invalid {} shape {} "
-                                   "(spatial dim {} is {}; it must be at least 1)",
-                                   op, what, static_shape_str(out), i, *out[i]));
+      throw ShapeError(
+          fmt::format("{}: the convolution would produce an invalid {} shape {} "
+                      "(spatial dim {} is {}; it must be at least 1)",
+                      op, what, static_shape_str(out), i, *out[i]));
     }
   }
 }
@@ -126,7 +132,9 @@ std::string AbstractConv::name() const {
   return n;
 }
 
-std::string AbstractConv::str() const { return fmt::format("{}{{{}}}", name(), params_.str()); }
+std::string AbstractConv::str() const {
+  return fmt::format("{}{{{}}}", name(), params_.str());
+}
 
 bool AbstractConv::equals(const Op& other) const {
   const auto* o = dynamic_cast<const AbstractConv*>(&other);
@@ -143,15 +151,16 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
   const int n = p.convdim;
   const std::size_t expected_inputs = direction_ == ConvDirection::forward ? 2 : 3;
   if (inputs.size() != expected_inputs) {
-    throw ValueError(fmt::format("{}: {} inputs given, expected {}", op, inputs.size(),
-                                 expected_inputs));
+    throw ValueError(
+        fmt::format("{}: {} inputs given, expected {}", op, inputs.size(), expected_inputs));
   }
   const char* unshared_note = p.unshared ? " for an unshared convolution" : "";
   if (inputs[0].dtype() != inputs[1].dtype()) {
-    throw TypeError(fmt::format("{}: inputs {} ({}) and {} ({}) have different dtypes; cast one "
-                                "of them (the builder functions do this)",
-                                op, inputs[0].label(), dtype_name(inputs[0].dtype()),
-                                inputs[1].label(), dtype_name(inputs[1].dtype())));
+    throw TypeError(
+        fmt::format("{}: inputs {} ({}) and {} ({}) have different dtypes; cast one "
+                    "of them (the builder functions do this)",
+                    op, inputs[0].label(), dtype_name(inputs[0].dtype()), inputs[1].label(),
+                    dtype_name(inputs[1].dtype())));
   }
   if (inputs[0].type().device != inputs[1].type().device) {
     throw ValueError(fmt::format("{}: inputs are on different devices ({} and {})", op,
@@ -160,9 +169,10 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
   if (direction_ != ConvDirection::forward) {
     const Variable& shape = inputs[2];
     if (shape.ndim() != 1 || !is_integer(shape.dtype()) || shape.type().dims[0] != StaticDim(n)) {
-      throw TypeError(fmt::format("{}: the shape input {} must be an integer vector of {} "
-                                  "spatial sizes; got type {}",
-                                  op, shape.label(), n, shape.type().str()));
+      throw TypeError(
+          fmt::format("{}: the shape input {} must be an integer vector of {} "
+                      "spatial sizes; got type {}",
+                      op, shape.label(), n, shape.type().str()));
     }
   }
   const TensorType& first = inputs[0].type();
@@ -184,9 +194,10 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
           const auto& region = ker[static_cast<std::size_t>(1 + a)];
           const auto& o = out[static_cast<std::size_t>(2 + a)];
           if (region && o && *region != *o) {
-            throw ShapeError(fmt::format("{}: the unshared kernel has regions {} but the output "
-                                         "would be {}; they must match",
-                                         op, static_shape_str(ker), static_shape_str(out)));
+            throw ShapeError(
+                fmt::format("{}: the unshared kernel has regions {} but the output "
+                            "would be {}; they must match",
+                            op, static_shape_str(ker), static_shape_str(out)));
           }
         }
       }
@@ -205,9 +216,10 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
       for (std::size_t i = 0; i < out.size(); ++i) {
         const auto& hint = p.imshp[i];
         if (hint && out[i] && *hint != *out[i]) {
-          throw ShapeError(fmt::format("{}: the image gradient would have shape {}, which "
-                                       "contradicts the given imshp {}",
-                                       op, static_shape_str(out), static_shape_str(p.imshp)));
+          throw ShapeError(
+              fmt::format("{}: the image gradient would have shape {}, which "
+                          "contradicts the given imshp {}",
+                          op, static_shape_str(out), static_shape_str(p.imshp)));
         }
         if (hint) out[i] = hint;
       }
@@ -222,11 +234,11 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
           p.subsample, p.dilation));
       for (std::size_t i = 0; i < expected.size(); ++i) {
         if (expected[i] && top[i] && *expected[i] != *top[i]) {
-          throw ShapeError(fmt::format("{}: invalid input_shape for gradInputs: the given "
-                                       "input_shape {} would produce an output of shape {}, but "
-                                       "the given topgrad has shape {}",
-                                       op, static_shape_str(out), static_shape_str(expected),
-                                       static_shape_str(top)));
+          throw ShapeError(fmt::format(
+              "{}: invalid input_shape for gradInputs: the given "
+              "input_shape {} would produce an output of shape {}, but "
+              "the given topgrad has shape {}",
+              op, static_shape_str(out), static_shape_str(expected), static_shape_str(top)));
         }
       }
       break;
@@ -238,8 +250,7 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
       const StaticShape img = merge_hint(op, "image", "imshp", inputs[0], p.imshp);
       const StaticShape top = inputs[1].type().dims;
       const StaticShape spatial = known_values(inputs[2], n);
-      const StaticDim per_group =
-          img[1] ? StaticDim(*img[1] / p.num_groups) : std::nullopt;
+      const StaticDim per_group = img[1] ? StaticDim(*img[1] / p.num_groups) : std::nullopt;
       out = {top[1]};
       if (p.unshared) {
         for (int a = 0; a < n; ++a) out.push_back(top[static_cast<std::size_t>(2 + a)]);
@@ -249,9 +260,10 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
       for (std::size_t i = 0; i < out.size(); ++i) {
         const auto& hint = p.kshp[i];
         if (hint && out[i] && *hint != *out[i]) {
-          throw ShapeError(fmt::format("{}: the kernel gradient would have shape {}, which "
-                                       "contradicts the given kshp {}",
-                                       op, static_shape_str(out), static_shape_str(p.kshp)));
+          throw ShapeError(
+              fmt::format("{}: the kernel gradient would have shape {}, which "
+                          "contradicts the given kshp {}",
+                          op, static_shape_str(out), static_shape_str(p.kshp)));
         }
         if (hint) out[i] = hint;
       }
@@ -261,11 +273,12 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
           p.subsample, p.dilation));
       for (std::size_t i = 2; i < expected.size(); ++i) {
         if (expected[i] && top[i] && *expected[i] != *top[i]) {
-          throw ShapeError(fmt::format("{}: invalid kernel shape for gradWeights: an image of "
-                                       "shape {} and a kernel of shape {} give an output of "
-                                       "shape {}, but the given topgrad has shape {}",
-                                       op, static_shape_str(img), static_shape_str(out),
-                                       static_shape_str(expected), static_shape_str(top)));
+          throw ShapeError(
+              fmt::format("{}: invalid kernel shape for gradWeights: an image of "
+                          "shape {} and a kernel of shape {} give an output of "
+                          "shape {}, but the given topgrad has shape {}",
+                          op, static_shape_str(img), static_shape_str(out),
+                          static_shape_str(expected), static_shape_str(top)));
         }
       }
       if (img[0] && top[0] && *img[0] != *top[0]) {
@@ -297,7 +310,8 @@ std::vector<ShapeDims> AbstractConv::infer_shape(const Node& node,
       break;
     case ConvDirection::grad_inputs: {
       const ShapeDims ker = with_hint(input_shapes[0], p.kshp);
-      out = {input_shapes[1][0], ker[ker.size() - static_cast<std::size_t>(n) - 1] * Dim(p.num_groups)};
+      out = {input_shapes[1][0],
+             ker[ker.size() - static_cast<std::size_t>(n) - 1] * Dim(p.num_groups)};
       for (int a = 0; a < n; ++a) out.push_back(vector_entry(node.inputs[2], a));
       out = with_hint(out, p.imshp);
       break;
@@ -384,10 +398,10 @@ void AbstractConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor
                         const char* hint_name) {
     for (std::size_t i = 0; i < hint.size() && i < t.shape().size(); ++i) {
       if (hint[i] && *hint[i] != t.shape()[i]) {
-        throw ShapeError(fmt::format("{}: the {} has shape {}, which does not match the given {} "
-                                     "{}",
-                                     str(), what, shape_str(t.shape()), hint_name,
-                                     static_shape_str(hint)));
+        throw ShapeError(
+            fmt::format("{}: the {} has shape {}, which does not match the given {} "
+                        "{}",
+                        str(), what, shape_str(t.shape()), hint_name, static_shape_str(hint)));
       }
     }
   };
@@ -399,14 +413,14 @@ void AbstractConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor
       break;
     case ConvDirection::grad_inputs:
       check_hint(inputs[0], p.kshp, "kernel", "kshp");
-      outputs[0] = reference_conv_grad_inputs(p, inputs[0], inputs[1],
-                                              inputs[2].to_vector<std::int64_t>());
+      outputs[0] =
+          reference_conv_grad_inputs(p, inputs[0], inputs[1], inputs[2].to_vector<std::int64_t>());
       check_hint(outputs[0], p.imshp, "image gradient", "imshp");
       break;
     case ConvDirection::grad_weights:
       check_hint(inputs[0], p.imshp, "image", "imshp");
-      outputs[0] = reference_conv_grad_weights(p, inputs[0], inputs[1],
-                                               inputs[2].to_vector<std::int64_t>());
+      outputs[0] =
+          reference_conv_grad_weights(p, inputs[0], inputs[1], inputs[2].to_vector<std::int64_t>());
       check_hint(outputs[0], p.kshp, "kernel gradient", "kshp");
       break;
   }
@@ -417,11 +431,14 @@ double conv_flops(const ConvParams& params, const Shape& image, const Shape& ker
   const int n = params.convdim;
   double spatial_out = 1, spatial_kernel = 1;
   for (int a = 0; a < n; ++a) {
-    spatial_out *= static_cast<double>(output.at(output.size() - static_cast<std::size_t>(n) + static_cast<std::size_t>(a)));
-    spatial_kernel *= static_cast<double>(kernel.at(kernel.size() - static_cast<std::size_t>(n) + static_cast<std::size_t>(a)));
+    spatial_out *= static_cast<double>(
+        output.at(output.size() - static_cast<std::size_t>(n) + static_cast<std::size_t>(a)));
+    spatial_kernel *= static_cast<double>(
+        kernel.at(kernel.size() - static_cast<std::size_t>(n) + static_cast<std::size_t>(a)));
   }
   const double batch = static_cast<double>(image.at(0));
-  const double channels_per_group = static_cast<double>(image.at(1)) / static_cast<double>(params.num_groups);
+  const double channels_per_group =
+      static_cast<double>(image.at(1)) / static_cast<double>(params.num_groups);
   const double filters = static_cast<double>(kernel.at(0));
   return 2.0 * batch * filters * spatial_out * channels_per_group * spatial_kernel;
 }
@@ -436,14 +453,15 @@ Variable cast_like(const Variable& v, const Variable& like) {
 
 Variable spatial_vector(const std::string& who, const ShapeDims& spatial, int convdim) {
   if (static_cast<int>(spatial.size()) != convdim) {
-    throw ValueError(fmt::format("{}: {} spatial sizes given, expected {}", who, spatial.size(),
-                                 convdim));
+    throw ValueError(
+        fmt::format("{}: {} spatial sizes given, expected {}", who, spatial.size(), convdim));
   }
   for (std::size_t i = 0; i < spatial.size(); ++i) {
     if (spatial[i].is_unknown()) {
-      throw ValueError(fmt::format("{}: spatial size {} is unknown; it must be a constant or a "
-                                   "symbolic integer",
-                                   who, i));
+      throw ValueError(
+          fmt::format("{}: spatial size {} is unknown; it must be a constant or a "
+                      "symbolic integer",
+                      who, i));
     }
   }
   return shape_vector(spatial);
@@ -500,12 +518,13 @@ Variable assert_shape(const Variable& x, const StaticShape& expected, const std:
     const StaticDim have = x.type().dims[i];
     if (have) {
       if (*have != *expected[i]) {
-        throw ShapeError(fmt::format("{} ({} has static shape {}, expected {})", message,
-                                     x.label(), x.type().str(), static_shape_str(expected)));
+        throw ShapeError(fmt::format("{} ({} has static shape {}, expected {})", message, x.label(),
+                                     x.type().str(), static_shape_str(expected)));
       }
       continue;
     }
-    conditions.push_back(eq(shape_i(x, static_cast<int>(i)), constant(static_cast<double>(*expected[i]), DType::int64)));
+    conditions.push_back(eq(shape_i(x, static_cast<int>(i)),
+                            constant(static_cast<double>(*expected[i]), DType::int64)));
   }
   if (conditions.empty()) return x;
   return assert_op(x, conditions, message, AssertKind::shape);
@@ -518,9 +537,10 @@ ShapeDims assert_conv_shape(const ShapeDims& shape) {
     const bool spatial = i >= 2;
     if (d.is_constant()) {
       if (spatial ? d.value() <= 0 : d.value() < 0) {
-        throw ValueError(fmt::format("The convolution would produce an invalid shape (dim[{}]: "
-                                     "{} {} 0).",
-                                     i, d.value(), spatial ? "<=" : "<"));
+        throw ValueError(
+            fmt::format("The convolution would produce an invalid shape (dim[{}]: "
+                        "{} {} 0).",
+                        i, d.value(), spatial ? "<=" : "<"));
       }
       out.push_back(d);
     } else if (d.is_symbolic()) {

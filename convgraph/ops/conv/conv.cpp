@@ -21,9 +21,10 @@ StaticShape hint_from(const std::string& who, const char* what, const ShapeDims&
                                    who, what, i, dims[i].str()));
     }
     if (i >= required_from && dims[i].is_unknown()) {
-      throw ValueError(fmt::format("{}: {}[{}] must be a constant or a symbolic integer; it "
-                                   "cannot be unknown",
-                                   who, what, i));
+      throw ValueError(
+          fmt::format("{}: {}[{}] must be a constant or a symbolic integer; it "
+                      "cannot be unknown",
+                      who, what, i));
     }
     hint.push_back(dims[i].to_static());
   }
@@ -35,11 +36,12 @@ Variable grad_wrt_inputs(int convdim, const char* who, const Variable& output_gr
                          const ConvOptions& options) {
   const std::size_t rank = 2 + static_cast<std::size_t>(convdim);
   if (input_shape.size() != rank) {
-    throw ValueError(fmt::format("{}: input_shape has {} entries; expected {}", who,
-                                 input_shape.size(), rank));
+    throw ValueError(
+        fmt::format("{}: input_shape has {} entries; expected {}", who, input_shape.size(), rank));
   }
   const StaticShape imshp = hint_from(who, "input_shape", input_shape, 2, 2);
-  const std::size_t kernel_rank = 2 + (options.unshared ? 2 : 1) * static_cast<std::size_t>(convdim);
+  const std::size_t kernel_rank =
+      2 + (options.unshared ? 2 : 1) * static_cast<std::size_t>(convdim);
   if (!options.filter_shape.empty() && options.filter_shape.size() != kernel_rank) {
     throw ValueError(fmt::format("{}: filter_shape {} has {} entries; expected {}", who,
                                  static_shape_str(options.filter_shape),
@@ -53,7 +55,8 @@ Variable grad_wrt_inputs(int convdim, const char* who, const Variable& output_gr
 Variable grad_wrt_weights(int convdim, const char* who, const Variable& input,
                           const Variable& output_grad, const ShapeDims& filter_shape,
                           const ConvOptions& options) {
-  const std::size_t kernel_rank = 2 + (options.unshared ? 2 : 1) * static_cast<std::size_t>(convdim);
+  const std::size_t kernel_rank =
+      2 + (options.unshared ? 2 : 1) * static_cast<std::size_t>(convdim);
   if (filter_shape.size() != kernel_rank) {
     throw ValueError(fmt::format("{}: filter_shape has {} entries; expected {}{}", who,
                                  filter_shape.size(), kernel_rank,
@@ -68,9 +71,10 @@ Variable grad_wrt_weights(int convdim, const char* who, const Variable& input,
                                  rank));
   }
   const ConvParams params = params_from(convdim, options, options.input_shape, kshp);
-  return abstract_conv_grad_weights(params, input, output_grad,
-                                    ShapeDims(filter_shape.begin() + static_cast<std::ptrdiff_t>(spatial_from),
-                                              filter_shape.end()));
+  return abstract_conv_grad_weights(
+      params, input, output_grad,
+      ShapeDims(filter_shape.begin() + static_cast<std::ptrdiff_t>(spatial_from),
+                filter_shape.end()));
 }
 
 }  // namespace
@@ -96,7 +100,8 @@ Variable conv2d_grad_wrt_inputs(const Variable& output_grad, const Variable& fil
 Variable conv3d_grad_wrt_inputs(const Variable& output_grad, const Variable& filters,
                                 const ShapeDims& input_shape, const ConvOptions& options) {
   if (options.unshared) {
-    throw UnsupportedError("conv3d_grad_wrt_inputs: unshared convolution is only implemented for 2-D");
+    throw UnsupportedError(
+        "conv3d_grad_wrt_inputs: unshared convolution is only implemented for 2-D");
   }
   return grad_wrt_inputs(3, "conv3d_grad_wrt_inputs", output_grad, filters, input_shape, options);
 }
@@ -109,7 +114,8 @@ Variable conv2d_grad_wrt_weights(const Variable& input, const Variable& output_g
 Variable conv3d_grad_wrt_weights(const Variable& input, const Variable& output_grad,
                                  const ShapeDims& filter_shape, const ConvOptions& options) {
   if (options.unshared) {
-    throw UnsupportedError("conv3d_grad_wrt_weights: unshared convolution is only implemented for 2-D");
+    throw UnsupportedError(
+        "conv3d_grad_wrt_weights: unshared convolution is only implemented for 2-D");
   }
   return grad_wrt_weights(3, "conv3d_grad_wrt_weights", input, output_grad, filter_shape, options);
 }

@@ -12,7 +12,8 @@ namespace convgraph {
 
 std::pair<Dim, Dim> AxisBorder::resolve(const Dim& dilated_extent) const {
   switch (kind) {
-    case Kind::valid: return {Dim(0), Dim(0)};
+    case Kind::valid:
+      return {Dim(0), Dim(0)};
     case Kind::full: {
       const Dim p = dilated_extent - Dim(1);
       return {p, p};
@@ -21,17 +22,22 @@ std::pair<Dim, Dim> AxisBorder::resolve(const Dim& dilated_extent) const {
       const Dim p = floor_div(dilated_extent, Dim(2));
       return {p, p};
     }
-    case Kind::pads: return {Dim(before), Dim(after)};
+    case Kind::pads:
+      return {Dim(before), Dim(after)};
   }
   return {Dim(0), Dim(0)};
 }
 
 std::pair<std::int64_t, std::int64_t> AxisBorder::resolve(std::int64_t dilated_extent) const {
   switch (kind) {
-    case Kind::valid: return {0, 0};
-    case Kind::full: return {dilated_extent - 1, dilated_extent - 1};
-    case Kind::half: return {dilated_extent / 2, dilated_extent / 2};
-    case Kind::pads: return {before, after};
+    case Kind::valid:
+      return {0, 0};
+    case Kind::full:
+      return {dilated_extent - 1, dilated_extent - 1};
+    case Kind::half:
+      return {dilated_extent / 2, dilated_extent / 2};
+    case Kind::pads:
+      return {before, after};
   }
   return {0, 0};
 }
@@ -71,38 +77,43 @@ std::vector<AxisBorder> BorderMode::normalize(int convdim) const {
   std::vector<AxisBorder> result;
   if (all_) {
     if (*all_ < 0) {
-      throw ValueError(fmt::format("invalid border_mode {}; an integer border_mode must be "
-                                   "non-negative",
-                                   *all_));
+      throw ValueError(
+          fmt::format("invalid border_mode {}; an integer border_mode must be "
+                      "non-negative",
+                      *all_));
     }
     result.assign(n, AxisBorder::pads(*all_, *all_));
   } else {
     if (per_axis_->size() != n) {
-      throw ValueError(fmt::format("invalid border_mode {}: it has {} entries, expected one per "
-                                   "spatial axis ({})",
-                                   str(), per_axis_->size(), convdim));
+      throw ValueError(
+          fmt::format("invalid border_mode {}: it has {} entries, expected one per "
+                      "spatial axis ({})",
+                      str(), per_axis_->size(), convdim));
     }
     for (const Entry& e : *per_axis_) {
       if (const auto* i = std::get_if<std::int64_t>(&e)) {
         if (*i < 0) {
-          throw ValueError(fmt::format("invalid border_mode {}: entries must be non-negative "
-                                       "integers or pairs of non-negative integers",
-                                       str()));
+          throw ValueError(
+              fmt::format("invalid border_mode {}: entries must be non-negative "
+                          "integers or pairs of non-negative integers",
+                          str()));
         }
         result.push_back(AxisBorder::pads(*i, *i));
         continue;
       }
       const auto& p = std::get<std::pair<std::int64_t, std::int64_t>>(e);
       if (p.first < 0 || p.second < 0) {
-        throw ValueError(fmt::format("invalid border_mode {}: entries must be non-negative "
-                                     "integers or pairs of non-negative integers",
-                                     str()));
+        throw ValueError(
+            fmt::format("invalid border_mode {}: entries must be non-negative "
+                        "integers or pairs of non-negative integers",
+                        str()));
       }
       if (convdim != 2) {
-        throw UnsupportedError(fmt::format("invalid border_mode {}: asymmetric (before, after) "
-                                           "padding is only implemented for 2-D convolutions, "
-                                           "not {}-D",
-                                           str(), convdim));
+        throw UnsupportedError(
+            fmt::format("invalid border_mode {}: asymmetric (before, after) "
+                        "padding is only implemented for 2-D convolutions, "
+                        "not {}-D",
+                        str(), convdim));
       }
       result.push_back(AxisBorder::pads(p.first, p.second));
     }
@@ -165,9 +176,15 @@ std::string border_str(const std::vector<AxisBorder>& border) {
   std::vector<std::string> parts;
   for (const auto& b : border) {
     switch (b.kind) {
-      case AxisBorder::Kind::valid: parts.emplace_back("0"); break;
-      case AxisBorder::Kind::full: parts.emplace_back("full"); break;
-      case AxisBorder::Kind::half: parts.emplace_back("half"); break;
+      case AxisBorder::Kind::valid:
+        parts.emplace_back("0");
+        break;
+      case AxisBorder::Kind::full:
+        parts.emplace_back("full");
+        break;
+      case AxisBorder::Kind::half:
+        parts.emplace_back("half");
+        break;
       case AxisBorder::Kind::pads:
         parts.push_back(b.before == b.after ? std::to_string(b.before)
                                             : fmt::format("({}, {})", b.before, b.after));
@@ -200,8 +217,8 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
                             std::vector<std::int64_t> dilation, std::int64_t num_groups,
                             bool unshared, StaticShape imshp, StaticShape kshp) {
   if (convdim != 2 && convdim != 3) {
-    throw ValueError(fmt::format("convolution dimension {} is not supported; expected 2 or 3",
-                                 convdim));
+    throw ValueError(
+        fmt::format("convolution dimension {} is not supported; expected 2 or 3", convdim));
   }
   const auto n = static_cast<std::size_t>(convdim);
   ConvParams p;
@@ -211,9 +228,10 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
   p.dilation = dilation.empty() ? std::vector<std::int64_t>(n, 1) : std::move(dilation);
   p.border = border_mode.normalize(convdim);
   if (unshared && convdim != 2) {
-    throw UnsupportedError(fmt::format("unshared convolution is only implemented for 2-D, not "
-                                       "{}-D",
-                                       convdim));
+    throw UnsupportedError(
+        fmt::format("unshared convolution is only implemented for 2-D, not "
+                    "{}-D",
+                    convdim));
   }
   p.unshared = unshared;
   const std::size_t image_rank = 2 + n;
@@ -221,9 +239,10 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
   p.imshp = imshp.empty() ? StaticShape(image_rank) : std::move(imshp);
   p.kshp = kshp.empty() ? StaticShape(kernel_rank) : std::move(kshp);
   if (p.imshp.size() != image_rank) {
-    throw ValueError(fmt::format("imshp {} has {} entries; expected {} (batch, channels and {} "
-                                 "spatial dims), or none",
-                                 static_shape_str(p.imshp), p.imshp.size(), image_rank, convdim));
+    throw ValueError(
+        fmt::format("imshp {} has {} entries; expected {} (batch, channels and {} "
+                    "spatial dims), or none",
+                    static_shape_str(p.imshp), p.imshp.size(), image_rank, convdim));
   }
   if (p.kshp.size() != kernel_rank) {
     throw ValueError(fmt::format("kshp {} has {} entries; expected {}{}, or none",
@@ -233,10 +252,10 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
   for (const auto* hint : {&p.imshp, &p.kshp}) {
     for (const auto& d : *hint) {
       if (d && *d < 0) {
-        throw ValueError(fmt::format("{} {} has a negative entry; entries must be non-negative "
-                                     "or unknown",
-                                     hint == &p.imshp ? "imshp" : "kshp",
-                                     static_shape_str(*hint)));
+        throw ValueError(
+            fmt::format("{} {} has a negative entry; entries must be non-negative "
+                        "or unknown",
+                        hint == &p.imshp ? "imshp" : "kshp", static_shape_str(*hint)));
       }
     }
   }
@@ -250,13 +269,14 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
   }
   for (auto s : p.subsample) {
     if (s < 1) {
-      throw ValueError(fmt::format("subsample ({}) must be positive", fmt::join(p.subsample, ", ")));
+      throw ValueError(
+          fmt::format("subsample ({}) must be positive", fmt::join(p.subsample, ", ")));
     }
   }
   for (auto d : p.dilation) {
     if (d < 1) {
-      throw ValueError(fmt::format("filter_dilation ({}) must be positive",
-                                   fmt::join(p.dilation, ", ")));
+      throw ValueError(
+          fmt::format("filter_dilation ({}) must be positive", fmt::join(p.dilation, ", ")));
     }
   }
   if (num_groups < 1) {
@@ -307,9 +327,15 @@ Dim get_conv_gradweights_shape_1axis(const Dim& image, const Dim& top, const Axi
   }
   Dim span;
   switch (border.kind) {
-    case AxisBorder::Kind::full: span = top - image; break;
-    case AxisBorder::Kind::valid: span = image - top; break;
-    default: span = image + Dim(border.before) + Dim(border.after) - top; break;
+    case AxisBorder::Kind::full:
+      span = top - image;
+      break;
+    case AxisBorder::Kind::valid:
+      span = image - top;
+      break;
+    default:
+      span = image + Dim(border.before) + Dim(border.after) - top;
+      break;
   }
   if (span.is_constant() && (span.value() < 0 || span.value() % dilation != 0)) {
     return Dim::unknown();  // no kernel size gives these shapes
@@ -354,8 +380,8 @@ ShapeDims get_conv_gradinputs_shape(const ShapeDims& kernel_shape, const ShapeDi
                                     std::int64_t num_groups) {
   const std::size_t convdim = top_shape.size() - 2;
   const Dim& channels = kernel_shape.at(kernel_shape.size() - convdim - 1);
-  ShapeDims out{top_shape.at(0), channels.is_unknown() ? Dim::unknown()
-                                                       : channels * Dim(num_groups)};
+  ShapeDims out{top_shape.at(0),
+                channels.is_unknown() ? Dim::unknown() : channels * Dim(num_groups)};
   const std::size_t k0 = kernel_shape.size() - convdim;
   for (std::size_t a = 0; a < convdim; ++a) {
     out.push_back(get_conv_gradinputs_shape_1axis(kernel_shape[k0 + a], top_shape.at(2 + a),
@@ -395,7 +421,8 @@ std::vector<std::pair<std::int64_t, std::int64_t>> border_mode_to_pad(
                                  border.size(), dilated_extents.size()));
   }
   std::vector<std::pair<std::int64_t, std::int64_t>> pads;
-  for (std::size_t a = 0; a < border.size(); ++a) pads.push_back(border[a].resolve(dilated_extents[a]));
+  for (std::size_t a = 0; a < border.size(); ++a)
+    pads.push_back(border[a].resolve(dilated_extents[a]));
   return pads;
 }
 

@@ -38,10 +38,10 @@ class BorderMode {
   using Entry = std::variant<std::int64_t, std::pair<std::int64_t, std::int64_t>>;
 
   BorderMode() : text_("valid") {}
-  BorderMode(const char* mode) : text_(mode) {}         // NOLINT: implicit by design
+  BorderMode(const char* mode) : text_(mode) {}             // NOLINT: implicit by design
   BorderMode(std::string mode) : text_(std::move(mode)) {}  // NOLINT
-  BorderMode(int pad) : all_(pad) {}                     // NOLINT
-  BorderMode(std::int64_t pad) : all_(pad) {}            // NOLINT
+  BorderMode(int pad) : all_(pad) {}                        // NOLINT
+  BorderMode(std::int64_t pad) : all_(pad) {}               // NOLINT
   BorderMode(std::vector<Entry> per_axis) : per_axis_(std::move(per_axis)) {}  // NOLINT
   BorderMode(std::initializer_list<Entry> per_axis) : per_axis_(per_axis) {}
   // Every axis padded by the (before, after) pairs, e.g. {{1, 0}, {2, 2}}.
@@ -59,7 +59,7 @@ class BorderMode {
 
 struct ConvParams {
   int convdim = 2;
-  std::vector<AxisBorder> border;      // one per spatial axis
+  std::vector<AxisBorder> border;       // one per spatial axis
   std::vector<std::int64_t> subsample;  // strides, one per spatial axis
   bool filter_flip = true;              // true: convolution; false: cross-correlation
   std::vector<std::int64_t> dilation;

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "convgraph/graph/op.hpp"
 #include "convgraph/graph/variable.hpp"
 
 namespace convgraph {
@@ -16,5 +17,43 @@ enum class AssertKind { assertion, shape };
 // constant false one raises at build time.
 Variable assert_op(const Variable& x, const std::vector<Variable>& conditions,
                    const std::string& message, AssertKind kind = AssertKind::assertion);
+
+// Assert{message, kind}: inputs X and one or more bool scalar conditions; the output is X itself
+// (a view: perform hands back the input tensor, not a copy). Never constant-folded: dropping
+// checks is assert_op's business (constant conditions) or a pass's (conditions proven true).
+class Assert : public Op {
+ public:
+  Assert(std::string message, AssertKind kind);
+
+  const std::string& message() const { return message_; }
+  AssertKind kind() const { return kind_; }
+
+  std::string name() const override { return "Assert"; }
+  // "Assert{shape: 'conv input channels'}"
+  std::string str() const override;
+  bool equals(const Op& other) const override;
+  std::size_t hash() const override;
+  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
+  std::vector<ShapeDims> infer_shape(const Node& node,
+                                     const std::vector<ShapeDims>& input_shapes) const override;
+  // The gradient passes to X unchanged; the conditions are disconnected.
+  std::vector<Variable> grad(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& output_grads) const override;
+  // X's eval point, behind the same checks.
+  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& eval_points) const override;
+  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  std::vector<std::pair<int, int>> view_map() const override { return {{0, 0}}; }
+  bool foldable() const override { return false; }
+
+  // Throws the exception of this assert's kind carrying its message.
+  [[noreturn]] void fail(const std::string& detail) const;
+
+ private:
+  std::string message_;
+  AssertKind kind_;
+};
 
 }  // namespace convgraph

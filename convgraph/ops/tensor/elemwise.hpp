@@ -21,13 +21,39 @@ namespace convgraph {
 
 enum class ScalarOp {
   // binary arithmetic
-  add, sub, mul, true_div, int_div, mod, pow, maximum, minimum,
+  add,
+  sub,
+  mul,
+  true_div,
+  int_div,
+  mod,
+  pow,
+  maximum,
+  minimum,
   // comparisons (output bool)
-  eq, neq, lt, le, gt, ge,
+  eq,
+  neq,
+  lt,
+  le,
+  gt,
+  ge,
   // logic on bools
-  logical_and, logical_or, logical_not,
+  logical_and,
+  logical_or,
+  logical_not,
   // unary arithmetic
-  neg, abs, sign, square, exp, log, log1p, sqrt, relu, sigmoid, tanh, softplus,
+  neg,
+  abs,
+  sign,
+  square,
+  exp,
+  log,
+  log1p,
+  sqrt,
+  relu,
+  sigmoid,
+  tanh,
+  softplus,
   // ternary: where(cond, a, b)
   where,
 };
@@ -56,7 +82,7 @@ bool scalar_op_is_comparison(ScalarOp op);
 // built, because perform() sees only tensors: a runtime 1 on an axis whose static dim was unknown
 // must not broadcast (the gradient would not sum over it). An op made without that record (as
 // in Elemwise(ScalarOp::add)) follows plain numpy rules at run time.
-class Elemwise final : public Op {
+class Elemwise : public Op {
  public:
   // INPUT_BROADCASTABLE[i][axis]: whether axis AXIS of input I has static dim 1. Empty means
   // unrecorded (numpy rules at run time); otherwise make_outputs checks it against the inputs.
@@ -66,9 +92,7 @@ class Elemwise final : public Op {
                                                     const std::vector<Variable>& inputs);
 
   ScalarOp scalar_op() const { return scalar_op_; }
-  const std::vector<std::vector<bool>>& input_broadcastable() const {
-    return input_broadcastable_;
-  }
+  const std::vector<std::vector<bool>>& input_broadcastable() const { return input_broadcastable_; }
 
   std::string name() const override { return "Elemwise"; }
   std::string str() const override;
@@ -96,7 +120,7 @@ class Elemwise final : public Op {
 };
 
 // Conversion to a target dtype (see cast() below for the value rules).
-class Cast final : public Op {
+class Cast : public Op {
  public:
   explicit Cast(DType target) : target_(target) {}
   DType target() const { return target_; }

@@ -3,6 +3,11 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -116,26 +121,34 @@ constexpr bool domain_accepts() {
 template <ScalarOp Op>
 struct Scalar;
 
-#define CONVGRAPH_SCALAR(OP, ARITY, DOMAIN, GIVES_BOOL)    \
-  template <>                                             \
-  struct Scalar<ScalarOp::OP> {                           \
-    static constexpr int arity = ARITY;                   \
-    static constexpr Domain domain = Domain::DOMAIN;      \
-    static constexpr bool gives_bool = GIVES_BOOL;        \
-    template <typename C>                                 \
-    static auto apply(C a, [[maybe_unused]] C b = C()) {  \
-      return body(a, b);                                  \
-    }                                                     \
-    template <typename C>                                 \
-    static auto body(C a, [[maybe_unused]] C b);          \
-  };                                                      \
-  template <typename C>                                   \
+#define CONVGRAPH_SCALAR(OP, ARITY, DOMAIN, GIVES_BOOL)  \
+  template <>                                            \
+  struct Scalar<ScalarOp::OP> {                          \
+    static constexpr int arity = ARITY;                  \
+    static constexpr Domain domain = Domain::DOMAIN;     \
+    static constexpr bool gives_bool = GIVES_BOOL;       \
+    template <typename C>                                \
+    static auto apply(C a, [[maybe_unused]] C b = C()) { \
+      return body(a, b);                                 \
+    }                                                    \
+    template <typename C>                                \
+    static auto body(C a, [[maybe_unused]] C b);         \
+  };                                                     \
+  template <typename C>                                  \
   auto Scalar<ScalarOp::OP>::body(C a, [[maybe_unused]] C b)
 
-CONVGRAPH_SCALAR(add, 2, numeric, false) { return wrap_add(a, b); }
-CONVGRAPH_SCALAR(sub, 2, numeric, false) { return wrap_sub(a, b); }
-CONVGRAPH_SCALAR(mul, 2, numeric, false) { return wrap_mul(a, b); }
-CONVGRAPH_SCALAR(true_div, 2, floating, false) { return a / b; }
+CONVGRAPH_SCALAR(add, 2, numeric, false) {
+  return wrap_add(a, b);
+}
+CONVGRAPH_SCALAR(sub, 2, numeric, false) {
+  return wrap_sub(a, b);
+}
+CONVGRAPH_SCALAR(mul, 2, numeric, false) {
+  return wrap_mul(a, b);
+}
+CONVGRAPH_SCALAR(true_div, 2, floating, false) {
+  return a / b;
+}
 CONVGRAPH_SCALAR(int_div, 2, numeric, false) {
   if constexpr (std::is_integral_v<C>) {
     return floor_div_int(a, b);
@@ -158,18 +171,42 @@ CONVGRAPH_SCALAR(pow, 2, numeric, false) {
   }
 }
 // NaN propagates, as in numpy: the comparison alone would pick the other operand.
-CONVGRAPH_SCALAR(maximum, 2, any, false) { return (a >= b || a != a) ? a : b; }
-CONVGRAPH_SCALAR(minimum, 2, any, false) { return (a <= b || a != a) ? a : b; }
-CONVGRAPH_SCALAR(eq, 2, any, true) { return a == b; }
-CONVGRAPH_SCALAR(neq, 2, any, true) { return a != b; }
-CONVGRAPH_SCALAR(lt, 2, any, true) { return a < b; }
-CONVGRAPH_SCALAR(le, 2, any, true) { return a <= b; }
-CONVGRAPH_SCALAR(gt, 2, any, true) { return a > b; }
-CONVGRAPH_SCALAR(ge, 2, any, true) { return a >= b; }
-CONVGRAPH_SCALAR(logical_and, 2, boolean, true) { return a && b; }
-CONVGRAPH_SCALAR(logical_or, 2, boolean, true) { return a || b; }
-CONVGRAPH_SCALAR(logical_not, 1, boolean, true) { return !a; }
-CONVGRAPH_SCALAR(neg, 1, numeric, false) { return wrap_neg(a); }
+CONVGRAPH_SCALAR(maximum, 2, any, false) {
+  return (a >= b || a != a) ? a : b;
+}
+CONVGRAPH_SCALAR(minimum, 2, any, false) {
+  return (a <= b || a != a) ? a : b;
+}
+CONVGRAPH_SCALAR(eq, 2, any, true) {
+  return a == b;
+}
+CONVGRAPH_SCALAR(neq, 2, any, true) {
+  return a != b;
+}
+CONVGRAPH_SCALAR(lt, 2, any, true) {
+  return a < b;
+}
+CONVGRAPH_SCALAR(le, 2, any, true) {
+  return a <= b;
+}
+CONVGRAPH_SCALAR(gt, 2, any, true) {
+  return a > b;
+}
+CONVGRAPH_SCALAR(ge, 2, any, true) {
+  return a >= b;
+}
+CONVGRAPH_SCALAR(logical_and, 2, boolean, true) {
+  return a && b;
+}
+CONVGRAPH_SCALAR(logical_or, 2, boolean, true) {
+  return a || b;
+}
+CONVGRAPH_SCALAR(logical_not, 1, boolean, true) {
+  return !a;
+}
+CONVGRAPH_SCALAR(neg, 1, numeric, false) {
+  return wrap_neg(a);
+}
 CONVGRAPH_SCALAR(abs, 1, numeric, false) {
   if constexpr (std::is_integral_v<C>) {
     return a < 0 ? wrap_neg(a) : a;
@@ -185,20 +222,34 @@ CONVGRAPH_SCALAR(sign, 1, numeric, false) {
     return a > C(0) ? C(1) : (a < C(0) ? C(-1) : a);
   }
 }
-CONVGRAPH_SCALAR(square, 1, numeric, false) { return wrap_mul(a, a); }
-CONVGRAPH_SCALAR(exp, 1, floating, false) { return static_cast<C>(std::exp(a)); }
-CONVGRAPH_SCALAR(log, 1, floating, false) { return static_cast<C>(std::log(a)); }
-CONVGRAPH_SCALAR(log1p, 1, floating, false) { return static_cast<C>(std::log1p(a)); }
-CONVGRAPH_SCALAR(sqrt, 1, floating, false) { return static_cast<C>(std::sqrt(a)); }
+CONVGRAPH_SCALAR(square, 1, numeric, false) {
+  return wrap_mul(a, a);
+}
+CONVGRAPH_SCALAR(exp, 1, floating, false) {
+  return static_cast<C>(std::exp(a));
+}
+CONVGRAPH_SCALAR(log, 1, floating, false) {
+  return static_cast<C>(std::log(a));
+}
+CONVGRAPH_SCALAR(log1p, 1, floating, false) {
+  return static_cast<C>(std::log1p(a));
+}
+CONVGRAPH_SCALAR(sqrt, 1, floating, false) {
+  return static_cast<C>(std::sqrt(a));
+}
 // `a < 0 ? 0 : a` rather than `a > 0 ? a : 0` so that NaN stays NaN.
-CONVGRAPH_SCALAR(relu, 1, numeric, false) { return a < C(0) ? C(0) : a; }
+CONVGRAPH_SCALAR(relu, 1, numeric, false) {
+  return a < C(0) ? C(0) : a;
+}
 // Each branch only exponentiates a non-positive number, so neither overflows.
 CONVGRAPH_SCALAR(sigmoid, 1, floating, false) {
   if (a >= C(0)) return static_cast<C>(C(1) / (C(1) + std::exp(-a)));
   const C e = std::exp(a);
   return static_cast<C>(e / (C(1) + e));
 }
-CONVGRAPH_SCALAR(tanh, 1, floating, false) { return static_cast<C>(std::tanh(a)); }
+CONVGRAPH_SCALAR(tanh, 1, floating, false) {
+  return static_cast<C>(std::tanh(a));
+}
 // max(a, 0) + log1p(exp(-|a|)): never overflows, and exact to rounding for large |a|.
 CONVGRAPH_SCALAR(softplus, 1, floating, false) {
   return static_cast<C>((a > C(0) ? a : C(0)) + std::log1p(std::exp(-std::abs(a))));
@@ -213,13 +264,103 @@ struct Scalar<ScalarOp::where> {
   static constexpr bool gives_bool = false;
 };
 
+// ---- float16: convert blocks to float, compute there, convert back ----
+// Element-by-element Half conversion is branchy bit twiddling that does not vectorize; converting
+// a block at a time (with the F16C instructions where the CPU has them) and running the float
+// loop in between is about ten times faster.
+
+constexpr std::int64_t kHalfBlock = 256;
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CONVGRAPH_ELEMWISE_F16C 1
+__attribute__((target("avx,f16c"))) void halves_to_floats_f16c(const Half* in, float* out,
+                                                               std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+  }
+  for (; i < n; ++i) out[i] = _cvtsh_ss(in[i].bits);
+}
+__attribute__((target("avx,f16c"))) void floats_to_halves_f16c(const float* in, Half* out,
+                                                               std::int64_t n) {
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
+  for (; i < n; ++i) out[i].bits = _cvtss_sh(in[i], _MM_FROUND_TO_NEAREST_INT);
+}
+bool cpu_has_f16c() {
+  static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return has;
+}
+#endif
+
+void halves_to_floats(const Half* in, std::int64_t stride, float* out, std::int64_t n) {
+  if (stride == 0) {
+    const float v = to_float(*in);
+    for (std::int64_t i = 0; i < n; ++i) out[i] = v;
+    return;
+  }
+#ifdef CONVGRAPH_ELEMWISE_F16C
+  if (stride == 1 && cpu_has_f16c()) return halves_to_floats_f16c(in, out, n);
+#endif
+  for (std::int64_t i = 0; i < n; ++i) out[i] = to_float(in[i * stride]);
+}
+
+void floats_to_halves(const float* in, Half* out, std::int64_t stride, std::int64_t n) {
+#ifdef CONVGRAPH_ELEMWISE_F16C
+  if (stride == 1 && cpu_has_f16c()) return floats_to_halves_f16c(in, out, n);
+#endif
+  for (std::int64_t i = 0; i < n; ++i) out[i * stride] = Half(in[i]);
+}
+
+// Stores a block of results computed in float (or bool, for comparisons) into R elements.
+template <typename R, typename V>
+void store_block(const V* values, R* out, std::int64_t stride, std::int64_t n) {
+  if constexpr (std::is_same_v<R, Half>) {
+    floats_to_halves(values, out, stride, n);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) out[i * stride] = static_cast<R>(values[i]);
+  }
+}
+
+template <typename F, typename R>
+void unary_run_half(const Half* a, std::int64_t sa, R* o, std::int64_t so, std::int64_t n) {
+  using V = decltype(F::apply(0.0f));
+  float fa[kHalfBlock];
+  V fo[kHalfBlock];
+  for (std::int64_t start = 0; start < n; start += kHalfBlock) {
+    const std::int64_t len = std::min(kHalfBlock, n - start);
+    halves_to_floats(a + start * sa, sa, fa, len);
+    for (std::int64_t i = 0; i < len; ++i) fo[i] = F::apply(fa[i]);
+    store_block(fo, o + start * so, so, len);
+  }
+}
+
+template <typename F, typename R>
+void binary_run_half(const Half* a, std::int64_t sa, const Half* b, std::int64_t sb, R* o,
+                     std::int64_t so, std::int64_t n) {
+  using V = decltype(F::apply(0.0f, 0.0f));
+  float fa[kHalfBlock], fb[kHalfBlock];
+  V fo[kHalfBlock];
+  for (std::int64_t start = 0; start < n; start += kHalfBlock) {
+    const std::int64_t len = std::min(kHalfBlock, n - start);
+    halves_to_floats(a + start * sa, sa, fa, len);
+    halves_to_floats(b + start * sb, sb, fb, len);
+    for (std::int64_t i = 0; i < len; ++i) fo[i] = F::apply(fa[i], fb[i]);
+    store_block(fo, o + start * so, so, len);
+  }
+}
+
 // ---- loops over one run of elements ----
 // The output of a kernel is contiguous, so its stride along a run is 1 (size-1 axes are dropped
 // before runs are formed); the unit-stride and broadcast-scalar variants below are what lets
 // the compiler vectorize.
 
 template <typename F, typename T, typename R>
-void unary_run(const T* a, std::int64_t sa, R* o, std::int64_t so, std::int64_t n) {
+void unary_run_direct(const T* a, std::int64_t sa, R* o, std::int64_t so, std::int64_t n) {
   using C = compute_t<T>;
   const auto f = [](T x) { return convert<R>(F::apply(convert<C>(x))); };
   if (sa == 1 && so == 1) {
@@ -230,8 +371,8 @@ void unary_run(const T* a, std::int64_t sa, R* o, std::int64_t so, std::int64_t 
 }
 
 template <typename F, typename T, typename R>
-void binary_run(const T* a, std::int64_t sa, const T* b, std::int64_t sb, R* o, std::int64_t so,
-                std::int64_t n) {
+void binary_run_direct(const T* a, std::int64_t sa, const T* b, std::int64_t sb, R* o,
+                       std::int64_t so, std::int64_t n) {
   using C = compute_t<T>;
   const auto f = [](T x, T y) { return convert<R>(F::apply(convert<C>(x), convert<C>(y))); };
   if (so == 1 && sa == 1 && sb == 1) {
@@ -247,6 +388,26 @@ void binary_run(const T* a, std::int64_t sa, const T* b, std::int64_t sb, R* o, 
   }
 }
 
+template <typename F, typename T, typename R>
+void unary_run(const T* a, std::int64_t sa, R* o, std::int64_t so, std::int64_t n) {
+  if constexpr (std::is_same_v<T, Half>) {
+    unary_run_half<F, R>(a, sa, o, so, n);
+  } else {
+    unary_run_direct<F, T, R>(a, sa, o, so, n);
+  }
+}
+
+template <typename F, typename T, typename R>
+void binary_run(const T* a, std::int64_t sa, const T* b, std::int64_t sb, R* o, std::int64_t so,
+                std::int64_t n) {
+  if constexpr (std::is_same_v<T, Half>) {
+    binary_run_half<F, R>(a, sa, b, sb, o, so, n);
+  } else {
+    binary_run_direct<F, T, R>(a, sa, b, sb, o, so, n);
+  }
+}
+
+// Copies elements, so no dtype needs converting.
 template <typename T>
 void where_run(const bool* c, std::int64_t sc, const T* a, std::int64_t sa, const T* b,
                std::int64_t sb, T* o, std::int64_t so, std::int64_t n) {
@@ -271,6 +432,82 @@ Strides broadcast_strides(const Tensor& input, const Shape& output_shape) {
   return strides;
 }
 
+// Axes of SHAPE with size-1 axes dropped and neighbours merged where every operand allows it (as
+// for_each_run does).
+template <std::size_t N>
+void coalesce(const Shape& shape, const std::array<Strides, N>& strides, Shape& dims,
+              std::array<Strides, N>& merged) {
+  for (std::size_t axis = 0; axis < shape.size(); ++axis) {
+    if (shape[axis] == 1) continue;
+    bool merge = !dims.empty();
+    for (std::size_t k = 0; k < N && merge; ++k) {
+      merge = merged[k].back() == strides[k][axis] * shape[axis];
+    }
+    if (merge) {
+      dims.back() *= shape[axis];
+      for (std::size_t k = 0; k < N; ++k) merged[k].back() = strides[k][axis];
+    } else {
+      dims.push_back(shape[axis]);
+      for (std::size_t k = 0; k < N; ++k) merged[k].push_back(strides[k][axis]);
+    }
+  }
+}
+
+// A transposed operand read along the output's rows touches a new cache line (and soon a new
+// page) for every element. When some input's stride along the last axis is that large and its
+// stride along the axis before is smaller, visiting the last two axes in tiles makes each line
+// it loads serve a whole tile column. Returns false (doing nothing) where tiling does not apply.
+template <std::size_t N, typename Run>
+bool for_each_tile(const Shape& shape, const std::array<Strides, N>& strides, bool parallel,
+                   int threads, Run&& run) {
+  constexpr std::int64_t kTileRows = 128, kTileCols = 32, kLineElements = 16;
+  Shape dims;
+  std::array<Strides, N> st;
+  coalesce<N>(shape, strides, dims, st);
+  const std::size_t nd = dims.size();
+  if (nd < 2) return false;
+  bool transposed = false;
+  for (std::size_t k = 1; k < N; ++k) {
+    const std::int64_t inner = std::abs(st[k][nd - 1]), outer = std::abs(st[k][nd - 2]);
+    transposed = transposed || (inner > kLineElements && outer < inner);
+  }
+  if (!transposed) return false;
+
+  const std::int64_t rows = dims[nd - 2], cols = dims[nd - 1];
+  const std::int64_t row_tiles = (rows + kTileRows - 1) / kTileRows;
+  const std::int64_t col_tiles = (cols + kTileCols - 1) / kTileCols;
+  std::int64_t outer = 1;
+  for (std::size_t j = 0; j + 2 < nd; ++j) outer *= dims[j];
+  std::array<std::int64_t, N> inner;
+  for (std::size_t k = 0; k < N; ++k) inner[k] = st[k][nd - 1];
+  const std::int64_t tasks = outer * row_tiles * col_tiles;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (std::int64_t task = 0; task < tasks; ++task) {
+    std::int64_t rest = task;
+    const std::int64_t col_tile = rest % col_tiles;
+    rest /= col_tiles;
+    const std::int64_t row_tile = rest % row_tiles;
+    rest /= row_tiles;
+    std::array<std::int64_t, N> base{};
+    for (std::size_t j = nd - 2; j-- > 0;) {
+      const std::int64_t index = rest % dims[j];
+      rest /= dims[j];
+      for (std::size_t k = 0; k < N; ++k) base[k] += index * st[k][j];
+    }
+    const std::int64_t first_col = col_tile * kTileCols;
+    const std::int64_t count = std::min(kTileCols, cols - first_col);
+    const std::int64_t end_row = std::min(rows, (row_tile + 1) * kTileRows);
+    for (std::int64_t row = row_tile * kTileRows; row < end_row; ++row) {
+      std::array<std::int64_t, N> offsets;
+      for (std::size_t k = 0; k < N; ++k) {
+        offsets[k] = base[k] + row * st[k][nd - 2] + first_col * st[k][nd - 1];
+      }
+      run(offsets, count, inner);
+    }
+  }
+  return true;
+}
+
 // Calls RUN(offsets, count, inner_strides) over every element of OUTPUT, operand 0 being the
 // output and operand k the input k-1, in parallel chunks when the output is large. RUN must not
 // throw: it may run inside a parallel region.
@@ -285,8 +522,8 @@ void for_each_chunk(const std::vector<Tensor>& inputs, const Tensor& output, Run
   // flat loop.
   bool flat = output.is_contiguous();
   for (const Tensor& input : inputs) {
-    flat = flat && ((input.shape() == output.shape() && input.is_contiguous()) ||
-                    input.numel() == 1);
+    flat =
+        flat && ((input.shape() == output.shape() && input.is_contiguous()) || input.numel() == 1);
   }
   if (flat) {
     std::array<std::int64_t, N> inner{};
@@ -307,6 +544,7 @@ void for_each_chunk(const std::vector<Tensor>& inputs, const Tensor& output, Run
   std::array<Strides, N> strides;
   strides[0] = output.strides();
   for (std::size_t k = 1; k < N; ++k) strides[k] = broadcast_strides(inputs[k - 1], shape);
+  if (for_each_tile<N>(shape, strides, parallel, threads, run)) return;
   std::array<const Strides*, N> stride_ptrs;
   for (std::size_t k = 0; k < N; ++k) stride_ptrs[k] = &strides[k];
   if (!parallel) {
@@ -352,7 +590,9 @@ bool any_element(const Tensor& tensor, Predicate&& predicate) {
   return found;
 }
 
-std::string op_label(ScalarOp op) { return fmt::format("Elemwise{{{}}}", scalar_op_name(op)); }
+std::string op_label(ScalarOp op) {
+  return fmt::format("Elemwise{{{}}}", scalar_op_name(op));
+}
 
 // Rejects integer operands that would make the scalar function undefined, before any output is
 // written.
@@ -425,8 +665,8 @@ void run_scalar_op(const std::vector<Tensor>& inputs, Tensor& output) {
 void check_kernel_arguments(ScalarOp op, const std::vector<Tensor>& inputs, const Tensor& output) {
   const std::string label = op_label(op);
   if (static_cast<int>(inputs.size()) != scalar_op_arity(op)) {
-    throw ValueError(fmt::format("{}: {} inputs given, {} expected", label, inputs.size(),
-                                 scalar_op_arity(op)));
+    throw ValueError(
+        fmt::format("{}: {} inputs given, {} expected", label, inputs.size(), scalar_op_arity(op)));
   }
   if (!output.defined() || !output.device().is_cpu()) {
     throw ValueError(fmt::format("{}: the output must be an allocated CPU tensor", label));
@@ -445,9 +685,10 @@ void check_kernel_arguments(ScalarOp op, const std::vector<Tensor>& inputs, cons
       fits = d == 1 || d == output.shape()[rank - 1 - a];
     }
     if (!fits) {
-      throw ShapeError(fmt::format("{}: input {} of shape {} does not broadcast to the output "
-                                   "shape {}",
-                                   label, i, shape_str(input.shape()), shape_str(output.shape())));
+      throw ShapeError(
+          fmt::format("{}: input {} of shape {} does not broadcast to the output "
+                      "shape {}",
+                      label, i, shape_str(input.shape()), shape_str(output.shape())));
     }
   }
   const bool is_where = op == ScalarOp::where;
@@ -497,37 +738,68 @@ D cast_value(S value) {
 void elemwise_kernel(ScalarOp op, const std::vector<Tensor>& inputs, Tensor& output) {
   check_kernel_arguments(op, inputs, output);
   switch (op) {
-    case ScalarOp::add: return run_scalar_op<ScalarOp::add>(inputs, output);
-    case ScalarOp::sub: return run_scalar_op<ScalarOp::sub>(inputs, output);
-    case ScalarOp::mul: return run_scalar_op<ScalarOp::mul>(inputs, output);
-    case ScalarOp::true_div: return run_scalar_op<ScalarOp::true_div>(inputs, output);
-    case ScalarOp::int_div: return run_scalar_op<ScalarOp::int_div>(inputs, output);
-    case ScalarOp::mod: return run_scalar_op<ScalarOp::mod>(inputs, output);
-    case ScalarOp::pow: return run_scalar_op<ScalarOp::pow>(inputs, output);
-    case ScalarOp::maximum: return run_scalar_op<ScalarOp::maximum>(inputs, output);
-    case ScalarOp::minimum: return run_scalar_op<ScalarOp::minimum>(inputs, output);
-    case ScalarOp::eq: return run_scalar_op<ScalarOp::eq>(inputs, output);
-    case ScalarOp::neq: return run_scalar_op<ScalarOp::neq>(inputs, output);
-    case ScalarOp::lt: return run_scalar_op<ScalarOp::lt>(inputs, output);
-    case ScalarOp::le: return run_scalar_op<ScalarOp::le>(inputs, output);
-    case ScalarOp::gt: return run_scalar_op<ScalarOp::gt>(inputs, output);
-    case ScalarOp::ge: return run_scalar_op<ScalarOp::ge>(inputs, output);
-    case ScalarOp::logical_and: return run_scalar_op<ScalarOp::logical_and>(inputs, output);
-    case ScalarOp::logical_or: return run_scalar_op<ScalarOp::logical_or>(inputs, output);
-    case ScalarOp::logical_not: return run_scalar_op<ScalarOp::logical_not>(inputs, output);
-    case ScalarOp::neg: return run_scalar_op<ScalarOp::neg>(inputs, output);
-    case ScalarOp::abs: return run_scalar_op<ScalarOp::abs>(inputs, output);
-    case ScalarOp::sign: return run_scalar_op<ScalarOp::sign>(inputs, output);
-    case ScalarOp::square: return run_scalar_op<ScalarOp::square>(inputs, output);
-    case ScalarOp::exp: return run_scalar_op<ScalarOp::exp>(inputs, output);
-    case ScalarOp::log: return run_scalar_op<ScalarOp::log>(inputs, output);
-    case ScalarOp::log1p: return run_scalar_op<ScalarOp::log1p>(inputs, output);
-    case ScalarOp::sqrt: return run_scalar_op<ScalarOp::sqrt>(inputs, output);
-    case ScalarOp::relu: return run_scalar_op<ScalarOp::relu>(inputs, output);
-    case ScalarOp::sigmoid: return run_scalar_op<ScalarOp::sigmoid>(inputs, output);
-    case ScalarOp::tanh: return run_scalar_op<ScalarOp::tanh>(inputs, output);
-    case ScalarOp::softplus: return run_scalar_op<ScalarOp::softplus>(inputs, output);
-    case ScalarOp::where: return run_scalar_op<ScalarOp::where>(inputs, output);
+    case ScalarOp::add:
+      return run_scalar_op<ScalarOp::add>(inputs, output);
+    case ScalarOp::sub:
+      return run_scalar_op<ScalarOp::sub>(inputs, output);
+    case ScalarOp::mul:
+      return run_scalar_op<ScalarOp::mul>(inputs, output);
+    case ScalarOp::true_div:
+      return run_scalar_op<ScalarOp::true_div>(inputs, output);
+    case ScalarOp::int_div:
+      return run_scalar_op<ScalarOp::int_div>(inputs, output);
+    case ScalarOp::mod:
+      return run_scalar_op<ScalarOp::mod>(inputs, output);
+    case ScalarOp::pow:
+      return run_scalar_op<ScalarOp::pow>(inputs, output);
+    case ScalarOp::maximum:
+      return run_scalar_op<ScalarOp::maximum>(inputs, output);
+    case ScalarOp::minimum:
+      return run_scalar_op<ScalarOp::minimum>(inputs, output);
+    case ScalarOp::eq:
+      return run_scalar_op<ScalarOp::eq>(inputs, output);
+    case ScalarOp::neq:
+      return run_scalar_op<ScalarOp::neq>(inputs, output);
+    case ScalarOp::lt:
+      return run_scalar_op<ScalarOp::lt>(inputs, output);
+    case ScalarOp::le:
+      return run_scalar_op<ScalarOp::le>(inputs, output);
+    case ScalarOp::gt:
+      return run_scalar_op<ScalarOp::gt>(inputs, output);
+    case ScalarOp::ge:
+      return run_scalar_op<ScalarOp::ge>(inputs, output);
+    case ScalarOp::logical_and:
+      return run_scalar_op<ScalarOp::logical_and>(inputs, output);
+    case ScalarOp::logical_or:
+      return run_scalar_op<ScalarOp::logical_or>(inputs, output);
+    case ScalarOp::logical_not:
+      return run_scalar_op<ScalarOp::logical_not>(inputs, output);
+    case ScalarOp::neg:
+      return run_scalar_op<ScalarOp::neg>(inputs, output);
+    case ScalarOp::abs:
+      return run_scalar_op<ScalarOp::abs>(inputs, output);
+    case ScalarOp::sign:
+      return run_scalar_op<ScalarOp::sign>(inputs, output);
+    case ScalarOp::square:
+      return run_scalar_op<ScalarOp::square>(inputs, output);
+    case ScalarOp::exp:
+      return run_scalar_op<ScalarOp::exp>(inputs, output);
+    case ScalarOp::log:
+      return run_scalar_op<ScalarOp::log>(inputs, output);
+    case ScalarOp::log1p:
+      return run_scalar_op<ScalarOp::log1p>(inputs, output);
+    case ScalarOp::sqrt:
+      return run_scalar_op<ScalarOp::sqrt>(inputs, output);
+    case ScalarOp::relu:
+      return run_scalar_op<ScalarOp::relu>(inputs, output);
+    case ScalarOp::sigmoid:
+      return run_scalar_op<ScalarOp::sigmoid>(inputs, output);
+    case ScalarOp::tanh:
+      return run_scalar_op<ScalarOp::tanh>(inputs, output);
+    case ScalarOp::softplus:
+      return run_scalar_op<ScalarOp::softplus>(inputs, output);
+    case ScalarOp::where:
+      return run_scalar_op<ScalarOp::where>(inputs, output);
   }
   throw ValueError("elemwise_kernel: invalid ScalarOp value");
 }

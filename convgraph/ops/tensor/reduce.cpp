@@ -46,7 +46,7 @@ Variable with_kept_dims(const Variable& out, int rank, const std::vector<int>& a
 // The number of elements each output element of a reduction of X over AXES combines, as a
 // scalar of DTYPE.
 Variable reduced_count(const Variable& x, const std::vector<int>& axes, DType dtype) {
-  const ShapeDims dims = symbolic_shape(x);
+  const ShapeDims dims = shape_dims(x);
   Dim count(std::int64_t{1});
   for (int axis : axes) count = count * dims[static_cast<std::size_t>(axis)];
   if (count.is_constant()) return constant(static_cast<double>(count.value()), dtype);
@@ -55,7 +55,7 @@ Variable reduced_count(const Variable& x, const std::vector<int>& axes, DType dt
 
 // d prod(x over AXES) / d x, element by element, exact when x holds zeros: with one zero in a
 // reduced group, that element gets the product of the others and the rest get 0; with two or
-// more every element gets 0. No division by zero is evaluated anywhere its result is used.
+// more every element gets 0. It divides by x with its zeros replaced by 1, never by zero.
 Variable prod_derivative(const Variable& x, const std::vector<int>& axes) {
   const DType dt = x.dtype();
   const Variable zero = constant(0.0, dt);
@@ -265,14 +265,22 @@ std::vector<int> normalize_axes(const std::vector<int>& axes, int rank, std::str
   for (int axis : axes) {
     const int a = axis < 0 ? axis + rank : axis;
     if (a < 0 || a >= rank) {
+      if (rank == 0) {
+        throw ValueError(
+            fmt::format("{}: axis {} is out of range for a tensor of rank 0 (a "
+                        "scalar has no axes)",
+                        what, axis));
+      }
       throw ValueError(
           fmt::format("{}: axis {} is out of range for a tensor of rank {} (valid "
                       "axes: {}..{})",
                       what, axis, rank, -rank, rank - 1));
     }
     if (std::find(out.begin(), out.end(), a) != out.end()) {
-      throw ValueError(fmt::format("{}: axis {} is repeated in [{}] for a tensor of rank {}", what,
-                                   axis, fmt::join(axes, ", "), rank));
+      throw ValueError(
+          fmt::format("{}: axes [{}] name axis {} twice (repeated axis) for a tensor "
+                      "of rank {}",
+                      what, fmt::join(axes, ", "), a, rank));
     }
     out.push_back(a);
   }
@@ -410,10 +418,10 @@ std::vector<Variable> Reduce::grad(const std::vector<Variable>& inputs,
   Variable gx;
   switch (op_) {
     case ReduceOp::sum:
-      gx = alloc(g_kept, symbolic_shape(x));
+      gx = alloc(g_kept, shape_dims(x));
       break;
     case ReduceOp::mean:
-      gx = true_div(alloc(g_kept, symbolic_shape(x)), reduced_count(x, axes_, dt));
+      gx = true_div(alloc(g_kept, shape_dims(x)), reduced_count(x, axes_, dt));
       break;
     case ReduceOp::max:
     case ReduceOp::min: {
@@ -469,10 +477,8 @@ void Reduce::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& out
   if (op_ == ReduceOp::max || op_ == ReduceOp::min) {
     for (int axis : axes_) {
       if (x.shape()[static_cast<std::size_t>(axis)] == 0) {
-        throw ShapeError(
-            fmt::format("{}: {} over an empty axis {} of shape {}: there is no "
-                        "identity",
-                        str(), reduce_op_name(op_), axis, shape_str(x.shape())));
+        throw ShapeError(fmt::format("{} over an empty axis {} of shape {}: there is no identity",
+                                     reduce_op_name(op_), axis, shape_str(x.shape())));
       }
     }
   }
@@ -492,14 +498,16 @@ void Reduce::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& out
       case ReduceOp::sum: {
         using Acc = sum_acc_t<T>;
         std::vector<Acc> acc(n_out, Acc(0));
-        accumulate<T>(x, reduced, Acc(0), true, wrapping_add<Acc>, acc);
+        accumulate<T>(
+            x, reduced, Acc(0), true, [](Acc a, Acc b) { return wrapping_add(a, b); }, acc);
         store(acc, out);
         break;
       }
       case ReduceOp::prod: {
         using Acc = sum_acc_t<T>;
         std::vector<Acc> acc(n_out, Acc(1));
-        accumulate<T>(x, reduced, Acc(1), true, wrapping_mul<Acc>, acc);
+        accumulate<T>(
+            x, reduced, Acc(1), true, [](Acc a, Acc b) { return wrapping_mul(a, b); }, acc);
         store(acc, out);
         break;
       }
@@ -516,14 +524,18 @@ void Reduce::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& out
       case ReduceOp::max: {
         using Acc = minmax_acc_t<T>;
         std::vector<Acc> acc(n_out, lowest_value<Acc>());
-        accumulate<T>(x, reduced, lowest_value<Acc>(), false, take_max<Acc>, acc);
+        accumulate<T>(
+            x, reduced, lowest_value<Acc>(), false, [](Acc a, Acc b) { return take_max(a, b); },
+            acc);
         store(acc, out);
         break;
       }
       case ReduceOp::min: {
         using Acc = minmax_acc_t<T>;
         std::vector<Acc> acc(n_out, highest_value<Acc>());
-        accumulate<T>(x, reduced, highest_value<Acc>(), false, take_min<Acc>, acc);
+        accumulate<T>(
+            x, reduced, highest_value<Acc>(), false, [](Acc a, Acc b) { return take_min(a, b); },
+            acc);
         store(acc, out);
         break;
       }

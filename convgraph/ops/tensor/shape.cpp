@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <limits>
 #include <typeinfo>
 #include <unordered_map>
 #include <utility>
@@ -25,10 +26,8 @@ void check_input_count(const Op& op, const std::vector<Variable>& inputs, std::s
 }
 
 // Both operands must be defined; unknown is contagious.
-bool any_unknown(const Dim& a, const Dim& b) { return a.is_unknown() || b.is_unknown(); }
-
-bool same_symbol(const Dim& a, const Dim& b) {
-  return a.is_symbolic() && b.is_symbolic() && a.variable() == b.variable();
+bool any_unknown(const Dim& a, const Dim& b) {
+  return a.is_unknown() || b.is_unknown();
 }
 
 std::int64_t checked_add(std::int64_t a, std::int64_t b) {
@@ -67,8 +66,12 @@ std::int64_t python_floor_div(std::int64_t a, std::int64_t b) {
 // ---------------------------------------------------------------------------------------------
 // ShapeOp
 
-bool ShapeOp::equals(const Op& other) const { return typeid(other) == typeid(ShapeOp); }
-std::size_t ShapeOp::hash() const { return std::hash<std::string>{}("Shape"); }
+bool ShapeOp::equals(const Op& other) const {
+  return typeid(other) == typeid(ShapeOp);
+}
+std::size_t ShapeOp::hash() const {
+  return std::hash<std::string>{}("Shape");
+}
 
 std::vector<TensorType> ShapeOp::make_outputs(const std::vector<Variable>& inputs) const {
   check_input_count(*this, inputs, 1);
@@ -90,8 +93,7 @@ std::vector<Variable> ShapeOp::r_op(const std::vector<Variable>& /*inputs*/,
 
 void ShapeOp::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
   const Shape& dims = inputs.at(0).shape();
-  outputs.at(0) =
-      Tensor::from_vector<std::int64_t>(dims, {static_cast<std::int64_t>(dims.size())});
+  outputs.at(0) = Tensor::from_vector<std::int64_t>(dims, {static_cast<std::int64_t>(dims.size())});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -101,13 +103,17 @@ ShapeI::ShapeI(int axis) : axis_(axis) {
   if (axis < 0) throw ValueError(fmt::format("Shape_i: axis must be non-negative, got {}", axis));
 }
 
-std::string ShapeI::str() const { return fmt::format("Shape_i{{{}}}", axis_); }
+std::string ShapeI::str() const {
+  return fmt::format("Shape_i{{{}}}", axis_);
+}
 
 bool ShapeI::equals(const Op& other) const {
   const auto* o = dynamic_cast<const ShapeI*>(&other);
   return o != nullptr && o->axis_ == axis_;
 }
-std::size_t ShapeI::hash() const { return hash_values(std::string("Shape_i"), axis_); }
+std::size_t ShapeI::hash() const {
+  return hash_values(std::string("Shape_i"), axis_);
+}
 
 std::vector<TensorType> ShapeI::make_outputs(const std::vector<Variable>& inputs) const {
   check_input_count(*this, inputs, 1);
@@ -143,8 +149,12 @@ void ShapeI::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& out
 // ---------------------------------------------------------------------------------------------
 // MakeVector
 
-bool MakeVector::equals(const Op& other) const { return typeid(other) == typeid(MakeVector); }
-std::size_t MakeVector::hash() const { return std::hash<std::string>{}("MakeVector"); }
+bool MakeVector::equals(const Op& other) const {
+  return typeid(other) == typeid(MakeVector);
+}
+std::size_t MakeVector::hash() const {
+  return std::hash<std::string>{}("MakeVector");
+}
 
 std::vector<TensorType> MakeVector::make_outputs(const std::vector<Variable>& inputs) const {
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -235,6 +245,22 @@ ShapeDims shape_dims(const Variable& x) {
 // ---------------------------------------------------------------------------------------------
 // Dim arithmetic
 
+bool same_dim(const Dim& a, const Dim& b) {
+  if (a.is_constant() && b.is_constant()) return a.value() == b.value();
+  if (!a.is_symbolic() || !b.is_symbolic()) return false;
+  const Variable& va = a.variable();
+  const Variable& vb = b.variable();
+  if (va == vb) return true;
+  // Two Shape_i nodes reading the same axis of the same tensor (built separately).
+  const Node* na = va.owner();
+  const Node* nb = vb.owner();
+  if (na == nullptr || nb == nullptr) return false;
+  const auto* sa = dynamic_cast<const ShapeI*>(na->op.get());
+  const auto* sb = dynamic_cast<const ShapeI*>(nb->op.get());
+  return sa != nullptr && sb != nullptr && sa->axis() == sb->axis() &&
+         na->inputs.at(0) == nb->inputs.at(0);
+}
+
 Variable dim_variable(const Dim& d) {
   if (d.is_constant()) return int64_scalar_constant(d.value());
   if (d.is_symbolic()) {
@@ -249,6 +275,9 @@ Dim operator+(const Dim& a, const Dim& b) {
   if (a.is_constant() && b.is_constant()) return checked_add(a.value(), b.value());
   if (a.is_constant() && a.value() == 0) return b;
   if (b.is_constant() && b.value() == 0) return a;
+  // x + -2 reads better as x - 2.
+  if (b.is_constant() && b.value() < 0 && b.value() != std::numeric_limits<std::int64_t>::min())
+    return a - Dim(-b.value());
   return Dim(add(dim_variable(a), dim_variable(b)));
 }
 
@@ -256,7 +285,9 @@ Dim operator-(const Dim& a, const Dim& b) {
   if (any_unknown(a, b)) return Dim::unknown();
   if (a.is_constant() && b.is_constant()) return checked_sub(a.value(), b.value());
   if (b.is_constant() && b.value() == 0) return a;
-  if (same_symbol(a, b)) return Dim(0);
+  if (same_dim(a, b)) return Dim(0);
+  if (b.is_constant() && b.value() < 0 && b.value() != std::numeric_limits<std::int64_t>::min())
+    return a + Dim(-b.value());
   return Dim(sub(dim_variable(a), dim_variable(b)));
 }
 
@@ -300,14 +331,14 @@ Dim ceil_div(const Dim& a, const Dim& b) {
 Dim dim_max(const Dim& a, const Dim& b) {
   if (any_unknown(a, b)) return Dim::unknown();
   if (a.is_constant() && b.is_constant()) return std::max(a.value(), b.value());
-  if (same_symbol(a, b)) return a;
+  if (same_dim(a, b)) return a;
   return Dim(maximum(dim_variable(a), dim_variable(b)));
 }
 
 Dim dim_min(const Dim& a, const Dim& b) {
   if (any_unknown(a, b)) return Dim::unknown();
   if (a.is_constant() && b.is_constant()) return std::min(a.value(), b.value());
-  if (same_symbol(a, b)) return a;
+  if (same_dim(a, b)) return a;
   return Dim(minimum(dim_variable(a), dim_variable(b)));
 }
 
@@ -369,17 +400,6 @@ ShapeDims symbolic_shape(const Variable& x) {
 
 namespace {
 
-// The scalar op of an elementwise node, read from its str() ("Elemwise{add}"), so that this file
-// needs no knowledge of the Elemwise class.
-std::string elemwise_scalar_name(const Op& op) {
-  if (op.name() != "Elemwise") return "";
-  const std::string s = op.str();
-  const auto open = s.find('{');
-  if (open == std::string::npos) return "";
-  const auto close = s.find_first_of(",};", open + 1);
-  return s.substr(open + 1, close == std::string::npos ? std::string::npos : close - open - 1);
-}
-
 std::string scalar_expression(const Variable& v, int depth) {
   if (v.is_constant()) {
     const Tensor& c = v.constant_value();
@@ -400,20 +420,20 @@ std::string scalar_expression(const Variable& v, int depth) {
   }
   std::vector<std::string> args;
   for (const Variable& in : node->inputs) args.push_back(scalar_expression(in, depth + 1));
-  const std::string scalar = elemwise_scalar_name(op);
-  static const std::pair<const char*, const char*> kInfix[] = {
-      {"add", "+"}, {"sub", "-"}, {"mul", "*"}, {"int_div", "//"}, {"true_div", "/"}, {"mod", "%"}};
-  if (args.size() == 2) {
-    for (const auto& [op_name, symbol] : kInfix) {
-      if (scalar == op_name) return fmt::format("({} {} {})", args[0], symbol, args[1]);
+  // Casts between integer types do not change a dim's value: show the operand.
+  if (dynamic_cast<const Cast*>(&op) != nullptr && args.size() == 1) return args[0];
+  if (const auto* e = dynamic_cast<const Elemwise*>(&op)) {
+    static const std::pair<ScalarOp, const char*> kInfix[] = {
+        {ScalarOp::add, "+"},      {ScalarOp::sub, "-"},      {ScalarOp::mul, "*"},
+        {ScalarOp::int_div, "//"}, {ScalarOp::true_div, "/"}, {ScalarOp::mod, "%"}};
+    if (args.size() == 2) {
+      for (const auto& [scalar, symbol] : kInfix) {
+        if (e->scalar_op() == scalar) return fmt::format("({} {} {})", args[0], symbol, args[1]);
+      }
+      if (e->scalar_op() == ScalarOp::maximum) return fmt::format("max({}, {})", args[0], args[1]);
+      if (e->scalar_op() == ScalarOp::minimum) return fmt::format("min({}, {})", args[0], args[1]);
     }
-    if (scalar == "maximum") return fmt::format("max({}, {})", args[0], args[1]);
-    if (scalar == "minimum") return fmt::format("min({}, {})", args[0], args[1]);
-  }
-  if (args.size() == 1) {
-    if (scalar == "neg") return fmt::format("-{}", args[0]);
-    // Casts between integer types do not change a dim's value: show the operand.
-    if (scalar.rfind("cast", 0) == 0 || scalar.rfind("Cast", 0) == 0) return args[0];
+    if (args.size() == 1 && e->scalar_op() == ScalarOp::neg) return fmt::format("-{}", args[0]);
   }
   return fmt::format("{}({})", op.str(), fmt::join(args, ", "));
 }

@@ -30,6 +30,9 @@ Dim floor_div(const Dim& a, const Dim& b);  // Python //: rounds toward minus in
 Dim ceil_div(const Dim& a, const Dim& b);
 Dim dim_max(const Dim& a, const Dim& b);
 Dim dim_min(const Dim& a, const Dim& b);
+// Whether A and B are certainly equal: equal constants, the same variable, or Shape_i of the same
+// axis of the same tensor. False means "not known to be equal".
+bool same_dim(const Dim& a, const Dim& b);
 // The scalar int64 variable of D (a constant for constant dims; throws ValueError if unknown).
 Variable dim_variable(const Dim& d);
 

@@ -1,0 +1,522 @@
+// The reference convolutions (spec sections 5.1-5.3): direct loops over every output element and
+// every kernel tap, accumulating in double. Speed is not the point: every other implementation
+// (CorrMM, oneDNN, cuDNN) is judged against these, so each loop is the formula of the spec written
+// out. 2-D problems run through the 3-D code with a leading spatial axis of size 1, which keeps
+// a single code path without changing any index.
+#include <fmt/format.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "convgraph/base/error.hpp"
+#include "convgraph/ops/conv/abstract_conv.hpp"
+
+namespace convgraph {
+namespace {
+
+using Axes = std::array<std::int64_t, 3>;
+
+std::int64_t product(const Axes& a) {
+  return a[0] * a[1] * a[2];
+}
+
+// Python's // : the output-size formula floors negative numerators (spec 4.1).
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  const std::int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+// Everything the loops need, with the spatial axes padded to three (depth 1 in 2-D).
+struct Geometry {
+  std::int64_t batch = 0;
+  std::int64_t channels = 0;            // C
+  std::int64_t filters = 0;             // M
+  std::int64_t groups = 1;              // G
+  std::int64_t channels_per_group = 0;  // Cg
+  std::int64_t filters_per_group = 0;   // Mg
+  Axes image{1, 1, 1}, kernel{1, 1, 1}, output{1, 1, 1};
+  Axes stride{1, 1, 1}, dilation{1, 1, 1}, pad_before{0, 0, 0};
+  bool flip = true;
+  bool unshared = false;
+
+  // Unshared kernels hold one (Cg, k...) block per output position ("region").
+  std::int64_t regions() const { return unshared ? product(output) : 1; }
+  std::int64_t taps() const { return product(kernel); }
+  // Offset of the (kd, kh, kw) block of filter M, region R and channel C in the kernel tensor;
+  // both layouts, (M, Cg, k...) and (M, oh, ow, Cg, k...), are this formula.
+  std::int64_t kernel_block(std::int64_t m, std::int64_t region, std::int64_t c) const {
+    return ((m * regions() + (unshared ? region : 0)) * channels_per_group + c) * taps();
+  }
+  // The stored tap read for logical tap (IZ, IY, IX): flip(i) = k - 1 - i when filter_flip.
+  std::int64_t tap(std::int64_t iz, std::int64_t iy, std::int64_t ix) const {
+    if (flip) {
+      iz = kernel[0] - 1 - iz;
+      iy = kernel[1] - 1 - iy;
+      ix = kernel[2] - 1 - ix;
+    }
+    return (iz * kernel[1] + iy) * kernel[2] + ix;
+  }
+};
+
+const char* const kForward = "reference_conv_forward";
+const char* const kGradInputs = "reference_conv_grad_inputs";
+const char* const kGradWeights = "reference_conv_grad_weights";
+
+void check_params(const char* fn, const ConvParams& p) {
+  const auto n = static_cast<std::size_t>(p.convdim);
+  if (p.convdim != 2 && p.convdim != 3) {
+    throw ValueError(fmt::format("{}: convdim is {}; expected 2 or 3", fn, p.convdim));
+  }
+  if (p.border.size() != n || p.subsample.size() != n || p.dilation.size() != n) {
+    throw ValueError(
+        fmt::format("{}: ConvParams has {} border, {} subsample and {} dilation "
+                    "entries; expected {} of each (build it with make_conv_params)",
+                    fn, p.border.size(), p.subsample.size(), p.dilation.size(), n));
+  }
+  for (std::size_t a = 0; a < n; ++a) {
+    if (p.subsample[a] < 1 || p.dilation[a] < 1) {
+      throw ValueError(fmt::format("{}: subsample ({}) and dilation ({}) must be positive", fn,
+                                   fmt::join(p.subsample, ", "), fmt::join(p.dilation, ", ")));
+    }
+  }
+  if (p.num_groups < 1) {
+    throw ValueError(fmt::format("{}: num_groups is {}; expected at least 1", fn, p.num_groups));
+  }
+  if (p.unshared && p.convdim != 2) {
+    throw UnsupportedError(
+        fmt::format("{}: unshared convolution is only implemented for 2-D, "
+                    "not {}-D",
+                    fn, p.convdim));
+  }
+}
+
+void check_tensor(const char* fn, const char* what, const Tensor& t, int rank) {
+  if (!t.defined()) throw ValueError(fmt::format("{}: the {} is an undefined tensor", fn, what));
+  if (!t.device().is_cpu()) {
+    throw UnsupportedError(fmt::format("{}: the {} is on {}; the reference runs on the cpu only",
+                                       fn, what, t.device().str()));
+  }
+  if (!is_float(t.dtype())) {
+    throw TypeError(fmt::format("{}: the {} has dtype {}; expected float16, float32 or float64", fn,
+                                what, dtype_name(t.dtype())));
+  }
+  if (t.rank() != rank) {
+    throw TypeError(fmt::format("{}: the {} has shape {} (rank {}); expected rank {}", fn, what,
+                                shape_str(t.shape()), t.rank(), rank));
+  }
+}
+
+void check_same_dtype(const char* fn, const char* what_a, const Tensor& a, const char* what_b,
+                      const Tensor& b) {
+  if (a.dtype() != b.dtype()) {
+    throw TypeError(
+        fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the "
+                    "same dtype",
+                    fn, what_a, dtype_name(a.dtype()), what_b, dtype_name(b.dtype())));
+  }
+}
+
+void check_spatial_argument(const char* fn, const char* what, const Shape& spatial, int convdim,
+                            std::int64_t minimum) {
+  bool ok = static_cast<int>(spatial.size()) == convdim;
+  for (std::int64_t v : spatial) ok = ok && v >= minimum;
+  if (!ok) {
+    throw ShapeError(fmt::format("{}: {} is {}; expected {} sizes, each at least {}", fn, what,
+                                 shape_str(spatial), convdim, minimum));
+  }
+}
+
+Shape last_axes(const Shape& shape, int count) {
+  return Shape(shape.end() - count, shape.end());
+}
+
+// The real spatial axes of a padded 3-axis array.
+Shape spatial_shape(const Axes& axes, int convdim) {
+  return Shape(axes.end() - convdim, axes.end());
+}
+
+// Fills the per-axis parameters and the output size from the image and kernel spatial sizes;
+// channel bookkeeping is left to the callers, which know which tensor carries which count.
+void set_spatial(Geometry& geo, const ConvParams& p, const Shape& image_spatial,
+                 const Shape& kernel_spatial) {
+  geo.flip = p.filter_flip;
+  geo.unshared = p.unshared;
+  geo.groups = p.num_groups;
+  const int n = p.convdim;
+  for (int a = 0; a < n; ++a) {
+    const auto i = static_cast<std::size_t>(a);
+    const auto j = static_cast<std::size_t>(3 - n + a);
+    geo.image[j] = image_spatial[i];
+    geo.kernel[j] = kernel_spatial[i];
+    geo.stride[j] = p.subsample[i];
+    geo.dilation[j] = p.dilation[i];
+    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
+    const auto [before, after] = p.border[i].resolve(dilated);
+    geo.pad_before[j] = before;
+    geo.output[j] = floor_div(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
+  }
+}
+
+std::string describe(const ConvParams& p, const Shape& image, const Shape& kernel) {
+  return fmt::format("image shape {}, kernel shape {}, {}", shape_str(image), shape_str(kernel),
+                     p.str());
+}
+
+void check_output_possible(const char* fn, const Geometry& geo, const ConvParams& p,
+                           const Shape& image, const Shape& kernel) {
+  for (std::int64_t o : geo.output) {
+    if (o < 1) {
+      throw ShapeError(fmt::format(
+          "{}: the convolution would produce an impossible output of "
+          "spatial size {} ({}); every spatial size must be at least 1",
+          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe(p, image, kernel)));
+    }
+  }
+}
+
+// Channel counts shared by the three directions: C and M divisible by G, Cg = C / G matching the
+// kernel's channel axis.
+void set_channels(const char* fn, Geometry& geo, std::int64_t channels, std::int64_t filters,
+                  std::int64_t kernel_channels, const char* channels_source) {
+  const std::int64_t g = geo.groups;
+  if (channels % g != 0) {
+    throw ShapeError(
+        fmt::format("{}: the {} has {} channels, which is not divisible by "
+                    "num_groups={}",
+                    fn, channels_source, channels, g));
+  }
+  if (filters % g != 0) {
+    throw ShapeError(
+        fmt::format("{}: there are {} filters, which is not divisible by "
+                    "num_groups={}",
+                    fn, filters, g));
+  }
+  if (channels / g != kernel_channels) {
+    throw ShapeError(
+        fmt::format("{}: the kernel has {} input channels, but the {} has {} "
+                    "channels in {} group(s), so each group needs {}",
+                    fn, kernel_channels, channels_source, channels, g, channels / g));
+  }
+  geo.channels = channels;
+  geo.filters = filters;
+  geo.channels_per_group = channels / g;
+  geo.filters_per_group = filters / g;
+}
+
+void check_unshared_regions(const char* fn, const Geometry& geo, const ConvParams& p,
+                            const Shape& kernel) {
+  if (!p.unshared) return;
+  const Shape regions(kernel.begin() + 1, kernel.begin() + 1 + p.convdim);
+  const Shape output = spatial_shape(geo.output, p.convdim);
+  if (regions != output) {
+    throw ShapeError(
+        fmt::format("{}: the unshared kernel of shape {} has a region grid of {}, "
+                    "but the output grid is {}; they must be equal",
+                    fn, shape_str(kernel), shape_str(regions), shape_str(output)));
+  }
+}
+
+template <typename T>
+double load(T value) {
+  return static_cast<double>(convert<compute_t<T>>(value));
+}
+
+template <typename T>
+T store(double value) {
+  return convert<T>(static_cast<compute_t<T>>(value));
+}
+
+// out[b, m, y] = sum over c < Cg and taps i of P[b, g*Cg + c, y*s + i*d] * W[m, c, flip(i)].
+template <typename T>
+void forward_loops(const Geometry& geo, const T* image, const T* kernel, T* out) {
+  const std::int64_t image_size = product(geo.image);
+  const std::int64_t out_size = product(geo.output);
+  const std::int64_t pairs = geo.batch * geo.filters;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t bm = 0; bm < pairs; ++bm) {
+    const std::int64_t b = bm / geo.filters;
+    const std::int64_t m = bm % geo.filters;
+    const std::int64_t g = m / geo.filters_per_group;
+    T* dst = out + bm * out_size;
+    for (std::int64_t oz = 0; oz < geo.output[0]; ++oz) {
+      for (std::int64_t oy = 0; oy < geo.output[1]; ++oy) {
+        for (std::int64_t ox = 0; ox < geo.output[2]; ++ox) {
+          const std::int64_t region = (oz * geo.output[1] + oy) * geo.output[2] + ox;
+          double acc = 0.0;
+          for (std::int64_t c = 0; c < geo.channels_per_group; ++c) {
+            const T* plane =
+                image + (b * geo.channels + g * geo.channels_per_group + c) * image_size;
+            const T* w = kernel + geo.kernel_block(m, region, c);
+            for (std::int64_t iz = 0; iz < geo.kernel[0]; ++iz) {
+              // Positions in P are shifted by the leading pad to index the unpadded image;
+              // whatever falls outside it is padding and contributes zero.
+              const std::int64_t z = oz * geo.stride[0] + iz * geo.dilation[0] - geo.pad_before[0];
+              if (z < 0 || z >= geo.image[0]) continue;
+              for (std::int64_t iy = 0; iy < geo.kernel[1]; ++iy) {
+                const std::int64_t y =
+                    oy * geo.stride[1] + iy * geo.dilation[1] - geo.pad_before[1];
+                if (y < 0 || y >= geo.image[1]) continue;
+                for (std::int64_t ix = 0; ix < geo.kernel[2]; ++ix) {
+                  const std::int64_t x =
+                      ox * geo.stride[2] + ix * geo.dilation[2] - geo.pad_before[2];
+                  if (x < 0 || x >= geo.image[2]) continue;
+                  acc += load(plane[(z * geo.image[1] + y) * geo.image[2] + x]) *
+                         load(w[geo.tap(iz, iy, ix)]);
+                }
+              }
+            }
+          }
+          dst[region] = store<T>(acc);
+        }
+      }
+    }
+  }
+}
+
+// dP[b, g*Cg + c, y*s + i*d] += T[b, m, y] * W[m, c, flip(i)], then the pads are cropped: taps
+// landing in the padding are simply not accumulated. Each batch item is one thread's.
+template <typename T>
+void grad_inputs_loops(const Geometry& geo, const T* kernel, const T* topgrad, T* out) {
+  const std::int64_t image_size = product(geo.image);
+  const std::int64_t out_size = product(geo.output);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t b = 0; b < geo.batch; ++b) {
+    std::vector<double> acc(static_cast<std::size_t>(geo.channels * image_size), 0.0);
+    for (std::int64_t m = 0; m < geo.filters; ++m) {
+      const std::int64_t g = m / geo.filters_per_group;
+      const T* top = topgrad + (b * geo.filters + m) * out_size;
+      for (std::int64_t oz = 0; oz < geo.output[0]; ++oz) {
+        for (std::int64_t oy = 0; oy < geo.output[1]; ++oy) {
+          for (std::int64_t ox = 0; ox < geo.output[2]; ++ox) {
+            const std::int64_t region = (oz * geo.output[1] + oy) * geo.output[2] + ox;
+            const double t = load(top[region]);
+            for (std::int64_t c = 0; c < geo.channels_per_group; ++c) {
+              double* plane = acc.data() + (g * geo.channels_per_group + c) * image_size;
+              const T* w = kernel + geo.kernel_block(m, region, c);
+              for (std::int64_t iz = 0; iz < geo.kernel[0]; ++iz) {
+                const std::int64_t z =
+                    oz * geo.stride[0] + iz * geo.dilation[0] - geo.pad_before[0];
+                if (z < 0 || z >= geo.image[0]) continue;
+                for (std::int64_t iy = 0; iy < geo.kernel[1]; ++iy) {
+                  const std::int64_t y =
+                      oy * geo.stride[1] + iy * geo.dilation[1] - geo.pad_before[1];
+                  if (y < 0 || y >= geo.image[1]) continue;
+                  for (std::int64_t ix = 0; ix < geo.kernel[2]; ++ix) {
+                    const std::int64_t x =
+                        ox * geo.stride[2] + ix * geo.dilation[2] - geo.pad_before[2];
+                    if (x < 0 || x >= geo.image[2]) continue;
+                    plane[(z * geo.image[1] + y) * geo.image[2] + x] +=
+                        t * load(w[geo.tap(iz, iy, ix)]);
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    T* dst = out + b * geo.channels * image_size;
+    for (std::size_t i = 0; i < acc.size(); ++i) dst[i] = store<T>(acc[i]);
+  }
+}
+
+// dW[m, (region,) c, flip(i)] = sum over b and y of P[b, g*Cg + c, y*s + i*d] * T[b, m, y], where
+// y runs over every output position for a shared kernel and over the region's single position
+// for an unshared one. Each filter is one thread's.
+template <typename T>
+void grad_weights_loops(const Geometry& geo, const T* image, const T* topgrad, T* out) {
+  const std::int64_t image_size = product(geo.image);
+  const std::int64_t out_size = product(geo.output);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t m = 0; m < geo.filters; ++m) {
+    const std::int64_t g = m / geo.filters_per_group;
+    for (std::int64_t region = 0; region < geo.regions(); ++region) {
+      const std::int64_t first = geo.unshared ? region : 0;
+      const std::int64_t last = geo.unshared ? region + 1 : out_size;
+      for (std::int64_t c = 0; c < geo.channels_per_group; ++c) {
+        T* w = out + geo.kernel_block(m, region, c);
+        for (std::int64_t iz = 0; iz < geo.kernel[0]; ++iz) {
+          for (std::int64_t iy = 0; iy < geo.kernel[1]; ++iy) {
+            for (std::int64_t ix = 0; ix < geo.kernel[2]; ++ix) {
+              double acc = 0.0;
+              for (std::int64_t b = 0; b < geo.batch; ++b) {
+                const T* plane =
+                    image + (b * geo.channels + g * geo.channels_per_group + c) * image_size;
+                const T* top = topgrad + (b * geo.filters + m) * out_size;
+                for (std::int64_t pos = first; pos < last; ++pos) {
+                  const std::int64_t ox = pos % geo.output[2];
+                  const std::int64_t oy = (pos / geo.output[2]) % geo.output[1];
+                  const std::int64_t oz = pos / (geo.output[2] * geo.output[1]);
+                  const std::int64_t z =
+                      oz * geo.stride[0] + iz * geo.dilation[0] - geo.pad_before[0];
+                  const std::int64_t y =
+                      oy * geo.stride[1] + iy * geo.dilation[1] - geo.pad_before[1];
+                  const std::int64_t x =
+                      ox * geo.stride[2] + ix * geo.dilation[2] - geo.pad_before[2];
+                  if (z < 0 || z >= geo.image[0] || y < 0 || y >= geo.image[1] || x < 0 ||
+                      x >= geo.image[2]) {
+                    continue;
+                  }
+                  acc += load(plane[(z * geo.image[1] + y) * geo.image[2] + x]) * load(top[pos]);
+                }
+              }
+              w[geo.tap(iz, iy, ix)] = store<T>(acc);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename Fn>
+void dispatch_float(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::float16:
+      fn.template operator()<Half>();
+      return;
+    case DType::float32:
+      fn.template operator()<float>();
+      return;
+    case DType::float64:
+      fn.template operator()<double>();
+      return;
+    default:
+      break;
+  }
+  // Unreachable: check_tensor rejected every other dtype before anything was allocated.
+  throw TypeError(
+      fmt::format("reference convolution: dtype {} is not a float type", dtype_name(dtype)));
+}
+
+}  // namespace
+
+Tensor reference_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
+  const char* fn = kForward;
+  check_params(fn, params);
+  const int n = params.convdim;
+  check_tensor(fn, "image", image, params.image_rank());
+  check_tensor(fn, "kernel", kernel, params.kernel_rank());
+  check_same_dtype(fn, "image", image, "kernel", kernel);
+  const Shape& ishape = image.shape();
+  const Shape& kshape = kernel.shape();
+  const Shape kernel_spatial = last_axes(kshape, n);
+  check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+
+  Geometry geo;
+  set_spatial(geo, params, last_axes(ishape, n), kernel_spatial);
+  geo.batch = ishape[0];
+  set_channels(fn, geo, ishape[1], kshape[0],
+               kshape[kshape.size() - static_cast<std::size_t>(n) - 1], "image");
+  check_output_possible(fn, geo, params, ishape, kshape);
+  check_unshared_regions(fn, geo, params, kshape);
+
+  Shape out_shape{geo.batch, geo.filters};
+  for (std::int64_t o : spatial_shape(geo.output, n)) out_shape.push_back(o);
+  Tensor out = Tensor::empty(image.dtype(), out_shape);
+  const Tensor img = image.contiguous();
+  const Tensor ker = kernel.contiguous();
+  dispatch_float(image.dtype(), [&]<typename T>() {
+    forward_loops<T>(geo, img.data<T>(), ker.data<T>(), out.data<T>());
+  });
+  return out;
+}
+
+Tensor reference_conv_grad_inputs(const ConvParams& params, const Tensor& kernel,
+                                  const Tensor& topgrad, const Shape& image_spatial) {
+  const char* fn = kGradInputs;
+  check_params(fn, params);
+  const int n = params.convdim;
+  check_tensor(fn, "kernel", kernel, params.kernel_rank());
+  check_tensor(fn, "topgrad", topgrad, params.image_rank());
+  check_same_dtype(fn, "kernel", kernel, "topgrad", topgrad);
+  check_spatial_argument(fn, "input_shape (the image's spatial shape)", image_spatial, n, 0);
+  const Shape& kshape = kernel.shape();
+  const Shape& tshape = topgrad.shape();
+  const Shape kernel_spatial = last_axes(kshape, n);
+  check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+
+  const std::int64_t kernel_channels = kshape[kshape.size() - static_cast<std::size_t>(n) - 1];
+  Shape image_shape{tshape[0], kernel_channels * params.num_groups};
+  image_shape.insert(image_shape.end(), image_spatial.begin(), image_spatial.end());
+
+  Geometry geo;
+  set_spatial(geo, params, image_spatial, kernel_spatial);
+  geo.batch = tshape[0];
+  set_channels(fn, geo, image_shape[1], kshape[0], kernel_channels, "image gradient");
+  check_output_possible(fn, geo, params, image_shape, kshape);
+  Shape expected{geo.batch, geo.filters};
+  for (std::int64_t o : spatial_shape(geo.output, n)) expected.push_back(o);
+  if (expected != tshape) {
+    throw ShapeError(
+        fmt::format("{}: invalid input_shape for gradInputs: the given input_shape "
+                    "would produce an output of shape {}, but the given topgrad has "
+                    "shape {} (input_shape {}, {})",
+                    fn, shape_str(expected), shape_str(tshape), shape_str(image_spatial),
+                    describe(params, image_shape, kshape)));
+  }
+  check_unshared_regions(fn, geo, params, kshape);
+
+  Tensor out = Tensor::empty(kernel.dtype(), image_shape);
+  const Tensor ker = kernel.contiguous();
+  const Tensor top = topgrad.contiguous();
+  dispatch_float(kernel.dtype(), [&]<typename T>() {
+    grad_inputs_loops<T>(geo, ker.data<T>(), top.data<T>(), out.data<T>());
+  });
+  return out;
+}
+
+Tensor reference_conv_grad_weights(const ConvParams& params, const Tensor& image,
+                                   const Tensor& topgrad, const Shape& kernel_spatial) {
+  const char* fn = kGradWeights;
+  check_params(fn, params);
+  const int n = params.convdim;
+  check_tensor(fn, "image", image, params.image_rank());
+  check_tensor(fn, "topgrad", topgrad, params.image_rank());
+  check_same_dtype(fn, "image", image, "topgrad", topgrad);
+  check_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", kernel_spatial, n, 1);
+  const Shape& ishape = image.shape();
+  const Shape& tshape = topgrad.shape();
+
+  Geometry geo;
+  set_spatial(geo, params, last_axes(ishape, n), kernel_spatial);
+  geo.batch = ishape[0];
+  const std::int64_t filters = tshape[1];
+  if (ishape[1] % params.num_groups != 0) {
+    // set_channels would say the same; checked first so the message does not blame the kernel.
+    throw ShapeError(
+        fmt::format("{}: the image has {} channels, which is not divisible by "
+                    "num_groups={}",
+                    fn, ishape[1], params.num_groups));
+  }
+  set_channels(fn, geo, ishape[1], filters, ishape[1] / params.num_groups, "image");
+  Shape kernel_shape{geo.filters};
+  if (params.unshared) {
+    for (std::int64_t o : spatial_shape(geo.output, n)) kernel_shape.push_back(o);
+  }
+  kernel_shape.push_back(geo.channels_per_group);
+  kernel_shape.insert(kernel_shape.end(), kernel_spatial.begin(), kernel_spatial.end());
+  check_output_possible(fn, geo, params, ishape, kernel_shape);
+  Shape expected{geo.batch, geo.filters};
+  for (std::int64_t o : spatial_shape(geo.output, n)) expected.push_back(o);
+  if (expected != tshape) {
+    throw ShapeError(
+        fmt::format("{}: invalid filter_shape for gradWeights: the given "
+                    "filter_shape would produce an output of shape {}, but the given "
+                    "topgrad has shape {} (filter_shape {}, {})",
+                    fn, shape_str(expected), shape_str(tshape), shape_str(kernel_spatial),
+                    describe(params, ishape, kernel_shape)));
+  }
+
+  Tensor out = Tensor::empty(image.dtype(), kernel_shape);
+  const Tensor img = image.contiguous();
+  const Tensor top = topgrad.contiguous();
+  dispatch_float(image.dtype(), [&]<typename T>() {
+    grad_weights_loops<T>(geo, img.data<T>(), top.data<T>(), out.data<T>());
+  });
+  return out;
+}
+
+}  // namespace convgraph
