@@ -81,7 +81,9 @@ set(cudnn_why "CUDA is off")
 if(CONVGRAPH_HAVE_CUDA AND NOT CONVGRAPH_WITH_CUDNN STREQUAL "OFF")
   find_path(CONVGRAPH_CUDNN_INCLUDE cudnn.h
             HINTS ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES x86_64-linux-gnu)
-  find_library(CONVGRAPH_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR})
+  find_library(CONVGRAPH_CUDNN_LIBRARY cudnn
+               HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib
+                     ${CUDAToolkit_LIBRARY_ROOT}/lib64)
   if(CONVGRAPH_CUDNN_INCLUDE AND CONVGRAPH_CUDNN_LIBRARY)
     set(cudnn_found ON)
   else()

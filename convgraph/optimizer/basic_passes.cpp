@@ -36,11 +36,4 @@ int fold_constants(FunctionGraph& graph, std::int64_t max_elements) {
   return folded;
 }
 
-void run_basic_passes(FunctionGraph& graph, const Config& config) {
-  graph.merge_equal_nodes();
-  if (config.get("mode") != "FAST_COMPILE") {
-    if (fold_constants(graph) > 0) graph.merge_equal_nodes();
-  }
-}
-
 }  // namespace convgraph

@@ -1,4 +1,4 @@
-// The graph-independent clean-up passes: merging equal nodes and constant folding.
+// Constant folding (merging equal nodes is FunctionGraph::merge_equal_nodes).
 #pragma once
 
 #include "convgraph/base/config.hpp"
@@ -10,8 +10,5 @@ namespace convgraph {
 // their value. Outputs larger than MAX_ELEMENTS are left alone (folding would only trade compute
 // for memory). Returns the number of variables folded.
 int fold_constants(FunctionGraph& graph, std::int64_t max_elements = 1 << 20);
-
-// Merge, then (in FAST_RUN and DebugMode) constant folding and a second merge.
-void run_basic_passes(FunctionGraph& graph, const Config& config);
 
 }  // namespace convgraph

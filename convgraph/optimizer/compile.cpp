@@ -7,7 +7,7 @@
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/ops/kernel_op.hpp"
-#include "convgraph/optimizer/basic_passes.hpp"
+#include "convgraph/optimizer/pass_database.hpp"
 
 namespace convgraph {
 namespace {
@@ -82,7 +82,7 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
   Config config = options.config ? *options.config : global_config();
   if (!options.flags.empty()) config.apply(options.flags);
   auto graph = std::make_shared<FunctionGraph>(inputs, outputs);
-  run_basic_passes(*graph, config);
+  optimize(*graph, config);
   auto plan = build_plan(*graph, config);
   return Function(std::move(plan), std::move(graph));
 }

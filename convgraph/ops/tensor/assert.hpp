@@ -1,7 +1,9 @@
 // Assert: passes X through unchanged after checking that every condition is true at run time.
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "convgraph/graph/op.hpp"

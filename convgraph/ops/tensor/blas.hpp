@@ -1,6 +1,8 @@
 // Matrix products through BLAS (float32/float64; other dtypes use a direct loop).
 #pragma once
 
+#include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 

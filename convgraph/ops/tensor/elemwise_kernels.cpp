@@ -460,7 +460,7 @@ void coalesce(const Shape& shape, const std::array<Strides, N>& strides, Shape& 
 template <std::size_t N, typename Run>
 bool for_each_tile(const Shape& shape, const std::array<Strides, N>& strides, bool parallel,
                    int threads, Run&& run) {
-  constexpr std::int64_t kTileRows = 128, kTileCols = 32, kLineElements = 16;
+  constexpr std::int64_t kTileRows = 64, kTileCols = 16, kLineElements = 16;
   Shape dims;
   std::array<Strides, N> st;
   coalesce<N>(shape, strides, dims, st);

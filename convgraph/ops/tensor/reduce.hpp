@@ -2,6 +2,7 @@
 // a repeated or out-of-range axis is a ValueError.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -392,6 +392,19 @@ TEST_CASE("elemwise reads non-contiguous inputs", "[elemwise]") {
     REQUIRE_ALLCLOSE(run_op(ScalarOp::sub, {every_other, column}),
                      expected_binary(every_other, column, minus, DType::float64), 0, 0);
   }
+  SECTION("transposed operands visited in tiles") {
+    // Inner strides of 40 and 70 elements take the tiled path; the sizes are not multiples of
+    // the tile.
+    const Tensor x = random_tensor(DType::float32, {3, 70, 40}, 64).permute({0, 2, 1});
+    const Tensor y = random_tensor(DType::float32, {3, 40, 70}, 65);
+    REQUIRE_ALLCLOSE(run_op(ScalarOp::sub, {y, x}), expected_binary(y, x, minus, DType::float32), 0,
+                     0);
+    const Tensor flipped = random_tensor(DType::float64, {70, 40}, 66).slice(0, 69, -1, -1);
+    const Tensor xt = flipped.permute({1, 0});  // strides (1, -40)
+    const Tensor col = random_tensor(DType::float64, {40, 1}, 67);
+    REQUIRE_ALLCLOSE(run_op(ScalarOp::sub, {xt, col}),
+                     expected_binary(xt, col, minus, DType::float64), 0, 0);
+  }
   SECTION("a zero-stride input") {
     const Tensor row = random_tensor(DType::float64, {8}, 63);
     const Tensor expanded = row.as_strided({6, 8}, {0, 1}, row.offset());
