@@ -9,7 +9,15 @@ namespace convgraph {
 
 class ConvGraphError : public std::runtime_error {
  public:
-  explicit ConvGraphError(const std::string& message) : std::runtime_error(message) {}
+  explicit ConvGraphError(const std::string& message)
+      : std::runtime_error(message), message_(message) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+  // Adds context in front of the message (e.g. the node that raised it) while the exception
+  // keeps its type: catch by reference, prepend, rethrow with `throw;`.
+  void prepend(const std::string& context) { message_ = context + message_; }
+
+ private:
+  std::string message_;
 };
 
 // A tensor or graph has a shape that contradicts what an operation needs.

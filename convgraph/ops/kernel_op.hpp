@@ -14,6 +14,9 @@ class KernelOp : public Op {
   // The kernel that runs NODE (an application of this op). Called once per compiled node, so
   // per-node setup (library primitives, workspace sizes) belongs here, not in Kernel::run.
   virtual std::shared_ptr<const Kernel> make_kernel(const Node& node) const = 0;
+  // The op whose reference perform() computes the same outputs from the same inputs (the
+  // abstract op this implementation replaced), for DebugMode; null when there is none.
+  virtual std::shared_ptr<const Op> reference_op() const { return nullptr; }
 };
 
 // Runs an op's perform().

@@ -7,6 +7,7 @@
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/ops/kernel_op.hpp"
+#include "convgraph/optimizer/debug_mode.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 
 namespace convgraph {
@@ -19,6 +20,7 @@ ValueSpec spec_of(const Variable& var) {
 std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& config) {
   auto plan = std::make_shared<Plan>();
   plan->release_intermediates = config.get_bool("allow_gc");
+  const bool debug_mode = config.get("mode") == "DebugMode";
   std::unordered_map<const VariableData*, int> slot_of;
   auto new_slot = [&](const Variable& v) {
     const int s = plan->num_slots++;
@@ -45,6 +47,13 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   for (Node* node : order) {
     PlanStep step;
     step.kernel = kernel_for(*node);
+    if (debug_mode) {
+      if (const auto* concrete = dynamic_cast<const KernelOp*>(node->op.get())) {
+        if (auto reference = concrete->reference_op()) {
+          step.kernel = debug_checked_kernel(step.kernel, std::move(reference), *node, config);
+        }
+      }
+    }
     step.label = fmt::format("node #{} {}", node->id, node->op->str());
     for (const Variable& in : node->inputs) step.inputs.push_back(slot_for_read(in));
     for (int k = 0; k < node->num_outputs(); ++k) {

@@ -45,22 +45,9 @@ void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t inde
 [[noreturn]] void rethrow_with_context(const std::string& context) {
   try {
     throw;
-  } catch (const ShapeError& e) {
-    throw ShapeError(context + e.what());
-  } catch (const TypeError& e) {
-    throw TypeError(context + e.what());
-  } catch (const ValueError& e) {
-    throw ValueError(context + e.what());
-  } catch (const UnsupportedError& e) {
-    throw UnsupportedError(context + e.what());
-  } catch (const DeviceError& e) {
-    throw DeviceError(context + e.what());
-  } catch (const MemoryError& e) {
-    throw MemoryError(context + e.what());
-  } catch (const AssertionError& e) {
-    throw AssertionError(context + e.what());
-  } catch (const ConvGraphError& e) {
-    throw ConvGraphError(context + e.what());
+  } catch (ConvGraphError& e) {
+    e.prepend(context);
+    throw;
   } catch (const std::bad_alloc&) {
     throw MemoryError(context + "out of memory");
   } catch (const std::exception& e) {

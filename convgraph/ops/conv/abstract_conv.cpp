@@ -94,13 +94,15 @@ void check_groups(const std::string& op, const ConvParams& p, const StaticDim& i
   }
 }
 
-void check_output(const std::string& op, const StaticShape& out, const char* what) {
+// Spatial dims of a convolution's output must be at least 1; those of an image (the result of
+// gradInputs) at least 0, since padding lets a forward convolution read an empty image.
+void check_output(const std::string& op, const StaticShape& out, const char* what,
+                  std::int64_t minimum = 1) {
   for (std::size_t i = 2; i < out.size(); ++i) {
-    if (out[i] && *out[i] <= 0) {
-      throw ShapeError(
-          fmt::format("{}: the convolution would produce an invalid {} shape {} "
-                      "(spatial dim {} is {}; it must be at least 1)",
-                      op, what, static_shape_str(out), i, *out[i]));
+    if (out[i] && *out[i] < minimum) {
+      throw ShapeError(fmt::format("{}: the convolution would produce an invalid {} shape {} "
+                                   "(spatial dim {} is {}; it must be at least {})",
+                                   op, what, static_shape_str(out), i, *out[i], minimum));
     }
   }
 }
@@ -223,8 +225,19 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
         }
         if (hint) out[i] = hint;
       }
-      check_output(op, out, "input");
+      check_output(op, out, "input", 0);
       check_groups(op, p, out[1], ker[0], kernel_channels);
+      if (p.unshared) {
+        for (int a = 0; a < n; ++a) {
+          const auto& region = ker[static_cast<std::size_t>(1 + a)];
+          const auto& t = top[static_cast<std::size_t>(2 + a)];
+          if (region && t && *region != *t) {
+            throw ShapeError(fmt::format("{}: the unshared kernel has regions {} but topgrad has "
+                                         "spatial shape {}; they must match",
+                                         op, static_shape_str(ker), static_shape_str(top)));
+          }
+        }
+      }
       if (top[1] && ker[0] && *top[1] != *ker[0]) {
         throw ShapeError(fmt::format("{}: topgrad {} has {} channels but there are {} filters", op,
                                      inputs[1].type().str(), *top[1], *ker[0]));
@@ -394,35 +407,45 @@ std::vector<Variable> AbstractConv::r_op(const std::vector<Variable>& inputs,
 
 void AbstractConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
   const ConvParams& p = params_;
-  auto check_hint = [&](const Tensor& t, const StaticShape& hint, const char* what,
+  auto check_hint = [&](const Shape& shape, const StaticShape& hint, const char* what,
                         const char* hint_name) {
-    for (std::size_t i = 0; i < hint.size() && i < t.shape().size(); ++i) {
-      if (hint[i] && *hint[i] != t.shape()[i]) {
+    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
+      if (hint[i] && *hint[i] != shape[i]) {
         throw ShapeError(
             fmt::format("{}: the {} has shape {}, which does not match the given {} "
                         "{}",
-                        str(), what, shape_str(t.shape()), hint_name, static_shape_str(hint)));
+                        str(), what, shape_str(shape), hint_name, static_shape_str(hint)));
       }
     }
   };
   switch (direction_) {
     case ConvDirection::forward:
-      check_hint(inputs[0], p.imshp, "image", "imshp");
-      check_hint(inputs[1], p.kshp, "kernel", "kshp");
+      check_hint(inputs[0].shape(), p.imshp, "image", "imshp");
+      check_hint(inputs[1].shape(), p.kshp, "kernel", "kshp");
       outputs[0] = reference_conv_forward(p, inputs[0], inputs[1]);
       break;
-    case ConvDirection::grad_inputs:
-      check_hint(inputs[0], p.kshp, "kernel", "kshp");
-      outputs[0] =
-          reference_conv_grad_inputs(p, inputs[0], inputs[1], inputs[2].to_vector<std::int64_t>());
-      check_hint(outputs[0], p.imshp, "image gradient", "imshp");
+    case ConvDirection::grad_inputs: {
+      check_hint(inputs[0].shape(), p.kshp, "kernel", "kshp");
+      const Shape spatial = inputs[2].to_vector<std::int64_t>();
+      Shape result{inputs[1].dim(0), inputs[0].dim(-p.convdim - 1) * p.num_groups};
+      result.insert(result.end(), spatial.begin(), spatial.end());
+      check_hint(result, p.imshp, "image gradient", "imshp");
+      outputs[0] = reference_conv_grad_inputs(p, inputs[0], inputs[1], spatial);
       break;
-    case ConvDirection::grad_weights:
-      check_hint(inputs[0], p.imshp, "image", "imshp");
-      outputs[0] =
-          reference_conv_grad_weights(p, inputs[0], inputs[1], inputs[2].to_vector<std::int64_t>());
-      check_hint(outputs[0], p.kshp, "kernel gradient", "kshp");
+    }
+    case ConvDirection::grad_weights: {
+      check_hint(inputs[0].shape(), p.imshp, "image", "imshp");
+      const Shape spatial = inputs[2].to_vector<std::int64_t>();
+      Shape result{inputs[1].dim(1)};
+      if (p.unshared) {
+        for (int a = 0; a < p.convdim; ++a) result.push_back(inputs[1].dim(2 + a));
+      }
+      result.push_back(inputs[0].dim(1) / p.num_groups);
+      result.insert(result.end(), spatial.begin(), spatial.end());
+      check_hint(result, p.kshp, "kernel gradient", "kshp");
+      outputs[0] = reference_conv_grad_weights(p, inputs[0], inputs[1], spatial);
       break;
+    }
   }
 }
 

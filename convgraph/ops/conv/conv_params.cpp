@@ -295,6 +295,28 @@ Dim dilated_extent(const Dim& kernel, std::int64_t dilation) {
 std::int64_t at_or_one(const std::vector<std::int64_t>& v, std::size_t i) {
   return v.empty() ? 1 : v.at(i);
 }
+
+// The per-axis parameters must have one entry per spatial axis (dilation may be empty: ones).
+void check_per_axis(const char* who, std::size_t convdim, const std::vector<AxisBorder>& border,
+                    const std::vector<std::int64_t>& subsample,
+                    const std::vector<std::int64_t>& dilation) {
+  auto fail = [&](const char* what, std::size_t size) {
+    throw ValueError(fmt::format("{}: {} has {} entries; expected one per spatial axis ({})", who,
+                                 what, size, convdim));
+  };
+  if (border.size() != convdim) fail("border", border.size());
+  if (subsample.size() != convdim) fail("subsample", subsample.size());
+  if (!dilation.empty() && dilation.size() != convdim) fail("dilation", dilation.size());
+}
+
+std::size_t spatial_rank(const char* who, const ShapeDims& shape) {
+  if (shape.size() < 3) {
+    throw ValueError(fmt::format("{}: a shape of {} entries has no spatial axes; expected batch, "
+                                 "channels and 2 or 3 spatial dims",
+                                 who, shape.size()));
+  }
+  return shape.size() - 2;
+}
 }  // namespace
 
 Dim get_conv_shape_1axis(const Dim& image, const Dim& kernel, const AxisBorder& border,
@@ -309,7 +331,13 @@ ShapeDims get_conv_output_shape(const ShapeDims& image_shape, const ShapeDims& k
                                 const std::vector<AxisBorder>& border,
                                 const std::vector<std::int64_t>& subsample,
                                 const std::vector<std::int64_t>& dilation) {
-  const std::size_t convdim = image_shape.size() - 2;
+  const std::size_t convdim = spatial_rank("get_conv_output_shape", image_shape);
+  check_per_axis("get_conv_output_shape", convdim, border, subsample, dilation);
+  if (kernel_shape.size() < convdim + 2) {
+    throw ValueError(fmt::format("get_conv_output_shape: the kernel shape has {} entries; "
+                                 "expected at least {}",
+                                 kernel_shape.size(), convdim + 2));
+  }
   ShapeDims out{image_shape.at(0), kernel_shape.at(0)};
   const std::size_t k0 = kernel_shape.size() - convdim;
   for (std::size_t a = 0; a < convdim; ++a) {
@@ -348,7 +376,13 @@ ShapeDims get_conv_gradweights_shape(const ShapeDims& image_shape, const ShapeDi
                                      const std::vector<std::int64_t>& subsample,
                                      const std::vector<std::int64_t>& dilation,
                                      std::int64_t num_groups, bool unshared) {
-  const std::size_t convdim = image_shape.size() - 2;
+  const std::size_t convdim = spatial_rank("get_conv_gradweights_shape", image_shape);
+  check_per_axis("get_conv_gradweights_shape", convdim, border, subsample, dilation);
+  if (top_shape.size() != image_shape.size()) {
+    throw ValueError(fmt::format("get_conv_gradweights_shape: the image shape has {} entries but "
+                                 "the top shape {}",
+                                 image_shape.size(), top_shape.size()));
+  }
   ShapeDims out{top_shape.at(1)};
   if (unshared) {
     for (std::size_t a = 0; a < convdim; ++a) out.push_back(top_shape.at(2 + a));
@@ -378,7 +412,13 @@ ShapeDims get_conv_gradinputs_shape(const ShapeDims& kernel_shape, const ShapeDi
                                     const std::vector<std::int64_t>& subsample,
                                     const std::vector<std::int64_t>& dilation,
                                     std::int64_t num_groups) {
-  const std::size_t convdim = top_shape.size() - 2;
+  const std::size_t convdim = spatial_rank("get_conv_gradinputs_shape", top_shape);
+  check_per_axis("get_conv_gradinputs_shape", convdim, border, subsample, dilation);
+  if (kernel_shape.size() < convdim + 2) {
+    throw ValueError(fmt::format("get_conv_gradinputs_shape: the kernel shape has {} entries; "
+                                 "expected at least {}",
+                                 kernel_shape.size(), convdim + 2));
+  }
   const Dim& channels = kernel_shape.at(kernel_shape.size() - convdim - 1);
   ShapeDims out{top_shape.at(0),
                 channels.is_unknown() ? Dim::unknown() : channels * Dim(num_groups)};
@@ -398,9 +438,8 @@ bool check_conv_gradinputs_shape(const ShapeDims& image_shape, const ShapeDims& 
                                  const std::vector<std::int64_t>& dilation) {
   if (image_shape.size() != output_shape.size() || image_shape.size() < 3) return false;
   const std::size_t convdim = image_shape.size() - 2;
-  if (kernel_shape.size() != image_shape.size() && kernel_shape.size() != 2 + 2 * convdim) {
-    return false;
-  }
+  const bool unshared_kernel = convdim == 2 && kernel_shape.size() == 2 + 2 * convdim;
+  if (kernel_shape.size() != image_shape.size() && !unshared_kernel) return false;
   if (subsample.size() != convdim || border.size() != convdim) return false;
   if (!dilation.empty() && dilation.size() != convdim) return false;
   const ShapeDims expected =

@@ -4,12 +4,15 @@
 // out. 2-D problems run through the 3-D code with a leading spatial axis of size 1, which keeps
 // a single code path without changing any index.
 #include <fmt/format.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "convgraph/base/config.hpp"
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 
@@ -41,6 +44,10 @@ struct Geometry {
   bool flip = true;
   bool unshared = false;
 
+  // Multiply-adds of any of the three directions.
+  std::int64_t work() const {
+    return batch * filters * product(output) * channels_per_group * taps();
+  }
   // Unshared kernels hold one (Cg, k...) block per output position ("region").
   std::int64_t regions() const { return unshared ? product(output) : 1; }
   std::int64_t taps() const { return product(kernel); }
@@ -218,6 +225,16 @@ void check_unshared_regions(const char* fn, const Geometry& geo, const ConvParam
   }
 }
 
+// Below this many multiply-adds a parallel region costs more than it saves, and on a loaded
+// machine its barrier can cost far more (a descheduled thread stalls the others).
+constexpr std::int64_t kParallelWork = std::int64_t{1} << 16;
+
+int thread_count(const Geometry& geo) {
+  if (geo.work() < kParallelWork) return 1;
+  const std::int64_t configured = global_config().get_int("threads");
+  return configured > 0 ? static_cast<int>(configured) : omp_get_max_threads();
+}
+
 template <typename T>
 double load(T value) {
   return static_cast<double>(convert<compute_t<T>>(value));
@@ -231,10 +248,11 @@ T store(double value) {
 // out[b, m, y] = sum over c < Cg and taps i of P[b, g*Cg + c, y*s + i*d] * W[m, c, flip(i)].
 template <typename T>
 void forward_loops(const Geometry& geo, const T* image, const T* kernel, T* out) {
+  const int threads = thread_count(geo);
   const std::int64_t image_size = product(geo.image);
   const std::int64_t out_size = product(geo.output);
   const std::int64_t pairs = geo.batch * geo.filters;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (std::int64_t bm = 0; bm < pairs; ++bm) {
     const std::int64_t b = bm / geo.filters;
     const std::int64_t m = bm % geo.filters;
@@ -281,9 +299,16 @@ template <typename T>
 void grad_inputs_loops(const Geometry& geo, const T* kernel, const T* topgrad, T* out) {
   const std::int64_t image_size = product(geo.image);
   const std::int64_t out_size = product(geo.output);
-#pragma omp parallel for schedule(static)
+  const std::int64_t item_size = geo.channels * image_size;
+  const int threads = static_cast<int>(
+      std::max<std::int64_t>(1, std::min<std::int64_t>(thread_count(geo), geo.batch)));
+  // One accumulator per thread, allocated out here: running out of memory inside a parallel
+  // region would terminate the process instead of reaching the caller as an exception.
+  std::vector<double> scratch(static_cast<std::size_t>(threads * item_size));
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (std::int64_t b = 0; b < geo.batch; ++b) {
-    std::vector<double> acc(static_cast<std::size_t>(geo.channels * image_size), 0.0);
+    double* acc = scratch.data() + omp_get_thread_num() * item_size;
+    std::fill(acc, acc + item_size, 0.0);
     for (std::int64_t m = 0; m < geo.filters; ++m) {
       const std::int64_t g = m / geo.filters_per_group;
       const T* top = topgrad + (b * geo.filters + m) * out_size;
@@ -293,7 +318,7 @@ void grad_inputs_loops(const Geometry& geo, const T* kernel, const T* topgrad, T
             const std::int64_t region = (oz * geo.output[1] + oy) * geo.output[2] + ox;
             const double t = load(top[region]);
             for (std::int64_t c = 0; c < geo.channels_per_group; ++c) {
-              double* plane = acc.data() + (g * geo.channels_per_group + c) * image_size;
+              double* plane = acc + (g * geo.channels_per_group + c) * image_size;
               const T* w = kernel + geo.kernel_block(m, region, c);
               for (std::int64_t iz = 0; iz < geo.kernel[0]; ++iz) {
                 const std::int64_t z =
@@ -318,7 +343,7 @@ void grad_inputs_loops(const Geometry& geo, const T* kernel, const T* topgrad, T
       }
     }
     T* dst = out + b * geo.channels * image_size;
-    for (std::size_t i = 0; i < acc.size(); ++i) dst[i] = store<T>(acc[i]);
+    for (std::int64_t i = 0; i < item_size; ++i) dst[i] = store<T>(acc[i]);
   }
 }
 
@@ -327,9 +352,10 @@ void grad_inputs_loops(const Geometry& geo, const T* kernel, const T* topgrad, T
 // for an unshared one. Each filter is one thread's.
 template <typename T>
 void grad_weights_loops(const Geometry& geo, const T* image, const T* topgrad, T* out) {
+  const int threads = thread_count(geo);
   const std::int64_t image_size = product(geo.image);
   const std::int64_t out_size = product(geo.output);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (std::int64_t m = 0; m < geo.filters; ++m) {
     const std::int64_t g = m / geo.filters_per_group;
     for (std::int64_t region = 0; region < geo.regions(); ++region) {
@@ -484,13 +510,8 @@ Tensor reference_conv_grad_weights(const ConvParams& params, const Tensor& image
   set_spatial(geo, params, last_axes(ishape, n), kernel_spatial);
   geo.batch = ishape[0];
   const std::int64_t filters = tshape[1];
-  if (ishape[1] % params.num_groups != 0) {
-    // set_channels would say the same; checked first so the message does not blame the kernel.
-    throw ShapeError(
-        fmt::format("{}: the image has {} channels, which is not divisible by "
-                    "num_groups={}",
-                    fn, ishape[1], params.num_groups));
-  }
+  // The kernel gradient has C / G channels by construction, so only the divisibility checks of
+  // set_channels can fail here.
   set_channels(fn, geo, ishape[1], filters, ishape[1] / params.num_groups, "image");
   Shape kernel_shape{geo.filters};
   if (params.unshared) {

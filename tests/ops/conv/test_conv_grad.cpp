@@ -196,6 +196,12 @@ std::vector<Direction> directions_of(const GradCase& c, std::uint64_t seed) {
   };
 }
 
+Tensor perform_of(const Variable& out, const std::vector<Tensor>& inputs) {
+  std::vector<Tensor> outputs(1);
+  out.owner()->op->perform(inputs, outputs);
+  return outputs[0];
+}
+
 // Names of the ops of every node VAR depends on.
 void collect_op_names(const Variable& var, std::set<std::string>& names,
                       std::set<const Node*>& seen) {
@@ -294,6 +300,16 @@ TEST_CASE("AbstractConv family: compiled graphs compute the reference values", "
       gi = conv3d_grad_wrt_inputs(tv, wv, dims_of_shape(c.image), o);
       gw = conv3d_grad_wrt_weights(xv, tv, dims_of_shape(kernel_full), o);
     }
+    // perform() itself, called on the nodes: exactly the reference.
+    const auto spatial_tensor = [](const Shape& s) {
+      return Tensor::from_vector<std::int64_t>(s, {static_cast<std::int64_t>(s.size())});
+    };
+    REQUIRE(tensor_equal(perform_of(y, {x, w}), reference_conv_forward(p, x, w)));
+    REQUIRE(tensor_equal(perform_of(gi, {w, t, spatial_tensor(c.image_spatial())}),
+                         reference_conv_grad_inputs(p, w, t, c.image_spatial())));
+    REQUIRE(tensor_equal(perform_of(gw, {x, t, spatial_tensor(c.kernel_spatial)}),
+                         reference_conv_grad_weights(p, x, t, c.kernel_spatial)));
+    // The compiled function (whatever implementation the passes choose): the same values.
     const auto results = convgraph::testing::run_graph({xv, wv, tv}, {y, gi, gw}, {x, w, t});
     REQUIRE(results.size() == 3);
     REQUIRE_ALLCLOSE(results[0], reference_conv_forward(p, x, w), 1e-10, 1e-12);

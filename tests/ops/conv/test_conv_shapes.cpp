@@ -6,6 +6,7 @@
 // and the static and symbolic output shapes of the six abstract ops (spec 5.6, 5.7).
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <utility>
@@ -131,8 +132,7 @@ std::string dims_str(const ShapeDims& d) {
 
 // ---- brute force over constants ----
 
-TEST_CASE("conv shapes: get_conv_shape_1axis equals the sliding-window count",
-          "[conv-shapes]") {
+TEST_CASE("conv shapes: get_conv_shape_1axis equals the sliding-window count", "[conv-shapes]") {
   std::int64_t checked = 0;
   for (const AxisBorder& b : sweep_borders()) {
     for (std::int64_t s = 1; s <= 3; ++s) {
@@ -141,8 +141,8 @@ TEST_CASE("conv shapes: get_conv_shape_1axis equals the sliding-window count",
           for (std::int64_t k = 1; k <= kMaxKernel; ++k) {
             const Dim got = get_conv_shape_1axis(Dim(image), Dim(k), b, s, d);
             const std::int64_t count = slide_count(image, k, b, s, d);
-            INFO(border_name(b) << " s=" << s << " d=" << d << " image=" << image
-                                << " k=" << k << " count=" << count << " got=" << got.str());
+            INFO(border_name(b) << " s=" << s << " d=" << d << " image=" << image << " k=" << k
+                                << " count=" << count << " got=" << got.str());
             REQUIRE(got.is_constant());
             if (count >= 1) {
               REQUIRE(got.value() == count);
@@ -226,9 +226,8 @@ TEST_CASE("conv shapes: get_conv_gradweights_shape_1axis finds the one kernel si
               if (slide_count(image, k, b, s, d) == top) ks.push_back(k);
             }
             const Dim got = get_conv_gradweights_shape_1axis(Dim(image), Dim(top), b, s, d);
-            INFO(border_name(b) << " s=" << s << " d=" << d << " image=" << image
-                                << " top=" << top << " candidates=" << ks.size()
-                                << " got=" << got.str());
+            INFO(border_name(b) << " s=" << s << " d=" << d << " image=" << image << " top=" << top
+                                << " candidates=" << ks.size() << " got=" << got.str());
             const bool determinable = s == 1 && b.kind != AxisBorder::Kind::half;
             if (determinable && ks.size() == 1) {
               REQUIRE(got.is_constant());
@@ -339,8 +338,7 @@ TEST_CASE("conv shapes: unknown inputs give unknown results", "[conv-shapes]") {
   REQUIRE(gi[3].is_unknown());
 }
 
-TEST_CASE("conv shapes: symbolic image sizes evaluate to the constant results",
-          "[conv-shapes]") {
+TEST_CASE("conv shapes: symbolic image sizes evaluate to the constant results", "[conv-shapes]") {
   Variable x = tensor4("x", DType::float32);
   const Dim h(shape_i(x, 2));
   REQUIRE(h.is_symbolic());
@@ -372,8 +370,7 @@ TEST_CASE("conv shapes: symbolic image sizes evaluate to the constant results",
       const Entry& e = entries[i];
       const std::int64_t expected =
           get_conv_shape_1axis(Dim(image), Dim(e.k), e.b, e.s, e.d).value();
-      INFO(border_name(e.b) << " s=" << e.s << " d=" << e.d << " k=" << e.k
-                            << " image=" << image);
+      INFO(border_name(e.b) << " s=" << e.s << " d=" << e.d << " k=" << e.k << " image=" << image);
       // Negative numerators included: the graph must floor like the constant path.
       REQUIRE(got[i] == expected);
       REQUIRE(got[i] == formula_value(image, e.k, e.b, e.s, e.d));
@@ -424,8 +421,7 @@ TEST_CASE("conv shapes: symbolic kernel and image sizes evaluate to the sliding 
   }
 }
 
-TEST_CASE("conv shapes: symbolic inverse helpers evaluate to the oracle's sizes",
-          "[conv-shapes]") {
+TEST_CASE("conv shapes: symbolic inverse helpers evaluate to the oracle's sizes", "[conv-shapes]") {
   Variable x = tensor4("x", DType::float32);
   Variable t = tensor4("t", DType::float32);
   Variable w = tensor4("w", DType::float32);
@@ -493,14 +489,13 @@ TEST_CASE("conv shapes: symbolic inverse helpers evaluate to the oracle's sizes"
 
 // ---- the multi-axis helpers ----
 
-TEST_CASE("conv shapes: get_conv_output_shape passes batch and filters through",
-          "[conv-shapes]") {
+TEST_CASE("conv shapes: get_conv_output_shape passes batch and filters through", "[conv-shapes]") {
   Variable x = tensor4("x", DType::float32);
   const Dim batch(shape_i(x, 0));
   const Dim height(shape_i(x, 2));
   const auto half = std::vector<AxisBorder>(2, AxisBorder::half());
-  const ShapeDims out = get_conv_output_shape({batch, 3, height, 10}, {16, 3, 3, 4}, half,
-                                              {2, 3}, {1, 2});
+  const ShapeDims out =
+      get_conv_output_shape({batch, 3, height, 10}, {16, 3, 3, 4}, half, {2, 3}, {1, 2});
   REQUIRE(out[0].is_symbolic());
   REQUIRE(out[1].value() == 16);
   REQUIRE(out[2].is_symbolic());
@@ -513,26 +508,24 @@ TEST_CASE("conv shapes: get_conv_output_shape passes batch and filters through",
                                                    std::vector<AxisBorder>(2), {1, 1});
   REQUIRE(same_dims(unshared, dims({2, 6, 7, 6})));
   // 3-D with per-axis borders.
-  const ShapeDims out3 =
-      get_conv_output_shape(dims({1, 2, 5, 6, 7}), dims({3, 2, 3, 2, 1}),
-                            {AxisBorder::full(), AxisBorder::pads(1, 1), AxisBorder::valid()},
-                            {1, 2, 3});
+  const ShapeDims out3 = get_conv_output_shape(
+      dims({1, 2, 5, 6, 7}), dims({3, 2, 3, 2, 1}),
+      {AxisBorder::full(), AxisBorder::pads(1, 1), AxisBorder::valid()}, {1, 2, 3});
   REQUIRE(same_dims(out3, dims({1, 3, 7, 4, 3})));
 }
 
-TEST_CASE("conv shapes: get_conv_gradweights_shape returns (M, C / G, k...)",
-          "[conv-shapes]") {
+TEST_CASE("conv shapes: get_conv_gradweights_shape returns (M, C / G, k...)", "[conv-shapes]") {
   const auto valid2 = std::vector<AxisBorder>(2, AxisBorder::valid());
   const auto valid3 = std::vector<AxisBorder>(3, AxisBorder::valid());
   // G = 1.
-  REQUIRE(same_dims(get_conv_gradweights_shape(dims({2, 3, 9, 9}), dims({2, 4, 7, 6}), valid2,
-                                               {1, 1}),
-                    dims({4, 3, 3, 4})));
+  REQUIRE(
+      same_dims(get_conv_gradweights_shape(dims({2, 3, 9, 9}), dims({2, 4, 7, 6}), valid2, {1, 1}),
+                dims({4, 3, 3, 4})));
   // Groups: image channels 6, G = 2 -> 3 per group; the leading dim is top's channels (the
   // original returned (M / G, C, ...), decision 3 fixes it).
-  REQUIRE(same_dims(get_conv_gradweights_shape(dims({2, 6, 9, 9}), dims({2, 4, 7, 7}), valid2,
-                                               {1, 1}, {}, 2),
-                    dims({4, 3, 3, 3})));
+  REQUIRE(same_dims(
+      get_conv_gradweights_shape(dims({2, 6, 9, 9}), dims({2, 4, 7, 7}), valid2, {1, 1}, {}, 2),
+      dims({4, 3, 3, 3})));
   REQUIRE(same_dims(get_conv_gradweights_shape(dims({1, 12, 5, 6, 7}), dims({1, 8, 3, 3, 3}),
                                                valid3, {1, 1, 1}, {1, 1, 2}, 4),
                     dims({8, 3, 3, 4, 3})));
@@ -544,16 +537,16 @@ TEST_CASE("conv shapes: get_conv_gradweights_shape returns (M, C / G, k...)",
                                                {1, 1}, {}, 1, true),
                     dims({5, 7, 7, 3, 3, 3})));
   // Strided: the spatial kernel size is unknown, the rest is known.
-  const ShapeDims strided = get_conv_gradweights_shape(dims({2, 6, 9, 9}), dims({2, 4, 4, 4}),
-                                                       valid2, {2, 2}, {}, 3);
+  const ShapeDims strided =
+      get_conv_gradweights_shape(dims({2, 6, 9, 9}), dims({2, 4, 4, 4}), valid2, {2, 2}, {}, 3);
   REQUIRE(strided[0].value() == 4);
   REQUIRE(strided[1].value() == 2);
   REQUIRE(strided[2].is_unknown());
   REQUIRE(strided[3].is_unknown());
   // Symbolic channels: floor(C / G) evaluated.
   Variable x = tensor4("x", DType::float32);
-  const ShapeDims sym = get_conv_gradweights_shape({2, Dim(shape_i(x, 1)), 9, 9},
-                                                   {2, 4, 7, 7}, valid2, {1, 1}, {}, 2);
+  const ShapeDims sym = get_conv_gradweights_shape({2, Dim(shape_i(x, 1)), 9, 9}, {2, 4, 7, 7},
+                                                   valid2, {1, 1}, {}, 2);
   REQUIRE(sym[1].is_symbolic());
   REQUIRE(evaluate(sym, {x}, {Tensor::zeros(DType::float32, {1, 10, 1, 1})}) ==
           std::vector<std::int64_t>{4, 5, 3, 3});
@@ -562,15 +555,15 @@ TEST_CASE("conv shapes: get_conv_gradweights_shape returns (M, C / G, k...)",
 TEST_CASE("conv shapes: get_conv_gradinputs_shape returns (B, kernel channels * G, image...)",
           "[conv-shapes]") {
   const auto valid2 = std::vector<AxisBorder>(2, AxisBorder::valid());
-  REQUIRE(same_dims(get_conv_gradinputs_shape(dims({4, 3, 3, 2}), dims({2, 4, 7, 7}), valid2,
-                                              {1, 1}),
-                    dims({2, 3, 9, 8})));
-  REQUIRE(same_dims(get_conv_gradinputs_shape(dims({4, 3, 3, 3}), dims({2, 4, 7, 7}), valid2,
-                                              {1, 1}, {}, 2),
-                    dims({2, 6, 9, 9})));
+  REQUIRE(
+      same_dims(get_conv_gradinputs_shape(dims({4, 3, 3, 2}), dims({2, 4, 7, 7}), valid2, {1, 1}),
+                dims({2, 3, 9, 8})));
+  REQUIRE(same_dims(
+      get_conv_gradinputs_shape(dims({4, 3, 3, 3}), dims({2, 4, 7, 7}), valid2, {1, 1}, {}, 2),
+      dims({2, 6, 9, 9})));
   // Unshared kernel (M, oh, ow, C / G, kh, kw).
-  REQUIRE(same_dims(get_conv_gradinputs_shape(dims({4, 7, 7, 3, 3, 3}), dims({2, 4, 7, 7}),
-                                              valid2, {1, 1}, {}, 2),
+  REQUIRE(same_dims(get_conv_gradinputs_shape(dims({4, 7, 7, 3, 3, 3}), dims({2, 4, 7, 7}), valid2,
+                                              {1, 1}, {}, 2),
                     dims({2, 6, 9, 9})));
   // 3-D, dilated, full.
   REQUIRE(same_dims(get_conv_gradinputs_shape(dims({5, 2, 3, 3, 3}), dims({1, 5, 9, 9, 9}),
@@ -584,8 +577,8 @@ TEST_CASE("conv shapes: get_conv_gradinputs_shape returns (B, kernel channels * 
   REQUIRE(strided[3].value() == 6);
   // Symbolic kernel channels times G.
   Variable w = tensor4("w", DType::float32);
-  const ShapeDims sym = get_conv_gradinputs_shape({4, Dim(shape_i(w, 1)), 3, 3}, {2, 4, 7, 7},
-                                                  valid2, {1, 1}, {}, 3);
+  const ShapeDims sym =
+      get_conv_gradinputs_shape({4, Dim(shape_i(w, 1)), 3, 3}, {2, 4, 7, 7}, valid2, {1, 1}, {}, 3);
   REQUIRE(sym[1].is_symbolic());
   REQUIRE(evaluate(sym, {w}, {Tensor::zeros(DType::float32, {1, 5, 1, 1})}) ==
           std::vector<std::int64_t>{2, 15, 9, 9});
@@ -596,20 +589,19 @@ TEST_CASE("conv shapes: check_conv_gradinputs_shape", "[conv-shapes]") {
   const auto h2 = std::vector<AxisBorder>(2, AxisBorder::half());
   const Dim u = Dim::unknown();
   // True cases.
-  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}), dims({2, 4, 7, 7}),
-                                    v2, {1, 1}));
-  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 8}), dims({4, 3, 3, 3}), dims({2, 4, 4, 2}),
-                                    v2, {2, 3}));
-  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}), dims({2, 4, 9, 9}),
-                                    h2, {1, 1}));
-  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}), dims({2, 4, 5, 5}),
-                                    v2, {1, 1}, {2, 2}));
+  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}), dims({2, 4, 7, 7}), v2,
+                                    {1, 1}));
+  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 8}), dims({4, 3, 3, 3}), dims({2, 4, 4, 2}), v2,
+                                    {2, 3}));
+  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}), dims({2, 4, 9, 9}), h2,
+                                    {1, 1}));
+  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}), dims({2, 4, 5, 5}), v2,
+                                    {1, 1}, {2, 2}));
   CHECK(check_conv_gradinputs_shape(dims({1, 2, 5, 5, 5}), dims({3, 2, 2, 2, 2}),
                                     dims({1, 3, 4, 4, 4}),
                                     std::vector<AxisBorder>(3, AxisBorder::valid()), {1, 1, 1}));
   // Unknown entries on either side pass.
-  CHECK(check_conv_gradinputs_shape({u, 3, 9, u}, dims({4, 3, 3, 3}), {2, 4, 7, 123}, v2,
-                                    {1, 1}));
+  CHECK(check_conv_gradinputs_shape({u, 3, 9, u}, dims({4, 3, 3, 3}), {2, 4, 7, 123}, v2, {1, 1}));
   CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}), {u, u, 7, u}, v2,
                                     {1, 1}));
   CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), {4, 3, u, 3}, dims({2, 4, 42, 7}), v2,
@@ -640,6 +632,68 @@ TEST_CASE("conv shapes: check_conv_gradinputs_shape", "[conv-shapes]") {
                                           dims({2, 4, 7, 7}), v2, {1, 1, 1}));
   CHECK_FALSE(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}),
                                           dims({2, 4, 7, 7}), v2, {1, 1}, {1, 1, 1}));
+  CHECK_FALSE(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 3, 3, 3}),
+                                          dims({2, 4, 7, 7}),
+                                          std::vector<AxisBorder>(3, AxisBorder::valid()), {1, 1}));
+  // A 6-D unshared kernel fits a 2-D image.
+  CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 7, 7, 3, 3, 3}),
+                                    dims({2, 4, 7, 7}), v2, {1, 1}));
+  // LIBRARY BUG (reported): unshared kernels exist only in 2-D, so an 8-D kernel with a 3-D
+  // image is a length mismatch (spec 4.7), but check_conv_gradinputs_shape accepts any kernel of
+  // 2 + 2 * convdim entries.
+  CHECK_FALSE(check_conv_gradinputs_shape(
+      dims({1, 2, 5, 5, 5}), dims({3, 4, 4, 4, 2, 2, 2, 2}), dims({1, 3, 4, 4, 4}),
+      std::vector<AxisBorder>(3, AxisBorder::valid()), {1, 1, 1}));
+}
+
+// LIBRARY BUG (reported): the multi-axis helpers index BORDER / SUBSAMPLE / DILATION with
+// vector::at and let std::out_of_range escape when a vector is shorter than the number of
+// spatial axes, instead of a ValueError naming the parameter (decision 7).
+TEST_CASE("conv shapes: the multi-axis helpers reject per-axis vectors of the wrong length",
+          "[conv-shapes]") {
+  const auto v2 = std::vector<AxisBorder>(2, AxisBorder::valid());
+  const auto v1 = std::vector<AxisBorder>(1, AxisBorder::valid());
+  const ShapeDims image = dims({1, 1, 5, 5});
+  const ShapeDims kernel = dims({1, 1, 3, 3});
+  const ShapeDims top = dims({1, 1, 3, 3});
+  struct Case {
+    const char* what;
+    std::function<void()> call;
+    const char* names;  // the parameter the message must name
+  };
+  const std::vector<Case> cases{
+      {"output_shape, short subsample", [&] { get_conv_output_shape(image, kernel, v2, {1}); },
+       "subsample"},
+      {"output_shape, short border",
+       [&] {
+         get_conv_output_shape(image, kernel, v1, {1, 1});
+       },
+       "border"},
+      {"output_shape, short dilation",
+       [&] {
+         get_conv_output_shape(image, kernel, v2, {1, 1}, {2});
+       },
+       "dilation"},
+      {"gradweights_shape, short subsample",
+       [&] { get_conv_gradweights_shape(image, top, v2, {1}); }, "subsample"},
+      {"gradinputs_shape, short border",
+       [&] {
+         get_conv_gradinputs_shape(kernel, top, v1, {1, 1});
+       },
+       "border"},
+  };
+  for (const Case& c : cases) {
+    std::string m = "no exception";
+    try {
+      c.call();
+    } catch (const ValueError& e) {
+      m = e.what();
+    } catch (const std::exception& e) {
+      m = std::string("wrong exception type: ") + e.what();
+    }
+    INFO(c.what << ": " << m);
+    CHECK(m.find(c.names) != std::string::npos);
+  }
 }
 
 TEST_CASE("conv shapes: border_mode_to_pad", "[conv-shapes]") {
@@ -652,8 +706,7 @@ TEST_CASE("conv shapes: border_mode_to_pad", "[conv-shapes]") {
                              {3, 4, 1}) == Pads{{1, 1}, {2, 2}, {0, 0}});
   REQUIRE(border_mode_to_pad({AxisBorder::pads(1, 2), AxisBorder::pads(3, 3)}, {7, 1}) ==
           Pads{{1, 2}, {3, 3}});
-  REQUIRE(border_mode_to_pad(make_conv_params(2, "half").border, {5, 9}) ==
-          Pads{{2, 2}, {4, 4}});
+  REQUIRE(border_mode_to_pad(make_conv_params(2, "half").border, {5, 9}) == Pads{{2, 2}, {4, 4}});
   // Every sweep border and dilated extent against the oracle.
   for (const AxisBorder& b : sweep_borders()) {
     for (std::int64_t k = 1; k <= kMaxKernel; ++k) {
@@ -665,9 +718,7 @@ TEST_CASE("conv shapes: border_mode_to_pad", "[conv-shapes]") {
     }
   }
   // One extent per border entry.
-  const auto mismatch = [] {
-    border_mode_to_pad({AxisBorder::valid(), AxisBorder::valid()}, {3});
-  };
+  const auto mismatch = [] { border_mode_to_pad({AxisBorder::valid(), AxisBorder::valid()}, {3}); };
   REQUIRE_THROWS_AS(mismatch(), ValueError);
 }
 
@@ -684,9 +735,9 @@ TEST_CASE("conv shapes: static output types of the six abstract ops", "[conv-sha
     REQUIRE(y.owner()->op->name() == "AbstractConv2d");
     // Hints fill unknown dims.
     Variable xu = tensor4("xu", DType::float64);
-    Variable yh = conv2d(xu, tensor4("wu", DType::float64),
-                         {.input_shape = {8, 3, 32, q}, .filter_shape = {16, 3, 5, 5},
-                          .border_mode = "half"});
+    Variable yh = conv2d(
+        xu, tensor4("wu", DType::float64),
+        {.input_shape = {8, 3, 32, q}, .filter_shape = {16, 3, 5, 5}, .border_mode = "half"});
     REQUIRE(yh.type() == TensorType(DType::float64, {8, 16, 32, q}));
     // Grouped, dilated, asymmetric.
     Variable yg = conv2d(tensor("x", DType::float32, {2, 6, 10, 9}),
@@ -776,24 +827,21 @@ void check_symbolic_shape(const Variable& y, const std::vector<Variable>& inputs
 
 }  // namespace
 
-TEST_CASE("conv shapes: symbolic_shape of the six ops equals the computed shape",
-          "[conv-shapes]") {
+TEST_CASE("conv shapes: symbolic_shape of the six ops equals the computed shape", "[conv-shapes]") {
   const DType f64 = DType::float64;
   SECTION("forward 2-D, unknown dims, groups, stride, dilation") {
     Variable x = tensor4("x", f64);
     Variable w = tensor4("w", f64);
-    Variable y = conv2d(x, w,
-                        {.border_mode = "half",
-                         .subsample = {2, 1},
-                         .filter_dilation = {1, 2},
-                         .num_groups = 2});
+    Variable y = conv2d(
+        x, w,
+        {.border_mode = "half", .subsample = {2, 1}, .filter_dilation = {1, 2}, .num_groups = 2});
     REQUIRE(symbolic_shape(y)[0].is_symbolic());
     // (9 + 2 - 3) // 2 + 1 = 5; dk = 5, pads 2: 8 + 4 - 5 + 1 = 8.
-    check_symbolic_shape(y, {x, w}, {random_tensor(f64, {2, 4, 9, 8}, 1),
-                                     random_tensor(f64, {6, 2, 3, 3}, 2)},
+    check_symbolic_shape(y, {x, w},
+                         {random_tensor(f64, {2, 4, 9, 8}, 1), random_tensor(f64, {6, 2, 3, 3}, 2)},
                          {2, 6, 5, 8});
-    check_symbolic_shape(y, {x, w}, {random_tensor(f64, {1, 2, 4, 4}, 3),
-                                     random_tensor(f64, {2, 1, 1, 2}, 4)},
+    check_symbolic_shape(y, {x, w},
+                         {random_tensor(f64, {1, 2, 4, 4}, 3), random_tensor(f64, {2, 1, 1, 2}, 4)},
                          {1, 2, 2, 4});
   }
   SECTION("forward 2-D with hints, asymmetric pads") {
@@ -804,27 +852,29 @@ TEST_CASE("conv shapes: symbolic_shape of the six ops equals the computed shape"
                          .filter_shape = {5, 3, std::nullopt, 2},
                          .border_mode = BorderMode::pairs({{2, 0}, {1, 3}})});
     // 7 + 2 - 3 + 1 = 7; 6 + 4 - 2 + 1 = 9.
-    check_symbolic_shape(y, {x, w}, {random_tensor(f64, {2, 3, 7, 6}, 5),
-                                     random_tensor(f64, {5, 3, 3, 2}, 6)},
+    check_symbolic_shape(y, {x, w},
+                         {random_tensor(f64, {2, 3, 7, 6}, 5), random_tensor(f64, {5, 3, 3, 2}, 6)},
                          {2, 5, 7, 9});
   }
   SECTION("forward 2-D unshared") {
     Variable x = tensor4("x", f64);
-    Variable w = tensor("w", f64, {std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-                                   std::nullopt, std::nullopt});
+    Variable w = tensor(
+        "w", f64,
+        {std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt});
     Variable y = conv2d(x, w, {.num_groups = 2, .unshared = true});
-    check_symbolic_shape(y, {x, w}, {random_tensor(f64, {2, 4, 7, 6}, 7),
-                                     random_tensor(f64, {4, 5, 5, 2, 3, 2}, 8)},
-                         {2, 4, 5, 5});
+    check_symbolic_shape(
+        y, {x, w}, {random_tensor(f64, {2, 4, 7, 6}, 7), random_tensor(f64, {4, 5, 5, 2, 3, 2}, 8)},
+        {2, 4, 5, 5});
   }
   SECTION("forward 3-D") {
     Variable x = tensor5("x", f64);
     Variable w = tensor5("w", f64);
     Variable y = conv3d(x, w, {.border_mode = {1, 0, 2}, .subsample = {1, 2, 1}});
     // 5 + 2 - 2 + 1 = 6; (6 - 3) // 2 + 1 = 2; 7 + 4 - 2 + 1 = 10.
-    check_symbolic_shape(y, {x, w}, {random_tensor(f64, {1, 3, 5, 6, 7}, 9),
-                                     random_tensor(f64, {2, 3, 2, 3, 2}, 10)},
-                         {1, 2, 6, 2, 10});
+    check_symbolic_shape(
+        y, {x, w},
+        {random_tensor(f64, {1, 3, 5, 6, 7}, 9), random_tensor(f64, {2, 3, 2, 3, 2}, 10)},
+        {1, 2, 6, 2, 10});
   }
   SECTION("gradInputs 2-D, symbolic sizes, stride") {
     Variable t = tensor4("t", f64);
@@ -834,26 +884,29 @@ TEST_CASE("conv shapes: symbolic_shape of the six ops equals the computed shape"
     Variable gi = conv2d_grad_wrt_inputs(t, w, {Dim(), Dim(), Dim(h), Dim(wd)},
                                          {.subsample = {2, 2}, .num_groups = 1});
     // A 9x8 image with a 3x3 kernel, stride 2: 4x3 output.
-    check_symbolic_shape(gi, {t, w, h, wd},
-                         {random_tensor(f64, {2, 5, 4, 3}, 11), random_tensor(f64, {5, 3, 3, 3}, 12),
-                          Tensor::scalar(DType::int64, 9), Tensor::scalar(DType::int64, 8)},
-                         {2, 3, 9, 8});
+    check_symbolic_shape(
+        gi, {t, w, h, wd},
+        {random_tensor(f64, {2, 5, 4, 3}, 11), random_tensor(f64, {5, 3, 3, 3}, 12),
+         Tensor::scalar(DType::int64, 9), Tensor::scalar(DType::int64, 8)},
+        {2, 3, 9, 8});
     // The same graph with the other image size that gives 4x3.
-    check_symbolic_shape(gi, {t, w, h, wd},
-                         {random_tensor(f64, {2, 5, 4, 3}, 11), random_tensor(f64, {5, 3, 3, 3}, 12),
-                          Tensor::scalar(DType::int64, 10), Tensor::scalar(DType::int64, 7)},
-                         {2, 3, 10, 7});
+    check_symbolic_shape(
+        gi, {t, w, h, wd},
+        {random_tensor(f64, {2, 5, 4, 3}, 11), random_tensor(f64, {5, 3, 3, 3}, 12),
+         Tensor::scalar(DType::int64, 10), Tensor::scalar(DType::int64, 7)},
+        {2, 3, 10, 7});
   }
   SECTION("gradInputs 2-D groups and unshared") {
     Variable t = tensor4("t", f64);
-    Variable w = tensor("w", f64, {std::nullopt, std::nullopt, std::nullopt, std::nullopt,
-                                   std::nullopt, std::nullopt});
+    Variable w = tensor(
+        "w", f64,
+        {std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt});
     Variable gi = conv2d_grad_wrt_inputs(t, w, {Dim(), Dim(), Dim(6), Dim(5)},
                                          {.num_groups = 2, .unshared = true});
-    check_symbolic_shape(gi, {t, w},
-                         {random_tensor(f64, {3, 4, 4, 3}, 13),
-                          random_tensor(f64, {4, 4, 3, 1, 3, 3}, 14)},
-                         {3, 2, 6, 5});
+    check_symbolic_shape(
+        gi, {t, w},
+        {random_tensor(f64, {3, 4, 4, 3}, 13), random_tensor(f64, {4, 4, 3, 1, 3, 3}, 14)},
+        {3, 2, 6, 5});
   }
   SECTION("gradInputs 3-D") {
     Variable t = tensor5("t", f64);
@@ -873,10 +926,11 @@ TEST_CASE("conv shapes: symbolic_shape of the six ops equals the computed shape"
     Variable kw = scalar("kw", DType::int64);
     Variable gw = conv2d_grad_wrt_weights(x, t, {Dim(), Dim(), Dim(kh), Dim(kw)},
                                           {.border_mode = "half", .num_groups = 2});
-    check_symbolic_shape(gw, {x, t, kh, kw},
-                         {random_tensor(f64, {2, 6, 5, 4}, 17), random_tensor(f64, {2, 4, 5, 4}, 18),
-                          Tensor::scalar(DType::int64, 3), Tensor::scalar(DType::int64, 1)},
-                         {4, 3, 3, 1});
+    check_symbolic_shape(
+        gw, {x, t, kh, kw},
+        {random_tensor(f64, {2, 6, 5, 4}, 17), random_tensor(f64, {2, 4, 5, 4}, 18),
+         Tensor::scalar(DType::int64, 3), Tensor::scalar(DType::int64, 1)},
+        {4, 3, 3, 1});
   }
   SECTION("gradWeights 2-D unshared") {
     Variable x = tensor4("x", f64);
@@ -884,9 +938,9 @@ TEST_CASE("conv shapes: symbolic_shape of the six ops equals the computed shape"
     Variable gw = conv2d_grad_wrt_weights(x, t, {Dim(), Dim(), Dim(), Dim(), Dim(2), Dim(3)},
                                           {.subsample = {1, 2}, .unshared = true});
     // 6x7 image, 2x3 kernel, stride (1, 2): 5x3 output.
-    check_symbolic_shape(gw, {x, t},
-                         {random_tensor(f64, {2, 3, 6, 7}, 19), random_tensor(f64, {2, 4, 5, 3}, 20)},
-                         {4, 5, 3, 3, 2, 3});
+    check_symbolic_shape(
+        gw, {x, t}, {random_tensor(f64, {2, 3, 6, 7}, 19), random_tensor(f64, {2, 4, 5, 3}, 20)},
+        {4, 5, 3, 3, 2, 3});
   }
   SECTION("gradWeights 3-D") {
     Variable x = tensor5("x", f64);

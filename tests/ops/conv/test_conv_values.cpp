@@ -2,7 +2,7 @@
 // an implementation written here from scratch in the style of the original's scipy-based
 // perform (spec 5.4): explicit zero padding into a new buffer, kernels dilated by inserting
 // zeros, true convolutions, zero-inserted (upsampled) topgrads and strided subsampling. It shares
-// no code and no loop structure with the library, so a wrong index in either shows up. The
+// no computation and no loop structure with the library, so a wrong index in either shows up. The
 // adjoint identities <conv(x, w), t> = <x, gradI(w, t)> = <w, gradW(x, t)> tie the three
 // directions together independently of both.
 #include <fmt/format.h>

@@ -1,0 +1,65 @@
+// The CorrMM family (spec section 8): convolutions on the CPU as im2col / col2im plus BLAS GEMM, in
+// every direction, in 2-D ("CorrMM") and 3-D ("Corr3dMM").
+//
+// Unlike the original, a CorrMM node takes the same inputs and the same ConvParams as the
+// AbstractConv it replaces, filter_flip included: the flip happens inside the kernel (im2col reads
+// the taps mirrored), not as a separate node in the graph. So a lowered node computes exactly what
+// the abstract node computed, on identical inputs, and the two can be compared node by node.
+// Types, shapes, gradients and R-operators are the abstract op's.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/kernel_op.hpp"
+
+namespace convgraph {
+
+// Inputs by direction, as AbstractConv:
+//   forward:      (image, kernel)
+//   grad_inputs:  (kernel, topgrad, shape)   shape = the image's spatial sizes
+//   grad_weights: (image, topgrad, shape)    shape = the kernel's spatial sizes
+// float32 and float64 only: float16 is an UnsupportedError (the lowering declines it first).
+class CorrMM final : public KernelOp {
+ public:
+  CorrMM(ConvDirection direction, ConvParams params);
+
+  ConvDirection direction() const { return direction_; }
+  const ConvParams& params() const { return params_; }
+
+  // "CorrMM", "CorrMM_gradInputs", "CorrMM_gradWeights", "Corr3dMM", ...
+  std::string name() const override;
+  std::string str() const override;
+  bool equals(const Op& other) const override;
+  std::size_t hash() const override;
+  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
+  std::vector<ShapeDims> infer_shape(const Node& node,
+                                     const std::vector<ShapeDims>& input_shapes) const override;
+  std::vector<Variable> grad(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& output_grads) const override;
+  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& eval_points) const override;
+  // Runs the same computation as the kernel.
+  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  // A kernel that keeps the node's geometry when its shapes are static.
+  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+
+ private:
+  ConvDirection direction_;
+  ConvParams params_;
+  AbstractConv abstract_;  // the op this one replaces: it answers every graph-level question
+};
+
+// The computations on tensors (what perform() and the kernels run), with the same checks, the
+// same results and the same errors as the reference_conv_* functions of abstract_conv.hpp.
+Tensor corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel);
+Tensor corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, const Tensor& topgrad,
+                          const Shape& image_spatial);
+Tensor corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
+                           const Shape& kernel_spatial);
+
+}  // namespace convgraph

@@ -1,0 +1,95 @@
+#include "convgraph/optimizer/debug_mode.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "convgraph/graph/op.hpp"
+#include "convgraph/graph/printing.hpp"
+
+namespace convgraph {
+namespace {
+
+class DebugCheckedKernel final : public Kernel {
+ public:
+  DebugCheckedKernel(std::shared_ptr<const Kernel> kernel, std::shared_ptr<const Op> reference,
+                     std::string node_text, std::vector<DebugTolerance> tolerances)
+      : kernel_(std::move(kernel)),
+        reference_(std::move(reference)),
+        node_text_(std::move(node_text)),
+        tolerances_(std::move(tolerances)) {}
+
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
+    kernel_->run(inputs, outputs);
+    std::vector<Tensor> expected(outputs.size());
+    reference_->perform(inputs, expected);
+    for (std::size_t k = 0; k < outputs.size(); ++k) compare(k, outputs[k], expected[k]);
+  }
+
+  std::string name() const override { return kernel_->name() + " (DebugMode)"; }
+
+ private:
+  void compare(std::size_t k, const Tensor& actual, const Tensor& expected) const {
+    const std::string where = fmt::format("DebugMode: {} and its reference {}", kernel_->name(),
+                                          reference_->str());
+    if (actual.dtype() != expected.dtype() || actual.shape() != expected.shape()) {
+      throw DebugModeError(fmt::format("{} disagree on output {}: {}{} vs {}{}\n{}", where, k,
+                                       dtype_name(actual.dtype()), shape_str(actual.shape()),
+                                       dtype_name(expected.dtype()), shape_str(expected.shape()),
+                                       node_text_));
+    }
+    const auto a = actual.to_vector<double>();
+    const auto e = expected.to_vector<double>();
+    const DebugTolerance tol = tolerances_.at(k);
+    double worst = 0.0, worst_excess = 0.0;
+    std::size_t worst_index = 0;
+    bool bad = false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const double diff = std::abs(a[i] - e[i]);
+      if (std::isnan(a[i]) && std::isnan(e[i])) continue;
+      const double excess = std::isnan(diff) ? INFINITY : diff - (tol.atol + tol.rtol * std::abs(e[i]));
+      if (excess > 0 && (!bad || excess > worst_excess)) {
+        bad = true;
+        worst_excess = excess;
+        worst = diff;
+        worst_index = i;
+      }
+    }
+    if (bad) {
+      throw DebugModeError(fmt::format(
+          "{} disagree on output {}: largest error {:.6g} at flat index {} (implementation "
+          "{:.10g}, reference {:.10g}; rtol {:g}, atol {:g})\n{}",
+          where, k, worst, worst_index, a[worst_index], e[worst_index], tol.rtol, tol.atol,
+          node_text_));
+    }
+  }
+
+  std::shared_ptr<const Kernel> kernel_;
+  std::shared_ptr<const Op> reference_;
+  std::string node_text_;
+  std::vector<DebugTolerance> tolerances_;
+};
+
+}  // namespace
+
+DebugTolerance debug_tolerance(DType dtype, const Config& config) {
+  const double fallback = dtype == DType::float64 ? 1e-9 : dtype == DType::float32 ? 1e-4 : 1e-2;
+  auto read = [&](const char* key) {
+    const std::string text = config.get(key);
+    return text.empty() ? fallback : std::stod(text);
+  };
+  return {read("debugmode.rtol"), read("debugmode.atol")};
+}
+
+std::shared_ptr<const Kernel> debug_checked_kernel(std::shared_ptr<const Kernel> kernel,
+                                                   std::shared_ptr<const Op> reference,
+                                                   const Node& node, const Config& config) {
+  std::vector<DebugTolerance> tolerances;
+  for (const auto& out : node.output_data) tolerances.push_back(debug_tolerance(out.type.dtype, config));
+  Node& mutable_node = const_cast<Node&>(node);
+  const std::string text = "the node:\n" + debugprint(mutable_node.outputs());
+  return std::make_shared<DebugCheckedKernel>(std::move(kernel), std::move(reference), text,
+                                              std::move(tolerances));
+}
+
+}  // namespace convgraph

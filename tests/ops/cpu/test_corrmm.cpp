@@ -1,0 +1,546 @@
+// The CorrMM family against the reference convolutions (reference_conv_* of abstract_conv.hpp):
+// every direction in 2-D and 3-D, float32 and float64, over a parameter grid of border modes,
+// strides, dilations, groups, flips and kernel sizes, and through every way the drivers cut the
+// work (threads sharing a GEMM or splitting the batch, blocks of output lines, several images per
+// GEMM, the pointwise path that uses the image as the column matrix). Then empty problems,
+// non-contiguous inputs, run-time errors and the op itself (names, types, kernels, gradients).
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "convgraph/base/config.hpp"
+#include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_params.hpp"
+#include "convgraph/ops/cpu/corrmm.hpp"
+#include "convgraph/ops/cpu/im2col.hpp"
+#include "support/catch.hpp"
+#include "support/test_util.hpp"
+
+using namespace convgraph;
+using convgraph::testing::allclose_report;
+using convgraph::testing::random_tensor;
+
+namespace {
+
+// Sets the drivers' thresholds (and the thread count) for a scope.
+class ScopedTuning {
+ public:
+  ScopedTuning(const CorrGemmTuning& tuning, const std::string& flags)
+      : previous_(corr_gemm_tuning()), flags_(flags) {
+    set_corr_gemm_tuning(tuning);
+  }
+  ~ScopedTuning() { set_corr_gemm_tuning(previous_); }
+  ScopedTuning(const ScopedTuning&) = delete;
+  ScopedTuning& operator=(const ScopedTuning&) = delete;
+
+ private:
+  CorrGemmTuning previous_;
+  ScopedFlags flags_;
+};
+
+// The settings under which the grids run: what each one makes the drivers do is in its name.
+struct Setting {
+  const char* name;
+  CorrGemmTuning tuning;
+  const char* flags;
+};
+
+std::vector<Setting> settings() {
+  CorrGemmTuning defaults;
+  CorrGemmTuning one_line_blocks;  // every output line its own block, threads on tiny problems
+  one_line_blocks.parallel_work = 0;
+  one_line_blocks.target_columns = 1;
+  one_line_blocks.block_bytes_per_thread = 1;
+  one_line_blocks.block_bytes_shared = 1;
+  CorrGemmTuning grouped;  // as many images per GEMM as a thread has
+  grouped.parallel_work = 0;
+  grouped.target_columns = std::int64_t{1} << 30;
+  return {{"defaults, 1 thread", defaults, "threads=1"},
+          {"one-line blocks, 3 threads", one_line_blocks, "threads=3"},
+          {"one-line blocks, 2 threads", one_line_blocks, "threads=2"},
+          {"multi-image blocks, 2 threads", grouped, "threads=2"},
+          {"multi-image blocks, 4 threads", grouped, "threads=4"}};
+}
+
+double tolerance(DType dtype) {
+  return dtype == DType::float64 ? 1e-10 : 2e-5;
+}
+
+// Compares RESULT with EXPECTED; tolerances scale with the length of the sums behind each element.
+void require_close(const Tensor& result, const Tensor& expected, DType dtype, double terms) {
+  const double tol = tolerance(dtype) * std::max(1.0, std::sqrt(terms));
+  const std::string report = allclose_report(result, expected, tol, tol);
+  INFO(report);
+  REQUIRE(report.empty());
+}
+
+Shape spatial_of(const Shape& shape, int n) {
+  return Shape(shape.end() - n, shape.end());
+}
+
+// All three directions on one problem, against the reference. When the reference rejects the
+// shapes, CorrMM must reject them with the same error type.
+void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& kernel_shape,
+                   DType dtype, std::uint64_t seed) {
+  INFO("params: " << p.str() << ", image " << shape_str(image_shape) << ", kernel "
+                  << shape_str(kernel_shape) << ", " << dtype_name(dtype));
+  const Tensor image = random_tensor(dtype, image_shape, seed);
+  const Tensor kernel = random_tensor(dtype, kernel_shape, seed + 1);
+  Tensor expected;
+  try {
+    expected = reference_conv_forward(p, image, kernel);
+  } catch (const ShapeError&) {
+    REQUIRE_THROWS_AS(corrmm_forward(p, image, kernel), ShapeError);
+    return;
+  }
+  const int n = p.convdim;
+  double taps = 1;
+  for (std::int64_t k : spatial_of(kernel_shape, n)) taps *= static_cast<double>(k);
+  const double terms = taps * static_cast<double>(image_shape[1] / p.num_groups);
+  require_close(corrmm_forward(p, image, kernel), expected, dtype, terms);
+
+  const Tensor top = random_tensor(dtype, expected.shape(), seed + 2);
+  const Shape image_spatial = spatial_of(image_shape, n);
+  const Shape kernel_spatial = spatial_of(kernel_shape, n);
+  require_close(corrmm_grad_inputs(p, kernel, top, image_spatial),
+                reference_conv_grad_inputs(p, kernel, top, image_spatial), dtype,
+                taps * static_cast<double>(kernel_shape[0]));
+  const double positions = static_cast<double>(top.numel()) / static_cast<double>(top.dim(1));
+  require_close(corrmm_grad_weights(p, image, top, kernel_spatial),
+                reference_conv_grad_weights(p, image, top, kernel_spatial), dtype, positions);
+}
+
+// The output's spatial sizes (spec 4.1), possibly < 1.
+Shape output_spatial(const ConvParams& p, const Shape& image, const Shape& kernel) {
+  Shape out;
+  for (std::size_t a = 0; a < image.size(); ++a) {
+    const std::int64_t dilated = (kernel[a] - 1) * p.dilation[a] + 1;
+    const auto [before, after] = p.border[a].resolve(dilated);
+    const std::int64_t span = image[a] + before + after - dilated;
+    out.push_back(span < 0 ? 0 : span / p.subsample[a] + 1);
+  }
+  return out;
+}
+
+// The 2-D border modes: every form a user can write.
+std::vector<BorderMode> borders_2d() {
+  return {BorderMode("valid"),
+          BorderMode("full"),
+          BorderMode("half"),
+          BorderMode(1),
+          BorderMode({std::int64_t{2}, std::int64_t{0}}),
+          BorderMode::pairs({{1, 0}, {0, 2}}),
+          BorderMode::pairs({{0, 3}, {2, 1}})};
+}
+
+// The 2-D grid: border x stride x dilation x groups x flip x kernel size, on a (B, 4, 7, 6) image
+// with 4 filters; groups 4 is depthwise. EVERY > 1 runs every EVERY-th problem only (the threaded
+// settings: a parallel region per block is slow on a loaded machine, and the full grid under the
+// single-threaded setting already covers the index arithmetic).
+void run_grid_2d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 3}, {3, 1}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 1}, {3, 2}};
+  const std::vector<Shape> kernels = {{3, 3}, {2, 2}, {3, 2}, {1, 3}};
+  for (const BorderMode& border : borders_2d()) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (std::int64_t groups : {1, 2, 4}) {
+          for (bool flip : {true, false}) {
+            for (const Shape& k : kernels) {
+              if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+              const ConvParams p = make_conv_params(2, border, stride, flip, dilation, groups);
+              check_problem(p, {batch, 4, 7, 6}, {4, 4 / groups, k[0], k[1]}, dtype, seed);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void run_grid_3d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
+  const std::vector<BorderMode> borders = {
+      BorderMode("valid"), BorderMode("full"), BorderMode("half"), BorderMode(1),
+      BorderMode({std::int64_t{1}, std::int64_t{0}, std::int64_t{2}})};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1, 1}, {2, 1, 3}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1, 1}, {1, 2, 3}};
+  for (const BorderMode& border : borders) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (std::int64_t groups : {1, 2}) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            const ConvParams p = make_conv_params(3, border, stride, flip, dilation, groups);
+            check_problem(p, {batch, 2, 5, 6, 7}, {4, 2 / groups, 2, 3, 2}, dtype, seed);
+          }
+        }
+      }
+    }
+  }
+}
+
+void run_grid_unshared(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 1}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {1, 2}};
+  for (const BorderMode& border : borders_2d()) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (std::int64_t groups : {1, 2}) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            const ConvParams p =
+                make_conv_params(2, border, stride, flip, dilation, groups, /*unshared=*/true);
+            const Shape image{batch, 4, 6, 5};
+            const Shape kernel_spatial{3, 2};
+            const Shape out = output_spatial(p, {6, 5}, kernel_spatial);
+            const std::int64_t oh = out[0], ow = out[1];
+            if (oh < 1 || ow < 1) continue;
+            check_problem(p, image, {4, oh, ow, 4 / groups, 3, 2}, dtype, seed);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("CorrMM 2-D matches the reference over the parameter grid (float64)", "[corrmm]") {
+  const std::vector<Setting> all = settings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("setting: " << all[i].name);
+    const ScopedTuning tuning(all[i].tuning, all[i].flags);
+    for (std::int64_t batch : {1, 5}) run_grid_2d(DType::float64, batch, i == 0 ? 1 : 9, 11 + i);
+  }
+}
+
+TEST_CASE("CorrMM 2-D matches the reference over the parameter grid (float32)", "[corrmm]") {
+  run_grid_2d(DType::float32, 3, 1, 101);
+  const Setting s = settings()[1];
+  const ScopedTuning tuning(s.tuning, s.flags);
+  run_grid_2d(DType::float32, 3, 7, 102);
+}
+
+TEST_CASE("Corr3dMM matches the reference over the parameter grid", "[corrmm]") {
+  const std::vector<Setting> all = settings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("setting: " << all[i].name);
+    const ScopedTuning tuning(all[i].tuning, all[i].flags);
+    run_grid_3d(DType::float64, 3, i == 0 ? 1 : 5, 201 + i);
+  }
+  run_grid_3d(DType::float32, 2, 1, 301);
+}
+
+TEST_CASE("CorrMM unshared matches the reference", "[corrmm]") {
+  const std::vector<Setting> all = settings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("setting: " << all[i].name);
+    const ScopedTuning tuning(all[i].tuning, all[i].flags);
+    run_grid_unshared(DType::float64, 3, i == 0 ? 1 : 5, 401 + i);
+  }
+  run_grid_unshared(DType::float32, 2, 1, 501);
+}
+
+TEST_CASE("CorrMM pointwise kernels: the image as the column matrix, and strided 1x1", "[corrmm]") {
+  // Border modes that resolve to no padding for a 1x1 kernel take the pointwise path; a stride
+  // or an explicit pad does not.
+  const std::vector<BorderMode> borders = {BorderMode("valid"), BorderMode("full"),
+                                           BorderMode("half"), BorderMode(1)};
+  const std::vector<Setting> all = settings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("setting: " << all[i].name);
+    const ScopedTuning tuning(all[i].tuning, all[i].flags);
+    for (const BorderMode& border : borders) {
+      for (const std::vector<std::int64_t>& stride : {std::vector<std::int64_t>{1, 1}, {2, 1}}) {
+        for (std::int64_t groups : {1, 2, 6}) {
+          for (std::int64_t batch : {1, 4}) {
+            const ConvParams p = make_conv_params(2, border, stride, true, {1, 1}, groups);
+            check_problem(p, {batch, 6, 5, 4}, {6, 6 / groups, 1, 1}, DType::float64, 600 + i);
+            check_problem(p, {batch, 6, 5, 4}, {6, 6 / groups, 1, 1}, DType::float32, 700 + i);
+          }
+        }
+      }
+      const ConvParams p3 = make_conv_params(3, border, {1, 1, 1}, false, {1, 1, 1}, 1);
+      check_problem(p3, {3, 4, 3, 4, 5}, {5, 4, 1, 1, 1}, DType::float64, 800 + i);
+    }
+  }
+}
+
+TEST_CASE("CorrMM with the default thresholds: line blocks and multi-image GEMMs", "[corrmm]") {
+  // Shapes big enough that the default settings cut each image into several blocks of output
+  // lines (first problem) and group small images into one GEMM (second), on 1 and 2 threads.
+  for (const char* flags : {"threads=1", "threads=2"}) {
+    INFO(flags);
+    const ScopedTuning tuning(CorrGemmTuning{}, flags);
+    const ConvParams half = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+    check_problem(half, {3, 24, 40, 40}, {8, 24, 3, 3}, DType::float64, 900);
+    check_problem(half, {1, 24, 40, 40}, {8, 24, 3, 3}, DType::float64, 901);
+    const ConvParams strided = make_conv_params(2, 1, {2, 2}, false, {1, 1}, 2);
+    check_problem(strided, {5, 16, 13, 13}, {12, 8, 3, 3}, DType::float32, 902);
+    check_problem(strided, {1, 16, 13, 13}, {12, 8, 3, 3}, DType::float32, 903);
+  }
+}
+
+TEST_CASE("CorrMM empty problems give zeros, like the reference", "[corrmm]") {
+  const ConvParams p = make_conv_params(2, "full", {1, 2}, true, {1, 1}, 1);
+  const ConvParams g = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 2);
+  for (DType dtype : {DType::float32, DType::float64}) {
+    check_problem(p, {0, 3, 5, 5}, {4, 3, 2, 2}, dtype, 1000);  // no batch
+    check_problem(p, {2, 0, 5, 5}, {4, 0, 2, 2}, dtype, 1001);  // no channels
+    check_problem(p, {2, 3, 5, 5}, {0, 3, 2, 2}, dtype, 1002);  // no filters
+    check_problem(g, {2, 0, 4, 4}, {2, 0, 3, 3}, dtype, 1003);  // no channels, 2 groups
+    check_problem(p, {2, 3, 0, 4}, {4, 3, 2, 2}, dtype, 1004);  // an empty image axis
+  }
+  // Nonzero results of empty sums: the gradient wrt the weights with no batch is all zeros.
+  const Tensor image = Tensor::zeros(DType::float32, {0, 3, 5, 5});
+  const Tensor top = Tensor::zeros(DType::float32, {0, 4, 6, 3});
+  const Tensor dw = corrmm_grad_weights(p, image, top, {2, 2});
+  REQUIRE(dw.shape() == Shape{4, 3, 2, 2});
+  for (float v : dw.to_vector<float>()) REQUIRE(v == 0.0f);
+}
+
+TEST_CASE("CorrMM reads non-contiguous inputs", "[corrmm]") {
+  const ConvParams p = make_conv_params(2, BorderMode::pairs({{1, 0}, {2, 1}}), {2, 1}, true,
+                                        {1, 2}, 2);
+  for (DType dtype : {DType::float32, DType::float64}) {
+    INFO(dtype_name(dtype));
+    // (B, H, C, W) permuted to (B, C, H, W); every other filter of a twice-as-large kernel;
+    // a topgrad cut out of a wider one.
+    const Tensor image = random_tensor(dtype, {3, 7, 4, 8}, 1100).permute({0, 2, 1, 3});
+    const Tensor kernel = random_tensor(dtype, {12, 2, 3, 2}, 1101).slice(0, 0, 12, 2);
+    REQUIRE_FALSE(image.is_contiguous());
+    REQUIRE_FALSE(kernel.is_contiguous());
+    const Tensor expected = reference_conv_forward(p, image, kernel);
+    require_close(corrmm_forward(p, image, kernel), expected, dtype, 12);
+    Shape wide = expected.shape();
+    wide.back() *= 2;
+    const Tensor top =
+        random_tensor(dtype, wide, 1102).slice(3, 0, wide.back(), 2);
+    REQUIRE_FALSE(top.is_contiguous());
+    REQUIRE(top.shape() == expected.shape());
+    require_close(corrmm_grad_inputs(p, kernel, top, {7, 8}),
+                  reference_conv_grad_inputs(p, kernel, top, {7, 8}), dtype, 36);
+    require_close(corrmm_grad_weights(p, image, top, {3, 2}),
+                  reference_conv_grad_weights(p, image, top, {3, 2}), dtype,
+                  static_cast<double>(top.numel()));
+  }
+}
+
+namespace {
+
+// Runs FN, which must throw E, and returns its message.
+template <typename E, typename Fn>
+std::string message_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  }
+  FAIL("the expected exception was not thrown");
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("CorrMM run-time errors name the op and the problem", "[corrmm]") {
+  const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);
+  const ConvParams g2 = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 2);
+  const DType f32 = DType::float32;
+  const Tensor image = random_tensor(f32, {2, 4, 6, 6}, 1);
+  const Tensor kernel = random_tensor(f32, {3, 4, 3, 3}, 2);
+
+  SECTION("kernel channels that do not match the image") {
+    const Tensor bad = random_tensor(f32, {3, 5, 3, 3}, 3);
+    const std::string m = message_of<ShapeError>([&] { corrmm_forward(p, image, bad); });
+    CHECK(contains(m, "CorrMM"));
+    CHECK(contains(m, "input channels"));
+  }
+  SECTION("filters not divisible by the groups") {
+    const Tensor k = random_tensor(f32, {3, 2, 3, 3}, 3);
+    const std::string m = message_of<ShapeError>([&] { corrmm_forward(g2, image, k); });
+    CHECK(contains(m, "3 filters"));
+  }
+  SECTION("channels not divisible by the groups") {
+    const Tensor img = random_tensor(f32, {2, 5, 6, 6}, 3);
+    const Tensor top = random_tensor(f32, {2, 4, 4, 4}, 4);
+    const std::string m =
+        message_of<ShapeError>([&] { corrmm_grad_weights(g2, img, top, {3, 3}); });
+    CHECK(contains(m, "CorrMM_gradWeights"));
+    CHECK(contains(m, "not divisible"));
+  }
+  SECTION("an impossible output") {
+    const Tensor big = random_tensor(f32, {3, 4, 7, 3}, 3);
+    const std::string m = message_of<ShapeError>([&] { corrmm_forward(p, image, big); });
+    CHECK(contains(m, "impossible output"));
+  }
+  SECTION("a topgrad inconsistent with the shapes (both gradients)") {
+    const Tensor top = random_tensor(f32, {2, 3, 5, 4}, 4);
+    std::string m = message_of<ShapeError>([&] { corrmm_grad_inputs(p, kernel, top, {6, 6}); });
+    CHECK(contains(m, "CorrMM_gradInputs"));
+    CHECK(contains(m, "invalid input_shape"));
+    m = message_of<ShapeError>([&] { corrmm_grad_weights(p, image, top, {3, 3}); });
+    CHECK(contains(m, "invalid filter_shape"));
+  }
+  SECTION("a spatial argument of the wrong length or negative") {
+    const Tensor top = random_tensor(f32, {2, 3, 4, 4}, 4);
+    REQUIRE_THROWS_AS(corrmm_grad_inputs(p, kernel, top, {6}), ShapeError);
+    REQUIRE_THROWS_AS(corrmm_grad_inputs(p, kernel, top, {6, -1}), ShapeError);
+    REQUIRE_THROWS_AS(corrmm_grad_weights(p, image, top, {3, 0}), ShapeError);
+  }
+  SECTION("unshared regions that do not match the output") {
+    const ConvParams u = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1, true);
+    const Tensor k = random_tensor(f32, {3, 4, 3, 4, 3, 3}, 3);
+    const std::string m = message_of<ShapeError>([&] { corrmm_forward(u, image, k); });
+    CHECK(contains(m, "region"));
+  }
+  SECTION("float16 is unsupported") {
+    const Tensor h_image = image.cast(DType::float16);
+    const Tensor h_kernel = kernel.cast(DType::float16);
+    const std::string m =
+        message_of<UnsupportedError>([&] { corrmm_forward(p, h_image, h_kernel); });
+    CHECK(contains(m, "CorrMM does not support float16 on the CPU"));
+  }
+  SECTION("integer dtypes, mixed dtypes and wrong ranks are TypeErrors") {
+    REQUIRE_THROWS_AS(corrmm_forward(p, image.cast(DType::int32), kernel.cast(DType::int32)),
+                      TypeError);
+    REQUIRE_THROWS_AS(corrmm_forward(p, image, kernel.cast(DType::float64)), TypeError);
+    REQUIRE_THROWS_AS(corrmm_forward(p, image.reshape({2, 4, 36}), kernel), TypeError);
+    const ConvParams p3 = make_conv_params(3, "valid", {1, 1, 1}, true, {1, 1, 1}, 1);
+    const std::string m = message_of<TypeError>([&] { corrmm_forward(p3, image, kernel); });
+    CHECK(contains(m, "Corr3dMM"));
+  }
+  SECTION("undefined tensors") {
+    REQUIRE_THROWS_AS(corrmm_forward(p, Tensor(), kernel), ValueError);
+  }
+}
+
+namespace {
+
+StaticShape static_of(const Shape& shape) {
+  return StaticShape(shape.begin(), shape.end());
+}
+
+std::shared_ptr<const CorrMM> corr_op(ConvDirection direction, const ConvParams& p) {
+  return std::make_shared<const CorrMM>(direction, p);
+}
+
+}  // namespace
+
+TEST_CASE("CorrMM op: names, equality and the abstract op's types", "[corrmm]") {
+  const ConvParams p2 = make_conv_params(2, "half", {2, 1}, false, {1, 1}, 1);
+  const ConvParams p3 = make_conv_params(3, "valid", {1, 1, 1}, true, {1, 1, 1}, 1);
+  CHECK(corr_op(ConvDirection::forward, p2)->name() == "CorrMM");
+  CHECK(corr_op(ConvDirection::grad_inputs, p2)->name() == "CorrMM_gradInputs");
+  CHECK(corr_op(ConvDirection::grad_weights, p2)->name() == "CorrMM_gradWeights");
+  CHECK(corr_op(ConvDirection::forward, p3)->name() == "Corr3dMM");
+  CHECK(corr_op(ConvDirection::grad_inputs, p3)->name() == "Corr3dMM_gradInputs");
+  CHECK(corr_op(ConvDirection::grad_weights, p3)->name() == "Corr3dMM_gradWeights");
+  CHECK(corr_op(ConvDirection::forward, p2)->str() == "CorrMM{" + p2.str() + "}");
+
+  const auto a = corr_op(ConvDirection::forward, p2);
+  const auto b = corr_op(ConvDirection::forward, p2);
+  CHECK(a->equals(*b));
+  CHECK(a->hash() == b->hash());
+  CHECK_FALSE(a->equals(*corr_op(ConvDirection::grad_inputs, p2)));
+  CHECK_FALSE(a->equals(*corr_op(ConvDirection::forward, p3)));
+  const AbstractConv abstract(ConvDirection::forward, p2);
+  CHECK_FALSE(a->equals(abstract));
+
+  // The same output types as the abstract op, static shapes included.
+  const Variable x = tensor("x", DType::float32, {2, 3, 9, 8});
+  const Variable w = tensor("w", DType::float32, {5, 3, 3, 2});
+  CHECK(a->make_outputs({x, w}) == abstract.make_outputs({x, w}));
+  const Variable y = apply(a, {x, w});
+  CHECK(y.type().str() == "float32[2, 5, 5, 9]");
+  // Errors the abstract op finds at build time, CorrMM finds too; float16 it refuses itself.
+  CHECK_THROWS_AS(apply(a, {x, tensor("w", DType::float32, {5, 4, 3, 2})}), ShapeError);
+  const std::string m = message_of<UnsupportedError>([&] {
+    apply(a, {tensor4("xh", DType::float16), tensor4("wh", DType::float16)});
+  });
+  CHECK(contains(m, "CorrMM does not support float16 on the CPU"));
+}
+
+TEST_CASE("CorrMM op: perform, kernels and gradients", "[corrmm]") {
+  const ConvParams p = make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 1}}), {1, 2}, true,
+                                        {2, 1}, 1);
+  const Tensor image = random_tensor(DType::float64, {2, 3, 9, 8}, 1200);
+  const Tensor kernel = random_tensor(DType::float64, {4, 3, 3, 2}, 1201);
+  const Tensor expected = reference_conv_forward(p, image, kernel);
+  const auto fwd = corr_op(ConvDirection::forward, p);
+
+  SECTION("perform") {
+    std::vector<Tensor> out(1);
+    fwd->perform({image, kernel}, out);
+    require_close(out[0], expected, DType::float64, 18);
+  }
+  SECTION("a kernel made for static shapes, run on those and on others") {
+    const Variable x = tensor("x", DType::float64, {2, 3, 9, 8});
+    const Variable w = tensor("w", DType::float64, {4, 3, 3, 2});
+    const Variable y = apply(fwd, {x, w});
+    const std::shared_ptr<const Kernel> k = kernel_for(*y.owner());
+    CHECK(k->name() == fwd->str());
+    std::vector<Tensor> out(1);
+    k->run({image, kernel}, out);
+    require_close(out[0], expected, DType::float64, 18);
+    const Tensor other = random_tensor(DType::float64, {1, 3, 11, 6}, 1202);
+    k->run({other, kernel}, out);
+    require_close(out[0], reference_conv_forward(p, other, kernel), DType::float64, 18);
+    CHECK_THROWS_AS(k->run({image}, out), ValueError);
+  }
+  SECTION("gradient directions through their kernels, shape input a constant") {
+    const Tensor top = random_tensor(DType::float64, expected.shape(), 1203);
+    const Variable w = tensor("w", DType::float64, {4, 3, 3, 2});
+    const Variable t = tensor("t", DType::float64, static_of(expected.shape()));
+    const Variable shape = make_constant(Tensor::from_vector<std::int64_t>({9, 8}, {2}));
+    const Variable gi = apply(corr_op(ConvDirection::grad_inputs, p), {w, t, shape});
+    std::vector<Tensor> out(1);
+    kernel_for(*gi.owner())->run({kernel, top, shape.constant_value()}, out);
+    require_close(out[0], reference_conv_grad_inputs(p, kernel, top, {9, 8}), DType::float64, 24);
+
+    const Variable x = tensor("x", DType::float64, {2, 3, 9, 8});
+    const Variable kshape = make_constant(Tensor::from_vector<std::int64_t>({3, 2}, {2}));
+    const Variable gw = apply(corr_op(ConvDirection::grad_weights, p), {x, t, kshape});
+    kernel_for(*gw.owner())->run({image, top, kshape.constant_value()}, out);
+    require_close(out[0], reference_conv_grad_weights(p, image, top, {3, 2}), DType::float64,
+                  static_cast<double>(top.numel()));
+  }
+  SECTION("the shape hints are checked at run time") {
+    const ConvParams hinted = make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 1}}), {1, 2},
+                                               true, {2, 1}, 1, false, {std::nullopt, 3, 10, 8});
+    std::vector<Tensor> out(1);
+    const std::string m = message_of<ShapeError>(
+        [&] { corr_op(ConvDirection::forward, hinted)->perform({image, kernel}, out); });
+    CHECK(contains(m, "imshp"));
+  }
+  SECTION("gradients are the abstract op's, which later passes lower again") {
+    const Variable x = tensor4("x", DType::float64);
+    const Variable w = tensor4("w", DType::float64);
+    const Variable y = apply(fwd, {x, w});
+    const std::vector<Variable> g = fwd->grad({x, w}, {y}, {y});
+    REQUIRE(g.size() == 2);
+    REQUIRE(g[0].owner() != nullptr);
+    CHECK(g[0].owner()->op->name() == "AbstractConv2d_gradInputs");
+    CHECK(g[1].owner()->op->name() == "AbstractConv2d_gradWeights");
+  }
+}
+
+TEST_CASE("CorrMM on bigger layers matches the reference", "[corrmm][slow]") {
+  const ScopedTuning tuning(CorrGemmTuning{}, "threads=2");
+  // A ResNet stage-4 3x3 layer and a stride-2 7x7 stem, smaller batches.
+  const ConvParams same = make_conv_params(2, 1, {1, 1}, true, {1, 1}, 1);
+  check_problem(same, {4, 64, 14, 14}, {96, 64, 3, 3}, DType::float32, 1300);
+  check_problem(same, {1, 64, 28, 28}, {32, 64, 3, 3}, DType::float32, 1301);
+  const ConvParams stem = make_conv_params(2, 3, {2, 2}, true, {1, 1}, 1);
+  check_problem(stem, {3, 3, 64, 64}, {16, 3, 7, 7}, DType::float32, 1302);
+  const ConvParams grouped = make_conv_params(2, 1, {1, 1}, false, {1, 1}, 8);
+  check_problem(grouped, {3, 32, 28, 28}, {32, 4, 3, 3}, DType::float64, 1303);
+  const ConvParams c3d = make_conv_params(3, 1, {1, 1, 1}, true, {1, 1, 1}, 1);
+  check_problem(c3d, {2, 8, 8, 14, 14}, {16, 8, 3, 3, 3}, DType::float32, 1304);
+}
