@@ -8,6 +8,7 @@
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/optimizer/basic_passes.hpp"
+#include "convgraph/optimizer/conv_lowering.hpp"
 
 namespace convgraph {
 namespace {
@@ -135,6 +136,13 @@ void register_builtin_passes(PassDatabase& db) {
   db.add({"remove_proven_asserts", 3, {"fast_run", "shape_assert"},
           "drop Assert conditions that are constant true",
           equilibrium({{"remove_proven_assert", rewrite_remove_proven_assert}})});
+  // Convolution lowering, in order conv_meta (10) -> conv_dnn (20) -> conv_gemm (30), then the
+  // check that nothing abstract is left.
+  db.add({"conv_gemm", 30, {"fast_run", "fast_compile", "conv_gemm"},
+          "lower abstract convolutions to im2col + GEMM (CorrMM family on the CPU)",
+          equilibrium({{"conv_gemm", lower_conv_to_corrmm}}, 2)});
+  db.add({"conv_check", 40, {"fast_run", "fast_compile"},
+          "fail when an abstract convolution has no implementation", check_no_abstract_conv});
   // Late clean-up: lowering may create equal nodes.
   db.add({"merge_late", 90, {"fast_run", "fast_compile"}, "merge equal nodes after lowering",
           [](FunctionGraph& g, const PassContext&) { g.merge_equal_nodes(); }});

@@ -70,7 +70,7 @@ struct ConvParams {
 
   bool operator==(const ConvParams&) const = default;
   std::size_t hash() const;
-  // "border=half subsample=(2, 2) flip dilation=(1, 1) groups=1"
+  // "border=half, subsample=(2, 2), cross, dilation=(2, 2), groups=4, unshared" (defaults omitted)
   std::string str() const;
   // The kernel rank (4, 5, or 6 for unshared 2-D) and the image rank.
   int kernel_rank() const { return 2 + (unshared ? 2 : 1) * convdim; }
