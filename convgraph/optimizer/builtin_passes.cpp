@@ -101,7 +101,8 @@ std::vector<Variable> rewrite_elemwise_identity(Node& node, const PassContext& /
       }
       return {};
     }
-    default: return {};
+    default:
+      return {};
   }
 }
 
@@ -122,29 +123,47 @@ std::vector<Variable> rewrite_remove_proven_assert(Node& node, const PassContext
 void register_builtin_passes(PassDatabase& db) {
   // Early clean-up: share equal subexpressions, bring the graph to canonical form, fold
   // constants, and drop the asserts that folding proved.
-  db.add({"merge", 0, {"fast_run", "fast_compile"}, "merge equal constants and equal nodes",
+  db.add({"merge",
+          0,
+          {"fast_run", "fast_compile"},
+          "merge equal constants and equal nodes",
           [](FunctionGraph& g, const PassContext&) { g.merge_equal_nodes(); }});
-  db.add({"canonicalize", 1, {"fast_run", "fast_compile"},
+  db.add({"canonicalize",
+          1,
+          {"fast_run", "fast_compile"},
           "fold kernel flips into filter_flip, compose DimShuffles, drop x+0, x*1, -(-x)",
           equilibrium({{"flip_into_conv", rewrite_flip_into_conv},
                        {"dimshuffle_of_dimshuffle", rewrite_dimshuffle_of_dimshuffle},
                        {"elemwise_identity", rewrite_elemwise_identity}})});
-  db.add({"constant_folding", 2, {"fast_run"}, "evaluate nodes whose inputs are all constants",
+  db.add({"constant_folding",
+          2,
+          {"fast_run"},
+          "evaluate nodes whose inputs are all constants",
           [](FunctionGraph& g, const PassContext&) {
             if (fold_constants(g) > 0) g.merge_equal_nodes();
           }});
-  db.add({"remove_proven_asserts", 3, {"fast_run", "shape_assert"},
+  db.add({"remove_proven_asserts",
+          3,
+          {"fast_run", "shape_assert"},
           "drop Assert conditions that are constant true",
           equilibrium({{"remove_proven_assert", rewrite_remove_proven_assert}})});
   // Convolution lowering, in order conv_meta (10) -> conv_dnn (20) -> conv_gemm (30), then the
   // check that nothing abstract is left.
-  db.add({"conv_gemm", 30, {"fast_run", "fast_compile", "conv_gemm"},
+  db.add({"conv_gemm",
+          30,
+          {"fast_run", "fast_compile", "conv_gemm"},
           "lower abstract convolutions to im2col + GEMM (CorrMM family on the CPU)",
           equilibrium({{"conv_gemm", lower_conv_to_corrmm}}, 2)});
-  db.add({"conv_check", 40, {"fast_run", "fast_compile"},
-          "fail when an abstract convolution has no implementation", check_no_abstract_conv});
+  db.add({"conv_check",
+          40,
+          {"fast_run", "fast_compile"},
+          "fail when an abstract convolution has no implementation",
+          check_no_abstract_conv});
   // Late clean-up: lowering may create equal nodes.
-  db.add({"merge_late", 90, {"fast_run", "fast_compile"}, "merge equal nodes after lowering",
+  db.add({"merge_late",
+          90,
+          {"fast_run", "fast_compile"},
+          "merge equal nodes after lowering",
           [](FunctionGraph& g, const PassContext&) { g.merge_equal_nodes(); }});
 }
 

@@ -27,8 +27,8 @@ std::vector<Variable> lower_conv_to_corrmm(Node& node, const PassContext& ctx) {
                             dtype_name(type.dtype)));
     return {};
   }
-  return {convgraph::apply(std::make_shared<CorrMM>(conv->direction(), conv->params()),
-                           node.inputs)};
+  return {
+      convgraph::apply(std::make_shared<CorrMM>(conv->direction(), conv->params()), node.inputs)};
 }
 
 void check_no_abstract_conv(FunctionGraph& graph, const PassContext& ctx) {
@@ -58,8 +58,9 @@ void check_no_abstract_conv(FunctionGraph& graph, const PassContext& ctx) {
         "(conv_dnn lowers to oneDNN on the CPU and cuDNN on the GPU, conv_gemm to CorrMM; "
         "excluding both leaves nothing. To run the slow reference implementation on purpose, "
         "also exclude conv_check.)\nThe node:\n{}",
-        node->op->str(), node->id, excluded.empty() ? "none" : fmt::format("{}", fmt::join(excluded, ", ")),
-        reasons, debugprint(node->shared_from_this()->outputs())));
+        node->op->str(), node->id,
+        excluded.empty() ? "none" : fmt::format("{}", fmt::join(excluded, ", ")), reasons,
+        debugprint(node->shared_from_this()->outputs())));
   }
 }
 

@@ -30,8 +30,8 @@ class DebugCheckedKernel final : public Kernel {
 
  private:
   void compare(std::size_t k, const Tensor& actual, const Tensor& expected) const {
-    const std::string where = fmt::format("DebugMode: {} and its reference {}", kernel_->name(),
-                                          reference_->str());
+    const std::string where =
+        fmt::format("DebugMode: {} and its reference {}", kernel_->name(), reference_->str());
     if (actual.dtype() != expected.dtype() || actual.shape() != expected.shape()) {
       throw DebugModeError(fmt::format("{} disagree on output {}: {}{} vs {}{}\n{}", where, k,
                                        dtype_name(actual.dtype()), shape_str(actual.shape()),
@@ -47,7 +47,8 @@ class DebugCheckedKernel final : public Kernel {
     for (std::size_t i = 0; i < a.size(); ++i) {
       const double diff = std::abs(a[i] - e[i]);
       if (std::isnan(a[i]) && std::isnan(e[i])) continue;
-      const double excess = std::isnan(diff) ? INFINITY : diff - (tol.atol + tol.rtol * std::abs(e[i]));
+      const double excess =
+          std::isnan(diff) ? INFINITY : diff - (tol.atol + tol.rtol * std::abs(e[i]));
       if (excess > 0 && (!bad || excess > worst_excess)) {
         bad = true;
         worst_excess = excess;
@@ -85,7 +86,8 @@ std::shared_ptr<const Kernel> debug_checked_kernel(std::shared_ptr<const Kernel>
                                                    std::shared_ptr<const Op> reference,
                                                    const Node& node, const Config& config) {
   std::vector<DebugTolerance> tolerances;
-  for (const auto& out : node.output_data) tolerances.push_back(debug_tolerance(out.type.dtype, config));
+  for (const auto& out : node.output_data)
+    tolerances.push_back(debug_tolerance(out.type.dtype, config));
   Node& mutable_node = const_cast<Node&>(node);
   const std::string text = "the node:\n" + debugprint(mutable_node.outputs());
   return std::make_shared<DebugCheckedKernel>(std::move(kernel), std::move(reference), text,

@@ -18,13 +18,12 @@ bool PassEntry::has_tag(const std::string& tag) const {
 
 void PassDatabase::add(PassEntry entry) {
   if (find(entry.name) != nullptr) {
-    throw ValueError(fmt::format("pass database: a pass named '{}' is already registered",
-                                 entry.name));
+    throw ValueError(
+        fmt::format("pass database: a pass named '{}' is already registered", entry.name));
   }
   // Keep run order: by position, ties in registration order.
-  auto pos = std::upper_bound(
-      entries_.begin(), entries_.end(), entry.position,
-      [](double p, const PassEntry& e) { return p < e.position; });
+  auto pos = std::upper_bound(entries_.begin(), entries_.end(), entry.position,
+                              [](double p, const PassEntry& e) { return p < e.position; });
   entries_.insert(pos, std::move(entry));
 }
 
@@ -60,26 +59,28 @@ std::vector<const PassEntry*> PassDatabase::select(const Config& config,
           fmt::join(known, ", ")));
     }
     if (std::find(excluding.begin(), excluding.end(), r) != excluding.end()) {
-      throw FlagError(fmt::format("'{}' is both required (optimizer_requiring) and excluded "
-                                  "(optimizer_excluding)",
-                                  r));
+      throw FlagError(
+          fmt::format("'{}' is both required (optimizer_requiring) and excluded "
+                      "(optimizer_excluding)",
+                      r));
     }
   }
   if (warnings != nullptr) {
     for (const auto* list : {&including, &excluding}) {
       for (const auto& t : *list) {
         if (!known.count(t)) {
-          warnings->push_back(fmt::format(
-              "{} names '{}', which no pass carries; known passes and tags: {}",
-              list == &including ? "optimizer_including" : "optimizer_excluding", t,
-              fmt::join(known, ", ")));
+          warnings->push_back(
+              fmt::format("{} names '{}', which no pass carries; known passes and tags: {}",
+                          list == &including ? "optimizer_including" : "optimizer_excluding", t,
+                          fmt::join(known, ", ")));
         }
       }
     }
   }
 
   auto any_of = [](const PassEntry& e, const std::vector<std::string>& tags) {
-    return std::any_of(tags.begin(), tags.end(), [&](const std::string& t) { return e.has_tag(t); });
+    return std::any_of(tags.begin(), tags.end(),
+                       [&](const std::string& t) { return e.has_tag(t); });
   };
   std::vector<const PassEntry*> selected;
   for (const auto& e : entries_) {
@@ -119,33 +120,33 @@ std::string describe_selected_passes(const Config& config) {
 }
 
 GraphPass equilibrium(std::vector<std::pair<std::string, LocalRewrite>> rewrites, int max_rounds) {
-  return [rewrites = std::move(rewrites), max_rounds](FunctionGraph& graph,
-                                                      const PassContext& ctx) {
-    for (int round = 0; round < max_rounds; ++round) {
-      bool changed = false;
-      const std::vector<Node*> order = graph.toposort();
-      for (Node* node : order) {
-        if (!graph.contains(node)) continue;
-        for (const auto& [name, rewrite] : rewrites) {
-          std::shared_ptr<Node> keep = node->shared_from_this();
-          std::vector<Variable> replacements = rewrite(*node, ctx);
-          if (replacements.empty()) continue;
-          if (replacements.size() != static_cast<std::size_t>(node->num_outputs())) {
-            throw ConvGraphError(fmt::format("internal error: rewrite {} returned {} variables "
-                                             "for {} outputs of {}",
-                                             name, replacements.size(), node->num_outputs(),
-                                             node->op->str()));
+  return
+      [rewrites = std::move(rewrites), max_rounds](FunctionGraph& graph, const PassContext& ctx) {
+        for (int round = 0; round < max_rounds; ++round) {
+          bool changed = false;
+          const std::vector<Node*> order = graph.toposort();
+          for (Node* node : order) {
+            if (!graph.contains(node)) continue;
+            for (const auto& [name, rewrite] : rewrites) {
+              std::shared_ptr<Node> keep = node->shared_from_this();
+              std::vector<Variable> replacements = rewrite(*node, ctx);
+              if (replacements.empty()) continue;
+              if (replacements.size() != static_cast<std::size_t>(node->num_outputs())) {
+                throw ConvGraphError(
+                    fmt::format("internal error: rewrite {} returned {} variables "
+                                "for {} outputs of {}",
+                                name, replacements.size(), node->num_outputs(), node->op->str()));
+              }
+              for (int k = 0; k < node->num_outputs(); ++k) {
+                graph.replace(keep->output(k), replacements[static_cast<std::size_t>(k)], name);
+              }
+              changed = true;
+              break;  // the node is gone; later rewrites see its replacement next round
+            }
           }
-          for (int k = 0; k < node->num_outputs(); ++k) {
-            graph.replace(keep->output(k), replacements[static_cast<std::size_t>(k)], name);
-          }
-          changed = true;
-          break;  // the node is gone; later rewrites see its replacement next round
+          if (!changed) return;
         }
-      }
-      if (!changed) return;
-    }
-  };
+      };
 }
 
 void optimize(FunctionGraph& graph, const Config& config) {

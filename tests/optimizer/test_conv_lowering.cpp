@@ -42,9 +42,9 @@ TEST_CASE("conv lowering: every direction becomes a CorrMM op by default", "[low
   auto grads = grad(cost, {x, w, v, k});
   Function f = compile({x, w, v, k}, {cost, grads[0], grads[1], grads[2], grads[3]});
   const auto names = op_names(f);
-  for (const char* abstract : {"AbstractConv2d", "AbstractConv2d_gradInputs",
-                               "AbstractConv2d_gradWeights", "AbstractConv3d",
-                               "AbstractConv3d_gradInputs", "AbstractConv3d_gradWeights"}) {
+  for (const char* abstract :
+       {"AbstractConv2d", "AbstractConv2d_gradInputs", "AbstractConv2d_gradWeights",
+        "AbstractConv3d", "AbstractConv3d_gradInputs", "AbstractConv3d_gradWeights"}) {
     INFO(abstract);
     REQUIRE(count(names, abstract) == 0);
   }

@@ -311,9 +311,10 @@ void check_per_axis(const char* who, std::size_t convdim, const std::vector<Axis
 
 std::size_t spatial_rank(const char* who, const ShapeDims& shape) {
   if (shape.size() < 3) {
-    throw ValueError(fmt::format("{}: a shape of {} entries has no spatial axes; expected batch, "
-                                 "channels and 2 or 3 spatial dims",
-                                 who, shape.size()));
+    throw ValueError(
+        fmt::format("{}: a shape of {} entries has no spatial axes; expected batch, "
+                    "channels and 2 or 3 spatial dims",
+                    who, shape.size()));
   }
   return shape.size() - 2;
 }
@@ -334,9 +335,10 @@ ShapeDims get_conv_output_shape(const ShapeDims& image_shape, const ShapeDims& k
   const std::size_t convdim = spatial_rank("get_conv_output_shape", image_shape);
   check_per_axis("get_conv_output_shape", convdim, border, subsample, dilation);
   if (kernel_shape.size() < convdim + 2) {
-    throw ValueError(fmt::format("get_conv_output_shape: the kernel shape has {} entries; "
-                                 "expected at least {}",
-                                 kernel_shape.size(), convdim + 2));
+    throw ValueError(
+        fmt::format("get_conv_output_shape: the kernel shape has {} entries; "
+                    "expected at least {}",
+                    kernel_shape.size(), convdim + 2));
   }
   ShapeDims out{image_shape.at(0), kernel_shape.at(0)};
   const std::size_t k0 = kernel_shape.size() - convdim;
@@ -379,9 +381,10 @@ ShapeDims get_conv_gradweights_shape(const ShapeDims& image_shape, const ShapeDi
   const std::size_t convdim = spatial_rank("get_conv_gradweights_shape", image_shape);
   check_per_axis("get_conv_gradweights_shape", convdim, border, subsample, dilation);
   if (top_shape.size() != image_shape.size()) {
-    throw ValueError(fmt::format("get_conv_gradweights_shape: the image shape has {} entries but "
-                                 "the top shape {}",
-                                 image_shape.size(), top_shape.size()));
+    throw ValueError(
+        fmt::format("get_conv_gradweights_shape: the image shape has {} entries but "
+                    "the top shape {}",
+                    image_shape.size(), top_shape.size()));
   }
   ShapeDims out{top_shape.at(1)};
   if (unshared) {
@@ -415,9 +418,10 @@ ShapeDims get_conv_gradinputs_shape(const ShapeDims& kernel_shape, const ShapeDi
   const std::size_t convdim = spatial_rank("get_conv_gradinputs_shape", top_shape);
   check_per_axis("get_conv_gradinputs_shape", convdim, border, subsample, dilation);
   if (kernel_shape.size() < convdim + 2) {
-    throw ValueError(fmt::format("get_conv_gradinputs_shape: the kernel shape has {} entries; "
-                                 "expected at least {}",
-                                 kernel_shape.size(), convdim + 2));
+    throw ValueError(
+        fmt::format("get_conv_gradinputs_shape: the kernel shape has {} entries; "
+                    "expected at least {}",
+                    kernel_shape.size(), convdim + 2));
   }
   const Dim& channels = kernel_shape.at(kernel_shape.size() - convdim - 1);
   ShapeDims out{top_shape.at(0),
