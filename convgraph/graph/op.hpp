@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,6 +64,15 @@ class Op {
   virtual std::vector<std::pair<int, int>> view_map() const { return {}; }
   // Whether constant folding may evaluate this op at compile time.
   virtual bool foldable() const { return true; }
+  // Floating-point operations of one application to inputs and outputs of these shapes, for
+  // profiles (GFLOP/s). std::nullopt when the op does not count them: the profile then shows no
+  // rate rather than a wrong one. Concrete ops answer as the op they replace.
+  virtual std::optional<double> flops(const std::vector<Shape>& input_shapes,
+                                      const std::vector<Shape>& output_shapes) const {
+    (void)input_shapes;
+    (void)output_shapes;
+    return std::nullopt;
+  }
 };
 
 // Helpers for implementing equals() and hash().

@@ -9,6 +9,7 @@
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/optimizer/basic_passes.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
+#include "convgraph/optimizer/conv_lowering_onednn.hpp"
 
 namespace convgraph {
 namespace {
@@ -149,6 +150,11 @@ void register_builtin_passes(PassDatabase& db) {
           equilibrium({{"remove_proven_assert", rewrite_remove_proven_assert}})});
   // Convolution lowering, in order conv_meta (10) -> conv_dnn (20) -> conv_gemm (30), then the
   // check that nothing abstract is left.
+  db.add({"conv_dnn",
+          20,
+          {"fast_run", "fast_compile", "conv_dnn", "onednn"},
+          "lower abstract convolutions to the vendor DNN library (oneDNN on the CPU)",
+          equilibrium({{"conv_dnn", lower_conv_to_onednn}}, 2)});
   db.add({"conv_gemm",
           30,
           {"fast_run", "fast_compile", "conv_gemm"},

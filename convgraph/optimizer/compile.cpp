@@ -17,6 +17,32 @@ ValueSpec spec_of(const Variable& var) {
   return ValueSpec{var.name(), var.dtype(), var.type().dims, var.type().device};
 }
 
+// What a profile shows of NODE: the op it computes, the implementation that runs it, and how to
+// count its FLOPs. A concrete op that does not count its own FLOPs is counted as the op it
+// replaced, so a new implementation shows GFLOP/s without writing a count of its own.
+void describe_for_profile(const Node& node, bool debug_mode, PlanStep& step) {
+  step.op_name = node.op->name();
+  step.implementation = "perform";
+  if (const auto* concrete = dynamic_cast<const KernelOp*>(node.op.get())) {
+    step.implementation = node.op->name();
+    if (auto reference = concrete->reference_op()) {
+      step.op_name = reference->name();
+      // DebugMode runs the reference beside it (see build_plan): the time includes both.
+      if (debug_mode) step.implementation += " (DebugMode)";
+      step.flops = [op = node.op, reference](const std::vector<Shape>& in,
+                                             const std::vector<Shape>& out) {
+        auto count = op->flops(in, out);
+        return count ? count : reference->flops(in, out);
+      };
+    }
+  }
+  if (!step.flops) {
+    step.flops = [op = node.op](const std::vector<Shape>& in, const std::vector<Shape>& out) {
+      return op->flops(in, out);
+    };
+  }
+}
+
 std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& config) {
   auto plan = std::make_shared<Plan>();
   plan->release_intermediates = config.get_bool("allow_gc");
@@ -55,6 +81,7 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
       }
     }
     step.label = fmt::format("node #{} {}", node->id, node->op->str());
+    describe_for_profile(*node, debug_mode, step);
     for (const Variable& in : node->inputs) step.inputs.push_back(slot_for_read(in));
     for (int k = 0; k < node->num_outputs(); ++k) {
       Variable out = node->output(k);
@@ -93,7 +120,12 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
   auto graph = std::make_shared<FunctionGraph>(inputs, outputs);
   optimize(*graph, config);
   auto plan = build_plan(*graph, config);
-  return Function(std::move(plan), std::move(graph));
+  Function function(std::move(plan), std::move(graph));
+  // The trace file is kept even when profiling is off, for a later enable_profiling(); it is
+  // checked when profiling starts, so here when the flag profile is on.
+  function.set_profile_trace_file(config.get("profile.trace_file"));
+  if (config.get_bool("profile")) function.enable_profiling(true);
+  return function;
 }
 
 }  // namespace convgraph

@@ -12,7 +12,43 @@ Function::Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const Funct
 
 std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args) const {
   if (!plan_) throw ValueError("call of an empty Function (default-constructed, never compiled)");
-  return execute(*plan_, args, stats_.get());
+  if (!profiling_) return execute(*plan_, args, stats_.get());
+  auto results = execute(*plan_, args, stats_.get(), profiler_.get());
+  if (!trace_file_.empty()) {
+    try {
+      profiler_->write_chrome_trace(trace_file_);
+    } catch (ConvGraphError& e) {
+      e.prepend("profile.trace_file: ");
+      throw;
+    }
+  }
+  return results;
+}
+
+void Function::enable_profiling(bool on) {
+  if (on && !plan_) {
+    throw ValueError("enable_profiling of an empty Function (default-constructed, never compiled)");
+  }
+  // Checked before anything runs, so that a bad path fails here and not after the first call.
+  if (on && !trace_file_.empty()) check_file_writable(trace_file_, "profile.trace_file");
+  if (on && !profiler_) profiler_ = std::make_shared<Profiler>(plan_);
+  profiling_ = on;
+}
+
+ProfileReport Function::profile() const {
+  ProfileReport report;
+  if (profiler_) report = profiler_->report();
+  report.enabled = profiling_;
+  return report;
+}
+
+void Function::reset_profile() {
+  if (profiler_) profiler_->reset();
+}
+
+void Function::set_profile_trace_file(std::string path) {
+  if (profiling_ && !path.empty()) check_file_writable(path, "profile.trace_file");
+  trace_file_ = std::move(path);
 }
 
 std::int64_t Function::last_peak_bytes() const {

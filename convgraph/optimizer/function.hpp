@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "convgraph/runtime/plan.hpp"
+#include "convgraph/runtime/profile.hpp"
 #include "convgraph/runtime/tensor.hpp"
 
 namespace convgraph {
@@ -32,10 +33,32 @@ class Function {
   // debugprint of the optimized graph.
   std::string str() const;
 
+  // ---- profiling (docs/profiling.md) ----
+  // Starts (or stops) timing each node of each call; the flag profile=True turns it on at
+  // compile time. Stopping keeps what was collected; starting again adds to it. Starting with a
+  // trace file set checks now that it can be written (ValueError naming the path otherwise).
+  // Not for a Function that other threads are calling at the same time.
+  void enable_profiling(bool on = true);
+  bool profiling() const { return profiling_; }
+  // Per-node times, calls, FLOPs and GFLOP/s and the peak memory of a call, over the profiled
+  // calls so far. Of a function never profiled: a report saying so, with no rows.
+  ProfileReport profile() const;
+  // Forgets the profiled calls (e.g. after warm-up calls).
+  void reset_profile();
+  // Where the Chrome trace goes after each profiled call (the flag profile.trace_file); empty:
+  // nowhere. Checked as enable_profiling says. The file is replaced atomically, never
+  // half-written; a write that fails throws ValueError naming the path, after the call's work.
+  void set_profile_trace_file(std::string path);
+  const std::string& profile_trace_file() const { return trace_file_; }
+
  private:
   std::shared_ptr<const Plan> plan_;
   std::shared_ptr<const FunctionGraph> graph_;
   std::shared_ptr<ExecutionStats> stats_;
+  // Created on the first enable_profiling(true); kept when profiling stops, for profile().
+  std::shared_ptr<Profiler> profiler_;
+  bool profiling_ = false;
+  std::string trace_file_;
 };
 
 }  // namespace convgraph

@@ -4,6 +4,8 @@
 
 #include <unordered_set>
 
+#include "convgraph/runtime/profile.hpp"
+
 namespace convgraph {
 namespace {
 
@@ -58,7 +60,13 @@ void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t inde
 }  // namespace
 
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
-                            ExecutionStats* stats) {
+                            ExecutionStats* stats, Profiler* profiler) {
+  // Every clock read below is behind `if (profiler)`: an unprofiled call pays one branch per step.
+  CallSample sample;
+  if (profiler != nullptr) {
+    sample.start_ns = Profiler::now_ns();
+    sample.steps.resize(plan.steps.size());
+  }
   if (args.size() != plan.input_slots.size()) {
     std::vector<std::string> names;
     for (const auto& spec : plan.input_specs) names.push_back(spec_str(spec) + " " + spec.name);
@@ -93,18 +101,25 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
     for (const auto& t : slots) count(t);
     for (const auto& t : extra) count(t);
     peak = std::max(peak, bytes);
+    return bytes;
   };
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
-  for (const PlanStep& step : plan.steps) {
+  for (std::size_t index = 0; index < plan.steps.size(); ++index) {
+    const PlanStep& step = plan.steps[index];
     inputs.clear();
     for (int s : step.inputs) inputs.push_back(slots[static_cast<std::size_t>(s)]);
     outputs.assign(step.outputs.size(), Tensor());
+    const std::int64_t start_ns = profiler != nullptr ? Profiler::now_ns() : 0;
     try {
       step.kernel->run(inputs, outputs);
     } catch (...) {
       rethrow_with_context(step.label + ": ");
+    }
+    if (profiler != nullptr) {
+      sample.steps[index].start_ns = start_ns;
+      sample.steps[index].duration_ns = Profiler::now_ns() - start_ns;
     }
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
       const ValueSpec& spec = step.output_specs[k];
@@ -127,7 +142,18 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
         }
       }
     }
-    measure(outputs);
+    const std::int64_t live_bytes = measure(outputs);
+    if (profiler != nullptr) {
+      StepSample& step_sample = sample.steps[index];
+      step_sample.live_bytes = live_bytes;
+      // Counted from this call's shapes (they may differ between calls), outside the timed span.
+      if (step.flops) {
+        std::vector<Shape> input_shapes, output_shapes;
+        for (const Tensor& t : inputs) input_shapes.push_back(t.defined() ? t.shape() : Shape{});
+        for (const Tensor& t : outputs) output_shapes.push_back(t.shape());
+        step_sample.flops = step.flops(input_shapes, output_shapes);
+      }
+    }
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
       slots[static_cast<std::size_t>(step.outputs[k])] = std::move(outputs[k]);
     }
@@ -145,6 +171,11 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
     results.push_back(external.count(value.storage().get()) ? value.clone() : value);
   }
   if (stats != nullptr) stats->peak_bytes = peak;
+  if (profiler != nullptr) {
+    sample.peak_bytes = peak;
+    sample.duration_ns = Profiler::now_ns() - sample.start_ns;
+    profiler->record(std::move(sample));
+  }
   return results;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,13 @@ struct PlanStep {
   // Slots whose last reader is this step: released after it runs (when allow_gc is on).
   std::vector<int> release_after;
   std::string label;  // the node, for errors and profiles ("#12 Elemwise{add}")
+  // For profiles: what the node computes ("AbstractConv2d") and what runs it ("CorrMM", or
+  // "perform" for an op's reference implementation).
+  std::string op_name;
+  std::string implementation;
+  // The FLOPs of one run, from the shapes of its inputs and outputs; empty, or std::nullopt,
+  // when the op does not count them. Only called when the function is profiled.
+  std::function<std::optional<double>(const std::vector<Shape>&, const std::vector<Shape>&)> flops;
 };
 
 struct Plan {
@@ -47,9 +55,12 @@ struct ExecutionStats {
   std::int64_t peak_bytes = 0;
 };
 
+class Profiler;
+
 // Checks ARGS against the plan's input specs and runs every step. Errors from kernels are
-// rethrown with the step's label prepended, keeping their type.
+// rethrown with the step's label prepended, keeping their type. With a PROFILER (made for this
+// plan), each step is timed and the completed call recorded; without one no clock is read.
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
-                            ExecutionStats* stats = nullptr);
+                            ExecutionStats* stats = nullptr, Profiler* profiler = nullptr);
 
 }  // namespace convgraph

@@ -31,7 +31,8 @@ std::string compile_error(const std::vector<Variable>& in, const std::vector<Var
 
 }  // namespace
 
-TEST_CASE("conv lowering: every direction becomes a CorrMM op by default", "[lowering]") {
+TEST_CASE("conv lowering: with conv_dnn excluded every direction becomes a CorrMM op",
+          "[lowering]") {
   Variable x = tensor("x", DType::float32, {2, 3, 9, 9});
   Variable w = tensor("w", DType::float32, {4, 3, 3, 3});
   Variable v = tensor("v", DType::float32, {2, 3, 5, 5, 5});
@@ -40,7 +41,9 @@ TEST_CASE("conv lowering: every direction becomes a CorrMM op by default", "[low
   Variable z = conv3d(v, k);
   Variable cost = sum(y * y) + sum(z * z);
   auto grads = grad(cost, {x, w, v, k});
-  Function f = compile({x, w, v, k}, {cost, grads[0], grads[1], grads[2], grads[3]});
+  CompileOptions gemm_only;
+  gemm_only.flags = "optimizer_excluding=conv_dnn";
+  Function f = compile({x, w, v, k}, {cost, grads[0], grads[1], grads[2], grads[3]}, gemm_only);
   const auto names = op_names(f);
   for (const char* abstract :
        {"AbstractConv2d", "AbstractConv2d_gradInputs", "AbstractConv2d_gradWeights",
@@ -83,8 +86,37 @@ TEST_CASE("conv lowering: excluding every implementation is an error naming the 
   REQUIRE(msg.find("conv_dnn, conv_gemm") != std::string::npos);
   REQUIRE(msg.find("'x'") == std::string::npos);  // debugprint shows bare input names
   REQUIRE(msg.find("|x [id") != std::string::npos);
-  // conv_gemm alone excluded: no other CPU lowering declines silently either.
-  REQUIRE_FALSE(compile_error({x, w}, {y}, "optimizer_excluding=conv_gemm").empty());
+}
+
+TEST_CASE("conv lowering: which implementation each flag combination produces", "[lowering]") {
+  Variable x = tensor("x", DType::float32, {2, 3, 9, 9});
+  Variable w = tensor("w", DType::float32, {4, 3, 3, 3});
+  Variable y = conv2d(x, w, {.border_mode = "half"});
+  auto lowered = [&](const Variable& out, const std::vector<Variable>& in,
+                     const std::string& flags) {
+    CompileOptions options;
+    options.flags = flags;
+    return op_names(compile(in, {out}, options));
+  };
+#if CONVGRAPH_HAVE_ONEDNN
+  // float32 on the CPU: oneDNN first (conv_dnn runs before conv_gemm).
+  REQUIRE(count(lowered(y, {x, w}, ""), "OneDnnConv2d") == 1);
+  REQUIRE(count(lowered(y, {x, w}, "optimizer_excluding=conv_gemm"), "OneDnnConv2d") == 1);
+  // oneDNN declines float64 and unshared; CorrMM takes them.
+  Variable xd = tensor("xd", DType::float64, {2, 3, 9, 9});
+  Variable wd = tensor("wd", DType::float64, {4, 3, 3, 3});
+  REQUIRE(count(lowered(conv2d(xd, wd), {xd, wd}, ""), "CorrMM") == 1);
+  const std::string msg = compile_error({xd, wd}, {conv2d(xd, wd)}, "optimizer_excluding=conv_gemm");
+  INFO(msg);
+  REQUIRE(msg.find("conv_dnn (oneDNN)") != std::string::npos);
+  REQUIRE(msg.find("float64") != std::string::npos);
+#else
+  REQUIRE(count(lowered(y, {x, w}, ""), "CorrMM") == 1);
+  const std::string msg = compile_error({x, w}, {y}, "optimizer_excluding=conv_gemm");
+  REQUIRE(msg.find("oneDNN is not built into this convgraph") != std::string::npos);
+#endif
+  REQUIRE(count(lowered(y, {x, w}, "optimizer_excluding=conv_dnn"), "CorrMM") == 1);
+  REQUIRE_FALSE(compile_error({x, w}, {y}, "optimizer_excluding=conv_dnn:conv_gemm").empty());
 }
 
 TEST_CASE("conv lowering: float16 on the CPU is declined with the reason", "[lowering]") {

@@ -449,6 +449,28 @@ void AbstractConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor
   }
 }
 
+std::optional<double> AbstractConv::flops(const std::vector<Shape>& input_shapes,
+                                          const std::vector<Shape>& output_shapes) const {
+  // conv_flops reads the batch and channels from the image, the filters and taps from the
+  // kernel and the positions from the output; a rank too small for that means the shapes are
+  // not a convolution's, and no count beats a wrong one.
+  const auto rank = static_cast<std::size_t>(params_.convdim) + 2;
+  if (input_shapes.size() < 2 || output_shapes.empty()) return std::nullopt;
+  const Shape& a = input_shapes[0];
+  const Shape& b = input_shapes[1];
+  const Shape& result = output_shapes[0];
+  if (a.size() < rank || b.size() < rank || result.size() < rank) return std::nullopt;
+  switch (direction_) {
+    case ConvDirection::forward:  // (image, kernel) -> output
+      return conv_flops(params_, a, b, result);
+    case ConvDirection::grad_inputs:  // (kernel, topgrad) -> image
+      return conv_flops(params_, result, a, b);
+    case ConvDirection::grad_weights:  // (image, topgrad) -> kernel
+      return conv_flops(params_, a, result, b);
+  }
+  return std::nullopt;
+}
+
 double conv_flops(const ConvParams& params, const Shape& image, const Shape& kernel,
                   const Shape& output) {
   const int n = params.convdim;

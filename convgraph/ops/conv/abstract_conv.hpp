@@ -4,6 +4,7 @@
 // the reference every implementation is checked against: direct loops, accumulating in double.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ class AbstractConv final : public Op {
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
   // Abstract convolutions are never folded: lowering must see them.
   bool foldable() const override { return false; }
+  // conv_flops, with the image, kernel and output shapes taken from where each direction has them.
+  std::optional<double> flops(const std::vector<Shape>& input_shapes,
+                              const std::vector<Shape>& output_shapes) const override;
 
  private:
   ConvDirection direction_;

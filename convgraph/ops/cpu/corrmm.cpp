@@ -71,15 +71,14 @@ void check_tensor(const std::string& fn, const char* what, const Tensor& t, int 
 void check_dtypes(const std::string& fn, const char* what_a, const Tensor& a, const char* what_b,
                   const Tensor& b) {
   if (a.dtype() != b.dtype()) {
-    throw TypeError(fmt::format(
-        "{}: the {} has dtype {} but the {} has dtype {}; expected the same dtype", fn, what_a,
-        dtype_name(a.dtype()), what_b, dtype_name(b.dtype())));
+    throw TypeError(
+        fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the same dtype", fn,
+                    what_a, dtype_name(a.dtype()), what_b, dtype_name(b.dtype())));
   }
   // Half precision has no BLAS GEMM on the CPU; the lowering pass declines it before this.
   if (a.dtype() == DType::float16) {
-    throw UnsupportedError(
-        fmt::format("{}: CorrMM does not support float16 on the CPU (the {} is float16)", fn,
-                    what_a));
+    throw UnsupportedError(fmt::format(
+        "{}: CorrMM does not support float16 on the CPU (the {} is float16)", fn, what_a));
   }
 }
 
@@ -131,11 +130,10 @@ void check_output_possible(const std::string& fn, const CorrGeometry& geo, const
                            const Shape& image, const Shape& kernel) {
   for (std::int64_t o : geo.output) {
     if (o < 1) {
-      throw ShapeError(
-          fmt::format("{}: the convolution would produce an impossible output of spatial size {} "
-                      "({}); every spatial size must be at least 1",
-                      fn, shape_str(spatial_shape(geo.output, p.convdim)),
-                      describe(p, image, kernel)));
+      throw ShapeError(fmt::format(
+          "{}: the convolution would produce an impossible output of spatial size {} "
+          "({}); every spatial size must be at least 1",
+          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe(p, image, kernel)));
     }
   }
 }
@@ -144,9 +142,9 @@ void set_channels(const std::string& fn, CorrGeometry& geo, std::int64_t channel
                   std::int64_t filters, std::int64_t kernel_channels, const char* source) {
   const std::int64_t g = geo.groups;
   if (channels % g != 0) {
-    throw ShapeError(fmt::format(
-        "{}: the {} has {} channels, which is not divisible by num_groups={}", fn, source,
-        channels, g));
+    throw ShapeError(
+        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
+                    source, channels, g));
   }
   if (filters % g != 0) {
     throw ShapeError(fmt::format(
@@ -235,11 +233,6 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
       check_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
       set_spatial(geo, p, last_axes(a, n), spatial);
       geo.batch = a[0];
-      if (a[1] % p.num_groups != 0) {
-        throw ShapeError(
-            fmt::format("{}: the image has {} channels, which is not divisible by num_groups={}",
-                        fn, a[1], p.num_groups));
-      }
       set_channels(fn, geo, a[1], b[1], a[1] / p.num_groups, "image");
       Shape kernel_shape{geo.filters};
       if (p.unshared) {
@@ -264,34 +257,42 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
   return out;
 }
 
-// The op-level checks of AbstractConv::perform: the imshp / kshp hints against the actual shapes
-// (here all before computing anything, the result's included).
+// The op-level checks of AbstractConv::perform, in its order (before the shape checks): the imshp
+// / kshp hints against the inputs and against the shape the result will have.
 void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
-                 const Shape& a, const Shape& b, const Shape& result) {
-  (void)b;
+                 const Shape& a, const Shape& b, const Shape& spatial) {
   auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
                    const char* hint_name) {
     for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
       if (hint[i] && *hint[i] != shape[i]) {
-        throw ShapeError(fmt::format("{}: the {} has shape {}, which does not match the given {} {}",
-                                     fn, what, shape_str(shape), hint_name,
-                                     static_shape_str(hint)));
+        throw ShapeError(
+            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
+                        shape_str(shape), hint_name, static_shape_str(hint)));
       }
     }
   };
+  const auto n = static_cast<std::size_t>(p.convdim);
   switch (direction) {
     case ConvDirection::forward:
       check(a, p.imshp, "image", "imshp");
       check(b, p.kshp, "kernel", "kshp");
       break;
-    case ConvDirection::grad_inputs:
+    case ConvDirection::grad_inputs: {
       check(a, p.kshp, "kernel", "kshp");
+      Shape result{b[0], a[a.size() - n - 1] * p.num_groups};
+      result.insert(result.end(), spatial.begin(), spatial.end());
       check(result, p.imshp, "image gradient", "imshp");
       break;
-    case ConvDirection::grad_weights:
+    }
+    case ConvDirection::grad_weights: {
       check(a, p.imshp, "image", "imshp");
+      Shape result{b[1]};
+      if (p.unshared) result.insert(result.end(), b.begin() + 2, b.end());
+      result.push_back(a[1] / p.num_groups);
+      result.insert(result.end(), spatial.begin(), spatial.end());
       check(result, p.kshp, "kernel gradient", "kshp");
       break;
+    }
   }
 }
 
@@ -307,8 +308,8 @@ void check_inputs(const std::string& fn, ConvDirection direction, const ConvPara
   check_params(fn, p);
   const char* name_a = first_input_name(direction);
   const char* name_b = second_input_name(direction);
-  check_tensor(fn, name_a,
-               a, direction == ConvDirection::grad_inputs ? p.kernel_rank() : p.image_rank());
+  check_tensor(fn, name_a, a,
+               direction == ConvDirection::grad_inputs ? p.kernel_rank() : p.image_rank());
   check_tensor(fn, name_b, b,
                direction == ConvDirection::forward ? p.kernel_rank() : p.image_rank());
   check_dtypes(fn, name_a, a, name_b, b);
@@ -371,8 +372,8 @@ class CorrMMKernel final : public Kernel {
   void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) {
     try {
       check_params(name_, params_);
+      check_hints(name_, direction_, params_, a, b, spatial);
       Prepared prep = prepare(name_, direction_, params_, a, b, spatial);
-      check_hints(name_, direction_, params_, a, b, prep.result);
       cached_ = Cached{dtype, a, b, spatial, std::move(prep)};
     } catch (const ConvGraphError&) {
       cached_.reset();
@@ -390,8 +391,8 @@ class CorrMMKernel final : public Kernel {
       outputs.at(0) = execute(direction_, cached_->prep, a, b);
       return;
     }
+    check_hints(name_, direction_, params_, a.shape(), b.shape(), spatial);
     const Prepared prep = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial);
-    check_hints(name_, direction_, params_, a.shape(), b.shape(), prep.result);
     outputs.at(0) = execute(direction_, prep, a, b);
   }
 
@@ -431,7 +432,9 @@ std::optional<Shape> static_shape(const TensorType& type) {
 }  // namespace
 
 CorrMM::CorrMM(ConvDirection direction, ConvParams params)
-    : direction_(direction), params_(params), abstract_(direction, std::move(params)) {}
+    : direction_(direction),
+      params_(params),
+      abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {}
 
 std::string CorrMM::name() const {
   return op_name(direction_, params_.convdim);
@@ -453,33 +456,37 @@ std::size_t CorrMM::hash() const {
 std::vector<TensorType> CorrMM::make_outputs(const std::vector<Variable>& inputs) const {
   for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
     if (inputs[i].dtype() == DType::float16) {
-      throw UnsupportedError(fmt::format(
-          "{}: CorrMM does not support float16 on the CPU (input {} is float16)", str(),
-          inputs[i].label()));
+      throw UnsupportedError(
+          fmt::format("{}: CorrMM does not support float16 on the CPU (input {} is float16)", str(),
+                      inputs[i].label()));
     }
     if (!inputs[i].type().device.is_cpu()) {
       throw UnsupportedError(fmt::format("{}: input {} is on {}; CorrMM runs on the cpu", str(),
                                          inputs[i].label(), inputs[i].type().device.str()));
     }
   }
-  return abstract_.make_outputs(inputs);
+  return abstract_->make_outputs(inputs);
 }
 
 std::vector<ShapeDims> CorrMM::infer_shape(const Node& node,
                                            const std::vector<ShapeDims>& input_shapes) const {
-  return abstract_.infer_shape(node, input_shapes);
+  return abstract_->infer_shape(node, input_shapes);
 }
 
 std::vector<Variable> CorrMM::grad(const std::vector<Variable>& inputs,
                                    const std::vector<Variable>& outputs,
                                    const std::vector<Variable>& output_grads) const {
-  return abstract_.grad(inputs, outputs, output_grads);
+  return abstract_->grad(inputs, outputs, output_grads);
 }
 
 std::vector<Variable> CorrMM::r_op(const std::vector<Variable>& inputs,
                                    const std::vector<Variable>& outputs,
                                    const std::vector<Variable>& eval_points) const {
-  return abstract_.r_op(inputs, outputs, eval_points);
+  return abstract_->r_op(inputs, outputs, eval_points);
+}
+
+std::shared_ptr<const Op> CorrMM::reference_op() const {
+  return abstract_;
 }
 
 void CorrMM::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {

@@ -47,11 +47,14 @@ class CorrMM final : public KernelOp {
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
   // A kernel that keeps the node's geometry when its shapes are static.
   std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // The AbstractConv with the same direction and parameters.
+  std::shared_ptr<const Op> reference_op() const override;
 
  private:
   ConvDirection direction_;
   ConvParams params_;
-  AbstractConv abstract_;  // the op this one replaces: it answers every graph-level question
+  // The op this one replaces: it answers every graph-level question.
+  std::shared_ptr<const AbstractConv> abstract_;
 };
 
 // The computations on tensors (what perform() and the kernels run), with the same checks, the

@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -27,11 +28,11 @@
 namespace convgraph {
 namespace {
 
-// The defaults, chosen by measurement on 2 cores (AVX-512, 1 MiB L2 per core): a GEMM with fewer
-// than ~256 columns runs well below peak, so smaller images are grouped; a column block of about
-// 1 MiB per thread stays in L2 between im2col writing it and the GEMM reading it, instead of a
-// round trip to memory per image; a GEMM shared by all threads is split along its columns and
-// wants a larger block.
+// The thresholds (defaults in im2col.hpp). Measured on the 2-core Zen 5 with the suite layers at
+// batch 8: grouping images with fewer than 256 output positions makes the 7x7 layers ~18% faster
+// and is neutral at 14x14; column blocks of 1-4 MiB per thread make the 224x224 layers ~1.5x
+// faster than whole-image column matrices and are neutral elsewhere; a GEMM that all threads share
+// (batch 1) runs a little better on larger blocks.
 std::mutex tuning_mutex;
 CorrGemmTuning tuning_value;
 
@@ -47,6 +48,11 @@ std::pair<std::int64_t, std::int64_t> split(std::int64_t count, int parts, int p
 int configured_threads() {
   const std::int64_t configured = global_config().get_int("threads");
   return std::max(1, configured > 0 ? static_cast<int>(configured) : omp_get_max_threads());
+}
+
+// Threads for a problem's parallel loops (one when the work is too small to share).
+int loop_threads(const CorrGeometry& geo) {
+  return geo.work() < corr_gemm_tuning().parallel_work ? 1 : configured_threads();
 }
 
 // Sets the BLAS thread count for a scope and restores it afterwards.
@@ -117,7 +123,7 @@ void check_blas_size(std::int64_t value, const char* what) {
 Blocking plan_blocks(const CorrGeometry& geo, std::int64_t element_size) {
   const CorrGemmTuning tuning = corr_gemm_tuning();
   Blocking bl;
-  bl.threads = geo.work() < tuning.parallel_work ? 1 : configured_threads();
+  bl.threads = loop_threads(geo);
   bl.batch_parallel = bl.threads == 1 || geo.batch >= bl.threads;
   const std::int64_t positions = geo.positions();
   const std::int64_t ow = geo.output[2];
@@ -126,14 +132,19 @@ Blocking plan_blocks(const CorrGeometry& geo, std::int64_t element_size) {
       bl.batch_parallel ? ceil_div(geo.batch, bl.threads) : geo.batch;
   // Unshared kernels run per position (GEMV), where grouping images buys nothing.
   if (!geo.unshared && positions < tuning.target_columns && images_per_thread > 1) {
-    const std::int64_t fitting = std::max<std::int64_t>(1, tuning.max_block_bytes / (row_bytes * positions));
-    bl.images = std::min({images_per_thread, ceil_div(tuning.target_columns, positions), fitting});
+    const std::int64_t fitting =
+        std::max<std::int64_t>(1, tuning.max_block_bytes / (row_bytes * positions));
+    const std::int64_t wanted =
+        std::min({images_per_thread, ceil_div(tuning.target_columns, positions), fitting});
+    // Equal blocks: 4 images as 3 + 1 would leave the thread with the 1 idle half the time.
+    bl.images = ceil_div(images_per_thread, ceil_div(images_per_thread, wanted));
   }
   bl.direct = bl.images == 1 && geo.pointwise();
   if (bl.images > 1 || bl.direct) {
     bl.lines = geo.lines();
   } else {
-    const std::int64_t budget = bl.batch_parallel ? tuning.block_bytes_per_thread : tuning.block_bytes_shared;
+    const std::int64_t budget =
+        bl.batch_parallel ? tuning.block_bytes_per_thread : tuning.block_bytes_shared;
     const std::int64_t by_budget = budget / (row_bytes * ow);
     bl.lines = std::clamp(std::max(by_budget, ceil_div(tuning.target_columns, ow)), std::int64_t{1},
                           geo.lines());
@@ -145,7 +156,7 @@ Blocking plan_blocks(const CorrGeometry& geo, std::int64_t element_size) {
   check_blas_size(bl.max_columns, "the column count of a GEMM");
   check_blas_size(positions, "the output positions per image");
   check_blas_size(geo.group_rows() * geo.regions(), "the kernel row stride");
-  check_blas_size(geo.filters * geo.regions() * geo.group_rows(), "the kernel size");
+  check_blas_size(geo.filters_per_group, "the filters per group");
   return bl;
 }
 
@@ -176,14 +187,25 @@ class Workspace {
   Tensor buffer_;
 };
 
+// How run_blocks hands blocks to threads.
+enum class Schedule {
+  // Threads take the next block as they finish one: a thread slowed down (by another process on
+  // its core, or a larger block) does not hold the others up. For results that do not depend on
+  // which thread computed what.
+  dynamic,
+  // Each thread takes a fixed run of blocks, so sums over blocks (the weight gradient) come out
+  // the same from run to run.
+  fixed,
+};
+
 // Runs BODY(slot, block, threads_inside) over every block. Batch-parallel: blocks are split between
 // threads (WHOLE_IMAGES: every line block of an image block goes to the same thread, as col2im of
 // neighbouring line blocks writes overlapping image rows) and BLAS is single-threaded. Otherwise
-// blocks run in order, each using every thread. BEFORE(slot), when given, runs once per working
-// thread before its first block. Returns the number of slots used.
+// blocks run in order, each using every thread. BEFORE(slot) runs once per working thread before
+// its first block. Returns the number of slots used.
 template <typename Body, typename Before>
-int run_blocks(const CorrGeometry& geo, const Blocking& bl, bool whole_images, Body&& body,
-               Before&& before) {
+int run_blocks(const CorrGeometry& geo, const Blocking& bl, bool whole_images, Schedule schedule,
+               Body&& body, Before&& before) {
   if (!bl.batch_parallel) {
     const BlasThreads blas(bl.threads);
     before(0);
@@ -197,13 +219,19 @@ int run_blocks(const CorrGeometry& geo, const Blocking& bl, bool whole_images, B
   const std::int64_t units = whole_images ? bl.image_blocks : bl.image_blocks * bl.line_blocks;
   const std::int64_t per_unit = whole_images ? bl.line_blocks : 1;
   const int threads = static_cast<int>(std::min<std::int64_t>(bl.threads, units));
+  auto run_unit = [&](int slot, std::int64_t u) {
+    for (std::int64_t k = 0; k < per_unit; ++k) {
+      const std::int64_t item = u * per_unit + k;
+      body(slot, block_at(geo, bl, item / bl.line_blocks, item % bl.line_blocks), 1);
+    }
+  };
+  std::atomic<std::int64_t> next{0};
   auto run_units = [&](int slot, std::int64_t begin, std::int64_t end) {
     before(slot);
-    for (std::int64_t u = begin; u < end; ++u) {
-      for (std::int64_t k = 0; k < per_unit; ++k) {
-        const std::int64_t item = u * per_unit + k;
-        body(slot, block_at(geo, bl, item / bl.line_blocks, item % bl.line_blocks), 1);
-      }
+    if (schedule == Schedule::fixed) {
+      for (std::int64_t u = begin; u < end; ++u) run_unit(slot, u);
+    } else {
+      for (std::int64_t u = next++; u < units; u = next++) run_unit(slot, u);
     }
   };
   if (threads <= 1) {
@@ -320,6 +348,7 @@ void set_corr_gemm_tuning(const CorrGemmTuning& tuning) {
 
 template <typename T>
 void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out) {
+  if (channelwise(geo)) return channelwise_forward(geo, image, kernel, out, loop_threads(geo));
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const Workspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
@@ -347,11 +376,14 @@ void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel,
     }
     if (block.images > 1) scatter_out(geo, block, ws.staging(slot), n, out);
   };
-  run_blocks(geo, bl, false, body, [](int) {});
+  run_blocks(geo, bl, false, Schedule::dynamic, body, [](int) {});
 }
 
 template <typename T>
 void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out) {
+  if (channelwise(geo)) {
+    return channelwise_grad_weights(geo, image, topgrad, out, loop_threads(geo));
+  }
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const std::int64_t weights = geo.filters * geo.regions() * geo.group_rows();
   // Threads other than the first accumulate into their own copy, summed into OUT at the end.
@@ -382,15 +414,14 @@ void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* to
                cols.ld, T(1), dw + (g * mg * positions + r) * k, positions * k);
         }
       } else {
-        gemm(false, true, mg, k, n, T(1), top_g, ld_top, col_g, cols.ld, T(1), dw + g * mg * k,
-             k);
+        gemm(false, true, mg, k, n, T(1), top_g, ld_top, col_g, cols.ld, T(1), dw + g * mg * k, k);
       }
     }
   };
   auto zero_sums = [&](int slot) {
     std::memset(static_cast<void*>(sums(slot)), 0, static_cast<std::size_t>(weights) * sizeof(T));
   };
-  const int used = run_blocks(geo, bl, false, body, zero_sums);
+  const int used = run_blocks(geo, bl, false, Schedule::fixed, body, zero_sums);
   if (used > 1) {
     parallel_range(used, weights, [&](std::int64_t begin, std::int64_t end) {
       for (int slot = 1; slot < used; ++slot) {
@@ -403,6 +434,9 @@ void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* to
 
 template <typename T>
 void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
+  if (channelwise(geo)) {
+    return channelwise_grad_inputs(geo, kernel, topgrad, out, loop_threads(geo));
+  }
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const Workspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
@@ -414,8 +448,8 @@ void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* to
     if (bl.direct) {
       // dX_g (Cg, P) = W_g^T (Cg, Mg) . T_g (Mg, P), written in place.
       for (std::int64_t g = 0; g < geo.groups; ++g) {
-        gemm(true, false, k, positions, mg, T(1), kernel + g * mg * k, k,
-             top + g * mg * positions, positions, T(0), dimage + g * k * positions, positions);
+        gemm(true, false, k, positions, mg, T(1), kernel + g * mg * k, k, top + g * mg * positions,
+             positions, T(0), dimage + g * k * positions, positions);
       }
       return;
     }
@@ -443,8 +477,7 @@ void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* to
       }
     }
     // The first line block of an image zeroes it; the same thread adds the later ones.
-    parallel_range(threads, geo.channels * block.images, [&](std::int64_t begin,
-                                                             std::int64_t end) {
+    parallel_range(threads, geo.channels * block.images, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end;) {
         const std::int64_t b = i / geo.channels;
         const std::int64_t c = i - b * geo.channels;
@@ -459,14 +492,12 @@ void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* to
       }
     });
   };
-  run_blocks(geo, bl, true, body, [](int) {});
+  run_blocks(geo, bl, true, Schedule::dynamic, body, [](int) {});
 }
 
 template void corr_gemm_forward<float>(const CorrGeometry&, const float*, const float*, float*);
-template void corr_gemm_forward<double>(const CorrGeometry&, const double*, const double*,
-                                        double*);
-template void corr_gemm_grad_inputs<float>(const CorrGeometry&, const float*, const float*,
-                                           float*);
+template void corr_gemm_forward<double>(const CorrGeometry&, const double*, const double*, double*);
+template void corr_gemm_grad_inputs<float>(const CorrGeometry&, const float*, const float*, float*);
 template void corr_gemm_grad_inputs<double>(const CorrGeometry&, const double*, const double*,
                                             double*);
 template void corr_gemm_grad_weights<float>(const CorrGeometry&, const float*, const float*,

@@ -1,6 +1,6 @@
 // The geometry of a CorrMM problem, the im2col / col2im transforms between an image and its
-// "column" (Toeplitz) matrix, and the GEMM drivers built on them (spec section 8). 2-D problems are 3-D ones with a depth of 1, so a
-// single code path serves both without changing any index.
+// "column" (Toeplitz) matrix, and the GEMM drivers built on them (spec section 8). 2-D problems are
+// 3-D ones with a depth of 1, so a single code path serves both without changing any index.
 //
 // Column matrix layout: row (c * kd + a) * kh * kw + i * kw + j for channel c and stored kernel tap
 // (a, i, j); column (z * oh + y) * ow + x for output position (z, y, x). Row r reads the image at
@@ -68,14 +68,31 @@ void col2im(const CorrGeometry& geo, const T* col, std::int64_t ld, std::int64_t
 
 extern template void im2col<float>(const CorrGeometry&, const float*, std::int64_t, std::int64_t,
                                    std::int64_t, std::int64_t, float*, std::int64_t);
-extern template void im2col<double>(const CorrGeometry&, const double*, std::int64_t,
-                                    std::int64_t, std::int64_t, std::int64_t, double*,
-                                    std::int64_t);
+extern template void im2col<double>(const CorrGeometry&, const double*, std::int64_t, std::int64_t,
+                                    std::int64_t, std::int64_t, double*, std::int64_t);
 extern template void col2im<float>(const CorrGeometry&, const float*, std::int64_t, std::int64_t,
                                    std::int64_t, std::int64_t, std::int64_t, float*);
-extern template void col2im<double>(const CorrGeometry&, const double*, std::int64_t,
-                                    std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                                    double*);
+extern template void col2im<double>(const CorrGeometry&, const double*, std::int64_t, std::int64_t,
+                                    std::int64_t, std::int64_t, std::int64_t, double*);
+
+// ---- channel-wise convolutions (one input channel per group, as depthwise ones) ----
+// The GEMMs of such a convolution are (Mg x taps) times (taps x P): too thin to run at speed,
+// while building the column matrix costs taps times the image's memory traffic. These loops run
+// each tap as a multiply-add along output rows, reading the image in place. THREADS split the
+// (batch, filter) planes (forward), (batch, channel) planes (gradient wrt the inputs) or the
+// filters (gradient wrt the weights); each plane is one thread's, so no sums race.
+
+// Whether GEO is channel-wise with few filters per channel (where the loops beat the GEMMs).
+bool channelwise(const CorrGeometry& geo);
+template <typename T>
+void channelwise_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out,
+                         int threads);
+template <typename T>
+void channelwise_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out,
+                             int threads);
+template <typename T>
+void channelwise_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out,
+                              int threads);
 
 // ---- the three CorrMM directions on contiguous data (corrmm_kernels.cpp) ----
 
@@ -88,8 +105,8 @@ struct CorrGemmTuning {
   // Images with fewer output positions than this share GEMMs, up to this many columns.
   std::int64_t target_columns = 256;
   // Column-matrix bytes per block when each thread runs its own blocks / when threads share one.
-  std::int64_t block_bytes_per_thread = std::int64_t{1} << 20;
-  std::int64_t block_bytes_shared = std::int64_t{4} << 20;
+  std::int64_t block_bytes_per_thread = std::int64_t{2} << 20;
+  std::int64_t block_bytes_shared = std::int64_t{8} << 20;
   // Bound on the column matrix of a multi-image block.
   std::int64_t max_block_bytes = std::int64_t{64} << 20;
 };
@@ -119,8 +136,8 @@ extern template void corr_gemm_grad_inputs<float>(const CorrGeometry&, const flo
                                                   float*);
 extern template void corr_gemm_grad_inputs<double>(const CorrGeometry&, const double*,
                                                    const double*, double*);
-extern template void corr_gemm_grad_weights<float>(const CorrGeometry&, const float*,
-                                                   const float*, float*);
+extern template void corr_gemm_grad_weights<float>(const CorrGeometry&, const float*, const float*,
+                                                   float*);
 extern template void corr_gemm_grad_weights<double>(const CorrGeometry&, const double*,
                                                     const double*, double*);
 

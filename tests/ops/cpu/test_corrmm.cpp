@@ -4,6 +4,7 @@
 // work (threads sharing a GEMM or splitting the batch, blocks of output lines, several images per
 // GEMM, the pointwise path that uses the image as the column matrix). Then empty problems,
 // non-contiguous inputs, run-time errors and the op itself (names, types, kernels, gradients).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -58,6 +59,7 @@ std::vector<Setting> settings() {
   CorrGemmTuning grouped;  // as many images per GEMM as a thread has
   grouped.parallel_work = 0;
   grouped.target_columns = std::int64_t{1} << 30;
+  // (With the defaults, the grids' small images share GEMMs: every line block runs in the others.)
   return {{"defaults, 1 thread", defaults, "threads=1"},
           {"one-line blocks, 3 threads", one_line_blocks, "threads=3"},
           {"one-line blocks, 2 threads", one_line_blocks, "threads=2"},
@@ -281,6 +283,18 @@ TEST_CASE("CorrMM with the default thresholds: line blocks and multi-image GEMMs
     const ConvParams strided = make_conv_params(2, 1, {2, 2}, false, {1, 1}, 2);
     check_problem(strided, {5, 16, 13, 13}, {12, 8, 3, 3}, DType::float32, 902);
     check_problem(strided, {1, 16, 13, 13}, {12, 8, 3, 3}, DType::float32, 903);
+    // Strides 2 and 4 have loops of their own in im2col / col2im.
+    for (bool flip : {true, false}) {
+      const ConvParams s4 = make_conv_params(2, 2, {4, 4}, flip, {1, 1}, 1);
+      check_problem(s4, {3, 3, 27, 29}, {5, 3, 5, 5}, DType::float32, 910);
+      const ConvParams s42 = make_conv_params(2, "valid", {4, 2}, flip, {1, 2}, 1);
+      check_problem(s42, {2, 3, 23, 26}, {4, 3, 3, 4}, DType::float64, 911);
+    }
+    // One channel per group: direct loops for few filters per channel, GEMMs for many.
+    const ConvParams depthwise = make_conv_params(2, "half", {1, 2}, true, {2, 1}, 8);
+    check_problem(depthwise, {3, 8, 30, 31}, {8, 1, 3, 3}, DType::float32, 904);
+    check_problem(depthwise, {3, 8, 30, 31}, {64, 1, 3, 3}, DType::float32, 905);
+    check_problem(half, {2, 1, 30, 31}, {16, 1, 5, 5}, DType::float64, 906);
   }
 }
 
@@ -303,8 +317,8 @@ TEST_CASE("CorrMM empty problems give zeros, like the reference", "[corrmm]") {
 }
 
 TEST_CASE("CorrMM reads non-contiguous inputs", "[corrmm]") {
-  const ConvParams p = make_conv_params(2, BorderMode::pairs({{1, 0}, {2, 1}}), {2, 1}, true,
-                                        {1, 2}, 2);
+  const ConvParams p =
+      make_conv_params(2, BorderMode::pairs({{1, 0}, {2, 1}}), {2, 1}, true, {1, 2}, 2);
   for (DType dtype : {DType::float32, DType::float64}) {
     INFO(dtype_name(dtype));
     // (B, H, C, W) permuted to (B, C, H, W); every other filter of a twice-as-large kernel;
@@ -317,8 +331,7 @@ TEST_CASE("CorrMM reads non-contiguous inputs", "[corrmm]") {
     require_close(corrmm_forward(p, image, kernel), expected, dtype, 12);
     Shape wide = expected.shape();
     wide.back() *= 2;
-    const Tensor top =
-        random_tensor(dtype, wide, 1102).slice(3, 0, wide.back(), 2);
+    const Tensor top = random_tensor(dtype, wide, 1102).slice(3, 0, wide.back(), 2);
     REQUIRE_FALSE(top.is_contiguous());
     REQUIRE(top.shape() == expected.shape());
     require_close(corrmm_grad_inputs(p, kernel, top, {7, 8}),
@@ -370,8 +383,9 @@ TEST_CASE("CorrMM run-time errors name the op and the problem", "[corrmm]") {
   SECTION("channels not divisible by the groups") {
     const Tensor img = random_tensor(f32, {2, 5, 6, 6}, 3);
     const Tensor top = random_tensor(f32, {2, 4, 4, 4}, 4);
-    const std::string m =
-        message_of<ShapeError>([&] { corrmm_grad_weights(g2, img, top, {3, 3}); });
+    const std::string m = message_of<ShapeError>([&] {
+      corrmm_grad_weights(g2, img, top, {3, 3});
+    });
     CHECK(contains(m, "CorrMM_gradWeights"));
     CHECK(contains(m, "not divisible"));
   }
@@ -468,8 +482,8 @@ TEST_CASE("CorrMM op: names, equality and the abstract op's types", "[corrmm]") 
 }
 
 TEST_CASE("CorrMM op: perform, kernels and gradients", "[corrmm]") {
-  const ConvParams p = make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 1}}), {1, 2}, true,
-                                        {2, 1}, 1);
+  const ConvParams p =
+      make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 1}}), {1, 2}, true, {2, 1}, 1);
   const Tensor image = random_tensor(DType::float64, {2, 3, 9, 8}, 1200);
   const Tensor kernel = random_tensor(DType::float64, {4, 3, 3, 2}, 1201);
   const Tensor expected = reference_conv_forward(p, image, kernel);
@@ -512,11 +526,12 @@ TEST_CASE("CorrMM op: perform, kernels and gradients", "[corrmm]") {
                   static_cast<double>(top.numel()));
   }
   SECTION("the shape hints are checked at run time") {
-    const ConvParams hinted = make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 1}}), {1, 2},
-                                               true, {2, 1}, 1, false, {std::nullopt, 3, 10, 8});
+    const ConvParams hinted = make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 1}}), {1, 2}, true,
+                                               {2, 1}, 1, false, {std::nullopt, 3, 10, 8});
     std::vector<Tensor> out(1);
-    const std::string m = message_of<ShapeError>(
-        [&] { corr_op(ConvDirection::forward, hinted)->perform({image, kernel}, out); });
+    const std::string m = message_of<ShapeError>([&] {
+      corr_op(ConvDirection::forward, hinted)->perform({image, kernel}, out);
+    });
     CHECK(contains(m, "imshp"));
   }
   SECTION("gradients are the abstract op's, which later passes lower again") {

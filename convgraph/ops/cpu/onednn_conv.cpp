@@ -1,0 +1,869 @@
+// The oneDNN convolution family. Compiled only when oneDNN was found (see CMakeLists.txt).
+//
+// How a call runs:
+//   1. the tensor checks and the shape checks of the reference, before anything is written;
+//   2. the kernel's cache gives the primitives for these shapes (created on the first call with
+//      them, or at compile time when the node's shapes were static);
+//   3. weights flipped when filter_flip asks for a convolution (oneDNN correlates), inputs
+//      reordered into the layouts the primitive chose, the primitive, the output reordered back
+//      to plain NCHW; the weight gradient is flipped afterwards.
+// Every temporary buffer comes from Tensor::empty: the caching CPU allocator makes that cheap, so
+// buffers are not kept between calls (they would pin memory per node for nothing).
+#include "convgraph/ops/cpu/onednn_conv.hpp"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <oneapi/dnnl/dnnl_debug.h>
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+#include "convgraph/base/config.hpp"
+#include "convgraph/base/error.hpp"
+
+namespace convgraph {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+
+std::atomic<OneDnnLayout> g_layout{OneDnnLayout::automatic};
+std::atomic<std::uint64_t> g_primitives_created{0};
+
+std::string op_name(ConvDirection direction, int convdim) {
+  std::string name = convdim == 3 ? "OneDnnConv3d" : "OneDnnConv2d";
+  if (direction == ConvDirection::grad_inputs) name += "_gradInputs";
+  if (direction == ConvDirection::grad_weights) name += "_gradWeights";
+  return name;
+}
+
+// ---- the process-wide engine and stream ----
+
+// oneDNN's CPU stream is synchronous and keeps no per-execution state, so one stream serves
+// every thread; primitives are made thread-safe by giving each execution its own scratchpad
+// (scratchpad_mode::user below).
+struct Runtime {
+  dnnl::engine engine;
+  dnnl::stream stream;
+};
+
+Runtime& runtime() {
+  static Runtime instance = [] {
+    try {
+      dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+      dnnl::stream stream(engine);
+      return Runtime{engine, stream};
+    } catch (const dnnl::error& e) {
+      throw DeviceError(fmt::format("oneDNN: could not create the CPU engine and stream: {} ({})",
+                                    e.what(), dnnl_status2str(e.status)));
+    }
+  }();
+  return instance;
+}
+
+// Debian's oneDNN runs on OpenMP and sizes its work for omp_get_max_threads() both when a
+// primitive is created and when it runs. The "threads" flag (when nonzero) is applied to the
+// calling thread for the duration of a call and restored afterwards; the thread count is part of
+// the cache key, since a primitive made for one count is tuned for it.
+class ScopedOmpThreads {
+ public:
+  ScopedOmpThreads() : previous_(omp_get_max_threads()) {
+    const std::int64_t configured = global_config().get_int("threads");
+    if (configured > 0 && configured != previous_) {
+      omp_set_num_threads(static_cast<int>(configured));
+      changed_ = true;
+    }
+  }
+  ~ScopedOmpThreads() {
+    if (changed_) omp_set_num_threads(previous_);
+  }
+  ScopedOmpThreads(const ScopedOmpThreads&) = delete;
+  ScopedOmpThreads& operator=(const ScopedOmpThreads&) = delete;
+
+ private:
+  int previous_;
+  bool changed_ = false;
+};
+
+// ---- checks: the reference's (reference_conv.cpp), in the same order, with the op's name ----
+
+std::int64_t floor_div(std::int64_t a, std::int64_t b) {
+  const std::int64_t q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+void check_params(const std::string& fn, const ConvParams& p) {
+  const auto n = static_cast<std::size_t>(p.convdim);
+  if (p.convdim != 2 && p.convdim != 3) {
+    throw ValueError(fmt::format("{}: convdim is {}; expected 2 or 3", fn, p.convdim));
+  }
+  if (p.border.size() != n || p.subsample.size() != n || p.dilation.size() != n) {
+    throw ValueError(
+        fmt::format("{}: ConvParams has {} border, {} subsample and {} dilation entries; expected "
+                    "{} of each (build it with make_conv_params)",
+                    fn, p.border.size(), p.subsample.size(), p.dilation.size(), n));
+  }
+  for (std::size_t a = 0; a < n; ++a) {
+    if (p.subsample[a] < 1 || p.dilation[a] < 1) {
+      throw ValueError(fmt::format("{}: subsample ({}) and dilation ({}) must be positive", fn,
+                                   fmt::join(p.subsample, ", "), fmt::join(p.dilation, ", ")));
+    }
+  }
+  if (p.num_groups < 1) {
+    throw ValueError(fmt::format("{}: num_groups is {}; expected at least 1", fn, p.num_groups));
+  }
+  if (p.unshared) {
+    throw UnsupportedError(fmt::format(
+        "{}: unshared convolutions are not supported by oneDNN (use CorrMM: conv_gemm)", fn));
+  }
+}
+
+void check_tensor(const std::string& fn, const char* what, const Tensor& t, int rank) {
+  if (!t.defined()) throw ValueError(fmt::format("{}: the {} is an undefined tensor", fn, what));
+  if (!t.device().is_cpu()) {
+    throw UnsupportedError(fmt::format("{}: the {} is on {}; oneDNN convolutions run on the cpu",
+                                       fn, what, t.device().str()));
+  }
+  if (!is_float(t.dtype())) {
+    throw TypeError(
+        fmt::format("{}: the {} has dtype {}; expected float32", fn, what, dtype_name(t.dtype())));
+  }
+  if (t.rank() != rank) {
+    throw TypeError(fmt::format("{}: the {} has shape {} (rank {}); expected rank {}", fn, what,
+                                shape_str(t.shape()), t.rank(), rank));
+  }
+}
+
+void check_dtypes(const std::string& fn, const char* what_a, const Tensor& a, const char* what_b,
+                  const Tensor& b) {
+  if (a.dtype() != b.dtype()) {
+    throw TypeError(
+        fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the same dtype", fn,
+                    what_a, dtype_name(a.dtype()), what_b, dtype_name(b.dtype())));
+  }
+  // oneDNN has float64 and float16 convolutions on no CPU we target (its f16 needs AVX512-FP16 /
+  // AMX): the lowering declines them, so this is reached only by direct use.
+  if (a.dtype() != DType::float32) {
+    throw UnsupportedError(fmt::format(
+        "{}: oneDNN convolutions support float32 only (the {} is {}); use CorrMM (conv_gemm)", fn,
+        what_a, dtype_name(a.dtype())));
+  }
+}
+
+void check_spatial_argument(const std::string& fn, const char* what, const Shape& spatial,
+                            int convdim, std::int64_t minimum) {
+  bool ok = static_cast<int>(spatial.size()) == convdim;
+  for (std::int64_t v : spatial) ok = ok && v >= minimum;
+  if (!ok) {
+    throw ShapeError(fmt::format("{}: {} is {}; expected {} sizes, each at least {}", fn, what,
+                                 shape_str(spatial), convdim, minimum));
+  }
+}
+
+Shape last_axes(const Shape& shape, int count) {
+  return Shape(shape.end() - count, shape.end());
+}
+
+std::string describe(const ConvParams& p, const Shape& image, const Shape& kernel) {
+  return fmt::format("image shape {}, kernel shape {}, {}", shape_str(image), shape_str(kernel),
+                     p.str());
+}
+
+// One problem in oneDNN's terms, from the shapes of a call.
+struct Problem {
+  Shape image;   // (B, C, spatial...)
+  Shape kernel;  // (M, C / G, k...)
+  Shape output;  // (B, M, o...)
+  Shape result;  // the shape of what the call returns (one of the three)
+  std::int64_t groups = 1;
+  memory::dims strides, dilates, pad_before, pad_after;  // dilates: oneDNN counts d - 1
+};
+
+void set_spatial(Problem& pr, const ConvParams& p, const Shape& image_spatial,
+                 const Shape& kernel_spatial) {
+  pr.groups = p.num_groups;
+  for (int a = 0; a < p.convdim; ++a) {
+    const auto i = static_cast<std::size_t>(a);
+    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
+    const auto [before, after] = p.border[i].resolve(dilated);
+    pr.strides.push_back(p.subsample[i]);
+    pr.dilates.push_back(p.dilation[i] - 1);
+    pr.pad_before.push_back(before);
+    pr.pad_after.push_back(after);
+    pr.output.push_back(floor_div(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1);
+  }
+}
+
+void check_channels(const std::string& fn, std::int64_t groups, std::int64_t channels,
+                    std::int64_t filters, std::int64_t kernel_channels, const char* source) {
+  if (channels % groups != 0) {
+    throw ShapeError(
+        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
+                    source, channels, groups));
+  }
+  if (filters % groups != 0) {
+    throw ShapeError(fmt::format(
+        "{}: there are {} filters, which is not divisible by num_groups={}", fn, filters, groups));
+  }
+  if (channels / groups != kernel_channels) {
+    throw ShapeError(
+        fmt::format("{}: the kernel has {} input channels, but the {} has {} channels in {} "
+                    "group(s), so each group needs {}",
+                    fn, kernel_channels, source, channels, groups, channels / groups));
+  }
+}
+
+void check_output_possible(const std::string& fn, const Problem& pr, const ConvParams& p,
+                           const Shape& image, const Shape& kernel) {
+  const Shape spatial = last_axes(pr.output, p.convdim);
+  for (std::int64_t o : spatial) {
+    if (o < 1) {
+      throw ShapeError(
+          fmt::format("{}: the convolution would produce an impossible output of spatial size {} "
+                      "({}); every spatial size must be at least 1",
+                      fn, shape_str(spatial), describe(p, image, kernel)));
+    }
+  }
+}
+
+// The shape checks of each direction on the shapes of its two tensor inputs (A, B) and its
+// spatial argument; the tensor checks (rank, dtype, device) come first, in check_inputs.
+Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams& p, const Shape& a,
+                const Shape& b, const Shape& spatial) {
+  const int n = p.convdim;
+  Problem pr;
+  switch (direction) {
+    case ConvDirection::forward: {
+      const Shape kernel_spatial = last_axes(b, n);
+      check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      pr.output = {a[0], b[0]};
+      set_spatial(pr, p, last_axes(a, n), kernel_spatial);
+      check_channels(fn, p.num_groups, a[1], b[0], b[1], "image");
+      check_output_possible(fn, pr, p, a, b);
+      pr.image = a;
+      pr.kernel = b;
+      pr.result = pr.output;
+      break;
+    }
+    case ConvDirection::grad_inputs: {
+      check_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
+      const Shape kernel_spatial = last_axes(a, n);
+      check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      Shape image{b[0], a[1] * p.num_groups};
+      image.insert(image.end(), spatial.begin(), spatial.end());
+      pr.output = {b[0], a[0]};
+      set_spatial(pr, p, spatial, kernel_spatial);
+      check_channels(fn, p.num_groups, image[1], a[0], a[1], "image gradient");
+      check_output_possible(fn, pr, p, image, a);
+      if (pr.output != b) {
+        throw ShapeError(fmt::format(
+            "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
+            "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
+            fn, shape_str(pr.output), shape_str(b), shape_str(spatial), describe(p, image, a)));
+      }
+      pr.image = image;
+      pr.kernel = a;
+      pr.result = image;
+      break;
+    }
+    case ConvDirection::grad_weights: {
+      check_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
+      pr.output = {a[0], b[1]};
+      set_spatial(pr, p, last_axes(a, n), spatial);
+      // The kernel gradient has C / G channels by construction: only divisibility can fail.
+      check_channels(fn, p.num_groups, a[1], b[1], a[1] / p.num_groups, "image");
+      Shape kernel{b[1], a[1] / p.num_groups};
+      kernel.insert(kernel.end(), spatial.begin(), spatial.end());
+      check_output_possible(fn, pr, p, a, kernel);
+      if (pr.output != b) {
+        throw ShapeError(fmt::format(
+            "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
+            "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
+            fn, shape_str(pr.output), shape_str(b), shape_str(spatial), describe(p, a, kernel)));
+      }
+      pr.image = a;
+      pr.kernel = kernel;
+      pr.result = kernel;
+      break;
+    }
+  }
+  return pr;
+}
+
+// The op-level checks of AbstractConv::perform: the imshp / kshp hints against the actual shapes.
+void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
+                 const Shape& a, const Shape& b, const Shape& result) {
+  auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
+                   const char* hint_name) {
+    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
+      if (hint[i] && *hint[i] != shape[i]) {
+        throw ShapeError(
+            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
+                        shape_str(shape), hint_name, static_shape_str(hint)));
+      }
+    }
+  };
+  switch (direction) {
+    case ConvDirection::forward:
+      check(a, p.imshp, "image", "imshp");
+      check(b, p.kshp, "kernel", "kshp");
+      break;
+    case ConvDirection::grad_inputs:
+      check(a, p.kshp, "kernel", "kshp");
+      check(result, p.imshp, "image gradient", "imshp");
+      break;
+    case ConvDirection::grad_weights:
+      check(a, p.imshp, "image", "imshp");
+      check(result, p.kshp, "kernel gradient", "kshp");
+      break;
+  }
+}
+
+const char* first_input_name(ConvDirection direction) {
+  return direction == ConvDirection::grad_inputs ? "kernel" : "image";
+}
+const char* second_input_name(ConvDirection direction) {
+  return direction == ConvDirection::forward ? "kernel" : "topgrad";
+}
+
+void check_inputs(const std::string& fn, ConvDirection direction, const ConvParams& p,
+                  const Tensor& a, const Tensor& b) {
+  check_params(fn, p);
+  const char* name_a = first_input_name(direction);
+  const char* name_b = second_input_name(direction);
+  check_tensor(fn, name_a, a,
+               direction == ConvDirection::grad_inputs ? p.kernel_rank() : p.image_rank());
+  check_tensor(fn, name_b, b,
+               direction == ConvDirection::forward ? p.kernel_rank() : p.image_rank());
+  check_dtypes(fn, name_a, a, name_b, b);
+}
+
+// ---- primitives ----
+
+// Whether the activations stay plain for this problem under LAYOUT. The automatic rule is what
+// the suite's layers measured (docs/convolution.md has the table):
+//   - unpadded 1x1 layers are GEMMs on plain data already: blocking them costs two reorders of
+//     the activations and gains nothing (10-40% slower), except the strided forward, where
+//     oneDNN's blocked 1x1 kernel reads the strided input directly and the GEMM path copies it;
+//   - backward-data with fewer than 16 image channels: the blocked diff_src is padded to 16
+//     channels, so the stem layers (C = 3) do 5x the work (3-4x slower than the GEMM path).
+bool use_plain(ConvDirection direction, const Problem& pr, OneDnnLayout layout) {
+  if (layout != OneDnnLayout::automatic) return layout == OneDnnLayout::plain;
+  bool unpadded_1x1 = true;
+  bool unit_stride = true;
+  for (std::size_t a = 0; a < pr.strides.size(); ++a) {
+    unpadded_1x1 =
+        unpadded_1x1 && pr.kernel[2 + a] == 1 && pr.pad_before[a] == 0 && pr.pad_after[a] == 0;
+    unit_stride = unit_stride && pr.strides[a] == 1;
+  }
+  if (unpadded_1x1 && (unit_stride || direction != ConvDirection::forward)) return true;
+  return direction == ConvDirection::grad_inputs && pr.image[1] < 16;
+}
+
+// One argument of the primitive: the user's plain layout, the primitive's, and the reorder
+// between them when they differ.
+struct Argument {
+  int role = 0;  // DNNL_ARG_*
+  memory::desc user, inner;
+  std::optional<dnnl::reorder> reorder;
+};
+
+// What a kernel keeps per combination of input shapes, thread count and layout policy.
+struct Compiled {
+  Shape a, b, spatial;
+  int threads = 0;
+  OneDnnLayout layout = OneDnnLayout::automatic;
+  Problem problem;
+  dnnl::primitive conv;
+  Argument in_a, in_b, out;
+  std::size_t scratch_bytes = 0;  // the largest scratchpad of the conv and the reorders
+  std::string implementation;     // oneDNN's impl_info_str, and the layouts
+};
+
+memory::dims to_dims(const Shape& shape) {
+  return memory::dims(shape.begin(), shape.end());
+}
+
+// Weights as oneDNN wants them: (G, M / G, C / G, k...) when grouped, which is the same memory
+// as our (M, C / G, k...).
+memory::desc plain_weights(const Problem& pr) {
+  const bool grouped = pr.groups > 1;
+  const bool three_d = pr.strides.size() == 3;
+  memory::dims dims;
+  if (grouped) {
+    dims = {pr.groups, pr.kernel[0] / pr.groups};
+    dims.insert(dims.end(), pr.kernel.begin() + 1, pr.kernel.end());
+  } else {
+    dims = to_dims(pr.kernel);
+  }
+  const Tag tag =
+      three_d ? (grouped ? Tag::goidhw : Tag::oidhw) : (grouped ? Tag::goihw : Tag::oihw);
+  return memory::desc(dims, memory::data_type::f32, tag);
+}
+
+memory::desc with_tag(const memory::desc& plain, Tag tag) {
+  return memory::desc(plain.dims(), memory::data_type::f32, tag);
+}
+
+std::string layout_name(const memory::desc& md) {
+  const dnnl_memory_desc_t& d = md.data;
+  if (d.format_kind != dnnl_blocked) return "?";
+  const auto& blocking = d.format_desc.blocking;
+  if (blocking.inner_nblks == 0) return "plain";
+  std::string s = "blocked";
+  for (int k = 0; k < blocking.inner_nblks; ++k) {
+    s += fmt::format("{}{}", k == 0 ? ":" : "x", blocking.inner_blks[k]);
+  }
+  return s;
+}
+
+// Creates the primitives for PR. dnnl::error propagates to the caller, which names the problem.
+std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem& pr,
+                                          OneDnnLayout layout) {
+  Runtime& rt = runtime();
+  const bool three_d = pr.strides.size() == 3;
+  const Tag act = three_d ? Tag::ncdhw : Tag::nchw;
+  const memory::desc src_user(to_dims(pr.image), memory::data_type::f32, act);
+  const memory::desc dst_user(to_dims(pr.output), memory::data_type::f32, act);
+  const memory::desc wei_user = plain_weights(pr);
+  const bool plain = use_plain(direction, pr, layout);
+  const memory::desc src_md = plain ? src_user : with_tag(src_user, Tag::any);
+  const memory::desc dst_md = plain ? dst_user : with_tag(dst_user, Tag::any);
+  // The weights are small: letting oneDNN choose their layout costs little in either mode.
+  const memory::desc wei_md = with_tag(wei_user, Tag::any);
+
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const dnnl::convolution_forward::desc fwd_desc(
+      dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md, wei_md,
+      dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after);
+  const dnnl::convolution_forward::primitive_desc fwd_pd(fwd_desc, attr, rt.engine);
+
+  auto result = std::make_shared<Compiled>();
+  Compiled& c = *result;
+  c.problem = pr;
+  c.layout = layout;
+  memory::desc scratch;
+  const char* impl = "";
+  switch (direction) {
+    case ConvDirection::forward:
+      c.conv = dnnl::convolution_forward(fwd_pd);
+      c.in_a = {DNNL_ARG_SRC, src_user, fwd_pd.src_desc(), std::nullopt};
+      c.in_b = {DNNL_ARG_WEIGHTS, wei_user, fwd_pd.weights_desc(), std::nullopt};
+      c.out = {DNNL_ARG_DST, dst_user, fwd_pd.dst_desc(), std::nullopt};
+      scratch = fwd_pd.scratchpad_desc();
+      impl = fwd_pd.impl_info_str();
+      break;
+    case ConvDirection::grad_inputs: {
+      const dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, src_md,
+                                                       wei_md, dst_md, pr.strides, pr.dilates,
+                                                       pr.pad_before, pr.pad_after);
+      const dnnl::convolution_backward_data::primitive_desc pd(desc, attr, rt.engine, fwd_pd);
+      c.conv = dnnl::convolution_backward_data(pd);
+      c.in_a = {DNNL_ARG_WEIGHTS, wei_user, pd.weights_desc(), std::nullopt};
+      c.in_b = {DNNL_ARG_DIFF_DST, dst_user, pd.diff_dst_desc(), std::nullopt};
+      c.out = {DNNL_ARG_DIFF_SRC, src_user, pd.diff_src_desc(), std::nullopt};
+      scratch = pd.scratchpad_desc();
+      impl = pd.impl_info_str();
+      break;
+    }
+    case ConvDirection::grad_weights: {
+      const dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct,
+                                                          src_md, wei_md, dst_md, pr.strides,
+                                                          pr.dilates, pr.pad_before, pr.pad_after);
+      const dnnl::convolution_backward_weights::primitive_desc pd(desc, attr, rt.engine, fwd_pd);
+      c.conv = dnnl::convolution_backward_weights(pd);
+      c.in_a = {DNNL_ARG_SRC, src_user, pd.src_desc(), std::nullopt};
+      c.in_b = {DNNL_ARG_DIFF_DST, dst_user, pd.diff_dst_desc(), std::nullopt};
+      c.out = {DNNL_ARG_DIFF_WEIGHTS, wei_user, pd.diff_weights_desc(), std::nullopt};
+      scratch = pd.scratchpad_desc();
+      impl = pd.impl_info_str();
+      break;
+    }
+  }
+  c.scratch_bytes = scratch.get_size();
+  auto add_reorder = [&](Argument& arg, bool into_primitive) {
+    if (arg.inner == arg.user) return;
+    const memory::desc& from = into_primitive ? arg.user : arg.inner;
+    const memory::desc& to = into_primitive ? arg.inner : arg.user;
+    const dnnl::reorder::primitive_desc pd(rt.engine, from, rt.engine, to, attr);
+    c.scratch_bytes = std::max(c.scratch_bytes, pd.scratchpad_desc().get_size());
+    arg.reorder = dnnl::reorder(pd);
+  };
+  add_reorder(c.in_a, true);
+  add_reorder(c.in_b, true);
+  add_reorder(c.out, false);
+  const Argument& activation = direction == ConvDirection::grad_weights ? c.in_a : c.out;
+  c.implementation =
+      fmt::format("{}, {} (weights {})", impl, layout_name(activation.inner),
+                  layout_name(direction == ConvDirection::forward       ? c.in_b.inner
+                              : direction == ConvDirection::grad_inputs ? c.in_a.inner
+                                                                        : c.out.inner));
+  g_primitives_created.fetch_add(1, std::memory_order_relaxed);
+  return result;
+}
+
+// A byte buffer from the caching allocator.
+Tensor byte_buffer(std::size_t bytes) {
+  return Tensor::empty(DType::int8, {static_cast<std::int64_t>(bytes)});
+}
+
+// Below this many elements a parallel region costs more than the copy.
+constexpr std::int64_t kParallelFlip = std::int64_t{1} << 16;
+
+// Reverses every spatial block (all spatial axes of a row-major kernel at once: flipping each
+// axis of a C-order block is reversing the block). FROM == TO reverses in place. Parallel when
+// large: the weights of a late layer (512x512x3x3, 9 MB) take a few percent of its convolution.
+void flip_blocks(const float* from, float* to, std::int64_t blocks, std::int64_t block_size) {
+  const int threads = blocks * block_size >= kParallelFlip ? omp_get_max_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t i = 0; i < blocks; ++i) {
+    const float* src = from + i * block_size;
+    float* dst = to + i * block_size;
+    if (src == dst) {
+      std::reverse(dst, dst + block_size);
+    } else {
+      std::reverse_copy(src, src + block_size, dst);
+    }
+  }
+}
+
+std::int64_t spatial_size(const Shape& kernel) {
+  std::int64_t size = 1;
+  for (std::size_t i = 2; i < kernel.size(); ++i) size *= kernel[i];
+  return size;
+}
+
+// Runs C on contiguous float32 inputs A and B into OUT (of the problem's result shape).
+void execute(ConvDirection direction, bool flip, const Compiled& c, const Tensor& a,
+             const Tensor& b, Tensor& out) {
+  Runtime& rt = runtime();
+  const Problem& pr = c.problem;
+  const std::int64_t taps = spatial_size(pr.kernel);
+  const std::int64_t kernel_blocks = pr.kernel[0] * pr.kernel[1];
+  // oneDNN correlates: a convolution is a correlation with the kernel flipped.
+  Tensor flipped;
+  const Tensor* user_a = &a;
+  const Tensor* user_b = &b;
+  if (flip && taps > 1 && direction != ConvDirection::grad_weights) {
+    const Tensor& kernel = direction == ConvDirection::forward ? b : a;
+    flipped = Tensor::empty(DType::float32, kernel.shape());
+    flip_blocks(kernel.data<float>(), flipped.data<float>(), kernel_blocks, taps);
+    (direction == ConvDirection::forward ? user_b : user_a) = &flipped;
+  }
+  std::unordered_map<int, memory> args;
+  Tensor scratch;
+  if (c.scratch_bytes > 0) {
+    scratch = byte_buffer(c.scratch_bytes);
+    args.emplace(DNNL_ARG_SCRATCHPAD,
+                 memory(memory::desc({static_cast<memory::dim>(c.scratch_bytes)},
+                                     memory::data_type::u8, Tag::a),
+                        rt.engine, scratch.raw_data()));
+  }
+  auto with_scratch = [&](const memory& from, const memory& to) {
+    std::unordered_map<int, memory> r{{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    if (scratch.defined()) r.emplace(DNNL_ARG_SCRATCHPAD, args.at(DNNL_ARG_SCRATCHPAD));
+    return r;
+  };
+  // Inputs: in place when the primitive reads the plain layout, else through a reorder.
+  Tensor staged_a, staged_b, staged_out;
+  auto bind_input = [&](const Argument& arg, const Tensor& user, Tensor& staged) {
+    const memory user_memory(arg.user, rt.engine, user.raw_data());
+    if (!arg.reorder) {
+      args.emplace(arg.role, user_memory);
+      return;
+    }
+    staged = byte_buffer(arg.inner.get_size());
+    const memory inner(arg.inner, rt.engine, staged.raw_data());
+    arg.reorder->execute(rt.stream, with_scratch(user_memory, inner));
+    args.emplace(arg.role, inner);
+  };
+  bind_input(c.in_a, *user_a, staged_a);
+  bind_input(c.in_b, *user_b, staged_b);
+  const memory out_user(c.out.user, rt.engine, out.raw_data());
+  std::optional<memory> out_inner;
+  if (c.out.reorder) {
+    staged_out = byte_buffer(c.out.inner.get_size());
+    out_inner.emplace(c.out.inner, rt.engine, staged_out.raw_data());
+    args.emplace(c.out.role, *out_inner);
+  } else {
+    args.emplace(c.out.role, out_user);
+  }
+  c.conv.execute(rt.stream, args);
+  if (c.out.reorder) c.out.reorder->execute(rt.stream, with_scratch(*out_inner, out_user));
+  rt.stream.wait();
+  if (flip && taps > 1 && direction == ConvDirection::grad_weights) {
+    flip_blocks(out.data<float>(), out.data<float>(), kernel_blocks, taps);
+  }
+}
+
+std::string problem_text(ConvDirection direction, const Problem& pr, const ConvParams& p) {
+  (void)direction;
+  return fmt::format("image {}, kernel {}, output {}, {}", shape_str(pr.image),
+                     shape_str(pr.kernel), shape_str(pr.output), p.str());
+}
+
+[[noreturn]] void throw_device_error(const std::string& fn, const char* stage,
+                                     ConvDirection direction, const Problem& pr,
+                                     const ConvParams& p, const dnnl::error& e) {
+  throw DeviceError(fmt::format("{}: oneDNN could not {} the convolution ({}): {} (status {})", fn,
+                                stage, problem_text(direction, pr, p), e.what(),
+                                dnnl_status2str(e.status)));
+}
+
+// The spatial argument of the grad directions (the shape input).
+Shape spatial_argument(ConvDirection direction, const std::vector<Tensor>& inputs) {
+  if (direction == ConvDirection::forward) return {};
+  return inputs[2].to_vector<std::int64_t>();
+}
+
+// The kernel of a OneDnnConv node. Its primitives are cached per (input shapes, threads, layout
+// policy): shapes need not be known at compile time, and a node run with a few batch sizes keeps
+// one set of primitives for each. The cache is small and evicts its oldest entry; a mutex guards
+// it, while the primitives themselves run outside the lock (each execution has its own
+// scratchpad, so concurrent runs of one node are safe).
+class OneDnnConvKernel final : public Kernel {
+ public:
+  OneDnnConvKernel(std::string name, ConvDirection direction, ConvParams params)
+      : name_(std::move(name)), direction_(direction), params_(std::move(params)) {}
+
+  // Creates the primitives for these shapes now; on any error, leaves it to run time to report.
+  void precompute(const Shape& a, const Shape& b, const Shape& spatial) const {
+    try {
+      check_params(name_, params_);
+      const Problem pr = prepare(name_, direction_, params_, a, b, spatial);
+      check_hints(name_, direction_, params_, a, b, pr.result);
+      if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return;
+      const ScopedOmpThreads threads;
+      compiled_for(pr, a, b, spatial);
+    } catch (const ConvGraphError&) {
+    } catch (const dnnl::error&) {
+    }
+  }
+
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
+    const std::size_t expected = direction_ == ConvDirection::forward ? 2 : 3;
+    if (inputs.size() != expected) {
+      throw ValueError(
+          fmt::format("{}: {} inputs given, expected {}", name_, inputs.size(), expected));
+    }
+    outputs.at(0) = compute(inputs[0], inputs[1], spatial_argument(direction_, inputs));
+  }
+
+  Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial) const {
+    check_inputs(name_, direction_, params_, a, b);
+    const Problem pr = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial);
+    check_hints(name_, direction_, params_, a.shape(), b.shape(), pr.result);
+    // Empty problems: nothing to compute, or sums over nothing (zeros), as in the reference.
+    if (shape_numel(pr.result) == 0) return Tensor::empty(DType::float32, pr.result);
+    if (a.numel() == 0 || b.numel() == 0) return Tensor::zeros(DType::float32, pr.result);
+    const ScopedOmpThreads threads;
+    std::shared_ptr<const Compiled> c;
+    try {
+      c = compiled_for(pr, a.shape(), b.shape(), spatial);
+    } catch (const dnnl::error& e) {
+      throw_device_error(name_, "create", direction_, pr, params_, e);
+    }
+    Tensor out = Tensor::empty(DType::float32, pr.result);
+    try {
+      execute(direction_, params_.filter_flip, *c, a.contiguous(), b.contiguous(), out);
+    } catch (const dnnl::error& e) {
+      throw_device_error(name_, "run", direction_, pr, params_, e);
+    }
+    return out;
+  }
+
+  std::string describe(const Shape& a, const Shape& b, const Shape& spatial) const {
+    check_params(name_, params_);
+    const Problem pr = prepare(name_, direction_, params_, a, b, spatial);
+    const ScopedOmpThreads threads;
+    try {
+      return compiled_for(pr, a, b, spatial)->implementation;
+    } catch (const dnnl::error& e) {
+      throw_device_error(name_, "create", direction_, pr, params_, e);
+    }
+  }
+
+  std::string name() const override { return name_; }
+
+ private:
+  // Enough for a node run with a handful of batch sizes under two thread counts.
+  static constexpr std::size_t kCacheEntries = 8;
+
+  std::shared_ptr<const Compiled> compiled_for(const Problem& pr, const Shape& a, const Shape& b,
+                                               const Shape& spatial) const {
+    const int threads = omp_get_max_threads();
+    const OneDnnLayout layout = onednn_layout();
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& entry : cache_) {
+      if (entry->threads == threads && entry->layout == layout && entry->a == a && entry->b == b &&
+          entry->spatial == spatial) {
+        return entry;
+      }
+    }
+    // Created under the lock: two threads meeting a new shape at once create it once.
+    const std::shared_ptr<Compiled> created = compile_problem(direction_, pr, layout);
+    created->a = a;
+    created->b = b;
+    created->spatial = spatial;
+    created->threads = threads;
+    if (cache_.size() >= kCacheEntries) cache_.erase(cache_.begin());
+    cache_.push_back(created);
+    return created;
+  }
+
+  std::string name_;
+  ConvDirection direction_;
+  ConvParams params_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::shared_ptr<const Compiled>> cache_;
+};
+
+// The shape of a static type, when every dim is known.
+std::optional<Shape> static_shape(const TensorType& type) {
+  Shape shape;
+  for (const StaticDim& d : type.dims) {
+    if (!d) return std::nullopt;
+    shape.push_back(*d);
+  }
+  return shape;
+}
+
+Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
+                     const Tensor& b, const Shape& spatial) {
+  const OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
+  return kernel.compute(a, b, spatial);
+}
+
+}  // namespace
+
+OneDnnConv::OneDnnConv(ConvDirection direction, ConvParams params)
+    : direction_(direction), params_(params), abstract_(direction, std::move(params)) {}
+
+std::string OneDnnConv::name() const {
+  return op_name(direction_, params_.convdim);
+}
+
+std::string OneDnnConv::str() const {
+  return fmt::format("{}{{{}}}", name(), params_.str());
+}
+
+bool OneDnnConv::equals(const Op& other) const {
+  const auto* o = dynamic_cast<const OneDnnConv*>(&other);
+  return o != nullptr && o->direction_ == direction_ && o->params_ == params_;
+}
+
+std::size_t OneDnnConv::hash() const {
+  return hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0xd22);
+}
+
+std::vector<TensorType> OneDnnConv::make_outputs(const std::vector<Variable>& inputs) const {
+  if (params_.unshared) {
+    throw UnsupportedError(fmt::format(
+        "{}: unshared convolutions are not supported by oneDNN (use CorrMM: conv_gemm)", str()));
+  }
+  for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
+    if (is_float(inputs[i].dtype()) && inputs[i].dtype() != DType::float32) {
+      throw UnsupportedError(
+          fmt::format("{}: oneDNN convolutions support float32 only (input {} is {})", str(),
+                      inputs[i].label(), dtype_name(inputs[i].dtype())));
+    }
+    if (!inputs[i].type().device.is_cpu()) {
+      throw UnsupportedError(
+          fmt::format("{}: input {} is on {}; oneDNN convolutions run on the cpu", str(),
+                      inputs[i].label(), inputs[i].type().device.str()));
+    }
+  }
+  return abstract_.make_outputs(inputs);
+}
+
+std::vector<ShapeDims> OneDnnConv::infer_shape(const Node& node,
+                                               const std::vector<ShapeDims>& input_shapes) const {
+  return abstract_.infer_shape(node, input_shapes);
+}
+
+std::vector<Variable> OneDnnConv::grad(const std::vector<Variable>& inputs,
+                                       const std::vector<Variable>& outputs,
+                                       const std::vector<Variable>& output_grads) const {
+  return abstract_.grad(inputs, outputs, output_grads);
+}
+
+std::vector<Variable> OneDnnConv::r_op(const std::vector<Variable>& inputs,
+                                       const std::vector<Variable>& outputs,
+                                       const std::vector<Variable>& eval_points) const {
+  return abstract_.r_op(inputs, outputs, eval_points);
+}
+
+void OneDnnConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
+  OneDnnConvKernel(str(), direction_, params_).run(inputs, outputs);
+}
+
+std::shared_ptr<const Kernel> OneDnnConv::make_kernel(const Node& node) const {
+  auto kernel = std::make_shared<OneDnnConvKernel>(str(), direction_, params_);
+  if (node.inputs.size() < 2) return kernel;
+  const std::optional<Shape> a = static_shape(node.inputs[0].type());
+  const std::optional<Shape> b = static_shape(node.inputs[1].type());
+  std::optional<Shape> spatial = Shape{};
+  if (direction_ != ConvDirection::forward) {
+    spatial.reset();
+    if (node.inputs.size() == 3 && node.inputs[2].is_constant()) {
+      spatial = node.inputs[2].constant_value().to_vector<std::int64_t>();
+    }
+  }
+  if (a && b && spatial && node.inputs[0].dtype() == DType::float32) {
+    kernel->precompute(*a, *b, *spatial);
+  }
+  return kernel;
+}
+
+std::shared_ptr<const Op> OneDnnConv::reference_op() const {
+  return std::make_shared<AbstractConv>(direction_, params_);
+}
+
+Tensor onednn_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
+  return run_direction(ConvDirection::forward, params, image, kernel, {});
+}
+
+Tensor onednn_conv_grad_inputs(const ConvParams& params, const Tensor& kernel,
+                               const Tensor& topgrad, const Shape& image_spatial) {
+  return run_direction(ConvDirection::grad_inputs, params, kernel, topgrad, image_spatial);
+}
+
+Tensor onednn_conv_grad_weights(const ConvParams& params, const Tensor& image,
+                                const Tensor& topgrad, const Shape& kernel_spatial) {
+  return run_direction(ConvDirection::grad_weights, params, image, topgrad, kernel_spatial);
+}
+
+void set_onednn_layout(OneDnnLayout layout) {
+  g_layout.store(layout);
+}
+
+OneDnnLayout onednn_layout() {
+  return g_layout.load();
+}
+
+std::uint64_t onednn_primitives_created() {
+  return g_primitives_created.load();
+}
+
+std::string onednn_version() {
+  const dnnl_version_t* v = dnnl_version();
+  const char* runtime_name = v->cpu_runtime == DNNL_RUNTIME_OMP   ? "OpenMP"
+                             : v->cpu_runtime == DNNL_RUNTIME_SEQ ? "sequential"
+                                                                  : "other";
+  return fmt::format("oneDNN {}.{}.{} (cpu runtime: {}, ISA: {})", v->major, v->minor, v->patch,
+                     runtime_name, dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+}
+
+std::string onednn_conv_describe(ConvDirection direction, const ConvParams& params, const Shape& a,
+                                 const Shape& b, const Shape& spatial) {
+  const OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
+  return kernel.describe(a, b, spatial);
+}
+
+}  // namespace convgraph

@@ -1,0 +1,104 @@
+// The oneDNN convolution family (pass conv_dnn on the CPU): forward, gradient with respect to the
+// inputs and gradient with respect to the weights, in 2-D ("OneDnnConv2d") and 3-D
+// ("OneDnnConv3d"), float32 only, with groups, dilation and asymmetric padding.
+//
+// Like CorrMM, a OneDnnConv node takes the same inputs and the same ConvParams as the AbstractConv
+// it replaces, filter_flip included: oneDNN computes cross-correlations, so the kernel flips the
+// small weight tensor before forward and backward-data and flips the weight gradient after
+// backward-weights. Types, shapes, gradients and R-operators are the abstract op's.
+//
+// This header is part of every build; the definitions exist only where oneDNN was found at
+// configure time (CONVGRAPH_HAVE_ONEDNN in convgraph/build_config.hpp). Code that may be built
+// without oneDNN must check that macro before calling anything declared here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/kernel_op.hpp"
+
+namespace convgraph {
+
+// Inputs by direction, as AbstractConv:
+//   forward:      (image, kernel)
+//   grad_inputs:  (kernel, topgrad, shape)   shape = the image's spatial sizes
+//   grad_weights: (image, topgrad, shape)    shape = the kernel's spatial sizes
+// float32 on the CPU only; unshared convolutions are not supported (the lowering declines them,
+// float16, float64 and non-CPU nodes before building this op; make_outputs refuses them too).
+class OneDnnConv final : public KernelOp {
+ public:
+  OneDnnConv(ConvDirection direction, ConvParams params);
+
+  ConvDirection direction() const { return direction_; }
+  const ConvParams& params() const { return params_; }
+
+  // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...
+  std::string name() const override;
+  std::string str() const override;
+  bool equals(const Op& other) const override;
+  std::size_t hash() const override;
+  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
+  std::vector<ShapeDims> infer_shape(const Node& node,
+                                     const std::vector<ShapeDims>& input_shapes) const override;
+  std::vector<Variable> grad(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& output_grads) const override;
+  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& eval_points) const override;
+  // Runs the same computation as the kernel (without a primitive cache that outlives the call).
+  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  // A kernel that caches its oneDNN primitives per input shape; when the node's shapes are
+  // static, the primitives for them are created here, at compile time.
+  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // The AbstractConv of the same direction and parameters (for DebugMode).
+  std::shared_ptr<const Op> reference_op() const override;
+
+ private:
+  ConvDirection direction_;
+  ConvParams params_;
+  AbstractConv abstract_;  // the op this one replaces: it answers every graph-level question
+};
+
+// The computations on tensors, with the same checks, results and errors as the reference_conv_*
+// functions of abstract_conv.hpp (plus UnsupportedError for float16 / float64 / unshared, and
+// DeviceError when oneDNN fails). Each call creates its primitives anew; compiled graphs go
+// through the op's kernel, which keeps them.
+Tensor onednn_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel);
+Tensor onednn_conv_grad_inputs(const ConvParams& params, const Tensor& kernel,
+                               const Tensor& topgrad, const Shape& image_spatial);
+Tensor onednn_conv_grad_weights(const ConvParams& params, const Tensor& image,
+                                const Tensor& topgrad, const Shape& kernel_spatial);
+
+// Which memory layouts the primitives use. The user's tensors are always plain NCHW / NCDHW;
+//   blocked:   oneDNN picks the layouts (format_tag::any), data is reordered in and out;
+//   plain:     the activations stay plain (oneDNN then mostly runs its GEMM-based code), only the
+//              weights may be reordered;
+//   automatic: per problem, whichever of the two measured faster on the benchmark suite's layers
+//              (see docs/convolution.md): plain for unpadded 1x1 layers (but their strided
+//              forward) and for the backward-data of images with fewer than 16 channels, blocked
+//              otherwise.
+enum class OneDnnLayout : unsigned char { automatic, blocked, plain };
+
+// The process-wide layout policy (default automatic), for tests and benchmarks. Kernels read it
+// on every call; primitives made under another policy are cached separately.
+void set_onednn_layout(OneDnnLayout layout);
+OneDnnLayout onednn_layout();
+
+// How many convolution primitives this process has created (each kernel creates one per new
+// combination of input shapes, thread count and layout policy), to observe the caches.
+std::uint64_t onednn_primitives_created();
+
+// "oneDNN 2.6.3 (cpu runtime: OpenMP, ISA: avx512_core)" of the library loaded at run time.
+std::string onednn_version();
+
+// What the kernel of DIRECTION would run for these input shapes (A, B and the spatial argument
+// as the op's inputs): the implementation oneDNN chose and the layouts, e.g.
+// "jit:avx512_core, blocked". For benchmarks, tests and debugging; throws as the kernel would.
+std::string onednn_conv_describe(ConvDirection direction, const ConvParams& params, const Shape& a,
+                                 const Shape& b, const Shape& spatial = {});
+
+}  // namespace convgraph
