@@ -284,9 +284,9 @@ std::vector<FlagSpec> declare_flags() {
                                "CPU threads for convgraph's parallel loops; 0 = all cores"));
   flags.push_back(
       string_flag("blas.coretype", "auto",
-                  "OpenBLAS kernel family: auto = the fastest the CPU supports (e.g. SkylakeX with "
-                  "AVX-512); another value is passed to OpenBLAS as OPENBLAS_CORETYPE",
-                  is_blas_coretype, "auto or an OpenBLAS core name (e.g. Haswell, SkylakeX)"));
+                  "OpenBLAS kernel family: auto = the fastest the CPU supports (SkylakeX with "
+                  "AVX-512), env = OpenBLAS's own choice (OPENBLAS_CORETYPE), or a core name",
+                  is_blas_coretype, "auto, env, or an OpenBLAS core name (e.g. Haswell, SkylakeX)"));
   flags.push_back(
       boolean_flag("allow_gc", "True", "Release intermediate buffers after their last reader"));
 

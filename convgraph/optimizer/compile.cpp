@@ -9,6 +9,7 @@
 #include "convgraph/ops/kernel_op.hpp"
 #include "convgraph/optimizer/debug_mode.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
+#include "convgraph/runtime/blas_config.hpp"
 
 namespace convgraph {
 namespace {
@@ -117,6 +118,8 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
                  const CompileOptions& options) {
   Config config = options.config ? *options.config : global_config();
   if (!options.flags.empty()) config.apply(options.flags);
+  // Before any kernel of this function can call BLAS.
+  configure_blas_coretype(config.get("blas.coretype"));
   auto graph = std::make_shared<FunctionGraph>(inputs, outputs);
   optimize(*graph, config);
   auto plan = build_plan(*graph, config);

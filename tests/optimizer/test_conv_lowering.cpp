@@ -106,7 +106,8 @@ TEST_CASE("conv lowering: which implementation each flag combination produces", 
   Variable xd = tensor("xd", DType::float64, {2, 3, 9, 9});
   Variable wd = tensor("wd", DType::float64, {4, 3, 3, 3});
   REQUIRE(count(lowered(conv2d(xd, wd), {xd, wd}, ""), "CorrMM") == 1);
-  const std::string msg = compile_error({xd, wd}, {conv2d(xd, wd)}, "optimizer_excluding=conv_gemm");
+  const std::string msg =
+      compile_error({xd, wd}, {conv2d(xd, wd)}, "optimizer_excluding=conv_gemm");
   INFO(msg);
   REQUIRE(msg.find("conv_dnn (oneDNN)") != std::string::npos);
   REQUIRE(msg.find("float64") != std::string::npos);
