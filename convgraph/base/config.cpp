@@ -269,7 +269,8 @@ std::vector<FlagSpec> declare_flags() {
                             "conv_dnn:default (':'-separated)"));
   flags.push_back(integer_flag(
       "metaopt.verbose", 0, 0, 2,
-      "Meta-optimizer output: 0 = silent, 1 = warnings, 2 = every candidate and its time"));
+      "Meta-optimizer output on stderr: 0 = silent, 1 = one line per convolution (candidates, "
+      "winner, time) and nodes it cannot time, 2 = also every candidate's time or reason"));
 
   flags.push_back(choice_flag("autotune.cache", "read_write", {"read_write", "read_only", "off"},
                               "On-disk autotune cache: read_write, read_only (never appended "

@@ -10,6 +10,7 @@
 #include "convgraph/optimizer/basic_passes.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/optimizer/conv_lowering_onednn.hpp"
+#include "convgraph/optimizer/conv_meta.hpp"
 
 namespace convgraph {
 namespace {
@@ -150,6 +151,12 @@ void register_builtin_passes(PassDatabase& db) {
           equilibrium({{"remove_proven_assert", rewrite_remove_proven_assert}})});
   // Convolution lowering, in order conv_meta (10) -> conv_dnn (20) -> conv_gemm (30), then the
   // check that nothing abstract is left.
+  db.add({"conv_meta",
+          10,
+          {"conv_meta"},
+          "time every applicable convolution implementation and keep the fastest (only when "
+          "included: optimizer_including=conv_meta)",
+          conv_meta_pass()});
   db.add({"conv_dnn",
           20,
           {"fast_run", "fast_compile", "conv_dnn", "onednn"},

@@ -23,14 +23,7 @@
 #include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/runtime/autotune_cache.hpp"
 
-// The oneDNN lowering is being written alongside this pass. Until its header is in the tree the
-// oneDNN candidates say "not applicable"; once it is, they use it with no change here.
-#if __has_include("convgraph/optimizer/conv_lowering_onednn.hpp")
 #include "convgraph/optimizer/conv_lowering_onednn.hpp"
-#define CONVGRAPH_META_HAS_ONEDNN_LOWERING 1
-#else
-#define CONVGRAPH_META_HAS_ONEDNN_LOWERING 0
-#endif
 
 namespace convgraph {
 namespace {
@@ -69,12 +62,7 @@ std::vector<Variable> lower_with(Backend backend, Node& node, const PassContext&
     case Backend::corrmm:
       return lower_conv_to_corrmm(node, ctx);
     case Backend::onednn:
-#if CONVGRAPH_META_HAS_ONEDNN_LOWERING
       return as_vector(lower_conv_to_onednn(node, ctx));
-#else
-      ctx.decline(node, "conv_dnn (oneDNN)", "the oneDNN lowering is not part of this build");
-      return {};
-#endif
   }
   return {};
 }
@@ -491,8 +479,14 @@ bool carries(const Candidate& c, const std::string& tag) {
 std::vector<const Candidate*> selected_candidates(const Config& config) {
   const auto including = config.get_list("metaopt.optimizer_including");
   const auto excluding = config.get_list("metaopt.optimizer_excluding");
+  // An implementation the whole optimizer excludes (optimizer_excluding=conv_gemm, say) is never
+  // a candidate either: the user asked not to get it.
+  const auto globally_excluded = config.get_list("optimizer_excluding");
   std::vector<const Candidate*> selected;
   for (const Candidate& c : candidate_table()) {
+    bool excluded = false;
+    for (const auto& tag : globally_excluded) excluded = excluded || carries(c, tag);
+    if (excluded) continue;
     int count = carries(c, "default") ? 1 : 0;
     for (const auto& tag : including) count += carries(c, tag) ? 1 : 0;
     for (const auto& tag : excluding) count -= carries(c, tag) ? 1 : 0;

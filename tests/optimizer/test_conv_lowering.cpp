@@ -128,3 +128,20 @@ TEST_CASE("conv lowering: float16 on the CPU is declined with the reason", "[low
   REQUIRE(msg.find("conv_gemm (CorrMM): dtype float16") != std::string::npos);
   REQUIRE(msg.find("Lowering tags excluded by optimizer_excluding: none") != std::string::npos);
 }
+
+TEST_CASE("conv lowering: the meta-optimizer respects the global exclusions", "[lowering]") {
+  Variable x = tensor("x", DType::float32, {2, 3, 9, 9});
+  Variable w = tensor("w", DType::float32, {4, 3, 3, 3});
+  Variable cost = sum(conv2d(x, w, {.border_mode = "half"}));
+  auto grads = grad(cost, {x, w});
+  CompileOptions options;
+  options.flags = "optimizer_including=conv_meta,optimizer_excluding=conv_dnn,autotune.cache=off";
+  const auto names = op_names(compile({x, w}, {cost, grads[0], grads[1]}, options));
+  for (const auto& name : names) {
+    INFO(name);
+    REQUIRE(name.find("OneDnn") == std::string::npos);
+    REQUIRE(name.find("AbstractConv") == std::string::npos);
+  }
+  REQUIRE(count(names, "CorrMM") + count(names, "CorrMM_gradInputs") +
+              count(names, "CorrMM_gradWeights") >= 3);
+}
