@@ -222,8 +222,9 @@ std::vector<FlagSpec> declare_flags() {
 
   FlagSpec dnn_enabled = choice_flag(
       "dnn.enabled", "auto", {"auto", "True", "False", "no_check"},
-      "Use the vendor DNN library (cuDNN) for convolutions: auto = when usable, True = error if "
-      "unusable, False = never, no_check = skip the availability probe");
+      "Use the vendor DNN library for convolutions (cuDNN on the GPU; False also keeps oneDNN off "
+      "on the CPU): auto = when usable, True = error if unusable, False = never, no_check = skip "
+      "the availability probe");
   dnn_enabled.aliases = {"dnn.enable"};
   flags.push_back(std::move(dnn_enabled));
 

@@ -1,8 +1,8 @@
 // The GEMM drivers of the CorrMM family. The work is cut into blocks of output columns: several
 // whole images when an image has few output positions (one GEMM over all of them keeps the GEMM's
-// N large), else runs of output lines of one image (the column matrix of a block then stays in
-// the core's cache between im2col writing it and the GEMM reading it, instead of a round trip to
-// memory per image).
+// N large), else runs of output lines of one image (a block's column matrix then stays in cache
+// between im2col writing it and the GEMM reading it, where a whole image's would go to memory and
+// back: 115 MB for a 224x224 layer with 64 channels).
 //
 // Threads: with at least as many images as threads, the blocks are split between threads, each
 // with its own workspace, and BLAS runs single-threaded inside; with fewer images, blocks run one
@@ -30,9 +30,9 @@ namespace {
 
 // The thresholds (defaults in im2col.hpp). Measured on the 2-core Zen 5 with the suite layers at
 // batch 8: grouping images with fewer than 256 output positions makes the 7x7 layers ~18% faster
-// and is neutral at 14x14; column blocks of 1-4 MiB per thread make the 224x224 layers ~1.5x
-// faster than whole-image column matrices and are neutral elsewhere; a GEMM that all threads share
-// (batch 1) runs a little better on larger blocks.
+// and is neutral at 14x14; column blocks of 2-4 MiB per thread make the 224x224 layers ~1.5x
+// faster than whole-image column matrices (the 112x112 stem prefers 2, the 56x56 layers 4-8);
+// a GEMM that all threads share (batch 1) runs a little better on larger blocks.
 std::mutex tuning_mutex;
 CorrGemmTuning tuning_value;
 

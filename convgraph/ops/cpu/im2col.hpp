@@ -105,7 +105,7 @@ struct CorrGemmTuning {
   // Images with fewer output positions than this share GEMMs, up to this many columns.
   std::int64_t target_columns = 256;
   // Column-matrix bytes per block when each thread runs its own blocks / when threads share one.
-  std::int64_t block_bytes_per_thread = std::int64_t{2} << 20;
+  std::int64_t block_bytes_per_thread = std::int64_t{4} << 20;
   std::int64_t block_bytes_shared = std::int64_t{8} << 20;
   // Bound on the column matrix of a multi-image block.
   std::int64_t max_block_bytes = std::int64_t{64} << 20;

@@ -13,12 +13,12 @@
 
 #include <fmt/format.h>
 #include <omp.h>
-
 #include <oneapi/dnnl/dnnl_debug.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -449,7 +449,7 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   c.problem = pr;
   c.layout = layout;
   memory::desc scratch;
-  const char* impl = "";
+  std::string impl;  // copied: the string belongs to the primitive descriptor
   switch (direction) {
     case ConvDirection::forward:
       c.conv = dnnl::convolution_forward(fwd_pd);
@@ -498,12 +498,14 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   add_reorder(c.in_a, true);
   add_reorder(c.in_b, true);
   add_reorder(c.out, false);
+  // The activation whose layout says blocked or plain (the output, or for backward-weights the
+  // image), and the weights.
   const Argument& activation = direction == ConvDirection::grad_weights ? c.in_a : c.out;
-  c.implementation =
-      fmt::format("{}, {} (weights {})", impl, layout_name(activation.inner),
-                  layout_name(direction == ConvDirection::forward       ? c.in_b.inner
-                              : direction == ConvDirection::grad_inputs ? c.in_a.inner
-                                                                        : c.out.inner));
+  const Argument& weights = direction == ConvDirection::forward       ? c.in_b
+                            : direction == ConvDirection::grad_inputs ? c.in_a
+                                                                      : c.out;
+  c.implementation = fmt::format("{}, {} (weights {})", impl, layout_name(activation.inner),
+                                 layout_name(weights.inner));
   g_primitives_created.fetch_add(1, std::memory_order_relaxed);
   return result;
 }
@@ -602,18 +604,15 @@ void execute(ConvDirection direction, bool flip, const Compiled& c, const Tensor
   }
 }
 
-std::string problem_text(ConvDirection direction, const Problem& pr, const ConvParams& p) {
-  (void)direction;
+std::string problem_text(const Problem& pr, const ConvParams& p) {
   return fmt::format("image {}, kernel {}, output {}, {}", shape_str(pr.image),
                      shape_str(pr.kernel), shape_str(pr.output), p.str());
 }
 
-[[noreturn]] void throw_device_error(const std::string& fn, const char* stage,
-                                     ConvDirection direction, const Problem& pr,
+[[noreturn]] void throw_device_error(const std::string& fn, const char* stage, const Problem& pr,
                                      const ConvParams& p, const dnnl::error& e) {
   throw DeviceError(fmt::format("{}: oneDNN could not {} the convolution ({}): {} (status {})", fn,
-                                stage, problem_text(direction, pr, p), e.what(),
-                                dnnl_status2str(e.status)));
+                                stage, problem_text(pr, p), e.what(), dnnl_status2str(e.status)));
 }
 
 // The spatial argument of the grad directions (the shape input).
@@ -624,8 +623,8 @@ Shape spatial_argument(ConvDirection direction, const std::vector<Tensor>& input
 
 // The kernel of a OneDnnConv node. Its primitives are cached per (input shapes, threads, layout
 // policy): shapes need not be known at compile time, and a node run with a few batch sizes keeps
-// one set of primitives for each. The cache is small and evicts its oldest entry; a mutex guards
-// it, while the primitives themselves run outside the lock (each execution has its own
+// one set of primitives for each. The cache is small and evicts the least recently used; a mutex
+// guards it, while the primitives themselves run outside the lock (each execution has its own
 // scratchpad, so concurrent runs of one node are safe).
 class OneDnnConvKernel final : public Kernel {
  public:
@@ -636,6 +635,7 @@ class OneDnnConvKernel final : public Kernel {
   void precompute(const Shape& a, const Shape& b, const Shape& spatial) const {
     try {
       check_params(name_, params_);
+      check_ranks(a, b);
       const Problem pr = prepare(name_, direction_, params_, a, b, spatial);
       check_hints(name_, direction_, params_, a, b, pr.result);
       if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return;
@@ -667,31 +667,44 @@ class OneDnnConvKernel final : public Kernel {
     try {
       c = compiled_for(pr, a.shape(), b.shape(), spatial);
     } catch (const dnnl::error& e) {
-      throw_device_error(name_, "create", direction_, pr, params_, e);
+      throw_device_error(name_, "create", pr, params_, e);
     }
     Tensor out = Tensor::empty(DType::float32, pr.result);
     try {
       execute(direction_, params_.filter_flip, *c, a.contiguous(), b.contiguous(), out);
     } catch (const dnnl::error& e) {
-      throw_device_error(name_, "run", direction_, pr, params_, e);
+      throw_device_error(name_, "run", pr, params_, e);
     }
     return out;
   }
 
   std::string describe(const Shape& a, const Shape& b, const Shape& spatial) const {
     check_params(name_, params_);
+    check_ranks(a, b);
     const Problem pr = prepare(name_, direction_, params_, a, b, spatial);
     const ScopedOmpThreads threads;
     try {
       return compiled_for(pr, a, b, spatial)->implementation;
     } catch (const dnnl::error& e) {
-      throw_device_error(name_, "create", direction_, pr, params_, e);
+      throw_device_error(name_, "create", pr, params_, e);
     }
   }
 
   std::string name() const override { return name_; }
 
  private:
+  // For shapes that come without tensors (static types, describe()): prepare() indexes them.
+  void check_ranks(const Shape& a, const Shape& b) const {
+    const auto rank_a = static_cast<std::size_t>(
+        direction_ == ConvDirection::grad_inputs ? params_.kernel_rank() : params_.image_rank());
+    const auto rank_b = static_cast<std::size_t>(
+        direction_ == ConvDirection::forward ? params_.kernel_rank() : params_.image_rank());
+    if (a.size() != rank_a || b.size() != rank_b) {
+      throw TypeError(fmt::format("{}: input shapes {} and {}; expected ranks {} and {}", name_,
+                                  shape_str(a), shape_str(b), rank_a, rank_b));
+    }
+  }
+
   // Enough for a node run with a handful of batch sizes under two thread counts.
   static constexpr std::size_t kCacheEntries = 8;
 
@@ -700,10 +713,12 @@ class OneDnnConvKernel final : public Kernel {
     const int threads = omp_get_max_threads();
     const OneDnnLayout layout = onednn_layout();
     const std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& entry : cache_) {
-      if (entry->threads == threads && entry->layout == layout && entry->a == a && entry->b == b &&
-          entry->spatial == spatial) {
-        return entry;
+    for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+      const Compiled& entry = **it;
+      if (entry.threads == threads && entry.layout == layout && entry.a == a && entry.b == b &&
+          entry.spatial == spatial) {
+        std::rotate(it, it + 1, cache_.end());  // most recently used last
+        return cache_.back();
       }
     }
     // Created under the lock: two threads meeting a new shape at once create it once.
@@ -712,7 +727,7 @@ class OneDnnConvKernel final : public Kernel {
     created->b = b;
     created->spatial = spatial;
     created->threads = threads;
-    if (cache_.size() >= kCacheEntries) cache_.erase(cache_.begin());
+    if (cache_.size() >= kCacheEntries) cache_.erase(cache_.begin());  // least recently used
     cache_.push_back(created);
     return created;
   }

@@ -92,12 +92,14 @@ OneDnnLayout onednn_layout();
 // combination of input shapes, thread count and layout policy), to observe the caches.
 std::uint64_t onednn_primitives_created();
 
-// "oneDNN 2.6.3 (cpu runtime: OpenMP, ISA: avx512_core)" of the library loaded at run time.
+// "oneDNN 2.6.3 (cpu runtime: OpenMP, ISA: cpu_isa_avx512_core_bf16)": the library loaded at
+// run time and the instruction set it uses on this CPU.
 std::string onednn_version();
 
 // What the kernel of DIRECTION would run for these input shapes (A, B and the spatial argument
 // as the op's inputs): the implementation oneDNN chose and the layouts, e.g.
-// "jit:avx512_core, blocked". For benchmarks, tests and debugging; throws as the kernel would.
+// "jit:avx512_core, blocked:16 (weights blocked:16x16)" or "x64:gemm:jit, plain (weights plain)".
+// For benchmarks, tests and debugging; throws as the kernel would.
 std::string onednn_conv_describe(ConvDirection direction, const ConvParams& params, const Shape& a,
                                  const Shape& b, const Shape& spatial = {});
 

@@ -546,6 +546,47 @@ TEST_CASE("CorrMM op: perform, kernels and gradients", "[corrmm]") {
   }
 }
 
+TEST_CASE("CorrMM in compiled graphs agrees with the abstract ops under DebugMode", "[corrmm]") {
+  // The conv_gemm lowering puts CorrMM nodes with the abstract ops' parameters in place; DebugMode
+  // runs each next to its reference_op() on the same inputs and throws on any difference.
+  const ConvParams p2 =
+      make_conv_params(2, BorderMode::pairs({{1, 0}, {2, 1}}), {2, 1}, false, {1, 2}, 2);
+  const ConvParams p3 = make_conv_params(3, "half", {1, 2, 1}, true, {2, 1, 1}, 1);
+  const Variable x = tensor("x", DType::float64, {3, 4, 9, 8});
+  const Variable w = tensor("w", DType::float64, {6, 2, 3, 2});
+  const Variable v = tensor("v", DType::float64, {2, 2, 5, 6, 4});
+  const Variable k = tensor("k", DType::float64, {3, 2, 2, 3, 3});
+  const Variable y = abstract_conv(p2, x, w);
+  const Variable z = abstract_conv(p3, v, k);
+  const Variable cost = sum(y * y) + sum(z * z);
+  const std::vector<Variable> grads = grad(cost, {x, w, v, k});
+  CompileOptions options;
+  options.flags = "optimizer_excluding=conv_dnn,mode=DebugMode";
+  const Function f = compile({x, w, v, k}, {y, z, grads[0], grads[1], grads[2], grads[3]}, options);
+  std::vector<std::string> ops;
+  for (Node* node : f.graph().toposort()) ops.push_back(node->op->name());
+  for (const char* name : {"CorrMM", "CorrMM_gradInputs", "CorrMM_gradWeights", "Corr3dMM",
+                           "Corr3dMM_gradInputs", "Corr3dMM_gradWeights"}) {
+    INFO(name);
+    CHECK(std::find(ops.begin(), ops.end(), name) != ops.end());
+  }
+  const Tensor xv = random_tensor(DType::float64, {3, 4, 9, 8}, 1400);
+  const Tensor wv = random_tensor(DType::float64, {6, 2, 3, 2}, 1401);
+  const Tensor vv = random_tensor(DType::float64, {2, 2, 5, 6, 4}, 1402);
+  const Tensor kv = random_tensor(DType::float64, {3, 2, 2, 3, 3}, 1403);
+  const std::vector<Tensor> out = f({xv, wv, vv, kv});
+  require_close(out[0], reference_conv_forward(p2, xv, wv), DType::float64, 12);
+  require_close(out[1], reference_conv_forward(p3, vv, kv), DType::float64, 36);
+  // d(sum y^2)/dw = gradWeights(x, 2y): the gradient is the reference's on the reference's y.
+  const Tensor y2 = reference_conv_forward(p2, xv, wv);
+  std::vector<double> doubled = y2.to_vector<double>();
+  for (double& value : doubled) value *= 2;
+  const Tensor twice = Tensor::from_vector(doubled, y2.shape());
+  require_close(out[3], reference_conv_grad_weights(p2, xv, twice, {3, 2}), DType::float64,
+                static_cast<double>(twice.numel()));
+  require_close(out[2], reference_conv_grad_inputs(p2, wv, twice, {9, 8}), DType::float64, 18);
+}
+
 TEST_CASE("CorrMM on bigger layers matches the reference", "[corrmm][slow]") {
   const ScopedTuning tuning(CorrGemmTuning{}, "threads=2");
   // A ResNet stage-4 3x3 layer and a stride-2 7x7 stem, smaller batches.
