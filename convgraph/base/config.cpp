@@ -284,11 +284,11 @@ std::vector<FlagSpec> declare_flags() {
 
   flags.push_back(integer_flag("threads", 0, 0, kNoMaximum,
                                "CPU threads for convgraph's parallel loops; 0 = all cores"));
-  flags.push_back(
-      string_flag("blas.coretype", "auto",
-                  "OpenBLAS kernel family: auto = the fastest the CPU supports (SkylakeX with "
-                  "AVX-512), env = OpenBLAS's own choice (OPENBLAS_CORETYPE), or a core name",
-                  is_blas_coretype, "auto, env, or an OpenBLAS core name (e.g. Haswell, SkylakeX)"));
+  flags.push_back(string_flag(
+      "blas.coretype", "auto",
+      "OpenBLAS kernel family: auto = the fastest the CPU supports (SkylakeX with "
+      "AVX-512), env = OpenBLAS's own choice (OPENBLAS_CORETYPE), or a core name",
+      is_blas_coretype, "auto, env, or an OpenBLAS core name (e.g. Haswell, SkylakeX)"));
   flags.push_back(
       boolean_flag("allow_gc", "True", "Release intermediate buffers after their last reader"));
 

@@ -143,5 +143,6 @@ TEST_CASE("conv lowering: the meta-optimizer respects the global exclusions", "[
     REQUIRE(name.find("AbstractConv") == std::string::npos);
   }
   REQUIRE(count(names, "CorrMM") + count(names, "CorrMM_gradInputs") +
-              count(names, "CorrMM_gradWeights") >= 3);
+              count(names, "CorrMM_gradWeights") >=
+          3);
 }

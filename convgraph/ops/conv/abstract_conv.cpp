@@ -100,9 +100,10 @@ void check_output(const std::string& op, const StaticShape& out, const char* wha
                   std::int64_t minimum = 1) {
   for (std::size_t i = 2; i < out.size(); ++i) {
     if (out[i] && *out[i] < minimum) {
-      throw ShapeError(fmt::format("{}: the convolution would produce an invalid {} shape {} "
-                                   "(spatial dim {} is {}; it must be at least {})",
-                                   op, what, static_shape_str(out), i, *out[i], minimum));
+      throw ShapeError(
+          fmt::format("{}: the convolution would produce an invalid {} shape {} "
+                      "(spatial dim {} is {}; it must be at least {})",
+                      op, what, static_shape_str(out), i, *out[i], minimum));
     }
   }
 }
@@ -232,9 +233,10 @@ std::vector<TensorType> AbstractConv::make_outputs(const std::vector<Variable>& 
           const auto& region = ker[static_cast<std::size_t>(1 + a)];
           const auto& t = top[static_cast<std::size_t>(2 + a)];
           if (region && t && *region != *t) {
-            throw ShapeError(fmt::format("{}: the unshared kernel has regions {} but topgrad has "
-                                         "spatial shape {}; they must match",
-                                         op, static_shape_str(ker), static_shape_str(top)));
+            throw ShapeError(
+                fmt::format("{}: the unshared kernel has regions {} but topgrad has "
+                            "spatial shape {}; they must match",
+                            op, static_shape_str(ker), static_shape_str(top)));
           }
         }
       }
