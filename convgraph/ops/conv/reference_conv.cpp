@@ -4,7 +4,9 @@
 // out. 2-D problems run through the 3-D code with a leading spatial axis of size 1, which keeps
 // a single code path without changing any index.
 #include <fmt/format.h>
+
 #include <omp.h>
+#include "convgraph/ops/conv/conv_checks.hpp"
 
 #include <algorithm>
 #include <array>
@@ -23,12 +25,6 @@ using Axes = std::array<std::int64_t, 3>;
 
 std::int64_t product(const Axes& a) {
   return a[0] * a[1] * a[2];
-}
-
-// Python's // : the output-size formula floors negative numerators (spec 4.1).
-std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-  const std::int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
 // Everything the loops need, with the spatial axes padded to three (depth 1 in 2-D).
@@ -71,34 +67,6 @@ const char* const kForward = "reference_conv_forward";
 const char* const kGradInputs = "reference_conv_grad_inputs";
 const char* const kGradWeights = "reference_conv_grad_weights";
 
-void check_params(const char* fn, const ConvParams& p) {
-  const auto n = static_cast<std::size_t>(p.convdim);
-  if (p.convdim != 2 && p.convdim != 3) {
-    throw ValueError(fmt::format("{}: convdim is {}; expected 2 or 3", fn, p.convdim));
-  }
-  if (p.border.size() != n || p.subsample.size() != n || p.dilation.size() != n) {
-    throw ValueError(
-        fmt::format("{}: ConvParams has {} border, {} subsample and {} dilation "
-                    "entries; expected {} of each (build it with make_conv_params)",
-                    fn, p.border.size(), p.subsample.size(), p.dilation.size(), n));
-  }
-  for (std::size_t a = 0; a < n; ++a) {
-    if (p.subsample[a] < 1 || p.dilation[a] < 1) {
-      throw ValueError(fmt::format("{}: subsample ({}) and dilation ({}) must be positive", fn,
-                                   fmt::join(p.subsample, ", "), fmt::join(p.dilation, ", ")));
-    }
-  }
-  if (p.num_groups < 1) {
-    throw ValueError(fmt::format("{}: num_groups is {}; expected at least 1", fn, p.num_groups));
-  }
-  if (p.unshared && p.convdim != 2) {
-    throw UnsupportedError(
-        fmt::format("{}: unshared convolution is only implemented for 2-D, "
-                    "not {}-D",
-                    fn, p.convdim));
-  }
-}
-
 void check_tensor(const char* fn, const char* what, const Tensor& t, int rank) {
   if (!t.defined()) throw ValueError(fmt::format("{}: the {} is an undefined tensor", fn, what));
   if (!t.device().is_cpu()) {
@@ -122,16 +90,6 @@ void check_same_dtype(const char* fn, const char* what_a, const Tensor& a, const
         fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the "
                     "same dtype",
                     fn, what_a, dtype_name(a.dtype()), what_b, dtype_name(b.dtype())));
-  }
-}
-
-void check_spatial_argument(const char* fn, const char* what, const Shape& spatial, int convdim,
-                            std::int64_t minimum) {
-  bool ok = static_cast<int>(spatial.size()) == convdim;
-  for (std::int64_t v : spatial) ok = ok && v >= minimum;
-  if (!ok) {
-    throw ShapeError(fmt::format("{}: {} is {}; expected {} sizes, each at least {}", fn, what,
-                                 shape_str(spatial), convdim, minimum));
   }
 }
 
@@ -162,13 +120,8 @@ void set_spatial(Geometry& geo, const ConvParams& p, const Shape& image_spatial,
     const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
     const auto [before, after] = p.border[i].resolve(dilated);
     geo.pad_before[j] = before;
-    geo.output[j] = floor_div(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
+    geo.output[j] = floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
   }
-}
-
-std::string describe(const ConvParams& p, const Shape& image, const Shape& kernel) {
-  return fmt::format("image shape {}, kernel shape {}, {}", shape_str(image), shape_str(kernel),
-                     p.str());
 }
 
 void check_output_possible(const char* fn, const Geometry& geo, const ConvParams& p,
@@ -178,7 +131,7 @@ void check_output_possible(const char* fn, const Geometry& geo, const ConvParams
       throw ShapeError(fmt::format(
           "{}: the convolution would produce an impossible output of "
           "spatial size {} ({}); every spatial size must be at least 1",
-          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe(p, image, kernel)));
+          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe_conv(p, image, kernel)));
     }
   }
 }
@@ -421,7 +374,7 @@ void dispatch_float(DType dtype, Fn&& fn) {
 
 Tensor reference_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
   const char* fn = kForward;
-  check_params(fn, params);
+  check_conv_params(fn, params);
   const int n = params.convdim;
   check_tensor(fn, "image", image, params.image_rank());
   check_tensor(fn, "kernel", kernel, params.kernel_rank());
@@ -429,7 +382,7 @@ Tensor reference_conv_forward(const ConvParams& params, const Tensor& image, con
   const Shape& ishape = image.shape();
   const Shape& kshape = kernel.shape();
   const Shape kernel_spatial = last_axes(kshape, n);
-  check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+  check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
 
   Geometry geo;
   set_spatial(geo, params, last_axes(ishape, n), kernel_spatial);
@@ -453,16 +406,16 @@ Tensor reference_conv_forward(const ConvParams& params, const Tensor& image, con
 Tensor reference_conv_grad_inputs(const ConvParams& params, const Tensor& kernel,
                                   const Tensor& topgrad, const Shape& image_spatial) {
   const char* fn = kGradInputs;
-  check_params(fn, params);
+  check_conv_params(fn, params);
   const int n = params.convdim;
   check_tensor(fn, "kernel", kernel, params.kernel_rank());
   check_tensor(fn, "topgrad", topgrad, params.image_rank());
   check_same_dtype(fn, "kernel", kernel, "topgrad", topgrad);
-  check_spatial_argument(fn, "input_shape (the image's spatial shape)", image_spatial, n, 0);
+  check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", image_spatial, n, 0);
   const Shape& kshape = kernel.shape();
   const Shape& tshape = topgrad.shape();
   const Shape kernel_spatial = last_axes(kshape, n);
-  check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+  check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
 
   const std::int64_t kernel_channels = kshape[kshape.size() - static_cast<std::size_t>(n) - 1];
   Shape image_shape{tshape[0], kernel_channels * params.num_groups};
@@ -481,7 +434,7 @@ Tensor reference_conv_grad_inputs(const ConvParams& params, const Tensor& kernel
                     "would produce an output of shape {}, but the given topgrad has "
                     "shape {} (input_shape {}, {})",
                     fn, shape_str(expected), shape_str(tshape), shape_str(image_spatial),
-                    describe(params, image_shape, kshape)));
+                    describe_conv(params, image_shape, kshape)));
   }
   check_unshared_regions(fn, geo, params, kshape);
 
@@ -497,12 +450,13 @@ Tensor reference_conv_grad_inputs(const ConvParams& params, const Tensor& kernel
 Tensor reference_conv_grad_weights(const ConvParams& params, const Tensor& image,
                                    const Tensor& topgrad, const Shape& kernel_spatial) {
   const char* fn = kGradWeights;
-  check_params(fn, params);
+  check_conv_params(fn, params);
   const int n = params.convdim;
   check_tensor(fn, "image", image, params.image_rank());
   check_tensor(fn, "topgrad", topgrad, params.image_rank());
   check_same_dtype(fn, "image", image, "topgrad", topgrad);
-  check_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", kernel_spatial, n, 1);
+  check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", kernel_spatial, n,
+                              1);
   const Shape& ishape = image.shape();
   const Shape& tshape = topgrad.shape();
 
@@ -528,7 +482,7 @@ Tensor reference_conv_grad_weights(const ConvParams& params, const Tensor& image
                     "filter_shape would produce an output of shape {}, but the given "
                     "topgrad has shape {} (filter_shape {}, {})",
                     fn, shape_str(expected), shape_str(tshape), shape_str(kernel_spatial),
-                    describe(params, ishape, kernel_shape)));
+                    describe_conv(params, ishape, kernel_shape)));
   }
 
   Tensor out = Tensor::empty(image.dtype(), kernel_shape);

@@ -1,5 +1,7 @@
 #include "convgraph/ops/cpu/corrmm.hpp"
 
+#include "convgraph/ops/conv/conv_checks.hpp"
+
 #include <fmt/format.h>
 
 #include <optional>
@@ -19,37 +21,6 @@ std::string op_name(ConvDirection direction, int convdim) {
   if (direction == ConvDirection::grad_inputs) name += "_gradInputs";
   if (direction == ConvDirection::grad_weights) name += "_gradWeights";
   return name;
-}
-
-std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-  const std::int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
-void check_params(const std::string& fn, const ConvParams& p) {
-  const auto n = static_cast<std::size_t>(p.convdim);
-  if (p.convdim != 2 && p.convdim != 3) {
-    throw ValueError(fmt::format("{}: convdim is {}; expected 2 or 3", fn, p.convdim));
-  }
-  if (p.border.size() != n || p.subsample.size() != n || p.dilation.size() != n) {
-    throw ValueError(
-        fmt::format("{}: ConvParams has {} border, {} subsample and {} dilation entries; expected "
-                    "{} of each (build it with make_conv_params)",
-                    fn, p.border.size(), p.subsample.size(), p.dilation.size(), n));
-  }
-  for (std::size_t a = 0; a < n; ++a) {
-    if (p.subsample[a] < 1 || p.dilation[a] < 1) {
-      throw ValueError(fmt::format("{}: subsample ({}) and dilation ({}) must be positive", fn,
-                                   fmt::join(p.subsample, ", "), fmt::join(p.dilation, ", ")));
-    }
-  }
-  if (p.num_groups < 1) {
-    throw ValueError(fmt::format("{}: num_groups is {}; expected at least 1", fn, p.num_groups));
-  }
-  if (p.unshared && p.convdim != 2) {
-    throw UnsupportedError(fmt::format(
-        "{}: unshared convolution is only implemented for 2-D, not {}-D", fn, p.convdim));
-  }
 }
 
 void check_tensor(const std::string& fn, const char* what, const Tensor& t, int rank) {
@@ -82,16 +53,6 @@ void check_dtypes(const std::string& fn, const char* what_a, const Tensor& a, co
   }
 }
 
-void check_spatial_argument(const std::string& fn, const char* what, const Shape& spatial,
-                            int convdim, std::int64_t minimum) {
-  bool ok = static_cast<int>(spatial.size()) == convdim;
-  for (std::int64_t v : spatial) ok = ok && v >= minimum;
-  if (!ok) {
-    throw ShapeError(fmt::format("{}: {} is {}; expected {} sizes, each at least {}", fn, what,
-                                 shape_str(spatial), convdim, minimum));
-  }
-}
-
 Shape last_axes(const Shape& shape, int count) {
   return Shape(shape.end() - count, shape.end());
 }
@@ -117,13 +78,8 @@ void set_spatial(CorrGeometry& geo, const ConvParams& p, const Shape& image_spat
     const auto [before, after] = p.border[i].resolve(dilated);
     geo.pad_before[j] = before;
     geo.pad_after[j] = after;
-    geo.output[j] = floor_div(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
+    geo.output[j] = floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
   }
-}
-
-std::string describe(const ConvParams& p, const Shape& image, const Shape& kernel) {
-  return fmt::format("image shape {}, kernel shape {}, {}", shape_str(image), shape_str(kernel),
-                     p.str());
 }
 
 void check_output_possible(const std::string& fn, const CorrGeometry& geo, const ConvParams& p,
@@ -133,7 +89,7 @@ void check_output_possible(const std::string& fn, const CorrGeometry& geo, const
       throw ShapeError(fmt::format(
           "{}: the convolution would produce an impossible output of spatial size {} "
           "({}); every spatial size must be at least 1",
-          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe(p, image, kernel)));
+          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe_conv(p, image, kernel)));
     }
   }
 }
@@ -197,7 +153,7 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
   switch (direction) {
     case ConvDirection::forward: {
       const Shape kernel_spatial = last_axes(b, n);
-      check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
       set_spatial(geo, p, last_axes(a, n), kernel_spatial);
       geo.batch = a[0];
       set_channels(fn, geo, a[1], b[0], b[b.size() - static_cast<std::size_t>(n) - 1], "image");
@@ -207,9 +163,9 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
       break;
     }
     case ConvDirection::grad_inputs: {
-      check_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
+      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
       const Shape kernel_spatial = last_axes(a, n);
-      check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
       const std::int64_t kernel_channels = a[a.size() - static_cast<std::size_t>(n) - 1];
       Shape image_shape{b[0], kernel_channels * p.num_groups};
       image_shape.insert(image_shape.end(), spatial.begin(), spatial.end());
@@ -223,14 +179,14 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
             "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
             "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
             fn, shape_str(expected), shape_str(b), shape_str(spatial),
-            describe(p, image_shape, a)));
+            describe_conv(p, image_shape, a)));
       }
       check_unshared_regions(fn, geo, p, a);
       out.result = image_shape;
       break;
     }
     case ConvDirection::grad_weights: {
-      check_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
+      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
       set_spatial(geo, p, last_axes(a, n), spatial);
       geo.batch = a[0];
       set_channels(fn, geo, a[1], b[1], a[1] / p.num_groups, "image");
@@ -247,7 +203,7 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
             "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
             "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
             fn, shape_str(expected), shape_str(b), shape_str(spatial),
-            describe(p, a, kernel_shape)));
+            describe_conv(p, a, kernel_shape)));
       }
       out.result = kernel_shape;
       break;
@@ -305,7 +261,7 @@ const char* second_input_name(ConvDirection direction) {
 
 void check_inputs(const std::string& fn, ConvDirection direction, const ConvParams& p,
                   const Tensor& a, const Tensor& b) {
-  check_params(fn, p);
+  check_conv_params(fn, p);
   const char* name_a = first_input_name(direction);
   const char* name_b = second_input_name(direction);
   check_tensor(fn, name_a, a,
@@ -371,7 +327,7 @@ class CorrMMKernel final : public Kernel {
   // Prepares for these input shapes now; on any error, leaves it to run time to report.
   void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) {
     try {
-      check_params(name_, params_);
+      check_conv_params(name_, params_);
       check_hints(name_, direction_, params_, a, b, spatial);
       Prepared prep = prepare(name_, direction_, params_, a, b, spatial);
       cached_ = Cached{dtype, a, b, spatial, std::move(prep)};

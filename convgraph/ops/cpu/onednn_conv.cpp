@@ -11,6 +11,8 @@
 // buffers are not kept between calls (they would pin memory per node for nothing).
 #include "convgraph/ops/cpu/onednn_conv.hpp"
 
+#include "convgraph/ops/conv/conv_checks.hpp"
+
 #include <fmt/format.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl_debug.h>
@@ -92,31 +94,8 @@ class ScopedOmpThreads {
 
 // ---- checks: the reference's (reference_conv.cpp), in the same order, with the op's name ----
 
-std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-  const std::int64_t q = a / b;
-  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
-}
-
 void check_params(const std::string& fn, const ConvParams& p) {
-  const auto n = static_cast<std::size_t>(p.convdim);
-  if (p.convdim != 2 && p.convdim != 3) {
-    throw ValueError(fmt::format("{}: convdim is {}; expected 2 or 3", fn, p.convdim));
-  }
-  if (p.border.size() != n || p.subsample.size() != n || p.dilation.size() != n) {
-    throw ValueError(
-        fmt::format("{}: ConvParams has {} border, {} subsample and {} dilation entries; expected "
-                    "{} of each (build it with make_conv_params)",
-                    fn, p.border.size(), p.subsample.size(), p.dilation.size(), n));
-  }
-  for (std::size_t a = 0; a < n; ++a) {
-    if (p.subsample[a] < 1 || p.dilation[a] < 1) {
-      throw ValueError(fmt::format("{}: subsample ({}) and dilation ({}) must be positive", fn,
-                                   fmt::join(p.subsample, ", "), fmt::join(p.dilation, ", ")));
-    }
-  }
-  if (p.num_groups < 1) {
-    throw ValueError(fmt::format("{}: num_groups is {}; expected at least 1", fn, p.num_groups));
-  }
+  check_conv_params(fn, p);
   if (p.unshared) {
     throw UnsupportedError(fmt::format(
         "{}: unshared convolutions are not supported by oneDNN (use CorrMM: conv_gemm)", fn));
@@ -155,23 +134,8 @@ void check_dtypes(const std::string& fn, const char* what_a, const Tensor& a, co
   }
 }
 
-void check_spatial_argument(const std::string& fn, const char* what, const Shape& spatial,
-                            int convdim, std::int64_t minimum) {
-  bool ok = static_cast<int>(spatial.size()) == convdim;
-  for (std::int64_t v : spatial) ok = ok && v >= minimum;
-  if (!ok) {
-    throw ShapeError(fmt::format("{}: {} is {}; expected {} sizes, each at least {}", fn, what,
-                                 shape_str(spatial), convdim, minimum));
-  }
-}
-
 Shape last_axes(const Shape& shape, int count) {
   return Shape(shape.end() - count, shape.end());
-}
-
-std::string describe(const ConvParams& p, const Shape& image, const Shape& kernel) {
-  return fmt::format("image shape {}, kernel shape {}, {}", shape_str(image), shape_str(kernel),
-                     p.str());
 }
 
 // One problem in oneDNN's terms, from the shapes of a call.
@@ -195,7 +159,8 @@ void set_spatial(Problem& pr, const ConvParams& p, const Shape& image_spatial,
     pr.dilates.push_back(p.dilation[i] - 1);
     pr.pad_before.push_back(before);
     pr.pad_after.push_back(after);
-    pr.output.push_back(floor_div(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1);
+    pr.output.push_back(floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) +
+                        1);
   }
 }
 
@@ -226,7 +191,7 @@ void check_output_possible(const std::string& fn, const Problem& pr, const ConvP
       throw ShapeError(
           fmt::format("{}: the convolution would produce an impossible output of spatial size {} "
                       "({}); every spatial size must be at least 1",
-                      fn, shape_str(spatial), describe(p, image, kernel)));
+                      fn, shape_str(spatial), describe_conv(p, image, kernel)));
     }
   }
 }
@@ -240,7 +205,7 @@ Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams
   switch (direction) {
     case ConvDirection::forward: {
       const Shape kernel_spatial = last_axes(b, n);
-      check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
       pr.output = {a[0], b[0]};
       set_spatial(pr, p, last_axes(a, n), kernel_spatial);
       check_channels(fn, p.num_groups, a[1], b[0], b[1], "image");
@@ -251,9 +216,9 @@ Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams
       break;
     }
     case ConvDirection::grad_inputs: {
-      check_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
+      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
       const Shape kernel_spatial = last_axes(a, n);
-      check_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
       Shape image{b[0], a[1] * p.num_groups};
       image.insert(image.end(), spatial.begin(), spatial.end());
       pr.output = {b[0], a[0]};
@@ -264,7 +229,8 @@ Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams
         throw ShapeError(fmt::format(
             "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
             "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
-            fn, shape_str(pr.output), shape_str(b), shape_str(spatial), describe(p, image, a)));
+            fn, shape_str(pr.output), shape_str(b), shape_str(spatial),
+            describe_conv(p, image, a)));
       }
       pr.image = image;
       pr.kernel = a;
@@ -272,7 +238,7 @@ Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams
       break;
     }
     case ConvDirection::grad_weights: {
-      check_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
+      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
       pr.output = {a[0], b[1]};
       set_spatial(pr, p, last_axes(a, n), spatial);
       // The kernel gradient has C / G channels by construction: only divisibility can fail.
@@ -284,7 +250,8 @@ Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams
         throw ShapeError(fmt::format(
             "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
             "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
-            fn, shape_str(pr.output), shape_str(b), shape_str(spatial), describe(p, a, kernel)));
+            fn, shape_str(pr.output), shape_str(b), shape_str(spatial),
+            describe_conv(p, a, kernel)));
       }
       pr.image = a;
       pr.kernel = kernel;
