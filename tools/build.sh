@@ -10,10 +10,10 @@ build_dir=${1:-build}
 
 launcher=()
 if command -v ccache >/dev/null 2>&1; then
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 else
   # Clear a launcher left in the cache by an earlier configure on a machine that had ccache.
-  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=)
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER= -DCMAKE_CUDA_COMPILER_LAUNCHER=)
 fi
 
 read -r -a extra_args <<<"${CONVGRAPH_CMAKE_ARGS:-}"

@@ -9,8 +9,10 @@
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/optimizer/basic_passes.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
+#include "convgraph/optimizer/conv_lowering_gpu.hpp"
 #include "convgraph/optimizer/conv_lowering_onednn.hpp"
 #include "convgraph/optimizer/conv_meta.hpp"
+#include "convgraph/optimizer/gpu_placement.hpp"
 
 namespace convgraph {
 namespace {
@@ -149,6 +151,12 @@ void register_builtin_passes(PassDatabase& db) {
           {"fast_run", "shape_assert"},
           "drop Assert conditions that are constant true",
           equilibrium({{"remove_proven_assert", rewrite_remove_proven_assert}})});
+  // With device=cuda: move what can run on the GPU there, with transfers at the edges.
+  db.add({"gpu_placement",
+          5,
+          {"fast_run", "fast_compile", "gpu"},
+          "device=cuda: move convolutions to the GPU, transfers only where values cross",
+          place_on_device});
   // Convolution lowering, in order conv_meta (10) -> conv_dnn (20) -> conv_gemm (30), then the
   // check that nothing abstract is left.
   db.add({"conv_meta",
@@ -160,13 +168,23 @@ void register_builtin_passes(PassDatabase& db) {
   db.add({"conv_dnn",
           20,
           {"fast_run", "fast_compile", "conv_dnn", "onednn"},
-          "lower abstract convolutions to the vendor DNN library (oneDNN on the CPU)",
+          "lower abstract convolutions on the CPU to oneDNN",
           equilibrium({{"conv_dnn", lower_conv_to_onednn}}, 2)});
+  db.add({"conv_dnn_gpu",
+          20,
+          {"fast_run", "fast_compile", "conv_dnn", "cudnn"},
+          "lower abstract convolutions on the GPU to cuDNN",
+          equilibrium({{"conv_dnn_gpu", lower_conv_to_cudnn}}, 2)});
   db.add({"conv_gemm",
           30,
           {"fast_run", "fast_compile", "conv_gemm"},
-          "lower abstract convolutions to im2col + GEMM (CorrMM family on the CPU)",
+          "lower abstract convolutions on the CPU to im2col + GEMM (CorrMM family)",
           equilibrium({{"conv_gemm", lower_conv_to_corrmm}}, 2)});
+  db.add({"conv_gemm_gpu",
+          30,
+          {"fast_run", "fast_compile", "conv_gemm"},
+          "lower abstract convolutions on the GPU to im2col + GEMM (GpuCorrMM family)",
+          equilibrium({{"conv_gemm_gpu", lower_conv_to_gpu_corrmm}}, 2)});
   db.add({"conv_check",
           40,
           {"fast_run", "fast_compile"},

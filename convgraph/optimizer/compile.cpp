@@ -2,11 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+#include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/ops/kernel_op.hpp"
+#include "convgraph/ops/tensor/transfer.hpp"
 #include "convgraph/optimizer/debug_mode.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/runtime/blas_config.hpp"
@@ -44,7 +48,34 @@ void describe_for_profile(const Node& node, bool debug_mode, PlanStep& step) {
   }
 }
 
-std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& config) {
+// The variable a function output is read from: with outputs on the device, the device value a
+// final HostFromGpu transfers, else the output itself.
+Variable output_source(const Variable& out, bool outputs_on_device) {
+  Variable source;
+  if (outputs_on_device && is_transfer_output(out, &source) && source.type().device.is_cuda()) {
+    return source;
+  }
+  return out;
+}
+
+// Whether every reader of input IN is a transfer onto a device (then, with inputs on the device,
+// the argument is taken there and the transfer passes it through).
+std::optional<Device> device_of_readers(const FunctionGraph& graph, const Variable& in) {
+  std::optional<Device> device;
+  const auto& readers = graph.clients(in);
+  if (readers.empty()) return std::nullopt;
+  for (const auto& [node, index] : readers) {
+    if (node == nullptr) return std::nullopt;  // the input is also an output
+    const auto* t = dynamic_cast<const Transfer*>(node->op.get());
+    if (t == nullptr || t->target().is_cpu()) return std::nullopt;
+    if (device && *device != t->target()) return std::nullopt;
+    device = t->target();
+  }
+  return device;
+}
+
+std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& config,
+                                 const CompileOptions& options) {
   auto plan = std::make_shared<Plan>();
   plan->release_intermediates = config.get_bool("allow_gc");
   const bool debug_mode = config.get("mode") == "DebugMode";
@@ -57,6 +88,29 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   for (const Variable& in : graph.inputs()) {
     plan->input_slots.push_back(new_slot(in));
     plan->input_specs.push_back(spec_of(in));
+    if (options.inputs_on_device) {
+      if (auto device = device_of_readers(graph, in)) plan->input_specs.back().device = *device;
+    }
+  }
+  std::vector<Variable> outputs;
+  for (const Variable& out : graph.outputs()) {
+    outputs.push_back(output_source(out, options.outputs_on_device));
+  }
+  // Nodes whose results nothing reads once outputs stay on the device (the final transfers).
+  std::unordered_set<const Node*> needed;
+  {
+    std::vector<const Node*> stack;
+    for (const Variable& out : outputs) {
+      if (out.owner() != nullptr) stack.push_back(out.owner());
+    }
+    while (!stack.empty()) {
+      const Node* n = stack.back();
+      stack.pop_back();
+      if (!needed.insert(n).second) continue;
+      for (const Variable& in : n->inputs) {
+        if (in.owner() != nullptr) stack.push_back(in.owner());
+      }
+    }
   }
   auto slot_for_read = [&](const Variable& v) {
     auto it = slot_of.find(v.get());
@@ -71,7 +125,17 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   };
 
   const auto& order = graph.toposort();
+  std::set<std::pair<int, int>> devices;
+  auto note_device = [&](Device d) {
+    if (!d.is_cpu() && devices.insert({static_cast<int>(d.kind), d.index}).second) {
+      plan->devices.push_back(d);
+    }
+  };
+  for (const auto& spec : plan->input_specs) note_device(spec.device);
   for (Node* node : order) {
+    if (!needed.count(node)) continue;
+    for (const Variable& in : node->inputs) note_device(in.type().device);
+    for (const auto& out : node->output_data) note_device(out.type.device);
     PlanStep step;
     step.kernel = kernel_for(*node);
     if (debug_mode) {
@@ -91,7 +155,7 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     }
     plan->steps.push_back(std::move(step));
   }
-  for (const Variable& out : graph.outputs()) plan->output_slots.push_back(slot_for_read(out));
+  for (const Variable& out : outputs) plan->output_slots.push_back(slot_for_read(out));
 
   // Release each computed slot after its last reader (or right after it is produced when
   // nothing reads it), unless the function returns it.
@@ -122,7 +186,7 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
   configure_blas_coretype(config.get("blas.coretype"));
   auto graph = std::make_shared<FunctionGraph>(inputs, outputs);
   optimize(*graph, config);
-  auto plan = build_plan(*graph, config);
+  auto plan = build_plan(*graph, config, options);
   Function function(std::move(plan), std::move(graph));
   // The trace file is kept even when profiling is off, for a later enable_profiling(); it is
   // checked when profiling starts, so here when the flag profile is on.

@@ -16,6 +16,10 @@ struct CompileOptions {
   std::optional<Config> config;
   // Extra flags applied on top ("key=value,key=value"), e.g. "optimizer_excluding=conv_dnn".
   std::string flags;
+  // With device=cuda: whether the function takes its inputs, and returns its outputs, as tensors
+  // on the device (no transfer at that edge). By default both live on the host.
+  bool inputs_on_device = false;
+  bool outputs_on_device = false;
 };
 
 // Compiles the graph computing OUTPUTS from INPUTS. Every variable the outputs depend on must be

@@ -21,6 +21,8 @@ constexpr const char* kCandidate = "conv_dnn (oneDNN)";
 std::vector<Variable> lower_conv_to_onednn(Node& node, const PassContext& ctx) {
   const auto* conv = dynamic_cast<const AbstractConv*>(node.op.get());
   if (conv == nullptr) return {};
+  // Nodes on a GPU are conv_dnn_gpu's (cuDNN).
+  if (!node.output_data[0].type.device.is_cpu()) return {};
 #if !CONVGRAPH_HAVE_ONEDNN
   ctx.decline(node, kCandidate,
               "oneDNN is not built into this convgraph (libdnnl-dev was not found at configure "
@@ -28,12 +30,6 @@ std::vector<Variable> lower_conv_to_onednn(Node& node, const PassContext& ctx) {
   return {};
 #else
   const TensorType& type = node.output_data[0].type;
-  if (!type.device.is_cpu()) {
-    // On the GPU, conv_dnn means cuDNN: another lowering function's business.
-    ctx.decline(node, kCandidate,
-                fmt::format("the node is on {}; oneDNN runs on the CPU", type.device.str()));
-    return {};
-  }
   // dnn.enabled is the switch for the vendor DNN library; on the CPU that is oneDNN. Only
   // "False" matters here: oneDNN needs no availability probe, and a build without it is
   // handled above.

@@ -2,18 +2,22 @@
 
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/printing.hpp"
+#include "convgraph/runtime/device_backend.hpp"
 
 namespace convgraph {
 
 Function::Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const FunctionGraph> graph)
-    : plan_(std::move(plan)),
-      graph_(std::move(graph)),
-      stats_(std::make_shared<ExecutionStats>()) {}
+    : plan_(std::move(plan)), graph_(std::move(graph)), stats_(std::make_shared<ExecutionStats>()) {
+  // One stream per device the plan runs on, for the lifetime of the function (and its copies).
+  if (plan_) {
+    for (const Device& device : plan_->devices) streams_.push_back(create_device_stream(device));
+  }
+}
 
 std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args) const {
   if (!plan_) throw ValueError("call of an empty Function (default-constructed, never compiled)");
-  if (!profiling_) return execute(*plan_, args, stats_.get());
-  auto results = execute(*plan_, args, stats_.get(), profiler_.get());
+  if (!profiling_) return execute(*plan_, args, stats_.get(), nullptr, streams_);
+  auto results = execute(*plan_, args, stats_.get(), profiler_.get(), streams_);
   if (!trace_file_.empty()) {
     try {
       profiler_->write_chrome_trace(trace_file_);

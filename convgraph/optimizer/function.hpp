@@ -13,6 +13,7 @@
 namespace convgraph {
 
 class FunctionGraph;
+class DeviceStream;
 
 class Function {
  public:
@@ -55,6 +56,7 @@ class Function {
   std::shared_ptr<const Plan> plan_;
   std::shared_ptr<const FunctionGraph> graph_;
   std::shared_ptr<ExecutionStats> stats_;
+  std::vector<std::shared_ptr<DeviceStream>> streams_;
   // Created on the first enable_profiling(true); kept when profiling stops, for profile().
   std::shared_ptr<Profiler> profiler_;
   bool profiling_ = false;

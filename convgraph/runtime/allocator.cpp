@@ -11,6 +11,10 @@
 #include <vector>
 
 #include "convgraph/base/error.hpp"
+#include "convgraph/build_config.hpp"
+#if CONVGRAPH_HAVE_CUDA
+#include "convgraph/runtime/cuda/cuda_backend.hpp"
+#endif
 
 namespace convgraph {
 namespace {
@@ -152,8 +156,14 @@ Allocator& cpu_allocator() {
 Allocator& allocator_for(Device device) {
   if (device.is_cpu()) return cpu_allocator();
   auto& r = registry();
-  std::lock_guard lock(r.mutex);
+  std::unique_lock lock(r.mutex);
   auto it = r.allocators.find({static_cast<int>(device.kind), device.index});
+#if CONVGRAPH_HAVE_CUDA
+  if (it == r.allocators.end() && device.is_cuda()) {
+    lock.unlock();
+    return cuda::device_allocator(device.index);  // registers itself
+  }
+#endif
   if (it == r.allocators.end()) {
     throw DeviceError(fmt::format(
         "no allocator for device {}: this build or this machine has no such device", device.str()));

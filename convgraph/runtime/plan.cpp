@@ -4,6 +4,7 @@
 
 #include <unordered_set>
 
+#include "convgraph/runtime/device_backend.hpp"
 #include "convgraph/runtime/profile.hpp"
 
 namespace convgraph {
@@ -59,8 +60,57 @@ void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t inde
 
 }  // namespace
 
+namespace {
+
+// Makes the function's streams current for a call, and waits for them when it ends (also when it
+// fails: queued kernels may still read buffers the caller frees next).
+class StreamScope {
+ public:
+  explicit StreamScope(const std::vector<std::shared_ptr<DeviceStream>>& streams)
+      : streams_(streams) {
+    for (const auto& s : streams_) s->enter();
+  }
+  ~StreamScope() {
+    for (const auto& s : streams_) {
+      try {
+        s->synchronize();
+      } catch (...) {
+        // An error already propagating is the one to report; finish() reports the others.
+      }
+      s->leave();
+    }
+  }
+  void synchronize() {
+    for (const auto& s : streams_) s->synchronize();
+  }
+
+ private:
+  const std::vector<std::shared_ptr<DeviceStream>>& streams_;
+};
+
+std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
+                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams);
+
+}  // namespace
+
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
-                            ExecutionStats* stats, Profiler* profiler) {
+                            ExecutionStats* stats, Profiler* profiler,
+                            const std::vector<std::shared_ptr<DeviceStream>>& streams) {
+  if (streams.size() != plan.devices.size()) {
+    throw ConvGraphError(
+        fmt::format("internal error: the plan runs on {} device(s) but {} stream(s) were given",
+                    plan.devices.size(), streams.size()));
+  }
+  StreamScope scope(streams);
+  std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope);
+  scope.synchronize();
+  return results;
+}
+
+namespace {
+
+std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
+                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams) {
   // Every clock read below is behind `if (profiler)`: an unprofiled call pays one branch per step.
   CallSample sample;
   if (profiler != nullptr) {
@@ -114,6 +164,8 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
     const std::int64_t start_ns = profiler != nullptr ? Profiler::now_ns() : 0;
     try {
       step.kernel->run(inputs, outputs);
+      // A device kernel only queued its work: wait for it, so that the time is its own.
+      if (profiler != nullptr) streams.synchronize();
     } catch (...) {
       rethrow_with_context(step.label + ": ");
     }
@@ -178,5 +230,7 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
   }
   return results;
 }
+
+}  // namespace
 
 }  // namespace convgraph

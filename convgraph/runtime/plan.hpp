@@ -48,6 +48,8 @@ struct Plan {
   std::vector<std::pair<int, Tensor>> constants;  // slot, value
   std::vector<PlanStep> steps;
   bool release_intermediates = true;
+  // The devices other than the CPU that steps run on; execute() runs their work on streams.
+  std::vector<Device> devices;
 };
 
 // Per-call statistics, written by execute().
@@ -56,11 +58,15 @@ struct ExecutionStats {
 };
 
 class Profiler;
+class DeviceStream;
 
 // Checks ARGS against the plan's input specs and runs every step. Errors from kernels are
 // rethrown with the step's label prepended, keeping their type. With a PROFILER (made for this
 // plan), each step is timed and the completed call recorded; without one no clock is read.
+// STREAMS (one per entry of plan.devices) receive the device work of the call; execute() returns
+// when it is done. With a profiler, every device step is waited for, so its time is its own.
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
-                            ExecutionStats* stats = nullptr, Profiler* profiler = nullptr);
+                            ExecutionStats* stats = nullptr, Profiler* profiler = nullptr,
+                            const std::vector<std::shared_ptr<DeviceStream>>& streams = {});
 
 }  // namespace convgraph

@@ -1,5 +1,7 @@
 #include "convgraph/runtime/tensor.hpp"
 
+#include "convgraph/runtime/device_backend.hpp"
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -201,8 +203,9 @@ Tensor Tensor::cast(DType dtype) const {
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
-  throw UnsupportedError(fmt::format("copy from {} to {}: no transfer backend in this build",
-                                     device().str(), target.str()));
+  Tensor t = empty(dtype_, shape_, target);
+  copy_between_devices(t, *this);
+  return t;
 }
 
 void Tensor::copy_from(const Tensor& src) {
@@ -211,7 +214,8 @@ void Tensor::copy_from(const Tensor& src) {
                                  shape_str(src.shape_), shape_str(shape_)));
   }
   if (!device().is_cpu() || !src.device().is_cpu()) {
-    throw UnsupportedError("copy_from between devices needs a device backend");
+    copy_between_devices(*this, src);
+    return;
   }
   dispatch_dtype(dtype_, [&]<typename D>() {
     dispatch_dtype(src.dtype_, [&]<typename S>() {
@@ -242,6 +246,10 @@ void Tensor::copy_from(const Tensor& src) {
 }
 
 void Tensor::fill(double value) {
+  if (!device().is_cpu()) {
+    fill_on_device(*this, value);
+    return;
+  }
   dispatch_dtype(dtype_, [&]<typename T>() {
     const T v = std::is_same_v<T, bool> ? static_cast<T>(value != 0.0) : convert<T>(value);
     T* base = static_cast<T*>(storage_->data());

@@ -1,0 +1,25 @@
+// The CUDA backend as plain C++ (no CUDA headers): what the device-independent runtime calls.
+// Only compiled when CUDA is built in (CONVGRAPH_HAVE_CUDA).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "convgraph/runtime/allocator.hpp"
+#include "convgraph/runtime/device_backend.hpp"
+
+namespace convgraph::cuda {
+
+// Number of usable CUDA devices; 0 with *WHY set when there is no driver or no device.
+int device_count(std::string* why = nullptr);
+bool available(int index, std::string* why);
+std::string describe(int index);
+
+// The caching allocator of device INDEX (created on first use; DeviceError when unusable).
+Allocator& device_allocator(int index);
+
+void copy(const Tensor& dst, const Tensor& src);
+void fill(const Tensor& dst, double value);
+std::shared_ptr<DeviceStream> create_stream(int index);
+
+}  // namespace convgraph::cuda

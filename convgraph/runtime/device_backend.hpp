@@ -1,0 +1,63 @@
+// What the runtime needs from a device other than the CPU: whether it can be used, copies to and
+// from it, and streams (queues of device work). The functions here are compiled into every build;
+// in a build without CUDA they throw DeviceError saying so.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "convgraph/runtime/device.hpp"
+#include "convgraph/runtime/tensor.hpp"
+
+namespace convgraph {
+
+// Whether DEVICE can be used here; when not, *WHY says why (no CUDA in this build, no driver, no
+// such device number, ...).
+bool device_available(Device device, std::string* why = nullptr);
+// Throws DeviceError naming DEVICE and the reason when it cannot be used.
+void require_device(Device device);
+// A one-line description: "cpu", "cuda0: NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)".
+std::string describe_device(Device device);
+
+// Copies SRC into DST: same shape, any devices (CPU <-> device, device <-> device), dtype
+// converted. Work goes to the current stream of the device involved; the copy is complete when
+// the function returns.
+void copy_between_devices(const Tensor& dst, const Tensor& src);
+// Sets every element of DST (on a device) to VALUE.
+void fill_on_device(const Tensor& dst, double value);
+
+// A queue of device work. A Function owns one per device it runs on: while a call runs the stream
+// is current on the calling thread, so every kernel of the call goes to it, and the call ends by
+// waiting for it.
+class DeviceStream {
+ public:
+  virtual ~DeviceStream() = default;
+  virtual Device device() const = 0;
+  // Makes this stream the current one of its device on this thread; leave() restores the one
+  // that was current before. Calls nest.
+  virtual void enter() = 0;
+  virtual void leave() = 0;
+  // Waits until all work queued on the stream is done; throws DeviceError when it failed.
+  virtual void synchronize() = 0;
+};
+
+// A new stream on DEVICE (DeviceError when the device cannot be used).
+std::shared_ptr<DeviceStream> create_device_stream(Device device);
+
+// Makes STREAM current for the lifetime of the guard (nothing when STREAM is null).
+class StreamGuard {
+ public:
+  explicit StreamGuard(DeviceStream* stream) : stream_(stream) {
+    if (stream_ != nullptr) stream_->enter();
+  }
+  ~StreamGuard() {
+    if (stream_ != nullptr) stream_->leave();
+  }
+  StreamGuard(const StreamGuard&) = delete;
+  StreamGuard& operator=(const StreamGuard&) = delete;
+
+ private:
+  DeviceStream* stream_;
+};
+
+}  // namespace convgraph
