@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <iostream>
 #include <random>
 
 namespace convgraph::testing {
@@ -145,6 +147,13 @@ std::string check_rop(const std::function<Variable(const std::vector<Variable>&)
     }
   }
   return "";
+}
+
+void require_gpu_or_skip() {
+  std::string why;
+  if (device_available(Device::cuda(0), &why)) return;
+  std::cout << "SKIPPED: this test needs a CUDA GPU: " << why << std::endl;
+  std::_Exit(77);
 }
 
 }  // namespace convgraph::testing

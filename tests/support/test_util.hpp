@@ -38,6 +38,11 @@ std::string check_rop(const std::function<Variable(const std::vector<Variable>&)
                       const std::vector<Tensor>& points, double tolerance = 1e-6,
                       std::uint64_t seed = 7);
 
+// For [cuda] tests: returns when a CUDA device can be used. Otherwise prints why ("SKIPPED: ...")
+// and ends the test process with exit code 77, which CTest reports as skipped (the cuda tests
+// carry SKIP_RETURN_CODE 77), so a machine without a GPU shows every GPU test as skipped.
+void require_gpu_or_skip();
+
 }  // namespace convgraph::testing
 
 // REQUIRE that two tensors are close; prints the report on failure.

@@ -1,0 +1,66 @@
+// The GpuCorrMM family (spec 7.5 and 8): convolutions on a CUDA device as im2col / col2im
+// (convgraph's own CUDA kernels) plus cuBLAS GEMMs, in every direction, in 2-D ("GpuCorrMM") and
+// 3-D ("GpuCorr3dMM"), float16 / float32 / float64.
+//
+// As on the CPU (ops/cpu/corrmm.hpp), a GpuCorrMM node takes the same inputs and the same
+// ConvParams as the AbstractConv it replaces, filter_flip included (im2col reads the taps
+// mirrored), so a lowered node computes exactly what the abstract node computed and the two can
+// be compared node by node. Types, shapes, gradients and R-operators are the abstract op's.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/kernel_op.hpp"
+
+namespace convgraph {
+
+// Inputs by direction, as AbstractConv (tensors on one CUDA device; the shape input on the host):
+//   forward:      (image, kernel)
+//   grad_inputs:  (kernel, topgrad, shape)
+//   grad_weights: (image, topgrad, shape)
+class GpuCorrMM final : public KernelOp {
+ public:
+  GpuCorrMM(ConvDirection direction, ConvParams params);
+
+  ConvDirection direction() const { return direction_; }
+  const ConvParams& params() const { return params_; }
+
+  // "GpuCorrMM", "GpuCorrMM_gradInputs", "GpuCorrMM_gradWeights", "GpuCorr3dMM", ...
+  std::string name() const override;
+  std::string str() const override;
+  bool equals(const Op& other) const override;
+  std::size_t hash() const override;
+  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
+  std::vector<ShapeDims> infer_shape(const Node& node,
+                                     const std::vector<ShapeDims>& input_shapes) const override;
+  std::vector<Variable> grad(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& output_grads) const override;
+  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
+                             const std::vector<Variable>& outputs,
+                             const std::vector<Variable>& eval_points) const override;
+  // Runs the kernel's computation (on the device, current stream) and waits for it.
+  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool foldable() const override { return false; }
+  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // The AbstractConv with the same direction and parameters.
+  std::shared_ptr<const Op> reference_op() const override;
+
+ private:
+  ConvDirection direction_;
+  ConvParams params_;
+  std::shared_ptr<const AbstractConv> abstract_;
+};
+
+// The computations on device tensors (queued on the current stream of their device), with the
+// same checks and errors as the reference_conv_* functions of abstract_conv.hpp.
+Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel);
+Tensor gpu_corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel,
+                              const Tensor& topgrad, const Shape& image_spatial);
+Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image,
+                               const Tensor& topgrad, const Shape& kernel_spatial);
+
+}  // namespace convgraph
