@@ -253,9 +253,11 @@ std::vector<FlagSpec> declare_flags() {
   flags.push_back(
       boolean_flag("dnn.conv.allow_tf32", "False",
                    "Allow TF32 tensor-core math for float32 convolutions on GPUs that have it"));
-  flags.push_back(
-      integer_flag("dnn.conv.workspace_limit_mb", 0, 0, kNoMaximum,
-                   "Largest cuDNN workspace in MiB; 0 = the largest free block of GPU memory"));
+  flags.push_back(integer_flag(
+      "dnn.conv.workspace_limit_mb", 0, 0, kNoMaximum,
+      "Largest cuDNN workspace in MiB (an algorithm needing more falls back to the next one); "
+      "0 = no fixed limit: guess_* / time_* consider the free GPU memory (at most 4 "
+      "GiB) and any algorithm whose workspace can be allocated runs"));
   flags.push_back(deprecated_flag("dnn.conv.workmem", "dnn.conv.algo_fwd"));
   flags.push_back(deprecated_flag("dnn.conv.workmem_bwd",
                                   "dnn.conv.algo_bwd_filter and dnn.conv.algo_bwd_data"));
@@ -269,9 +271,10 @@ std::vector<FlagSpec> declare_flags() {
                             "Meta-optimizer tags whose candidates are not timed, e.g. "
                             "conv_dnn:default (':'-separated)"));
   flags.push_back(integer_flag(
-      "metaopt.verbose", 0, 0, 2,
-      "Meta-optimizer output on stderr: 0 = silent, 1 = one line per convolution (candidates, "
-      "winner, time) and nodes it cannot time, 2 = also every candidate's time or reason"));
+      "metaopt.verbose", 1, 0, 2,
+      "Meta-optimizer output on stderr: 0 = silent, 1 (default) = one line per convolution "
+      "(candidates, winner, time) and nodes it cannot time, 2 = also every candidate's time or "
+      "reason"));
 
   flags.push_back(choice_flag("autotune.cache", "read_write", {"read_write", "read_only", "off"},
                               "On-disk autotune cache: read_write, read_only (never appended "

@@ -20,10 +20,18 @@
 #include "convgraph/ops/conv/conv3d2d.hpp"
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/optimizer/compile.hpp"
+#include "convgraph/build_config.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
-#include "convgraph/runtime/autotune_cache.hpp"
-
+#include "convgraph/optimizer/conv_lowering_gpu.hpp"
 #include "convgraph/optimizer/conv_lowering_onednn.hpp"
+#include "convgraph/runtime/autotune_cache.hpp"
+#include "convgraph/runtime/device_backend.hpp"
+#if CONVGRAPH_HAVE_CUDA
+#include "convgraph/runtime/cuda/cuda_backend.hpp"
+#endif
+#if CONVGRAPH_HAVE_CUDNN
+#include "convgraph/ops/gpu/cudnn_conv.hpp"
+#endif
 
 namespace convgraph {
 namespace {
@@ -46,7 +54,7 @@ void say(const std::string& line) {
 
 // ---- lowering backends ----
 
-enum class Backend : unsigned char { corrmm, onednn };
+enum class Backend : unsigned char { corrmm, onednn, cudnn, gpu_corrmm };
 
 // The oneDNN lowering may return its replacement as a vector (a LocalRewrite) or as one variable.
 [[maybe_unused]] std::vector<Variable> as_vector(std::vector<Variable> v) {
@@ -63,6 +71,10 @@ std::vector<Variable> lower_with(Backend backend, Node& node, const PassContext&
       return lower_conv_to_corrmm(node, ctx);
     case Backend::onednn:
       return as_vector(lower_conv_to_onednn(node, ctx));
+    case Backend::cudnn:
+      return lower_conv_to_cudnn(node, ctx);
+    case Backend::gpu_corrmm:
+      return lower_conv_to_gpu_corrmm(node, ctx);
   }
   return {};
 }
@@ -432,42 +444,73 @@ Variable build_conv3d2d(const AbstractConv& op, const std::vector<Variable>& in,
 
 // ---- the candidate table ----
 
-bool tracks_every_node(const AbstractConv& /*op*/) {
-  return true;
+// Which nodes a candidate is offered (counted as choices): the CPU candidates take the nodes on
+// the host, the GPU ones the nodes the placement pass put on a CUDA device.
+bool tracks_every_cpu_node(const AbstractConv& /*op*/, Device device) {
+  return device.is_cpu();
 }
-bool tracks_3d_forward(const AbstractConv& op) {
-  return op.direction() == ConvDirection::forward && op.params().convdim == 3;
+bool tracks_cpu_3d_forward(const AbstractConv& op, Device device) {
+  return device.is_cpu() && op.direction() == ConvDirection::forward && op.params().convdim == 3;
+}
+bool tracks_every_gpu_node(const AbstractConv& /*op*/, Device device) {
+  return device.is_cuda();
+}
+bool tracks_gpu_3d_forward(const AbstractConv& op, Device device) {
+  return device.is_cuda() && op.direction() == ConvDirection::forward && op.params().convdim == 3;
 }
 
 struct Candidate {
   ConvMetaCandidateInfo info;
   Backend backend;
   Builder build;
-  bool (*tracks)(const AbstractConv& op);  // which nodes it is offered (counted as choices)
+  bool (*tracks)(const AbstractConv& op, Device device);
 };
 
 const std::vector<Candidate>& candidate_table() {
   static const std::vector<Candidate> table = {
+      // ---- on the CPU ----
       // The node's own op, lowered: what the conv_gemm / conv_dnn passes would produce.
-      {{"corrmm", {"default", "conv_gemm"}}, Backend::corrmm, build_same, tracks_every_node},
+      {{"corrmm", {"default", "conv_gemm"}}, Backend::corrmm, build_same, tracks_every_cpu_node},
       {{"onednn", {"default", "conv_dnn", "onednn"}},
        Backend::onednn,
        build_same,
-       tracks_every_node},
+       tracks_every_cpu_node},
       // The same result computed through another direction.
       {{"corrmm_alt", {"default", "alternative", "conv_gemm"}},
        Backend::corrmm,
        build_alternative,
-       tracks_every_node},
+       tracks_every_cpu_node},
       {{"onednn_alt", {"default", "alternative", "conv_dnn", "onednn"}},
        Backend::onednn,
        build_alternative,
-       tracks_every_node},
+       tracks_every_cpu_node},
       // Not default: as in the original, only when asked for (alternative or conv3d2d).
       {{"conv3d2d", {"alternative", "conv3d2d"}},
        Backend::corrmm,
        build_conv3d2d,
-       tracks_3d_forward},
+       tracks_cpu_3d_forward},
+      // ---- on a CUDA device (spec 7.6) ----
+      {{"cudnn", {"default", "conv_dnn", "cudnn"}},
+       Backend::cudnn,
+       build_same,
+       tracks_every_gpu_node},
+      {{"gpu_corrmm", {"default", "conv_gemm"}},
+       Backend::gpu_corrmm,
+       build_same,
+       tracks_every_gpu_node},
+      {{"gpu_corrmm_alt", {"default", "alternative", "conv_gemm"}},
+       Backend::gpu_corrmm,
+       build_alternative,
+       tracks_every_gpu_node},
+      // The GradI / GradW tricks of spec 9.4, as cuDNN ops of the other direction.
+      {{"cudnn_alt", {"default", "alternative", "conv_dnn", "cudnn"}},
+       Backend::cudnn,
+       build_alternative,
+       tracks_every_gpu_node},
+      {{"gpu_conv3d2d", {"alternative", "conv3d2d"}},
+       Backend::gpu_corrmm,
+       build_conv3d2d,
+       tracks_gpu_3d_forward},
   };
   return table;
 }
@@ -643,15 +686,29 @@ std::string describe_shapes(const AbstractConv& op, const ProblemShapes& s, DTyp
                      shape_str(s.output), dtype_name(dtype));
 }
 
+// The GPU's part of an autotune key: the device's name, compute capability and SM count, and the
+// library versions a choice depends on.
+std::string gpu_fingerprint(Device device) {
+#if CONVGRAPH_HAVE_CUDA
+  std::string print = cuda::fingerprint(device.index);
+#if CONVGRAPH_HAVE_CUDNN
+  print += "; cuDNN " + cudnn_version();
+#endif
+  return print;
+#else
+  return device.str();
+#endif
+}
+
 AutotuneKey make_key(const Node& node, const AbstractConv& op, const ProblemShapes& s,
-                     const std::vector<const Candidate*>& offered) {
+                     const std::vector<const Candidate*>& offered, const PassContext& ctx) {
   const ConvParams& p = op.params();
   AutotuneKey key;
   key.tuner = "conv_meta";
   // The kernels read the thread count from the process-wide flags when they run.
   const Device device = node.output_data[0].type.device;
-  key.device = cpu_device_fingerprint(global_config().get_int("threads"));
-  if (!device.is_cpu()) key.device += "; " + device.str();
+  key.device = device.is_cpu() ? cpu_device_fingerprint(global_config().get_int("threads"))
+                               : gpu_fingerprint(device);
   std::vector<std::string> names;
   for (const Candidate* c : offered) names.push_back(c->info.name);
   key.fields = {
@@ -666,6 +723,14 @@ AutotuneKey make_key(const Node& node, const AbstractConv& op, const ProblemShap
       // A different set of candidates may have a different winner.
       {"candidates", fmt::format("{}", fmt::join(names, ","))},
   };
+  if (device.is_cuda()) {
+    // What the cuDNN candidates compute with, and how they pick their algorithms.
+    for (const char* flag : {"dnn.conv.precision", "dnn.conv.allow_tf32", "dnn.conv.algo_fwd",
+                             "dnn.conv.algo_bwd_data", "dnn.conv.algo_bwd_filter",
+                             "dnn.conv.workspace_limit_mb", "dnn.enabled"}) {
+      key.fields.emplace_back(flag, ctx.config.get(flag));
+    }
+  }
   return key;
 }
 
@@ -682,8 +747,9 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
     return {};
   }
   std::vector<const Candidate*> offered;
+  const Device device = node.output_data[0].type.device;
   for (const Candidate* c : selected) {
-    if (c->tracks(op)) offered.push_back(c);
+    if (c->tracks(op, device)) offered.push_back(c);
   }
   const std::string problem =
       fmt::format("{}, {}", who, describe_shapes(op, *shapes, node.inputs[0].dtype()));
@@ -697,7 +763,7 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
   }
 
   const AutotuneCacheOptions cache_options = AutotuneCacheOptions::from_config(ctx.config);
-  const AutotuneKey key = make_key(node, op, *shapes, offered);
+  const AutotuneKey key = make_key(node, op, *shapes, offered, ctx);
   if (const auto cached = autotune_lookup(key, cache_options)) {
     for (const Candidate* c : offered) {
       if (c->info.name != cached->choice) continue;
@@ -803,7 +869,7 @@ Variable build_conv_meta_candidate(const std::string& name, Node& node, const Pa
     throw ValueError(fmt::format("conv_meta: node #{} ({}) is not an abstract convolution", node.id,
                                  node.op->str()));
   }
-  if (!c->tracks(*op)) {
+  if (!c->tracks(*op, node.output_data[0].type.device)) {
     why = fmt::format("{} is not offered for {}", name, op->name());
     return {};
   }

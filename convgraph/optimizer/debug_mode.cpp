@@ -22,7 +22,14 @@ class DebugCheckedKernel final : public Kernel {
   void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
     kernel_->run(inputs, outputs);
     std::vector<Tensor> expected(outputs.size());
-    reference_->perform(inputs, expected);
+    // The reference runs on the host: device inputs are copied there (to_vector in compare()
+    // copies device outputs the same way).
+    std::vector<Tensor> host_inputs;
+    host_inputs.reserve(inputs.size());
+    for (const Tensor& t : inputs) {
+      host_inputs.push_back(t.defined() && !t.device().is_cpu() ? t.to(Device::cpu()) : t);
+    }
+    reference_->perform(host_inputs, expected);
     for (std::size_t k = 0; k < outputs.size(); ++k) compare(k, outputs[k], expected[k]);
   }
 

@@ -4,14 +4,28 @@
 
 #include "convgraph/graph/op.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/ops/tensor/transfer.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 
 namespace convgraph {
 namespace {
 
+// Whether V is computed on TARGET (and only transferred back to the host).
+bool comes_from(const Variable& v, Device target) {
+  Variable source;
+  return is_transfer_output(v, &source) && source.type().device == target;
+}
+
 // The inputs of NODE that move to the device when the node does; empty when it stays.
 std::vector<std::size_t> movable_inputs(const Node& node, Device target) {
+  // Views (no computation: the same buffer seen with other strides) follow their input onto the
+  // device, so that a dimshuffle or flip between two device nodes costs no transfers.
+  if (dynamic_cast<const DimShuffle*>(node.op.get()) != nullptr ||
+      dynamic_cast<const Flip*>(node.op.get()) != nullptr) {
+    if (comes_from(node.inputs[0], target)) return {0};
+    return {};
+  }
   const auto* conv = dynamic_cast<const AbstractConv*>(node.op.get());
   if (conv == nullptr) return {};
   if (node.output_data[0].type.device == target) return {};

@@ -4,7 +4,8 @@
 // on the host.
 //
 // What moves today: the abstract convolutions of every direction (their shape input stays on the
-// host), with float16, float32 or float64 data. Constants they read are put on the device once,
+// host), with float16, float32 or float64 data, and the view ops (DimShuffle, Flip) whose input
+// is computed on the device. Constants they read are put on the device once,
 // at compile time, instead of being transferred on every call. Everything else runs on the host.
 #pragma once
 

@@ -92,7 +92,7 @@ TEST_CASE("config: defaults", "[config]") {
   CHECK_FALSE(config.get_bool("profile"));
   CHECK_FALSE(config.get_bool("optimizer.list_passes"));
   CHECK(config.get_int("threads") == 0);
-  CHECK(config.get_int("metaopt.verbose") == 0);
+  CHECK(config.get_int("metaopt.verbose") == 1);
   CHECK(config.get_int("dnn.conv.workspace_limit_mb") == 0);
   CHECK(config.get_list("optimizer_including").empty());
   CHECK(config.get_list("metaopt.optimizer_excluding").empty());

@@ -1,7 +1,7 @@
-// The second process of conv_meta's cache test (test_conv_meta.cpp): compiles the test's graph
-// with conv_meta included, the autotune cache file given by CONVGRAPH_FLAGS
-// (autotune.cache_path=...), checks the values against the reference, and reports how many
-// candidates it timed.
+// The second process of conv_meta's cache tests (test_conv_meta.cpp, and test_gpu_meta.cpp with
+// device=cuda): compiles the test's graph with conv_meta included, the autotune cache file and
+// the device given by CONVGRAPH_FLAGS (autotune.cache_path=..., device=...), checks the values
+// against the reference on the host, and reports how many candidates it timed.
 //
 // Exit code: 0 when it timed nothing (every choice came from the cache), 1 when it timed
 // candidates, 2 on an error, 3 when the values are wrong.
@@ -71,9 +71,10 @@ int main() {
     const ConvMetaStats stats = conv_meta_stats();
 
     CompileOptions reference;
+    // The reference runs on the host whatever device CONVGRAPH_FLAGS asks for.
     reference.flags = pass_database().known_tags().count("conv_dnn") != 0
-                          ? "optimizer_excluding=conv_gemm:conv_dnn:conv_check"
-                          : "optimizer_excluding=conv_gemm:conv_check";
+                          ? "device=cpu,optimizer_excluding=conv_gemm:conv_dnn:conv_check"
+                          : "device=cpu,optimizer_excluding=conv_gemm:conv_check";
     const std::vector<Tensor> args{random_tensor({2, 3, 10, 10}, 11),
                                    random_tensor({4, 3, 3, 3}, 12)};
     const auto actual = f(args);

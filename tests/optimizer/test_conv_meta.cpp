@@ -330,27 +330,34 @@ ConvParams params(int n, const BorderMode& border, bool flip,
 }  // namespace
 
 TEST_CASE("conv_meta: candidates are selected by the metaopt counting rule", "[meta]") {
+  // The table holds the CPU candidates, then the GPU ones (each node is offered only those of its
+  // device); the rule selects over the whole table.
   auto selected = [](const std::string& flags) {
     Config config;
     config.apply(flags);
     return fmt::format("{}", fmt::join(select_conv_meta_candidates(config), " "));
   };
-  REQUIRE(selected("") == "corrmm onednn corrmm_alt onednn_alt");
+  REQUIRE(selected("") ==
+          "corrmm onednn corrmm_alt onednn_alt cudnn gpu_corrmm gpu_corrmm_alt cudnn_alt");
   // Excluding a tag subtracts one per tag carried: only conv_gemm candidates stay.
-  REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn") == "corrmm corrmm_alt");
-  REQUIRE(selected("metaopt.optimizer_excluding=alternative") == "corrmm onednn");
+  REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn") ==
+          "corrmm corrmm_alt gpu_corrmm gpu_corrmm_alt");
+  REQUIRE(selected("metaopt.optimizer_excluding=alternative") == "corrmm onednn cudnn gpu_corrmm");
   // Nothing default survives excluding default and conv_dnn ...
   REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn:default").empty());
   // ... and including alternative brings back the gemm alternatives (the spec's example) and
   // conv3d2d, which is never default.
   REQUIRE(selected("metaopt.optimizer_including=alternative,"
-                   "metaopt.optimizer_excluding=conv_dnn:default") == "corrmm_alt conv3d2d");
+                   "metaopt.optimizer_excluding=conv_dnn:default") ==
+          "corrmm_alt conv3d2d gpu_corrmm_alt gpu_conv3d2d");
   REQUIRE(selected("metaopt.optimizer_including=conv3d2d") ==
-          "corrmm onednn corrmm_alt onednn_alt conv3d2d");
+          "corrmm onednn corrmm_alt onednn_alt conv3d2d cudnn gpu_corrmm gpu_corrmm_alt "
+          "cudnn_alt gpu_conv3d2d");
   // Each listed tag counts: conv_gemm included twice outweighs default excluded once.
   REQUIRE(selected("metaopt.optimizer_including=conv_gemm,"
-                   "metaopt.optimizer_excluding=default:onednn") == "corrmm corrmm_alt");
-  REQUIRE(conv_meta_candidates().size() == 5);
+                   "metaopt.optimizer_excluding=default:onednn") ==
+          "corrmm corrmm_alt gpu_corrmm gpu_corrmm_alt");
+  REQUIRE(conv_meta_candidates().size() == 10);
 }
 
 TEST_CASE("conv_meta: every convolution becomes concrete and matches the reference", "[meta]") {

@@ -26,7 +26,8 @@ struct CudnnConvOptions {
   std::string precision = "as_input_f32";
   // dnn.conv.allow_tf32: tensor-core TF32 math for float32 data.
   bool allow_tf32 = false;
-  // dnn.conv.workspace_limit_mb in bytes; 0 = the largest free block of device memory.
+  // dnn.conv.workspace_limit_mb in bytes; 0 = no fixed limit (runtime selection then considers
+  // the free device memory, at most 4 GiB).
   std::int64_t workspace_limit_bytes = 0;
   // The autotune cache flags, for the persistent algorithm choices of time_* / guess_*.
   std::string autotune_cache = "read_write";

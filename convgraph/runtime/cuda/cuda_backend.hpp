@@ -14,6 +14,9 @@ namespace convgraph::cuda {
 int device_count(std::string* why = nullptr);
 bool available(int index, std::string* why);
 std::string describe(int index);
+// What a tuned choice depends on: "NVIDIA H100 80GB HBM3; sm_90; 132 SMs; CUDA 13.0; cuBLAS
+// 13.1.0" (the autotune cache key's device part).
+std::string fingerprint(int index);
 
 // The caching allocator of device INDEX (created on first use; DeviceError when unusable).
 Allocator& device_allocator(int index);

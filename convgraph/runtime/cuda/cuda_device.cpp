@@ -82,6 +82,22 @@ class CudaCachingAllocator final : public Allocator {
       }
     }
     set_device(index_);
+    // Requests that cannot fit are refused before asking the driver, so that a failing call
+    // leaves no error state behind (and tools such as compute-sanitizer see no failed API call).
+    std::size_t free_bytes = 0, total_bytes = 0;
+    check(cudaMemGetInfo(&free_bytes, &total_bytes), "reading the free device memory");
+    if (size > free_bytes) {
+      release_cached();
+      check(cudaMemGetInfo(&free_bytes, &total_bytes), "reading the free device memory");
+    }
+    if (size > free_bytes) {
+      AllocatorStats s = stats();
+      throw MemoryError(fmt::format(
+          "cuda{}: out of memory allocating {:.1f} MiB; the device has {:.1f} MiB free of "
+          "{:.1f} MiB and convgraph holds {:.1f} MiB in use",
+          index_, size / 1048576.0, free_bytes / 1048576.0, total_bytes / 1048576.0,
+          s.bytes_in_use / 1048576.0));
+    }
     void* ptr = nullptr;
     cudaError_t status = cudaMalloc(&ptr, size);
     if (status == cudaErrorMemoryAllocation) {
@@ -91,7 +107,7 @@ class CudaCachingAllocator final : public Allocator {
     }
     if (status != cudaSuccess) {
       cudaGetLastError();
-      std::size_t free_bytes = 0, total = 0;
+      std::size_t total = 0;
       cudaMemGetInfo(&free_bytes, &total);
       AllocatorStats s = stats();
       throw MemoryError(fmt::format(
@@ -284,6 +300,12 @@ std::string describe(int index) {
   const DeviceProperties& p = properties(index);
   return fmt::format("cuda{}: {} (sm_{}{}, {} SMs, {:.1f} GiB)", index, p.name, p.major, p.minor,
                      p.sm_count, p.total_memory / 1073741824.0);
+}
+
+std::string fingerprint(int index) {
+  const DeviceProperties& p = properties(index);
+  return fmt::format("{}; sm_{}{}; {} SMs; CUDA {}; cuBLAS {}", p.name, p.major, p.minor,
+                     p.sm_count, runtime_version(), cublas_version());
 }
 
 void set_device(int index) {

@@ -1,0 +1,861 @@
+// The cuDNN convolutions (spec 9). Compiled in every CUDA build; the content needs cuDNN.
+//
+// How a call runs:
+//   1. the tensor and shape checks of the reference, before anything is written;
+//   2. the data is converted when cuDNN has no (data, compute) configuration for the requested
+//      precision (spec 9.3: only f16/f16, f16/f32, f32/f32 and f64/f64 exist): the inputs are
+//      cast to the compute dtype on the device and the result is cast back;
+//   3. the kernel's plan for these shapes: the descriptors and a ranked list of (algorithm, math
+//      type) candidates (see cudnn_algo.hpp for where the ranking comes from);
+//   4. the first candidate whose workspace can be allocated and that cuDNN runs. A candidate
+//      cuDNN does not support for the problem is skipped for good; one whose workspace does not
+//      fit in memory now is only skipped for this call.
+#include "convgraph/ops/gpu/cudnn_conv.hpp"
+
+#include <fmt/format.h>
+
+#include "convgraph/build_config.hpp"
+
+#if CONVGRAPH_HAVE_CUDNN
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "convgraph/base/error.hpp"
+#include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/ops/gpu/cudnn_algo.hpp"
+#include "convgraph/runtime/cuda/cuda_device.hpp"
+#include "convgraph/runtime/cuda/cudnn_handle.hpp"
+#include "convgraph/runtime/device_backend.hpp"
+
+namespace convgraph {
+namespace {
+
+using cudnn_detail::Buffers;
+using cudnn_detail::Candidate;
+using cudnn_detail::ConvDesc;
+using cudnn_detail::Descriptors;
+using cudnn_detail::Geometry;
+
+constexpr const char* kFloat16Backward =
+    "float16 precision (dnn.conv.precision) is disabled for cuDNN backward convolutions because "
+    "of computation errors; use float32 (as_input_f32, the default) or float64";
+
+const char* op_name(ConvDirection direction) {
+  switch (direction) {
+    case ConvDirection::forward:
+      return "GpuDnnConv";
+    case ConvDirection::grad_inputs:
+      return "GpuDnnConvGradI";
+    case ConvDirection::grad_weights:
+      break;
+  }
+  return "GpuDnnConvGradW";
+}
+
+const char* algo_flag(ConvDirection direction) {
+  switch (direction) {
+    case ConvDirection::forward:
+      return "dnn.conv.algo_fwd";
+    case ConvDirection::grad_inputs:
+      return "dnn.conv.algo_bwd_data";
+    case ConvDirection::grad_weights:
+      break;
+  }
+  return "dnn.conv.algo_bwd_filter";
+}
+
+// ---- precision (spec 9.3) ----
+
+DType resolve_precision(const std::string& precision, DType data) {
+  if (precision == "as_input") return data;
+  if (precision == "as_input_f32") return data == DType::float16 ? DType::float32 : data;
+  if (precision == "float16") return DType::float16;
+  if (precision == "float64") return DType::float64;
+  return DType::float32;
+}
+
+bool valid_precision(const std::string& precision) {
+  return precision == "as_input_f32" || precision == "as_input" || precision == "float16" ||
+         precision == "float32" || precision == "float64";
+}
+
+// The dtype the data is handed to cuDNN in: the data's own when cuDNN has the configuration
+// (TRUE_HALF, PSEUDO_HALF, FLOAT, DOUBLE), else the compute dtype itself.
+DType run_dtype(DType data, DType compute) {
+  const bool supported = data == compute || (data == DType::float16 && compute == DType::float32);
+  return supported ? data : compute;
+}
+
+cudnnDataType_t cudnn_type(DType dtype) {
+  switch (dtype) {
+    case DType::float16:
+      return CUDNN_DATA_HALF;
+    case DType::float64:
+      return CUDNN_DATA_DOUBLE;
+    default:
+      return CUDNN_DATA_FLOAT;
+  }
+}
+
+const char* compute_name(cudnnDataType_t type) {
+  return type == CUDNN_DATA_HALF ? "float16" : type == CUDNN_DATA_DOUBLE ? "float64" : "float32";
+}
+
+// The math type a problem starts from. float32: FMA math forbids tensor cores, so no TF32,
+// unless allowed (CUDNN_DEFAULT_MATH lets cuDNN use TF32 on Ampere and later). float16 data may
+// always use tensor cores. The environment variable NVIDIA_TF32_OVERRIDE is not relied upon.
+cudnnMathType_t base_math(DType run, bool allow_tf32) {
+  if (run == DType::float16) return CUDNN_TENSOR_OP_MATH;
+  if (run == DType::float32) return allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+  return CUDNN_DEFAULT_MATH;
+}
+
+// ---- checks and the problem's geometry ----
+
+void check_op_params(const std::string& fn, const ConvParams& p) {
+  check_conv_params(fn, p);
+  if (p.unshared) {
+    throw UnsupportedError(fmt::format(
+        "{}: unshared convolutions are not supported by cuDNN (use GpuCorrMM: conv_gemm)", fn));
+  }
+  if (p.any_asymmetric()) {
+    throw UnsupportedError(fmt::format(
+        "{}: cuDNN pads symmetrically; {} is asymmetric (use GpuCorrMM: conv_gemm)", fn, p.str()));
+  }
+}
+
+Shape last_axes(const Shape& shape, int count) {
+  return Shape(shape.end() - count, shape.end());
+}
+
+void check_channels(const std::string& fn, std::int64_t groups, std::int64_t channels,
+                    std::int64_t filters, std::int64_t kernel_channels, const char* source) {
+  if (channels % groups != 0) {
+    throw ShapeError(
+        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
+                    source, channels, groups));
+  }
+  if (filters % groups != 0) {
+    throw ShapeError(fmt::format(
+        "{}: there are {} filters, which is not divisible by num_groups={}", fn, filters, groups));
+  }
+  if (channels / groups != kernel_channels) {
+    throw ShapeError(
+        fmt::format("{}: the kernel has {} input channels, but the {} has {} channels in {} "
+                    "group(s), so each group needs {}",
+                    fn, kernel_channels, source, channels, groups, channels / groups));
+  }
+}
+
+// The geometry of a call from its input shapes A, B and the spatial argument, with the checks of
+// the reference; RESULT receives the shape of what the call returns.
+Geometry prepare(const std::string& fn, ConvDirection direction, const ConvParams& p,
+                 const Shape& a, const Shape& b, const Shape& spatial, Shape* result) {
+  const int n = p.convdim;
+  Geometry g;
+  g.direction = direction;
+  g.convdim = n;
+  g.flip = p.filter_flip;
+  auto set_spatial = [&](const Shape& image_spatial, const Shape& kernel_spatial) {
+    for (int axis = 0; axis < n; ++axis) {
+      const auto i = static_cast<std::size_t>(axis);
+      const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
+      const std::int64_t pad = p.border[i].resolve(dilated).first;  // symmetric: checked
+      g.pads.push_back(static_cast<int>(pad));
+      g.strides.push_back(static_cast<int>(p.subsample[i]));
+      g.dilations.push_back(static_cast<int>(p.dilation[i]));
+      g.output.push_back(floor_div_int(image_spatial[i] + 2 * pad - dilated, p.subsample[i]) + 1);
+    }
+  };
+  auto check_possible = [&](const Shape& image, const Shape& kernel) {
+    const Shape out_spatial = last_axes(g.output, n);
+    for (std::int64_t o : out_spatial) {
+      if (o < 1) {
+        throw ShapeError(
+            fmt::format("{}: the convolution would produce an impossible output of spatial size "
+                        "{} ({}); every spatial size must be at least 1",
+                        fn, shape_str(out_spatial), describe_conv(p, image, kernel)));
+      }
+    }
+  };
+  switch (direction) {
+    case ConvDirection::forward: {
+      const Shape kernel_spatial = last_axes(b, n);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      g.output = {a[0], b[0]};
+      set_spatial(last_axes(a, n), kernel_spatial);
+      check_channels(fn, p.num_groups, a[1], b[0], b[1], "image");
+      check_possible(a, b);
+      g.image = a;
+      g.kernel = b;
+      *result = g.output;
+      break;
+    }
+    case ConvDirection::grad_inputs: {
+      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
+      const Shape kernel_spatial = last_axes(a, n);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      Shape image{b[0], a[1] * p.num_groups};
+      image.insert(image.end(), spatial.begin(), spatial.end());
+      g.output = {b[0], a[0]};
+      set_spatial(spatial, kernel_spatial);
+      check_channels(fn, p.num_groups, image[1], a[0], a[1], "image gradient");
+      check_possible(image, a);
+      if (g.output != b) {
+        throw ShapeError(fmt::format(
+            "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
+            "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
+            fn, shape_str(g.output), shape_str(b), shape_str(spatial), describe_conv(p, image, a)));
+      }
+      g.image = image;
+      g.kernel = a;
+      *result = image;
+      break;
+    }
+    case ConvDirection::grad_weights: {
+      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
+      g.output = {a[0], b[1]};
+      set_spatial(last_axes(a, n), spatial);
+      check_channels(fn, p.num_groups, a[1], b[1], a[1] / p.num_groups, "image");
+      Shape kernel{b[1], a[1] / p.num_groups};
+      kernel.insert(kernel.end(), spatial.begin(), spatial.end());
+      check_possible(a, kernel);
+      if (g.output != b) {
+        throw ShapeError(fmt::format(
+            "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
+            "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
+            fn, shape_str(g.output), shape_str(b), shape_str(spatial),
+            describe_conv(p, a, kernel)));
+      }
+      g.image = a;
+      g.kernel = kernel;
+      *result = kernel;
+      break;
+    }
+  }
+  g.groups = static_cast<int>(p.num_groups);
+  return g;
+}
+
+// The imshp / kshp hints against the actual shapes (as AbstractConv::perform).
+void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
+                 const Shape& a, const Shape& b, const Shape& result) {
+  auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
+                   const char* hint_name) {
+    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
+      if (hint[i] && *hint[i] != shape[i]) {
+        throw ShapeError(
+            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
+                        shape_str(shape), hint_name, static_shape_str(hint)));
+      }
+    }
+  };
+  switch (direction) {
+    case ConvDirection::forward:
+      check(a, p.imshp, "image", "imshp");
+      check(b, p.kshp, "kernel", "kshp");
+      break;
+    case ConvDirection::grad_inputs:
+      check(a, p.kshp, "kernel", "kshp");
+      check(result, p.imshp, "image gradient", "imshp");
+      break;
+    case ConvDirection::grad_weights:
+      check(a, p.imshp, "image", "imshp");
+      check(result, p.kshp, "kernel gradient", "kshp");
+      break;
+  }
+}
+
+void check_tensor(const std::string& fn, const char* what, const Tensor& t, int rank) {
+  if (!t.defined()) throw ValueError(fmt::format("{}: the {} is an undefined tensor", fn, what));
+  if (!t.device().is_cuda()) {
+    throw UnsupportedError(
+        fmt::format("{}: the {} is on {}; cuDNN convolutions run on a CUDA device", fn, what,
+                    t.device().str()));
+  }
+  if (!is_float(t.dtype())) {
+    throw TypeError(fmt::format(
+        "{}: cuDNN convolutions only work on real numbers; the {} has dtype {} (expected "
+        "float16, float32 or float64)",
+        fn, what, dtype_name(t.dtype())));
+  }
+  if (t.rank() != rank) {
+    throw TypeError(fmt::format("{}: the {} has shape {} (rank {}); expected rank {}", fn, what,
+                                shape_str(t.shape()), t.rank(), rank));
+  }
+}
+
+// cuDNN's kernels may use vector loads: data that does not start on a 16-byte boundary (a view
+// with an offset) is copied to a fresh, aligned buffer.
+Tensor aligned(const Tensor& t) {
+  Tensor c = t.contiguous();
+  if (reinterpret_cast<std::uintptr_t>(c.raw_data()) % 16 != 0) c = c.clone();
+  return c;
+}
+
+// ---- the kernel ----
+
+// One candidate of a plan, with its convolution descriptor (the math type lives there).
+struct PlanCandidate {
+  Candidate choice;
+  std::shared_ptr<const ConvDesc> conv;
+  bool queried = false;  // workspace_size asked already
+  bool usable = false;
+  std::size_t workspace = 0;
+  std::string why_not;
+};
+
+// What a kernel keeps per combination of input shapes, device and dtype.
+struct Plan {
+  int device = 0;
+  Shape a, b, spatial;
+  DType run = DType::float32;
+  std::shared_ptr<const Descriptors> descriptors;
+  std::vector<PlanCandidate> candidates;
+  // Candidates before this one were found unsupported by cuDNN for this problem.
+  std::atomic<std::size_t> first{0};
+};
+
+std::size_t default_selection_limit(int device) {
+  // No flag: what is free now, less a margin for the data, and never more than 4 GiB (timing
+  // with a larger scratch buffer finds nothing the limit excludes in practice, and the caching
+  // allocator would keep the block).
+  constexpr std::size_t cap = std::size_t{4} << 30;
+  const std::size_t free_bytes = cuda::free_memory(device);
+  return std::min(cap, free_bytes / 10 * 9);
+}
+
+class CudnnConvKernel final : public Kernel {
+ public:
+  CudnnConvKernel(std::string name, ConvDirection direction, ConvParams params,
+                  CudnnConvOptions options)
+      : name_(std::move(name)),
+        direction_(direction),
+        params_(std::move(params)),
+        options_(std::move(options)) {}
+
+  std::string name() const override { return name_; }
+
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
+    const std::size_t expected = direction_ == ConvDirection::forward ? 2 : 3;
+    if (inputs.size() != expected) {
+      throw ValueError(
+          fmt::format("{}: {} inputs given, expected {}", name_, inputs.size(), expected));
+    }
+    Shape spatial;
+    if (direction_ != ConvDirection::forward) spatial = inputs[2].to_vector<std::int64_t>();
+    outputs.at(0) = compute(inputs[0], inputs[1], spatial);
+  }
+
+  Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial) const {
+    check_op_params(name_, params_);
+    const bool a_is_kernel = direction_ == ConvDirection::grad_inputs;
+    const char* name_a = a_is_kernel ? "kernel" : "image";
+    const char* name_b = direction_ == ConvDirection::forward ? "kernel" : "topgrad";
+    check_tensor(name_, name_a, a, a_is_kernel ? params_.kernel_rank() : params_.image_rank());
+    check_tensor(
+        name_, name_b, b,
+        direction_ == ConvDirection::forward ? params_.kernel_rank() : params_.image_rank());
+    if (a.dtype() != b.dtype()) {
+      throw TypeError(
+          fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the "
+                      "same dtype",
+                      name_, name_a, dtype_name(a.dtype()), name_b, dtype_name(b.dtype())));
+    }
+    if (a.device() != b.device()) {
+      throw UnsupportedError(fmt::format("{}: the {} is on {} but the {} is on {}", name_, name_a,
+                                         a.device().str(), name_b, b.device().str()));
+    }
+    const DType data = a.dtype();
+    const DType compute_dtype = resolve_precision(options_.precision, data);
+    if (compute_dtype == DType::float16 && direction_ != ConvDirection::forward) {
+      throw TypeError(fmt::format("{}: {}", name_, kFloat16Backward));
+    }
+    Shape result;
+    Geometry g = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial, &result);
+    check_hints(name_, direction_, params_, a.shape(), b.shape(), result);
+
+    const Device device = a.device();
+    // Empty problems: nothing to compute, or sums over nothing (zeros). cuDNN rejects zero dims.
+    if (shape_numel(result) == 0) return Tensor::empty(data, result, device);
+    if (a.numel() == 0 || b.numel() == 0) {
+      Tensor zeros = Tensor::empty(data, result, device);
+      zeros.fill(0.0);
+      return zeros;
+    }
+
+    const DType run = run_dtype(data, compute_dtype);
+    g.data_type = cudnn_type(run);
+    g.compute_type = cudnn_type(compute_dtype);
+    const Tensor a_run = aligned(a.cast(run));
+    const Tensor b_run = aligned(b.cast(run));
+    cuda::set_device(device.index);
+    std::shared_ptr<Plan> plan;
+    // The descriptor and selection calls report what failed; the node is named here.
+    try {
+      plan = plan_for(device.index, a_run, b_run, spatial, run, g);
+    } catch (const MemoryError& e) {
+      throw MemoryError(fmt::format("{}: {}", name_, e.what()));
+    } catch (const DeviceError& e) {
+      throw DeviceError(fmt::format("{}: {}", name_, e.what()));
+    } catch (const UnsupportedError& e) {
+      throw UnsupportedError(fmt::format("{}: {}", name_, e.what()));
+    }
+    Tensor out = Tensor::empty(run, result, device);
+    execute(*plan, a_run, b_run, out);
+    return run == data ? out : out.cast(data);
+  }
+
+ private:
+  bool runtime_algorithm() const { return cudnn_detail::is_runtime_algorithm(options_.algo); }
+  bool selects_once() const { return options_.algo.ends_with("_once"); }
+  bool times() const { return options_.algo.starts_with("time_"); }
+
+  // A fixed algorithm after the safety rules of spec 9.2 (cases cuDNN is known to get wrong or
+  // to refuse): the 'none' algorithm of the direction instead.
+  int safe_fixed_algorithm(const Geometry& g) const {
+    using cudnn_detail::algorithm_value;
+    const int algo = algorithm_value(direction_, options_.algo);
+    const int none = cudnn_detail::none_algorithm(direction_);
+    const bool strided =
+        std::any_of(g.strides.begin(), g.strides.end(), [](int s) { return s != 1; });
+    const bool three_d = g.convdim == 3;
+    const std::string& name = options_.algo;
+    if (three_d && !cudnn_detail::fixed_algorithm_allowed_in_3d(direction_, name)) return none;
+    if (direction_ == ConvDirection::forward && name == "small" && three_d && g.image[0] > 65536) {
+      return none;
+    }
+    if (!three_d && name == "fft") {
+      const bool large = g.image[2] > 1024 || g.image[3] > 1024;
+      const bool one_by_one = g.kernel[2] == 1 && g.kernel[3] == 1;
+      if (strided || large || one_by_one) return none;
+    }
+    if (!three_d && name == "fft_tiling" && direction_ != ConvDirection::grad_weights && strided) {
+      return none;
+    }
+    return algo;
+  }
+
+  // The key of a runtime selection; the compute dtype and math type are part of it because the
+  // same shapes rank differently under TF32 or pseudo-half.
+  cudnn_detail::SelectionKey selection_key(int device, const Geometry& g, DType run,
+                                           cudnnMathType_t math) const {
+    const std::string selection = times() ? "time" : "guess";
+    const std::string shapes = fmt::format("image {} kernel {} output {}", shape_str(g.image),
+                                           shape_str(g.kernel), shape_str(g.output));
+    const std::string compute = compute_name(g.compute_type);
+    const std::string limit = options_.workspace_limit_bytes > 0
+                                  ? std::to_string(options_.workspace_limit_bytes)
+                                  : std::string("free");
+    cudnn_detail::SelectionKey key;
+    key.memory = fmt::format("{}|cuda{}|{}|{}d|{}|{}|{}/{}|{}|tf32={}|ws={}", op_name(direction_),
+                             device, selection, g.convdim, params_.str(), shapes, dtype_name(run),
+                             compute, cudnn_detail::math_name(math), options_.allow_tf32, limit);
+    key.persistent.tuner = "cudnn_algo";
+    key.persistent.device = cudnn_detail::device_fingerprint(device);
+    key.persistent.fields = {
+        {"direction", op_name(direction_)},
+        {"convdim", std::to_string(g.convdim)},
+        {"params", params_.str()},
+        {"shapes", shapes},
+        {"dtype", std::string(dtype_name(run))},
+        {"precision", compute},
+        {"math", cudnn_detail::math_name(math)},
+        {"tf32", options_.allow_tf32 ? "True" : "False"},
+        {"selection", selection},
+        {"workspace_limit", limit},
+        {"cudnn_key_version", "1"},
+    };
+    key.cache.mode = options_.autotune_cache == "off"         ? AutotuneCacheMode::off
+                     : options_.autotune_cache == "read_only" ? AutotuneCacheMode::read_only
+                                                              : AutotuneCacheMode::read_write;
+    if (key.cache.mode != AutotuneCacheMode::off) {
+      key.cache.path = options_.autotune_cache_path.empty() ? default_autotune_cache_path()
+                                                            : options_.autotune_cache_path;
+    }
+    return key;
+  }
+
+  // guess_* / time_*: cuDNN's ranking of the algorithms for this problem.
+  std::vector<Candidate> select(int device, const Descriptors& d, cudnnMathType_t math, DType run,
+                                const Tensor& a, const Tensor& b) const {
+    const cudnn_detail::SelectionKey key = selection_key(device, d.g, run, math);
+    const std::lock_guard<std::mutex> lock(cudnn_detail::selection_mutex());
+    if (auto cached = cudnn_detail::cached_selection(key, direction_)) return *cached;
+    cudnnHandle_t handle = cuda::cudnn_handle(device);
+    const ConvDesc conv(d.g, math);
+    const std::size_t limit = options_.workspace_limit_bytes > 0
+                                  ? static_cast<std::size_t>(options_.workspace_limit_bytes)
+                                  : default_selection_limit(device);
+    std::vector<Candidate> ranked;
+    std::size_t scratch_bytes = 0;
+    if (!times()) {
+      ranked = cudnn_detail::guess_algorithms(handle, d, conv, limit);
+      cudnn_detail::count_guessed();
+    } else {
+      // The output of the timing runs goes to a scratch buffer: the real output is then written
+      // exactly once, by the algorithm chosen.
+      Tensor scratch_out = Tensor::empty(run,
+                                         d.g.direction == ConvDirection::forward       ? d.g.output
+                                         : d.g.direction == ConvDirection::grad_inputs ? d.g.image
+                                                                                       : d.g.kernel,
+                                         a.device());
+      scratch_bytes = cudnn_detail::largest_workspace(handle, d, conv, limit);
+      Tensor workspace;
+      while (scratch_bytes > 0) {
+        try {
+          workspace =
+              Tensor::empty(DType::int8, {static_cast<std::int64_t>(scratch_bytes)}, a.device());
+          break;
+        } catch (const MemoryError&) {
+          // Less memory than cudaMemGetInfo promised: time with what there is.
+          scratch_bytes = scratch_bytes < (std::size_t{1} << 20) ? 0 : scratch_bytes / 2;
+        }
+      }
+      const Buffers buffers{a.raw_data(), b.raw_data(), scratch_out.raw_data()};
+      ranked = cudnn_detail::time_algorithms(handle, d, conv, buffers,
+                                             workspace.defined() ? workspace.raw_data() : nullptr,
+                                             scratch_bytes);
+      cudnn_detail::count_timed();
+    }
+    cudnn_detail::store_selection(key, ranked, direction_, scratch_bytes);
+    return ranked;
+  }
+
+  std::shared_ptr<Plan> plan_for(int device, const Tensor& a, const Tensor& b, const Shape& spatial,
+                                 DType run, const Geometry& g) const {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+      const Plan& p = **it;
+      if (p.device == device && p.run == run && p.a == a.shape() && p.b == b.shape() &&
+          p.spatial == spatial) {
+        std::rotate(it, it + 1, plans_.end());  // most recently used last
+        return plans_.back();
+      }
+    }
+    auto plan = std::make_shared<Plan>();
+    plan->device = device;
+    plan->a = a.shape();
+    plan->b = b.shape();
+    plan->spatial = spatial;
+    plan->run = run;
+    plan->descriptors = std::make_shared<const Descriptors>(g);
+    const Descriptors& d = *plan->descriptors;
+    const cudnnMathType_t math = base_math(run, options_.allow_tf32);
+    // Our output shape and cuDNN's must agree, or cuDNN would read or write out of bounds.
+    {
+      const ConvDesc probe(g, math);
+      const Shape theirs = cudnn_detail::cudnn_output_shape(d, probe);
+      if (theirs != g.output) {
+        throw ValueError(
+            fmt::format("{}: impossible convolution output dim: expected {} but "
+                        "cuDNN computes {} ({})",
+                        name_, shape_str(g.output), shape_str(theirs),
+                        describe_conv(params_, g.image, g.kernel)));
+      }
+    }
+
+    std::vector<Candidate> ranked;
+    if (!runtime_algorithm()) {
+      ranked.push_back({safe_fixed_algorithm(g), math, 0});
+    } else if (selects_once() && once_) {
+      ranked = *once_;
+    } else {
+      ranked = select(device, d, math, run, a, b);
+      if (selects_once()) once_ = ranked;
+    }
+    // Then the direction's 'none', then every other algorithm: an algorithm cuDNN refuses for
+    // this problem falls back instead of failing.
+    ranked.push_back({cudnn_detail::none_algorithm(direction_), math, 0});
+    for (int algo = 0; algo < cudnn_detail::algorithm_count(direction_); ++algo) {
+      ranked.push_back({algo, math, 0});
+    }
+    const bool fma_only = run == DType::float32 && !options_.allow_tf32;
+    std::vector<std::shared_ptr<const ConvDesc>> descs;
+    for (Candidate c : ranked) {
+      if (fma_only) c.math = CUDNN_FMA_MATH;  // no TF32 unless the flag allows it
+      const bool seen = std::any_of(plan->candidates.begin(), plan->candidates.end(),
+                                    [&](const PlanCandidate& pc) { return pc.choice == c; });
+      if (seen) continue;
+      PlanCandidate pc;
+      pc.choice = c;
+      for (const auto& desc : descs) {
+        if (desc->math() == c.math) pc.conv = desc;
+      }
+      if (!pc.conv) {
+        pc.conv = std::make_shared<const ConvDesc>(g, c.math);
+        descs.push_back(pc.conv);
+      }
+      plan->candidates.push_back(std::move(pc));
+    }
+    // The preferred candidate and the first fallback are sized now; the rest only when reached.
+    cudnnHandle_t handle = cuda::cudnn_handle(device);
+    for (std::size_t i = 0; i < plan->candidates.size() && i < 2; ++i) {
+      query(handle, d, plan->candidates[i]);
+    }
+    if (plans_.size() >= kPlans) plans_.erase(plans_.begin());  // least recently used
+    plans_.push_back(plan);
+    return plan;
+  }
+
+  void query(cudnnHandle_t handle, const Descriptors& d, PlanCandidate& pc) const {
+    pc.queried = true;
+    std::size_t bytes = 0;
+    const cudnnStatus_t status =
+        cudnn_detail::workspace_size(handle, d, *pc.conv, pc.choice.algo, &bytes);
+    if (status == CUDNN_STATUS_SUCCESS) {
+      pc.workspace = bytes;
+      pc.usable = true;
+      if (options_.workspace_limit_bytes > 0 &&
+          bytes > static_cast<std::size_t>(options_.workspace_limit_bytes)) {
+        pc.usable = false;
+        pc.why_not = fmt::format(
+            "needs {:.1f} MiB of workspace, more than "
+            "dnn.conv.workspace_limit_mb allows",
+            bytes / 1048576.0);
+      }
+      return;
+    }
+    // An algorithm that does not handle this problem says so here (NOT_SUPPORTED, or BAD_PARAM
+    // for parameters it has no kernel for).
+    if (cuda::cudnn_not_supported(status) || cuda::cudnn_bad_param(status)) {
+      pc.why_not =
+          fmt::format("not supported for this problem ({})", cuda::cudnn_status_text(status));
+      return;
+    }
+    cuda::check_cudnn(status, fmt::format("{}: sizing the workspace of algorithm {}", name_,
+                                          describe(pc.choice)));
+  }
+
+  std::string describe(const Candidate& c) const {
+    return fmt::format("{} ({} math)", cudnn_detail::algorithm_name(direction_, c.algo),
+                       cudnn_detail::math_name(c.math));
+  }
+
+  void execute(Plan& plan, const Tensor& a, const Tensor& b, Tensor& out) const {
+    const Descriptors& d = *plan.descriptors;
+    const Device device = out.device();
+    cudnnHandle_t handle = cuda::cudnn_handle(device.index);
+    const Buffers buffers{a.raw_data(), b.raw_data(), out.raw_data()};
+    std::vector<std::string> failures;
+    bool out_of_memory = false;
+    const std::size_t first = plan.first.load();
+    for (std::size_t i = first; i < plan.candidates.size(); ++i) {
+      PlanCandidate pc = plan.candidates[i];  // a copy: unqueried ones are sized for this call
+      if (!pc.queried) query(handle, d, pc);
+      if (!pc.usable) {
+        failures.push_back(fmt::format("{}: {}", describe(pc.choice), pc.why_not));
+        continue;
+      }
+      Tensor workspace;
+      if (pc.workspace > 0) {
+        try {
+          workspace = Tensor::empty(DType::int8, {static_cast<std::int64_t>(pc.workspace)}, device);
+        } catch (const MemoryError& e) {
+          failures.push_back(fmt::format("{}: workspace of {:.1f} MiB: {}", describe(pc.choice),
+                                         pc.workspace / 1048576.0, e.what()));
+          out_of_memory = true;
+          continue;
+        }
+      }
+      const cudnnStatus_t status =
+          cudnn_detail::launch(handle, d, *pc.conv, pc.choice.algo, buffers,
+                               workspace.defined() ? workspace.raw_data() : nullptr, pc.workspace);
+      if (status == CUDNN_STATUS_SUCCESS) {
+        // Skip the refused ones next time; memory may be free again, so never skip past those.
+        if (i > first && !out_of_memory) plan.first.store(i);
+        return;
+      }
+      if (cuda::cudnn_not_supported(status)) {
+        failures.push_back(fmt::format("{}: refused at run time ({})", describe(pc.choice),
+                                       cuda::cudnn_status_text(status)));
+        continue;
+      }
+      cuda::check_cudnn(status,
+                        fmt::format("{}: running algorithm {} ({})", name_, describe(pc.choice),
+                                    describe_conv(params_, d.g.image, d.g.kernel)));
+    }
+    const std::string text = fmt::format(
+        "{}: no cuDNN algorithm could run this convolution ({}, {} data, {} compute):\n  - {}",
+        name_, describe_conv(params_, d.g.image, d.g.kernel), dtype_name(plan.run),
+        compute_name(d.g.compute_type), fmt::join(failures, "\n  - "));
+    if (out_of_memory) throw MemoryError(text);
+    throw DeviceError(text);
+  }
+
+  static constexpr std::size_t kPlans = 8;
+
+  std::string name_;
+  ConvDirection direction_;
+  ConvParams params_;
+  CudnnConvOptions options_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::shared_ptr<Plan>> plans_;
+  mutable std::optional<std::vector<Candidate>> once_;  // the choice of *_once
+};
+
+}  // namespace
+
+// ---- options ----
+
+std::string CudnnConvOptions::str() const {
+  std::string s = fmt::format("algo={}", algo);
+  if (precision != "as_input_f32") s += fmt::format(", precision={}", precision);
+  if (allow_tf32) s += ", tf32";
+  if (workspace_limit_bytes > 0) {
+    s += fmt::format(", workspace_limit_mb={}", workspace_limit_bytes >> 20);
+  }
+  return s;
+}
+
+CudnnConvOptions cudnn_options_from(const Config& config, ConvDirection direction) {
+  CudnnConvOptions o;
+  o.algo = config.get(algo_flag(direction));
+  o.precision = config.get("dnn.conv.precision");
+  o.allow_tf32 = config.get_bool("dnn.conv.allow_tf32");
+  o.workspace_limit_bytes = config.get_int("dnn.conv.workspace_limit_mb") << 20;
+  o.autotune_cache = config.get("autotune.cache");
+  o.autotune_cache_path = config.get("autotune.cache_path");
+  return o;
+}
+
+// ---- the op ----
+
+GpuDnnConv::GpuDnnConv(ConvDirection direction, ConvParams params, CudnnConvOptions options)
+    : direction_(direction),
+      params_(params),
+      options_(std::move(options)),
+      abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {
+  const std::string who = fmt::format("{}{{{}}}", op_name(direction_), params_.str());
+  const auto& fixed = cudnn_detail::fixed_algorithm_names(direction_);
+  const bool is_fixed = std::find(fixed.begin(), fixed.end(), options_.algo) != fixed.end();
+  if (!is_fixed && !cudnn_detail::is_runtime_algorithm(options_.algo)) {
+    throw ValueError(
+        fmt::format("{}: unknown cuDNN algorithm '{}' for {}; expected one of {}, guess_once, "
+                    "guess_on_shape_change, time_once, time_on_shape_change",
+                    who, options_.algo, algo_flag(direction_), fmt::join(fixed, ", ")));
+  }
+  if (is_fixed && params_.convdim == 3 &&
+      !cudnn_detail::fixed_algorithm_allowed_in_3d(direction_, options_.algo)) {
+    throw ValueError(
+        fmt::format("{}: convolution algo {} can't be used for 3d convolutions ({}); 3-D "
+                    "convolutions accept {}, or one of the guess_* / time_* values",
+                    who, options_.algo, algo_flag(direction_),
+                    direction_ == ConvDirection::forward       ? "none, small, fft_tiling"
+                    : direction_ == ConvDirection::grad_inputs ? "none, deterministic, fft_tiling"
+                                                               : "none, small"));
+  }
+  if (!valid_precision(options_.precision)) {
+    throw ValueError(fmt::format(
+        "{}: dnn.conv.precision is '{}'; expected as_input_f32, as_input, float16, float32 or "
+        "float64",
+        who, options_.precision));
+  }
+  if (options_.precision == "float16" && direction_ != ConvDirection::forward) {
+    throw TypeError(fmt::format("{}: {}", who, kFloat16Backward));
+  }
+  if (options_.workspace_limit_bytes < 0) {
+    throw ValueError(
+        fmt::format("{}: negative workspace limit {}", who, options_.workspace_limit_bytes));
+  }
+  check_op_params(who, params_);
+}
+
+std::string GpuDnnConv::name() const {
+  return op_name(direction_);
+}
+
+std::string GpuDnnConv::str() const {
+  return fmt::format("{}{{{}d, {}; {}}}", name(), params_.convdim, params_.str(), options_.str());
+}
+
+bool GpuDnnConv::equals(const Op& other) const {
+  const auto* o = dynamic_cast<const GpuDnnConv*>(&other);
+  return o != nullptr && o->direction_ == direction_ && o->params_ == params_ &&
+         o->options_ == options_;
+}
+
+std::size_t GpuDnnConv::hash() const {
+  std::size_t h = hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0xd4d);
+  h = hash_combine(h, std::hash<std::string>{}(options_.algo));
+  h = hash_combine(h, std::hash<std::string>{}(options_.precision));
+  return hash_combine(h, static_cast<std::size_t>(options_.allow_tf32));
+}
+
+std::vector<TensorType> GpuDnnConv::make_outputs(const std::vector<Variable>& inputs) const {
+  for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
+    if (!inputs[i].type().device.is_cuda()) {
+      throw UnsupportedError(
+          fmt::format("{}: input {} is on {}; cuDNN convolutions run on a "
+                      "CUDA device",
+                      str(), inputs[i].label(), inputs[i].type().device.str()));
+    }
+    if (!is_float(inputs[i].dtype())) {
+      throw TypeError(
+          fmt::format("{}: cuDNN convolutions only work on real numbers; input {} has dtype {}",
+                      str(), inputs[i].label(), dtype_name(inputs[i].dtype())));
+    }
+  }
+  if (!inputs.empty() && direction_ != ConvDirection::forward &&
+      resolve_precision(options_.precision, inputs[0].dtype()) == DType::float16) {
+    throw TypeError(fmt::format("{}: {} (precision {} on {} data)", str(), kFloat16Backward,
+                                options_.precision, dtype_name(inputs[0].dtype())));
+  }
+  return abstract_->make_outputs(inputs);
+}
+
+std::vector<ShapeDims> GpuDnnConv::infer_shape(const Node& node,
+                                               const std::vector<ShapeDims>& input_shapes) const {
+  return abstract_->infer_shape(node, input_shapes);
+}
+
+std::vector<Variable> GpuDnnConv::grad(const std::vector<Variable>& inputs,
+                                       const std::vector<Variable>& outputs,
+                                       const std::vector<Variable>& output_grads) const {
+  return abstract_->grad(inputs, outputs, output_grads);
+}
+
+std::vector<Variable> GpuDnnConv::r_op(const std::vector<Variable>& inputs,
+                                       const std::vector<Variable>& outputs,
+                                       const std::vector<Variable>& eval_points) const {
+  return abstract_->r_op(inputs, outputs, eval_points);
+}
+
+void GpuDnnConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
+  CudnnConvKernel(str(), direction_, params_, options_).run(inputs, outputs);
+  if (!outputs.empty() && outputs[0].defined() && outputs[0].device().is_cuda()) {
+    cuda::synchronize_current(outputs[0].device().index);
+  }
+}
+
+std::shared_ptr<const Kernel> GpuDnnConv::make_kernel(const Node& node) const {
+  // The node's number in errors: "GpuDnnConv{...} (node #12): ...". Selection waits for the
+  // first call: timing needs the data, and guessing is cheap.
+  return std::make_shared<CudnnConvKernel>(fmt::format("{} (node #{})", str(), node.id), direction_,
+                                           params_, options_);
+}
+
+std::shared_ptr<const Op> GpuDnnConv::reference_op() const {
+  return abstract_;
+}
+
+bool cudnn_usable(Device device, std::string* why) {
+  if (!device.is_cuda()) {
+    if (why != nullptr) *why = fmt::format("{} is not a CUDA device", device.str());
+    return false;
+  }
+  return cuda::cudnn_device_usable(device.index, why);
+}
+
+std::string cudnn_version() {
+  return cuda::cudnn_version();
+}
+
+}  // namespace convgraph
+
+#endif  // CONVGRAPH_HAVE_CUDNN

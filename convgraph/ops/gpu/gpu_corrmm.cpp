@@ -1,0 +1,954 @@
+// The GpuCorrMM family: im2col / col2im (gpu_im2col.cu) and cuBLAS GEMMs, batch folded into the
+// GEMMs.
+//
+// A call cuts the batch into chunks of consecutive images, as many as the workspace bound allows
+// (gpu_corrmm_tuning), and runs each chunk as one column matrix and one GEMM call:
+//
+// - Shared kernels: the chunk's column matrix has nb * P columns, image-major (row r, column
+//   b * P + p), so each group's GEMM has N = nb * P however small one image's output is (a 7x7
+//   layer at batch 64 is one GEMM with N = 3136, not 64 GEMMs with N = 49), and the groups run as
+//   one strided-batched GEMM. Topgrad and output are (b, m, p) in memory but the GEMMs want
+//   (m, b, p): a transpose through a staging buffer bridges them (skipped when nb == 1). It costs
+//   M * P per image, against the column matrix's C * taps * P.
+//     forward:      Y_g (Mg x N)  = W_g (Mg x K) . col_g (K x N)
+//     grad_inputs:  col_g (K x N) = W_g^T . T_g (Mg x N), then col2im (a gather, no atomics)
+//     grad_weights: dW_g (Mg x K) += T_g . col_g^T: one GEMM sums the whole chunk, and chunks
+//                   add up with beta = 1.
+// - Unshared kernels (2-D only) have one weight matrix per output position: the column matrix and
+//   the staging buffer are position-major ((p, b, r) and (p, b, m)) so that each position's
+//   matrices are plain strided ones, and each group is one GEMM batched over the P positions.
+//
+// float16 data multiply in float (cublas*Ex with a 32-bit compute type); the weight gradient of
+// float16 data accumulates across chunks in a float32 buffer and is rounded once.
+#include "convgraph/ops/gpu/gpu_corrmm.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <initializer_list>
+#include <mutex>
+#include <optional>
+#include <utility>
+
+#include "convgraph/base/error.hpp"
+#include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/ops/gpu/gpu_im2col.hpp"
+#include "convgraph/runtime/cuda/cuda_device.hpp"
+
+namespace convgraph {
+
+namespace gpu {
+namespace {
+std::mutex tuning_mutex;
+GpuCorrMMTuning tuning_value;
+}  // namespace
+
+GpuCorrMMTuning gpu_corrmm_tuning() {
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  return tuning_value;
+}
+
+void set_gpu_corrmm_tuning(const GpuCorrMMTuning& tuning) {
+  if (tuning.workspace_bytes < 0) {
+    throw ValueError(
+        fmt::format("set_gpu_corrmm_tuning: workspace_bytes={}; expected a size in bytes (>= 0)",
+                    tuning.workspace_bytes));
+  }
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  tuning_value = tuning;
+}
+}  // namespace gpu
+
+namespace {
+
+using Axes = std::array<std::int64_t, 3>;
+
+std::string op_name(ConvDirection direction, int convdim) {
+  std::string name = convdim == 3 ? "GpuCorr3dMM" : "GpuCorrMM";
+  if (direction == ConvDirection::grad_inputs) name += "_gradInputs";
+  if (direction == ConvDirection::grad_weights) name += "_gradWeights";
+  return name;
+}
+
+// ---- run-time checks: those of the reference and of CorrMM, in the same order ----
+
+void check_tensor(const std::string& fn, const char* what, const Tensor& t, int rank) {
+  if (!t.defined()) throw ValueError(fmt::format("{}: the {} is an undefined tensor", fn, what));
+  if (!t.device().is_cuda()) {
+    throw UnsupportedError(fmt::format("{}: the {} is on {}; GpuCorrMM runs on a CUDA device", fn,
+                                       what, t.device().str()));
+  }
+  if (!is_float(t.dtype())) {
+    throw TypeError(fmt::format("{}: the {} has dtype {}; expected float16, float32 or float64", fn,
+                                what, dtype_name(t.dtype())));
+  }
+  if (t.rank() != rank) {
+    throw TypeError(fmt::format("{}: the {} has shape {} (rank {}); expected rank {}", fn, what,
+                                shape_str(t.shape()), t.rank(), rank));
+  }
+}
+
+void check_pair(const std::string& fn, const char* what_a, const Tensor& a, const char* what_b,
+                const Tensor& b) {
+  if (a.dtype() != b.dtype()) {
+    throw TypeError(
+        fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the same dtype", fn,
+                    what_a, dtype_name(a.dtype()), what_b, dtype_name(b.dtype())));
+  }
+  if (a.device() != b.device()) {
+    throw ValueError(fmt::format("{}: the {} is on {} but the {} is on {}; expected one device", fn,
+                                 what_a, a.device().str(), what_b, b.device().str()));
+  }
+}
+
+// The problem in 3-D (2-D problems have a depth of 1).
+struct Problem {
+  std::int64_t batch = 0, channels = 0, filters = 0, groups = 1;
+  std::int64_t channels_per_group = 0, filters_per_group = 0;
+  Axes image{1, 1, 1}, kernel{1, 1, 1}, output{1, 1, 1};
+  Axes stride{1, 1, 1}, dilation{1, 1, 1}, pad_before{0, 0, 0}, pad_after{0, 0, 0};
+  bool flip = true;
+  bool unshared = false;
+
+  std::int64_t taps() const { return kernel[0] * kernel[1] * kernel[2]; }
+  std::int64_t image_size() const { return image[0] * image[1] * image[2]; }
+  std::int64_t positions() const { return output[0] * output[1] * output[2]; }
+  std::int64_t group_rows() const { return channels_per_group * taps(); }  // K
+  std::int64_t rows() const { return channels * taps(); }                  // R
+};
+
+Shape last_axes(const Shape& shape, int count) {
+  return Shape(shape.end() - count, shape.end());
+}
+
+Shape spatial_shape(const Axes& axes, int convdim) {
+  return Shape(axes.end() - convdim, axes.end());
+}
+
+void set_spatial(Problem& pr, const ConvParams& p, const Shape& image_spatial,
+                 const Shape& kernel_spatial) {
+  pr.flip = p.filter_flip;
+  pr.unshared = p.unshared;
+  pr.groups = p.num_groups;
+  const int n = p.convdim;
+  for (int a = 0; a < n; ++a) {
+    const auto i = static_cast<std::size_t>(a);
+    const auto j = static_cast<std::size_t>(3 - n + a);
+    pr.image[j] = image_spatial[i];
+    pr.kernel[j] = kernel_spatial[i];
+    pr.stride[j] = p.subsample[i];
+    pr.dilation[j] = p.dilation[i];
+    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
+    const auto [before, after] = p.border[i].resolve(dilated);
+    pr.pad_before[j] = before;
+    pr.pad_after[j] = after;
+    pr.output[j] = floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
+  }
+}
+
+void check_output_possible(const std::string& fn, const Problem& pr, const ConvParams& p,
+                           const Shape& image, const Shape& kernel) {
+  for (std::int64_t o : pr.output) {
+    if (o < 1) {
+      throw ShapeError(fmt::format(
+          "{}: the convolution would produce an impossible output of spatial size {} "
+          "({}); every spatial size must be at least 1",
+          fn, shape_str(spatial_shape(pr.output, p.convdim)), describe_conv(p, image, kernel)));
+    }
+  }
+}
+
+void set_channels(const std::string& fn, Problem& pr, std::int64_t channels, std::int64_t filters,
+                  std::int64_t kernel_channels, const char* source) {
+  const std::int64_t g = pr.groups;
+  if (channels % g != 0) {
+    throw ShapeError(
+        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
+                    source, channels, g));
+  }
+  if (filters % g != 0) {
+    throw ShapeError(fmt::format(
+        "{}: there are {} filters, which is not divisible by num_groups={}", fn, filters, g));
+  }
+  if (channels / g != kernel_channels) {
+    throw ShapeError(
+        fmt::format("{}: the kernel has {} input channels, but the {} has {} channels in {} "
+                    "group(s), so each group needs {}",
+                    fn, kernel_channels, source, channels, g, channels / g));
+  }
+  pr.channels = channels;
+  pr.filters = filters;
+  pr.channels_per_group = channels / g;
+  pr.filters_per_group = filters / g;
+}
+
+void check_unshared_regions(const std::string& fn, const Problem& pr, const ConvParams& p,
+                            const Shape& kernel) {
+  if (!p.unshared) return;
+  const Shape regions(kernel.begin() + 1, kernel.begin() + 1 + p.convdim);
+  const Shape output = spatial_shape(pr.output, p.convdim);
+  if (regions != output) {
+    throw ShapeError(
+        fmt::format("{}: the unshared kernel of shape {} has a region grid of {}, but the output "
+                    "grid is {}; they must be equal",
+                    fn, shape_str(kernel), shape_str(regions), shape_str(output)));
+  }
+}
+
+Shape output_shape(const Problem& pr, int convdim) {
+  Shape out{pr.batch, pr.filters};
+  for (std::int64_t o : spatial_shape(pr.output, convdim)) out.push_back(o);
+  return out;
+}
+
+struct Prepared {
+  Problem problem;
+  Shape result;
+};
+
+// The shape checks of each direction on its two tensor inputs (A, B) and its spatial argument.
+Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParams& p,
+                 const Shape& a, const Shape& b, const Shape& spatial) {
+  const int n = p.convdim;
+  Prepared out;
+  Problem& pr = out.problem;
+  switch (direction) {
+    case ConvDirection::forward: {
+      const Shape kernel_spatial = last_axes(b, n);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      set_spatial(pr, p, last_axes(a, n), kernel_spatial);
+      pr.batch = a[0];
+      set_channels(fn, pr, a[1], b[0], b[b.size() - static_cast<std::size_t>(n) - 1], "image");
+      check_output_possible(fn, pr, p, a, b);
+      check_unshared_regions(fn, pr, p, b);
+      out.result = output_shape(pr, n);
+      break;
+    }
+    case ConvDirection::grad_inputs: {
+      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
+      const Shape kernel_spatial = last_axes(a, n);
+      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
+      const std::int64_t kernel_channels = a[a.size() - static_cast<std::size_t>(n) - 1];
+      Shape image_shape{b[0], kernel_channels * p.num_groups};
+      image_shape.insert(image_shape.end(), spatial.begin(), spatial.end());
+      set_spatial(pr, p, spatial, kernel_spatial);
+      pr.batch = b[0];
+      set_channels(fn, pr, image_shape[1], a[0], kernel_channels, "image gradient");
+      check_output_possible(fn, pr, p, image_shape, a);
+      const Shape expected = output_shape(pr, n);
+      if (expected != b) {
+        throw ShapeError(fmt::format(
+            "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
+            "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
+            fn, shape_str(expected), shape_str(b), shape_str(spatial),
+            describe_conv(p, image_shape, a)));
+      }
+      check_unshared_regions(fn, pr, p, a);
+      out.result = image_shape;
+      break;
+    }
+    case ConvDirection::grad_weights: {
+      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
+      set_spatial(pr, p, last_axes(a, n), spatial);
+      pr.batch = a[0];
+      set_channels(fn, pr, a[1], b[1], a[1] / p.num_groups, "image");
+      Shape kernel_shape{pr.filters};
+      if (p.unshared) {
+        for (std::int64_t o : spatial_shape(pr.output, n)) kernel_shape.push_back(o);
+      }
+      kernel_shape.push_back(pr.channels_per_group);
+      kernel_shape.insert(kernel_shape.end(), spatial.begin(), spatial.end());
+      check_output_possible(fn, pr, p, a, kernel_shape);
+      const Shape expected = output_shape(pr, n);
+      if (expected != b) {
+        throw ShapeError(fmt::format(
+            "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
+            "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
+            fn, shape_str(expected), shape_str(b), shape_str(spatial),
+            describe_conv(p, a, kernel_shape)));
+      }
+      out.result = kernel_shape;
+      break;
+    }
+  }
+  return out;
+}
+
+// The imshp / kshp hints against the inputs and the result, as AbstractConv::perform checks them.
+void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
+                 const Shape& a, const Shape& b, const Shape& spatial) {
+  auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
+                   const char* hint_name) {
+    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
+      if (hint[i] && *hint[i] != shape[i]) {
+        throw ShapeError(
+            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
+                        shape_str(shape), hint_name, static_shape_str(hint)));
+      }
+    }
+  };
+  const auto n = static_cast<std::size_t>(p.convdim);
+  switch (direction) {
+    case ConvDirection::forward:
+      check(a, p.imshp, "image", "imshp");
+      check(b, p.kshp, "kernel", "kshp");
+      break;
+    case ConvDirection::grad_inputs: {
+      check(a, p.kshp, "kernel", "kshp");
+      Shape result{b[0], a[a.size() - n - 1] * p.num_groups};
+      result.insert(result.end(), spatial.begin(), spatial.end());
+      check(result, p.imshp, "image gradient", "imshp");
+      break;
+    }
+    case ConvDirection::grad_weights: {
+      check(a, p.imshp, "image", "imshp");
+      Shape result{b[1]};
+      if (p.unshared) result.insert(result.end(), b.begin() + 2, b.end());
+      result.push_back(a[1] / p.num_groups);
+      result.insert(result.end(), spatial.begin(), spatial.end());
+      check(result, p.kshp, "kernel gradient", "kshp");
+      break;
+    }
+  }
+}
+
+const char* first_input_name(ConvDirection direction) {
+  return direction == ConvDirection::grad_inputs ? "kernel" : "image";
+}
+const char* second_input_name(ConvDirection direction) {
+  return direction == ConvDirection::forward ? "kernel" : "topgrad";
+}
+
+void check_inputs(const std::string& fn, ConvDirection direction, const ConvParams& p,
+                  const Tensor& a, const Tensor& b) {
+  check_conv_params(fn, p);
+  const char* name_a = first_input_name(direction);
+  const char* name_b = second_input_name(direction);
+  check_tensor(fn, name_a, a,
+               direction == ConvDirection::grad_inputs ? p.kernel_rank() : p.image_rank());
+  check_tensor(fn, name_b, b,
+               direction == ConvDirection::forward ? p.kernel_rank() : p.image_rank());
+  check_pair(fn, name_a, a, name_b, b);
+}
+
+// ---- planning: chunks of images, every size the kernels and cuBLAS take checked to fit ----
+
+gpu::GpuElement element_of(DType dtype) {
+  switch (dtype) {
+    case DType::float16:
+      return gpu::GpuElement::f16;
+    case DType::float64:
+      return gpu::GpuElement::f64;
+    default:
+      return gpu::GpuElement::f32;
+  }
+}
+
+struct Plan {
+  std::int64_t images = 1;  // per chunk (nb)
+  std::int64_t chunks = 0;
+};
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// Whether the product of VALUES (each >= 0) is at most 2^31 - 1, computed without overflowing.
+bool product_fits_int32(std::initializer_list<std::int64_t> values) {
+  for (std::int64_t v : values) {
+    if (v == 0) return true;
+  }
+  std::int64_t product = 1;
+  for (std::int64_t v : values) {
+    if (v > INT_MAX / product) return false;
+    product *= v;
+  }
+  return true;
+}
+
+// Every count a kernel indexes with 32-bit ints and every size cuBLAS takes as an int, for
+// chunks of NB images: the column matrix (nb * P * C * taps, which bounds nb * P and the rows),
+// the staging buffer (nb * P * M), the chunk's images, and the row stride of unshared weights.
+bool chunk_fits(const Problem& pr, std::int64_t nb) {
+  const Axes& o = pr.output;
+  const Axes& k = pr.kernel;
+  const Axes& i = pr.image;
+  return product_fits_int32({nb, o[0], o[1], o[2], pr.channels, k[0], k[1], k[2]}) &&
+         product_fits_int32({nb, o[0], o[1], o[2], pr.filters}) &&
+         product_fits_int32({nb, pr.channels, i[0], i[1], i[2]}) &&
+         product_fits_int32({o[0], o[1], o[2], pr.channels_per_group, k[0], k[1], k[2]});
+}
+
+Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_size) {
+  for (const Axes* axes : {&pr.image, &pr.kernel, &pr.output, &pr.stride, &pr.dilation,
+                           &pr.pad_before, &pr.pad_after}) {
+    for (std::int64_t v : *axes) {
+      if (v > INT_MAX / 4) {
+        throw UnsupportedError(fmt::format(
+            "{}: a spatial size, stride, dilation or pad of {} is beyond what the CUDA kernels "
+            "index (2^29)",
+            fn, v));
+      }
+    }
+  }
+  if (!chunk_fits(pr, 1)) {
+    throw UnsupportedError(fmt::format(
+        "{}: one image's column matrix ({} channels x {} taps rows, output {} columns) is beyond "
+        "what the CUDA kernels and cuBLAS index (2^31 - 1 elements); split the convolution",
+        fn, pr.channels, pr.taps(), shape_str(Shape(pr.output.begin(), pr.output.end()))));
+  }
+  // Both terms are below 2^31 now.
+  const std::int64_t per_image =
+      (pr.rows() + pr.filters) * pr.positions() * static_cast<std::int64_t>(element_size);
+  const std::int64_t budget = gpu::gpu_corrmm_tuning().workspace_bytes;
+  Plan plan;
+  plan.images =
+      std::clamp<std::int64_t>(budget / std::max<std::int64_t>(per_image, 1), 1, pr.batch);
+  while (plan.images > 1 && !chunk_fits(pr, plan.images)) plan.images = (plan.images + 1) / 2;
+  // Equal chunks: 65 images as 64 + 1 would run a nearly empty second chunk.
+  plan.chunks = ceil_div(pr.batch, plan.images);
+  plan.images = ceil_div(pr.batch, plan.chunks);
+  return plan;
+}
+
+gpu::GpuCorrGeometry kernel_geometry(const Problem& pr) {
+  gpu::GpuCorrGeometry g;
+  g.channels = static_cast<int>(pr.channels);
+  for (std::size_t a = 0; a < 3; ++a) {
+    g.image[a] = static_cast<int>(pr.image[a]);
+    g.kernel[a] = static_cast<int>(pr.kernel[a]);
+    g.output[a] = static_cast<int>(pr.output[a]);
+    g.stride[a] = static_cast<int>(pr.stride[a]);
+    g.dilation[a] = static_cast<int>(pr.dilation[a]);
+    g.pad_before[a] = static_cast<int>(pr.pad_before[a]);
+  }
+  g.flip = pr.flip;
+  return g;
+}
+
+// ---- the GEMMs: row-major operands, handed to column-major cuBLAS as the transposed product ----
+
+struct Operand {
+  const void* data;
+  std::int64_t ld;      // row stride as stored
+  std::int64_t stride;  // between batch entries
+  bool transposed = false;
+};
+
+// Everything a call shares: the op, the device, its stream and cuBLAS handle, the element type.
+struct Context {
+  std::string fn;
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  DType dtype = DType::float32;
+  std::size_t element_size = 4;
+  gpu::GpuElement element = gpu::GpuElement::f32;
+  int sm_count = 1;
+};
+
+cudaDataType_t cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::float16:
+      return CUDA_R_16F;
+    case DType::float64:
+      return CUDA_R_64F;
+    default:
+      return CUDA_R_32F;
+  }
+}
+
+// C (m x n, row-major, ld C_LD; BATCH of them, C_STRIDE apart) = op(A) (m x k) . op(B) (k x n)
+// + BETA * C. C_DTYPE: the dtype of C (float32 for the float16 weight-gradient accumulator).
+void gemm(const Context& ctx, std::int64_t m, std::int64_t n, std::int64_t k, const Operand& a,
+          const Operand& b, double beta, void* c, std::int64_t c_ld, std::int64_t c_stride,
+          std::int64_t batch, DType c_dtype) {
+  // Row-major C = A . B is column-major C^T = B^T . A^T: B goes first.
+  const cublasOperation_t op_b = b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = a.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cudaDataType_t data_type = cuda_type(ctx.dtype);
+  const cudaDataType_t c_type = cuda_type(c_dtype);
+  const bool f64 = ctx.dtype == DType::float64;
+  const cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F : CUBLAS_COMPUTE_32F;
+  const double alpha64 = 1.0, beta64 = beta;
+  const float alpha32 = 1.0f, beta32 = static_cast<float>(beta);
+  const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
+  const void* beta_ptr = f64 ? static_cast<const void*>(&beta64) : &beta32;
+  const auto i = [](std::int64_t v) { return static_cast<int>(v); };
+  cublasStatus_t status;
+  if (batch == 1) {
+    status = cublasGemmEx(ctx.blas, op_b, op_a, i(n), i(m), i(k), alpha, b.data, data_type, i(b.ld),
+                          a.data, data_type, i(a.ld), beta_ptr, c, c_type, i(c_ld), compute,
+                          CUBLAS_GEMM_DEFAULT);
+  } else {
+    status = cublasGemmStridedBatchedEx(ctx.blas, op_b, op_a, i(n), i(m), i(k), alpha, b.data,
+                                        data_type, i(b.ld), b.stride, a.data, data_type, i(a.ld),
+                                        a.stride, beta_ptr, c, c_type, i(c_ld), c_stride, i(batch),
+                                        compute, CUBLAS_GEMM_DEFAULT);
+  }
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    cuda::check_cublas(status, fmt::format("{}: a cuBLAS GEMM of {} x {} x {} ({} batched, {})",
+                                           ctx.fn, m, n, k, batch, dtype_name(ctx.dtype)));
+  }
+}
+
+void check_kernel(const Context& ctx, cudaError_t status, const char* kernel) {
+  if (status != cudaSuccess) {
+    cuda::check(status, fmt::format("{}: launching {} on cuda{}", ctx.fn, kernel, ctx.device));
+  }
+}
+
+// Device memory of the workspace, from the caching allocator; MemoryError names the op.
+Tensor workspace(const Context& ctx, DType dtype, std::int64_t elements, const char* what) {
+  try {
+    return Tensor::empty(dtype, {std::max<std::int64_t>(elements, 1)}, Device::cuda(ctx.device));
+  } catch (ConvGraphError& e) {
+    e.prepend(fmt::format("{}: allocating the {} ({} x {} bytes) on cuda{}: ", ctx.fn, what,
+                          elements, dtype_size(dtype), ctx.device));
+    throw;
+  }
+}
+
+const void* advance(const void* base, std::int64_t elements, std::size_t element_size) {
+  return static_cast<const char*>(base) + elements * static_cast<std::int64_t>(element_size);
+}
+void* advance(void* base, std::int64_t elements, std::size_t element_size) {
+  return static_cast<char*>(base) + elements * static_cast<std::int64_t>(element_size);
+}
+
+// ---- the directions, on contiguous device tensors, one chunk of images at a time ----
+
+class Runner {
+ public:
+  Runner(const Context& ctx, const Problem& pr, const Plan& plan)
+      : ctx_(ctx), pr_(pr), geo_(kernel_geometry(pr)) {
+    p_ = pr.positions();
+    r_ = pr.rows();
+    k_ = pr.group_rows();
+    m_ = pr.filters;
+    mg_ = pr.filters_per_group;
+    g_ = pr.groups;
+    nb_max_ = plan.images;
+    col_ = workspace(ctx, ctx.dtype, r_ * nb_max_ * p_, "column matrix");
+    if (nb_max_ > 1 || pr.unshared) {
+      staging_ = workspace(ctx, ctx.dtype, m_ * nb_max_ * p_, "topgrad / output staging buffer");
+    }
+  }
+
+  void forward(const void* image, const void* kernel, void* out) {
+    for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
+      const gpu::ColumnLayout layout = columns(nb);
+      im2col(advance(image, b0 * pr_.channels * pr_.image_size(), ctx_.element_size), nb, layout);
+      void* out_chunk = advance(out, b0 * m_ * p_, ctx_.element_size);
+      if (!pr_.unshared) {
+        const std::int64_t n = nb * p_;
+        void* y = nb == 1 ? out_chunk : staging_.raw_data();
+        gemm(ctx_, mg_, n, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), n, k_ * n}, 0.0, y, n,
+             mg_ * n, g_, ctx_.dtype);
+        // (M, nb, P) -> (nb, M, P)
+        if (nb > 1) permute(staging_.raw_data(), m_, nb, p_, out_chunk, p_, m_ * p_, 1);
+        return;
+      }
+      for (std::int64_t g = 0; g < g_; ++g) {
+        // Position p: Y_p (nb x Mg) = col_p (nb x K) . W_p^T (K x Mg).
+        gemm(ctx_, nb, mg_, k_, {elements(col_, g * k_), r_, nb * r_},
+             {advance(kernel, g * mg_ * p_ * k_, ctx_.element_size), p_ * k_, k_, true}, 0.0,
+             elements(staging_, g * mg_), m_, nb * m_, p_, ctx_.dtype);
+      }
+      // (P, nb, M) -> (nb, M, P)
+      permute(staging_.raw_data(), p_, nb, m_, out_chunk, 1, m_ * p_, p_);
+    });
+  }
+
+  void grad_inputs(const void* kernel, const void* topgrad, void* dimage) {
+    for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
+      const gpu::ColumnLayout layout = columns(nb);
+      const void* top = stage_topgrad(topgrad, b0, nb);
+      if (!pr_.unshared) {
+        const std::int64_t n = nb * p_;
+        gemm(ctx_, k_, n, mg_, {kernel, k_, mg_ * k_, true}, {top, n, mg_ * n}, 0.0,
+             col_.raw_data(), n, k_ * n, g_, ctx_.dtype);
+      } else {
+        for (std::int64_t g = 0; g < g_; ++g) {
+          // Position p: col_p (nb x K) = T_p (nb x Mg) . W_p (Mg x K).
+          gemm(ctx_, nb, k_, mg_, {advance(top, g * mg_, ctx_.element_size), m_, nb * m_},
+               {advance(kernel, g * mg_ * p_ * k_, ctx_.element_size), p_ * k_, k_}, 0.0,
+               elements(col_, g * k_), r_, nb * r_, p_, ctx_.dtype);
+        }
+      }
+      check_kernel(ctx_,
+                   gpu::launch_col2im(
+                       ctx_.element, geo_, static_cast<int>(nb), col_.raw_data(), layout,
+                       advance(dimage, b0 * pr_.channels * pr_.image_size(), ctx_.element_size),
+                       ctx_.stream),
+                   "col2im");
+    });
+  }
+
+  // SUMS: where the GEMMs accumulate, of dtype SUMS_DTYPE (the result itself, or float32 for
+  // float16 data).
+  void grad_weights(const void* image, const void* topgrad, void* sums, DType sums_dtype) {
+    bool first = true;
+    const std::size_t sums_size = dtype_size(sums_dtype);
+    for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
+      const gpu::ColumnLayout layout = columns(nb);
+      im2col(advance(image, b0 * pr_.channels * pr_.image_size(), ctx_.element_size), nb, layout);
+      const void* top = stage_topgrad(topgrad, b0, nb);
+      const bool accumulate = !first;
+      first = false;
+      if (!pr_.unshared) {
+        const std::int64_t n = nb * p_;
+        const std::int64_t slices = reduction_slices(n);
+        if (slices == 1) {
+          gemm(ctx_, mg_, k_, n, {top, n, mg_ * n}, {col_.raw_data(), n, k_ * n, true},
+               accumulate ? 1.0 : 0.0, sums, k_, mg_ * k_, g_, sums_dtype);
+          return;
+        }
+        if (!partials_.defined()) {
+          partials_ = workspace(ctx_, sums_dtype, reduction_slices(nb_max_ * p_) * m_ * k_,
+                                "partial weight gradients");
+        }
+        const std::int64_t used = sliced_weight_gemms(top, n, slices, sums_dtype);
+        check_kernel(
+            ctx_,
+            gpu::launch_sum_slices(element_of(sums_dtype), partials_.raw_data(),
+                                   static_cast<int>(used), m_ * k_, sums, accumulate, ctx_.stream),
+            "the sum of partial weight gradients");
+        return;
+      }
+      const double beta = accumulate ? 1.0 : 0.0;
+      for (std::int64_t g = 0; g < g_; ++g) {
+        // Position p: dW_p (Mg x K) += T_p^T (Mg x nb) . col_p (nb x K).
+        gemm(ctx_, mg_, k_, nb, {advance(top, g * mg_, ctx_.element_size), m_, nb * m_, true},
+             {elements(col_, g * k_), r_, nb * r_}, beta,
+             advance(sums, g * mg_ * p_ * k_, sums_size), p_ * k_, k_, p_, sums_dtype);
+      }
+    });
+  }
+
+ private:
+  // How many slices the reduction (length N) of the weight-gradient GEMM is cut into. dW has few
+  // output tiles (64 x 576 for a 3x3 layer of 64 channels: a handful of 128 x 128 tiles) and a
+  // long reduction (nb * P, 200 000 columns for a 224 x 224 chunk of 4 images): as one GEMM, most
+  // SMs would idle. Slices give the GEMM some 4 tiles per SM, each slice long enough (>= 2048)
+  // to keep its own tiles efficient; a kernel then sums the slices.
+  std::int64_t reduction_slices(std::int64_t n) const {
+    constexpr std::int64_t kTile = 128, kMinSlice = 2048, kMaxSlices = 64;
+    const std::int64_t tiles = g_ * ceil_div(mg_, kTile) * ceil_div(k_, kTile);
+    const std::int64_t wanted = ceil_div(4 * std::max(ctx_.sm_count, 1), tiles);
+    return std::clamp<std::int64_t>(std::min(wanted, n / kMinSlice), 1, kMaxSlices);
+  }
+
+  // Partial s (M x K) of the weight gradient = T[:, slice s] . col[:, slice s]^T over slices of
+  // equal length (the last one shorter). Loops over the groups or the slices, whichever is
+  // fewer, and batches the other. Returns the number of slices.
+  std::int64_t sliced_weight_gemms(const void* top, std::int64_t n, std::int64_t slices,
+                                   DType sums_dtype) {
+    const std::int64_t length = ceil_div(n, slices);
+    const std::int64_t used = ceil_div(n, length);
+    const std::int64_t full = n / length;
+    const std::int64_t rest = n - full * length;
+    const std::size_t sums_size = dtype_size(sums_dtype);
+    const std::size_t size = ctx_.element_size;
+    const void* col = col_.raw_data();
+    void* partials = partials_.raw_data();
+    if (g_ < used) {
+      for (std::int64_t g = 0; g < g_; ++g) {
+        const void* top_g = advance(top, g * mg_ * n, size);
+        const void* col_g = advance(col, g * k_ * n, size);
+        void* out_g = advance(partials, g * mg_ * k_, sums_size);
+        gemm(ctx_, mg_, k_, length, {top_g, n, length}, {col_g, n, length, true}, 0.0, out_g, k_,
+             m_ * k_, full, sums_dtype);
+        if (rest > 0) {
+          gemm(ctx_, mg_, k_, rest, {advance(top_g, full * length, size), n, 0},
+               {advance(col_g, full * length, size), n, 0, true}, 0.0,
+               advance(out_g, full * m_ * k_, sums_size), k_, 0, 1, sums_dtype);
+        }
+      }
+      return used;
+    }
+    for (std::int64_t s = 0; s < used; ++s) {
+      const std::int64_t len = std::min(length, n - s * length);
+      gemm(ctx_, mg_, k_, len, {advance(top, s * length, size), n, mg_ * n},
+           {advance(col, s * length, size), n, k_ * n, true}, 0.0,
+           advance(partials, s * m_ * k_, sums_size), k_, mg_ * k_, g_, sums_dtype);
+    }
+    return used;
+  }
+
+  template <typename Fn>
+  void for_each_chunk(Fn&& fn) {
+    for (std::int64_t b0 = 0; b0 < pr_.batch; b0 += nb_max_) {
+      fn(b0, std::min(nb_max_, pr_.batch - b0));
+    }
+  }
+
+  // Shared: (r, b, p) at r * nb * P + b * P + p. Unshared: position-major, (p, b, r).
+  gpu::ColumnLayout columns(std::int64_t nb) const {
+    if (!pr_.unshared) return {nb * p_, p_, 1};
+    return {1, r_, nb * r_};
+  }
+
+  void im2col(const void* image, std::int64_t nb, const gpu::ColumnLayout& layout) {
+    check_kernel(ctx_,
+                 gpu::launch_im2col(ctx_.element, geo_, static_cast<int>(nb), image,
+                                    col_.raw_data(), layout, ctx_.stream),
+                 "im2col");
+  }
+
+  // The chunk's topgrad in the GEMMs' layout: (M, nb, P) for shared kernels (the topgrad itself
+  // for one image), (P, nb, M) for unshared ones.
+  const void* stage_topgrad(const void* topgrad, std::int64_t b0, std::int64_t nb) {
+    const void* top = advance(topgrad, b0 * m_ * p_, ctx_.element_size);
+    if (!pr_.unshared) {
+      if (nb == 1) return top;
+      permute(top, nb, m_, p_, staging_.raw_data(), p_, nb * p_, 1);
+    } else {
+      permute(top, nb, m_, p_, staging_.raw_data(), m_, 1, nb * m_);
+    }
+    return staging_.raw_data();
+  }
+
+  void permute(const void* src, std::int64_t d0, std::int64_t d1, std::int64_t d2, void* dst,
+               std::int64_t s0, std::int64_t s1, std::int64_t s2) {
+    check_kernel(ctx_,
+                 gpu::launch_permute3(ctx_.element, src, d0, d1, d2, dst, s0, s1, s2, ctx_.stream),
+                 "a transpose");
+  }
+
+  void* elements(const Tensor& t, std::int64_t offset) const {
+    return advance(t.raw_data(), offset, ctx_.element_size);
+  }
+
+  const Context& ctx_;
+  const Problem& pr_;
+  gpu::GpuCorrGeometry geo_;
+  std::int64_t p_ = 0, r_ = 0, k_ = 0, m_ = 0, mg_ = 0, g_ = 1, nb_max_ = 1;
+  Tensor col_, staging_, partials_;
+};
+
+// Runs a prepared problem on the current stream of the inputs' device. Empty problems (no batch,
+// channels or filters) give zeros, like the reference.
+Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& prep,
+               const Tensor& a, const Tensor& b) {
+  const Problem& pr = prep.problem;
+  const Device device = a.device();
+  cuda::set_device(device.index);
+  Tensor out = Tensor::empty(a.dtype(), prep.result, device);
+  if (out.numel() == 0) return out;
+  if (pr.batch == 0 || pr.channels == 0 || pr.filters == 0) {
+    out.fill(0.0);
+    return out;
+  }
+  Context ctx;
+  ctx.fn = fn;
+  ctx.device = device.index;
+  ctx.dtype = a.dtype();
+  ctx.element_size = dtype_size(ctx.dtype);
+  ctx.element = element_of(ctx.dtype);
+  const Plan plan = plan_chunks(fn, pr, ctx.element_size);
+  ctx.stream = cuda::current_stream(device.index);
+  ctx.blas = cuda::cublas_handle(device.index);
+  ctx.sm_count = cuda::properties(device.index).sm_count;
+  const Tensor ca = a.contiguous();
+  const Tensor cb = b.contiguous();
+  Runner runner(ctx, pr, plan);
+  switch (direction) {
+    case ConvDirection::forward:
+      runner.forward(ca.raw_data(), cb.raw_data(), out.raw_data());
+      break;
+    case ConvDirection::grad_inputs:
+      runner.grad_inputs(ca.raw_data(), cb.raw_data(), out.raw_data());
+      break;
+    case ConvDirection::grad_weights:
+      if (ctx.dtype == DType::float16) {
+        const Tensor sums = workspace(ctx, DType::float32, out.numel(), "float32 accumulator");
+        runner.grad_weights(ca.raw_data(), cb.raw_data(), sums.raw_data(), DType::float32);
+        check_kernel(ctx,
+                     gpu::launch_float_to_half(static_cast<const float*>(sums.raw_data()),
+                                               out.raw_data(), out.numel(), ctx.stream),
+                     "the float16 rounding");
+      } else {
+        runner.grad_weights(ca.raw_data(), cb.raw_data(), out.raw_data(), ctx.dtype);
+      }
+      break;
+  }
+  return out;
+}
+
+Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
+                     const Tensor& b, const Shape& spatial) {
+  const std::string fn = op_name(direction, params.convdim);
+  check_inputs(fn, direction, params, a, b);
+  return execute(fn, direction, prepare(fn, direction, params, a.shape(), b.shape(), spatial), a,
+                 b);
+}
+
+// The spatial argument of the grad directions: the shape input, a small int64 vector kept on the
+// host (read from the device if it was put there).
+Shape spatial_argument(ConvDirection direction, const std::vector<Tensor>& inputs) {
+  if (direction == ConvDirection::forward) return {};
+  return inputs[2].to_vector<std::int64_t>();
+}
+
+class GpuCorrMMKernel final : public Kernel {
+ public:
+  GpuCorrMMKernel(std::string name, ConvDirection direction, ConvParams params)
+      : name_(std::move(name)), fn_(name_), direction_(direction), params_(std::move(params)) {}
+
+  // The checks and geometry of the node's static shapes, worked out once; on any error, run time
+  // reports it.
+  void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) {
+    try {
+      check_conv_params(fn_, params_);
+      check_hints(fn_, direction_, params_, a, b, spatial);
+      Prepared prep = prepare(fn_, direction_, params_, a, b, spatial);
+      cached_ = Cached{dtype, a, b, spatial, std::move(prep)};
+    } catch (const ConvGraphError&) {
+      cached_.reset();
+    }
+  }
+
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
+    const std::size_t expected = direction_ == ConvDirection::forward ? 2 : 3;
+    if (inputs.size() != expected) {
+      throw ValueError(
+          fmt::format("{}: {} inputs given, expected {}", fn_, inputs.size(), expected));
+    }
+    const Tensor& a = inputs[0];
+    const Tensor& b = inputs[1];
+    check_inputs(fn_, direction_, params_, a, b);
+    const Shape spatial = spatial_argument(direction_, inputs);
+    if (cached_ && cached_->dtype == a.dtype() && cached_->a == a.shape() &&
+        cached_->b == b.shape() && cached_->spatial == spatial) {
+      outputs.at(0) = execute(fn_, direction_, cached_->prep, a, b);
+      return;
+    }
+    check_hints(fn_, direction_, params_, a.shape(), b.shape(), spatial);
+    const Prepared prep = prepare(fn_, direction_, params_, a.shape(), b.shape(), spatial);
+    outputs.at(0) = execute(fn_, direction_, prep, a, b);
+  }
+
+  std::string name() const override { return name_; }
+
+ private:
+  struct Cached {
+    DType dtype;
+    Shape a, b, spatial;
+    Prepared prep;
+  };
+  std::string name_;
+  std::string fn_;
+  ConvDirection direction_;
+  ConvParams params_;
+  std::optional<Cached> cached_;
+};
+
+std::optional<Shape> static_shape(const TensorType& type) {
+  Shape shape;
+  for (const StaticDim& d : type.dims) {
+    if (!d) return std::nullopt;
+    shape.push_back(*d);
+  }
+  return shape;
+}
+
+}  // namespace
+
+GpuCorrMM::GpuCorrMM(ConvDirection direction, ConvParams params)
+    : direction_(direction),
+      params_(params),
+      abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {}
+
+std::string GpuCorrMM::name() const {
+  return op_name(direction_, params_.convdim);
+}
+
+std::string GpuCorrMM::str() const {
+  return fmt::format("{}{{{}}}", name(), params_.str());
+}
+
+bool GpuCorrMM::equals(const Op& other) const {
+  const auto* o = dynamic_cast<const GpuCorrMM*>(&other);
+  return o != nullptr && o->direction_ == direction_ && o->params_ == params_;
+}
+
+std::size_t GpuCorrMM::hash() const {
+  return hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0x9c0a);
+}
+
+std::vector<TensorType> GpuCorrMM::make_outputs(const std::vector<Variable>& inputs) const {
+  for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
+    if (!inputs[i].type().device.is_cuda()) {
+      throw UnsupportedError(fmt::format("{}: input {} is on {}; GpuCorrMM runs on a CUDA device",
+                                         str(), inputs[i].label(), inputs[i].type().device.str()));
+    }
+    if (!is_float(inputs[i].dtype())) {
+      throw TypeError(fmt::format("{}: input {} has dtype {}; expected float16, float32 or float64",
+                                  str(), inputs[i].label(), dtype_name(inputs[i].dtype())));
+    }
+  }
+  return abstract_->make_outputs(inputs);
+}
+
+std::vector<ShapeDims> GpuCorrMM::infer_shape(const Node& node,
+                                              const std::vector<ShapeDims>& input_shapes) const {
+  return abstract_->infer_shape(node, input_shapes);
+}
+
+std::vector<Variable> GpuCorrMM::grad(const std::vector<Variable>& inputs,
+                                      const std::vector<Variable>& outputs,
+                                      const std::vector<Variable>& output_grads) const {
+  return abstract_->grad(inputs, outputs, output_grads);
+}
+
+std::vector<Variable> GpuCorrMM::r_op(const std::vector<Variable>& inputs,
+                                      const std::vector<Variable>& outputs,
+                                      const std::vector<Variable>& eval_points) const {
+  return abstract_->r_op(inputs, outputs, eval_points);
+}
+
+std::shared_ptr<const Op> GpuCorrMM::reference_op() const {
+  return abstract_;
+}
+
+void GpuCorrMM::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
+  GpuCorrMMKernel(str(), direction_, params_).run(inputs, outputs);
+  if (!inputs.empty() && inputs[0].defined() && inputs[0].device().is_cuda()) {
+    cuda::synchronize_current(inputs[0].device().index);
+  }
+}
+
+std::shared_ptr<const Kernel> GpuCorrMM::make_kernel(const Node& node) const {
+  auto kernel = std::make_shared<GpuCorrMMKernel>(str(), direction_, params_);
+  if (node.inputs.size() < 2) return kernel;
+  const std::optional<Shape> a = static_shape(node.inputs[0].type());
+  const std::optional<Shape> b = static_shape(node.inputs[1].type());
+  std::optional<Shape> spatial = Shape{};
+  if (direction_ != ConvDirection::forward) {
+    spatial.reset();
+    if (node.inputs.size() == 3 && node.inputs[2].is_constant()) {
+      spatial = node.inputs[2].constant_value().to_vector<std::int64_t>();
+    }
+  }
+  if (a && b && spatial) kernel->precompute(node.inputs[0].dtype(), *a, *b, *spatial);
+  return kernel;
+}
+
+Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
+  return run_direction(ConvDirection::forward, params, image, kernel, {});
+}
+
+Tensor gpu_corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, const Tensor& topgrad,
+                              const Shape& image_spatial) {
+  return run_direction(ConvDirection::grad_inputs, params, kernel, topgrad, image_spatial);
+}
+
+Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
+                               const Shape& kernel_spatial) {
+  return run_direction(ConvDirection::grad_weights, params, image, topgrad, kernel_spatial);
+}
+
+}  // namespace convgraph

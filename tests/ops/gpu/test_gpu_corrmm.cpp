@@ -1,0 +1,625 @@
+// The GpuCorrMM family against the reference convolutions (reference_conv_* of abstract_conv.hpp,
+// on the host): every direction in 2-D and 3-D, float64 / float32 / float16, over a parameter grid
+// of border modes (asymmetric pads included), strides, dilations, groups (depthwise included),
+// unshared kernels, flips and kernel sizes, with the batch in one chunk, one image per chunk and
+// a few images per chunk. Then empty problems, non-contiguous inputs, run-time errors, the op
+// itself and compiled graphs (device=cuda, conv_dnn excluded) with their gradients.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_params.hpp"
+#include "convgraph/ops/gpu/gpu_corrmm.hpp"
+#include "convgraph/ops/gpu/gpu_im2col.hpp"
+#include "support/catch.hpp"
+#include "support/test_util.hpp"
+
+using namespace convgraph;
+using convgraph::testing::allclose_report;
+using convgraph::testing::random_tensor;
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+// Sets the chunking bound for a scope.
+class ScopedTuning {
+ public:
+  explicit ScopedTuning(std::int64_t workspace_bytes) : previous_(gpu::gpu_corrmm_tuning()) {
+    gpu::GpuCorrMMTuning tuning = previous_;
+    tuning.workspace_bytes = workspace_bytes;
+    gpu::set_gpu_corrmm_tuning(tuning);
+  }
+  ~ScopedTuning() { gpu::set_gpu_corrmm_tuning(previous_); }
+  ScopedTuning(const ScopedTuning&) = delete;
+  ScopedTuning& operator=(const ScopedTuning&) = delete;
+
+ private:
+  gpu::GpuCorrMMTuning previous_;
+};
+
+// The chunkings the grids run under: the whole (small) batch in one chunk with the default
+// bound, one image per chunk (a bound below any image), and a few images per chunk (a bound of a
+// few column matrices of the grids' problems, so chunks of 1 to 3 images and a shorter last one).
+struct Chunking {
+  const char* name;
+  std::int64_t workspace_bytes;
+};
+
+std::vector<Chunking> chunkings() {
+  return {{"whole batch per chunk", gpu::GpuCorrMMTuning{}.workspace_bytes},
+          {"one image per chunk", 1},
+          {"a few images per chunk", 6 << 10}};
+}
+
+// Compares the device RESULT with the float64 reference EXPECTED. Tolerances scale with the length
+// of the sums behind each element; float16 is held to 2% of the result's magnitude.
+void require_close(const Tensor& result, const Tensor& expected, DType dtype, double terms) {
+  REQUIRE(result.device() == kGpu);
+  REQUIRE(result.dtype() == dtype);
+  const Tensor actual = result.to(Device::cpu()).cast(DType::float64);
+  double rtol = 0, atol = 0;
+  if (dtype == DType::float16) {
+    double magnitude = 1;
+    for (double v : expected.to_vector<double>()) magnitude = std::max(magnitude, std::abs(v));
+    rtol = 2e-2;
+    atol = 2e-2 * magnitude;
+  } else {
+    rtol = atol = (dtype == DType::float64 ? 1e-10 : 2e-5) * std::max(1.0, std::sqrt(terms));
+  }
+  const std::string report = allclose_report(actual, expected, rtol, atol);
+  INFO(report);
+  REQUIRE(report.empty());
+}
+
+Shape spatial_of(const Shape& shape, int n) {
+  return Shape(shape.end() - n, shape.end());
+}
+
+// All three directions on one problem, on the device, against the reference on the host (in
+// float64, from the same values). When the reference rejects the shapes, GpuCorrMM must reject
+// them with the same error type.
+void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& kernel_shape,
+                   DType dtype, std::uint64_t seed) {
+  INFO("params: " << p.str() << ", image " << shape_str(image_shape) << ", kernel "
+                  << shape_str(kernel_shape) << ", " << dtype_name(dtype));
+  // Values representable in every dtype, so that the reference sees exactly the device's inputs.
+  const Tensor image = random_tensor(dtype, image_shape, seed).cast(DType::float64);
+  const Tensor kernel = random_tensor(dtype, kernel_shape, seed + 1).cast(DType::float64);
+  const Tensor d_image = image.cast(dtype).to(kGpu);
+  const Tensor d_kernel = kernel.cast(dtype).to(kGpu);
+  Tensor expected;
+  try {
+    expected = reference_conv_forward(p, image, kernel);
+  } catch (const ShapeError&) {
+    REQUIRE_THROWS_AS(gpu_corrmm_forward(p, d_image, d_kernel), ShapeError);
+    return;
+  }
+  const int n = p.convdim;
+  double taps = 1;
+  for (std::int64_t k : spatial_of(kernel_shape, n)) taps *= static_cast<double>(k);
+  const double terms = taps * static_cast<double>(image_shape[1] / p.num_groups);
+  require_close(gpu_corrmm_forward(p, d_image, d_kernel), expected, dtype, terms);
+
+  const Tensor top = random_tensor(dtype, expected.shape(), seed + 2).cast(DType::float64);
+  const Tensor d_top = top.cast(dtype).to(kGpu);
+  const Shape image_spatial = spatial_of(image_shape, n);
+  const Shape kernel_spatial = spatial_of(kernel_shape, n);
+  require_close(gpu_corrmm_grad_inputs(p, d_kernel, d_top, image_spatial),
+                reference_conv_grad_inputs(p, kernel, top, image_spatial), dtype,
+                taps * static_cast<double>(kernel_shape[0]));
+  const double positions = static_cast<double>(top.numel()) / static_cast<double>(top.dim(1));
+  require_close(gpu_corrmm_grad_weights(p, d_image, d_top, kernel_spatial),
+                reference_conv_grad_weights(p, image, top, kernel_spatial), dtype, positions);
+}
+
+// The output's spatial sizes (spec 4.1), possibly < 1.
+Shape output_spatial(const ConvParams& p, const Shape& image, const Shape& kernel) {
+  Shape out;
+  for (std::size_t a = 0; a < image.size(); ++a) {
+    const std::int64_t dilated = (kernel[a] - 1) * p.dilation[a] + 1;
+    const auto [before, after] = p.border[a].resolve(dilated);
+    const std::int64_t span = image[a] + before + after - dilated;
+    out.push_back(span < 0 ? 0 : span / p.subsample[a] + 1);
+  }
+  return out;
+}
+
+// The 2-D border modes: every form a user can write, asymmetric pairs included.
+std::vector<BorderMode> borders_2d() {
+  return {BorderMode("valid"),
+          BorderMode("full"),
+          BorderMode("half"),
+          BorderMode(1),
+          BorderMode({std::int64_t{2}, std::int64_t{0}}),
+          BorderMode::pairs({{1, 0}, {0, 2}}),
+          BorderMode::pairs({{0, 3}, {2, 1}})};
+}
+
+// border x stride x dilation x groups x flip x kernel size on a (B, 4, 7, 6) image with 4 filters;
+// groups 4 is depthwise. Every EVERY-th problem only.
+void run_grid_2d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 2}, {2, 3}, {3, 1}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 2}, {3, 1}};
+  const std::vector<Shape> kernels = {{3, 3}, {2, 2}, {3, 2}, {1, 3}};
+  for (const BorderMode& border : borders_2d()) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (std::int64_t groups : {1, 2, 4}) {
+          for (bool flip : {true, false}) {
+            for (const Shape& k : kernels) {
+              if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+              const ConvParams p = make_conv_params(2, border, stride, flip, dilation, groups);
+              check_problem(p, {batch, 4, 7, 6}, {4, 4 / groups, k[0], k[1]}, dtype, seed);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void run_grid_3d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
+  const std::vector<BorderMode> borders = {
+      BorderMode("valid"), BorderMode("full"), BorderMode("half"), BorderMode(1),
+      BorderMode({std::int64_t{1}, std::int64_t{0}, std::int64_t{2}})};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1, 1}, {2, 1, 3}, {2, 2, 2}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1, 1}, {1, 2, 3}, {2, 2, 2}};
+  for (const BorderMode& border : borders) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (std::int64_t groups : {1, 2}) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            const ConvParams p = make_conv_params(3, border, stride, flip, dilation, groups);
+            check_problem(p, {batch, 2, 5, 6, 7}, {4, 2 / groups, 2, 3, 2}, dtype, seed);
+          }
+        }
+      }
+    }
+  }
+}
+
+void run_grid_unshared(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 1}, {2, 2}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {1, 2}, {2, 2}};
+  for (const BorderMode& border : borders_2d()) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (std::int64_t groups : {1, 2}) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            const ConvParams p =
+                make_conv_params(2, border, stride, flip, dilation, groups, /*unshared=*/true);
+            const Shape kernel_spatial{3, 2};
+            const Shape out = output_spatial(p, {6, 5}, kernel_spatial);
+            if (out[0] < 1 || out[1] < 1) continue;
+            check_problem(p, {batch, 4, 6, 5}, {4, out[0], out[1], 4 / groups, 3, 2}, dtype, seed);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("GpuCorrMM 2-D matches the reference over the parameter grid (float64)", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const std::vector<Chunking> all = chunkings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("chunking: " << all[i].name);
+    const ScopedTuning tuning(all[i].workspace_bytes);
+    run_grid_2d(DType::float64, 5, i == 0 ? 1 : 4, 11 + i);
+  }
+  run_grid_2d(DType::float64, 1, 5, 21);
+}
+
+TEST_CASE("GpuCorrMM 2-D matches the reference over the parameter grid (float32, float16)",
+          "[cuda]") {
+  testing::require_gpu_or_skip();
+  run_grid_2d(DType::float32, 3, 2, 101);
+  run_grid_2d(DType::float16, 3, 3, 102);
+  const ScopedTuning tuning(1);
+  run_grid_2d(DType::float32, 2, 7, 103);
+  run_grid_2d(DType::float16, 2, 7, 104);
+}
+
+TEST_CASE("GpuCorr3dMM matches the reference over the parameter grid", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const std::vector<Chunking> all = chunkings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("chunking: " << all[i].name);
+    const ScopedTuning tuning(all[i].workspace_bytes);
+    run_grid_3d(DType::float64, 3, i == 0 ? 1 : 3, 201 + i);
+  }
+  run_grid_3d(DType::float64, 1, 3, 211);
+  run_grid_3d(DType::float32, 2, 2, 301);
+  run_grid_3d(DType::float16, 2, 3, 302);
+}
+
+TEST_CASE("GpuCorrMM unshared matches the reference", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const std::vector<Chunking> all = chunkings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("chunking: " << all[i].name);
+    const ScopedTuning tuning(all[i].workspace_bytes);
+    run_grid_unshared(DType::float64, 3, i == 0 ? 1 : 3, 401 + i);
+  }
+  run_grid_unshared(DType::float64, 1, 3, 411);
+  run_grid_unshared(DType::float32, 2, 2, 501);
+  run_grid_unshared(DType::float16, 2, 3, 502);
+}
+
+TEST_CASE("GpuCorrMM pointwise, depthwise and larger problems, in several chunks", "[cuda]") {
+  testing::require_gpu_or_skip();
+  for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+    // 1x1 kernels, plain and strided, grouped.
+    for (std::int64_t groups : {1, 2, 6}) {
+      const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, groups);
+      check_problem(p, {4, 6, 5, 4}, {6, 6 / groups, 1, 1}, dtype, 600);
+      const ConvParams s = make_conv_params(2, "half", {2, 1}, false, {1, 1}, groups);
+      check_problem(s, {3, 6, 5, 4}, {12, 6 / groups, 1, 1}, dtype, 601);
+    }
+    // Depthwise with a channel multiplier, and a mixed-stride, dilated grouped layer.
+    const ConvParams depthwise = make_conv_params(2, "half", {1, 2}, true, {2, 1}, 8);
+    check_problem(depthwise, {3, 8, 14, 13}, {16, 1, 3, 3}, dtype, 602);
+    const ConvParams grouped = make_conv_params(2, 1, {2, 1}, false, {1, 2}, 4);
+    check_problem(grouped, {2, 16, 12, 11}, {8, 4, 3, 3}, dtype, 603);
+  }
+  // A batch of 20 cut into chunks of a few images by a 1 MiB bound (each image's column matrix
+  // and staging take 160 KiB in float32), with the default bound (one chunk) for comparison.
+  const ConvParams same = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+  for (std::int64_t bound : {std::int64_t{1} << 20, gpu::GpuCorrMMTuning{}.workspace_bytes}) {
+    INFO("workspace bound " << bound);
+    const ScopedTuning tuning(bound);
+    check_problem(same, {20, 16, 16, 16}, {16, 16, 3, 3}, DType::float32, 610);
+    check_problem(same, {20, 16, 16, 16}, {16, 16, 3, 3}, DType::float16, 611);
+  }
+  // Weight gradients with a reduction of nb * P >= 4096 columns are cut into slices summed by a
+  // kernel: 9 images of 23x23 give two slices of unequal length, looped over per group (1 group)
+  // or per slice (4 groups).
+  for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+    check_problem(same, {9, 8, 23, 23}, {8, 8, 3, 3}, dtype, 612);
+    const ConvParams grouped = make_conv_params(2, "half", {1, 1}, false, {1, 1}, 4);
+    check_problem(grouped, {9, 8, 23, 23}, {8, 2, 3, 3}, dtype, 613);
+  }
+  const ConvParams c3d = make_conv_params(3, 1, {1, 2, 1}, true, {1, 1, 1}, 1);
+  const ScopedTuning tuning(64 << 10);
+  check_problem(c3d, {5, 4, 6, 8, 8}, {8, 4, 3, 3, 3}, DType::float32, 620);
+}
+
+TEST_CASE("GpuCorrMM empty problems give zeros, like the reference", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const ConvParams p = make_conv_params(2, "full", {1, 2}, true, {1, 1}, 1);
+  const ConvParams g = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 2);
+  for (DType dtype : {DType::float16, DType::float32, DType::float64}) {
+    check_problem(p, {0, 3, 5, 5}, {4, 3, 2, 2}, dtype, 1000);  // no batch
+    check_problem(p, {2, 0, 5, 5}, {4, 0, 2, 2}, dtype, 1001);  // no channels
+    check_problem(p, {2, 3, 5, 5}, {0, 3, 2, 2}, dtype, 1002);  // no filters
+    check_problem(g, {2, 0, 4, 4}, {2, 0, 3, 3}, dtype, 1003);  // no channels, 2 groups
+    check_problem(p, {2, 3, 0, 4}, {4, 3, 2, 2}, dtype, 1004);  // an empty image axis
+  }
+  // The gradient wrt the weights with no batch is all zeros (not uninitialised memory).
+  const Tensor image = Tensor::empty(DType::float32, {0, 3, 5, 5}, kGpu);
+  const Tensor top = Tensor::empty(DType::float32, {0, 4, 6, 3}, kGpu);
+  const Tensor dw = gpu_corrmm_grad_weights(p, image, top, {2, 2});
+  REQUIRE(dw.shape() == Shape{4, 3, 2, 2});
+  REQUIRE(dw.device() == kGpu);
+  for (float v : dw.to(Device::cpu()).to_vector<float>()) REQUIRE(v == 0.0f);
+}
+
+TEST_CASE("GpuCorrMM reads non-contiguous device inputs", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const ConvParams p =
+      make_conv_params(2, BorderMode::pairs({{1, 0}, {2, 1}}), {2, 1}, true, {1, 2}, 2);
+  for (DType dtype : {DType::float32, DType::float64}) {
+    INFO(dtype_name(dtype));
+    const Tensor image = random_tensor(dtype, {3, 7, 4, 8}, 1100).permute({0, 2, 1, 3});
+    const Tensor kernel = random_tensor(dtype, {12, 2, 3, 2}, 1101).slice(0, 0, 12, 2);
+    const Tensor d_image = random_tensor(dtype, {3, 7, 4, 8}, 1100).to(kGpu).permute({0, 2, 1, 3});
+    const Tensor d_kernel = random_tensor(dtype, {12, 2, 3, 2}, 1101).to(kGpu).slice(0, 0, 12, 2);
+    REQUIRE_FALSE(d_image.is_contiguous());
+    REQUIRE_FALSE(d_kernel.is_contiguous());
+    const Tensor expected = reference_conv_forward(p, image, kernel);
+    require_close(gpu_corrmm_forward(p, d_image, d_kernel), expected.cast(DType::float64), dtype,
+                  12);
+    Shape wide = expected.shape();
+    wide.back() *= 2;
+    const Tensor top = random_tensor(dtype, wide, 1102).slice(3, 0, wide.back(), 2);
+    const Tensor d_top = random_tensor(dtype, wide, 1102).to(kGpu).slice(3, 0, wide.back(), 2);
+    REQUIRE_FALSE(d_top.is_contiguous());
+    require_close(gpu_corrmm_grad_inputs(p, d_kernel, d_top, {7, 8}),
+                  reference_conv_grad_inputs(p, kernel, top, {7, 8}).cast(DType::float64), dtype,
+                  36);
+    require_close(gpu_corrmm_grad_weights(p, d_image, d_top, {3, 2}),
+                  reference_conv_grad_weights(p, image, top, {3, 2}).cast(DType::float64), dtype,
+                  static_cast<double>(top.numel()));
+  }
+}
+
+namespace {
+
+template <typename E, typename Fn>
+std::string message_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  }
+  FAIL("the expected exception was not thrown");
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("GpuCorrMM run-time errors name the op and the problem", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);
+  const ConvParams g2 = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 2);
+  const DType f32 = DType::float32;
+  const Tensor image = random_tensor(f32, {2, 4, 6, 6}, 1).to(kGpu);
+  const Tensor kernel = random_tensor(f32, {3, 4, 3, 3}, 2).to(kGpu);
+
+  SECTION("kernel channels that do not match the image") {
+    const Tensor bad = random_tensor(f32, {3, 5, 3, 3}, 3).to(kGpu);
+    const std::string m = message_of<ShapeError>([&] { gpu_corrmm_forward(p, image, bad); });
+    CHECK(contains(m, "GpuCorrMM"));
+    CHECK(contains(m, "input channels"));
+  }
+  SECTION("filters or channels not divisible by the groups") {
+    const Tensor k = random_tensor(f32, {3, 2, 3, 3}, 3).to(kGpu);
+    CHECK(contains(message_of<ShapeError>([&] { gpu_corrmm_forward(g2, image, k); }), "3 filters"));
+    const Tensor img = random_tensor(f32, {2, 5, 6, 6}, 3).to(kGpu);
+    const Tensor top = random_tensor(f32, {2, 4, 4, 4}, 4).to(kGpu);
+    const std::string m = message_of<ShapeError>([&] {
+      gpu_corrmm_grad_weights(g2, img, top, {3, 3});
+    });
+    CHECK(contains(m, "GpuCorrMM_gradWeights"));
+    CHECK(contains(m, "not divisible"));
+  }
+  SECTION("an impossible output") {
+    const Tensor big = random_tensor(f32, {3, 4, 7, 3}, 3).to(kGpu);
+    CHECK(contains(message_of<ShapeError>([&] { gpu_corrmm_forward(p, image, big); }),
+                   "impossible output"));
+  }
+  SECTION("a topgrad inconsistent with the shapes (both gradients)") {
+    const Tensor top = random_tensor(f32, {2, 3, 5, 4}, 4).to(kGpu);
+    std::string m = message_of<ShapeError>([&] { gpu_corrmm_grad_inputs(p, kernel, top, {6, 6}); });
+    CHECK(contains(m, "GpuCorrMM_gradInputs"));
+    CHECK(contains(m, "invalid input_shape"));
+    m = message_of<ShapeError>([&] { gpu_corrmm_grad_weights(p, image, top, {3, 3}); });
+    CHECK(contains(m, "invalid filter_shape"));
+  }
+  SECTION("a spatial argument of the wrong length or negative") {
+    const Tensor top = random_tensor(f32, {2, 3, 4, 4}, 4).to(kGpu);
+    REQUIRE_THROWS_AS(gpu_corrmm_grad_inputs(p, kernel, top, {6}), ShapeError);
+    REQUIRE_THROWS_AS(gpu_corrmm_grad_inputs(p, kernel, top, {6, -1}), ShapeError);
+    REQUIRE_THROWS_AS(gpu_corrmm_grad_weights(p, image, top, {3, 0}), ShapeError);
+  }
+  SECTION("unshared regions that do not match the output") {
+    const ConvParams u = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1, true);
+    const Tensor k = random_tensor(f32, {3, 4, 3, 4, 3, 3}, 3).to(kGpu);
+    CHECK(contains(message_of<ShapeError>([&] { gpu_corrmm_forward(u, image, k); }), "region"));
+  }
+  SECTION("host tensors are unsupported") {
+    const std::string m = message_of<UnsupportedError>(
+        [&] { gpu_corrmm_forward(p, image.to(Device::cpu()), kernel.to(Device::cpu())); });
+    CHECK(contains(m, "GpuCorrMM"));
+    CHECK(contains(m, "cpu"));
+  }
+  SECTION("integer dtypes, mixed dtypes and wrong ranks are TypeErrors") {
+    REQUIRE_THROWS_AS(gpu_corrmm_forward(p, image.cast(DType::int32), kernel.cast(DType::int32)),
+                      TypeError);
+    REQUIRE_THROWS_AS(gpu_corrmm_forward(p, image, kernel.cast(DType::float64)), TypeError);
+    REQUIRE_THROWS_AS(gpu_corrmm_forward(p, image.reshape({2, 4, 36}), kernel), TypeError);
+    const ConvParams p3 = make_conv_params(3, "valid", {1, 1, 1}, true, {1, 1, 1}, 1);
+    CHECK(contains(message_of<TypeError>([&] { gpu_corrmm_forward(p3, image, kernel); }),
+                   "GpuCorr3dMM"));
+  }
+  SECTION("undefined tensors") {
+    REQUIRE_THROWS_AS(gpu_corrmm_forward(p, Tensor(), kernel), ValueError);
+  }
+  SECTION("a column matrix beyond 32-bit indexing is refused before anything runs") {
+    // 4096 channels of 7x7 taps over a 104x104 output: 2.17e9 column entries per image, past
+    // the 2^31 - 1 the kernels and cuBLAS index.
+    const ConvParams same = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+    const Tensor wide = Tensor::empty(f32, {1, 4096, 104, 104}, kGpu);
+    const Tensor k = Tensor::empty(f32, {1, 4096, 7, 7}, kGpu);
+    const std::string m = message_of<UnsupportedError>([&] { gpu_corrmm_forward(same, wide, k); });
+    CHECK(contains(m, "GpuCorrMM"));
+    CHECK(contains(m, "column matrix"));
+  }
+  // The device still works after every error above.
+  const Tensor out = gpu_corrmm_forward(p, image, kernel);
+  require_close(out,
+                reference_conv_forward(p, image.to(Device::cpu()), kernel.to(Device::cpu()))
+                    .cast(DType::float64),
+                f32, 36);
+}
+
+namespace {
+
+StaticShape static_of(const Shape& shape) {
+  return StaticShape(shape.begin(), shape.end());
+}
+
+Variable device_input(const std::string& name, DType dtype, const Shape& shape) {
+  return make_input(TensorType(dtype, static_of(shape), kGpu), name);
+}
+
+std::shared_ptr<const GpuCorrMM> gpu_op(ConvDirection direction, const ConvParams& p) {
+  return std::make_shared<const GpuCorrMM>(direction, p);
+}
+
+}  // namespace
+
+TEST_CASE("GpuCorrMM op: names, equality, types, kernels and perform", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const ConvParams p2 =
+      make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 1}}), {1, 2}, true, {2, 1}, 1);
+  const ConvParams p3 = make_conv_params(3, "valid", {1, 1, 1}, true, {1, 1, 1}, 1);
+  CHECK(gpu_op(ConvDirection::forward, p2)->name() == "GpuCorrMM");
+  CHECK(gpu_op(ConvDirection::grad_inputs, p2)->name() == "GpuCorrMM_gradInputs");
+  CHECK(gpu_op(ConvDirection::grad_weights, p2)->name() == "GpuCorrMM_gradWeights");
+  CHECK(gpu_op(ConvDirection::forward, p3)->name() == "GpuCorr3dMM");
+  CHECK(gpu_op(ConvDirection::grad_inputs, p3)->name() == "GpuCorr3dMM_gradInputs");
+  CHECK(gpu_op(ConvDirection::grad_weights, p3)->name() == "GpuCorr3dMM_gradWeights");
+  CHECK(gpu_op(ConvDirection::forward, p2)->str() == "GpuCorrMM{" + p2.str() + "}");
+  const auto fwd = gpu_op(ConvDirection::forward, p2);
+  CHECK(fwd->equals(*gpu_op(ConvDirection::forward, p2)));
+  CHECK(fwd->hash() == gpu_op(ConvDirection::forward, p2)->hash());
+  CHECK_FALSE(fwd->equals(*gpu_op(ConvDirection::grad_inputs, p2)));
+  CHECK_FALSE(fwd->equals(AbstractConv(ConvDirection::forward, p2)));
+  REQUIRE(fwd->reference_op() != nullptr);
+  CHECK(fwd->reference_op()->name() == "AbstractConv2d");
+
+  const Variable x = device_input("x", DType::float32, {2, 3, 9, 8});
+  const Variable w = device_input("w", DType::float32, {4, 3, 3, 2});
+  const Variable y = apply(fwd, {x, w});
+  CHECK(y.type() == AbstractConv(ConvDirection::forward, p2).make_outputs({x, w})[0]);
+  CHECK(y.type().device == kGpu);
+  // Host inputs and integer dtypes are refused when the graph is built.
+  CHECK_THROWS_AS(apply(fwd, {tensor4("xh", DType::float32), tensor4("wh", DType::float32)}),
+                  UnsupportedError);
+  CHECK_THROWS_AS(apply(fwd, {device_input("xi", DType::int32, {2, 3, 9, 8}),
+                              device_input("wi", DType::int32, {4, 3, 3, 2})}),
+                  TypeError);
+
+  for (DType dtype : {DType::float16, DType::float32, DType::float64}) {
+    INFO(dtype_name(dtype));
+    const Tensor image = random_tensor(dtype, {2, 3, 9, 8}, 1200).cast(DType::float64);
+    const Tensor kernel = random_tensor(dtype, {4, 3, 3, 2}, 1201).cast(DType::float64);
+    const Tensor d_image = image.cast(dtype).to(kGpu);
+    const Tensor d_kernel = kernel.cast(dtype).to(kGpu);
+    const Tensor expected = reference_conv_forward(p2, image, kernel);
+    // perform (waits for the device itself).
+    std::vector<Tensor> out(1);
+    fwd->perform({d_image, d_kernel}, out);
+    require_close(out[0], expected, dtype, 18);
+    // A kernel made for static shapes, run on those and on others.
+    const Variable xs = device_input("x", dtype, {2, 3, 9, 8});
+    const Variable ws = device_input("w", dtype, {4, 3, 3, 2});
+    const std::shared_ptr<const Kernel> k = kernel_for(*apply(fwd, {xs, ws}).owner());
+    CHECK(k->name() == fwd->str());
+    k->run({d_image, d_kernel}, out);
+    require_close(out[0], expected, dtype, 18);
+    const Tensor other = random_tensor(dtype, {1, 3, 11, 6}, 1202).cast(DType::float64);
+    k->run({other.cast(dtype).to(kGpu), d_kernel}, out);
+    require_close(out[0], reference_conv_forward(p2, other, kernel), dtype, 18);
+    CHECK_THROWS_AS(k->run({d_image}, out), ValueError);
+    // The gradient directions through their kernels, the shape input a host constant.
+    const Tensor top = random_tensor(dtype, expected.shape(), 1203).cast(DType::float64);
+    const Variable t = device_input("t", dtype, expected.shape());
+    const Variable shape = make_constant(Tensor::from_vector<std::int64_t>({9, 8}, {2}));
+    const Variable gi = apply(gpu_op(ConvDirection::grad_inputs, p2), {ws, t, shape});
+    kernel_for(*gi.owner())->run({d_kernel, top.cast(dtype).to(kGpu), shape.constant_value()}, out);
+    require_close(out[0], reference_conv_grad_inputs(p2, kernel, top, {9, 8}), dtype, 24);
+    const Variable kshape = make_constant(Tensor::from_vector<std::int64_t>({3, 2}, {2}));
+    const Variable gw = apply(gpu_op(ConvDirection::grad_weights, p2), {xs, t, kshape});
+    kernel_for(*gw.owner())->run({d_image, top.cast(dtype).to(kGpu), kshape.constant_value()}, out);
+    require_close(out[0], reference_conv_grad_weights(p2, image, top, {3, 2}), dtype,
+                  static_cast<double>(top.numel()));
+  }
+
+  // Gradients are the abstract op's, which later passes lower again.
+  const std::vector<Variable> g = fwd->grad({x, w}, {y}, {y});
+  REQUIRE(g.size() == 2);
+  CHECK(g[0].owner()->op->name() == "AbstractConv2d_gradInputs");
+  CHECK(g[1].owner()->op->name() == "AbstractConv2d_gradWeights");
+}
+
+namespace {
+
+std::vector<std::string> op_names(const Function& f) {
+  std::vector<std::string> names;
+  for (Node* node : f.graph().toposort()) names.push_back(node->op->name());
+  return names;
+}
+
+bool has(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace
+
+TEST_CASE("device=cuda with conv_dnn excluded lowers every direction to GpuCorrMM", "[cuda]") {
+  testing::require_gpu_or_skip();
+  for (DType dtype : {DType::float32, DType::float64}) {
+    INFO(dtype_name(dtype));
+    const ConvParams p2 =
+        make_conv_params(2, BorderMode::pairs({{1, 0}, {2, 1}}), {2, 1}, false, {1, 2}, 2);
+    const ConvParams p3 = make_conv_params(3, "half", {1, 2, 1}, true, {2, 1, 1}, 1);
+    const ConvParams pu = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1, true);
+    const Variable x = tensor("x", dtype, {3, 4, 9, 8});
+    const Variable w = tensor("w", dtype, {6, 2, 3, 2});
+    const Variable v = tensor("v", dtype, {2, 2, 5, 6, 4});
+    const Variable k = tensor("k", dtype, {3, 2, 2, 3, 3});
+    const Variable u = tensor("u", dtype, {2, 7, 7, 4, 3, 2});
+    const Variable y = abstract_conv(p2, x, w);
+    const Variable z = abstract_conv(p3, v, k);
+    const Variable s = abstract_conv(pu, x, u);
+    const Variable cost = sum(y * y) + sum(z * z) + sum(s * s);
+    const std::vector<Variable> grads = grad(cost, {x, w, v, k, u});
+    std::vector<Variable> outputs = {y, z, s};
+    outputs.insert(outputs.end(), grads.begin(), grads.end());
+
+    CompileOptions on_gpu;
+    on_gpu.flags = "device=cuda,optimizer_excluding=conv_dnn";
+    const Function f = compile({x, w, v, k, u}, outputs, on_gpu);
+    const std::vector<std::string> names = op_names(f);
+    for (const char* name : {"GpuCorrMM", "GpuCorrMM_gradInputs", "GpuCorrMM_gradWeights",
+                             "GpuCorr3dMM", "GpuCorr3dMM_gradInputs", "GpuCorr3dMM_gradWeights"}) {
+      INFO(name);
+      CHECK(has(names, name));
+    }
+    for (const std::string& name : names) CHECK(name.rfind("Abstract", 0) == std::string::npos);
+
+    CompileOptions on_host;
+    on_host.flags = "optimizer_excluding=conv_dnn";
+    const Function reference = compile({x, w, v, k, u}, outputs, on_host);
+    const std::vector<Tensor> args = {
+        random_tensor(dtype, {3, 4, 9, 8}, 1400), random_tensor(dtype, {6, 2, 3, 2}, 1401),
+        random_tensor(dtype, {2, 2, 5, 6, 4}, 1402), random_tensor(dtype, {3, 2, 2, 3, 3}, 1403),
+        random_tensor(dtype, {2, 7, 7, 4, 3, 2}, 1404)};
+    const std::vector<Tensor> got = f(args);
+    const std::vector<Tensor> want = reference(args);
+    REQUIRE(got.size() == want.size());
+    const double tol = dtype == DType::float64 ? 1e-9 : 1e-4;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      INFO("output " << i);
+      REQUIRE(got[i].device().is_cpu());
+      const std::string report = allclose_report(got[i], want[i], tol, tol);
+      INFO(report);
+      CHECK(report.empty());
+    }
+  }
+}
+
+TEST_CASE("device=cuda float16 convolutions run as GpuCorrMM", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const ConvParams p = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+  const Variable x = tensor("x", DType::float16, {2, 3, 8, 8});
+  const Variable w = tensor("w", DType::float16, {5, 3, 3, 3});
+  const Variable y = abstract_conv(p, x, w);
+  CompileOptions on_gpu;
+  on_gpu.flags = "device=cuda,optimizer_excluding=conv_dnn";
+  const Function f = compile({x, w}, {y}, on_gpu);
+  CHECK(has(op_names(f), "GpuCorrMM"));
+  const Tensor xv = random_tensor(DType::float16, {2, 3, 8, 8}, 1500);
+  const Tensor wv = random_tensor(DType::float16, {5, 3, 3, 3}, 1501);
+  const Tensor got = f({xv, wv})[0];
+  const Tensor want = reference_conv_forward(p, xv.cast(DType::float64), wv.cast(DType::float64));
+  const std::string report = allclose_report(got.cast(DType::float64), want, 2e-2, 2e-2 * 5);
+  INFO(report);
+  CHECK(report.empty());
+}
