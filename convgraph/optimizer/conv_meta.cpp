@@ -15,12 +15,12 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "convgraph/build_config.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv3d2d.hpp"
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/optimizer/compile.hpp"
-#include "convgraph/build_config.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/optimizer/conv_lowering_gpu.hpp"
 #include "convgraph/optimizer/conv_lowering_onednn.hpp"

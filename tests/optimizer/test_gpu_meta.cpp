@@ -84,10 +84,10 @@ TEST_CASE("gpu meta: every convolution gets a GPU implementation chosen by timin
   const MetaGraph g;
   const std::string cache = temp_path("cache");
   reset_conv_meta_stats();
-  const Function f = compile_flags(
-      g, fmt::format("device=cuda,optimizer_including=conv_meta,metaopt.verbose=0,"
-                     "autotune.cache_path={}",
-                     cache));
+  const Function f =
+      compile_flags(g, fmt::format("device=cuda,optimizer_including=conv_meta,metaopt.verbose=0,"
+                                   "autotune.cache_path={}",
+                                   cache));
   const ConvMetaStats stats = conv_meta_stats();
   CHECK(stats.nodes_timed == 3);
   CHECK(stats.nodes_replaced == 3);
@@ -105,8 +105,9 @@ TEST_CASE("gpu meta: metaopt.optimizer_excluding=conv_dnn leaves only GpuCorrMM 
   testing::require_gpu_or_skip();
   const MetaGraph g;
   const Function f = compile_flags(
-      g, "device=cuda,optimizer_including=conv_meta,metaopt.verbose=0,autotune.cache=off,"
-         "metaopt.optimizer_excluding=conv_dnn");
+      g,
+      "device=cuda,optimizer_including=conv_meta,metaopt.verbose=0,autotune.cache=off,"
+      "metaopt.optimizer_excluding=conv_dnn");
   const auto names = conv_ops(f);
   REQUIRE(names.size() >= 3);
   for (const std::string& name : names) {
@@ -122,8 +123,8 @@ TEST_CASE("gpu meta: a second process on the same GPU times nothing again", "[cu
   const std::string out = temp_path("out");
   auto run = [&]() {
     const std::string command =
-        fmt::format("CONVGRAPH_FLAGS='device=cuda,autotune.cache_path={}' '{}' >'{}' 2>&1",
-                    cache, CONVGRAPH_META_SECOND_PROCESS, out);
+        fmt::format("CONVGRAPH_FLAGS='device=cuda,autotune.cache_path={}' '{}' >'{}' 2>&1", cache,
+                    CONVGRAPH_META_SECOND_PROCESS, out);
     const int status = std::system(command.c_str());
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   };

@@ -64,8 +64,7 @@ TEST_CASE("a device that does not exist is a DeviceError naming it", "[cuda]") {
   REQUIRE_THROWS_AS(Tensor::empty(DType::float32, {4}, Device::cuda(97)), DeviceError);
 }
 
-TEST_CASE("device=cuda moves convolutions to the GPU with transfers only at the edges",
-          "[cuda]") {
+TEST_CASE("device=cuda moves convolutions to the GPU with transfers only at the edges", "[cuda]") {
   testing::require_gpu_or_skip();
   const Variable x = tensor4("x", DType::float32);
   const Variable w = tensor4("w", DType::float32);
