@@ -185,6 +185,208 @@ void col2im(const CorrGeometry& geo, const T* col, std::int64_t ld, std::int64_t
   }
 }
 
+// ---- channel-wise convolutions ----
+
+namespace {
+
+// One plane of each direction. The loops are written out (no callbacks) and always inlined into
+// the per-ISA clones below: these loops are all the channel-wise path does. Each stored tap (a, i,
+// j) runs as a multiply-add along one output line, over the x range whose reads fall inside the
+// image.
+
+// DST (one output plane) = sum over taps of W[tap] * the image PLANE read at that tap.
+template <typename T>
+[[gnu::always_inline]] inline void forward_plane_impl(const CorrGeometry& geo, const T* plane,
+                                                      const T* w, T* dst) {
+  const std::int64_t kh = geo.kernel[1], kw = geo.kernel[2], ow = geo.output[2];
+  const std::int64_t ih = geo.image[1], iw = geo.image[2], sx = geo.stride[2];
+  for (std::int64_t z = 0; z < geo.output[0]; ++z) {
+    for (std::int64_t y = 0; y < geo.output[1]; ++y) {
+      T* d = dst + (z * geo.output[1] + y) * ow;
+      for (std::int64_t x = 0; x < ow; ++x) d[x] = T(0);
+      for (std::int64_t a = 0; a < geo.kernel[0]; ++a) {
+        const auto ua = static_cast<std::size_t>(a);
+        if (z < geo.valid_lo[0][ua] || z >= geo.valid_hi[0][ua]) continue;
+        const std::int64_t iz = z * geo.stride[0] + geo.tap_offset[0][ua];
+        for (std::int64_t i = 0; i < kh; ++i) {
+          const auto ui = static_cast<std::size_t>(i);
+          if (y < geo.valid_lo[1][ui] || y >= geo.valid_hi[1][ui]) continue;
+          const T* row = plane + (iz * ih + y * geo.stride[1] + geo.tap_offset[1][ui]) * iw;
+          for (std::int64_t j = 0; j < kw; ++j) {
+            const auto uj = static_cast<std::size_t>(j);
+            const std::int64_t lo = geo.valid_lo[2][uj], hi = geo.valid_hi[2][uj];
+            if (lo >= hi) continue;
+            const T weight = w[(a * kh + i) * kw + j];
+            const T* src = row + geo.tap_offset[2][uj] + lo * sx;
+            T* out = d + lo;
+            if (sx == 1) {
+              for (std::int64_t n = 0; n < hi - lo; ++n) out[n] += weight * src[n];
+            } else {
+              for (std::int64_t n = 0; n < hi - lo; ++n) out[n] += weight * src[n * sx];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// DST (one image-gradient plane) += the adjoint of forward_plane for each of the FILTERS
+// consecutive topgrad planes TOP and filters W.
+template <typename T>
+[[gnu::always_inline]] inline void grad_inputs_plane_impl(const CorrGeometry& geo,
+                                                          std::int64_t filters, const T* top,
+                                                          const T* w, T* dst) {
+  const std::int64_t kh = geo.kernel[1], kw = geo.kernel[2], ow = geo.output[2];
+  const std::int64_t ih = geo.image[1], iw = geo.image[2], sx = geo.stride[2];
+  for (std::int64_t m = 0; m < filters; ++m) {
+    const T* wm = w + m * geo.taps();
+    for (std::int64_t z = 0; z < geo.output[0]; ++z) {
+      for (std::int64_t y = 0; y < geo.output[1]; ++y) {
+        const T* t = top + (m * geo.output[0] + z) * geo.output[1] * ow + y * ow;
+        for (std::int64_t a = 0; a < geo.kernel[0]; ++a) {
+          const auto ua = static_cast<std::size_t>(a);
+          if (z < geo.valid_lo[0][ua] || z >= geo.valid_hi[0][ua]) continue;
+          const std::int64_t iz = z * geo.stride[0] + geo.tap_offset[0][ua];
+          for (std::int64_t i = 0; i < kh; ++i) {
+            const auto ui = static_cast<std::size_t>(i);
+            if (y < geo.valid_lo[1][ui] || y >= geo.valid_hi[1][ui]) continue;
+            T* row = dst + (iz * ih + y * geo.stride[1] + geo.tap_offset[1][ui]) * iw;
+            for (std::int64_t j = 0; j < kw; ++j) {
+              const auto uj = static_cast<std::size_t>(j);
+              const std::int64_t lo = geo.valid_lo[2][uj], hi = geo.valid_hi[2][uj];
+              if (lo >= hi) continue;
+              const T weight = wm[(a * kh + i) * kw + j];
+              T* out = row + geo.tap_offset[2][uj] + lo * sx;
+              const T* src = t + lo;
+              if (sx == 1) {
+                for (std::int64_t n = 0; n < hi - lo; ++n) out[n] += weight * src[n];
+              } else {
+                for (std::int64_t n = 0; n < hi - lo; ++n) out[n * sx] += weight * src[n];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// DW (one filter's taps) += the products of the topgrad plane TOP with the image PLANE read at
+// each tap. The simd reductions let the compiler reorder the sums.
+template <typename T>
+[[gnu::always_inline]] inline void grad_weights_plane_impl(const CorrGeometry& geo, const T* plane,
+                                                           const T* top, T* dw) {
+  const std::int64_t kh = geo.kernel[1], kw = geo.kernel[2], ow = geo.output[2];
+  const std::int64_t ih = geo.image[1], iw = geo.image[2], sx = geo.stride[2];
+  for (std::int64_t z = 0; z < geo.output[0]; ++z) {
+    for (std::int64_t y = 0; y < geo.output[1]; ++y) {
+      const T* t = top + (z * geo.output[1] + y) * ow;
+      for (std::int64_t a = 0; a < geo.kernel[0]; ++a) {
+        const auto ua = static_cast<std::size_t>(a);
+        if (z < geo.valid_lo[0][ua] || z >= geo.valid_hi[0][ua]) continue;
+        const std::int64_t iz = z * geo.stride[0] + geo.tap_offset[0][ua];
+        for (std::int64_t i = 0; i < kh; ++i) {
+          const auto ui = static_cast<std::size_t>(i);
+          if (y < geo.valid_lo[1][ui] || y >= geo.valid_hi[1][ui]) continue;
+          const T* row = plane + (iz * ih + y * geo.stride[1] + geo.tap_offset[1][ui]) * iw;
+          for (std::int64_t j = 0; j < kw; ++j) {
+            const auto uj = static_cast<std::size_t>(j);
+            const std::int64_t lo = geo.valid_lo[2][uj], hi = geo.valid_hi[2][uj];
+            if (lo >= hi) continue;
+            const T* src = row + geo.tap_offset[2][uj] + lo * sx;
+            const T* tt = t + lo;
+            T sum = 0;
+            if (sx == 1) {
+#pragma omp simd reduction(+ : sum)
+              for (std::int64_t n = 0; n < hi - lo; ++n) sum += tt[n] * src[n];
+            } else {
+#pragma omp simd reduction(+ : sum)
+              for (std::int64_t n = 0; n < hi - lo; ++n) sum += tt[n] * src[n * sx];
+            }
+            dw[(a * kh + i) * kw + j] += sum;
+          }
+        }
+      }
+    }
+  }
+}
+
+CONVGRAPH_ISA_CLONES void forward_plane(const CorrGeometry& geo, const float* plane, const float* w,
+                                        float* dst) {
+  forward_plane_impl(geo, plane, w, dst);
+}
+CONVGRAPH_ISA_CLONES void forward_plane(const CorrGeometry& geo, const double* plane,
+                                        const double* w, double* dst) {
+  forward_plane_impl(geo, plane, w, dst);
+}
+CONVGRAPH_ISA_CLONES void grad_inputs_plane(const CorrGeometry& geo, std::int64_t filters,
+                                            const float* top, const float* w, float* dst) {
+  grad_inputs_plane_impl(geo, filters, top, w, dst);
+}
+CONVGRAPH_ISA_CLONES void grad_inputs_plane(const CorrGeometry& geo, std::int64_t filters,
+                                            const double* top, const double* w, double* dst) {
+  grad_inputs_plane_impl(geo, filters, top, w, dst);
+}
+CONVGRAPH_ISA_CLONES void grad_weights_plane(const CorrGeometry& geo, const float* plane,
+                                             const float* top, float* dw) {
+  grad_weights_plane_impl(geo, plane, top, dw);
+}
+CONVGRAPH_ISA_CLONES void grad_weights_plane(const CorrGeometry& geo, const double* plane,
+                                             const double* top, double* dw) {
+  grad_weights_plane_impl(geo, plane, top, dw);
+}
+
+}  // namespace
+
+bool channelwise(const CorrGeometry& geo) {
+  return geo.channels_per_group == 1 && geo.filters_per_group <= 4 && !geo.unshared;
+}
+
+template <typename T>
+void channelwise_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out,
+                         int threads) {
+  const std::int64_t pairs = geo.batch * geo.filters;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t bm = 0; bm < pairs; ++bm) {
+    const std::int64_t b = bm / geo.filters, m = bm % geo.filters;
+    const std::int64_t c = m / geo.filters_per_group;
+    forward_plane(geo, image + (b * geo.channels + c) * geo.image_size(), kernel + m * geo.taps(),
+                  out + bm * geo.positions());
+  }
+}
+
+template <typename T>
+void channelwise_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out,
+                             int threads) {
+  const std::int64_t mg = geo.filters_per_group;
+  const std::int64_t pairs = geo.batch * geo.channels;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t bc = 0; bc < pairs; ++bc) {
+    const std::int64_t b = bc / geo.channels, c = bc % geo.channels;
+    T* plane = out + bc * geo.image_size();
+    std::fill(plane, plane + geo.image_size(), T(0));
+    // Filters [c * Mg, (c + 1) * Mg) read channel c; their topgrad planes are consecutive.
+    grad_inputs_plane(geo, mg, topgrad + (b * geo.filters + c * mg) * geo.positions(),
+                      kernel + c * mg * geo.taps(), plane);
+  }
+}
+
+template <typename T>
+void channelwise_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out,
+                              int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t m = 0; m < geo.filters; ++m) {
+    T* dw = out + m * geo.taps();
+    std::fill(dw, dw + geo.taps(), T(0));
+    const std::int64_t c = m / geo.filters_per_group;
+    for (std::int64_t b = 0; b < geo.batch; ++b) {
+      grad_weights_plane(geo, image + (b * geo.channels + c) * geo.image_size(),
+                         topgrad + (b * geo.filters + m) * geo.positions(), dw);
+    }
+  }
+}
+
 template void im2col<float>(const CorrGeometry&, const float*, std::int64_t, std::int64_t,
                             std::int64_t, std::int64_t, float*, std::int64_t);
 template void im2col<double>(const CorrGeometry&, const double*, std::int64_t, std::int64_t,
@@ -193,5 +395,18 @@ template void col2im<float>(const CorrGeometry&, const float*, std::int64_t, std
                             std::int64_t, std::int64_t, std::int64_t, float*);
 template void col2im<double>(const CorrGeometry&, const double*, std::int64_t, std::int64_t,
                              std::int64_t, std::int64_t, std::int64_t, double*);
+
+template void channelwise_forward<float>(const CorrGeometry&, const float*, const float*, float*,
+                                         int);
+template void channelwise_forward<double>(const CorrGeometry&, const double*, const double*,
+                                          double*, int);
+template void channelwise_grad_inputs<float>(const CorrGeometry&, const float*, const float*,
+                                             float*, int);
+template void channelwise_grad_inputs<double>(const CorrGeometry&, const double*, const double*,
+                                              double*, int);
+template void channelwise_grad_weights<float>(const CorrGeometry&, const float*, const float*,
+                                              float*, int);
+template void channelwise_grad_weights<double>(const CorrGeometry&, const double*, const double*,
+                                               double*, int);
 
 }  // namespace convgraph
