@@ -11,18 +11,36 @@
 #   bash tools/bench.sh sitting DIR                  peer-cpu, cpu and compare in one sitting,
 #                                                    into DIR/{peer_cpu,ours_cpu}.json + compare.txt
 #   bash tools/bench.sh compile [OUT.json]           build, then convgraph_compile_bench
-#   bash tools/bench.sh gpu ...                      not yet implemented
+#   bash tools/bench.sh gpu DIR|OUT.json [ARGS...]   on the GPU machine: build (build-gpu), time
+#                                                    convgraph on the GPU per precision, then
+#                                                    peer_gpu.py, then compare: DIR/ours_gpu.json,
+#                                                    DIR/peer_gpu.json, DIR/compare_gpu.txt (or
+#                                                    OUT.json, OUT.peer.json, OUT.compare.txt);
+#                                                    ARGS go to convgraph_bench_conv, e.g.
+#                                                    --only res2,depthwise --impls cudnn
+#   bash tools/bench.sh compare-gpu OURS.json PEER.json   every precision, best and per impl
 #
 # Environment:
 #   CONVGRAPH_SUITE          the suite (default: ../shared/bench/suite.json from the repository
-#                            root); peer_cpu.py and compare.py are taken from its folder
-#   CONVGRAPH_BENCH_BUILD    build folder (default: build in the repository root)
+#                            root, else .bench/suite.json); the peers and compare.py are taken
+#                            from its folder
+#   CONVGRAPH_BENCH_BUILD    build folder (default: build in the repository root; gpu: build-gpu,
+#                            configured with -DCONVGRAPH_WITH_CUDA=ON -DCONVGRAPH_WITH_CUDNN=ON)
 #   CONVGRAPH_BENCH_THREADS  threads for both sides (default 2)
 #   CONVGRAPH_BENCH_NO_BUILD=1  use the existing build as it is
+#   gpu only: CONVGRAPH_GPU_PRECISIONS (default "fp32 tf32 fp16"), CONVGRAPH_PEER_ARGS (extra
+#   arguments of peer_gpu.py, e.g. "--no-im2col --no-check"), CONVGRAPH_BENCH_NO_PEER=1 (skip the
+#   peer; an existing peer file is still compared), CONVGRAPH_GPU_PYTHON (default python3)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-suite=${CONVGRAPH_SUITE:-$root/../shared/bench/suite.json}
+if [[ -n "${CONVGRAPH_SUITE:-}" ]]; then
+  suite=$CONVGRAPH_SUITE
+elif [[ -f "$root/../shared/bench/suite.json" ]]; then
+  suite=$root/../shared/bench/suite.json
+else
+  suite=$root/.bench/suite.json
+fi
 build_dir=${CONVGRAPH_BENCH_BUILD:-$root/build}
 threads=${CONVGRAPH_BENCH_THREADS:-2}
 python=/usr/bin/python3
@@ -33,12 +51,12 @@ die() {
   exit 2
 }
 usage() {
-  sed -n '5,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 need_suite() {
-  [[ -f "$suite" ]] || die "no suite at $suite (set CONVGRAPH_SUITE)"
+  [[ -f "$suite" ]] || die "no suite at $suite (set CONVGRAPH_SUITE, or copy the kit to .bench/)"
   suite=$(cd "$(dirname "$suite")" && pwd)/$(basename "$suite")
   bench_dir=$(dirname "$suite")
 }
@@ -100,6 +118,185 @@ run_compare() {
   "$python" "$bench_dir/compare.py" "$@"
 }
 
+# ---- GPU (see docs/benchmarks.md, "The GPU benchmark") ---------------------------------------
+
+gpu_python=${CONVGRAPH_GPU_PYTHON:-python3}
+
+# The value of --only in the benchmark's arguments ("" when absent).
+only_arg() {
+  local only="" prev=""
+  for a in "$@"; do
+    if [[ "$prev" == --only ]]; then only=$a; fi
+    if [[ "$a" == --only=* ]]; then only=${a#--only=}; fi
+    prev=$a
+  done
+  echo "$only"
+}
+
+# convgraph_bench_conv's --only takes substrings of layer names, peer_gpu.py's exact names: the
+# suite's names that contain one of the substrings, comma-separated.
+peer_only() {
+  "$gpu_python" - "$suite" "$1" <<'PY'
+import json, sys
+suite, subs = json.load(open(sys.argv[1])), [s for s in sys.argv[2].split(",") if s]
+names = [L["name"] for k in ("layers", "layers3d") for L in suite.get(k, [])]
+print(",".join(n for n in names if any(s in n for s in subs)))
+PY
+}
+
+# Merges per-precision files of convgraph_bench_conv --device cuda (peer_gpu.py's "layers"
+# schema) into one: OUT IN...
+merge_gpu() {
+  "$gpu_python" - "$@" <<'PY'
+import json, os, sys
+out, ins = sys.argv[1], [p for p in sys.argv[2:] if os.path.exists(p)]
+doc, by_name = None, {}
+for path in ins:
+    try:
+        d = json.load(open(path))
+    except Exception as e:
+        print(f"bench: {path}: unreadable ({e}); left out", file=sys.stderr)
+        continue
+    if doc is None:
+        doc = d
+        doc["elapsed_s"] = d.get("elapsed_s", 0)
+        by_name = {L["name"]: L for L in doc["layers"]}
+        continue
+    doc["meta"].setdefault("precisions", {}).update(d["meta"].get("precisions", {}))
+    doc["elapsed_s"] += d.get("elapsed_s", 0)
+    doc["skipped"] = sorted(set(doc.get("skipped", [])) | set(d.get("skipped", [])))
+    for L in d["layers"]:
+        if L["name"] in by_name:
+            by_name[L["name"]]["results"].update(L["results"])
+            by_name[L["name"]]["impls"].update(L["impls"])
+        else:
+            doc["layers"].append(L)
+            by_name[L["name"]] = L
+if doc is None:
+    sys.exit("bench: no convgraph GPU results to merge")
+tmp = out + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(doc, f, indent=1)
+os.replace(tmp, out)
+PY
+}
+
+# compare.py for every precision in OURS: the best implementation per row, then each
+# implementation alone (OURS is split into peer_cpu.py-schema files for compare.py --impl).
+compare_gpu() {
+  local ours=$1 peer=$2 tmp
+  need_suite
+  tmp=$(mktemp -d)
+  "$gpu_python" - "$ours" "$tmp" <<'PY' || { rm -rf "$tmp"; return 1; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+precs, impls = [], []
+for L in d["layers"]:
+    for p, per in L.get("impls", {}).items():
+        if p not in precs:
+            precs.append(p)
+        for i in per:
+            if i not in impls:
+                impls.append(i)
+for p in precs:
+    res = [{"name": L["name"], "dirs": {k: v for k, v in L["results"].get(p, {}).items() if isinstance(v, dict)},
+            "impls": L.get("impls", {}).get(p, {})} for L in d["layers"]]
+    json.dump({"results": res}, open(f"{sys.argv[2]}/{p}.json", "w"))
+open(f"{sys.argv[2]}/list", "w").write(" ".join(precs) + "\n" + " ".join(impls) + "\n")
+PY
+  local precs impls status=0
+  { read -r precs; read -r impls; } <"$tmp/list"
+  for p in $precs; do
+    echo "== $p: best implementation per row (peer = PyTorch $p) =="
+    "$gpu_python" "$bench_dir/compare.py" "$tmp/$p.json" "$peer" --precision "$p" || status=1
+    for i in $impls; do
+      echo "== $p: $i =="
+      "$gpu_python" "$bench_dir/compare.py" "$tmp/$p.json" "$peer" --precision "$p" --impl "$i" ||
+        true # an implementation with no row in common is not a failure of the comparison
+    done
+    echo
+  done
+  rm -rf "$tmp"
+  return "$status"
+}
+
+run_gpu() {
+  local target=$1
+  shift
+  need_suite
+  local ours peer cmp
+  if [[ "$target" == *.json ]]; then
+    ours=$target
+    peer=${target%.json}.peer.json
+    cmp=${target%.json}.compare.txt
+  else
+    mkdir -p "$target"
+    ours=$target/ours_gpu.json
+    peer=$target/peer_gpu.json
+    cmp=$target/compare_gpu.txt
+  fi
+  mkdir -p "$(dirname "$ours")"
+  build_dir=${CONVGRAPH_BENCH_BUILD:-$root/build-gpu}
+  if [[ "${CONVGRAPH_BENCH_NO_BUILD:-0}" != 1 ]]; then
+    CONVGRAPH_CMAKE_ARGS="-DCONVGRAPH_WITH_CUDA=ON -DCONVGRAPH_WITH_CUDNN=ON ${CONVGRAPH_CMAKE_ARGS:-}" \
+      bash "$root/tools/build.sh" "$build_dir"
+  fi
+  local exe="$build_dir/tools/convgraph_bench_conv"
+  [[ -x "$exe" ]] || die "$exe was not built (CONVGRAPH_BUILD_TOOLS=OFF?)"
+  local status=0 p part files=()
+  read -r -a precs <<<"${CONVGRAPH_GPU_PRECISIONS:-fp32 tf32 fp16}"
+  # One process per precision: a device fault in one leaves the others' results intact. Each
+  # writes its part next to OURS after every layer (what a run cut short leaves), merged at the end.
+  for p in "${precs[@]}"; do
+    part=${ours%.json}.$p.part.json
+    rm -f "$part"
+    say "convgraph on the GPU, $p ($(date +%T))"
+    if "$exe" --suite "$suite" --device cuda --precision "$p" --out "$part" "$@"; then
+      :
+    else
+      local rc=$?
+      say "convgraph $p: exit status $rc"
+      status=1
+    fi
+    files+=("$part")
+  done
+  if merge_gpu "$ours" "${files[@]}"; then
+    say "wrote $ours"
+    rm -f "${files[@]}"
+  else
+    status=1
+  fi
+  if [[ "${CONVGRAPH_BENCH_NO_PEER:-0}" != 1 ]]; then
+    local peer_args=() only
+    only=$(only_arg "$@")
+    if [[ -n "$only" ]]; then
+      only=$(peer_only "$only")
+      peer_args+=(--only "${only:-none}")
+    fi
+    read -r -a extra <<<"${CONVGRAPH_PEER_ARGS:-}"
+    say "PyTorch peer ($(date +%T)): $gpu_python peer_gpu.py ${peer_args[*]} ${extra[*]}"
+    "$gpu_python" "$bench_dir/peer_gpu.py" --suite "$suite" --out "$peer" "${peer_args[@]}" \
+      "${extra[@]}" || {
+      say "peer_gpu.py failed"
+      status=1
+    }
+  fi
+  if [[ -f "$ours" && -f "$peer" ]]; then
+    if compare_gpu "$ours" "$peer" >"$cmp" 2>&1; then
+      say "wrote $cmp; geometric means:"
+    else
+      say "compare failed (see $cmp)"
+      status=1
+    fi
+    grep -E '^== |^geomean|^no \(layer' "$cmp" | paste - - |
+      sed -E 's/^== (.*) ==\t/  \1: /' || true
+  else
+    say "no comparison: $( [[ -f "$ours" ]] || echo "no $ours ")$( [[ -f "$peer" ]] || echo "no $peer")"
+    status=1
+  fi
+  return "$status"
+}
+
 cmd=${1:-}
 [[ -n "$cmd" ]] || usage
 shift
@@ -131,7 +328,12 @@ case "$cmd" in
     if (($# >= 1)); then "$exe" --out "$1"; else "$exe"; fi
     ;;
   gpu)
-    die "gpu: not yet implemented (GPU backend issue): convgraph_bench_conv has no --device gpu yet"
+    (($# >= 1)) || usage
+    run_gpu "$@"
+    ;;
+  compare-gpu)
+    (($# == 2)) || usage
+    compare_gpu "$1" "$2"
     ;;
   *) usage ;;
 esac
