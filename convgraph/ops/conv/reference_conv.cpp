@@ -7,6 +7,7 @@
 
 #include <omp.h>
 #include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/ops/conv/conv_problem.hpp"
 
 #include <algorithm>
 #include <array>
@@ -93,89 +94,29 @@ void check_same_dtype(const char* fn, const char* what_a, const Tensor& a, const
   }
 }
 
-Shape last_axes(const Shape& shape, int count) {
-  return Shape(shape.end() - count, shape.end());
-}
-
-// The real spatial axes of a padded 3-axis array.
-Shape spatial_shape(const Axes& axes, int convdim) {
-  return Shape(axes.end() - convdim, axes.end());
-}
-
-// Fills the per-axis parameters and the output size from the image and kernel spatial sizes;
-// channel bookkeeping is left to the callers, which know which tensor carries which count.
-void set_spatial(Geometry& geo, const ConvParams& p, const Shape& image_spatial,
-                 const Shape& kernel_spatial) {
+// The loops' geometry of a checked problem: the spatial axes padded to three at the front.
+Geometry geometry_of(const ConvProblem& pr, const ConvParams& p) {
+  Geometry geo;
   geo.flip = p.filter_flip;
   geo.unshared = p.unshared;
-  geo.groups = p.num_groups;
+  geo.groups = pr.groups;
+  geo.batch = pr.batch;
+  geo.channels = pr.channels;
+  geo.filters = pr.filters;
+  geo.channels_per_group = pr.channels_per_group();
+  geo.filters_per_group = pr.filters_per_group();
   const int n = p.convdim;
   for (int a = 0; a < n; ++a) {
     const auto i = static_cast<std::size_t>(a);
     const auto j = static_cast<std::size_t>(3 - n + a);
-    geo.image[j] = image_spatial[i];
-    geo.kernel[j] = kernel_spatial[i];
-    geo.stride[j] = p.subsample[i];
-    geo.dilation[j] = p.dilation[i];
-    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
-    const auto [before, after] = p.border[i].resolve(dilated);
-    geo.pad_before[j] = before;
-    geo.output[j] = floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
+    geo.image[j] = pr.image_spatial[i];
+    geo.kernel[j] = pr.kernel_spatial[i];
+    geo.output[j] = pr.output_spatial[i];
+    geo.stride[j] = pr.stride[i];
+    geo.dilation[j] = pr.dilation[i];
+    geo.pad_before[j] = pr.pad_before[i];
   }
-}
-
-void check_output_possible(const char* fn, const Geometry& geo, const ConvParams& p,
-                           const Shape& image, const Shape& kernel) {
-  for (std::int64_t o : geo.output) {
-    if (o < 1) {
-      throw ShapeError(fmt::format(
-          "{}: the convolution would produce an impossible output of "
-          "spatial size {} ({}); every spatial size must be at least 1",
-          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe_conv(p, image, kernel)));
-    }
-  }
-}
-
-// Channel counts shared by the three directions: C and M divisible by G, Cg = C / G matching the
-// kernel's channel axis.
-void set_channels(const char* fn, Geometry& geo, std::int64_t channels, std::int64_t filters,
-                  std::int64_t kernel_channels, const char* channels_source) {
-  const std::int64_t g = geo.groups;
-  if (channels % g != 0) {
-    throw ShapeError(
-        fmt::format("{}: the {} has {} channels, which is not divisible by "
-                    "num_groups={}",
-                    fn, channels_source, channels, g));
-  }
-  if (filters % g != 0) {
-    throw ShapeError(
-        fmt::format("{}: there are {} filters, which is not divisible by "
-                    "num_groups={}",
-                    fn, filters, g));
-  }
-  if (channels / g != kernel_channels) {
-    throw ShapeError(
-        fmt::format("{}: the kernel has {} input channels, but the {} has {} "
-                    "channels in {} group(s), so each group needs {}",
-                    fn, kernel_channels, channels_source, channels, g, channels / g));
-  }
-  geo.channels = channels;
-  geo.filters = filters;
-  geo.channels_per_group = channels / g;
-  geo.filters_per_group = filters / g;
-}
-
-void check_unshared_regions(const char* fn, const Geometry& geo, const ConvParams& p,
-                            const Shape& kernel) {
-  if (!p.unshared) return;
-  const Shape regions(kernel.begin() + 1, kernel.begin() + 1 + p.convdim);
-  const Shape output = spatial_shape(geo.output, p.convdim);
-  if (regions != output) {
-    throw ShapeError(
-        fmt::format("{}: the unshared kernel of shape {} has a region grid of {}, "
-                    "but the output grid is {}; they must be equal",
-                    fn, shape_str(kernel), shape_str(regions), shape_str(output)));
-  }
+  return geo;
 }
 
 // Below this many multiply-adds a parallel region costs more than it saves, and on a loaded
@@ -375,25 +316,13 @@ void dispatch_float(DType dtype, Fn&& fn) {
 Tensor reference_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
   const char* fn = kForward;
   check_conv_params(fn, params);
-  const int n = params.convdim;
   check_tensor(fn, "image", image, params.image_rank());
   check_tensor(fn, "kernel", kernel, params.kernel_rank());
   check_same_dtype(fn, "image", image, "kernel", kernel);
-  const Shape& ishape = image.shape();
-  const Shape& kshape = kernel.shape();
-  const Shape kernel_spatial = last_axes(kshape, n);
-  check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-
-  Geometry geo;
-  set_spatial(geo, params, last_axes(ishape, n), kernel_spatial);
-  geo.batch = ishape[0];
-  set_channels(fn, geo, ishape[1], kshape[0],
-               kshape[kshape.size() - static_cast<std::size_t>(n) - 1], "image");
-  check_output_possible(fn, geo, params, ishape, kshape);
-  check_unshared_regions(fn, geo, params, kshape);
-
-  Shape out_shape{geo.batch, geo.filters};
-  for (std::int64_t o : spatial_shape(geo.output, n)) out_shape.push_back(o);
+  const ConvProblem pr =
+      resolve_conv_problem(fn, ConvDirection::forward, params, image.shape(), kernel.shape(), {});
+  const Geometry geo = geometry_of(pr, params);
+  const Shape& out_shape = pr.result;
   Tensor out = Tensor::empty(image.dtype(), out_shape);
   const Tensor img = image.contiguous();
   const Tensor ker = kernel.contiguous();
@@ -407,37 +336,13 @@ Tensor reference_conv_grad_inputs(const ConvParams& params, const Tensor& kernel
                                   const Tensor& topgrad, const Shape& image_spatial) {
   const char* fn = kGradInputs;
   check_conv_params(fn, params);
-  const int n = params.convdim;
   check_tensor(fn, "kernel", kernel, params.kernel_rank());
   check_tensor(fn, "topgrad", topgrad, params.image_rank());
   check_same_dtype(fn, "kernel", kernel, "topgrad", topgrad);
-  check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", image_spatial, n, 0);
-  const Shape& kshape = kernel.shape();
-  const Shape& tshape = topgrad.shape();
-  const Shape kernel_spatial = last_axes(kshape, n);
-  check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-
-  const std::int64_t kernel_channels = kshape[kshape.size() - static_cast<std::size_t>(n) - 1];
-  Shape image_shape{tshape[0], kernel_channels * params.num_groups};
-  image_shape.insert(image_shape.end(), image_spatial.begin(), image_spatial.end());
-
-  Geometry geo;
-  set_spatial(geo, params, image_spatial, kernel_spatial);
-  geo.batch = tshape[0];
-  set_channels(fn, geo, image_shape[1], kshape[0], kernel_channels, "image gradient");
-  check_output_possible(fn, geo, params, image_shape, kshape);
-  Shape expected{geo.batch, geo.filters};
-  for (std::int64_t o : spatial_shape(geo.output, n)) expected.push_back(o);
-  if (expected != tshape) {
-    throw ShapeError(
-        fmt::format("{}: invalid input_shape for gradInputs: the given input_shape "
-                    "would produce an output of shape {}, but the given topgrad has "
-                    "shape {} (input_shape {}, {})",
-                    fn, shape_str(expected), shape_str(tshape), shape_str(image_spatial),
-                    describe_conv(params, image_shape, kshape)));
-  }
-  check_unshared_regions(fn, geo, params, kshape);
-
+  const ConvProblem pr = resolve_conv_problem(fn, ConvDirection::grad_inputs, params,
+                                              kernel.shape(), topgrad.shape(), image_spatial);
+  const Geometry geo = geometry_of(pr, params);
+  const Shape& image_shape = pr.result;
   Tensor out = Tensor::empty(kernel.dtype(), image_shape);
   const Tensor ker = kernel.contiguous();
   const Tensor top = topgrad.contiguous();
@@ -451,40 +356,13 @@ Tensor reference_conv_grad_weights(const ConvParams& params, const Tensor& image
                                    const Tensor& topgrad, const Shape& kernel_spatial) {
   const char* fn = kGradWeights;
   check_conv_params(fn, params);
-  const int n = params.convdim;
   check_tensor(fn, "image", image, params.image_rank());
   check_tensor(fn, "topgrad", topgrad, params.image_rank());
   check_same_dtype(fn, "image", image, "topgrad", topgrad);
-  check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", kernel_spatial, n,
-                              1);
-  const Shape& ishape = image.shape();
-  const Shape& tshape = topgrad.shape();
-
-  Geometry geo;
-  set_spatial(geo, params, last_axes(ishape, n), kernel_spatial);
-  geo.batch = ishape[0];
-  const std::int64_t filters = tshape[1];
-  // The kernel gradient has C / G channels by construction, so only the divisibility checks of
-  // set_channels can fail here.
-  set_channels(fn, geo, ishape[1], filters, ishape[1] / params.num_groups, "image");
-  Shape kernel_shape{geo.filters};
-  if (params.unshared) {
-    for (std::int64_t o : spatial_shape(geo.output, n)) kernel_shape.push_back(o);
-  }
-  kernel_shape.push_back(geo.channels_per_group);
-  kernel_shape.insert(kernel_shape.end(), kernel_spatial.begin(), kernel_spatial.end());
-  check_output_possible(fn, geo, params, ishape, kernel_shape);
-  Shape expected{geo.batch, geo.filters};
-  for (std::int64_t o : spatial_shape(geo.output, n)) expected.push_back(o);
-  if (expected != tshape) {
-    throw ShapeError(
-        fmt::format("{}: invalid filter_shape for gradWeights: the given "
-                    "filter_shape would produce an output of shape {}, but the given "
-                    "topgrad has shape {} (filter_shape {}, {})",
-                    fn, shape_str(expected), shape_str(tshape), shape_str(kernel_spatial),
-                    describe_conv(params, ishape, kernel_shape)));
-  }
-
+  const ConvProblem pr = resolve_conv_problem(fn, ConvDirection::grad_weights, params,
+                                              image.shape(), topgrad.shape(), kernel_spatial);
+  const Geometry geo = geometry_of(pr, params);
+  const Shape& kernel_shape = pr.result;
   Tensor out = Tensor::empty(image.dtype(), kernel_shape);
   const Tensor img = image.contiguous();
   const Tensor top = topgrad.contiguous();

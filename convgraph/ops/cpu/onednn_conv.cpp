@@ -12,6 +12,7 @@
 #include "convgraph/ops/cpu/onednn_conv.hpp"
 
 #include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/ops/conv/conv_problem.hpp"
 
 #include <fmt/format.h>
 #include <omp.h>
@@ -134,10 +135,6 @@ void check_dtypes(const std::string& fn, const char* what_a, const Tensor& a, co
   }
 }
 
-Shape last_axes(const Shape& shape, int count) {
-  return Shape(shape.end() - count, shape.end());
-}
-
 // One problem in oneDNN's terms, from the shapes of a call.
 struct Problem {
   Shape image;   // (B, C, spatial...)
@@ -148,147 +145,23 @@ struct Problem {
   memory::dims strides, dilates, pad_before, pad_after;  // dilates: oneDNN counts d - 1
 };
 
-void set_spatial(Problem& pr, const ConvParams& p, const Shape& image_spatial,
-                 const Shape& kernel_spatial) {
-  pr.groups = p.num_groups;
-  for (int a = 0; a < p.convdim; ++a) {
-    const auto i = static_cast<std::size_t>(a);
-    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
-    const auto [before, after] = p.border[i].resolve(dilated);
-    pr.strides.push_back(p.subsample[i]);
-    pr.dilates.push_back(p.dilation[i] - 1);
-    pr.pad_before.push_back(before);
-    pr.pad_after.push_back(after);
-    pr.output.push_back(floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) +
-                        1);
-  }
-}
-
-void check_channels(const std::string& fn, std::int64_t groups, std::int64_t channels,
-                    std::int64_t filters, std::int64_t kernel_channels, const char* source) {
-  if (channels % groups != 0) {
-    throw ShapeError(
-        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
-                    source, channels, groups));
-  }
-  if (filters % groups != 0) {
-    throw ShapeError(fmt::format(
-        "{}: there are {} filters, which is not divisible by num_groups={}", fn, filters, groups));
-  }
-  if (channels / groups != kernel_channels) {
-    throw ShapeError(
-        fmt::format("{}: the kernel has {} input channels, but the {} has {} channels in {} "
-                    "group(s), so each group needs {}",
-                    fn, kernel_channels, source, channels, groups, channels / groups));
-  }
-}
-
-void check_output_possible(const std::string& fn, const Problem& pr, const ConvParams& p,
-                           const Shape& image, const Shape& kernel) {
-  const Shape spatial = last_axes(pr.output, p.convdim);
-  for (std::int64_t o : spatial) {
-    if (o < 1) {
-      throw ShapeError(
-          fmt::format("{}: the convolution would produce an impossible output of spatial size {} "
-                      "({}); every spatial size must be at least 1",
-                      fn, shape_str(spatial), describe_conv(p, image, kernel)));
-    }
-  }
-}
-
-// The shape checks of each direction on the shapes of its two tensor inputs (A, B) and its
-// spatial argument; the tensor checks (rank, dtype, device) come first, in check_inputs.
+// The shared checks (ops/conv/conv_problem.hpp), in oneDNN's terms.
 Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams& p, const Shape& a,
                 const Shape& b, const Shape& spatial) {
-  const int n = p.convdim;
+  const ConvProblem cp = resolve_conv_problem(fn, direction, p, a, b, spatial);
   Problem pr;
-  switch (direction) {
-    case ConvDirection::forward: {
-      const Shape kernel_spatial = last_axes(b, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      pr.output = {a[0], b[0]};
-      set_spatial(pr, p, last_axes(a, n), kernel_spatial);
-      check_channels(fn, p.num_groups, a[1], b[0], b[1], "image");
-      check_output_possible(fn, pr, p, a, b);
-      pr.image = a;
-      pr.kernel = b;
-      pr.result = pr.output;
-      break;
-    }
-    case ConvDirection::grad_inputs: {
-      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
-      const Shape kernel_spatial = last_axes(a, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      Shape image{b[0], a[1] * p.num_groups};
-      image.insert(image.end(), spatial.begin(), spatial.end());
-      pr.output = {b[0], a[0]};
-      set_spatial(pr, p, spatial, kernel_spatial);
-      check_channels(fn, p.num_groups, image[1], a[0], a[1], "image gradient");
-      check_output_possible(fn, pr, p, image, a);
-      if (pr.output != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
-            fn, shape_str(pr.output), shape_str(b), shape_str(spatial),
-            describe_conv(p, image, a)));
-      }
-      pr.image = image;
-      pr.kernel = a;
-      pr.result = image;
-      break;
-    }
-    case ConvDirection::grad_weights: {
-      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
-      pr.output = {a[0], b[1]};
-      set_spatial(pr, p, last_axes(a, n), spatial);
-      // The kernel gradient has C / G channels by construction: only divisibility can fail.
-      check_channels(fn, p.num_groups, a[1], b[1], a[1] / p.num_groups, "image");
-      Shape kernel{b[1], a[1] / p.num_groups};
-      kernel.insert(kernel.end(), spatial.begin(), spatial.end());
-      check_output_possible(fn, pr, p, a, kernel);
-      if (pr.output != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
-            fn, shape_str(pr.output), shape_str(b), shape_str(spatial),
-            describe_conv(p, a, kernel)));
-      }
-      pr.image = a;
-      pr.kernel = kernel;
-      pr.result = kernel;
-      break;
-    }
+  pr.image = cp.image;
+  pr.kernel = cp.kernel;
+  pr.output = cp.output;
+  pr.result = cp.result;
+  pr.groups = cp.groups;
+  for (std::size_t i = 0; i < cp.stride.size(); ++i) {
+    pr.strides.push_back(cp.stride[i]);
+    pr.dilates.push_back(cp.dilation[i] - 1);  // oneDNN counts the gaps
+    pr.pad_before.push_back(cp.pad_before[i]);
+    pr.pad_after.push_back(cp.pad_after[i]);
   }
   return pr;
-}
-
-// The op-level checks of AbstractConv::perform: the imshp / kshp hints against the actual shapes.
-void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
-                 const Shape& a, const Shape& b, const Shape& result) {
-  auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
-                   const char* hint_name) {
-    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
-      if (hint[i] && *hint[i] != shape[i]) {
-        throw ShapeError(
-            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
-                        shape_str(shape), hint_name, static_shape_str(hint)));
-      }
-    }
-  };
-  switch (direction) {
-    case ConvDirection::forward:
-      check(a, p.imshp, "image", "imshp");
-      check(b, p.kshp, "kernel", "kshp");
-      break;
-    case ConvDirection::grad_inputs:
-      check(a, p.kshp, "kernel", "kshp");
-      check(result, p.imshp, "image gradient", "imshp");
-      break;
-    case ConvDirection::grad_weights:
-      check(a, p.imshp, "image", "imshp");
-      check(result, p.kshp, "kernel gradient", "kshp");
-      break;
-  }
 }
 
 const char* first_input_name(ConvDirection direction) {
@@ -604,7 +477,7 @@ class OneDnnConvKernel final : public Kernel {
       check_params(name_, params_);
       check_ranks(a, b);
       const Problem pr = prepare(name_, direction_, params_, a, b, spatial);
-      check_hints(name_, direction_, params_, a, b, pr.result);
+      check_conv_hints(name_, direction_, params_, a, b, pr.result);
       if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return;
       const ScopedOmpThreads threads;
       compiled_for(pr, a, b, spatial);
@@ -625,7 +498,7 @@ class OneDnnConvKernel final : public Kernel {
   Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial) const {
     check_inputs(name_, direction_, params_, a, b);
     const Problem pr = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial);
-    check_hints(name_, direction_, params_, a.shape(), b.shape(), pr.result);
+    check_conv_hints(name_, direction_, params_, a.shape(), b.shape(), pr.result);
     // Empty problems: nothing to compute, or sums over nothing (zeros), as in the reference.
     if (shape_numel(pr.result) == 0) return Tensor::empty(DType::float32, pr.result);
     if (a.numel() == 0 || b.numel() == 0) return Tensor::zeros(DType::float32, pr.result);
@@ -706,16 +579,6 @@ class OneDnnConvKernel final : public Kernel {
   mutable std::vector<std::shared_ptr<const Compiled>> cache_;
 };
 
-// The shape of a static type, when every dim is known.
-std::optional<Shape> static_shape(const TensorType& type) {
-  Shape shape;
-  for (const StaticDim& d : type.dims) {
-    if (!d) return std::nullopt;
-    shape.push_back(*d);
-  }
-  return shape;
-}
-
 Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
                      const Tensor& b, const Shape& spatial) {
   const OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
@@ -725,27 +588,14 @@ Tensor run_direction(ConvDirection direction, const ConvParams& params, const Te
 }  // namespace
 
 OneDnnConv::OneDnnConv(ConvDirection direction, ConvParams params)
-    : direction_(direction), params_(params), abstract_(direction, std::move(params)) {}
+    : ConcreteConv(direction, std::move(params)) {}
 
 std::string OneDnnConv::name() const {
-  return op_name(direction_, params_.convdim);
+  return op_name(direction(), params().convdim);
 }
 
-std::string OneDnnConv::str() const {
-  return fmt::format("{}{{{}}}", name(), params_.str());
-}
-
-bool OneDnnConv::equals(const Op& other) const {
-  const auto* o = dynamic_cast<const OneDnnConv*>(&other);
-  return o != nullptr && o->direction_ == direction_ && o->params_ == params_;
-}
-
-std::size_t OneDnnConv::hash() const {
-  return hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0xd22);
-}
-
-std::vector<TensorType> OneDnnConv::make_outputs(const std::vector<Variable>& inputs) const {
-  if (params_.unshared) {
+void OneDnnConv::check_input_types(const std::vector<Variable>& inputs) const {
+  if (params().unshared) {
     throw UnsupportedError(fmt::format(
         "{}: unshared convolutions are not supported by oneDNN (use CorrMM: conv_gemm)", str()));
   }
@@ -761,50 +611,18 @@ std::vector<TensorType> OneDnnConv::make_outputs(const std::vector<Variable>& in
                       inputs[i].label(), inputs[i].type().device.str()));
     }
   }
-  return abstract_.make_outputs(inputs);
-}
-
-std::vector<ShapeDims> OneDnnConv::infer_shape(const Node& node,
-                                               const std::vector<ShapeDims>& input_shapes) const {
-  return abstract_.infer_shape(node, input_shapes);
-}
-
-std::vector<Variable> OneDnnConv::grad(const std::vector<Variable>& inputs,
-                                       const std::vector<Variable>& outputs,
-                                       const std::vector<Variable>& output_grads) const {
-  return abstract_.grad(inputs, outputs, output_grads);
-}
-
-std::vector<Variable> OneDnnConv::r_op(const std::vector<Variable>& inputs,
-                                       const std::vector<Variable>& outputs,
-                                       const std::vector<Variable>& eval_points) const {
-  return abstract_.r_op(inputs, outputs, eval_points);
 }
 
 void OneDnnConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  OneDnnConvKernel(str(), direction_, params_).run(inputs, outputs);
+  OneDnnConvKernel(str(), direction(), params()).run(inputs, outputs);
 }
 
 std::shared_ptr<const Kernel> OneDnnConv::make_kernel(const Node& node) const {
-  auto kernel = std::make_shared<OneDnnConvKernel>(str(), direction_, params_);
-  if (node.inputs.size() < 2) return kernel;
-  const std::optional<Shape> a = static_shape(node.inputs[0].type());
-  const std::optional<Shape> b = static_shape(node.inputs[1].type());
-  std::optional<Shape> spatial = Shape{};
-  if (direction_ != ConvDirection::forward) {
-    spatial.reset();
-    if (node.inputs.size() == 3 && node.inputs[2].is_constant()) {
-      spatial = node.inputs[2].constant_value().to_vector<std::int64_t>();
-    }
-  }
-  if (a && b && spatial && node.inputs[0].dtype() == DType::float32) {
-    kernel->precompute(*a, *b, *spatial);
+  auto kernel = std::make_shared<OneDnnConvKernel>(str(), direction(), params());
+  if (const auto shapes = static_shapes(node); shapes && node.inputs[0].dtype() == DType::float32) {
+    kernel->precompute(shapes->a, shapes->b, shapes->spatial);
   }
   return kernel;
-}
-
-std::shared_ptr<const Op> OneDnnConv::reference_op() const {
-  return std::make_shared<AbstractConv>(direction_, params_);
 }
 
 Tensor onednn_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "convgraph/ops/conv/abstract_conv.hpp"
-#include "convgraph/ops/kernel_op.hpp"
+#include "convgraph/ops/concrete_conv.hpp"
 
 namespace convgraph {
 
@@ -28,39 +28,21 @@ namespace convgraph {
 //   grad_weights: (image, topgrad, shape)    shape = the kernel's spatial sizes
 // float32 on the CPU only; unshared convolutions are not supported (the lowering declines them,
 // float16, float64 and non-CPU nodes before building this op; make_outputs refuses them too).
-class OneDnnConv final : public KernelOp {
+class OneDnnConv final : public ConcreteConv {
  public:
   OneDnnConv(ConvDirection direction, ConvParams params);
 
-  ConvDirection direction() const { return direction_; }
-  const ConvParams& params() const { return params_; }
-
   // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...
   std::string name() const override;
-  std::string str() const override;
-  bool equals(const Op& other) const override;
-  std::size_t hash() const override;
-  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
-  std::vector<ShapeDims> infer_shape(const Node& node,
-                                     const std::vector<ShapeDims>& input_shapes) const override;
-  std::vector<Variable> grad(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& output_grads) const override;
-  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& eval_points) const override;
   // Runs the same computation as the kernel (without a primitive cache that outlives the call).
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
   // A kernel that caches its oneDNN primitives per input shape; when the node's shapes are
   // static, the primitives for them are created here, at compile time.
   std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
-  // The AbstractConv of the same direction and parameters (for DebugMode).
-  std::shared_ptr<const Op> reference_op() const override;
 
- private:
-  ConvDirection direction_;
-  ConvParams params_;
-  AbstractConv abstract_;  // the op this one replaces: it answers every graph-level question
+ protected:
+  // float32 on the CPU, shared kernels only.
+  void check_input_types(const std::vector<Variable>& inputs) const override;
 };
 
 // The computations on tensors, with the same checks, results and errors as the reference_conv_*
