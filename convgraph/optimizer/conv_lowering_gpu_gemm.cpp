@@ -1,7 +1,8 @@
 // conv_gemm on the GPU: each abstract convolution on a CUDA device becomes the GpuCorrMM op of its
-// own direction, with the same inputs and parameters (the flip happens inside the op). The
-// performance rewrites of the original (a 'full' forward as a gradInputs, a forward as a
-// transposed gradWeights) are alternatives for the meta-optimizer, not rules.
+// own direction, with the same inputs and parameters (the flip happens inside the op) and the flag
+// dnn.conv.allow_tf32 (TF32 tensor cores for float32 GEMMs). The performance rewrites of the
+// original (a 'full' forward as a gradInputs, a forward as a transposed gradWeights) are
+// alternatives for the meta-optimizer, not rules.
 #include <fmt/format.h>
 
 #include <memory>
@@ -35,8 +36,10 @@ std::vector<Variable> lower_conv_to_gpu_corrmm(Node& node, const PassContext& ct
       return {};
     }
   }
-  return {convgraph::apply(std::make_shared<GpuCorrMM>(conv->direction(), conv->params()),
-                           node.inputs)};
+  // dnn.conv.allow_tf32 governs every float32 convolution on the GPU, cuDNN's or not.
+  const bool allow_tf32 = ctx.config.get_bool("dnn.conv.allow_tf32");
+  return {convgraph::apply(
+      std::make_shared<GpuCorrMM>(conv->direction(), conv->params(), allow_tf32), node.inputs)};
 #else
   ctx.decline(node, "conv_gemm (GpuCorrMM)", "CUDA is not built into this convgraph");
   return {};

@@ -12,6 +12,7 @@
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/gpu/cudnn_conv.hpp"
+#include "convgraph/ops/gpu/cudnn_graph.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 
 namespace convgraph::cudnn_detail {
@@ -92,12 +93,19 @@ std::atomic<std::int64_t> g_timed{0};
 std::atomic<std::int64_t> g_cache_hits{0};
 
 std::string encode(ConvDirection direction, const Candidate& c) {
+  if (c.is_engine()) return c.engine;
   return fmt::format("algo={};math={}", algorithm_name(direction, c.algo), math_name(c.math));
 }
 
 std::optional<Candidate> decode(ConvDirection direction, const std::string& text, double seconds) {
   Candidate c;
   c.seconds = seconds;
+  // An engine of the graph API: "engine=N;knobs=..." (re-created, or found stale, by the kernel).
+  if (auto engine = EngineChoice::parse(text)) {
+    c.algo = -1;
+    c.engine = engine->str();
+    return c;
+  }
   bool have_algo = false, have_math = false;
   std::size_t start = 0;
   while (start <= text.size()) {
@@ -137,7 +145,7 @@ std::vector<Candidate> successful(const Perf* results, int count, std::size_t li
   for (int i = 0; i < count; ++i) {
     const Perf& r = results[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > limit) continue;
-    Candidate c{static_cast<int>(r.algo), r.mathType, with_time ? r.time / 1000.0 : 0.0};
+    Candidate c{static_cast<int>(r.algo), r.mathType, with_time ? r.time / 1000.0 : 0.0, {}};
     if (std::find(ranked.begin(), ranked.end(), c) == ranked.end()) ranked.push_back(c);
   }
   return ranked;
@@ -486,13 +494,17 @@ std::optional<std::vector<Candidate>> cached_selection(const SelectionKey& key,
   const std::optional<AutotuneResult> stored = autotune_lookup(key.persistent, key.cache);
   if (!stored) return std::nullopt;
   std::vector<Candidate> ranked;
-  // The ranked list is in the timings; a record with only a choice still gives the winner.
+  // The winner is the record's choice; the rest of the ranking is in the timings, which the file
+  // keeps by name: ordered by time again (a guess has no times: the winner is what counts).
+  if (auto c = decode(direction, stored->choice, stored->seconds)) ranked.push_back(*c);
+  std::vector<Candidate> rest;
   for (const auto& [text, seconds] : stored->timings) {
-    if (auto c = decode(direction, text, seconds)) ranked.push_back(*c);
+    auto c = decode(direction, text, seconds);
+    if (c && (ranked.empty() || !(*c == ranked.front()))) rest.push_back(*c);
   }
-  if (ranked.empty()) {
-    if (auto c = decode(direction, stored->choice, stored->seconds)) ranked.push_back(*c);
-  }
+  std::stable_sort(rest.begin(), rest.end(),
+                   [](const Candidate& x, const Candidate& y) { return x.seconds < y.seconds; });
+  ranked.insert(ranked.end(), rest.begin(), rest.end());
   if (ranked.empty()) return std::nullopt;  // written by another convgraph: select again
   ++g_cache_hits;
   entries[key.memory] = ranked;

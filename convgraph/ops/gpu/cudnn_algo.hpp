@@ -124,12 +124,19 @@ cudnnStatus_t launch(cudnnHandle_t handle, const Descriptors& d, const ConvDesc&
 // The output dims cuDNN computes for the forward geometry, to check ours against.
 Shape cudnn_output_shape(const Descriptors& d, const ConvDesc& conv);
 
-// One algorithm choice: what a selection ranks and the caches keep.
+// One algorithm choice: what a selection ranks and the caches keep. Two kinds: a legacy
+// algorithm (ALGO, MATH) run through cudnnConvolutionForward & co., or an engine configuration of
+// the graph API (ENGINE non-empty: EngineChoice::str(), "engine=12;knobs=1:0,3:2"; ALGO and MATH
+// are then unused) run through an execution plan (cudnn_graph.hpp).
 struct Candidate {
   int algo = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
-  double seconds = 0;  // as timed by cudnnFind*AlgorithmEx; 0 when guessed or fixed
-  bool operator==(const Candidate& o) const { return algo == o.algo && math == o.math; }
+  double seconds = 0;  // as timed (cudnnFind*AlgorithmEx, or events for engines); 0 when guessed
+  std::string engine;
+  bool is_engine() const { return !engine.empty(); }
+  bool operator==(const Candidate& o) const {
+    return engine == o.engine && (is_engine() || (algo == o.algo && math == o.math));
+  }
 };
 
 // cudnnGet*Algorithm_v7: the successful results whose workspace is at most LIMIT, in cuDNN's

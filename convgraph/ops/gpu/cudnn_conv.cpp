@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -28,6 +29,7 @@
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/conv_checks.hpp"
 #include "convgraph/ops/gpu/cudnn_algo.hpp"
+#include "convgraph/ops/gpu/cudnn_graph.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 #include "convgraph/runtime/cuda/cudnn_handle.hpp"
 #include "convgraph/runtime/device_backend.hpp"
@@ -39,7 +41,16 @@ using cudnn_detail::Buffers;
 using cudnn_detail::Candidate;
 using cudnn_detail::ConvDesc;
 using cudnn_detail::Descriptors;
+using cudnn_detail::EngineChoice;
+using cudnn_detail::EngineRules;
 using cudnn_detail::Geometry;
+using cudnn_detail::GraphPlan;
+using cudnn_detail::GraphProblem;
+
+// time_*: how many of the graph API's heuristic plans are timed (with the legacy algorithms).
+constexpr std::size_t kTimedPlans = 8;
+// Timed runs per plan, after one warm-up run; the fastest counts.
+constexpr int kTimedRuns = 3;
 
 constexpr const char* kFloat16Backward =
     "float16 precision (dnn.conv.precision) is disabled for cuDNN backward convolutions because "
@@ -300,10 +311,12 @@ Tensor aligned(const Tensor& t) {
 
 // ---- the kernel ----
 
-// One candidate of a plan, with its convolution descriptor (the math type lives there).
+// One candidate of a plan, with its convolution descriptor (the math type lives there), or for
+// an engine of the graph API its execution plan.
 struct PlanCandidate {
   Candidate choice;
   std::shared_ptr<const ConvDesc> conv;
+  std::shared_ptr<const GraphPlan> graph;
   bool queried = false;  // workspace_size asked already
   bool usable = false;
   std::size_t workspace = 0;
@@ -316,6 +329,10 @@ struct Plan {
   Shape a, b, spatial;
   DType run = DType::float32;
   std::shared_ptr<const Descriptors> descriptors;
+  // The graph API's operation graph of the problem (runtime selections only; null when cuDNN has
+  // none for it: GRAPH_WHY says why).
+  std::shared_ptr<GraphProblem> graph;
+  std::string graph_why;
   std::vector<PlanCandidate> candidates;
   // Candidates before this one were found unsupported by cuDNN for this problem.
   std::atomic<std::size_t> first{0};
@@ -453,9 +470,10 @@ class CudnnConvKernel final : public Kernel {
                                   ? std::to_string(options_.workspace_limit_bytes)
                                   : std::string("free");
     cudnn_detail::SelectionKey key;
-    key.memory = fmt::format("{}|cuda{}|{}|{}d|{}|{}|{}/{}|{}|tf32={}|ws={}", op_name(direction_),
-                             device, selection, g.convdim, params_.str(), shapes, dtype_name(run),
-                             compute, cudnn_detail::math_name(math), options_.allow_tf32, limit);
+    key.memory =
+        fmt::format("{}|cuda{}|{}|{}d|{}|{}|{}/{}|{}|tf32={}|ws={}|graph", op_name(direction_),
+                    device, selection, g.convdim, params_.str(), shapes, dtype_name(run), compute,
+                    cudnn_detail::math_name(math), options_.allow_tf32, limit);
     key.persistent.tuner = "cudnn_algo";
     key.persistent.device = cudnn_detail::device_fingerprint(device);
     key.persistent.fields = {
@@ -469,7 +487,8 @@ class CudnnConvKernel final : public Kernel {
         {"tf32", options_.allow_tf32 ? "True" : "False"},
         {"selection", selection},
         {"workspace_limit", limit},
-        {"cudnn_key_version", "1"},
+        // 2: the ranking includes the graph API's engines ("engine=...;knobs=...").
+        {"cudnn_key_version", "2"},
     };
     key.cache.mode = options_.autotune_cache == "off"         ? AutotuneCacheMode::off
                      : options_.autotune_cache == "read_only" ? AutotuneCacheMode::read_only
@@ -481,21 +500,100 @@ class CudnnConvKernel final : public Kernel {
     return key;
   }
 
-  // guess_* / time_*: cuDNN's ranking of the algorithms for this problem.
-  std::vector<Candidate> select(int device, const Descriptors& d, cudnnMathType_t math, DType run,
-                                const Tensor& a, const Tensor& b) const {
+  // The engines of the graph API a problem may use (the workspace limit of the flag, else
+  // LIMIT).
+  EngineRules engine_rules(std::size_t limit) const {
+    EngineRules rules;
+    rules.allow_tf32 = options_.allow_tf32;
+    rules.workspace_limit = options_.workspace_limit_bytes > 0
+                                ? static_cast<std::size_t>(options_.workspace_limit_bytes)
+                                : limit;
+    return rules;
+  }
+
+  // The fastest of KTIMEDRUNS runs of PLAN after a warm-up run, in seconds; nullopt when cuDNN
+  // refuses to run it. BUFFERS' output is a scratch buffer.
+  std::optional<double> time_plan(cudnnHandle_t handle, int device, const Geometry& g,
+                                  const GraphPlan& plan, const Buffers& buffers,
+                                  void* workspace) const {
+    const cudnnStatus_t warm = cudnn_detail::graph_launch(handle, g, plan, buffers, workspace);
+    if (warm != CUDNN_STATUS_SUCCESS) {
+      if (cuda::cudnn_not_supported(warm) || cuda::cudnn_bad_param(warm)) return std::nullopt;
+      cuda::check_cudnn(warm, fmt::format("timing engine {}", plan.choice.str()));
+    }
+    const cudaStream_t stream = cuda::current_stream(device);
+    cudaEvent_t events[kTimedRuns + 1] = {};
+    int created = 0;
+    struct Destroy {
+      cudaEvent_t* events;
+      int* created;
+      ~Destroy() {
+        for (int i = 0; i < *created; ++i) cudaEventDestroy(events[i]);
+      }
+    } destroy{events, &created};
+    for (; created <= kTimedRuns; ++created) {
+      cuda::check(cudaEventCreate(&events[created]), "creating a timing event");
+    }
+    cuda::check(cudaEventRecord(events[0], stream), "recording a timing event");
+    for (int run = 1; run <= kTimedRuns; ++run) {
+      cuda::check_cudnn(cudnn_detail::graph_launch(handle, g, plan, buffers, workspace),
+                        fmt::format("timing engine {}", plan.choice.str()));
+      cuda::check(cudaEventRecord(events[run], stream), "recording a timing event");
+    }
+    cuda::check(cudaEventSynchronize(events[kTimedRuns]), "waiting for a timing event");
+    float best = -1;
+    for (int run = 1; run <= kTimedRuns; ++run) {
+      float ms = 0;
+      cuda::check(cudaEventElapsedTime(&ms, events[run - 1], events[run]), "reading a timing");
+      if (best < 0 || ms < best) best = ms;
+    }
+    return best / 1000.0;
+  }
+
+  // guess_* / time_*: the ranking of the legacy algorithms and of the graph API's engines for
+  // this problem. FRESH: ignore the caches (a remembered engine that cannot be re-created).
+  // BUILT receives the execution plans made on the way, by Candidate::engine; *FROM_CACHE says
+  // whether the ranking came from a cache.
+  std::vector<Candidate> select(int device, Plan& plan, cudnnMathType_t math, DType run,
+                                const Tensor& a, const Tensor& b, bool fresh,
+                                std::map<std::string, std::shared_ptr<GraphPlan>>* built,
+                                bool* from_cache) const {
+    const Descriptors& d = *plan.descriptors;
     const cudnn_detail::SelectionKey key = selection_key(device, d.g, run, math);
     const std::lock_guard<std::mutex> lock(cudnn_detail::selection_mutex());
-    if (auto cached = cudnn_detail::cached_selection(key, direction_)) return *cached;
+    *from_cache = false;
+    if (!fresh) {
+      if (auto cached = cudnn_detail::cached_selection(key, direction_)) {
+        *from_cache = true;
+        return *cached;
+      }
+    }
     cudnnHandle_t handle = cuda::cudnn_handle(device);
     const ConvDesc conv(d.g, math);
     const std::size_t limit = options_.workspace_limit_bytes > 0
                                   ? static_cast<std::size_t>(options_.workspace_limit_bytes)
                                   : default_selection_limit(device);
+    const EngineRules rules = engine_rules(limit);
+    auto engine_candidate = [&](const std::shared_ptr<GraphPlan>& p, double seconds) {
+      Candidate c;
+      c.algo = -1;
+      c.seconds = seconds;
+      c.engine = p->choice.str();
+      (*built)[c.engine] = p;
+      return c;
+    };
     std::vector<Candidate> ranked;
     std::size_t scratch_bytes = 0;
     if (!times()) {
-      ranked = cudnn_detail::guess_algorithms(handle, d, conv, limit);
+      // The graph API's first plan, then the legacy heuristics' algorithms.
+      if (plan.graph) {
+        std::string why;
+        const auto plans = plan.graph->heuristic_plans(handle, rules, 1, &why);
+        if (!plans.empty()) ranked.push_back(engine_candidate(plans.front(), 0));
+      }
+      for (const Candidate& c : cudnn_detail::guess_algorithms(handle, d, conv, limit)) {
+        ranked.push_back(c);
+      }
       cudnn_detail::count_guessed();
     } else {
       // The output of the timing runs goes to a scratch buffer: the real output is then written
@@ -505,26 +603,61 @@ class CudnnConvKernel final : public Kernel {
                                          : d.g.direction == ConvDirection::grad_inputs ? d.g.image
                                                                                        : d.g.kernel,
                                          a.device());
+      const Buffers buffers{a.raw_data(), b.raw_data(), scratch_out.raw_data()};
       scratch_bytes = cudnn_detail::largest_workspace(handle, d, conv, limit);
-      Tensor workspace;
-      while (scratch_bytes > 0) {
-        try {
-          workspace =
-              Tensor::empty(DType::int8, {static_cast<std::int64_t>(scratch_bytes)}, a.device());
-          break;
-        } catch (const MemoryError&) {
-          // Less memory than cudaMemGetInfo promised: time with what there is.
-          scratch_bytes = scratch_bytes < (std::size_t{1} << 20) ? 0 : scratch_bytes / 2;
+      {
+        Tensor workspace = scratch_workspace(&scratch_bytes, a.device());
+        ranked = cudnn_detail::time_algorithms(handle, d, conv, buffers,
+                                               workspace.defined() ? workspace.raw_data() : nullptr,
+                                               scratch_bytes);
+      }
+      // The graph API's first plans, timed on the same data.
+      if (plan.graph) {
+        std::string why;
+        auto plans = plan.graph->heuristic_plans(handle, rules, kTimedPlans, &why);
+        std::size_t graph_bytes = 0;
+        for (const auto& p : plans) graph_bytes = std::max(graph_bytes, p->workspace);
+        Tensor workspace = scratch_workspace(&graph_bytes, a.device());
+        std::vector<std::string> timings;
+        for (const auto& p : plans) {
+          if (p->workspace > graph_bytes) continue;  // less memory than needed now
+          const auto seconds = time_plan(handle, device, d.g, *p, buffers,
+                                         workspace.defined() ? workspace.raw_data() : nullptr);
+          if (!seconds) continue;
+          ranked.push_back(engine_candidate(p, *seconds));
+          timings.push_back(fmt::format("{}: {:.4f} ms", p->choice.str(), *seconds * 1e3));
+        }
+        scratch_bytes = std::max(scratch_bytes, graph_bytes);
+        if (cudnn_detail::graph_trace()) {
+          fmt::print(stderr, "convgraph cuDNN graph: {} timed {}\n", name_,
+                     fmt::join(timings, ", "));
         }
       }
-      const Buffers buffers{a.raw_data(), b.raw_data(), scratch_out.raw_data()};
-      ranked = cudnn_detail::time_algorithms(handle, d, conv, buffers,
-                                             workspace.defined() ? workspace.raw_data() : nullptr,
-                                             scratch_bytes);
+      std::stable_sort(ranked.begin(), ranked.end(), [](const Candidate& x, const Candidate& y) {
+        return x.seconds < y.seconds;
+      });
       cudnn_detail::count_timed();
+    }
+    if (cudnn_detail::graph_trace() && !ranked.empty()) {
+      fmt::print(stderr, "convgraph cuDNN graph: {} selected {} ({:.4f} ms){}\n", name_,
+                 describe(ranked.front()), ranked.front().seconds * 1e3,
+                 plan.graph ? std::string() : fmt::format(" (no graph: {})", plan.graph_why));
     }
     cudnn_detail::store_selection(key, ranked, direction_, scratch_bytes);
     return ranked;
+  }
+
+  // A scratch workspace of *BYTES for timing, halved while it cannot be allocated (less memory
+  // than cudaMemGetInfo promised: time with what there is); *BYTES is what it got.
+  static Tensor scratch_workspace(std::size_t* bytes, Device device) {
+    while (*bytes > 0) {
+      try {
+        return Tensor::empty(DType::int8, {static_cast<std::int64_t>(*bytes)}, device);
+      } catch (const MemoryError&) {
+        *bytes = *bytes < (std::size_t{1} << 20) ? 0 : *bytes / 2;
+      }
+    }
+    return Tensor();
   }
 
   std::shared_ptr<Plan> plan_for(int device, const Tensor& a, const Tensor& b, const Shape& spatial,
@@ -560,30 +693,90 @@ class CudnnConvKernel final : public Kernel {
       }
     }
 
+    cudnnHandle_t handle = cuda::cudnn_handle(device);
     std::vector<Candidate> ranked;
+    // The execution plans of the graph API's engines, by Candidate::engine, and why those that
+    // could not be made were not.
+    std::map<std::string, std::shared_ptr<GraphPlan>> built;
+    std::map<std::string, std::string> unbuilt;
     if (!runtime_algorithm()) {
-      ranked.push_back({safe_fixed_algorithm(g), math, 0});
-    } else if (selects_once() && once_) {
-      ranked = *once_;
+      // A fixed algorithm names a legacy algorithm: the legacy API only, as always.
+      ranked.push_back({safe_fixed_algorithm(g), math, 0, {}});
     } else {
-      ranked = select(device, d, math, run, a, b);
-      if (selects_once()) once_ = ranked;
+      plan->graph = GraphProblem::create(handle, g, &plan->graph_why);
+      bool from_cache = false;
+      if (selects_once() && once_) {
+        ranked = *once_;
+      } else {
+        ranked = select(device, *plan, math, run, a, b, false, &built, &from_cache);
+        if (selects_once()) once_ = ranked;
+      }
+      // The engines chosen earlier (by another kernel, another shape of *_once, another
+      // process) get their plans for this problem now: those ranked before the first candidate
+      // that has one (a plan may take long to make; the ones behind are only fallbacks).
+      auto recreate = [&] {
+        unbuilt.clear();
+        bool covered = false;
+        for (const Candidate& c : ranked) {
+          if (!c.is_engine() || built.count(c.engine) != 0) covered = true;
+          if (!c.is_engine() || built.count(c.engine) != 0 || unbuilt.count(c.engine) != 0) {
+            continue;
+          }
+          if (covered) {
+            unbuilt[c.engine] = "not re-created (a candidate ranked before it was available)";
+            continue;
+          }
+          const auto choice = EngineChoice::parse(c.engine);
+          std::string why = plan->graph ? "" : "no graph: " + plan->graph_why;
+          std::shared_ptr<GraphPlan> made;
+          if (choice && plan->graph) {
+            made = plan->graph->recreate(handle, *choice,
+                                         engine_rules(static_cast<std::size_t>(-1)), &why);
+          }
+          if (made) {
+            built[c.engine] = made;
+          } else {
+            unbuilt[c.engine] = fmt::format("could not be re-created ({})", why);
+          }
+        }
+      };
+      recreate();
+      // A remembered winner that cannot be re-created (another cuDNN, a changed library): the
+      // cache is stale for it, so select again.
+      if (from_cache && !ranked.empty() && ranked.front().is_engine() &&
+          built.count(ranked.front().engine) == 0) {
+        ranked = select(device, *plan, math, run, a, b, true, &built, &from_cache);
+        if (selects_once()) once_ = ranked;
+        recreate();
+      }
     }
     // Then the direction's 'none', then every other algorithm: an algorithm cuDNN refuses for
     // this problem falls back instead of failing.
-    ranked.push_back({cudnn_detail::none_algorithm(direction_), math, 0});
+    ranked.push_back({cudnn_detail::none_algorithm(direction_), math, 0, {}});
     for (int algo = 0; algo < cudnn_detail::algorithm_count(direction_); ++algo) {
-      ranked.push_back({algo, math, 0});
+      ranked.push_back({algo, math, 0, {}});
     }
     const bool fma_only = run == DType::float32 && !options_.allow_tf32;
     std::vector<std::shared_ptr<const ConvDesc>> descs;
     for (Candidate c : ranked) {
-      if (fma_only) c.math = CUDNN_FMA_MATH;  // no TF32 unless the flag allows it
+      if (fma_only && !c.is_engine()) c.math = CUDNN_FMA_MATH;  // no TF32 unless allowed
       const bool seen = std::any_of(plan->candidates.begin(), plan->candidates.end(),
                                     [&](const PlanCandidate& pc) { return pc.choice == c; });
       if (seen) continue;
       PlanCandidate pc;
       pc.choice = c;
+      if (c.is_engine()) {
+        // Engines carry their own math (the rules filtered TF32 out where it is not allowed).
+        auto it = built.find(c.engine);
+        if (it != built.end()) {
+          pc.graph = it->second;
+        } else {
+          pc.queried = true;
+          pc.why_not = unbuilt.count(c.engine) != 0 ? unbuilt[c.engine] : "no plan";
+        }
+        plan->candidates.push_back(std::move(pc));
+        continue;
+      }
       for (const auto& desc : descs) {
         if (desc->math() == c.math) pc.conv = desc;
       }
@@ -594,7 +787,6 @@ class CudnnConvKernel final : public Kernel {
       plan->candidates.push_back(std::move(pc));
     }
     // The preferred candidate and the first fallback are sized now; the rest only when reached.
-    cudnnHandle_t handle = cuda::cudnn_handle(device);
     for (std::size_t i = 0; i < plan->candidates.size() && i < 2; ++i) {
       query(handle, d, plan->candidates[i]);
     }
@@ -606,6 +798,20 @@ class CudnnConvKernel final : public Kernel {
   void query(cudnnHandle_t handle, const Descriptors& d, PlanCandidate& pc) const {
     pc.queried = true;
     std::size_t bytes = 0;
+    if (pc.choice.is_engine()) {
+      if (!pc.graph) return;  // why_not says why
+      pc.workspace = pc.graph->workspace;
+      pc.usable = true;
+      if (options_.workspace_limit_bytes > 0 &&
+          pc.workspace > static_cast<std::size_t>(options_.workspace_limit_bytes)) {
+        pc.usable = false;
+        pc.why_not = fmt::format(
+            "needs {:.1f} MiB of workspace, more than "
+            "dnn.conv.workspace_limit_mb allows",
+            pc.workspace / 1048576.0);
+      }
+      return;
+    }
     const cudnnStatus_t status =
         cudnn_detail::workspace_size(handle, d, *pc.conv, pc.choice.algo, &bytes);
     if (status == CUDNN_STATUS_SUCCESS) {
@@ -633,6 +839,7 @@ class CudnnConvKernel final : public Kernel {
   }
 
   std::string describe(const Candidate& c) const {
+    if (c.is_engine()) return fmt::format("graph-API {}", c.engine);
     return fmt::format("{} ({} math)", cudnn_detail::algorithm_name(direction_, c.algo),
                        cudnn_detail::math_name(c.math));
   }
@@ -663,9 +870,11 @@ class CudnnConvKernel final : public Kernel {
           continue;
         }
       }
+      void* ws = workspace.defined() ? workspace.raw_data() : nullptr;
       const cudnnStatus_t status =
-          cudnn_detail::launch(handle, d, *pc.conv, pc.choice.algo, buffers,
-                               workspace.defined() ? workspace.raw_data() : nullptr, pc.workspace);
+          pc.graph ? cudnn_detail::graph_launch(handle, d.g, *pc.graph, buffers, ws)
+                   : cudnn_detail::launch(handle, d, *pc.conv, pc.choice.algo, buffers, ws,
+                                          pc.workspace);
       if (status == CUDNN_STATUS_SUCCESS) {
         // Skip the refused ones next time; memory may be free again, so never skip past those.
         if (i > first && !out_of_memory) plan.first.store(i);

@@ -18,8 +18,15 @@
 //   the staging buffer are position-major ((p, b, r) and (p, b, m)) so that each position's
 //   matrices are plain strided ones, and each group is one GEMM batched over the P positions.
 //
+// - Long outputs (P of a few GEMM tiles): forward and grad_inputs run one GEMM per image
+//   (strided-batched) on the batch-major topgrad / output instead, skipping the transposes.
+// - Pointwise (1x1, stride 1, no padding): the image is its own column matrix; forward and
+//   grad_inputs are per-image GEMMs straight between the tensors, grad_weights per-image GEMMs
+//   into partials summed by a kernel (or one GEMM for one image).
+//
 // float16 data multiply in float (cublas*Ex with a 32-bit compute type); the weight gradient of
-// float16 data accumulates across chunks in a float32 buffer and is rounded once.
+// float16 data accumulates across chunks in a float32 buffer and is rounded once. float32 data
+// multiply in strict FP32, or on TF32 tensor cores when the op's allow_tf32 is set.
 #include "convgraph/ops/gpu/gpu_corrmm.hpp"
 
 #include <fmt/format.h>
@@ -447,6 +454,8 @@ struct Context {
   std::size_t element_size = 4;
   gpu::GpuElement element = gpu::GpuElement::f32;
   int sm_count = 1;
+  // dnn.conv.allow_tf32: float32 GEMMs on TF32 tensor cores.
+  bool allow_tf32 = false;
 };
 
 cudaDataType_t cuda_type(DType dtype) {
@@ -471,7 +480,13 @@ void gemm(const Context& ctx, std::int64_t m, std::int64_t n, std::int64_t k, co
   const cudaDataType_t data_type = cuda_type(ctx.dtype);
   const cudaDataType_t c_type = cuda_type(c_dtype);
   const bool f64 = ctx.dtype == DType::float64;
-  const cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F : CUBLAS_COMPUTE_32F;
+  // float32 data: strict FP32 (CUBLAS_COMPUTE_32F under the default math mode, which execute()
+  // sets, never rounds the operands to TF32) unless dnn.conv.allow_tf32 is on. float16 data: FP16
+  // tensor cores accumulating in FP32.
+  const cublasComputeType_t compute =
+      f64 ? CUBLAS_COMPUTE_64F
+          : (ctx.dtype == DType::float32 && ctx.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                           : CUBLAS_COMPUTE_32F);
   const double alpha64 = 1.0, beta64 = beta;
   const float alpha32 = 1.0f, beta32 = static_cast<float>(beta);
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : &alpha32;
@@ -489,8 +504,9 @@ void gemm(const Context& ctx, std::int64_t m, std::int64_t n, std::int64_t k, co
                                         compute, CUBLAS_GEMM_DEFAULT);
   }
   if (status != CUBLAS_STATUS_SUCCESS) {
-    cuda::check_cublas(status, fmt::format("{}: a cuBLAS GEMM of {} x {} x {} ({} batched, {})",
-                                           ctx.fn, m, n, k, batch, dtype_name(ctx.dtype)));
+    cuda::check_cublas(
+        status, fmt::format("{}: a cuBLAS GEMM of {} x {} x {} ({} batched, {}{})", ctx.fn, m, n, k,
+                            batch, dtype_name(ctx.dtype), ctx.allow_tf32 ? ", tf32" : ""));
   }
 }
 
@@ -520,6 +536,32 @@ void* advance(void* base, std::int64_t elements, std::size_t element_size) {
 
 // ---- the directions, on contiguous device tensors, one chunk of images at a time ----
 
+// Whether the convolution is a plain pointwise one (every kernel axis 1, stride 1, no padding,
+// shared kernels): its column matrix is the image itself, so no im2col / col2im is needed.
+bool is_pointwise(const Problem& pr) {
+  if (pr.unshared) return false;
+  for (std::size_t a = 0; a < 3; ++a) {
+    if (pr.kernel[a] != 1 || pr.stride[a] != 1 || pr.pad_before[a] != 0 || pr.pad_after[a] != 0 ||
+        pr.output[a] != pr.image[a]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// At most this many entries in one strided-batched GEMM call (older cuBLAS versions put the batch
+// on a grid axis of 65535).
+constexpr std::int64_t kMaxGemmBatch = 65535;
+
+// Blocks of rows x P elements, one per (image b, group g), at b * image + g * group, rows LD
+// apart: the batch-major image / output / topgrad tensors (ld = P) and the batch-folded column
+// matrix (ld = nb * P).
+struct Blocks {
+  std::int64_t ld = 0;
+  std::int64_t image = 0;
+  std::int64_t group = 0;
+};
+
 class Runner {
  public:
   Runner(const Context& ctx, const Problem& pr, const Plan& plan)
@@ -531,26 +573,40 @@ class Runner {
     mg_ = pr.filters_per_group;
     g_ = pr.groups;
     nb_max_ = plan.images;
-    col_ = workspace(ctx, ctx.dtype, r_ * nb_max_ * p_, "column matrix");
-    if (nb_max_ > 1 || pr.unshared) {
-      staging_ = workspace(ctx, ctx.dtype, m_ * nb_max_ * p_, "topgrad / output staging buffer");
-    }
+    pointwise_ = is_pointwise(pr);
   }
 
   void forward(const void* image, const void* kernel, void* out) {
+    if (pointwise_ && (pr_.batch == 1 || p_ >= kPointwiseMinPositions)) {
+      // 1x1: per image, Y_g (Mg x P) = W_g (Mg x Cg) . X_g (Cg x P), straight from the image to
+      // the output: no column matrix, no transposes.
+      for_each_range(pr_.batch, kMaxGemmBatch, [&](std::int64_t b0, std::int64_t nb) {
+        forward_per_image(kernel, advance(image, b0 * pr_.channels * p_, ctx_.element_size),
+                          {p_, pr_.channels * p_, k_ * p_},
+                          advance(out, b0 * m_ * p_, ctx_.element_size), nb);
+      });
+      return;
+    }
+    ensure_columns();
     for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
       const gpu::ColumnLayout layout = columns(nb);
       im2col(advance(image, b0 * pr_.channels * pr_.image_size(), ctx_.element_size), nb, layout);
       void* out_chunk = advance(out, b0 * m_ * p_, ctx_.element_size);
       if (!pr_.unshared) {
         const std::int64_t n = nb * p_;
-        void* y = nb == 1 ? out_chunk : staging_.raw_data();
-        gemm(ctx_, mg_, n, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), n, k_ * n}, 0.0, y, n,
-             mg_ * n, g_, ctx_.dtype);
+        if (per_image(nb)) {
+          // One GEMM per image (batched), written in place: no staging, no transpose.
+          forward_per_image(kernel, col_.raw_data(), {n, p_, k_ * n}, out_chunk, nb);
+          return;
+        }
+        ensure_staging();
+        gemm(ctx_, mg_, n, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), n, k_ * n}, 0.0,
+             staging_.raw_data(), n, mg_ * n, g_, ctx_.dtype);
         // (M, nb, P) -> (nb, M, P)
-        if (nb > 1) permute(staging_.raw_data(), m_, nb, p_, out_chunk, p_, m_ * p_, 1);
+        permute(staging_.raw_data(), m_, nb, p_, out_chunk, p_, m_ * p_, 1);
         return;
       }
+      ensure_staging();
       for (std::int64_t g = 0; g < g_; ++g) {
         // Position p: Y_p (nb x Mg) = col_p (nb x K) . W_p^T (K x Mg).
         gemm(ctx_, nb, mg_, k_, {elements(col_, g * k_), r_, nb * r_},
@@ -563,14 +619,32 @@ class Runner {
   }
 
   void grad_inputs(const void* kernel, const void* topgrad, void* dimage) {
+    if (pointwise_ && (pr_.batch == 1 || p_ >= kPointwiseMinPositions)) {
+      // 1x1: per image, dX_g (Cg x P) = W_g^T . T_g (Mg x P), straight into the image gradient:
+      // no column matrix, no col2im, no transposes.
+      for_each_range(pr_.batch, kMaxGemmBatch, [&](std::int64_t b0, std::int64_t nb) {
+        grad_inputs_per_image(kernel, advance(topgrad, b0 * m_ * p_, ctx_.element_size),
+                              advance(dimage, b0 * pr_.channels * p_, ctx_.element_size),
+                              {p_, pr_.channels * p_, k_ * p_}, nb);
+      });
+      return;
+    }
+    ensure_columns();
     for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
       const gpu::ColumnLayout layout = columns(nb);
-      const void* top = stage_topgrad(topgrad, b0, nb);
       if (!pr_.unshared) {
         const std::int64_t n = nb * p_;
-        gemm(ctx_, k_, n, mg_, {kernel, k_, mg_ * k_, true}, {top, n, mg_ * n}, 0.0,
-             col_.raw_data(), n, k_ * n, g_, ctx_.dtype);
+        if (per_image(nb)) {
+          // The topgrad read in place, one GEMM per image (batched): no staging transpose.
+          grad_inputs_per_image(kernel, advance(topgrad, b0 * m_ * p_, ctx_.element_size),
+                                col_.raw_data(), {n, p_, k_ * n}, nb);
+        } else {
+          const void* top = stage_topgrad(topgrad, b0, nb);
+          gemm(ctx_, k_, n, mg_, {kernel, k_, mg_ * k_, true}, {top, n, mg_ * n}, 0.0,
+               col_.raw_data(), n, k_ * n, g_, ctx_.dtype);
+        }
       } else {
+        const void* top = stage_topgrad(topgrad, b0, nb);
         for (std::int64_t g = 0; g < g_; ++g) {
           // Position p: col_p (nb x K) = T_p (nb x Mg) . W_p (Mg x K).
           gemm(ctx_, nb, k_, mg_, {advance(top, g * mg_, ctx_.element_size), m_, nb * m_},
@@ -590,6 +664,11 @@ class Runner {
   // SUMS: where the GEMMs accumulate, of dtype SUMS_DTYPE (the result itself, or float32 for
   // float16 data).
   void grad_weights(const void* image, const void* topgrad, void* sums, DType sums_dtype) {
+    if (pointwise_weights(sums_dtype)) {
+      pointwise_grad_weights(image, topgrad, sums, sums_dtype);
+      return;
+    }
+    ensure_columns();
     bool first = true;
     const std::size_t sums_size = dtype_size(sums_dtype);
     for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
@@ -599,23 +678,7 @@ class Runner {
       const bool accumulate = !first;
       first = false;
       if (!pr_.unshared) {
-        const std::int64_t n = nb * p_;
-        const std::int64_t slices = reduction_slices(n);
-        if (slices == 1) {
-          gemm(ctx_, mg_, k_, n, {top, n, mg_ * n}, {col_.raw_data(), n, k_ * n, true},
-               accumulate ? 1.0 : 0.0, sums, k_, mg_ * k_, g_, sums_dtype);
-          return;
-        }
-        if (!partials_.defined()) {
-          partials_ = workspace(ctx_, sums_dtype, reduction_slices(nb_max_ * p_) * m_ * k_,
-                                "partial weight gradients");
-        }
-        const std::int64_t used = sliced_weight_gemms(top, n, slices, sums_dtype);
-        check_kernel(
-            ctx_,
-            gpu::launch_sum_slices(element_of(sums_dtype), partials_.raw_data(),
-                                   static_cast<int>(used), m_ * k_, sums, accumulate, ctx_.stream),
-            "the sum of partial weight gradients");
+        shared_weight_gemms(top, col_.raw_data(), nb * p_, accumulate, sums, sums_dtype);
         return;
       }
       const double beta = accumulate ? 1.0 : 0.0;
@@ -629,6 +692,88 @@ class Runner {
   }
 
  private:
+  // Pointwise forward / gradInputs go straight from tensor to tensor when each image's GEMM has
+  // at least this many columns (or there is one image): below it the batch-folded GEMM's wider N
+  // pays for im2col and the transposes.
+  static constexpr std::int64_t kPointwiseMinPositions = 32;
+
+  // Whether the shared-kernel forward / gradInputs of a chunk of NB images run one GEMM per image
+  // (batched, written in place) rather than one batch-folded GEMM plus a transpose through the
+  // staging buffer. One image needs no transpose either way. Otherwise per-image GEMMs have N = P
+  // and lose a part of their last tile of columns: worth it where the GEMM is cheap next to the
+  // transpose (tensor-core math: float16, TF32) and P is some tiles long, or where P is long
+  // enough for the loss to be small.
+  bool per_image(std::int64_t nb) const {
+    if (nb == 1) return true;
+    const bool tensor_cores =
+        ctx_.dtype == DType::float16 || (ctx_.dtype == DType::float32 && ctx_.allow_tf32);
+    return p_ >= (tensor_cores ? 256 : 1024);
+  }
+
+  // Whether a pointwise weight gradient reads the image and topgrad in place, with per-image
+  // partial sums (M x Cg each, in SUMS_DTYPE) added by a kernel: worth it when these partials
+  // are smaller than the im2col and staging copies they replace ((C + M) x P per image), and P
+  // long enough for an efficient GEMM reduction. One image needs no partials.
+  bool pointwise_weights(DType sums_dtype) const {
+    if (!pointwise_) return false;
+    if (pr_.batch == 1) return true;
+    const auto sums_size = static_cast<std::int64_t>(dtype_size(sums_dtype));
+    const auto size = static_cast<std::int64_t>(ctx_.element_size);
+    return p_ >= 64 && m_ * k_ * sums_size <= (pr_.channels + m_) * p_ * size;
+  }
+
+  // Pointwise dW_g (Mg x Cg) = sum over images b of T[b, g] (Mg x P) . X[b, g]^T (P x Cg), in
+  // chunks of images whose partials fit the workspace bound. A chunk of one image is one GEMM
+  // (reduction sliced as usual); a chunk of NB images is one GEMM batched over (b, g) (T[b, g],
+  // X[b, g] and the partial (b, g) are each evenly spaced in b * G + g) into NB partials summed
+  // by a kernel.
+  void pointwise_grad_weights(const void* image, const void* topgrad, void* sums,
+                              DType sums_dtype) {
+    const std::int64_t sums_size = static_cast<std::int64_t>(dtype_size(sums_dtype));
+    const std::int64_t per_image = std::max<std::int64_t>(m_ * k_ * sums_size, 1);
+    const std::int64_t budget = gpu::gpu_corrmm_tuning().workspace_bytes;
+    const std::int64_t limit =
+        std::clamp<std::int64_t>(std::min(budget / per_image, kMaxGemmBatch / g_), 1, pr_.batch);
+    bool first = true;
+    for_each_range(pr_.batch, limit, [&](std::int64_t b0, std::int64_t nb) {
+      const void* x = advance(image, b0 * pr_.channels * p_, ctx_.element_size);
+      const void* t = advance(topgrad, b0 * m_ * p_, ctx_.element_size);
+      const bool accumulate = !first;
+      first = false;
+      if (nb == 1) {
+        shared_weight_gemms(t, x, p_, accumulate, sums, sums_dtype);
+        return;
+      }
+      ensure_partials(sums_dtype, nb * m_ * k_);
+      gemm(ctx_, mg_, k_, p_, {t, p_, mg_ * p_}, {x, p_, k_ * p_, true}, 0.0, partials_.raw_data(),
+           k_, mg_ * k_, nb * g_, sums_dtype);
+      check_kernel(
+          ctx_,
+          gpu::launch_sum_slices(element_of(sums_dtype), partials_.raw_data(), static_cast<int>(nb),
+                                 m_ * k_, sums, accumulate, ctx_.stream),
+          "the sum of per-image weight gradients");
+    });
+  }
+
+  // Shared kernels: dW_g (Mg x K) (+)= T_g (Mg x N) . col_g^T (N x K), T_g at TOP + g * Mg * N and
+  // col_g at COL + g * K * N (rows N long), the reduction cut into slices when it is long.
+  void shared_weight_gemms(const void* top, const void* col, std::int64_t n, bool accumulate,
+                           void* sums, DType sums_dtype) {
+    const std::int64_t slices = reduction_slices(n);
+    if (slices == 1) {
+      gemm(ctx_, mg_, k_, n, {top, n, mg_ * n}, {col, n, k_ * n, true}, accumulate ? 1.0 : 0.0,
+           sums, k_, mg_ * k_, g_, sums_dtype);
+      return;
+    }
+    ensure_partials(sums_dtype, slices * m_ * k_);
+    const std::int64_t used = sliced_weight_gemms(top, col, n, slices, sums_dtype);
+    check_kernel(
+        ctx_,
+        gpu::launch_sum_slices(element_of(sums_dtype), partials_.raw_data(), static_cast<int>(used),
+                               m_ * k_, sums, accumulate, ctx_.stream),
+        "the sum of partial weight gradients");
+  }
+
   // How many slices the reduction (length N) of the weight-gradient GEMM is cut into. dW has few
   // output tiles (64 x 576 for a 3x3 layer of 64 channels: a handful of 128 x 128 tiles) and a
   // long reduction (nb * P, 200 000 columns for a 224 x 224 chunk of 4 images): as one GEMM, most
@@ -644,15 +789,14 @@ class Runner {
   // Partial s (M x K) of the weight gradient = T[:, slice s] . col[:, slice s]^T over slices of
   // equal length (the last one shorter). Loops over the groups or the slices, whichever is
   // fewer, and batches the other. Returns the number of slices.
-  std::int64_t sliced_weight_gemms(const void* top, std::int64_t n, std::int64_t slices,
-                                   DType sums_dtype) {
+  std::int64_t sliced_weight_gemms(const void* top, const void* col, std::int64_t n,
+                                   std::int64_t slices, DType sums_dtype) {
     const std::int64_t length = ceil_div(n, slices);
     const std::int64_t used = ceil_div(n, length);
     const std::int64_t full = n / length;
     const std::int64_t rest = n - full * length;
     const std::size_t sums_size = dtype_size(sums_dtype);
     const std::size_t size = ctx_.element_size;
-    const void* col = col_.raw_data();
     void* partials = partials_.raw_data();
     if (g_ < used) {
       for (std::int64_t g = 0; g < g_; ++g) {
@@ -678,10 +822,72 @@ class Runner {
     return used;
   }
 
+  // OUT[b, g] (Mg x P blocks of the batch-major output) = W_g (Mg x K) . SRC[b, g] (K x P) for
+  // the NB images: batched over the images (a loop over the groups) or over the groups (a loop
+  // over the images), whichever loop is shorter. W_g is not evenly spaced in b * G + g.
+  void forward_per_image(const void* kernel, const void* src, const Blocks& s, void* out,
+                         std::int64_t nb) {
+    const std::size_t size = ctx_.element_size;
+    if (g_ <= nb) {
+      for (std::int64_t g = 0; g < g_; ++g) {
+        gemm(ctx_, mg_, p_, k_, {advance(kernel, g * mg_ * k_, size), k_, 0},
+             {advance(src, g * s.group, size), s.ld, s.image}, 0.0,
+             advance(out, g * mg_ * p_, size), p_, m_ * p_, nb, ctx_.dtype);
+      }
+      return;
+    }
+    for (std::int64_t b = 0; b < nb; ++b) {
+      gemm(ctx_, mg_, p_, k_, {kernel, k_, mg_ * k_},
+           {advance(src, b * s.image, size), s.ld, s.group}, 0.0, advance(out, b * m_ * p_, size),
+           p_, mg_ * p_, g_, ctx_.dtype);
+    }
+  }
+
+  // DST[b, g] (K x P) = W_g^T (K x Mg) . TOP[b, g] (Mg x P blocks of the batch-major topgrad),
+  // batched like forward_per_image.
+  void grad_inputs_per_image(const void* kernel, const void* top, void* dst, const Blocks& d,
+                             std::int64_t nb) {
+    const std::size_t size = ctx_.element_size;
+    if (g_ <= nb) {
+      for (std::int64_t g = 0; g < g_; ++g) {
+        gemm(ctx_, k_, p_, mg_, {advance(kernel, g * mg_ * k_, size), k_, 0, true},
+             {advance(top, g * mg_ * p_, size), p_, m_ * p_}, 0.0, advance(dst, g * d.group, size),
+             d.ld, d.image, nb, ctx_.dtype);
+      }
+      return;
+    }
+    for (std::int64_t b = 0; b < nb; ++b) {
+      gemm(ctx_, k_, p_, mg_, {kernel, k_, mg_ * k_, true},
+           {advance(top, b * m_ * p_, size), p_, mg_ * p_}, 0.0, advance(dst, b * d.image, size),
+           d.ld, d.group, g_, ctx_.dtype);
+    }
+  }
+
   template <typename Fn>
   void for_each_chunk(Fn&& fn) {
     for (std::int64_t b0 = 0; b0 < pr_.batch; b0 += nb_max_) {
       fn(b0, std::min(nb_max_, pr_.batch - b0));
+    }
+  }
+
+  // TOTAL images in equal ranges of at most LIMIT.
+  template <typename Fn>
+  static void for_each_range(std::int64_t total, std::int64_t limit, Fn&& fn) {
+    const std::int64_t per = ceil_div(total, ceil_div(total, std::max<std::int64_t>(limit, 1)));
+    for (std::int64_t b0 = 0; b0 < total; b0 += per) fn(b0, std::min(per, total - b0));
+  }
+
+  void ensure_columns() {
+    if (!col_.defined()) col_ = workspace(ctx_, ctx_.dtype, r_ * nb_max_ * p_, "column matrix");
+  }
+  void ensure_staging() {
+    if (!staging_.defined()) {
+      staging_ = workspace(ctx_, ctx_.dtype, m_ * nb_max_ * p_, "topgrad / output staging buffer");
+    }
+  }
+  void ensure_partials(DType dtype, std::int64_t elements) {
+    if (!partials_.defined() || partials_.numel() < elements) {
+      partials_ = workspace(ctx_, dtype, elements, "partial weight gradients");
     }
   }
 
@@ -702,8 +908,9 @@ class Runner {
   // for one image), (P, nb, M) for unshared ones.
   const void* stage_topgrad(const void* topgrad, std::int64_t b0, std::int64_t nb) {
     const void* top = advance(topgrad, b0 * m_ * p_, ctx_.element_size);
+    if (!pr_.unshared && nb == 1) return top;
+    ensure_staging();
     if (!pr_.unshared) {
-      if (nb == 1) return top;
       permute(top, nb, m_, p_, staging_.raw_data(), p_, nb * p_, 1);
     } else {
       permute(top, nb, m_, p_, staging_.raw_data(), m_, 1, nb * m_);
@@ -726,13 +933,14 @@ class Runner {
   const Problem& pr_;
   gpu::GpuCorrGeometry geo_;
   std::int64_t p_ = 0, r_ = 0, k_ = 0, m_ = 0, mg_ = 0, g_ = 1, nb_max_ = 1;
+  bool pointwise_ = false;
   Tensor col_, staging_, partials_;
 };
 
 // Runs a prepared problem on the current stream of the inputs' device. Empty problems (no batch,
 // channels or filters) give zeros, like the reference.
 Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& prep,
-               const Tensor& a, const Tensor& b) {
+               const Tensor& a, const Tensor& b, bool allow_tf32) {
   const Problem& pr = prep.problem;
   const Device device = a.device();
   cuda::set_device(device.index);
@@ -752,6 +960,11 @@ Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& p
   ctx.stream = cuda::current_stream(device.index);
   ctx.blas = cuda::cublas_handle(device.index);
   ctx.sm_count = cuda::properties(device.index).sm_count;
+  ctx.allow_tf32 = allow_tf32;
+  // The handle is shared: make sure no math mode left on it lets CUBLAS_COMPUTE_32F round to
+  // TF32 (the compute type alone chooses TF32 or not).
+  cuda::check_cublas(cublasSetMathMode(ctx.blas, CUBLAS_DEFAULT_MATH),
+                     fmt::format("{}: setting the cuBLAS math mode", fn));
   const Tensor ca = a.contiguous();
   const Tensor cb = b.contiguous();
   Runner runner(ctx, pr, plan);
@@ -779,11 +992,11 @@ Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& p
 }
 
 Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
-                     const Tensor& b, const Shape& spatial) {
+                     const Tensor& b, const Shape& spatial, bool allow_tf32) {
   const std::string fn = op_name(direction, params.convdim);
   check_inputs(fn, direction, params, a, b);
-  return execute(fn, direction, prepare(fn, direction, params, a.shape(), b.shape(), spatial), a,
-                 b);
+  return execute(fn, direction, prepare(fn, direction, params, a.shape(), b.shape(), spatial), a, b,
+                 allow_tf32);
 }
 
 // The spatial argument of the grad directions: the shape input, a small int64 vector kept on the
@@ -795,8 +1008,12 @@ Shape spatial_argument(ConvDirection direction, const std::vector<Tensor>& input
 
 class GpuCorrMMKernel final : public Kernel {
  public:
-  GpuCorrMMKernel(std::string name, ConvDirection direction, ConvParams params)
-      : name_(std::move(name)), fn_(name_), direction_(direction), params_(std::move(params)) {}
+  GpuCorrMMKernel(std::string name, ConvDirection direction, ConvParams params, bool allow_tf32)
+      : name_(std::move(name)),
+        fn_(name_),
+        direction_(direction),
+        params_(std::move(params)),
+        allow_tf32_(allow_tf32) {}
 
   // The checks and geometry of the node's static shapes, worked out once; on any error, run time
   // reports it.
@@ -823,12 +1040,12 @@ class GpuCorrMMKernel final : public Kernel {
     const Shape spatial = spatial_argument(direction_, inputs);
     if (cached_ && cached_->dtype == a.dtype() && cached_->a == a.shape() &&
         cached_->b == b.shape() && cached_->spatial == spatial) {
-      outputs.at(0) = execute(fn_, direction_, cached_->prep, a, b);
+      outputs.at(0) = execute(fn_, direction_, cached_->prep, a, b, allow_tf32_);
       return;
     }
     check_hints(fn_, direction_, params_, a.shape(), b.shape(), spatial);
     const Prepared prep = prepare(fn_, direction_, params_, a.shape(), b.shape(), spatial);
-    outputs.at(0) = execute(fn_, direction_, prep, a, b);
+    outputs.at(0) = execute(fn_, direction_, prep, a, b, allow_tf32_);
   }
 
   std::string name() const override { return name_; }
@@ -843,6 +1060,7 @@ class GpuCorrMMKernel final : public Kernel {
   std::string fn_;
   ConvDirection direction_;
   ConvParams params_;
+  bool allow_tf32_ = false;
   std::optional<Cached> cached_;
 };
 
@@ -857,9 +1075,10 @@ std::optional<Shape> static_shape(const TensorType& type) {
 
 }  // namespace
 
-GpuCorrMM::GpuCorrMM(ConvDirection direction, ConvParams params)
+GpuCorrMM::GpuCorrMM(ConvDirection direction, ConvParams params, bool allow_tf32)
     : direction_(direction),
       params_(params),
+      allow_tf32_(allow_tf32),
       abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {}
 
 std::string GpuCorrMM::name() const {
@@ -867,16 +1086,18 @@ std::string GpuCorrMM::name() const {
 }
 
 std::string GpuCorrMM::str() const {
-  return fmt::format("{}{{{}}}", name(), params_.str());
+  return fmt::format("{}{{{}{}}}", name(), params_.str(), allow_tf32_ ? ", tf32" : "");
 }
 
 bool GpuCorrMM::equals(const Op& other) const {
   const auto* o = dynamic_cast<const GpuCorrMM*>(&other);
-  return o != nullptr && o->direction_ == direction_ && o->params_ == params_;
+  return o != nullptr && o->direction_ == direction_ && o->params_ == params_ &&
+         o->allow_tf32_ == allow_tf32_;
 }
 
 std::size_t GpuCorrMM::hash() const {
-  return hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0x9c0a);
+  return hash_combine(hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0x9c0a),
+                      static_cast<std::size_t>(allow_tf32_));
 }
 
 std::vector<TensorType> GpuCorrMM::make_outputs(const std::vector<Variable>& inputs) const {
@@ -915,14 +1136,14 @@ std::shared_ptr<const Op> GpuCorrMM::reference_op() const {
 }
 
 void GpuCorrMM::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  GpuCorrMMKernel(str(), direction_, params_).run(inputs, outputs);
+  GpuCorrMMKernel(str(), direction_, params_, allow_tf32_).run(inputs, outputs);
   if (!inputs.empty() && inputs[0].defined() && inputs[0].device().is_cuda()) {
     cuda::synchronize_current(inputs[0].device().index);
   }
 }
 
 std::shared_ptr<const Kernel> GpuCorrMM::make_kernel(const Node& node) const {
-  auto kernel = std::make_shared<GpuCorrMMKernel>(str(), direction_, params_);
+  auto kernel = std::make_shared<GpuCorrMMKernel>(str(), direction_, params_, allow_tf32_);
   if (node.inputs.size() < 2) return kernel;
   const std::optional<Shape> a = static_shape(node.inputs[0].type());
   const std::optional<Shape> b = static_shape(node.inputs[1].type());
@@ -937,18 +1158,21 @@ std::shared_ptr<const Kernel> GpuCorrMM::make_kernel(const Node& node) const {
   return kernel;
 }
 
-Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
-  return run_direction(ConvDirection::forward, params, image, kernel, {});
+Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel,
+                          bool allow_tf32) {
+  return run_direction(ConvDirection::forward, params, image, kernel, {}, allow_tf32);
 }
 
 Tensor gpu_corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, const Tensor& topgrad,
-                              const Shape& image_spatial) {
-  return run_direction(ConvDirection::grad_inputs, params, kernel, topgrad, image_spatial);
+                              const Shape& image_spatial, bool allow_tf32) {
+  return run_direction(ConvDirection::grad_inputs, params, kernel, topgrad, image_spatial,
+                       allow_tf32);
 }
 
 Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
-                               const Shape& kernel_spatial) {
-  return run_direction(ConvDirection::grad_weights, params, image, topgrad, kernel_spatial);
+                               const Shape& kernel_spatial, bool allow_tf32) {
+  return run_direction(ConvDirection::grad_weights, params, image, topgrad, kernel_spatial,
+                       allow_tf32);
 }
 
 }  // namespace convgraph

@@ -21,12 +21,17 @@ namespace convgraph {
 //   forward:      (image, kernel)
 //   grad_inputs:  (kernel, topgrad, shape)
 //   grad_weights: (image, topgrad, shape)
+//
+// ALLOW_TF32 (the flag dnn.conv.allow_tf32, read when the node is lowered): float32 GEMMs may run
+// on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32); off, they are strict FP32. float16 and
+// float64 data ignore it.
 class GpuCorrMM final : public KernelOp {
  public:
-  GpuCorrMM(ConvDirection direction, ConvParams params);
+  GpuCorrMM(ConvDirection direction, ConvParams params, bool allow_tf32 = false);
 
   ConvDirection direction() const { return direction_; }
   const ConvParams& params() const { return params_; }
+  bool allow_tf32() const { return allow_tf32_; }
 
   // "GpuCorrMM", "GpuCorrMM_gradInputs", "GpuCorrMM_gradWeights", "GpuCorr3dMM", ...
   std::string name() const override;
@@ -52,15 +57,18 @@ class GpuCorrMM final : public KernelOp {
  private:
   ConvDirection direction_;
   ConvParams params_;
+  bool allow_tf32_ = false;
   std::shared_ptr<const AbstractConv> abstract_;
 };
 
 // The computations on device tensors (queued on the current stream of their device), with the
-// same checks and errors as the reference_conv_* functions of abstract_conv.hpp.
-Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel);
-Tensor gpu_corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel,
-                              const Tensor& topgrad, const Shape& image_spatial);
-Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image,
-                               const Tensor& topgrad, const Shape& kernel_spatial);
+// same checks and errors as the reference_conv_* functions of abstract_conv.hpp. ALLOW_TF32: as
+// the op's.
+Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel,
+                          bool allow_tf32 = false);
+Tensor gpu_corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, const Tensor& topgrad,
+                              const Shape& image_spatial, bool allow_tf32 = false);
+Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
+                               const Shape& kernel_spatial, bool allow_tf32 = false);
 
 }  // namespace convgraph

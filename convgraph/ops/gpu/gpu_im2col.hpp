@@ -20,8 +20,9 @@ namespace convgraph::gpu {
 // How gpu_corrmm.cpp cuts a call into chunks of images. Process-wide; tests shrink the bound to
 // reach the multi-chunk paths with small shapes. Not meant to change while convolutions run.
 struct GpuCorrMMTuning {
-  // Bound on a chunk's workspace (column matrix + staging buffer). A chunk holds at least one
-  // image, so a single image's column matrix may exceed it.
+  // Bound on a chunk's workspace (column matrix + staging buffer; for a pointwise weight
+  // gradient, its per-image partial sums). A chunk holds at least one image, so a single image's
+  // column matrix may exceed it.
   std::int64_t workspace_bytes = std::int64_t{512} << 20;
 };
 GpuCorrMMTuning gpu_corrmm_tuning();

@@ -95,7 +95,8 @@ void require_close(const Tensor& actual, const Tensor& expected, double tol) {
 void check_directions(const ConvParams& p, const Shape& image_shape, const Shape& kernel_shape,
                       DType dtype, double tol, const std::string& precision = "as_input_f32",
                       const std::string& fwd = "small", const std::string& bwd_data = "none",
-                      const std::string& bwd_filter = "none", std::uint64_t seed = 1) {
+                      const std::string& bwd_filter = "none", std::uint64_t seed = 1,
+                      const std::string& cache_path = "") {
   const int n = p.convdim;
   const Tensor image = random_tensor(dtype, image_shape, seed);
   const Tensor kernel = random_tensor(dtype, kernel_shape, seed + 1);
@@ -104,6 +105,10 @@ void check_directions(const ConvParams& p, const Shape& image_shape, const Shape
 
   CudnnConvOptions o = options_for(ConvDirection::forward, fwd);
   o.precision = precision;
+  if (!cache_path.empty()) {
+    o.autotune_cache = "read_write";
+    o.autotune_cache_path = cache_path;
+  }
   const Tensor expected_out = reference_conv_forward(p, image64, kernel64);
   {
     INFO("forward, algo " << fwd);
@@ -482,6 +487,157 @@ TEST_CASE("cuDNN: time_once selects once per node, the process cache serves othe
   Function again = compiled("time_on_shape_change");
   check(again, 2, 15);
   REQUIRE(cudnn_algo_stats().timed == s3.timed + 1);
+}
+
+namespace {
+
+// A fresh autotune cache file in a fresh directory (removed with the object).
+struct TempCache {
+  std::filesystem::path dir;
+  std::string path;
+  TempCache() {
+    dir = std::filesystem::temp_directory_path() /
+          fmt::format("convgraph_cudnn_graph_{}", std::random_device{}());
+    std::filesystem::create_directories(dir);
+    path = (dir / "autotune.jsonl").string();
+  }
+  ~TempCache() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::string text() const {
+    std::ifstream in(path);
+    std::stringstream t;
+    t << in.rdbuf();
+    return t.str();
+  }
+  // The "choice" of every cudnn_algo record, in file order.
+  std::vector<std::string> choices() const {
+    std::vector<std::string> out;
+    std::istringstream lines(text());
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("cudnn_algo") == std::string::npos) continue;
+      const std::size_t at = line.find("\"choice\"");
+      if (at == std::string::npos) continue;
+      const std::size_t open = line.find('"', line.find(':', at) + 1);
+      const std::size_t close = line.find('"', open + 1);
+      out.push_back(line.substr(open + 1, close - open - 1));
+    }
+    return out;
+  }
+};
+
+std::size_t count_engines(const std::vector<std::string>& choices) {
+  return static_cast<std::size_t>(
+      std::count_if(choices.begin(), choices.end(),
+                    [](const std::string& c) { return c.starts_with("engine="); }));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "cuDNN graph API: guess_* runs the graph API's first engine, matching the reference in "
+    "float32, float16, grouped and 3-D convolutions",
+    "[cuda]") {
+  testing::require_gpu_or_skip();
+  reset_cudnn_algo_cache();
+  for (DType dtype : {DType::float32, DType::float16}) {
+    TempCache cache;
+    for (const Case& c : parameter_grid()) {
+      INFO(c.label << ", " << dtype_name(dtype));
+      check_directions(c.params, c.image, c.kernel, dtype, dtype == DType::float32 ? 1e-4 : 2e-2,
+                       "as_input_f32", "guess_once", "guess_once", "guess_on_shape_change", 1,
+                       cache.path);
+    }
+    // Every selection is a record; the graph API's engine is the winner of (almost) every one
+    // (the graph API may have nothing for an odd problem: the legacy heuristics then win).
+    const auto choices = cache.choices();
+    INFO(dtype_name(dtype) << " records:\n" << cache.text());
+    REQUIRE(choices.size() == 3 * parameter_grid().size());
+    REQUIRE(count_engines(choices) * 10 >= choices.size() * 9);
+  }
+  reset_cudnn_algo_cache();
+}
+
+TEST_CASE(
+    "cuDNN graph API: time_* times the engines with the legacy algorithms; the choice is "
+    "re-created from the cache file",
+    "[cuda]") {
+  testing::require_gpu_or_skip();
+  reset_cudnn_algo_cache();
+  const ConvParams p = make_conv_params(2, "half");
+  for (DType dtype : {DType::float16, DType::float32}) {
+    INFO(dtype_name(dtype));
+    TempCache cache;
+    const Tensor image = random_tensor(dtype, {8, 64, 14, 14}, 21);
+    const Tensor kernel = random_tensor(dtype, {64, 64, 3, 3}, 22);
+    const Tensor expected =
+        reference_conv_forward(p, image.cast(DType::float64), kernel.cast(DType::float64));
+    const double tol = dtype == DType::float16 ? 2e-2 : 5e-4;
+    CudnnConvOptions o = options_for(ConvDirection::forward, "time_once");
+    o.autotune_cache = "read_write";
+    o.autotune_cache_path = cache.path;
+    const CudnnAlgoStats s0 = cudnn_algo_stats();
+    require_close(run_dnn(ConvDirection::forward, p, o, image, kernel), expected, tol);
+    const CudnnAlgoStats s1 = cudnn_algo_stats();
+    REQUIRE(s1.timed == s0.timed + 1);
+    // Both kinds were timed: the record's timings name legacy algorithms and engines.
+    const std::string text = cache.text();
+    INFO(text);
+    REQUIRE(text.find("algo=") != std::string::npos);
+    REQUIRE(text.find("engine=") != std::string::npos);
+    REQUIRE(cache.choices().size() == 1);
+    // Another node in a "new process" (the in-memory cache forgotten): the winner comes from the
+    // file -- an engine is re-created from its index and knobs -- and nothing is timed again.
+    reset_cudnn_algo_cache();
+    require_close(run_dnn(ConvDirection::forward, p, o, image, kernel), expected, tol);
+    const CudnnAlgoStats s2 = cudnn_algo_stats();
+    REQUIRE(s2.timed == s1.timed);
+    REQUIRE(s2.cache_hits == s1.cache_hits + 1);
+    // Backward directions too.
+    const Tensor top = random_tensor(dtype, expected.shape(), 23);
+    const Tensor top64 = top.cast(DType::float64);
+    if (dtype == DType::float32) {
+      o.algo = "time_on_shape_change";
+      require_close(run_dnn(ConvDirection::grad_inputs, p, o, kernel, top, {14, 14}),
+                    reference_conv_grad_inputs(p, kernel.cast(DType::float64), top64, {14, 14}),
+                    tol);
+      require_close(run_dnn(ConvDirection::grad_weights, p, o, image, top, {3, 3}),
+                    reference_conv_grad_weights(p, image.cast(DType::float64), top64, {3, 3}),
+                    2e-3);
+    }
+  }
+  reset_cudnn_algo_cache();
+}
+
+TEST_CASE("cuDNN graph API: without dnn.conv.allow_tf32 no TF32 engine runs", "[cuda]") {
+  testing::require_gpu_or_skip();
+  reset_cudnn_algo_cache();
+  // 1152 products per output: TF32 (10-bit mantissa) would be off by about 1e-3 relative.
+  const ConvParams p = make_conv_params(2, "half");
+  const Tensor image = random_tensor(DType::float32, {8, 128, 14, 14}, 31);
+  const Tensor kernel = random_tensor(DType::float32, {128, 128, 3, 3}, 32);
+  const Tensor expected =
+      reference_conv_forward(p, image.cast(DType::float64), kernel.cast(DType::float64));
+  for (const std::string algo : {"guess_once", "time_once", "guess_on_shape_change"}) {
+    INFO(algo);
+    reset_cudnn_algo_cache();  // the in-memory cache would serve the guess_* twice
+    TempCache cache;
+    CudnnConvOptions o = options_for(ConvDirection::forward, algo);
+    o.autotune_cache = "read_write";
+    o.autotune_cache_path = cache.path;
+    require_close(run_dnn(ConvDirection::forward, p, o, image, kernel), expected, 5e-4);
+    if (algo.starts_with("guess")) {
+      // The graph API's engine ran (it is the first choice of a guess).
+      const auto choices = cache.choices();
+      INFO(cache.text());
+      REQUIRE(choices.size() == 1);
+      REQUIRE(count_engines(choices) == 1);
+    }
+    o.allow_tf32 = true;
+    require_close(run_dnn(ConvDirection::forward, p, o, image, kernel), expected, 5e-2);
+  }
+  reset_cudnn_algo_cache();
 }
 
 #ifdef CONVGRAPH_CUDNN_SECOND_PROCESS

@@ -16,6 +16,7 @@
 #include "convgraph/ops/conv/conv_params.hpp"
 #include "convgraph/ops/gpu/gpu_corrmm.hpp"
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
+#include "convgraph/runtime/cuda/cuda_device.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
 
@@ -294,6 +295,126 @@ TEST_CASE("GpuCorrMM pointwise, depthwise and larger problems, in several chunks
   check_problem(c3d, {5, 4, 6, 8, 8}, {8, 4, 3, 3, 3}, DType::float32, 620);
 }
 
+TEST_CASE("GpuCorrMM 1x1 stride-1 convolutions run straight on the tensors", "[cuda]") {
+  testing::require_gpu_or_skip();
+  // Pointwise problems (1x1 kernel, stride 1, no padding) skip im2col / col2im: forward and
+  // gradInputs are GEMMs per image on the batch-major tensors (from 32 positions, or for one
+  // image), gradWeights sums per-image GEMMs (from 64 positions, when the M x Cg partials are
+  // smaller than the copies) or, for one image, is one GEMM. 8x9 = 72 positions take the fast
+  // paths, 5x4 = 20 the general ones; the batch in one chunk, one image per chunk (the partials
+  // of gradWeights accumulating chunk by chunk), chunks of two images (partials summed, then a
+  // last single image), and 3-D.
+  const ConvParams plain = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);
+  const std::vector<std::int64_t> bounds = {gpu::GpuCorrMMTuning{}.workspace_bytes, 1, 512};
+  for (std::int64_t bound : bounds) {
+    INFO("workspace bound " << bound);
+    const ScopedTuning tuning(bound);
+    for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+      for (std::int64_t groups : {1, 2, 8}) {
+        for (std::int64_t batch : {1, 5}) {
+          // "half" and "full" pad nothing around a 1x1 kernel; the flip is a no-op.
+          const ConvParams p = make_conv_params(2, groups == 2 ? "half" : "valid", {1, 1},
+                                                groups != 8, {1, 1}, groups);
+          check_problem(p, {batch, 8, 8, 9}, {8, 8 / groups, 1, 1}, dtype, 700 + batch);
+          check_problem(p, {batch, 8, 5, 4}, {16, 8 / groups, 1, 1}, dtype, 710 + batch);
+        }
+      }
+      // More filters than channels and the other way round; a dilation changes nothing.
+      const ConvParams d = make_conv_params(2, "full", {1, 1}, true, {2, 3}, 1);
+      check_problem(d, {3, 12, 10, 8}, {20, 12, 1, 1}, dtype, 720);
+      check_problem(d, {3, 20, 10, 8}, {4, 20, 1, 1}, dtype, 721);
+      // gradWeights with big M x Cg partials (256 x 256 per image against (256 + 256) x 64
+      // copies) takes the general path.
+      check_problem(plain, {3, 256, 8, 8}, {256, 256, 1, 1}, dtype, 722);
+      const ConvParams p3 = make_conv_params(3, "valid", {1, 1, 1}, true, {1, 1, 1}, 2);
+      check_problem(p3, {3, 4, 3, 4, 6}, {6, 2, 1, 1, 1}, dtype, 723);
+    }
+  }
+}
+
+TEST_CASE("GpuCorrMM long outputs run one GEMM per image, without transposes", "[cuda]") {
+  testing::require_gpu_or_skip();
+  // Shared-kernel forward and gradInputs of chunks of several images skip the staging transposes
+  // from 256 positions (float16, TF32) or 1024 (float32, float64): 34 x 32 = 1088 takes it in
+  // every dtype, 16 x 16 = 256 in float16 and with TF32 only.
+  const ConvParams same = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+  const ConvParams grouped = make_conv_params(2, 1, {1, 1}, false, {1, 2}, 2);
+  for (std::int64_t bound : {gpu::GpuCorrMMTuning{}.workspace_bytes, std::int64_t{200} << 10}) {
+    INFO("workspace bound " << bound);
+    const ScopedTuning tuning(bound);
+    for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+      check_problem(same, {3, 4, 34, 32}, {6, 4, 3, 3}, dtype, 800);
+      check_problem(grouped, {3, 4, 34, 32}, {6, 2, 3, 2}, dtype, 801);
+      check_problem(same, {3, 4, 16, 16}, {5, 4, 3, 3}, dtype, 802);
+    }
+  }
+}
+
+namespace {
+
+// max |RESULT - EXPECTED| / max |EXPECTED|.
+double relative_error(const Tensor& result, const Tensor& expected) {
+  const std::vector<double> got = result.to(Device::cpu()).cast(DType::float64).to_vector<double>();
+  const std::vector<double> want = expected.to_vector<double>();
+  REQUIRE(got.size() == want.size());
+  double error = 0, magnitude = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    error = std::max(error, std::abs(got[i] - want[i]));
+    magnitude = std::max(magnitude, std::abs(want[i]));
+  }
+  return error / std::max(magnitude, 1e-300);
+}
+
+}  // namespace
+
+TEST_CASE("GpuCorrMM float32 is strict FP32 unless allow_tf32 is set", "[cuda]") {
+  testing::require_gpu_or_skip();
+  // 2304 products per output of values in (-1, 1): strict FP32 is some 1e-6 off in relative
+  // terms, TF32 (10-bit mantissas) some 1e-3. A 3x3 layer (im2col) and a 1x1 one (the direct
+  // path), every direction.
+  const ConvParams p = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+  struct Case {
+    Shape image, kernel;
+  };
+  for (const Case& c :
+       {Case{{2, 256, 8, 8}, {256, 256, 3, 3}}, Case{{2, 1024, 8, 8}, {256, 1024, 1, 1}}}) {
+    INFO("image " << shape_str(c.image) << ", kernel " << shape_str(c.kernel));
+    const Tensor image = random_tensor(DType::float32, c.image, 1600).cast(DType::float64);
+    const Tensor kernel = random_tensor(DType::float32, c.kernel, 1601).cast(DType::float64);
+    const Tensor expected = reference_conv_forward(p, image, kernel);
+    const Tensor top = random_tensor(DType::float32, expected.shape(), 1602).cast(DType::float64);
+    const Shape image_spatial = spatial_of(c.image, 2);
+    const Shape kernel_spatial = spatial_of(c.kernel, 2);
+    const Tensor want_gi = reference_conv_grad_inputs(p, kernel, top, image_spatial);
+    const Tensor want_gw = reference_conv_grad_weights(p, image, top, kernel_spatial);
+    const Tensor d_image = image.cast(DType::float32).to(kGpu);
+    const Tensor d_kernel = kernel.cast(DType::float32).to(kGpu);
+    const Tensor d_top = top.cast(DType::float32).to(kGpu);
+    std::vector<double> strict, tf32;
+    for (bool allow : {false, true}) {
+      std::vector<double>& errors = allow ? tf32 : strict;
+      errors.push_back(relative_error(gpu_corrmm_forward(p, d_image, d_kernel, allow), expected));
+      errors.push_back(relative_error(
+          gpu_corrmm_grad_inputs(p, d_kernel, d_top, image_spatial, allow), want_gi));
+      errors.push_back(relative_error(
+          gpu_corrmm_grad_weights(p, d_image, d_top, kernel_spatial, allow), want_gw));
+    }
+    for (std::size_t i = 0; i < strict.size(); ++i) {
+      INFO("direction " << i << ": strict " << strict[i] << ", tf32 " << tf32[i]);
+      CHECK(strict[i] < 2e-5);
+      CHECK(tf32[i] < 1e-2);
+      // Tensor cores with TF32 (compute capability 8.0 and later) round the operands.
+      if (cuda::properties(0).major >= 8) CHECK(tf32[i] > 4 * strict[i]);
+    }
+    // float64 and float16 ignore the flag.
+    const Tensor small_image = image.slice(1, 0, 16, 1);
+    const Tensor small_kernel = kernel.slice(0, 0, 8, 1).slice(1, 0, 16, 1);
+    const Tensor want_small = reference_conv_forward(p, small_image, small_kernel);
+    CHECK(relative_error(gpu_corrmm_forward(p, small_image.to(kGpu), small_kernel.to(kGpu), true),
+                         want_small) < 1e-12);
+  }
+}
+
 TEST_CASE("GpuCorrMM empty problems give zeros, like the reference", "[cuda]") {
   testing::require_gpu_or_skip();
   const ConvParams p = make_conv_params(2, "full", {1, 2}, true, {1, 1}, 1);
@@ -475,6 +596,14 @@ TEST_CASE("GpuCorrMM op: names, equality, types, kernels and perform", "[cuda]")
   CHECK(gpu_op(ConvDirection::grad_inputs, p3)->name() == "GpuCorr3dMM_gradInputs");
   CHECK(gpu_op(ConvDirection::grad_weights, p3)->name() == "GpuCorr3dMM_gradWeights");
   CHECK(gpu_op(ConvDirection::forward, p2)->str() == "GpuCorrMM{" + p2.str() + "}");
+  const auto tf32 = std::make_shared<const GpuCorrMM>(ConvDirection::forward, p2, true);
+  CHECK(tf32->allow_tf32());
+  CHECK_FALSE(gpu_op(ConvDirection::forward, p2)->allow_tf32());
+  CHECK(tf32->str() == "GpuCorrMM{" + p2.str() + ", tf32}");
+  CHECK_FALSE(tf32->equals(*gpu_op(ConvDirection::forward, p2)));
+  CHECK(tf32->equals(GpuCorrMM(ConvDirection::forward, p2, true)));
+  CHECK(tf32->hash() == GpuCorrMM(ConvDirection::forward, p2, true).hash());
+  CHECK(tf32->hash() != gpu_op(ConvDirection::forward, p2)->hash());
   const auto fwd = gpu_op(ConvDirection::forward, p2);
   CHECK(fwd->equals(*gpu_op(ConvDirection::forward, p2)));
   CHECK(fwd->hash() == gpu_op(ConvDirection::forward, p2)->hash());
