@@ -38,10 +38,10 @@ void check_output_possible(const std::string& fn, const ConvProblem& pr, const C
                            const Shape& image, const Shape& kernel) {
   for (std::int64_t o : pr.output_spatial) {
     if (o < 1) {
-      throw ShapeError(fmt::format(
-          "{}: the convolution would produce an impossible output of spatial size {} "
-          "({}); every spatial size must be at least 1",
-          fn, shape_str(pr.output_spatial), describe_conv(p, image, kernel)));
+      throw ShapeError(
+          fmt::format("{}: the convolution would produce an impossible output of spatial size {} "
+                      "({}); every spatial size must be at least 1",
+                      fn, shape_str(pr.output_spatial), describe_conv(p, image, kernel)));
     }
   }
 }
@@ -128,8 +128,7 @@ ConvProblem resolve_conv_problem(const std::string& fn, ConvDirection direction,
         throw ShapeError(fmt::format(
             "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
             "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
-            fn, shape_str(expected), shape_str(b), shape_str(spatial),
-            describe_conv(p, image, a)));
+            fn, shape_str(expected), shape_str(b), shape_str(spatial), describe_conv(p, image, a)));
       }
       check_unshared_regions(fn, pr, p, a);
       pr.image = image;

@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/concrete_conv.hpp"
+#include "convgraph/ops/conv/abstract_conv.hpp"
 
 namespace convgraph {
 
