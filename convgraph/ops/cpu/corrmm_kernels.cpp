@@ -21,6 +21,7 @@
 
 #include "convgraph/base/config.hpp"
 #include "convgraph/base/error.hpp"
+#include "convgraph/ops/cpu/depthwise_kernels.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
 #include "convgraph/runtime/blas.hpp"
 #include "convgraph/runtime/tensor.hpp"
@@ -335,12 +336,15 @@ CorrGemmTuning corr_gemm_tuning() {
 
 void set_corr_gemm_tuning(const CorrGemmTuning& tuning) {
   if (tuning.parallel_work < 0 || tuning.target_columns < 0 || tuning.block_bytes_per_thread < 0 ||
-      tuning.block_bytes_shared < 0 || tuning.max_block_bytes < 0) {
+      tuning.block_bytes_shared < 0 || tuning.max_block_bytes < 0 ||
+      tuning.direct_max_channels < 0 || tuning.direct_max_filters < 0) {
     throw ValueError(fmt::format(
         "set_corr_gemm_tuning: parallel_work={}, target_columns={}, block_bytes_per_thread={}, "
-        "block_bytes_shared={}, max_block_bytes={}; expected no negative value",
+        "block_bytes_shared={}, max_block_bytes={}, direct_max_channels={}, "
+        "direct_max_filters={}; expected no negative value",
         tuning.parallel_work, tuning.target_columns, tuning.block_bytes_per_thread,
-        tuning.block_bytes_shared, tuning.max_block_bytes));
+        tuning.block_bytes_shared, tuning.max_block_bytes, tuning.direct_max_channels,
+        tuning.direct_max_filters));
   }
   const std::lock_guard<std::mutex> lock(tuning_mutex);
   tuning_value = tuning;
@@ -348,7 +352,7 @@ void set_corr_gemm_tuning(const CorrGemmTuning& tuning) {
 
 template <typename T>
 void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out) {
-  if (channelwise(geo)) return channelwise_forward(geo, image, kernel, out, loop_threads(geo));
+  if (direct_conv_applies(geo)) return direct_forward(geo, image, kernel, out, loop_threads(geo));
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const Workspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
@@ -381,8 +385,8 @@ void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel,
 
 template <typename T>
 void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out) {
-  if (channelwise(geo)) {
-    return channelwise_grad_weights(geo, image, topgrad, out, loop_threads(geo));
+  if (direct_grad_weights_applies(geo)) {
+    return direct_grad_weights(geo, image, topgrad, out, loop_threads(geo));
   }
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const std::int64_t weights = geo.filters * geo.regions() * geo.group_rows();
@@ -434,8 +438,8 @@ void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* to
 
 template <typename T>
 void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
-  if (channelwise(geo)) {
-    return channelwise_grad_inputs(geo, kernel, topgrad, out, loop_threads(geo));
+  if (direct_conv_applies(geo)) {
+    return direct_grad_inputs(geo, kernel, topgrad, out, loop_threads(geo));
   }
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const Workspace<T> ws(geo, bl, 0);

@@ -75,25 +75,6 @@ extern template void col2im<float>(const CorrGeometry&, const float*, std::int64
 extern template void col2im<double>(const CorrGeometry&, const double*, std::int64_t, std::int64_t,
                                     std::int64_t, std::int64_t, std::int64_t, double*);
 
-// ---- channel-wise convolutions (one input channel per group, as depthwise ones) ----
-// The GEMMs of such a convolution are (Mg x taps) times (taps x P): too thin to run at speed,
-// while building the column matrix costs taps times the image's memory traffic. These loops run
-// each tap as a multiply-add along output rows, reading the image in place. THREADS split the
-// (batch, filter) planes (forward), (batch, channel) planes (gradient wrt the inputs) or the
-// filters (gradient wrt the weights); each plane is one thread's, so no sums race.
-
-// Whether GEO is channel-wise with few filters per channel (where the loops beat the GEMMs).
-bool channelwise(const CorrGeometry& geo);
-template <typename T>
-void channelwise_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out,
-                         int threads);
-template <typename T>
-void channelwise_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out,
-                             int threads);
-template <typename T>
-void channelwise_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out,
-                              int threads);
-
 // ---- the three CorrMM directions on contiguous data (corrmm_kernels.cpp) ----
 
 // The thresholds that decide how the drivers cut the work (see corrmm_kernels.cpp). Process-wide;
@@ -109,6 +90,11 @@ struct CorrGemmTuning {
   std::int64_t block_bytes_shared = std::int64_t{8} << 20;
   // Bound on the column matrix of a multi-image block.
   std::int64_t max_block_bytes = std::int64_t{64} << 20;
+  // Convolutions with at most this many channels and filters per group run as direct loops
+  // (depthwise_kernels.hpp) instead of GEMMs: depthwise ones (one channel per group) whatever
+  // direct_max_channels says, grouped ones only with several groups. 0 filters: GEMMs always.
+  std::int64_t direct_max_channels = 8;
+  std::int64_t direct_max_filters = 8;
 };
 CorrGemmTuning corr_gemm_tuning();
 void set_corr_gemm_tuning(const CorrGemmTuning& tuning);
