@@ -13,9 +13,10 @@
 //       [--only ...] [--dirs ...] [--reps 20] [--warmup 3] [--min-time 0] [--deadline S]
 //       [--no-floor] [--smoke] [--extra-flags K=V,...]
 //
-// GPU mode: batch_gpu, inputs and outputs on the device (no host transfers timed), every call
-// timed on its own with the wall clock (a Function call returns when its stream is done); the
-// median of >= 20 calls (30 when a call takes under 5 ms) after warm-up, as peer_gpu.py counts.
+// GPU mode: batch_gpu, inputs and outputs on the device (no host transfers timed), device time
+// per call from CUDA events around calls queued with Function::call_async behind a delay kernel;
+// the median of >= 20 calls (30 when a call takes under 5 ms) after warm-up, as peer_gpu.py times
+// PyTorch. The wall clock of a synchronous call is reported beside it (call_wall_ms).
 //
 // Threads: OpenMP (libgomp) and OpenBLAS read OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and
 // OPENBLAS_CORETYPE in their load-time constructors, which run before main(). main() therefore
@@ -393,6 +394,47 @@ Timing time_calls(const Function& f, const std::vector<Tensor>& args, int warmup
   return t;
 }
 
+// GPU: device time per call from events on the function's stream, as peer_gpu.py measures
+// PyTorch: WARMUP synchronous calls (the first one autotunes), then MIN_REPS calls (FAST_REPS when
+// the warm-up calls after the first took under FAST_BELOW_MS), queued behind a delay kernel so
+// that the host's launch gaps fall outside the events, each between two events. The wall-clock
+// time of the synchronous warm-up calls (host overheads and the final wait included) is kept in
+// CALL_MS, the host's time to queue one call in HOST_MS.
+Timing time_device_calls(const Function& f, DeviceStream& stream, const std::vector<Tensor>& args,
+                         int warmup, int min_reps, Tensor& last, int fast_reps,
+                         double fast_below_ms, double* call_ms, double* host_ms) {
+  using clock = std::chrono::steady_clock;
+  std::vector<double> warm;
+  for (int i = 0; i < std::max(warmup, 2); ++i) {
+    const auto t0 = clock::now();
+    last = f(args).at(0);
+    if (i > 0) warm.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+  }
+  *call_ms = median(warm);
+  if (fast_reps > 0 && *call_ms < fast_below_ms) min_reps = std::max(min_reps, fast_reps);
+  last = Tensor();
+  const auto h0 = clock::now();
+  last = f.call_async(args).at(0);  // the device is idle: nothing blocks the host
+  *host_ms = std::chrono::duration<double, std::milli>(clock::now() - h0).count();
+  f.synchronize();
+  last = Tensor();
+  Timing t;
+  const CpuSample a = cpu_sample();
+  std::vector<std::pair<std::shared_ptr<DeviceEvent>, std::shared_ptr<DeviceEvent>>> events;
+  stream.delay(std::min(400.0, 1.5 * min_reps * *host_ms + 1.0));
+  for (int i = 0; i < min_reps; ++i) {
+    auto start = stream.record();
+    last = f.call_async(args).at(0);
+    events.emplace_back(std::move(start), stream.record());
+  }
+  f.synchronize();
+  for (auto& [start, end] : events) t.samples_ms.push_back(start->elapsed_ms(*end));
+  std::tie(t.foreign, t.steal) = foreign_load(a, cpu_sample());
+  t.ms = median(t.samples_ms);
+  t.ms_min = *std::min_element(t.samples_ms.begin(), t.samples_ms.end());
+  return t;
+}
+
 std::string first_line(const std::string& s) {
   const auto p = s.find('\n');
   return p == std::string::npos ? s : s.substr(0, p);
@@ -758,10 +800,18 @@ GpuMeasurement measure_gpu(const Layer& l, const std::string& dir, DType dtype,
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
     std::vector<std::string> ops;
     for (const Node* node : f.graph().toposort()) ops.push_back(node->op->name());
+    // On a GPU: device time from events; the smoke mode (on the CPU) times with the wall clock.
+    const std::shared_ptr<DeviceStream> stream =
+        f.plan().devices.empty() ? nullptr : f.stream(f.plan().devices.front());
     std::vector<Timing> attempts;
+    double call_ms = -1, host_ms = -1;
     for (int attempt = 0; attempt <= o.retries; ++attempt) {
-      attempts.push_back(time_calls(f, args, warmup, reps, min_time, m.out, fast_reps, 5.0));
-      if (attempts.back().foreign <= o.max_foreign) break;
+      attempts.push_back(stream
+                             ? time_device_calls(f, *stream, args, warmup, reps, m.out, fast_reps,
+                                                 5.0, &call_ms, &host_ms)
+                             : time_calls(f, args, warmup, reps, min_time, m.out, fast_reps, 5.0));
+      // Events do not see the host; a busy host only matters to the wall clock.
+      if (stream || attempts.back().foreign <= o.max_foreign) break;
     }
     const Timing t =
         *std::min_element(attempts.begin(), attempts.end(),
@@ -781,6 +831,10 @@ GpuMeasurement measure_gpu(const Layer& l, const std::string& dir, DType dtype,
                {"all_attempts_ms", all_ms},
                {"compile_ms", compile_ms},
                {"ops", ops}};
+    if (stream) {
+      m.entry["call_wall_ms"] = call_ms;  // a synchronous call, host to host
+      m.entry["host_enqueue_ms"] = host_ms;
+    }
   } catch (const std::exception& e) {
     m = GpuMeasurement{};
     m.entry = {{"error", e.what()}};
@@ -875,11 +929,16 @@ int run_gpu(const Options& o) {
       {"batch", batch},
       {"threads", o.threads},
       {"timing",
-       fmt::format("per call, steady_clock around a Function call (inputs and outputs on the "
-                   "device; the call returns when its stream is done), so host overheads and the "
-                   "final synchronisation are included; median (and min) of >= {} calls{} after "
-                   "{} untimed calls (the first one autotunes)",
-                   reps, fast_reps > 0 ? " (30 when a call takes under 5 ms)" : "", warmup)},
+       o.smoke
+           ? fmt::format("smoke run on the CPU: steady_clock per call, median of >= {} "
+                         "calls after {} untimed calls",
+                         reps, warmup)
+           : fmt::format("device time per call from CUDA events on the function's stream "
+                         "(inputs and outputs on the device), the calls queued behind a delay "
+                         "kernel with Function::call_async, as peer_gpu.py times PyTorch; "
+                         "median (and min) of >= {} calls{} after {} synchronous calls (the "
+                         "first one autotunes; their wall-clock median is call_wall_ms)",
+                         reps, fast_reps > 0 ? " (30 when a call takes under 5 ms)" : "", warmup)},
       {"warmup", warmup},
       {"min_reps", reps},
       {"min_time_s", min_time},
@@ -934,9 +993,10 @@ int run_gpu(const Options& o) {
         "lowering (the JSON's \"ops\" say what ran)\n");
   }
 
-  // The floor: the same calls on a problem of almost no work (N=1, C=K=8, 8x8, 3x3), i.e. what a
-  // call costs besides the GPU's work (graph, launches, the final synchronisation). peer_gpu.py
-  // times on the GPU only, so rows near this floor favour the peer.
+  // The floor: the same calls on a problem of almost no work (N=1, C=K=8, 8x8, 3x3), timed host
+  // to host (call_wall_ms of synchronous calls), i.e. what a call costs besides the GPU's work
+  // (graph, launches, the final synchronisation). The suite's rows are device times, as the
+  // peer's: the floor says what a synchronous call adds to them.
   if (o.floor) {
     Layer fl = parse_layer(json{{"name", "floor"},
                                 {"C", 8},
@@ -967,8 +1027,10 @@ int run_gpu(const Options& o) {
             const GpuMeasurement m = measure_gpu(
                 fl, dir, p.dtype, effective_flags(requested_flags(p, dir, impl), known, o.threads),
                 args, o, 30, 0, warmup, 0.0);
-            floor[impl][dir] = m.ms >= 0 ? json(m.ms) : json(m.error);
-            line += m.ms >= 0 ? fmt::format(" {}/{} {:.4f}", impl, dir, m.ms)
+            const double wall =
+                m.ms >= 0 ? m.entry.value("call_wall_ms", m.ms) : -1.0;  // smoke: no events
+            floor[impl][dir] = m.ms >= 0 ? json(wall) : json(m.error);
+            line += m.ms >= 0 ? fmt::format(" {}/{} {:.4f}", impl, dir, wall)
                               : fmt::format(" {}/{} error", impl, dir);
           }
         }

@@ -1,13 +1,23 @@
 #include "convgraph/optimizer/function.hpp"
 
+#include <mutex>
+
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/printing.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 
 namespace convgraph {
 
+struct Function::Pending {
+  std::mutex mutex;
+  std::vector<Tensor> tensors;
+};
+
 Function::Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const FunctionGraph> graph)
-    : plan_(std::move(plan)), graph_(std::move(graph)), stats_(std::make_shared<ExecutionStats>()) {
+    : plan_(std::move(plan)),
+      graph_(std::move(graph)),
+      stats_(std::make_shared<ExecutionStats>()),
+      pending_(std::make_shared<Pending>()) {
   // One stream per device the plan runs on, for the lifetime of the function (and its copies).
   if (plan_) {
     for (const Device& device : plan_->devices) streams_.push_back(create_device_stream(device));
@@ -27,6 +37,38 @@ std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args) const 
     }
   }
   return results;
+}
+
+std::vector<Tensor> Function::call_async(const std::vector<Tensor>& args) const {
+  if (!plan_) throw ValueError("call of an empty Function (default-constructed, never compiled)");
+  if (profiling_ || streams_.empty()) return (*this)(args);
+  std::vector<Tensor> results =
+      execute(*plan_, args, stats_.get(), nullptr, streams_, /*wait=*/false);
+  const std::lock_guard<std::mutex> lock(pending_->mutex);
+  // Device buffers the queued work reads or writes: freed now, another stream could get them.
+  const std::vector<Tensor>& outputs = results;
+  for (const std::vector<Tensor>* list : {&args, &outputs}) {
+    for (const Tensor& t : *list) {
+      if (t.defined() && !t.device().is_cpu()) pending_->tensors.push_back(t);
+    }
+  }
+  return results;
+}
+
+void Function::synchronize() const {
+  for (const auto& s : streams_) s->synchronize();
+  if (pending_) {
+    const std::lock_guard<std::mutex> lock(pending_->mutex);
+    pending_->tensors.clear();
+  }
+}
+
+std::shared_ptr<DeviceStream> Function::stream(Device device) const {
+  if (!plan_) return nullptr;
+  for (std::size_t i = 0; i < plan_->devices.size() && i < streams_.size(); ++i) {
+    if (plan_->devices[i] == device) return streams_[i];
+  }
+  return nullptr;
 }
 
 void Function::enable_profiling(bool on) {

@@ -25,6 +25,19 @@ class Function {
   std::vector<Tensor> operator()(const std::vector<Tensor>& args) const;
   std::vector<Tensor> call(const std::vector<Tensor>& args) const { return (*this)(args); }
 
+  // ---- asynchronous calls (docs/gpu.md) ----
+  // Queues a call on the function's device streams and returns without waiting for the device.
+  // Outputs on a device are complete for work queued after the call on stream(device), and for
+  // everyone once synchronize() returns; outputs on the host are complete on return. The call's
+  // device inputs and outputs are kept alive until synchronize(), so they may be dropped at once. A
+  // plan on the CPU alone, a profiled call and a failing call wait as call() does.
+  std::vector<Tensor> call_async(const std::vector<Tensor>& args) const;
+  // Waits for the work of every call_async so far; DeviceError when some of it failed.
+  void synchronize() const;
+  // The stream the function's calls run on DEVICE; null for the CPU or a device the plan does not
+  // use. To record events around calls, or to order other work with them.
+  std::shared_ptr<DeviceStream> stream(Device device) const;
+
   // Peak bytes held by buffers allocated during the last call (intermediates, outputs and
   // workspaces; inputs and constants are not counted).
   std::int64_t last_peak_bytes() const;
@@ -57,6 +70,9 @@ class Function {
   std::shared_ptr<const FunctionGraph> graph_;
   std::shared_ptr<ExecutionStats> stats_;
   std::vector<std::shared_ptr<DeviceStream>> streams_;
+  // The device tensors of queued calls, kept alive until synchronize() (shared by copies).
+  struct Pending;
+  std::shared_ptr<Pending> pending_;
   // Created on the first enable_profiling(true); kept when profiling stops, for profile().
   std::shared_ptr<Profiler> profiler_;
   bool profiling_ = false;

@@ -26,13 +26,28 @@ void copy_between_devices(const Tensor& dst, const Tensor& src);
 // Sets every element of DST (on a device) to VALUE.
 void fill_on_device(const Tensor& dst, double value);
 
+// A point in a stream's work, recorded with timing: how long the device took between two events.
+class DeviceEvent {
+ public:
+  virtual ~DeviceEvent() = default;
+  // Waits until the work queued before the event is done; DeviceError when it failed.
+  virtual void synchronize() = 0;
+  // Milliseconds of device time from this event to LATER (waits for both first).
+  virtual double elapsed_ms(DeviceEvent& later) = 0;
+};
+
 // A queue of device work. A Function owns one per device it runs on: while a call runs the stream
 // is current on the calling thread, so every kernel of the call goes to it, and the call ends by
-// waiting for it.
+// waiting for it (Function::call_async does not wait).
 class DeviceStream {
  public:
   virtual ~DeviceStream() = default;
   virtual Device device() const = 0;
+  // An event at the current end of the stream's queue.
+  virtual std::shared_ptr<DeviceEvent> record() = 0;
+  // Queues a kernel that keeps the stream busy for about MS milliseconds (at most 2 s). For
+  // benchmarks: work queued behind it is timed by events without the host's launch gaps.
+  virtual void delay(double ms) = 0;
   // Makes this stream the current one of its device on this thread; leave() restores the one
   // that was current before. Calls nest.
   virtual void enter() = 0;

@@ -63,7 +63,8 @@ void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t inde
 namespace {
 
 // Makes the function's streams current for a call, and waits for them when it ends (also when it
-// fails: queued kernels may still read buffers the caller frees next).
+// fails: queued kernels may still read buffers the caller frees next), unless the call succeeded
+// and was asked not to wait.
 class StreamScope {
  public:
   explicit StreamScope(const std::vector<std::shared_ptr<DeviceStream>>& streams)
@@ -72,20 +73,25 @@ class StreamScope {
   }
   ~StreamScope() {
     for (const auto& s : streams_) {
-      try {
-        s->synchronize();
-      } catch (...) {
-        // An error already propagating is the one to report; finish() reports the others.
+      if (!queued_only_) {
+        try {
+          s->synchronize();
+        } catch (...) {
+          // An error already propagating is the one to report; finish() reports the others.
+        }
       }
       s->leave();
     }
   }
+  // The call's work is all queued and nobody waits for it here.
+  void leave_queued() { queued_only_ = true; }
   void synchronize() {
     for (const auto& s : streams_) s->synchronize();
   }
 
  private:
   const std::vector<std::shared_ptr<DeviceStream>>& streams_;
+  bool queued_only_ = false;
 };
 
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
@@ -95,7 +101,7 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
 
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats, Profiler* profiler,
-                            const std::vector<std::shared_ptr<DeviceStream>>& streams) {
+                            const std::vector<std::shared_ptr<DeviceStream>>& streams, bool wait) {
   if (streams.size() != plan.devices.size()) {
     throw ConvGraphError(
         fmt::format("internal error: the plan runs on {} device(s) but {} stream(s) were given",
@@ -103,7 +109,11 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
   }
   StreamScope scope(streams);
   std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope);
-  scope.synchronize();
+  if (wait || profiler != nullptr) {
+    scope.synchronize();
+  } else {
+    scope.leave_queued();
+  }
   return results;
 }
 

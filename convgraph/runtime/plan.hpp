@@ -64,9 +64,11 @@ class DeviceStream;
 // rethrown with the step's label prepended, keeping their type. With a PROFILER (made for this
 // plan), each step is timed and the completed call recorded; without one no clock is read.
 // STREAMS (one per entry of plan.devices) receive the device work of the call; execute() returns
-// when it is done. With a profiler, every device step is waited for, so its time is its own.
+// when it is done, or, with WAIT false, once it is queued (a call that fails still waits). With a
+// profiler, every device step is waited for, so its time is its own.
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats = nullptr, Profiler* profiler = nullptr,
-                            const std::vector<std::shared_ptr<DeviceStream>>& streams = {});
+                            const std::vector<std::shared_ptr<DeviceStream>>& streams = {},
+                            bool wait = true);
 
 }  // namespace convgraph

@@ -27,6 +27,22 @@ TEST_CASE("compile: a function computes its outputs", "[compile]") {
   REQUIRE(out[1].to_vector<double>() == std::vector<double>{10, 40, 90, 160});
 }
 
+TEST_CASE("compile: call_async of a function on the CPU runs to the end, like a call",
+          "[compile]") {
+  Variable x = matrix("x", DType::float64);
+  Variable y = matrix("y", DType::float64);
+  Function f = compile({x, y}, {add(x, y)});
+  const Tensor a = Tensor::from_vector<double>({1, 2, 3, 4}, {2, 2});
+  const Tensor b = Tensor::from_vector<double>({10, 20, 30, 40}, {2, 2});
+  const auto out = f.call_async({a, b});
+  REQUIRE(out.size() == 1);
+  REQUIRE(out[0].to_vector<double>() == std::vector<double>{11, 22, 33, 44});
+  f.synchronize();  // nothing queued: returns at once
+  CHECK(f.stream(Device::cpu()) == nullptr);
+  CHECK(f.plan().devices.empty());
+  CHECK_THROWS_AS(Function().call_async({a, b}), ValueError);
+}
+
 TEST_CASE("compile: bad arguments name the input and what was expected", "[compile]") {
   Variable x = tensor("x", DType::float32, {std::nullopt, 3});
   Variable y = vector("y", DType::float32);

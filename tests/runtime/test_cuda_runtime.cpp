@@ -1,5 +1,7 @@
 // The CUDA runtime: transfers, the caching device allocator, streams, device placement. Tagged
 // [cuda]: skipped (visibly) where no GPU can be used.
+#include <chrono>
+
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
 
@@ -84,4 +86,63 @@ TEST_CASE("device=cuda moves convolutions to the GPU with transfers only at the 
   // each convolution's result comes back once, and the first relu goes back up.
   CHECK(to_gpu == 3);
   CHECK(to_host == 2);
+}
+
+TEST_CASE("call_async queues a call on the function's stream without waiting; events time it",
+          "[cuda]") {
+  testing::require_gpu_or_skip();
+  const Device gpu = Device::cuda(0);
+  const Variable x = tensor4("x", DType::float32);
+  const Variable w = tensor4("w", DType::float32);
+  const Variable y = conv2d(x, w);
+  Config config = global_config();
+  config.apply("device=cuda");
+  CompileOptions options;
+  options.config = config;
+  options.inputs_on_device = true;
+  options.outputs_on_device = true;
+  const Function f = compile({x, w}, {y}, options);
+  const Tensor hx = random_tensor(DType::float32, {4, 3, 16, 16}, 1);
+  const Tensor hw = random_tensor(DType::float32, {5, 3, 3, 3}, 2);
+  const Tensor expected = f({hx.to(gpu), hw.to(gpu)}).at(0).to(Device::cpu());
+
+  const std::shared_ptr<DeviceStream> stream = f.stream(gpu);
+  REQUIRE(stream != nullptr);
+  CHECK(stream->device() == gpu);
+  CHECK(f.stream(Device::cpu()) == nullptr);
+  CHECK(f.stream(Device::cuda(7)) == nullptr);
+
+  // The inputs are made before the stream is kept busy (a copy on the legacy stream waits for it).
+  Tensor dx = hx.to(gpu), dw = hw.to(gpu);
+  const auto d0 = stream->record();
+  stream->delay(300.0);
+  const auto d1 = stream->record();
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto start = stream->record();
+  std::vector<Tensor> out = f.call_async({dx, dw});
+  const auto end = stream->record();
+  const double host_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // The inputs may go at once: the function keeps them until synchronize().
+  dx = Tensor();
+  dw = Tensor();
+  // Queued behind a 300 ms kernel: a call that waited would have taken that long.
+  CHECK(host_ms < 250.0);
+  f.synchronize();
+  CHECK(d0->elapsed_ms(*d1) > 250.0);
+  const double call_ms = start->elapsed_ms(*end);
+  CHECK(call_ms > 0.0);
+  CHECK(call_ms < 250.0);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].device() == gpu);
+  REQUIRE_ALLCLOSE(out[0].to(Device::cpu()), expected, 1e-6, 1e-6);
+
+  // A host output is complete when call_async returns.
+  CompileOptions host_out = options;
+  host_out.outputs_on_device = false;
+  const Function g = compile({x, w}, {y}, host_out);
+  const Tensor r = g.call_async({hx.to(gpu), hw.to(gpu)}).at(0);
+  CHECK(r.device() == Device::cpu());
+  REQUIRE_ALLCLOSE(r, expected, 1e-6, 1e-6);
+  g.synchronize();
 }

@@ -47,8 +47,9 @@ using cudnn_detail::Geometry;
 using cudnn_detail::GraphPlan;
 using cudnn_detail::GraphProblem;
 
-// time_*: how many of the graph API's heuristic plans are timed (with the legacy algorithms).
-constexpr std::size_t kTimedPlans = 8;
+// time_*: how many of the graph API's plans are timed, from the heuristics and from the fallback
+// list each (with the legacy algorithms).
+constexpr std::size_t kTimedPlans = 12;
 // Timed runs per plan, after one warm-up run; the fastest counts.
 constexpr int kTimedRuns = 3;
 
@@ -614,7 +615,8 @@ class CudnnConvKernel final : public Kernel {
       // The graph API's first plans, timed on the same data.
       if (plan.graph) {
         std::string why;
-        auto plans = plan.graph->heuristic_plans(handle, rules, kTimedPlans, &why);
+        auto plans = plan.graph->heuristic_plans(handle, rules, kTimedPlans, &why,
+                                                 /*with_fallback=*/true);
         std::size_t graph_bytes = 0;
         for (const auto& p : plans) graph_bytes = std::max(graph_bytes, p->workspace);
         Tensor workspace = scratch_workspace(&graph_bytes, a.device());

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/runtime/cuda/cudnn_handle.hpp"
@@ -399,11 +400,15 @@ std::shared_ptr<GraphProblem> GraphProblem::create(cudnnHandle_t handle, const G
 std::vector<std::shared_ptr<GraphPlan>> GraphProblem::heuristic_plans(cudnnHandle_t handle,
                                                                       const EngineRules& rules,
                                                                       std::size_t max_plans,
-                                                                      std::string* why) {
+                                                                      std::string* why,
+                                                                      bool with_fallback) {
   std::vector<std::shared_ptr<GraphPlan>> plans;
   std::vector<std::string> skipped;
+  std::set<std::string> listed_choices;
   for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
-    if (!plans.empty()) break;  // the fallback list only when mode A gave nothing
+    // The fallback list only when mode A gave nothing, unless asked for.
+    if (!plans.empty() && !with_fallback) break;
+    std::size_t from_mode = 0;
     const char* mode_name = mode == CUDNN_HEUR_MODE_A ? "heuristics A" : "fallback heuristics";
     BackendDesc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
     cudnnStatus_t s = set_desc(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph_);
@@ -436,7 +441,7 @@ std::vector<std::shared_ptr<GraphPlan>> GraphProblem::heuristic_plans(cudnnHandl
       }
     }
     if (returned == 0) skipped.push_back(fmt::format("the {} offer no engine", mode_name));
-    for (std::int64_t i = 0; i < returned && i < count && plans.size() < max_plans; ++i) {
+    for (std::int64_t i = 0; i < returned && i < count && from_mode < max_plans; ++i) {
       const BackendDesc& config = configs[static_cast<std::size_t>(i)];
       auto plan = std::make_shared<GraphPlan>();
       BackendDesc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
@@ -454,6 +459,7 @@ std::vector<std::shared_ptr<GraphPlan>> GraphProblem::heuristic_plans(cudnnHandl
       }
       plan->choice.engine = info.index;
       plan->numerical_notes = info.notes;
+      if (!listed_choices.insert(plan->choice.str()).second) continue;  // listed by mode A
       const std::string rule = excluded(g_, info.notes, rules);
       if (!rule.empty()) {
         skipped.push_back(fmt::format("engine {}: {}", info.index, rule));
@@ -470,6 +476,7 @@ std::vector<std::shared_ptr<GraphPlan>> GraphProblem::heuristic_plans(cudnnHandl
         continue;
       }
       plans.push_back(std::move(plan));
+      ++from_mode;
     }
   }
   if (plans.empty() && why != nullptr) *why = fmt::format("{}", fmt::join(skipped, "; "));

@@ -83,11 +83,13 @@ class GraphProblem {
 
   const Geometry& geometry() const { return g_; }
   // The heuristics' engine configurations (mode A, then the fallback list when mode A gives no
-  // plan) that pass RULES and finalize, at most MAX_PLANS of them, in the heuristics' order.
-  // *WHY says why the list is empty.
+  // plan, or always with WITH_FALLBACK, as for timing) that pass RULES and finalize, at most
+  // MAX_PLANS of each list, in the heuristics' order, each engine configuration once. *WHY says
+  // why the list is empty.
   std::vector<std::shared_ptr<GraphPlan>> heuristic_plans(cudnnHandle_t handle,
                                                           const EngineRules& rules,
-                                                          std::size_t max_plans, std::string* why);
+                                                          std::size_t max_plans, std::string* why,
+                                                          bool with_fallback = false);
   // The plan of a choice made earlier (possibly by another process); nullptr when it cannot be
   // re-created (*WHY says why) or RULES exclude it.
   std::shared_ptr<GraphPlan> recreate(cudnnHandle_t handle, const EngineChoice& choice,

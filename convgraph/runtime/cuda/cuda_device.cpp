@@ -5,10 +5,12 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "convgraph/runtime/cuda/cuda_backend.hpp"
 #include "convgraph/runtime/cuda/device_copy.hpp"
+#include "convgraph/runtime/cuda/stream_delay.hpp"
 
 namespace convgraph::cuda {
 namespace {
@@ -21,19 +23,8 @@ thread_local int t_device = -1;
 
 class CudaStream final : public DeviceStream {
  public:
-  explicit CudaStream(int index) : index_(index) {
-    set_device(index);
-    // A blocking stream: it stays ordered with the legacy default stream, which copies and
-    // kernels outside a Function use.
-    check(cudaStreamCreate(&stream_), fmt::format("cuda{}: creating a stream", index));
-  }
-  ~CudaStream() override {
-    if (stream_ != nullptr) {
-      cudaSetDevice(index_);
-      cudaStreamSynchronize(stream_);
-      cudaStreamDestroy(stream_);
-    }
-  }
+  explicit CudaStream(int index);
+  ~CudaStream() override;
   Device device() const override { return Device::cuda(index_); }
   void enter() override {
     set_device(index_);
@@ -44,11 +35,61 @@ class CudaStream final : public DeviceStream {
     if (!stack.empty()) stack.pop_back();
   }
   void synchronize() override;
+  std::shared_ptr<DeviceEvent> record() override;
+  void delay(double ms) override {
+    set_device(index_);
+    check(queue_delay(stream_, static_cast<long long>(ms * 1e6)),
+          fmt::format("cuda{}: queueing a delay kernel", index_));
+  }
 
  private:
   int index_;
   cudaStream_t stream_ = nullptr;
 };
+
+class CudaEvent final : public DeviceEvent {
+ public:
+  CudaEvent(int index, cudaStream_t stream) : index_(index) {
+    set_device(index);
+    check(cudaEventCreate(&event_), fmt::format("cuda{}: creating an event", index));
+    const cudaError_t status = cudaEventRecord(event_, stream);
+    if (status != cudaSuccess) {
+      cudaEventDestroy(event_);
+      check(status, fmt::format("cuda{}: recording an event", index));
+    }
+  }
+  ~CudaEvent() override {
+    cudaSetDevice(index_);
+    cudaEventDestroy(event_);
+  }
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+
+  void synchronize() override {
+    set_device(index_);
+    check(cudaEventSynchronize(event_), fmt::format("cuda{}: waiting for an event", index_));
+  }
+  double elapsed_ms(DeviceEvent& later) override {
+    auto* other = dynamic_cast<CudaEvent*>(&later);
+    if (other == nullptr || other->index_ != index_) {
+      throw ValueError(fmt::format("cuda{}: elapsed time to an event of another device", index_));
+    }
+    synchronize();
+    other->synchronize();
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, event_, other->event_),
+          fmt::format("cuda{}: reading the time between two events", index_));
+    return static_cast<double>(ms);
+  }
+
+ private:
+  int index_;
+  cudaEvent_t event_ = nullptr;
+};
+
+std::shared_ptr<DeviceEvent> CudaStream::record() {
+  return std::make_shared<CudaEvent>(index_, stream_);
+}
 
 // ---- the caching allocator ----
 
@@ -74,7 +115,7 @@ class CudaCachingAllocator final : public Allocator {
         const std::size_t got = it->first;
         free_.erase(it);
         stats_.bytes_cached -= got;
-        in_use_[ptr] = got;
+        in_use_[ptr] = InUse{got, stream};
         stats_.bytes_in_use += got;
         stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
         ++stats_.cache_hits;
@@ -117,7 +158,7 @@ class CudaCachingAllocator final : public Allocator {
           total / 1048576.0, s.bytes_in_use / 1048576.0));
     }
     std::lock_guard lock(mutex_);
-    in_use_[ptr] = size;
+    in_use_[ptr] = InUse{size, current_stream(index_)};
     stats_.bytes_in_use += size;
     stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
     return ptr;
@@ -125,16 +166,32 @@ class CudaCachingAllocator final : public Allocator {
 
   void deallocate(void* ptr, std::size_t /*bytes*/) override {
     if (ptr == nullptr) return;
-    const cudaStream_t stream =
+    cudaStream_t stream =
         t_entered.count(index_) && !t_entered[index_].empty() ? t_entered[index_].back() : nullptr;
     std::lock_guard lock(mutex_);
     auto it = in_use_.find(ptr);
     if (it == in_use_.end()) return;  // not ours: nothing safe to do
-    const std::size_t size = it->second;
+    const std::size_t size = it->second.size;
+    // Freed outside a Function: the stream it was made on may still have work queued that writes
+    // it (Function::call_async), so it stays with that stream until the stream is synchronized.
+    if (stream == nullptr && live_streams_.count(it->second.stream) != 0) {
+      stream = it->second.stream;
+    }
     in_use_.erase(it);
     stats_.bytes_in_use -= size;
     free_.emplace(size, Block{ptr, stream});
     stats_.bytes_cached += size;
+  }
+
+  // A Function's stream was created / is being destroyed (after a final synchronization).
+  void stream_created(cudaStream_t stream) {
+    std::lock_guard lock(mutex_);
+    live_streams_.insert(stream);
+  }
+  void stream_destroyed(cudaStream_t stream) {
+    stream_synchronized(stream);
+    std::lock_guard lock(mutex_);
+    live_streams_.erase(stream);
   }
 
   Device device() const override { return Device::cuda(index_); }
@@ -183,7 +240,12 @@ class CudaCachingAllocator final : public Allocator {
   int index_;
   mutable std::mutex mutex_;
   std::multimap<std::size_t, Block> free_;
-  std::unordered_map<void*, std::size_t> in_use_;
+  struct InUse {
+    std::size_t size;
+    cudaStream_t stream;  // current when it was allocated (null: the legacy stream)
+  };
+  std::unordered_map<void*, InUse> in_use_;
+  std::unordered_set<cudaStream_t> live_streams_;
   AllocatorStats stats_;
 };
 
@@ -206,6 +268,23 @@ CudaCachingAllocator& caching_allocator(int index) {
     register_allocator(Device::cuda(index), slot);
   }
   return *slot;
+}
+
+CudaStream::CudaStream(int index) : index_(index) {
+  set_device(index);
+  // A blocking stream: it stays ordered with the legacy default stream, which copies and kernels
+  // outside a Function use.
+  check(cudaStreamCreate(&stream_), fmt::format("cuda{}: creating a stream", index));
+  caching_allocator(index_).stream_created(stream_);
+}
+
+CudaStream::~CudaStream() {
+  if (stream_ != nullptr) {
+    cudaSetDevice(index_);
+    cudaStreamSynchronize(stream_);
+    caching_allocator(index_).stream_destroyed(stream_);
+    cudaStreamDestroy(stream_);
+  }
 }
 
 void CudaStream::synchronize() {
