@@ -21,8 +21,12 @@ constexpr std::int64_t kKernelUid = 2;  // w / dw
 constexpr std::int64_t kOutputUid = 3;  // y / dy
 
 // The statuses that mean "cuDNN has nothing for this" rather than an error.
+// Statuses that mean "not this engine / not this problem": the engine is skipped. An engine whose
+// kernel cuDNN compiles at run time and fails to compile (seen with fallback engines on float16
+// 1x1 convolutions) is one of them.
 bool refused(cudnnStatus_t status) {
-  return cuda::cudnn_not_supported(status) || cuda::cudnn_bad_param(status);
+  return cuda::cudnn_not_supported(status) || cuda::cudnn_bad_param(status) ||
+         status == CUDNN_STATUS_INTERNAL_ERROR_COMPILATION_FAILED;
 }
 
 bool allocation_failure(cudnnStatus_t status) {
