@@ -118,10 +118,12 @@ inline void plan_prefetch(Prefetch& pf, const void* from, std::int64_t bytes, st
   pf.step = (ceil_div(bytes, std::max<std::int64_t>(steps, 1)) + 63) / 64 * 64;
 }
 
+// The progress is kept in locals: updated through PF in the loop, it went to memory on every line.
 [[gnu::always_inline]] inline void prefetch_slice(Prefetch& pf) {
-  for (std::int64_t n = 0; n < pf.step && pf.done < pf.bytes; n += 64, pf.done += 64) {
-    __builtin_prefetch(pf.from + pf.done, 0, 2);
-  }
+  const std::int64_t end = std::min(pf.bytes, pf.done + pf.step);
+  std::int64_t done = pf.done;
+  for (; done < end; done += 64) __builtin_prefetch(pf.from + done, 0, 2);
+  pf.done = std::max(done, pf.done);
 }
 
 // ---- the row loops ----
@@ -269,6 +271,45 @@ template <typename T, int NO, int R, int K, int U>
   }
 }
 
+// The aligned reads of a single output plane, summed per tap column first: for each tap k,
+// P_k = sum over rows r of w[r][k] * (the aligned vector of row r at the chunk's position). Output
+// chunk q is the sum over k of P_k's elements d_k on (d_k = tap k's distance from the leftmost
+// tap), cut out of P_k at q and at q + lanes with one permute. Each row vector is read once and
+// feeds all its taps, and there are K - 1 permutes per output vector instead of R * (K - 1).
+//
+// tap_sums computes the K sums of the vector at AT; run_blocks_aligned writes U output chunks from
+// the sums P[0] of the chunk at Q (computed by the previous call or before the first), and leaves
+// those of the chunk at Q + U * lanes in P[0].
+template <typename T, int R, int K>
+[[gnu::always_inline]] inline void tap_sums(typename Vec<T>::V (&p)[K], const T* const (&base)[R],
+                                            std::int64_t at,
+                                            const typename Vec<T>::V (&w)[R][K][1]) {
+  using V = typename Vec<T>::V;
+  for (int r = 0; r < R; ++r) {
+    V b;
+    load(b, base[r] + at);
+    for (int k = 0; k < K; ++k) p[k] = r == 0 ? w[r][k][0] * b : p[k] + w[r][k][0] * b;
+  }
+}
+
+template <typename T, int R, int K, int U, int N>
+[[gnu::always_inline]] inline void run_blocks_aligned(std::int64_t q, const T* const (&base)[R],
+                                                      T* dst,
+                                                      const typename Vec<T>::V (&w)[R][K][1],
+                                                      const typename Vec<T>::I (&shift)[K],
+                                                      typename Vec<T>::V (&p)[N][K]) {
+  static_assert(N > U);
+  using V = typename Vec<T>::V;
+  constexpr int lanes = Vec<T>::lanes;
+  for (int u = 1; u <= U; ++u) tap_sums<T, R, K>(p[u], base, q + u * lanes, w);
+  for (int u = 0; u < U; ++u) {
+    V acc = p[u][0];
+    for (int k = 1; k < K; ++k) acc += __builtin_shuffle(p[u][k], p[u + 1][k], shift[k]);
+    store(dst + q + u * lanes, acc);
+  }
+  for (int k = 0; k < K; ++k) p[0][k] = p[U][k];
+}
+
 template <typename T, int NO, int R, int K, int SS>
 [[gnu::always_inline]] inline void correlate_run(std::int64_t count, std::int64_t row_step,
                                                  const T* const* rows, const T* const* weights,
@@ -310,7 +351,19 @@ template <typename T, int NO, int R, int K, int SS>
   for (std::int64_t y = 0; y < count; ++y) {
     prefetch_slice(pf);
     std::int64_t q = 0;
-    if (aligned) {
+    if constexpr (NO == 1 && R * K <= 9) {
+      if (aligned && n >= lanes) {
+        V p[U + 1][K];
+        tap_sums<T, R, K>(p[0], base, 0, w);
+        for (; q + U * lanes <= n; q += U * lanes) {
+          run_blocks_aligned<T, R, K, U>(q, base, dst[0], w, shift, p);
+        }
+        for (; q + lanes <= n; q += lanes) {
+          run_blocks_aligned<T, R, K, 1>(q, base, dst[0], w, shift, p);
+        }
+      }
+    }
+    if (aligned && (NO != 1 || R * K > 9)) {
       for (; q + U * lanes <= n; q += U * lanes) {
         run_chunks_aligned<T, NO, R, K, U>(q, base, dst, w, shift);
       }
@@ -421,6 +474,45 @@ template <typename T, int K, int SS>
         a += (V)((I)(t * v) & tail_mask);
       }
       store(acc + k * lanes, a);
+    }
+  }
+}
+
+// The same sums for the KH source rows ROWS[i] that one topgrad row meets through the y taps,
+// with K taps per row: KH * K independent sums, kept in registers (A) over the whole plane, and
+// each topgrad vector read once for all of them. Without this, the K sums of a single row were
+// chains of dependent multiply-adds that set the pace. A row outside the source is a row of zeros.
+template <typename T, int KH, int K, int SS>
+[[gnu::always_inline]] inline void weight_sums_rows(std::int64_t full, std::int64_t ss,
+                                                    const T* const (&rows)[KH], const T* top,
+                                                    const std::int64_t* ox,
+                                                    typename Vec<T>::V (&a)[KH][K], bool tail,
+                                                    std::int64_t tail_q, const T* tail_top,
+                                                    const typename Vec<T>::I& tail_mask) {
+  using V = typename Vec<T>::V;
+  using I = typename Vec<T>::I;
+  constexpr int lanes = Vec<T>::lanes;
+  const std::int64_t step = SS > 0 ? SS : ss;
+  for (std::int64_t q = 0; q < full; q += lanes) {
+    V t;
+    load(t, top + q);
+    for (int i = 0; i < KH; ++i) {
+      for (int k = 0; k < K; ++k) {
+        V v;
+        load_strided<T, SS>(v, rows[i] + q * step + ox[k], ss);
+        a[i][k] += t * v;
+      }
+    }
+  }
+  if (tail) {
+    V t;
+    load(t, tail_top);
+    for (int i = 0; i < KH; ++i) {
+      for (int k = 0; k < K; ++k) {
+        V v;
+        load_strided<T, SS>(v, rows[i] + tail_q * step + ox[k], ss);
+        a[i][k] += (V)((I)(t * v) & tail_mask);
+      }
     }
   }
 }
@@ -811,32 +903,78 @@ template <typename T>
   for (std::int64_t l = 0; l < lanes; ++l) mask[l] = (l >= keep_from && l < keep_from + n) ? -1 : 0;
   const T* top_plane = topgrad + (b * filters + m) * geo.positions();
   const T* padded = s.padded_base + p.pad_left;
-  for (std::int64_t oz = 0; oz < az.out_size; ++oz) {
+  // 2-D 3 x 3 kernels (any stride, dilation, padding): the three source rows of each topgrad row
+  // in one pass (weight_sums_rows); rows outside the source read a row of zeros.
+  if (pz.taps.size() == 1 && py.taps.size() == 3 && px.taps.size() == 3 && az.out_size == 1 &&
+      ax.src_step <= 2) {
+    constexpr int KH = 3, K = 3;
+    using V = typename Vec<T>::V;
+    s.table.assign(static_cast<std::size_t>(p.padded_width + 2 * lanes), T(0));
+    const T* zeros = s.table.data() + p.pad_left;
+    V a[KH][K];
+    for (int i = 0; i < KH; ++i) {
+      for (int k = 0; k < K; ++k) a[i][k] = V{};
+    }
+    const std::int64_t iz = pz.offsets[0];
+    const bool inside_z = iz >= 0 && iz < az.src_size;
     for (std::int64_t oy = 0; oy < ay.out_size; ++oy) {
-      const T* top = top_plane + (oz * ay.out_size + oy) * n;
+      const T* top = top_plane + oy * n;
       const T* tail_top = top + tail_q;
       if (n < lanes) {
         std::copy(top, top + n, s.tmp.data());
         tail_top = s.tmp.data();
       }
-      for (std::size_t ka = 0; ka < pz.taps.size(); ++ka) {
-        const std::int64_t iz = oz * az.src_step + pz.offsets[ka];
-        if (iz < 0 || iz >= az.src_size) continue;
-        for (std::size_t ki = 0; ki < py.taps.size(); ++ki) {
-          const std::int64_t iy = oy * ay.src_step + py.offsets[ki];
-          if (iy < 0 || iy >= ay.src_size) continue;
-          const T* row = padded + (iz * ay.src_size + iy) * p.padded_width;
-          T* acc = s.acc.data() + (pz.taps[ka] * kh + py.taps[ki]) * kw * lanes;
-          const std::int64_t ss = ax.src_step;
-          if (ss == 1) {
-            weight_sums_row_k<T, 1>(full, ss, row, top, px.offsets.data(), kw, acc, tail, tail_q,
-                                    tail_top, mask);
-          } else if (ss == 2) {
-            weight_sums_row_k<T, 2>(full, ss, row, top, px.offsets.data(), kw, acc, tail, tail_q,
-                                    tail_top, mask);
-          } else {
-            weight_sums_row_k<T, 0>(full, ss, row, top, px.offsets.data(), kw, acc, tail, tail_q,
-                                    tail_top, mask);
+      const T* rows[KH];
+      for (int i = 0; i < KH; ++i) {
+        const std::int64_t iy = oy * ay.src_step + py.offsets[static_cast<std::size_t>(i)];
+        rows[i] = inside_z && iy >= 0 && iy < ay.src_size
+                      ? padded + (iz * ay.src_size + iy) * p.padded_width
+                      : zeros;
+      }
+      if (ax.src_step == 1) {
+        weight_sums_rows<T, KH, K, 1>(full, 1, rows, top, px.offsets.data(), a, tail, tail_q,
+                                      tail_top, mask);
+      } else {
+        weight_sums_rows<T, KH, K, 2>(full, 2, rows, top, px.offsets.data(), a, tail, tail_q,
+                                      tail_top, mask);
+      }
+    }
+    for (int i = 0; i < KH; ++i) {
+      for (int k = 0; k < K; ++k) {
+        T* acc = s.acc.data() + (py.taps[static_cast<std::size_t>(i)] * kw +
+                                 px.taps[static_cast<std::size_t>(k)]) *
+                                    lanes;
+        store(acc, a[i][k]);
+      }
+    }
+  } else {
+    for (std::int64_t oz = 0; oz < az.out_size; ++oz) {
+      for (std::int64_t oy = 0; oy < ay.out_size; ++oy) {
+        const T* top = top_plane + (oz * ay.out_size + oy) * n;
+        const T* tail_top = top + tail_q;
+        if (n < lanes) {
+          std::copy(top, top + n, s.tmp.data());
+          tail_top = s.tmp.data();
+        }
+        for (std::size_t ka = 0; ka < pz.taps.size(); ++ka) {
+          const std::int64_t iz = oz * az.src_step + pz.offsets[ka];
+          if (iz < 0 || iz >= az.src_size) continue;
+          for (std::size_t ki = 0; ki < py.taps.size(); ++ki) {
+            const std::int64_t iy = oy * ay.src_step + py.offsets[ki];
+            if (iy < 0 || iy >= ay.src_size) continue;
+            const T* row = padded + (iz * ay.src_size + iy) * p.padded_width;
+            T* acc = s.acc.data() + (pz.taps[ka] * kh + py.taps[ki]) * kw * lanes;
+            const std::int64_t ss = ax.src_step;
+            if (ss == 1) {
+              weight_sums_row_k<T, 1>(full, ss, row, top, px.offsets.data(), kw, acc, tail, tail_q,
+                                      tail_top, mask);
+            } else if (ss == 2) {
+              weight_sums_row_k<T, 2>(full, ss, row, top, px.offsets.data(), kw, acc, tail, tail_q,
+                                      tail_top, mask);
+            } else {
+              weight_sums_row_k<T, 0>(full, ss, row, top, px.offsets.data(), kw, acc, tail, tail_q,
+                                      tail_top, mask);
+            }
           }
         }
       }
