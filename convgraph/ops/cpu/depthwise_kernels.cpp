@@ -279,7 +279,8 @@ template <typename T, int NO, int R, int K, int U>
 //
 // tap_sums computes the K sums of the vector at AT; run_blocks_aligned writes U output chunks from
 // the sums P[0] of the chunk at Q (computed by the previous call or before the first), and leaves
-// those of the chunk at Q + U * lanes in P[0].
+// those of the chunk at Q + U * lanes in P[0]. With NT, the chunks are written with non-temporal
+// stores of 16 bytes (the baseline ISA has no wider ones): DST + Q must be 16-byte aligned.
 template <typename T, int R, int K>
 [[gnu::always_inline]] inline void tap_sums(typename Vec<T>::V (&p)[K], const T* const (&base)[R],
                                             std::int64_t at,
@@ -292,7 +293,7 @@ template <typename T, int R, int K>
   }
 }
 
-template <typename T, int R, int K, int U, int N>
+template <typename T, int R, int K, int U, int N, bool NT = false>
 [[gnu::always_inline]] inline void run_blocks_aligned(std::int64_t q, const T* const (&base)[R],
                                                       T* dst,
                                                       const typename Vec<T>::V (&w)[R][K][1],
@@ -305,7 +306,26 @@ template <typename T, int R, int K, int U, int N>
   for (int u = 0; u < U; ++u) {
     V acc = p[u][0];
     for (int k = 1; k < K; ++k) acc += __builtin_shuffle(p[u][k], p[u + 1][k], shift[k]);
-    store(dst + q + u * lanes, acc);
+    if constexpr (NT) {
+      T* d = dst + q + u * lanes;
+      if constexpr (sizeof(T) == 4) {
+        typedef float V4 __attribute__((vector_size(16)));
+        for (int j = 0; j < 4; ++j) {
+          V4 part;
+          __builtin_memcpy(&part, reinterpret_cast<const char*>(&acc) + 16 * j, 16);
+          __builtin_ia32_movntps(reinterpret_cast<float*>(d) + 4 * j, part);
+        }
+      } else {
+        typedef double V2 __attribute__((vector_size(16)));
+        for (int j = 0; j < 4; ++j) {
+          V2 part;
+          __builtin_memcpy(&part, reinterpret_cast<const char*>(&acc) + 16 * j, 16);
+          __builtin_ia32_movntpd(reinterpret_cast<double*>(d) + 2 * j, part);
+        }
+      }
+    } else {
+      store(dst + q + u * lanes, acc);
+    }
   }
   for (int k = 0; k < K; ++k) p[0][k] = p[U][k];
 }
@@ -602,6 +622,9 @@ struct Problem {
   bool aligned_taps = false;
   // Longest row the engine computes (a phase's positions, at least a vector).
   std::int64_t max_row = 0;
+  // Whether units go through ring_plane (see ring_applies), and whether it writes whole vectors
+  // with non-temporal stores (see stream_bytes).
+  bool ring = false, stream = false;
 
   // Rows of a source plane, and elements of a padded one.
   std::int64_t src_rows() const { return axes[0].src_size * axes[1].src_size; }
@@ -663,6 +686,11 @@ struct Scratch {
   std::int64_t padded_layout[5] = {-1, -1, -1, -1, -1};
   // The first padded plane, on a 64-byte boundary inside PADDED.
   T* padded_base = nullptr;
+  // The ring of padded rows (see ring_plane), its layout (row length, left pad, row data length,
+  // rows) and its first row, on a 64-byte boundary; one more row after the ring stays zero.
+  std::vector<T> ring;
+  std::int64_t ring_layout[4] = {-1, -1, -1, -1};
+  T* ring_base = nullptr;
 };
 
 // The calling thread's buffers. They outlive the call: freed at its end, a worker thread's buffers
@@ -723,6 +751,162 @@ template <typename T>
       }
     }
   }
+}
+
+// ---- source rows padded just before their use ----
+
+// Depthwise planes (one source plane per output plane, multiplier 1) in 2-D, whose x axis is a
+// single stride-1 phase read in aligned vectors and whose y axis is a single phase, with 3 x 3 or
+// 5 x 5 taps. Their units skip pad_sources and the prefetching of the next unit (see ring_plane).
+// On the depthwise layer of the suite this alone measured as fast as the whole-plane copy, not
+// faster; what it gained came with the non-temporal stores below.
+template <typename T>
+bool ring_applies(const Problem<T>& p) {
+  const AxisPlan &az = p.axes[0], &ay = p.axes[1], &ax = p.axes[2];
+  if (p.outs != 1 || p.srcs != 1 || !p.aligned_taps) return false;
+  if (az.src_size != 1 || az.out_size != 1 || az.phases.size() != 1 ||
+      az.phases[0].offsets.size() != 1 || az.phases[0].offsets[0] != 0) {
+    return false;
+  }
+  if (ay.phases.size() != 1 || ay.out_step != 1 || ax.phases.size() != 1 || ax.src_step != 1 ||
+      ax.out_step != 1 || ax.phases[0].count < Vec<T>::lanes) {
+    return false;
+  }
+  const std::size_t r = ay.phases[0].taps.size(), k = ax.phases[0].taps.size();
+  return (r == 3 && k == 3) || (r == 5 && k == 5);
+}
+
+// Outputs of at least this many bytes are written by ring_plane with non-temporal stores, that
+// do not read each output line into the cache before writing it and leave the cache to the
+// sources (the depthwise layer of the suite, 12 MiB of output, took a tenth less time).
+constexpr std::int64_t stream_bytes = std::int64_t{8} << 20;
+
+// The output plane of unit (B, G) for ring_applies problems. Each source row is copied into a
+// ring of a few padded rows (in L1) one output row ahead of its first use, so that the copy's
+// loads overlap the computation of the row before; every output row then reads its R rows from
+// the ring in aligned vectors as correlate_run does. Rows above and below the source read a row
+// of zeros with zero weights (as if skipped: an infinite weight does not turn them into NaN).
+template <typename T, int R, int K>
+[[gnu::always_inline]] inline void ring_plane(const Problem<T>& p, Scratch<T>& s, std::int64_t b,
+                                              std::int64_t g) {
+  using V = typename Vec<T>::V;
+  using I = typename Vec<T>::I;
+  constexpr std::int64_t lanes = Vec<T>::lanes;
+  const CorrGeometry& geo = *p.geo;
+  const AxisPlan &ay = p.axes[1], &ax = p.axes[2];
+  const Phase &py = ay.phases[0], &px = ax.phases[0];
+  const std::int64_t src_h = ay.src_size, width = ax.src_size, wp = p.padded_width;
+  const std::int64_t sy = ay.src_step, n = px.count, left = p.pad_left;
+  const auto [ylo_at, yhi_at] = std::minmax_element(py.offsets.begin(), py.offsets.end());
+  const std::int64_t ylo = *ylo_at, yhi = *yhi_at;
+  std::int64_t slots = 1;
+  while (slots < yhi - ylo + 1 + sy) slots *= 2;
+  // While the layout stays the same, the pads still hold the zeros written when it was set.
+  const std::int64_t layout[4] = {wp, left, width, slots};
+  if (!std::equal(layout, layout + 4, s.ring_layout)) {
+    s.ring.assign(static_cast<std::size_t>((slots + 1) * wp + lanes), T(0));
+    std::copy(layout, layout + 4, s.ring_layout);
+    const auto address = reinterpret_cast<std::uintptr_t>(s.ring.data());
+    s.ring_base = s.ring.data() + (64 - address % 64) % 64 / sizeof(T);
+  }
+  T* const ring = s.ring_base;
+  const T* const zero = ring + slots * wp;
+  const T* const plane = p.src + (b * p.src_channels + g) * p.src_plane;
+  T* out = p.dst + (b * p.out_channels + g) * p.out_plane;
+  const bool stream = p.stream;
+
+  int order[K];
+  for (int k = 0; k < K; ++k) order[k] = k;
+  std::sort(order, order + K, [&](int a, int c) { return px.offsets[a] < px.offsets[c]; });
+  V w[R][K][1], wb[R][K][1];
+  for (int r = 0; r < R; ++r) {
+    for (int k = 0; k < K; ++k) {
+      w[r][k][0] = V{} + p.weight(g, 0, 0,
+                                  py.taps[static_cast<std::size_t>(r)] * geo.kernel[2] +
+                                      px.taps[static_cast<std::size_t>(order[k])]);
+    }
+  }
+  I shift[K];
+  std::int64_t xoff[K];
+  for (int k = 0; k < K; ++k) {
+    xoff[k] = left + px.offsets[static_cast<std::size_t>(order[k])];
+    typename Vec<T>::Lane index[lanes];
+    for (std::int64_t l = 0; l < lanes; ++l) {
+      index[l] = static_cast<typename Vec<T>::Lane>(l + xoff[k] - xoff[0]);
+    }
+    __builtin_memcpy(&shift[k], index, sizeof(I));
+  }
+
+  std::int64_t copied = 0;  // the next source row to copy
+  for (std::int64_t y = 0; y < py.count; ++y) {
+    // Copy the rows this output row and the next one read that are not in the ring yet.
+    copied = std::max(copied, y * sy + ylo);
+    const std::int64_t need = std::min(src_h - 1, (y + 1) * sy + yhi);
+    for (; copied <= need; ++copied) {
+      const T* from = plane + copied * width;
+      T* to = ring + (copied & (slots - 1)) * wp + left;
+      if (width >= lanes) {
+        V v;
+        std::int64_t x = 0;
+        for (; x + lanes <= width; x += lanes) {
+          load(v, from + x);
+          store(to + x, v);
+        }
+        if (x < width) {
+          load(v, from + width - lanes);
+          store(to + width - lanes, v);
+        }
+      } else {
+        for (std::int64_t x = 0; x < width; ++x) to[x] = from[x];
+      }
+    }
+    const T* base[R];
+    const T* src[R][K];
+    bool border = false;
+    for (int r = 0; r < R; ++r) {
+      const std::int64_t iy = y * sy + py.offsets[static_cast<std::size_t>(r)];
+      const bool inside = iy >= 0 && iy < src_h;
+      border |= !inside;
+      const T* row = inside ? ring + (iy & (slots - 1)) * wp : zero;
+      for (int k = 0; k < K; ++k) src[r][k] = row + xoff[k];
+      base[r] = src[r][0];
+    }
+    if (border) {
+      for (int r = 0; r < R; ++r) {
+        const std::int64_t iy = y * sy + py.offsets[static_cast<std::size_t>(r)];
+        for (int k = 0; k < K; ++k) wb[r][k][0] = iy >= 0 && iy < src_h ? w[r][k][0] : V{};
+      }
+    }
+    const V(&wy)[R][K][1] = border ? wb : w;
+    T* dst[1] = {out};
+    std::int64_t q = 0;
+    if constexpr (R * K <= 9) {
+      constexpr int U = 4;
+      V sums[U + 1][K];
+      tap_sums<T, R, K>(sums[0], base, 0, wy);
+      if (stream && n % lanes == 0 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0) {
+        for (; q + U * lanes <= n; q += U * lanes) {
+          run_blocks_aligned<T, R, K, U, U + 1, true>(q, base, out, wy, shift, sums);
+        }
+        for (; q + lanes <= n; q += lanes) {
+          run_blocks_aligned<T, R, K, 1, U + 1, true>(q, base, out, wy, shift, sums);
+        }
+      }
+      for (; q + U * lanes <= n; q += U * lanes) {
+        run_blocks_aligned<T, R, K, U>(q, base, out, wy, shift, sums);
+      }
+      for (; q + lanes <= n; q += lanes)
+        run_blocks_aligned<T, R, K, 1>(q, base, out, wy, shift, sums);
+    } else {
+      for (; q + 2 * lanes <= n; q += 2 * lanes) {
+        run_chunks_aligned<T, 1, R, K, 2>(q, base, dst, wy, shift);
+      }
+      for (; q + lanes <= n; q += lanes) run_chunks_aligned<T, 1, R, K, 1>(q, base, dst, wy, shift);
+    }
+    if (q < n) run_chunks<T, 1, R, K, 1, 1>(n - lanes, 1, src, dst, wy);
+    out += n;
+  }
+  if (stream) __builtin_ia32_sfence();
 }
 
 // Output planes [O0, O0 + NO) of group G, batch item B, from the padded sources.
@@ -855,6 +1039,14 @@ template <typename T>
                                              std::int64_t next) {
   const std::int64_t groups = p.geo->groups;
   const std::int64_t b = unit / groups, g = unit % groups;
+  if (p.ring) {
+    if (p.axes[1].phases[0].taps.size() == 3) {
+      ring_plane<T, 3, 3>(p, s, b, g);
+    } else {
+      ring_plane<T, 5, 5>(p, s, b, g);
+    }
+    return;
+  }
   pad_sources(p, s, b, g * p.srcs, p.srcs);
   const T* next_src =
       next < 0 ? nullptr
@@ -1090,6 +1282,9 @@ int run_units(int threads, std::int64_t units, bool fixed, Fn&& fn) {
 template <typename T>
 void run_conv(Problem<T>& p, int threads) {
   plan_padding(p);
+  p.ring = ring_applies(p);
+  p.stream = p.ring &&
+             p.geo->batch * p.out_channels * p.out_plane * std::int64_t{sizeof(T)} >= stream_bytes;
   const Units<T> units = units_for<T>(direct_conv_isa());
   run_units<T>(
       threads, p.geo->batch * p.geo->groups, false,

@@ -255,6 +255,58 @@ TEST_CASE("Direct loops: other kernel sizes, stride 3 and small groups", "[corrm
   run_shapes_grid(DType::float32, 3, 3, 300);
 }
 
+// Multiplier-1 problems whose rows are padded one at a time into a ring (3 x 3 and 5 x 5 taps, x
+// stride 1): widths of exactly one vector, one more, several with and without a tail; heights of
+// one and two rows; padding larger than the kernel; y strides 1 and 2 and dilations.
+int run_ring_grid(DType dtype, std::uint64_t seed) {
+  const std::int64_t lanes = dtype == DType::float64 ? 8 : 16;
+  const std::vector<BorderMode> borders = {BorderMode("valid"), BorderMode("half"),
+                                           BorderMode("full"), BorderMode::pairs({{4, 4}, {0, 3}}),
+                                           BorderMode::pairs({{0, 1}, {2, 0}})};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 1}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 1}, {1, 2}};
+  int ran = 0;
+  for (std::int64_t k : {3, 5}) {
+    for (const BorderMode& border : borders) {
+      for (const auto& stride : strides) {
+        for (const auto& dilation : dilations) {
+          for (std::int64_t width : {lanes, lanes + 1, 3 * lanes, 2 * lanes + 3}) {
+            for (std::int64_t height : {1, 2, 9}) {
+              const ConvParams p = make_conv_params(2, border, stride, seed % 2 == 0, dilation, 3);
+              ran += check_problem(p, {2, 3, height, width}, {3, 1, k, k}, dtype, seed++);
+            }
+          }
+        }
+      }
+    }
+  }
+  return ran;
+}
+
+TEST_CASE("Direct loops: multiplier 1 with source rows padded one at a time",
+          "[corrmm][depthwise]") {
+  for (DirectIsa isa : isas()) {
+    INFO("isa: " << isa_name(isa));
+    const Scoped scoped(isa, threaded(), "threads=2");
+    CHECK(run_ring_grid(DType::float32, 900) > 300);
+    CHECK(run_ring_grid(DType::float64, 2000) > 300);
+  }
+}
+
+TEST_CASE("Direct loops: outputs large enough for non-temporal stores", "[corrmm][depthwise]") {
+  // At least 8 MiB of output, in rows of whole vectors (non-temporal stores) and with a tail.
+  for (DirectIsa isa : isas()) {
+    INFO("isa: " << isa_name(isa));
+    const Scoped scoped(isa, threaded(), "threads=2");
+    const ConvParams p = make_conv_params(2, "half", {1, 1}, false, {1, 1}, 2);
+    CHECK(check_problem(p, {1, 2, 1030, 1024}, {2, 1, 3, 3}, DType::float32, 3000));
+    if (isa == isas().front()) {
+      CHECK(check_problem(p, {1, 2, 520, 1016}, {2, 1, 3, 3}, DType::float64, 3001));
+      CHECK(check_problem(p, {1, 2, 1040, 1009}, {2, 1, 3, 3}, DType::float32, 3002));
+    }
+  }
+}
+
 TEST_CASE("Direct loops in 3-D", "[corrmm][depthwise]") {
   for (DirectIsa isa : isas()) {
     INFO("isa: " << isa_name(isa));
