@@ -1,6 +1,7 @@
 #include "convgraph/ops/cpu/corrmm.hpp"
 
 #include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/ops/conv/conv_problem.hpp"
 
 #include <fmt/format.h>
 
@@ -53,90 +54,6 @@ void check_dtypes(const std::string& fn, const char* what_a, const Tensor& a, co
   }
 }
 
-Shape last_axes(const Shape& shape, int count) {
-  return Shape(shape.end() - count, shape.end());
-}
-
-Shape spatial_shape(const CorrAxes& axes, int convdim) {
-  return Shape(axes.end() - convdim, axes.end());
-}
-
-void set_spatial(CorrGeometry& geo, const ConvParams& p, const Shape& image_spatial,
-                 const Shape& kernel_spatial) {
-  geo.flip = p.filter_flip;
-  geo.unshared = p.unshared;
-  geo.groups = p.num_groups;
-  const int n = p.convdim;
-  for (int a = 0; a < n; ++a) {
-    const auto i = static_cast<std::size_t>(a);
-    const auto j = static_cast<std::size_t>(3 - n + a);
-    geo.image[j] = image_spatial[i];
-    geo.kernel[j] = kernel_spatial[i];
-    geo.stride[j] = p.subsample[i];
-    geo.dilation[j] = p.dilation[i];
-    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
-    const auto [before, after] = p.border[i].resolve(dilated);
-    geo.pad_before[j] = before;
-    geo.pad_after[j] = after;
-    geo.output[j] = floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
-  }
-}
-
-void check_output_possible(const std::string& fn, const CorrGeometry& geo, const ConvParams& p,
-                           const Shape& image, const Shape& kernel) {
-  for (std::int64_t o : geo.output) {
-    if (o < 1) {
-      throw ShapeError(fmt::format(
-          "{}: the convolution would produce an impossible output of spatial size {} "
-          "({}); every spatial size must be at least 1",
-          fn, shape_str(spatial_shape(geo.output, p.convdim)), describe_conv(p, image, kernel)));
-    }
-  }
-}
-
-void set_channels(const std::string& fn, CorrGeometry& geo, std::int64_t channels,
-                  std::int64_t filters, std::int64_t kernel_channels, const char* source) {
-  const std::int64_t g = geo.groups;
-  if (channels % g != 0) {
-    throw ShapeError(
-        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
-                    source, channels, g));
-  }
-  if (filters % g != 0) {
-    throw ShapeError(fmt::format(
-        "{}: there are {} filters, which is not divisible by num_groups={}", fn, filters, g));
-  }
-  if (channels / g != kernel_channels) {
-    throw ShapeError(
-        fmt::format("{}: the kernel has {} input channels, but the {} has {} channels in {} "
-                    "group(s), so each group needs {}",
-                    fn, kernel_channels, source, channels, g, channels / g));
-  }
-  geo.channels = channels;
-  geo.filters = filters;
-  geo.channels_per_group = channels / g;
-  geo.filters_per_group = filters / g;
-}
-
-void check_unshared_regions(const std::string& fn, const CorrGeometry& geo, const ConvParams& p,
-                            const Shape& kernel) {
-  if (!p.unshared) return;
-  const Shape regions(kernel.begin() + 1, kernel.begin() + 1 + p.convdim);
-  const Shape output = spatial_shape(geo.output, p.convdim);
-  if (regions != output) {
-    throw ShapeError(
-        fmt::format("{}: the unshared kernel of shape {} has a region grid of {}, but the output "
-                    "grid is {}; they must be equal",
-                    fn, shape_str(kernel), shape_str(regions), shape_str(output)));
-  }
-}
-
-Shape output_shape(const CorrGeometry& geo, int convdim) {
-  Shape out{geo.batch, geo.filters};
-  for (std::int64_t o : spatial_shape(geo.output, convdim)) out.push_back(o);
-  return out;
-}
-
 // What a call needs besides the data: the geometry (tap tables included) and the result's shape.
 struct Prepared {
   CorrGeometry geo;
@@ -144,72 +61,36 @@ struct Prepared {
 };
 
 // The shape checks of each direction on the shapes of its two tensor inputs (A, B) and its
-// spatial argument. The tensor checks (rank, dtype, device) come first, in check_inputs.
+// spatial argument (resolve_conv_problem, shared with every implementation), laid out as the
+// im2col geometry: spatial axes right-aligned in three. The tensor checks (rank, dtype, device)
+// come first, in check_inputs.
 Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParams& p,
                  const Shape& a, const Shape& b, const Shape& spatial) {
-  const int n = p.convdim;
+  const ConvProblem q = resolve_conv_problem(fn, direction, p, a, b, spatial);
   Prepared out;
   CorrGeometry& geo = out.geo;
-  switch (direction) {
-    case ConvDirection::forward: {
-      const Shape kernel_spatial = last_axes(b, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      set_spatial(geo, p, last_axes(a, n), kernel_spatial);
-      geo.batch = a[0];
-      set_channels(fn, geo, a[1], b[0], b[b.size() - static_cast<std::size_t>(n) - 1], "image");
-      check_output_possible(fn, geo, p, a, b);
-      check_unshared_regions(fn, geo, p, b);
-      out.result = output_shape(geo, n);
-      break;
-    }
-    case ConvDirection::grad_inputs: {
-      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
-      const Shape kernel_spatial = last_axes(a, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      const std::int64_t kernel_channels = a[a.size() - static_cast<std::size_t>(n) - 1];
-      Shape image_shape{b[0], kernel_channels * p.num_groups};
-      image_shape.insert(image_shape.end(), spatial.begin(), spatial.end());
-      set_spatial(geo, p, spatial, kernel_spatial);
-      geo.batch = b[0];
-      set_channels(fn, geo, image_shape[1], a[0], kernel_channels, "image gradient");
-      check_output_possible(fn, geo, p, image_shape, a);
-      const Shape expected = output_shape(geo, n);
-      if (expected != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
-            fn, shape_str(expected), shape_str(b), shape_str(spatial),
-            describe_conv(p, image_shape, a)));
-      }
-      check_unshared_regions(fn, geo, p, a);
-      out.result = image_shape;
-      break;
-    }
-    case ConvDirection::grad_weights: {
-      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
-      set_spatial(geo, p, last_axes(a, n), spatial);
-      geo.batch = a[0];
-      set_channels(fn, geo, a[1], b[1], a[1] / p.num_groups, "image");
-      Shape kernel_shape{geo.filters};
-      if (p.unshared) {
-        for (std::int64_t o : spatial_shape(geo.output, n)) kernel_shape.push_back(o);
-      }
-      kernel_shape.push_back(geo.channels_per_group);
-      kernel_shape.insert(kernel_shape.end(), spatial.begin(), spatial.end());
-      check_output_possible(fn, geo, p, a, kernel_shape);
-      const Shape expected = output_shape(geo, n);
-      if (expected != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
-            fn, shape_str(expected), shape_str(b), shape_str(spatial),
-            describe_conv(p, a, kernel_shape)));
-      }
-      out.result = kernel_shape;
-      break;
-    }
+  geo.flip = p.filter_flip;
+  geo.unshared = p.unshared;
+  geo.batch = q.batch;
+  geo.channels = q.channels;
+  geo.filters = q.filters;
+  geo.groups = q.groups;
+  geo.channels_per_group = q.channels_per_group();
+  geo.filters_per_group = q.filters_per_group();
+  const int n = p.convdim;
+  for (int axis = 0; axis < n; ++axis) {
+    const auto i = static_cast<std::size_t>(axis);
+    const auto j = static_cast<std::size_t>(3 - n + axis);
+    geo.image[j] = q.image_spatial[i];
+    geo.kernel[j] = q.kernel_spatial[i];
+    geo.output[j] = q.output_spatial[i];
+    geo.stride[j] = q.stride[i];
+    geo.dilation[j] = q.dilation[i];
+    geo.pad_before[j] = q.pad_before[i];
+    geo.pad_after[j] = q.pad_after[i];
   }
   set_tap_tables(geo);
+  out.result = q.result;
   return out;
 }
 
