@@ -94,45 +94,6 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
   return out;
 }
 
-// The op-level checks of AbstractConv::perform, in its order (before the shape checks): the imshp
-// / kshp hints against the inputs and against the shape the result will have.
-void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
-                 const Shape& a, const Shape& b, const Shape& spatial) {
-  auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
-                   const char* hint_name) {
-    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
-      if (hint[i] && *hint[i] != shape[i]) {
-        throw ShapeError(
-            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
-                        shape_str(shape), hint_name, static_shape_str(hint)));
-      }
-    }
-  };
-  const auto n = static_cast<std::size_t>(p.convdim);
-  switch (direction) {
-    case ConvDirection::forward:
-      check(a, p.imshp, "image", "imshp");
-      check(b, p.kshp, "kernel", "kshp");
-      break;
-    case ConvDirection::grad_inputs: {
-      check(a, p.kshp, "kernel", "kshp");
-      Shape result{b[0], a[a.size() - n - 1] * p.num_groups};
-      result.insert(result.end(), spatial.begin(), spatial.end());
-      check(result, p.imshp, "image gradient", "imshp");
-      break;
-    }
-    case ConvDirection::grad_weights: {
-      check(a, p.imshp, "image", "imshp");
-      Shape result{b[1]};
-      if (p.unshared) result.insert(result.end(), b.begin() + 2, b.end());
-      result.push_back(a[1] / p.num_groups);
-      result.insert(result.end(), spatial.begin(), spatial.end());
-      check(result, p.kshp, "kernel gradient", "kshp");
-      break;
-    }
-  }
-}
-
 const char* first_input_name(ConvDirection direction) {
   return direction == ConvDirection::grad_inputs ? "kernel" : "image";
 }
@@ -209,8 +170,8 @@ class CorrMMKernel final : public Kernel {
   void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) {
     try {
       check_conv_params(name_, params_);
-      check_hints(name_, direction_, params_, a, b, spatial);
       Prepared prep = prepare(name_, direction_, params_, a, b, spatial);
+      check_conv_hints(name_, direction_, params_, a, b, prep.result);
       cached_ = Cached{dtype, a, b, spatial, std::move(prep)};
     } catch (const ConvGraphError&) {
       cached_.reset();
@@ -228,8 +189,8 @@ class CorrMMKernel final : public Kernel {
       outputs.at(0) = execute(direction_, cached_->prep, a, b);
       return;
     }
-    check_hints(name_, direction_, params_, a.shape(), b.shape(), spatial);
     const Prepared prep = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial);
+    check_conv_hints(name_, direction_, params_, a.shape(), b.shape(), prep.result);
     outputs.at(0) = execute(direction_, prep, a, b);
   }
 

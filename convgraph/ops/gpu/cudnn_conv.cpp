@@ -28,6 +28,7 @@
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/ops/conv/conv_problem.hpp"
 #include "convgraph/ops/gpu/cudnn_algo.hpp"
 #include "convgraph/ops/gpu/cudnn_graph.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
@@ -141,146 +142,27 @@ void check_op_params(const std::string& fn, const ConvParams& p) {
   }
 }
 
-Shape last_axes(const Shape& shape, int count) {
-  return Shape(shape.end() - count, shape.end());
-}
-
-void check_channels(const std::string& fn, std::int64_t groups, std::int64_t channels,
-                    std::int64_t filters, std::int64_t kernel_channels, const char* source) {
-  if (channels % groups != 0) {
-    throw ShapeError(
-        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
-                    source, channels, groups));
-  }
-  if (filters % groups != 0) {
-    throw ShapeError(fmt::format(
-        "{}: there are {} filters, which is not divisible by num_groups={}", fn, filters, groups));
-  }
-  if (channels / groups != kernel_channels) {
-    throw ShapeError(
-        fmt::format("{}: the kernel has {} input channels, but the {} has {} channels in {} "
-                    "group(s), so each group needs {}",
-                    fn, kernel_channels, source, channels, groups, channels / groups));
-  }
-}
-
-// The geometry of a call from its input shapes A, B and the spatial argument, with the checks of
-// the reference; RESULT receives the shape of what the call returns.
+// The geometry of a call from its input shapes A, B and the spatial argument, with the checks
+// every implementation shares (resolve_conv_problem); RESULT receives the shape of what the call
+// returns. Padding is symmetric here: the op refuses asymmetric padding before this.
 Geometry prepare(const std::string& fn, ConvDirection direction, const ConvParams& p,
                  const Shape& a, const Shape& b, const Shape& spatial, Shape* result) {
-  const int n = p.convdim;
+  const ConvProblem q = resolve_conv_problem(fn, direction, p, a, b, spatial);
   Geometry g;
   g.direction = direction;
-  g.convdim = n;
+  g.convdim = p.convdim;
   g.flip = p.filter_flip;
-  auto set_spatial = [&](const Shape& image_spatial, const Shape& kernel_spatial) {
-    for (int axis = 0; axis < n; ++axis) {
-      const auto i = static_cast<std::size_t>(axis);
-      const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
-      const std::int64_t pad = p.border[i].resolve(dilated).first;  // symmetric: checked
-      g.pads.push_back(static_cast<int>(pad));
-      g.strides.push_back(static_cast<int>(p.subsample[i]));
-      g.dilations.push_back(static_cast<int>(p.dilation[i]));
-      g.output.push_back(floor_div_int(image_spatial[i] + 2 * pad - dilated, p.subsample[i]) + 1);
-    }
-  };
-  auto check_possible = [&](const Shape& image, const Shape& kernel) {
-    const Shape out_spatial = last_axes(g.output, n);
-    for (std::int64_t o : out_spatial) {
-      if (o < 1) {
-        throw ShapeError(
-            fmt::format("{}: the convolution would produce an impossible output of spatial size "
-                        "{} ({}); every spatial size must be at least 1",
-                        fn, shape_str(out_spatial), describe_conv(p, image, kernel)));
-      }
-    }
-  };
-  switch (direction) {
-    case ConvDirection::forward: {
-      const Shape kernel_spatial = last_axes(b, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      g.output = {a[0], b[0]};
-      set_spatial(last_axes(a, n), kernel_spatial);
-      check_channels(fn, p.num_groups, a[1], b[0], b[1], "image");
-      check_possible(a, b);
-      g.image = a;
-      g.kernel = b;
-      *result = g.output;
-      break;
-    }
-    case ConvDirection::grad_inputs: {
-      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
-      const Shape kernel_spatial = last_axes(a, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      Shape image{b[0], a[1] * p.num_groups};
-      image.insert(image.end(), spatial.begin(), spatial.end());
-      g.output = {b[0], a[0]};
-      set_spatial(spatial, kernel_spatial);
-      check_channels(fn, p.num_groups, image[1], a[0], a[1], "image gradient");
-      check_possible(image, a);
-      if (g.output != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
-            fn, shape_str(g.output), shape_str(b), shape_str(spatial), describe_conv(p, image, a)));
-      }
-      g.image = image;
-      g.kernel = a;
-      *result = image;
-      break;
-    }
-    case ConvDirection::grad_weights: {
-      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
-      g.output = {a[0], b[1]};
-      set_spatial(last_axes(a, n), spatial);
-      check_channels(fn, p.num_groups, a[1], b[1], a[1] / p.num_groups, "image");
-      Shape kernel{b[1], a[1] / p.num_groups};
-      kernel.insert(kernel.end(), spatial.begin(), spatial.end());
-      check_possible(a, kernel);
-      if (g.output != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
-            fn, shape_str(g.output), shape_str(b), shape_str(spatial),
-            describe_conv(p, a, kernel)));
-      }
-      g.image = a;
-      g.kernel = kernel;
-      *result = kernel;
-      break;
-    }
+  g.image = q.image;
+  g.kernel = q.kernel;
+  g.output = q.output;
+  for (std::size_t i = 0; i < q.stride.size(); ++i) {
+    g.pads.push_back(static_cast<int>(q.pad_before[i]));
+    g.strides.push_back(static_cast<int>(q.stride[i]));
+    g.dilations.push_back(static_cast<int>(q.dilation[i]));
   }
-  g.groups = static_cast<int>(p.num_groups);
+  g.groups = static_cast<int>(q.groups);
+  *result = q.result;
   return g;
-}
-
-// The imshp / kshp hints against the actual shapes (as AbstractConv::perform).
-void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
-                 const Shape& a, const Shape& b, const Shape& result) {
-  auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
-                   const char* hint_name) {
-    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
-      if (hint[i] && *hint[i] != shape[i]) {
-        throw ShapeError(
-            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
-                        shape_str(shape), hint_name, static_shape_str(hint)));
-      }
-    }
-  };
-  switch (direction) {
-    case ConvDirection::forward:
-      check(a, p.imshp, "image", "imshp");
-      check(b, p.kshp, "kernel", "kshp");
-      break;
-    case ConvDirection::grad_inputs:
-      check(a, p.kshp, "kernel", "kshp");
-      check(result, p.imshp, "image gradient", "imshp");
-      break;
-    case ConvDirection::grad_weights:
-      check(a, p.imshp, "image", "imshp");
-      check(result, p.kshp, "kernel gradient", "kshp");
-      break;
-  }
 }
 
 void check_tensor(const std::string& fn, const char* what, const Tensor& t, int rank) {
@@ -396,7 +278,7 @@ class CudnnConvKernel final : public Kernel {
     }
     Shape result;
     Geometry g = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial, &result);
-    check_hints(name_, direction_, params_, a.shape(), b.shape(), result);
+    check_conv_hints(name_, direction_, params_, a.shape(), b.shape(), result);
 
     const Device device = a.device();
     // Empty problems: nothing to compute, or sums over nothing (zeros). cuDNN rejects zero dims.

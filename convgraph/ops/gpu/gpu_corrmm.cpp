@@ -29,6 +29,8 @@
 // multiply in strict FP32, or on TF32 tensor cores when the op's allow_tf32 is set.
 #include "convgraph/ops/gpu/gpu_corrmm.hpp"
 
+#include "convgraph/ops/conv/conv_problem.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -126,199 +128,41 @@ struct Problem {
   std::int64_t rows() const { return channels * taps(); }                  // R
 };
 
-Shape last_axes(const Shape& shape, int count) {
-  return Shape(shape.end() - count, shape.end());
-}
-
-Shape spatial_shape(const Axes& axes, int convdim) {
-  return Shape(axes.end() - convdim, axes.end());
-}
-
-void set_spatial(Problem& pr, const ConvParams& p, const Shape& image_spatial,
-                 const Shape& kernel_spatial) {
-  pr.flip = p.filter_flip;
-  pr.unshared = p.unshared;
-  pr.groups = p.num_groups;
-  const int n = p.convdim;
-  for (int a = 0; a < n; ++a) {
-    const auto i = static_cast<std::size_t>(a);
-    const auto j = static_cast<std::size_t>(3 - n + a);
-    pr.image[j] = image_spatial[i];
-    pr.kernel[j] = kernel_spatial[i];
-    pr.stride[j] = p.subsample[i];
-    pr.dilation[j] = p.dilation[i];
-    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
-    const auto [before, after] = p.border[i].resolve(dilated);
-    pr.pad_before[j] = before;
-    pr.pad_after[j] = after;
-    pr.output[j] = floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1;
-  }
-}
-
-void check_output_possible(const std::string& fn, const Problem& pr, const ConvParams& p,
-                           const Shape& image, const Shape& kernel) {
-  for (std::int64_t o : pr.output) {
-    if (o < 1) {
-      throw ShapeError(fmt::format(
-          "{}: the convolution would produce an impossible output of spatial size {} "
-          "({}); every spatial size must be at least 1",
-          fn, shape_str(spatial_shape(pr.output, p.convdim)), describe_conv(p, image, kernel)));
-    }
-  }
-}
-
-void set_channels(const std::string& fn, Problem& pr, std::int64_t channels, std::int64_t filters,
-                  std::int64_t kernel_channels, const char* source) {
-  const std::int64_t g = pr.groups;
-  if (channels % g != 0) {
-    throw ShapeError(
-        fmt::format("{}: the {} has {} channels, which is not divisible by num_groups={}", fn,
-                    source, channels, g));
-  }
-  if (filters % g != 0) {
-    throw ShapeError(fmt::format(
-        "{}: there are {} filters, which is not divisible by num_groups={}", fn, filters, g));
-  }
-  if (channels / g != kernel_channels) {
-    throw ShapeError(
-        fmt::format("{}: the kernel has {} input channels, but the {} has {} channels in {} "
-                    "group(s), so each group needs {}",
-                    fn, kernel_channels, source, channels, g, channels / g));
-  }
-  pr.channels = channels;
-  pr.filters = filters;
-  pr.channels_per_group = channels / g;
-  pr.filters_per_group = filters / g;
-}
-
-void check_unshared_regions(const std::string& fn, const Problem& pr, const ConvParams& p,
-                            const Shape& kernel) {
-  if (!p.unshared) return;
-  const Shape regions(kernel.begin() + 1, kernel.begin() + 1 + p.convdim);
-  const Shape output = spatial_shape(pr.output, p.convdim);
-  if (regions != output) {
-    throw ShapeError(
-        fmt::format("{}: the unshared kernel of shape {} has a region grid of {}, but the output "
-                    "grid is {}; they must be equal",
-                    fn, shape_str(kernel), shape_str(regions), shape_str(output)));
-  }
-}
-
-Shape output_shape(const Problem& pr, int convdim) {
-  Shape out{pr.batch, pr.filters};
-  for (std::int64_t o : spatial_shape(pr.output, convdim)) out.push_back(o);
-  return out;
-}
-
 struct Prepared {
   Problem problem;
   Shape result;
 };
 
-// The shape checks of each direction on its two tensor inputs (A, B) and its spatial argument.
+// The shape checks of each direction on its two tensor inputs (A, B) and its spatial argument
+// (resolve_conv_problem, shared with every implementation), laid out in 3-D with the spatial axes
+// right-aligned.
 Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParams& p,
                  const Shape& a, const Shape& b, const Shape& spatial) {
-  const int n = p.convdim;
+  const ConvProblem q = resolve_conv_problem(fn, direction, p, a, b, spatial);
   Prepared out;
   Problem& pr = out.problem;
-  switch (direction) {
-    case ConvDirection::forward: {
-      const Shape kernel_spatial = last_axes(b, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      set_spatial(pr, p, last_axes(a, n), kernel_spatial);
-      pr.batch = a[0];
-      set_channels(fn, pr, a[1], b[0], b[b.size() - static_cast<std::size_t>(n) - 1], "image");
-      check_output_possible(fn, pr, p, a, b);
-      check_unshared_regions(fn, pr, p, b);
-      out.result = output_shape(pr, n);
-      break;
-    }
-    case ConvDirection::grad_inputs: {
-      check_conv_spatial_argument(fn, "input_shape (the image's spatial shape)", spatial, n, 0);
-      const Shape kernel_spatial = last_axes(a, n);
-      check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      const std::int64_t kernel_channels = a[a.size() - static_cast<std::size_t>(n) - 1];
-      Shape image_shape{b[0], kernel_channels * p.num_groups};
-      image_shape.insert(image_shape.end(), spatial.begin(), spatial.end());
-      set_spatial(pr, p, spatial, kernel_spatial);
-      pr.batch = b[0];
-      set_channels(fn, pr, image_shape[1], a[0], kernel_channels, "image gradient");
-      check_output_possible(fn, pr, p, image_shape, a);
-      const Shape expected = output_shape(pr, n);
-      if (expected != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid input_shape for gradInputs: the given input_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (input_shape {}, {})",
-            fn, shape_str(expected), shape_str(b), shape_str(spatial),
-            describe_conv(p, image_shape, a)));
-      }
-      check_unshared_regions(fn, pr, p, a);
-      out.result = image_shape;
-      break;
-    }
-    case ConvDirection::grad_weights: {
-      check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
-      set_spatial(pr, p, last_axes(a, n), spatial);
-      pr.batch = a[0];
-      set_channels(fn, pr, a[1], b[1], a[1] / p.num_groups, "image");
-      Shape kernel_shape{pr.filters};
-      if (p.unshared) {
-        for (std::int64_t o : spatial_shape(pr.output, n)) kernel_shape.push_back(o);
-      }
-      kernel_shape.push_back(pr.channels_per_group);
-      kernel_shape.insert(kernel_shape.end(), spatial.begin(), spatial.end());
-      check_output_possible(fn, pr, p, a, kernel_shape);
-      const Shape expected = output_shape(pr, n);
-      if (expected != b) {
-        throw ShapeError(fmt::format(
-            "{}: invalid filter_shape for gradWeights: the given filter_shape would produce an "
-            "output of shape {}, but the given topgrad has shape {} (filter_shape {}, {})",
-            fn, shape_str(expected), shape_str(b), shape_str(spatial),
-            describe_conv(p, a, kernel_shape)));
-      }
-      out.result = kernel_shape;
-      break;
-    }
+  pr.flip = p.filter_flip;
+  pr.unshared = p.unshared;
+  pr.batch = q.batch;
+  pr.channels = q.channels;
+  pr.filters = q.filters;
+  pr.groups = q.groups;
+  pr.channels_per_group = q.channels_per_group();
+  pr.filters_per_group = q.filters_per_group();
+  const int n = p.convdim;
+  for (int axis = 0; axis < n; ++axis) {
+    const auto k = static_cast<std::size_t>(axis);
+    const auto j = static_cast<std::size_t>(3 - n + axis);
+    pr.image[j] = q.image_spatial[k];
+    pr.kernel[j] = q.kernel_spatial[k];
+    pr.output[j] = q.output_spatial[k];
+    pr.stride[j] = q.stride[k];
+    pr.dilation[j] = q.dilation[k];
+    pr.pad_before[j] = q.pad_before[k];
+    pr.pad_after[j] = q.pad_after[k];
   }
+  out.result = q.result;
   return out;
-}
-
-// The imshp / kshp hints against the inputs and the result, as AbstractConv::perform checks them.
-void check_hints(const std::string& fn, ConvDirection direction, const ConvParams& p,
-                 const Shape& a, const Shape& b, const Shape& spatial) {
-  auto check = [&](const Shape& shape, const StaticShape& hint, const char* what,
-                   const char* hint_name) {
-    for (std::size_t i = 0; i < hint.size() && i < shape.size(); ++i) {
-      if (hint[i] && *hint[i] != shape[i]) {
-        throw ShapeError(
-            fmt::format("{}: the {} has shape {}, which does not match the given {} {}", fn, what,
-                        shape_str(shape), hint_name, static_shape_str(hint)));
-      }
-    }
-  };
-  const auto n = static_cast<std::size_t>(p.convdim);
-  switch (direction) {
-    case ConvDirection::forward:
-      check(a, p.imshp, "image", "imshp");
-      check(b, p.kshp, "kernel", "kshp");
-      break;
-    case ConvDirection::grad_inputs: {
-      check(a, p.kshp, "kernel", "kshp");
-      Shape result{b[0], a[a.size() - n - 1] * p.num_groups};
-      result.insert(result.end(), spatial.begin(), spatial.end());
-      check(result, p.imshp, "image gradient", "imshp");
-      break;
-    }
-    case ConvDirection::grad_weights: {
-      check(a, p.imshp, "image", "imshp");
-      Shape result{b[1]};
-      if (p.unshared) result.insert(result.end(), b.begin() + 2, b.end());
-      result.push_back(a[1] / p.num_groups);
-      result.insert(result.end(), spatial.begin(), spatial.end());
-      check(result, p.kshp, "kernel gradient", "kshp");
-      break;
-    }
-  }
 }
 
 const char* first_input_name(ConvDirection direction) {
@@ -1020,8 +864,8 @@ class GpuCorrMMKernel final : public Kernel {
   void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) {
     try {
       check_conv_params(fn_, params_);
-      check_hints(fn_, direction_, params_, a, b, spatial);
       Prepared prep = prepare(fn_, direction_, params_, a, b, spatial);
+      check_conv_hints(fn_, direction_, params_, a, b, prep.result);
       cached_ = Cached{dtype, a, b, spatial, std::move(prep)};
     } catch (const ConvGraphError&) {
       cached_.reset();
@@ -1043,8 +887,8 @@ class GpuCorrMMKernel final : public Kernel {
       outputs.at(0) = execute(fn_, direction_, cached_->prep, a, b, allow_tf32_);
       return;
     }
-    check_hints(fn_, direction_, params_, a.shape(), b.shape(), spatial);
     const Prepared prep = prepare(fn_, direction_, params_, a.shape(), b.shape(), spatial);
+    check_conv_hints(fn_, direction_, params_, a.shape(), b.shape(), prep.result);
     outputs.at(0) = execute(fn_, direction_, prep, a, b, allow_tf32_);
   }
 
