@@ -3,6 +3,7 @@
 // they all accept the same inputs and reject the others with the same messages.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -38,6 +39,31 @@ struct ConvProblem {
 ConvProblem resolve_conv_problem(const std::string& fn, ConvDirection direction,
                                  const ConvParams& params, const Shape& a, const Shape& b,
                                  const Shape& spatial);
+
+// Copies PROBLEM into a geometry laid out in 3-D with the spatial axes right-aligned (2-D problems
+// get a depth of 1), as the im2col geometries of CorrMM and GpuCorrMM are: GEOMETRY has the
+// integer fields batch, channels, filters, groups, channels_per_group, filters_per_group and the
+// three-element arrays image, kernel, output, stride, dilation, pad_before, pad_after.
+template <typename Geometry>
+void fill_3d_geometry(const ConvProblem& problem, Geometry& geometry) {
+  geometry.batch = problem.batch;
+  geometry.channels = problem.channels;
+  geometry.filters = problem.filters;
+  geometry.groups = problem.groups;
+  geometry.channels_per_group = problem.channels_per_group();
+  geometry.filters_per_group = problem.filters_per_group();
+  const std::size_t n = problem.stride.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t j = 3 - n + i;
+    geometry.image[j] = problem.image_spatial[i];
+    geometry.kernel[j] = problem.kernel_spatial[i];
+    geometry.output[j] = problem.output_spatial[i];
+    geometry.stride[j] = problem.stride[i];
+    geometry.dilation[j] = problem.dilation[i];
+    geometry.pad_before[j] = problem.pad_before[i];
+    geometry.pad_after[j] = problem.pad_after[i];
+  }
+}
 
 // The op-level check of AbstractConv::perform: the imshp / kshp hints against the actual shapes
 // (A, B as above; RESULT the direction's result shape).

@@ -71,24 +71,7 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
   CorrGeometry& geo = out.geo;
   geo.flip = p.filter_flip;
   geo.unshared = p.unshared;
-  geo.batch = q.batch;
-  geo.channels = q.channels;
-  geo.filters = q.filters;
-  geo.groups = q.groups;
-  geo.channels_per_group = q.channels_per_group();
-  geo.filters_per_group = q.filters_per_group();
-  const int n = p.convdim;
-  for (int axis = 0; axis < n; ++axis) {
-    const auto i = static_cast<std::size_t>(axis);
-    const auto j = static_cast<std::size_t>(3 - n + axis);
-    geo.image[j] = q.image_spatial[i];
-    geo.kernel[j] = q.kernel_spatial[i];
-    geo.output[j] = q.output_spatial[i];
-    geo.stride[j] = q.stride[i];
-    geo.dilation[j] = q.dilation[i];
-    geo.pad_before[j] = q.pad_before[i];
-    geo.pad_after[j] = q.pad_after[i];
-  }
+  fill_3d_geometry(q, geo);
   set_tap_tables(geo);
   out.result = q.result;
   return out;

@@ -143,24 +143,7 @@ Prepared prepare(const std::string& fn, ConvDirection direction, const ConvParam
   Problem& pr = out.problem;
   pr.flip = p.filter_flip;
   pr.unshared = p.unshared;
-  pr.batch = q.batch;
-  pr.channels = q.channels;
-  pr.filters = q.filters;
-  pr.groups = q.groups;
-  pr.channels_per_group = q.channels_per_group();
-  pr.filters_per_group = q.filters_per_group();
-  const int n = p.convdim;
-  for (int axis = 0; axis < n; ++axis) {
-    const auto k = static_cast<std::size_t>(axis);
-    const auto j = static_cast<std::size_t>(3 - n + axis);
-    pr.image[j] = q.image_spatial[k];
-    pr.kernel[j] = q.kernel_spatial[k];
-    pr.output[j] = q.output_spatial[k];
-    pr.stride[j] = q.stride[k];
-    pr.dilation[j] = q.dilation[k];
-    pr.pad_before[j] = q.pad_before[k];
-    pr.pad_after[j] = q.pad_after[k];
-  }
+  fill_3d_geometry(q, pr);
   out.result = q.result;
   return out;
 }
