@@ -12,10 +12,12 @@
 #include <vector>
 
 #include "support/catch.hpp"
+#include "support/messages.hpp"
 
 using convgraph::Config;
 using convgraph::FlagError;
 using convgraph::FlagKind;
+using convgraph::testing::contains;
 
 namespace {
 
@@ -29,10 +31,6 @@ std::string flag_error(Action&& action) {
   }
   FAIL("expected a FlagError");
   return {};
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 std::string apply_error(const std::string& flags) {

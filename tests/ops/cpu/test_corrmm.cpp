@@ -18,10 +18,13 @@
 #include "convgraph/ops/cpu/corrmm.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
 #include "support/catch.hpp"
+#include "support/messages.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
 using convgraph::testing::allclose_report;
+using convgraph::testing::contains;
+using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
 
 namespace {
@@ -341,26 +344,6 @@ TEST_CASE("CorrMM reads non-contiguous inputs", "[corrmm]") {
                   static_cast<double>(top.numel()));
   }
 }
-
-namespace {
-
-// Runs FN, which must throw E, and returns its message.
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("the expected exception was not thrown");
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-}  // namespace
 
 TEST_CASE("CorrMM run-time errors name the op and the problem", "[corrmm]") {
   const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);

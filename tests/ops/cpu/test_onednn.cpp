@@ -6,6 +6,7 @@
 // Without oneDNN in the build, one test says so (a visible warning) and passes.
 #include "convgraph/build_config.hpp"
 #include "support/catch.hpp"
+#include "support/messages.hpp"
 
 #if CONVGRAPH_HAVE_ONEDNN
 
@@ -30,6 +31,8 @@
 
 using namespace convgraph;
 using convgraph::testing::allclose_report;
+using convgraph::testing::contains;
+using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
 
 namespace {
@@ -355,22 +358,6 @@ TEST_CASE("oneDNN reads non-contiguous inputs", "[onednn]") {
 }
 
 namespace {
-
-// Runs FN, which must throw E, and returns its message.
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("the expected exception was not thrown");
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 StaticShape static_of(const Shape& shape) {
   return StaticShape(shape.begin(), shape.end());

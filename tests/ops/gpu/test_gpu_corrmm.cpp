@@ -18,10 +18,13 @@
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 #include "support/catch.hpp"
+#include "support/messages.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
 using convgraph::testing::allclose_report;
+using convgraph::testing::contains;
+using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
 
 namespace {
@@ -463,25 +466,6 @@ TEST_CASE("GpuCorrMM reads non-contiguous device inputs", "[cuda]") {
                   static_cast<double>(top.numel()));
   }
 }
-
-namespace {
-
-template <typename E, typename Fn>
-std::string message_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("the expected exception was not thrown");
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-}  // namespace
 
 TEST_CASE("GpuCorrMM run-time errors name the op and the problem", "[cuda]") {
   testing::require_gpu_or_skip();

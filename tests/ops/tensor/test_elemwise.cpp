@@ -9,16 +9,14 @@
 
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "support/catch.hpp"
+#include "support/messages.hpp"
 #include "support/test_util.hpp"
 
 namespace {
 
 using namespace convgraph;
+using convgraph::testing::contains;
 using convgraph::testing::random_tensor;
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // Runs the reference perform of a bare Elemwise (numpy broadcasting at run time).
 Tensor run_op(ScalarOp op, const std::vector<Tensor>& inputs) {
