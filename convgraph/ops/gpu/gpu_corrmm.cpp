@@ -24,6 +24,10 @@
 //   grad_inputs are per-image GEMMs straight between the tensors, grad_weights per-image GEMMs
 //   into partials summed by a kernel (or one GEMM for one image).
 //
+// - Depthwise (num_groups == channels, any channel multiplier, shared kernels): no GEMMs at all;
+//   the direct kernels of gpu_depthwise.cu run each direction on the whole batch
+//   (run_direct_depthwise), unless GpuCorrMMTuning::direct_depthwise is off.
+//
 // float16 data multiply in float (cublas*Ex with a 32-bit compute type); the weight gradient of
 // float16 data accumulates across chunks in a float32 buffer and is rounded once. float32 data
 // multiply in strict FP32, or on TF32 tensor cores when the op's allow_tf32 is set.
@@ -35,6 +39,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <initializer_list>
 #include <mutex>
@@ -43,6 +48,7 @@
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/ops/gpu/gpu_depthwise.hpp"
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 
@@ -764,6 +770,88 @@ class Runner {
   Tensor col_, staging_, partials_;
 };
 
+// ---- the direct depthwise kernels (gpu_depthwise.cu): no column matrix, no GEMMs ----
+
+std::atomic<std::int64_t> direct_depthwise_calls{0};
+
+// Depthwise: one image channel per group and every channel its own group (so groups == channels),
+// any number of filters per group (the channel multiplier), shared kernels. Kernel size, strides,
+// dilations, pads and flip are free; 2-D problems are 3-D ones of depth 1.
+bool is_depthwise(std::int64_t groups, std::int64_t channels, std::int64_t filters, bool unshared) {
+  return !unshared && channels > 0 && groups == channels && filters > 0 && filters % channels == 0;
+}
+
+bool use_direct_depthwise(const Problem& pr) {
+  return gpu::gpu_corrmm_tuning().direct_depthwise &&
+         is_depthwise(pr.groups, pr.channels, pr.filters, pr.unshared);
+}
+
+// Runs DIRECTION of the depthwise problem PR on the contiguous inputs A, B into OUT. plan_chunks
+// has already bounded every spatial size and one image's counts to int32.
+void run_direct_depthwise(const Context& ctx, ConvDirection direction, const Problem& pr,
+                          const void* a, const void* b, Tensor& out) {
+  const gpu::GpuCorrGeometry geo = kernel_geometry(pr);
+  if (pr.batch > INT_MAX || pr.filters > INT_MAX) {
+    throw UnsupportedError(fmt::format(
+        "{}: a batch of {} or {} filters is beyond what the CUDA kernels index (2^31 - 1)", ctx.fn,
+        pr.batch, pr.filters));
+  }
+  const int batch = static_cast<int>(pr.batch);
+  const int multiplier = static_cast<int>(pr.filters_per_group);
+  switch (direction) {
+    case ConvDirection::forward:
+      check_kernel(ctx,
+                   gpu::launch_depthwise_forward(ctx.element, geo, batch, multiplier, a, b,
+                                                 out.raw_data(), ctx.stream),
+                   "the direct depthwise forward kernel");
+      break;
+    case ConvDirection::grad_inputs:
+      check_kernel(ctx,
+                   gpu::launch_depthwise_grad_inputs(ctx.element, geo, batch, multiplier, a, b,
+                                                     out.raw_data(), ctx.stream),
+                   "the direct depthwise gradInputs kernel");
+      break;
+    case ConvDirection::grad_weights: {
+      // One block per (slice, filter, tap); enough slices of the batch * positions reduction to
+      // give every SM a few blocks, each slice at least a few thousand terms long.
+      const std::int64_t n = pr.filters * pr.taps();
+      const std::int64_t pairs = pr.batch * pr.positions();
+      const std::int64_t target_blocks = std::int64_t{16} * std::max(ctx.sm_count, 1);
+      const std::int64_t slices = std::clamp<std::int64_t>(ceil_div(target_blocks, n), 1,
+                                                           std::max<std::int64_t>(pairs / 2048, 1));
+      const bool f16 = ctx.dtype == DType::float16;
+      // Partial sums (and their total, for float16) in float32, or float64 for float64 data.
+      const DType acc_dtype = ctx.dtype == DType::float64 ? DType::float64 : DType::float32;
+      const gpu::GpuElement acc_element =
+          acc_dtype == DType::float64 ? gpu::GpuElement::f64 : gpu::GpuElement::f32;
+      Tensor sums;  // the float32 total of a float16 gradient
+      if (f16) sums = workspace(ctx, DType::float32, n, "float32 accumulator");
+      void* total = f16 ? sums.raw_data() : out.raw_data();
+      Tensor partials;
+      if (slices > 1) partials = workspace(ctx, acc_dtype, slices * n, "partial weight gradients");
+      check_kernel(ctx,
+                   gpu::launch_depthwise_grad_weights(
+                       ctx.element, geo, batch, multiplier, a, b, static_cast<int>(slices),
+                       slices > 1 ? partials.raw_data() : total, ctx.stream),
+                   "the direct depthwise gradWeights kernel");
+      if (slices > 1) {
+        check_kernel(ctx,
+                     gpu::launch_sum_slices(acc_element, partials.raw_data(),
+                                            static_cast<int>(slices), n, total, false, ctx.stream),
+                     "the sum of partial weight gradients");
+      }
+      if (f16) {
+        check_kernel(ctx,
+                     gpu::launch_float_to_half(static_cast<const float*>(sums.raw_data()),
+                                               out.raw_data(), n, ctx.stream),
+                     "the float16 rounding");
+      }
+      break;
+    }
+  }
+  direct_depthwise_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
 // Runs a prepared problem on the current stream of the inputs' device. Empty problems (no batch,
 // channels or filters) give zeros, like the reference.
 Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& prep,
@@ -794,6 +882,10 @@ Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& p
                      fmt::format("{}: setting the cuBLAS math mode", fn));
   const Tensor ca = a.contiguous();
   const Tensor cb = b.contiguous();
+  if (use_direct_depthwise(pr)) {
+    run_direct_depthwise(ctx, direction, pr, ca.raw_data(), cb.raw_data(), out);
+    return out;
+  }
   Runner runner(ctx, pr, plan);
   switch (direction) {
     case ConvDirection::forward:
@@ -983,6 +1075,16 @@ std::shared_ptr<const Kernel> GpuCorrMM::make_kernel(const Node& node) const {
   }
   if (a && b && spatial) kernel->precompute(node.inputs[0].dtype(), *a, *b, *spatial);
   return kernel;
+}
+
+bool gpu_corrmm_direct_depthwise_applicable(const ConvParams& params, std::int64_t channels,
+                                            std::int64_t filters) {
+  return gpu::gpu_corrmm_tuning().direct_depthwise &&
+         is_depthwise(params.num_groups, channels, filters, params.unshared);
+}
+
+std::int64_t gpu_corrmm_direct_depthwise_calls() {
+  return direct_depthwise_calls.load(std::memory_order_relaxed);
 }
 
 Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel,

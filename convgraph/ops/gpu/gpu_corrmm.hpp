@@ -8,6 +8,7 @@
 // be compared node by node. Types, shapes, gradients and R-operators are the abstract op's.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,5 +71,15 @@ Tensor gpu_corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, co
                               const Shape& image_spatial, bool allow_tf32 = false);
 Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
                                const Shape& kernel_spatial, bool allow_tf32 = false);
+
+// Whether a GpuCorrMM call with these parameters, CHANNELS image channels and FILTERS filters runs
+// on the direct depthwise kernels (gpu_depthwise.hpp) rather than im2col + GEMMs: shared kernels,
+// num_groups == CHANNELS (one channel per group), FILTERS a positive multiple of CHANNELS (the
+// channel multiplier), 2-D or 3-D, and gpu::GpuCorrMMTuning::direct_depthwise on. Every direction.
+bool gpu_corrmm_direct_depthwise_applicable(const ConvParams& params, std::int64_t channels,
+                                            std::int64_t filters);
+// How many calls (any direction) have run on the direct depthwise kernels in this process: lets
+// tests observe which path a problem took.
+std::int64_t gpu_corrmm_direct_depthwise_calls();
 
 }  // namespace convgraph

@@ -17,13 +17,18 @@
 
 namespace convgraph::gpu {
 
-// How gpu_corrmm.cpp cuts a call into chunks of images. Process-wide; tests shrink the bound to
-// reach the multi-chunk paths with small shapes. Not meant to change while convolutions run.
+// How gpu_corrmm.cpp cuts a call into chunks of images, and which path it takes. Process-wide;
+// tests shrink the bound to reach the multi-chunk paths with small shapes. Not meant to change
+// while convolutions run.
 struct GpuCorrMMTuning {
   // Bound on a chunk's workspace (column matrix + staging buffer; for a pointwise weight
   // gradient, its per-image partial sums). A chunk holds at least one image, so a single image's
   // column matrix may exceed it.
   std::int64_t workspace_bytes = std::int64_t{512} << 20;
+  // Depthwise problems (groups == image channels, any channel multiplier, shared kernels) run on
+  // the direct kernels of gpu_depthwise.hpp instead of one tiny GEMM per group. Tests switch it
+  // off to compare against (or force) the im2col + GEMM path.
+  bool direct_depthwise = true;
 };
 GpuCorrMMTuning gpu_corrmm_tuning();
 // Throws ValueError for a negative bound.

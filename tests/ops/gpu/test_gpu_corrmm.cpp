@@ -211,6 +211,143 @@ void run_grid_unshared(DType dtype, std::int64_t batch, int every, std::uint64_t
   }
 }
 
+// Switches the direct depthwise kernels on or off for a scope.
+class ScopedDirectDepthwise {
+ public:
+  explicit ScopedDirectDepthwise(bool on) : previous_(gpu::gpu_corrmm_tuning()) {
+    gpu::GpuCorrMMTuning tuning = previous_;
+    tuning.direct_depthwise = on;
+    gpu::set_gpu_corrmm_tuning(tuning);
+  }
+  ~ScopedDirectDepthwise() { gpu::set_gpu_corrmm_tuning(previous_); }
+  ScopedDirectDepthwise(const ScopedDirectDepthwise&) = delete;
+  ScopedDirectDepthwise& operator=(const ScopedDirectDepthwise&) = delete;
+
+ private:
+  gpu::GpuCorrMMTuning previous_;
+};
+
+struct DirectionResults {
+  Tensor forward, grad_inputs, grad_weights;
+};
+
+// The three directions of one problem on the device, from the same values as check_problem's.
+DirectionResults run_directions(const ConvParams& p, const Tensor& image, const Tensor& kernel,
+                                const Tensor& top, DType dtype) {
+  const int n = p.convdim;
+  DirectionResults r;
+  r.forward = gpu_corrmm_forward(p, image.cast(dtype).to(kGpu), kernel.cast(dtype).to(kGpu));
+  r.grad_inputs = gpu_corrmm_grad_inputs(p, kernel.cast(dtype).to(kGpu), top.cast(dtype).to(kGpu),
+                                         spatial_of(image.shape(), n));
+  r.grad_weights = gpu_corrmm_grad_weights(p, image.cast(dtype).to(kGpu), top.cast(dtype).to(kGpu),
+                                           spatial_of(kernel.shape(), n));
+  return r;
+}
+
+// A depthwise problem (num_groups == image channels): every direction on the direct kernels
+// against the reference (check_problem), the call counter showing that the direct kernels ran,
+// then the same problem on im2col + GEMMs (direct kernels switched off) giving the same results.
+void check_depthwise(const ConvParams& p, const Shape& image_shape, const Shape& kernel_shape,
+                     DType dtype, std::uint64_t seed) {
+  INFO("depthwise params: " << p.str() << ", image " << shape_str(image_shape) << ", kernel "
+                            << shape_str(kernel_shape) << ", " << dtype_name(dtype));
+  const Tensor image = random_tensor(dtype, image_shape, seed).cast(DType::float64);
+  const Tensor kernel = random_tensor(dtype, kernel_shape, seed + 1).cast(DType::float64);
+  Shape out_shape;
+  try {
+    out_shape = reference_conv_forward(p, image, kernel).shape();
+  } catch (const ShapeError&) {
+    check_problem(p, image_shape, kernel_shape, dtype, seed);  // the same ShapeError on the device
+    return;
+  }
+  REQUIRE(gpu_corrmm_direct_depthwise_applicable(p, image_shape[1], kernel_shape[0]));
+  const std::int64_t calls = gpu_corrmm_direct_depthwise_calls();
+  check_problem(p, image_shape, kernel_shape, dtype, seed);
+  REQUIRE(gpu_corrmm_direct_depthwise_calls() == calls + 3);
+
+  const Tensor top = random_tensor(dtype, out_shape, seed + 2).cast(DType::float64);
+  const DirectionResults direct = run_directions(p, image, kernel, top, dtype);
+  const std::int64_t after_direct = gpu_corrmm_direct_depthwise_calls();
+  DirectionResults gemm;
+  {
+    const ScopedDirectDepthwise off(false);
+    REQUIRE_FALSE(gpu_corrmm_direct_depthwise_applicable(p, image_shape[1], kernel_shape[0]));
+    gemm = run_directions(p, image, kernel, top, dtype);
+  }
+  REQUIRE(gpu_corrmm_direct_depthwise_calls() == after_direct);
+  const int n = p.convdim;
+  double taps = 1;
+  for (std::int64_t k : spatial_of(kernel_shape, n)) taps *= static_cast<double>(k);
+  const double positions = static_cast<double>(top.numel()) / static_cast<double>(top.dim(1));
+  const auto host = [](const Tensor& t) { return t.to(Device::cpu()).cast(DType::float64); };
+  require_close(gemm.forward, host(direct.forward), dtype, taps);
+  require_close(gemm.grad_inputs, host(direct.grad_inputs), dtype, taps * 2);
+  require_close(gemm.grad_weights, host(direct.grad_weights), dtype, positions);
+}
+
+// kernel size x stride x dilation x border x flip for 2-D depthwise problems, the batch (1-3),
+// channels (1, 3, 8), channel multiplier (1, 2) and image size (odd widths) rotating with the
+// problem. Every EVERY-th problem only.
+void run_grid_depthwise_2d(DType dtype, int every, std::uint64_t seed) {
+  const std::vector<Shape> kernels = {{1, 1}, {3, 3}, {5, 5}, {3, 1}};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 2}, {1, 2}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 2}, {2, 1}};
+  const std::vector<BorderMode> borders = {BorderMode("valid"),
+                                           BorderMode("half"),
+                                           BorderMode("full"),
+                                           BorderMode(1),
+                                           BorderMode::pairs({{1, 0}, {0, 2}}),
+                                           BorderMode::pairs({{0, 3}, {2, 1}})};
+  const std::vector<std::int64_t> channels = {1, 3, 8};
+  const std::vector<Shape> images = {{9, 7}, {6, 11}, {12, 13}};
+  std::uint64_t count = 0;
+  for (const Shape& k : kernels) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (const BorderMode& border : borders) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            ++count;
+            const std::int64_t batch = 1 + static_cast<std::int64_t>(count % 3);
+            const std::int64_t c = channels[count % channels.size()];
+            const std::int64_t multiplier = 1 + static_cast<std::int64_t>((count / 3) % 2);
+            const Shape& im = images[(count / 2) % images.size()];
+            const ConvParams p = make_conv_params(2, border, stride, flip, dilation, c);
+            check_depthwise(p, {batch, c, im[0], im[1]}, {c * multiplier, 1, k[0], k[1]}, dtype,
+                            seed);
+          }
+        }
+      }
+    }
+  }
+}
+
+void run_grid_depthwise_3d(DType dtype, int every, std::uint64_t seed) {
+  const std::vector<Shape> kernels = {{1, 1, 1}, {3, 3, 3}, {2, 3, 1}};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1, 1}, {2, 1, 2}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1, 1}, {1, 2, 2}};
+  const std::vector<BorderMode> borders = {
+      BorderMode("valid"), BorderMode("half"), BorderMode("full"),
+      BorderMode({std::int64_t{1}, std::int64_t{0}, std::int64_t{2}})};
+  std::uint64_t count = 0;
+  for (const Shape& k : kernels) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (const BorderMode& border : borders) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            ++count;
+            const std::int64_t batch = 1 + static_cast<std::int64_t>(count % 2);
+            const std::int64_t c = count % 2 == 0 ? 3 : 1;
+            const ConvParams p = make_conv_params(3, border, stride, flip, dilation, c);
+            check_depthwise(p, {batch, c, 5, 6, 7}, {c, 1, k[0], k[1], k[2]}, dtype, seed);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("GpuCorrMM 2-D matches the reference over the parameter grid (float64)", "[cuda]") {
@@ -296,6 +433,46 @@ TEST_CASE("GpuCorrMM pointwise, depthwise and larger problems, in several chunks
   const ConvParams c3d = make_conv_params(3, 1, {1, 2, 1}, true, {1, 1, 1}, 1);
   const ScopedTuning tuning(64 << 10);
   check_problem(c3d, {5, 4, 6, 8, 8}, {8, 4, 3, 3, 3}, DType::float32, 620);
+}
+
+TEST_CASE(
+    "GpuCorrMM depthwise problems run on the direct kernels, matching the reference and "
+    "the GEMM path",
+    "[cuda]") {
+  testing::require_gpu_or_skip();
+  run_grid_depthwise_2d(DType::float64, 1, 700);
+  run_grid_depthwise_2d(DType::float32, 2, 701);
+  run_grid_depthwise_2d(DType::float16, 3, 702);
+  run_grid_depthwise_3d(DType::float64, 1, 710);
+  run_grid_depthwise_3d(DType::float32, 3, 711);
+  run_grid_depthwise_3d(DType::float16, 3, 712);
+  // A longer weight-gradient reduction (several slices summed by launch_sum_slices) and the
+  // layer shape of the depthwise_mobilenet suite entry, scaled down.
+  for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+    const ConvParams p = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 8);
+    check_depthwise(p, {4, 8, 40, 37}, {8, 1, 3, 3}, dtype, 720);
+    const ConvParams q = make_conv_params(2, 1, {2, 2}, false, {1, 1}, 4);
+    check_depthwise(q, {3, 4, 33, 35}, {8, 1, 3, 3}, dtype, 721);
+  }
+}
+
+TEST_CASE("GpuCorrMM grouped but not depthwise problems still run on the GEMMs", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const std::int64_t calls = gpu_corrmm_direct_depthwise_calls();
+  // 2 channels per group.
+  const ConvParams grouped = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 2);
+  check_problem(grouped, {2, 4, 7, 6}, {4, 2, 3, 3}, DType::float32, 730);
+  // Unshared depthwise kernels.
+  const ConvParams unshared =
+      make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 4, /*unshared=*/true);
+  check_problem(unshared, {2, 4, 6, 5}, {4, 4, 3, 1, 3, 3}, DType::float32, 731);
+  // Depthwise with the direct kernels switched off.
+  {
+    const ScopedDirectDepthwise off(false);
+    const ConvParams depthwise = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 4);
+    check_problem(depthwise, {2, 4, 7, 6}, {4, 1, 3, 3}, DType::float32, 732);
+  }
+  REQUIRE(gpu_corrmm_direct_depthwise_calls() == calls);
 }
 
 TEST_CASE("GpuCorrMM 1x1 stride-1 convolutions run straight on the tensors", "[cuda]") {
@@ -735,4 +912,26 @@ TEST_CASE("device=cuda float16 convolutions run as GpuCorrMM", "[cuda]") {
   const std::string report = allclose_report(got.cast(DType::float64), want, 2e-2, 2e-2 * 5);
   INFO(report);
   CHECK(report.empty());
+}
+
+TEST_CASE("GpuCorrMM takes the direct depthwise kernels exactly for depthwise problems") {
+  // Host-only: the path predicate, no device needed.
+  const ConvParams depthwise = make_conv_params(2, "half", {2, 1}, false, {1, 2}, 8);
+  CHECK(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 8));
+  CHECK(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 16));  // channel multiplier 2
+  CHECK(gpu_corrmm_direct_depthwise_applicable(make_conv_params(3, 1, {}, true, {}, 3), 3, 3));
+  CHECK(gpu_corrmm_direct_depthwise_applicable(make_conv_params(2, "valid", {}, true, {}, 1), 1,
+                                               1));  // one channel
+  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(make_conv_params(2, "valid"), 4, 4));
+  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(make_conv_params(2, "valid", {}, true, {}, 2),
+                                                     4, 4));  // 2 channels per group
+  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(
+      make_conv_params(2, "valid", {}, true, {}, 4, /*unshared=*/true), 4, 4));
+  gpu::GpuCorrMMTuning tuning = gpu::gpu_corrmm_tuning();
+  const gpu::GpuCorrMMTuning previous = tuning;
+  tuning.direct_depthwise = false;
+  gpu::set_gpu_corrmm_tuning(tuning);
+  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 8));
+  gpu::set_gpu_corrmm_tuning(previous);
+  CHECK(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 8));
 }
