@@ -200,41 +200,16 @@ class CorrMMKernel final : public Kernel {
   std::optional<Cached> cached_;
 };
 
-// The shape of a static type, when every dim is known.
-std::optional<Shape> static_shape(const TensorType& type) {
-  Shape shape;
-  for (const StaticDim& d : type.dims) {
-    if (!d) return std::nullopt;
-    shape.push_back(*d);
-  }
-  return shape;
-}
-
 }  // namespace
 
 CorrMM::CorrMM(ConvDirection direction, ConvParams params)
-    : direction_(direction),
-      params_(params),
-      abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {}
+    : ConcreteConv(direction, std::move(params)) {}
 
 std::string CorrMM::name() const {
-  return op_name(direction_, params_.convdim);
+  return op_name(direction(), params().convdim);
 }
 
-std::string CorrMM::str() const {
-  return fmt::format("{}{{{}}}", name(), params_.str());
-}
-
-bool CorrMM::equals(const Op& other) const {
-  const auto* o = dynamic_cast<const CorrMM*>(&other);
-  return o != nullptr && o->direction_ == direction_ && o->params_ == params_;
-}
-
-std::size_t CorrMM::hash() const {
-  return hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0xc044);
-}
-
-std::vector<TensorType> CorrMM::make_outputs(const std::vector<Variable>& inputs) const {
+void CorrMM::check_input_types(const std::vector<Variable>& inputs) const {
   for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
     if (inputs[i].dtype() == DType::float16) {
       throw UnsupportedError(
@@ -246,47 +221,17 @@ std::vector<TensorType> CorrMM::make_outputs(const std::vector<Variable>& inputs
                                          inputs[i].label(), inputs[i].type().device.str()));
     }
   }
-  return abstract_->make_outputs(inputs);
-}
-
-std::vector<ShapeDims> CorrMM::infer_shape(const Node& node,
-                                           const std::vector<ShapeDims>& input_shapes) const {
-  return abstract_->infer_shape(node, input_shapes);
-}
-
-std::vector<Variable> CorrMM::grad(const std::vector<Variable>& inputs,
-                                   const std::vector<Variable>& outputs,
-                                   const std::vector<Variable>& output_grads) const {
-  return abstract_->grad(inputs, outputs, output_grads);
-}
-
-std::vector<Variable> CorrMM::r_op(const std::vector<Variable>& inputs,
-                                   const std::vector<Variable>& outputs,
-                                   const std::vector<Variable>& eval_points) const {
-  return abstract_->r_op(inputs, outputs, eval_points);
-}
-
-std::shared_ptr<const Op> CorrMM::reference_op() const {
-  return abstract_;
 }
 
 void CorrMM::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  CorrMMKernel(str(), direction_, params_).run(inputs, outputs);
+  CorrMMKernel(str(), direction(), params()).run(inputs, outputs);
 }
 
 std::shared_ptr<const Kernel> CorrMM::make_kernel(const Node& node) const {
-  auto kernel = std::make_shared<CorrMMKernel>(str(), direction_, params_);
-  if (node.inputs.size() < 2) return kernel;
-  const std::optional<Shape> a = static_shape(node.inputs[0].type());
-  const std::optional<Shape> b = static_shape(node.inputs[1].type());
-  std::optional<Shape> spatial = Shape{};
-  if (direction_ != ConvDirection::forward) {
-    spatial.reset();
-    if (node.inputs.size() == 3 && node.inputs[2].is_constant()) {
-      spatial = node.inputs[2].constant_value().to_vector<std::int64_t>();
-    }
+  auto kernel = std::make_shared<CorrMMKernel>(str(), direction(), params());
+  if (const auto shapes = static_shapes(node)) {
+    kernel->precompute(node.inputs[0].dtype(), shapes->a, shapes->b, shapes->spatial);
   }
-  if (a && b && spatial) kernel->precompute(node.inputs[0].dtype(), *a, *b, *spatial);
   return kernel;
 }
 

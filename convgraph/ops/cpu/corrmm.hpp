@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
-#include "convgraph/ops/kernel_op.hpp"
 
 namespace convgraph {
 
@@ -22,39 +22,20 @@ namespace convgraph {
 //   grad_inputs:  (kernel, topgrad, shape)   shape = the image's spatial sizes
 //   grad_weights: (image, topgrad, shape)    shape = the kernel's spatial sizes
 // float32 and float64 only: float16 is an UnsupportedError (the lowering declines it first).
-class CorrMM final : public KernelOp {
+class CorrMM final : public ConcreteConv {
  public:
   CorrMM(ConvDirection direction, ConvParams params);
 
-  ConvDirection direction() const { return direction_; }
-  const ConvParams& params() const { return params_; }
-
   // "CorrMM", "CorrMM_gradInputs", "CorrMM_gradWeights", "Corr3dMM", ...
   std::string name() const override;
-  std::string str() const override;
-  bool equals(const Op& other) const override;
-  std::size_t hash() const override;
-  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
-  std::vector<ShapeDims> infer_shape(const Node& node,
-                                     const std::vector<ShapeDims>& input_shapes) const override;
-  std::vector<Variable> grad(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& output_grads) const override;
-  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& eval_points) const override;
   // Runs the same computation as the kernel.
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
   // A kernel that keeps the node's geometry when its shapes are static.
   std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
-  // The AbstractConv with the same direction and parameters.
-  std::shared_ptr<const Op> reference_op() const override;
 
- private:
-  ConvDirection direction_;
-  ConvParams params_;
-  // The op this one replaces: it answers every graph-level question.
-  std::shared_ptr<const AbstractConv> abstract_;
+ protected:
+  // float32 / float64 on the CPU.
+  void check_input_types(const std::vector<Variable>& inputs) const override;
 };
 
 // The computations on tensors (what perform() and the kernels run), with the same checks, the
