@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -33,6 +34,7 @@
 #include "convgraph/ops/gpu/cudnn_graph.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 #include "convgraph/runtime/cuda/cudnn_handle.hpp"
+#include "convgraph/runtime/cuda/stream_delay.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 
 namespace convgraph {
@@ -52,7 +54,7 @@ using cudnn_detail::GraphProblem;
 // list each (with the legacy algorithms).
 constexpr std::size_t kTimedPlans = 12;
 // Timed runs per plan, after one warm-up run; the fastest counts.
-constexpr int kTimedRuns = 3;
+constexpr int kTimedRuns = 5;
 
 constexpr const char* kFloat16Backward =
     "float16 precision (dnn.conv.precision) is disabled for cuDNN backward convolutions because "
@@ -371,7 +373,8 @@ class CudnnConvKernel final : public Kernel {
         {"selection", selection},
         {"workspace_limit", limit},
         // 2: the ranking includes the graph API's engines ("engine=...;knobs=...").
-        {"cudnn_key_version", "2"},
+        // 3: engines timed behind a delay kernel (device time only), 5 runs each.
+        {"cudnn_key_version", "3"},
     };
     key.cache.mode = options_.autotune_cache == "off"         ? AutotuneCacheMode::off
                      : options_.autotune_cache == "read_only" ? AutotuneCacheMode::read_only
@@ -395,16 +398,27 @@ class CudnnConvKernel final : public Kernel {
   }
 
   // The fastest of KTIMEDRUNS runs of PLAN after a warm-up run, in seconds; nullopt when cuDNN
-  // refuses to run it. BUFFERS' output is a scratch buffer.
+  // refuses to run it. BUFFERS' output is a scratch buffer. The timed runs are queued behind a
+  // delay kernel that outlasts their queueing on the host, so the events measure the device
+  // alone: a small convolution (tens of microseconds) otherwise measures cuDNN's host-side launch
+  // cost too, which differs between engines and would rank them by it.
   std::optional<double> time_plan(cudnnHandle_t handle, int device, const Geometry& g,
                                   const GraphPlan& plan, const Buffers& buffers,
                                   void* workspace) const {
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point t0 = Clock::now();
     const cudnnStatus_t warm = cudnn_detail::graph_launch(handle, g, plan, buffers, workspace);
+    const double launch_ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
     if (warm != CUDNN_STATUS_SUCCESS) {
       if (cuda::cudnn_not_supported(warm) || cuda::cudnn_bad_param(warm)) return std::nullopt;
       cuda::check_cudnn(warm, fmt::format("timing engine {}", plan.choice.str()));
     }
     const cudaStream_t stream = cuda::current_stream(device);
+    // Twice the warm-up's queueing time per run (the first launch of a plan is the slowest to
+    // queue, so this is generous), plus 50 us for event records; at most 0.2 s.
+    cuda::check(cuda::queue_delay(stream, static_cast<long long>(
+                                              std::min(2e8, 2.0 * kTimedRuns * launch_ns + 5e4))),
+                "queueing a delay kernel before timing");
     cudaEvent_t events[kTimedRuns + 1] = {};
     int created = 0;
     struct Destroy {
@@ -820,28 +834,27 @@ CudnnConvOptions cudnn_options_from(const Config& config, ConvDirection directio
 // ---- the op ----
 
 GpuDnnConv::GpuDnnConv(ConvDirection direction, ConvParams params, CudnnConvOptions options)
-    : direction_(direction),
-      params_(params),
-      options_(std::move(options)),
-      abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {
-  const std::string who = fmt::format("{}{{{}}}", op_name(direction_), params_.str());
-  const auto& fixed = cudnn_detail::fixed_algorithm_names(direction_);
+    : ConcreteConv(direction, std::move(params)), options_(std::move(options)) {
+  // PARAMS has moved into the base.
+  const ConvParams& p = this->params();
+  const std::string who = fmt::format("{}{{{}}}", op_name(direction), p.str());
+  const auto& fixed = cudnn_detail::fixed_algorithm_names(direction);
   const bool is_fixed = std::find(fixed.begin(), fixed.end(), options_.algo) != fixed.end();
   if (!is_fixed && !cudnn_detail::is_runtime_algorithm(options_.algo)) {
     throw ValueError(
         fmt::format("{}: unknown cuDNN algorithm '{}' for {}; expected one of {}, guess_once, "
                     "guess_on_shape_change, time_once, time_on_shape_change",
-                    who, options_.algo, algo_flag(direction_), fmt::join(fixed, ", ")));
+                    who, options_.algo, algo_flag(direction), fmt::join(fixed, ", ")));
   }
-  if (is_fixed && params_.convdim == 3 &&
-      !cudnn_detail::fixed_algorithm_allowed_in_3d(direction_, options_.algo)) {
+  if (is_fixed && p.convdim == 3 &&
+      !cudnn_detail::fixed_algorithm_allowed_in_3d(direction, options_.algo)) {
     throw ValueError(
         fmt::format("{}: convolution algo {} can't be used for 3d convolutions ({}); 3-D "
                     "convolutions accept {}, or one of the guess_* / time_* values",
-                    who, options_.algo, algo_flag(direction_),
-                    direction_ == ConvDirection::forward       ? "none, small, fft_tiling"
-                    : direction_ == ConvDirection::grad_inputs ? "none, deterministic, fft_tiling"
-                                                               : "none, small"));
+                    who, options_.algo, algo_flag(direction),
+                    direction == ConvDirection::forward       ? "none, small, fft_tiling"
+                    : direction == ConvDirection::grad_inputs ? "none, deterministic, fft_tiling"
+                                                              : "none, small"));
   }
   if (!valid_precision(options_.precision)) {
     throw ValueError(fmt::format(
@@ -849,38 +862,35 @@ GpuDnnConv::GpuDnnConv(ConvDirection direction, ConvParams params, CudnnConvOpti
         "float64",
         who, options_.precision));
   }
-  if (options_.precision == "float16" && direction_ != ConvDirection::forward) {
+  if (options_.precision == "float16" && direction != ConvDirection::forward) {
     throw TypeError(fmt::format("{}: {}", who, kFloat16Backward));
   }
   if (options_.workspace_limit_bytes < 0) {
     throw ValueError(
         fmt::format("{}: negative workspace limit {}", who, options_.workspace_limit_bytes));
   }
-  check_op_params(who, params_);
+  check_op_params(who, p);
 }
 
 std::string GpuDnnConv::name() const {
-  return op_name(direction_);
+  return op_name(direction());
 }
 
 std::string GpuDnnConv::str() const {
-  return fmt::format("{}{{{}d, {}; {}}}", name(), params_.convdim, params_.str(), options_.str());
+  return fmt::format("{}{{{}d, {}; {}}}", name(), params().convdim, params().str(), options_.str());
 }
 
-bool GpuDnnConv::equals(const Op& other) const {
-  const auto* o = dynamic_cast<const GpuDnnConv*>(&other);
-  return o != nullptr && o->direction_ == direction_ && o->params_ == params_ &&
-         o->options_ == options_;
+bool GpuDnnConv::same_options(const ConcreteConv& other) const {
+  return static_cast<const GpuDnnConv&>(other).options_ == options_;
 }
 
-std::size_t GpuDnnConv::hash() const {
-  std::size_t h = hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0xd4d);
-  h = hash_combine(h, std::hash<std::string>{}(options_.algo));
+std::size_t GpuDnnConv::options_hash() const {
+  std::size_t h = std::hash<std::string>{}(options_.algo);
   h = hash_combine(h, std::hash<std::string>{}(options_.precision));
   return hash_combine(h, static_cast<std::size_t>(options_.allow_tf32));
 }
 
-std::vector<TensorType> GpuDnnConv::make_outputs(const std::vector<Variable>& inputs) const {
+void GpuDnnConv::check_input_types(const std::vector<Variable>& inputs) const {
   for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
     if (!inputs[i].type().device.is_cuda()) {
       throw UnsupportedError(
@@ -894,33 +904,15 @@ std::vector<TensorType> GpuDnnConv::make_outputs(const std::vector<Variable>& in
                       str(), inputs[i].label(), dtype_name(inputs[i].dtype())));
     }
   }
-  if (!inputs.empty() && direction_ != ConvDirection::forward &&
+  if (!inputs.empty() && direction() != ConvDirection::forward &&
       resolve_precision(options_.precision, inputs[0].dtype()) == DType::float16) {
     throw TypeError(fmt::format("{}: {} (precision {} on {} data)", str(), kFloat16Backward,
                                 options_.precision, dtype_name(inputs[0].dtype())));
   }
-  return abstract_->make_outputs(inputs);
-}
-
-std::vector<ShapeDims> GpuDnnConv::infer_shape(const Node& node,
-                                               const std::vector<ShapeDims>& input_shapes) const {
-  return abstract_->infer_shape(node, input_shapes);
-}
-
-std::vector<Variable> GpuDnnConv::grad(const std::vector<Variable>& inputs,
-                                       const std::vector<Variable>& outputs,
-                                       const std::vector<Variable>& output_grads) const {
-  return abstract_->grad(inputs, outputs, output_grads);
-}
-
-std::vector<Variable> GpuDnnConv::r_op(const std::vector<Variable>& inputs,
-                                       const std::vector<Variable>& outputs,
-                                       const std::vector<Variable>& eval_points) const {
-  return abstract_->r_op(inputs, outputs, eval_points);
 }
 
 void GpuDnnConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  CudnnConvKernel(str(), direction_, params_, options_).run(inputs, outputs);
+  CudnnConvKernel(str(), direction(), params(), options_).run(inputs, outputs);
   if (!outputs.empty() && outputs[0].defined() && outputs[0].device().is_cuda()) {
     cuda::synchronize_current(outputs[0].device().index);
   }
@@ -929,12 +921,8 @@ void GpuDnnConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>&
 std::shared_ptr<const Kernel> GpuDnnConv::make_kernel(const Node& node) const {
   // The node's number in errors: "GpuDnnConv{...} (node #12): ...". Selection waits for the
   // first call: timing needs the data, and guessing is cheap.
-  return std::make_shared<CudnnConvKernel>(fmt::format("{} (node #{})", str(), node.id), direction_,
-                                           params_, options_);
-}
-
-std::shared_ptr<const Op> GpuDnnConv::reference_op() const {
-  return abstract_;
+  return std::make_shared<CudnnConvKernel>(fmt::format("{} (node #{})", str(), node.id),
+                                           direction(), params(), options_);
 }
 
 bool cudnn_usable(Device device, std::string* why) {

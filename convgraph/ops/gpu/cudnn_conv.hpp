@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "convgraph/base/config.hpp"
+#include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
-#include "convgraph/ops/kernel_op.hpp"
 
 namespace convgraph {
 
@@ -40,42 +40,31 @@ struct CudnnConvOptions {
 // The options of CONFIG for DIRECTION.
 CudnnConvOptions cudnn_options_from(const Config& config, ConvDirection direction);
 
-class GpuDnnConv final : public KernelOp {
+class GpuDnnConv final : public ConcreteConv {
  public:
   // Throws ValueError for a fixed algorithm the direction / dimensionality does not have (spec
   // 9.2, "can't be used for 3d convolutions"), and TypeError for float16 precision in a backward
   // direction (spec 9.3).
   GpuDnnConv(ConvDirection direction, ConvParams params, CudnnConvOptions options);
 
-  ConvDirection direction() const { return direction_; }
-  const ConvParams& params() const { return params_; }
   const CudnnConvOptions& options() const { return options_; }
 
   // "GpuDnnConv", "GpuDnnConvGradI", "GpuDnnConvGradW" (3-D: the same names; str() shows it).
   std::string name() const override;
+  // "GpuDnnConv{2d, <params>; <options>}"
   std::string str() const override;
-  bool equals(const Op& other) const override;
-  std::size_t hash() const override;
-  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
-  std::vector<ShapeDims> infer_shape(const Node& node,
-                                     const std::vector<ShapeDims>& input_shapes) const override;
-  std::vector<Variable> grad(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& output_grads) const override;
-  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& eval_points) const override;
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
-  bool foldable() const override { return false; }
   // The kernel owns the node's descriptors and its algorithm choice (per *_once / per shape).
   std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
-  std::shared_ptr<const Op> reference_op() const override;
+
+ protected:
+  // Tensors on a CUDA device, real dtypes, and no float16 math in a backward direction.
+  void check_input_types(const std::vector<Variable>& inputs) const override;
+  bool same_options(const ConcreteConv& other) const override;
+  std::size_t options_hash() const override;
 
  private:
-  ConvDirection direction_;
-  ConvParams params_;
   CudnnConvOptions options_;
-  std::shared_ptr<const AbstractConv> abstract_;
 };
 
 // Whether cuDNN can be used on DEVICE (library loads, versions match, device supported); *WHY
