@@ -983,43 +983,28 @@ class GpuCorrMMKernel final : public Kernel {
   std::optional<Cached> cached_;
 };
 
-std::optional<Shape> static_shape(const TensorType& type) {
-  Shape shape;
-  for (const StaticDim& d : type.dims) {
-    if (!d) return std::nullopt;
-    shape.push_back(*d);
-  }
-  return shape;
-}
-
 }  // namespace
 
 GpuCorrMM::GpuCorrMM(ConvDirection direction, ConvParams params, bool allow_tf32)
-    : direction_(direction),
-      params_(params),
-      allow_tf32_(allow_tf32),
-      abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {}
+    : ConcreteConv(direction, std::move(params)), allow_tf32_(allow_tf32) {}
 
 std::string GpuCorrMM::name() const {
-  return op_name(direction_, params_.convdim);
+  return op_name(direction(), params().convdim);
 }
 
-std::string GpuCorrMM::str() const {
-  return fmt::format("{}{{{}{}}}", name(), params_.str(), allow_tf32_ ? ", tf32" : "");
+std::string GpuCorrMM::options_str() const {
+  return allow_tf32_ ? "tf32" : "";
 }
 
-bool GpuCorrMM::equals(const Op& other) const {
-  const auto* o = dynamic_cast<const GpuCorrMM*>(&other);
-  return o != nullptr && o->direction_ == direction_ && o->params_ == params_ &&
-         o->allow_tf32_ == allow_tf32_;
+bool GpuCorrMM::same_options(const ConcreteConv& other) const {
+  return static_cast<const GpuCorrMM&>(other).allow_tf32_ == allow_tf32_;
 }
 
-std::size_t GpuCorrMM::hash() const {
-  return hash_combine(hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0x9c0a),
-                      static_cast<std::size_t>(allow_tf32_));
+std::size_t GpuCorrMM::options_hash() const {
+  return static_cast<std::size_t>(allow_tf32_);
 }
 
-std::vector<TensorType> GpuCorrMM::make_outputs(const std::vector<Variable>& inputs) const {
+void GpuCorrMM::check_input_types(const std::vector<Variable>& inputs) const {
   for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
     if (!inputs[i].type().device.is_cuda()) {
       throw UnsupportedError(fmt::format("{}: input {} is on {}; GpuCorrMM runs on a CUDA device",
@@ -1030,50 +1015,20 @@ std::vector<TensorType> GpuCorrMM::make_outputs(const std::vector<Variable>& inp
                                   str(), inputs[i].label(), dtype_name(inputs[i].dtype())));
     }
   }
-  return abstract_->make_outputs(inputs);
-}
-
-std::vector<ShapeDims> GpuCorrMM::infer_shape(const Node& node,
-                                              const std::vector<ShapeDims>& input_shapes) const {
-  return abstract_->infer_shape(node, input_shapes);
-}
-
-std::vector<Variable> GpuCorrMM::grad(const std::vector<Variable>& inputs,
-                                      const std::vector<Variable>& outputs,
-                                      const std::vector<Variable>& output_grads) const {
-  return abstract_->grad(inputs, outputs, output_grads);
-}
-
-std::vector<Variable> GpuCorrMM::r_op(const std::vector<Variable>& inputs,
-                                      const std::vector<Variable>& outputs,
-                                      const std::vector<Variable>& eval_points) const {
-  return abstract_->r_op(inputs, outputs, eval_points);
-}
-
-std::shared_ptr<const Op> GpuCorrMM::reference_op() const {
-  return abstract_;
 }
 
 void GpuCorrMM::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  GpuCorrMMKernel(str(), direction_, params_, allow_tf32_).run(inputs, outputs);
+  GpuCorrMMKernel(str(), direction(), params(), allow_tf32_).run(inputs, outputs);
   if (!inputs.empty() && inputs[0].defined() && inputs[0].device().is_cuda()) {
     cuda::synchronize_current(inputs[0].device().index);
   }
 }
 
 std::shared_ptr<const Kernel> GpuCorrMM::make_kernel(const Node& node) const {
-  auto kernel = std::make_shared<GpuCorrMMKernel>(str(), direction_, params_, allow_tf32_);
-  if (node.inputs.size() < 2) return kernel;
-  const std::optional<Shape> a = static_shape(node.inputs[0].type());
-  const std::optional<Shape> b = static_shape(node.inputs[1].type());
-  std::optional<Shape> spatial = Shape{};
-  if (direction_ != ConvDirection::forward) {
-    spatial.reset();
-    if (node.inputs.size() == 3 && node.inputs[2].is_constant()) {
-      spatial = node.inputs[2].constant_value().to_vector<std::int64_t>();
-    }
+  auto kernel = std::make_shared<GpuCorrMMKernel>(str(), direction(), params(), allow_tf32_);
+  if (const std::optional<StaticShapes> shapes = static_shapes(node)) {
+    kernel->precompute(node.inputs[0].dtype(), shapes->a, shapes->b, shapes->spatial);
   }
-  if (a && b && spatial) kernel->precompute(node.inputs[0].dtype(), *a, *b, *spatial);
   return kernel;
 }
 

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
-#include "convgraph/ops/kernel_op.hpp"
 
 namespace convgraph {
 
@@ -26,40 +26,28 @@ namespace convgraph {
 // ALLOW_TF32 (the flag dnn.conv.allow_tf32, read when the node is lowered): float32 GEMMs may run
 // on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32); off, they are strict FP32. float16 and
 // float64 data ignore it.
-class GpuCorrMM final : public KernelOp {
+class GpuCorrMM final : public ConcreteConv {
  public:
   GpuCorrMM(ConvDirection direction, ConvParams params, bool allow_tf32 = false);
 
-  ConvDirection direction() const { return direction_; }
-  const ConvParams& params() const { return params_; }
   bool allow_tf32() const { return allow_tf32_; }
 
   // "GpuCorrMM", "GpuCorrMM_gradInputs", "GpuCorrMM_gradWeights", "GpuCorr3dMM", ...
   std::string name() const override;
-  std::string str() const override;
-  bool equals(const Op& other) const override;
-  std::size_t hash() const override;
-  std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
-  std::vector<ShapeDims> infer_shape(const Node& node,
-                                     const std::vector<ShapeDims>& input_shapes) const override;
-  std::vector<Variable> grad(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& output_grads) const override;
-  std::vector<Variable> r_op(const std::vector<Variable>& inputs,
-                             const std::vector<Variable>& outputs,
-                             const std::vector<Variable>& eval_points) const override;
   // Runs the kernel's computation (on the device, current stream) and waits for it.
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
-  bool foldable() const override { return false; }
+  // A kernel that keeps the node's checks and geometry when its shapes are static.
   std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
-  // The AbstractConv with the same direction and parameters.
-  std::shared_ptr<const Op> reference_op() const override;
+
+ protected:
+  // Tensors on a CUDA device, float16 / float32 / float64.
+  void check_input_types(const std::vector<Variable>& inputs) const override;
+  bool same_options(const ConcreteConv& other) const override;
+  std::size_t options_hash() const override;
+  std::string options_str() const override;
 
  private:
-  ConvDirection direction_;
-  ConvParams params_;
   bool allow_tf32_ = false;
-  std::shared_ptr<const AbstractConv> abstract_;
 };
 
 // The computations on device tensors (queued on the current stream of their device), with the
