@@ -18,8 +18,10 @@
 //   the staging buffer are position-major ((p, b, r) and (p, b, m)) so that each position's
 //   matrices are plain strided ones, and each group is one GEMM batched over the P positions.
 //
-// - Long outputs (P of a few GEMM tiles): forward and grad_inputs run one GEMM per image
-//   (strided-batched) on the batch-major topgrad / output instead, skipping the transposes.
+// - Long outputs (P of a few GEMM tiles), or outputs whose last partial GEMM tile costs less than
+//   the transpose (short reductions: a 1x1 stride-2 layer): forward and grad_inputs run one GEMM
+//   per image (strided-batched) on the batch-major topgrad / output instead, skipping the
+//   transposes (Runner::per_image).
 // - Pointwise (1x1, stride 1, no padding): the image is its own column matrix; forward and
 //   grad_inputs are per-image GEMMs straight between the tensors, grad_weights per-image GEMMs
 //   into partials summed by a kernel (or one GEMM for one image).
@@ -536,11 +538,22 @@ class Runner {
   // and lose a part of their last tile of columns: worth it where the GEMM is cheap next to the
   // transpose (tensor-core math: float16, TF32) and P is some tiles long, or where P is long
   // enough for the loss to be small.
+  //
+  // Or where the lost columns cost less than the transpose: per image, the transpose moves
+  // 2 * M * P elements (staging read and output written, on top of the GEMM's own write), the
+  // per-image GEMMs compute 2 * M * K * (P' - P) more flops (P' = P rounded up to a 128-column
+  // tile). Per-image wins when K * (P' - P) / P < element size * flop rate / bandwidth: about
+  // 2 * 600 TFLOP/s / 3 TB/s = 400 for float16 on an H100 (a conservative 300 here; TF32 is
+  // similar), 80 for strict float32 and float64. A 1x1 stride-2 layer of 512 channels onto
+  // 14 x 14 (P = 196, K = 512: 157) runs per image in float16, a 7 x 7 3x3 layer of 512
+  // channels (P = 49, K = 4608) stays batch-folded.
   bool per_image(std::int64_t nb) const {
     if (nb == 1) return true;
     const bool tensor_cores =
         ctx_.dtype == DType::float16 || (ctx_.dtype == DType::float32 && ctx_.allow_tf32);
-    return p_ >= (tensor_cores ? 256 : 1024);
+    if (p_ >= (tensor_cores ? 256 : 1024)) return true;
+    const std::int64_t lost = ceil_div(p_, 128) * 128 - p_;
+    return k_ * lost <= (tensor_cores ? 300 : 80) * p_;
   }
 
   // Whether a pointwise weight gradient reads the image and topgrad in place, with per-image

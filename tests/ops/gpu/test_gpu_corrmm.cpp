@@ -935,3 +935,113 @@ TEST_CASE("GpuCorrMM takes the direct depthwise kernels exactly for depthwise pr
   gpu::set_gpu_corrmm_tuning(previous);
   CHECK(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 8));
 }
+
+TEST_CASE("GpuCorrMM vectorised im2col / col2im: odd widths, misaligned blocks, edges", "[cuda]") {
+  testing::require_gpu_or_skip();
+  // im2col stores up to 16 bytes of consecutive positions per tap where the chunk's rows (nb * P)
+  // keep the alignment, col2im up to 16 bytes of an image row; both fall back to scalar stores at
+  // the ends of misaligned blocks. P = 5 x 10 = 50 and 5 x 9 = 45: chunks of 2, 4 or 8 images
+  // keep rows aligned while per-image blocks start misaligned (and one image per chunk is odd).
+  // Image rows of 35, 37 and 40 elements (col2im vectors of 8 float16), an output of width 1,
+  // strides on the row, dilations, no flip, a 1x1 stride-2 layer, 3-D, unshared kernels, and
+  // problems with a long reduction (K = 288) that keep the batch-folded GEMM and its staging
+  // transpose.
+  const ConvParams same = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+  const ConvParams valid = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);
+  const ConvParams odd =
+      make_conv_params(2, BorderMode::pairs({{1, 0}, {2, 1}}), {1, 2}, false, {1, 2}, 1);
+  const ConvParams full = make_conv_params(2, "full", {2, 3}, true, {1, 1}, 1);
+  const ConvParams down = make_conv_params(2, "valid", {2, 2}, true, {1, 1}, 1);
+  const ConvParams c3d = make_conv_params(3, 1, {1, 1, 1}, true, {1, 1, 1}, 1);
+  const ConvParams unshared = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1, true);
+  const ConvParams grouped = make_conv_params(2, "half", {1, 1}, false, {1, 1}, 2);
+  const std::vector<std::int64_t> bounds = {gpu::GpuCorrMMTuning{}.workspace_bytes, 1, 10 << 10};
+  for (std::int64_t bound : bounds) {
+    INFO("workspace bound " << bound);
+    const ScopedTuning tuning(bound);
+    for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+      check_problem(same, {4, 3, 5, 10}, {4, 3, 3, 3}, dtype, 1700);
+      check_problem(same, {8, 2, 5, 9}, {3, 2, 3, 3}, dtype, 1701);
+      check_problem(valid, {3, 2, 4, 37}, {3, 2, 2, 37}, dtype, 1702);  // output width 1
+      check_problem(odd, {3, 3, 4, 37}, {2, 3, 2, 3}, dtype, 1703);
+      check_problem(full, {2, 2, 5, 40}, {3, 2, 3, 3}, dtype, 1704);
+      check_problem(down, {3, 8, 12, 34}, {16, 8, 1, 1}, dtype, 1705);
+      check_problem(c3d, {3, 2, 3, 4, 37}, {3, 2, 2, 3, 3}, dtype, 1706);
+      check_problem(unshared, {3, 2, 3, 35}, {3, 2, 33, 2, 2, 3}, dtype, 1707);
+      check_problem(same, {3, 32, 7, 6}, {4, 32, 3, 3}, dtype, 1708);
+      check_problem(grouped, {3, 64, 7, 6}, {4, 32, 3, 3}, dtype, 1709);
+    }
+  }
+}
+
+namespace {
+
+gpu::GpuElement element_for(DType dtype) {
+  if (dtype == DType::float16) return gpu::GpuElement::f16;
+  return dtype == DType::float64 ? gpu::GpuElement::f64 : gpu::GpuElement::f32;
+}
+
+// launch_permute3 of a random (D0, D1, D2) tensor into DST strides (S0, S1, S2) against the same
+// copy on the host, exactly; the elements of DST it does not write keep their value. The source
+// and destination start SRC_SHIFT and DST_SHIFT elements into their buffers, so that rows of
+// 16-byte words start misaligned.
+void check_permute(DType dtype, std::int64_t d0, std::int64_t d1, std::int64_t d2, std::int64_t s0,
+                   std::int64_t s1, std::int64_t s2, std::int64_t src_shift,
+                   std::int64_t dst_shift) {
+  INFO(dtype_name(dtype) << " (" << d0 << ", " << d1 << ", " << d2 << ") -> strides (" << s0 << ", "
+                         << s1 << ", " << s2 << "), shifts " << src_shift << ", " << dst_shift);
+  const std::int64_t n = d0 * d1 * d2;
+  const std::int64_t extent = (d0 - 1) * s0 + (d1 - 1) * s1 + (d2 - 1) * s2 + 1;
+  const Tensor src = random_tensor(dtype, {src_shift + n}, static_cast<std::uint64_t>(n + s1));
+  Tensor dst_host = Tensor::empty(dtype, {dst_shift + extent});
+  dst_host.fill(-7.0);
+  const Tensor d_src = src.to(kGpu);
+  const Tensor d_dst = dst_host.to(kGpu);
+  const std::int64_t size = static_cast<std::int64_t>(dtype_size(dtype));
+  const cudaError_t status = gpu::launch_permute3(
+      element_for(dtype), static_cast<const char*>(d_src.raw_data()) + src_shift * size, d0, d1, d2,
+      static_cast<char*>(d_dst.raw_data()) + dst_shift * size, s0, s1, s2, cuda::current_stream(0));
+  REQUIRE(status == cudaSuccess);
+  cuda::synchronize_current(0);
+  const std::vector<double> from = src.cast(DType::float64).to_vector<double>();
+  std::vector<double> want(static_cast<std::size_t>(dst_shift + extent), -7.0);
+  for (std::int64_t i0 = 0; i0 < d0; ++i0) {
+    for (std::int64_t i1 = 0; i1 < d1; ++i1) {
+      for (std::int64_t i2 = 0; i2 < d2; ++i2) {
+        want[static_cast<std::size_t>(dst_shift + i0 * s0 + i1 * s1 + i2 * s2)] =
+            from[static_cast<std::size_t>(src_shift + (i0 * d1 + i1) * d2 + i2)];
+      }
+    }
+  }
+  REQUIRE(d_dst.to(Device::cpu()).cast(DType::float64).to_vector<double>() == want);
+}
+
+}  // namespace
+
+TEST_CASE("launch_permute3 copies rows, transposes tiles and permutes any strides", "[cuda]") {
+  testing::require_gpu_or_skip();
+  struct Sizes {
+    std::int64_t nb, m, p;
+  };
+  // Rows of 1, 13 (odd), 8 and 64 elements (16-byte words in every dtype, or not), tiles of the
+  // transposes cut at 32 (37, 33, 70, 40).
+  const std::vector<Sizes> sizes = {{3, 5, 8},  {2, 4, 13},  {4, 3, 1},
+                                    {2, 3, 64}, {3, 33, 37}, {2, 40, 70}};
+  for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+    for (const Sizes& z : sizes) {
+      for (std::int64_t shift : {0, 1, 3}) {
+        const std::int64_t src_shift = shift == 1 ? 1 : 0;
+        const std::int64_t dst_shift = shift == 3 ? 3 : 0;
+        // The row copies of shared kernels: (nb, M, P) <-> (M, nb, P).
+        check_permute(dtype, z.nb, z.m, z.p, z.p, z.nb * z.p, 1, src_shift, dst_shift);
+        check_permute(dtype, z.m, z.nb, z.p, z.p, z.m * z.p, 1, src_shift, dst_shift);
+        // The transposes of unshared kernels: (P, nb, M) -> (nb, M, P), (nb, M, P) -> (P, nb, M).
+        check_permute(dtype, z.p, z.nb, z.m, 1, z.m * z.p, z.p, src_shift, dst_shift);
+        check_permute(dtype, z.nb, z.m, z.p, z.m, 1, z.nb * z.m, src_shift, dst_shift);
+        // No unit destination stride: element by element (into a (P, M, nb) layout of doubled
+        // strides, every other element untouched).
+        check_permute(dtype, z.nb, z.m, z.p, 2, 2 * z.nb, 2 * z.nb * z.m, src_shift, dst_shift);
+      }
+    }
+  }
+}
