@@ -26,9 +26,10 @@
 //   grad_inputs are per-image GEMMs straight between the tensors, grad_weights per-image GEMMs
 //   into partials summed by a kernel (or one GEMM for one image).
 //
-// - Depthwise (num_groups == channels, any channel multiplier, shared kernels): no GEMMs at all;
-//   the direct kernels of gpu_depthwise.cu run each direction on the whole batch
-//   (run_direct_depthwise), unless GpuCorrMMTuning::direct_depthwise is off.
+// - Grouped with few channels per group (shared kernels, groups > 1, at most 8 channels per
+//   group, any number of filters per group; depthwise included): no GEMMs at all; the direct
+//   kernels of gpu_direct_grouped.cu run each direction on the whole batch (run_direct_grouped),
+//   unless GpuCorrMMTuning::direct_grouped is off or their shared-memory tiles do not fit.
 //
 // float16 data multiply in float (cublas*Ex with a 32-bit compute type); the weight gradient of
 // float16 data accumulates across chunks in a float32 buffer and is rounded once. float32 data
@@ -50,7 +51,7 @@
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/conv_checks.hpp"
-#include "convgraph/ops/gpu/gpu_depthwise.hpp"
+#include "convgraph/ops/gpu/gpu_direct_grouped.hpp"
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 
@@ -783,55 +784,75 @@ class Runner {
   Tensor col_, staging_, partials_;
 };
 
-// ---- the direct depthwise kernels (gpu_depthwise.cu): no column matrix, no GEMMs ----
+// ---- the direct grouped kernels (gpu_direct_grouped.cu): no column matrix, no GEMMs ----
 
-std::atomic<std::int64_t> direct_depthwise_calls{0};
+std::atomic<std::int64_t> direct_grouped_calls{0};
 
-// Depthwise: one image channel per group and every channel its own group (so groups == channels),
-// any number of filters per group (the channel multiplier), shared kernels. Kernel size, strides,
-// dilations, pads and flip are free; 2-D problems are 3-D ones of depth 1.
-bool is_depthwise(std::int64_t groups, std::int64_t channels, std::int64_t filters, bool unshared) {
-  return !unshared && channels > 0 && groups == channels && filters > 0 && filters % channels == 0;
+// The direct kernels take grouped problems with at most this many channels per group.
+constexpr std::int64_t kMaxDirectChannelsPerGroup = 8;
+
+// Shared kernels, more than one group (or a single image channel: depthwise with one channel) and
+// at most kMaxDirectChannelsPerGroup channels per group; any number of filters per group (the
+// channel multiplier, for depthwise problems). Kernel size, strides, dilations, pads and flip are
+// free; 2-D problems are 3-D ones of depth 1.
+bool is_direct_grouped(std::int64_t groups, std::int64_t channels, std::int64_t filters,
+                       bool unshared) {
+  return !unshared && groups >= 1 && channels > 0 && filters > 0 && channels % groups == 0 &&
+         filters % groups == 0 && channels / groups <= kMaxDirectChannelsPerGroup &&
+         (groups > 1 || channels == 1);
 }
 
-bool use_direct_depthwise(const Problem& pr) {
-  return gpu::gpu_corrmm_tuning().direct_depthwise &&
-         is_depthwise(pr.groups, pr.channels, pr.filters, pr.unshared);
+gpu::GroupedShape grouped_shape(const Problem& pr) {
+  gpu::GroupedShape shape;
+  shape.batch = static_cast<int>(pr.batch);
+  shape.groups = static_cast<int>(pr.groups);
+  shape.channels_per_group = static_cast<int>(pr.channels_per_group);
+  shape.filters_per_group = static_cast<int>(pr.filters_per_group);
+  return shape;
 }
 
-// Runs DIRECTION of the depthwise problem PR on the contiguous inputs A, B into OUT. plan_chunks
-// has already bounded every spatial size and one image's counts to int32.
-void run_direct_depthwise(const Context& ctx, ConvDirection direction, const Problem& pr,
-                          const void* a, const void* b, Tensor& out) {
-  const gpu::GpuCorrGeometry geo = kernel_geometry(pr);
-  if (pr.batch > INT_MAX || pr.filters > INT_MAX) {
-    throw UnsupportedError(fmt::format(
-        "{}: a batch of {} or {} filters is beyond what the CUDA kernels index (2^31 - 1)", ctx.fn,
-        pr.batch, pr.filters));
+// Whether PR runs on the direct kernels: the tuning switch, the shape rule above, every size
+// within int32 (as plan_chunks requires of the spatial sizes), and tiles that fit the kernels'
+// shared-memory plans (gpu::direct_grouped_supported); otherwise im2col + GEMMs.
+bool use_direct_grouped(const Problem& pr) {
+  if (!gpu::gpu_corrmm_tuning().direct_grouped ||
+      !is_direct_grouped(pr.groups, pr.channels, pr.filters, pr.unshared)) {
+    return false;
   }
-  const int batch = static_cast<int>(pr.batch);
-  const int multiplier = static_cast<int>(pr.filters_per_group);
+  if (pr.batch > INT_MAX || pr.filters > INT_MAX || pr.channels > INT_MAX) return false;
+  for (const Axes* axes : {&pr.image, &pr.kernel, &pr.output, &pr.stride, &pr.dilation,
+                           &pr.pad_before, &pr.pad_after}) {
+    for (std::int64_t v : *axes) {
+      if (v > INT_MAX / 4) return false;
+    }
+  }
+  return gpu::direct_grouped_supported(kernel_geometry(pr), grouped_shape(pr));
+}
+
+// Runs DIRECTION of the problem PR (use_direct_grouped) on the contiguous inputs A, B into OUT.
+void run_direct_grouped(const Context& ctx, ConvDirection direction, const Problem& pr,
+                        const void* a, const void* b, Tensor& out) {
+  const gpu::GpuCorrGeometry geo = kernel_geometry(pr);
+  const gpu::GroupedShape shape = grouped_shape(pr);
   switch (direction) {
     case ConvDirection::forward:
-      check_kernel(ctx,
-                   gpu::launch_depthwise_forward(ctx.element, geo, batch, multiplier, a, b,
-                                                 out.raw_data(), ctx.stream),
-                   "the direct depthwise forward kernel");
+      check_kernel(
+          ctx,
+          gpu::launch_grouped_forward(ctx.element, geo, shape, a, b, out.raw_data(), ctx.stream),
+          "the direct grouped forward kernel");
       break;
     case ConvDirection::grad_inputs:
       check_kernel(ctx,
-                   gpu::launch_depthwise_grad_inputs(ctx.element, geo, batch, multiplier, a, b,
-                                                     out.raw_data(), ctx.stream),
-                   "the direct depthwise gradInputs kernel");
+                   gpu::launch_grouped_grad_inputs(ctx.element, geo, shape, a, b, out.raw_data(),
+                                                   ctx.stream),
+                   "the direct grouped gradInputs kernel");
       break;
     case ConvDirection::grad_weights: {
-      // One block per (slice, filter, tap); enough slices of the batch * positions reduction to
-      // give every SM a few blocks, each slice at least a few thousand terms long.
-      const std::int64_t n = pr.filters * pr.taps();
-      const std::int64_t pairs = pr.batch * pr.positions();
-      const std::int64_t target_blocks = std::int64_t{16} * std::max(ctx.sm_count, 1);
-      const std::int64_t slices = std::clamp<std::int64_t>(ceil_div(target_blocks, n), 1,
-                                                           std::max<std::int64_t>(pairs / 2048, 1));
+      // Partial sums over slices of the work items (enough slices to give every SM a few
+      // blocks), added by launch_sum_slices in a fixed order.
+      const std::int64_t n = pr.filters * pr.channels_per_group * pr.taps();
+      const std::int64_t slices =
+          gpu::grouped_grad_weights_slices(ctx.element, geo, shape, ctx.sm_count);
       const bool f16 = ctx.dtype == DType::float16;
       // Partial sums (and their total, for float16) in float32, or float64 for float64 data.
       const DType acc_dtype = ctx.dtype == DType::float64 ? DType::float64 : DType::float32;
@@ -842,11 +863,11 @@ void run_direct_depthwise(const Context& ctx, ConvDirection direction, const Pro
       void* total = f16 ? sums.raw_data() : out.raw_data();
       Tensor partials;
       if (slices > 1) partials = workspace(ctx, acc_dtype, slices * n, "partial weight gradients");
-      check_kernel(ctx,
-                   gpu::launch_depthwise_grad_weights(
-                       ctx.element, geo, batch, multiplier, a, b, static_cast<int>(slices),
-                       slices > 1 ? partials.raw_data() : total, ctx.stream),
-                   "the direct depthwise gradWeights kernel");
+      check_kernel(
+          ctx,
+          gpu::launch_grouped_grad_weights(ctx.element, geo, shape, a, b, static_cast<int>(slices),
+                                           slices > 1 ? partials.raw_data() : total, ctx.stream),
+          "the direct grouped gradWeights kernel");
       if (slices > 1) {
         check_kernel(ctx,
                      gpu::launch_sum_slices(acc_element, partials.raw_data(),
@@ -862,7 +883,7 @@ void run_direct_depthwise(const Context& ctx, ConvDirection direction, const Pro
       break;
     }
   }
-  direct_depthwise_calls.fetch_add(1, std::memory_order_relaxed);
+  direct_grouped_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Runs a prepared problem on the current stream of the inputs' device. Empty problems (no batch,
@@ -895,8 +916,8 @@ Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& p
                      fmt::format("{}: setting the cuBLAS math mode", fn));
   const Tensor ca = a.contiguous();
   const Tensor cb = b.contiguous();
-  if (use_direct_depthwise(pr)) {
-    run_direct_depthwise(ctx, direction, pr, ca.raw_data(), cb.raw_data(), out);
+  if (use_direct_grouped(pr)) {
+    run_direct_grouped(ctx, direction, pr, ca.raw_data(), cb.raw_data(), out);
     return out;
   }
   Runner runner(ctx, pr, plan);
@@ -1045,14 +1066,21 @@ std::shared_ptr<const Kernel> GpuCorrMM::make_kernel(const Node& node) const {
   return kernel;
 }
 
-bool gpu_corrmm_direct_depthwise_applicable(const ConvParams& params, std::int64_t channels,
-                                            std::int64_t filters) {
-  return gpu::gpu_corrmm_tuning().direct_depthwise &&
-         is_depthwise(params.num_groups, channels, filters, params.unshared);
+bool gpu_corrmm_direct_grouped_applicable(const ConvParams& params, const Shape& image_shape,
+                                          const Shape& kernel_shape) {
+  Prepared prep;
+  try {
+    check_conv_params(op_name(ConvDirection::forward, params.convdim), params);
+    prep = prepare(op_name(ConvDirection::forward, params.convdim), ConvDirection::forward, params,
+                   image_shape, kernel_shape, {});
+  } catch (const ConvGraphError&) {
+    return false;
+  }
+  return use_direct_grouped(prep.problem);
 }
 
-std::int64_t gpu_corrmm_direct_depthwise_calls() {
-  return direct_depthwise_calls.load(std::memory_order_relaxed);
+std::int64_t gpu_corrmm_direct_grouped_calls() {
+  return direct_grouped_calls.load(std::memory_order_relaxed);
 }
 
 Tensor gpu_corrmm_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel,

@@ -60,14 +60,17 @@ Tensor gpu_corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, co
 Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
                                const Shape& kernel_spatial, bool allow_tf32 = false);
 
-// Whether a GpuCorrMM call with these parameters, CHANNELS image channels and FILTERS filters runs
-// on the direct depthwise kernels (gpu_depthwise.hpp) rather than im2col + GEMMs: shared kernels,
-// num_groups == CHANNELS (one channel per group), FILTERS a positive multiple of CHANNELS (the
-// channel multiplier), 2-D or 3-D, and gpu::GpuCorrMMTuning::direct_depthwise on. Every direction.
-bool gpu_corrmm_direct_depthwise_applicable(const ConvParams& params, std::int64_t channels,
-                                            std::int64_t filters);
-// How many calls (any direction) have run on the direct depthwise kernels in this process: lets
+// Whether a forward GpuCorrMM call with these parameters on an image of IMAGE_SHAPE and a kernel
+// of KERNEL_SHAPE (full shapes, batch and filters included) runs on the direct grouped kernels
+// (gpu_direct_grouped.hpp) rather than im2col + GEMMs; the gradients of the same problem take
+// the same path. Direct: shared kernels, more than one group (or one image channel), at most 8
+// channels per group, any number of filters per group, 2-D or 3-D, shared-memory tiles that fit
+// (gpu::direct_grouped_supported; only huge dilated kernels miss), and
+// gpu::GpuCorrMMTuning::direct_grouped on. False for shapes the convolution rejects.
+bool gpu_corrmm_direct_grouped_applicable(const ConvParams& params, const Shape& image_shape,
+                                          const Shape& kernel_shape);
+// How many calls (any direction) have run on the direct grouped kernels in this process: lets
 // tests observe which path a problem took.
-std::int64_t gpu_corrmm_direct_depthwise_calls();
+std::int64_t gpu_corrmm_direct_grouped_calls();
 
 }  // namespace convgraph

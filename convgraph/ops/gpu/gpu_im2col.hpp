@@ -25,10 +25,10 @@ struct GpuCorrMMTuning {
   // gradient, its per-image partial sums). A chunk holds at least one image, so a single image's
   // column matrix may exceed it.
   std::int64_t workspace_bytes = std::int64_t{512} << 20;
-  // Depthwise problems (groups == image channels, any channel multiplier, shared kernels) run on
-  // the direct kernels of gpu_depthwise.hpp instead of one tiny GEMM per group. Tests switch it
-  // off to compare against (or force) the im2col + GEMM path.
-  bool direct_depthwise = true;
+  // Grouped problems with at most 8 channels per group (depthwise ones included; shared kernels)
+  // run on the direct kernels of gpu_direct_grouped.hpp instead of tiny GEMMs per group. Tests
+  // switch it off to compare against (or force) the im2col + GEMM path.
+  bool direct_grouped = true;
 };
 GpuCorrMMTuning gpu_corrmm_tuning();
 // Throws ValueError for a negative bound.

@@ -1,6 +1,7 @@
 // The GpuCorrMM family against the reference convolutions (reference_conv_* of abstract_conv.hpp,
 // on the host): every direction in 2-D and 3-D, float64 / float32 / float16, over a parameter grid
-// of border modes (asymmetric pads included), strides, dilations, groups (depthwise included),
+// of border modes (asymmetric pads included), strides, dilations, groups (depthwise and few
+// channels per group on the direct kernels included),
 // unshared kernels, flips and kernel sizes, with the batch in one chunk, one image per chunk and
 // a few images per chunk. Then empty problems, non-contiguous inputs, run-time errors, the op
 // itself and compiled graphs (device=cuda, conv_dnn excluded) with their gradients.
@@ -211,17 +212,17 @@ void run_grid_unshared(DType dtype, std::int64_t batch, int every, std::uint64_t
   }
 }
 
-// Switches the direct depthwise kernels on or off for a scope.
-class ScopedDirectDepthwise {
+// Switches the direct grouped kernels on or off for a scope.
+class ScopedDirectGrouped {
  public:
-  explicit ScopedDirectDepthwise(bool on) : previous_(gpu::gpu_corrmm_tuning()) {
+  explicit ScopedDirectGrouped(bool on) : previous_(gpu::gpu_corrmm_tuning()) {
     gpu::GpuCorrMMTuning tuning = previous_;
-    tuning.direct_depthwise = on;
+    tuning.direct_grouped = on;
     gpu::set_gpu_corrmm_tuning(tuning);
   }
-  ~ScopedDirectDepthwise() { gpu::set_gpu_corrmm_tuning(previous_); }
-  ScopedDirectDepthwise(const ScopedDirectDepthwise&) = delete;
-  ScopedDirectDepthwise& operator=(const ScopedDirectDepthwise&) = delete;
+  ~ScopedDirectGrouped() { gpu::set_gpu_corrmm_tuning(previous_); }
+  ScopedDirectGrouped(const ScopedDirectGrouped&) = delete;
+  ScopedDirectGrouped& operator=(const ScopedDirectGrouped&) = delete;
 
  private:
   gpu::GpuCorrMMTuning previous_;
@@ -244,13 +245,14 @@ DirectionResults run_directions(const ConvParams& p, const Tensor& image, const 
   return r;
 }
 
-// A depthwise problem (num_groups == image channels): every direction on the direct kernels
-// against the reference (check_problem), the call counter showing that the direct kernels ran,
-// then the same problem on im2col + GEMMs (direct kernels switched off) giving the same results.
-void check_depthwise(const ConvParams& p, const Shape& image_shape, const Shape& kernel_shape,
-                     DType dtype, std::uint64_t seed) {
-  INFO("depthwise params: " << p.str() << ", image " << shape_str(image_shape) << ", kernel "
-                            << shape_str(kernel_shape) << ", " << dtype_name(dtype));
+// A problem for the direct grouped kernels (depthwise, or a few channels per group): every
+// direction on the direct kernels against the reference (check_problem), the call counter showing
+// that the direct kernels ran, then the same problem on im2col + GEMMs (direct kernels switched
+// off) giving the same results.
+void check_direct(const ConvParams& p, const Shape& image_shape, const Shape& kernel_shape,
+                  DType dtype, std::uint64_t seed) {
+  INFO("direct grouped params: " << p.str() << ", image " << shape_str(image_shape) << ", kernel "
+                                 << shape_str(kernel_shape) << ", " << dtype_name(dtype));
   const Tensor image = random_tensor(dtype, image_shape, seed).cast(DType::float64);
   const Tensor kernel = random_tensor(dtype, kernel_shape, seed + 1).cast(DType::float64);
   Shape out_shape;
@@ -260,28 +262,30 @@ void check_depthwise(const ConvParams& p, const Shape& image_shape, const Shape&
     check_problem(p, image_shape, kernel_shape, dtype, seed);  // the same ShapeError on the device
     return;
   }
-  REQUIRE(gpu_corrmm_direct_depthwise_applicable(p, image_shape[1], kernel_shape[0]));
-  const std::int64_t calls = gpu_corrmm_direct_depthwise_calls();
+  REQUIRE(gpu_corrmm_direct_grouped_applicable(p, image_shape, kernel_shape));
+  const std::int64_t calls = gpu_corrmm_direct_grouped_calls();
   check_problem(p, image_shape, kernel_shape, dtype, seed);
-  REQUIRE(gpu_corrmm_direct_depthwise_calls() == calls + 3);
+  REQUIRE(gpu_corrmm_direct_grouped_calls() == calls + 3);
 
   const Tensor top = random_tensor(dtype, out_shape, seed + 2).cast(DType::float64);
   const DirectionResults direct = run_directions(p, image, kernel, top, dtype);
-  const std::int64_t after_direct = gpu_corrmm_direct_depthwise_calls();
+  const std::int64_t after_direct = gpu_corrmm_direct_grouped_calls();
   DirectionResults gemm;
   {
-    const ScopedDirectDepthwise off(false);
-    REQUIRE_FALSE(gpu_corrmm_direct_depthwise_applicable(p, image_shape[1], kernel_shape[0]));
+    const ScopedDirectGrouped off(false);
+    REQUIRE_FALSE(gpu_corrmm_direct_grouped_applicable(p, image_shape, kernel_shape));
     gemm = run_directions(p, image, kernel, top, dtype);
   }
-  REQUIRE(gpu_corrmm_direct_depthwise_calls() == after_direct);
+  REQUIRE(gpu_corrmm_direct_grouped_calls() == after_direct);
   const int n = p.convdim;
   double taps = 1;
   for (std::int64_t k : spatial_of(kernel_shape, n)) taps *= static_cast<double>(k);
+  const double channels_per_group = static_cast<double>(kernel_shape[1]);
+  const double filters_per_group = static_cast<double>(kernel_shape[0] / p.num_groups);
   const double positions = static_cast<double>(top.numel()) / static_cast<double>(top.dim(1));
   const auto host = [](const Tensor& t) { return t.to(Device::cpu()).cast(DType::float64); };
-  require_close(gemm.forward, host(direct.forward), dtype, taps);
-  require_close(gemm.grad_inputs, host(direct.grad_inputs), dtype, taps * 2);
+  require_close(gemm.forward, host(direct.forward), dtype, taps * channels_per_group);
+  require_close(gemm.grad_inputs, host(direct.grad_inputs), dtype, taps * filters_per_group * 2);
   require_close(gemm.grad_weights, host(direct.grad_weights), dtype, positions);
 }
 
@@ -313,8 +317,7 @@ void run_grid_depthwise_2d(DType dtype, int every, std::uint64_t seed) {
             const std::int64_t multiplier = 1 + static_cast<std::int64_t>((count / 3) % 2);
             const Shape& im = images[(count / 2) % images.size()];
             const ConvParams p = make_conv_params(2, border, stride, flip, dilation, c);
-            check_depthwise(p, {batch, c, im[0], im[1]}, {c * multiplier, 1, k[0], k[1]}, dtype,
-                            seed);
+            check_direct(p, {batch, c, im[0], im[1]}, {c * multiplier, 1, k[0], k[1]}, dtype, seed);
           }
         }
       }
@@ -340,7 +343,78 @@ void run_grid_depthwise_3d(DType dtype, int every, std::uint64_t seed) {
             const std::int64_t batch = 1 + static_cast<std::int64_t>(count % 2);
             const std::int64_t c = count % 2 == 0 ? 3 : 1;
             const ConvParams p = make_conv_params(3, border, stride, flip, dilation, c);
-            check_depthwise(p, {batch, c, 5, 6, 7}, {c, 1, k[0], k[1], k[2]}, dtype, seed);
+            check_direct(p, {batch, c, 5, 6, 7}, {c, 1, k[0], k[1], k[2]}, dtype, seed);
+          }
+        }
+      }
+    }
+  }
+}
+
+// kernel size x stride x dilation x border x flip for 2-D grouped problems with several channels
+// per group (2, 3, 4, 8) and filters per group (1, 2, 3), the groups (2, 3), batch (1-3) and image
+// size (a single pixel, odd widths, tall and narrow, wide and short) rotating with the problem.
+// Pads up to 5, beyond the kernel. Every EVERY-th problem only.
+void run_grid_grouped_2d(DType dtype, int every, std::uint64_t seed) {
+  const std::vector<Shape> kernels = {{1, 1}, {3, 3}, {5, 5}, {7, 1}};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 2}, {3, 1}, {1, 3}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 2}, {1, 2}};
+  const std::vector<BorderMode> borders = {BorderMode("valid"),
+                                           BorderMode("half"),
+                                           BorderMode("full"),
+                                           BorderMode(1),
+                                           BorderMode::pairs({{4, 0}, {0, 5}}),
+                                           BorderMode::pairs({{0, 3}, {2, 1}})};
+  const std::vector<std::int64_t> channels_per_group = {2, 3, 4, 8};
+  const std::vector<std::int64_t> filters_per_group = {1, 2, 3};
+  const std::vector<Shape> images = {{9, 7}, {1, 1}, {6, 37}, {23, 5}, {12, 13}};
+  std::uint64_t count = 0;
+  for (const Shape& k : kernels) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (const BorderMode& border : borders) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            ++count;
+            const std::int64_t batch = 1 + static_cast<std::int64_t>(count % 3);
+            const std::int64_t cg = channels_per_group[count % channels_per_group.size()];
+            const std::int64_t mg = filters_per_group[(count / 4) % filters_per_group.size()];
+            const std::int64_t groups = 2 + static_cast<std::int64_t>((count / 3) % 2);
+            const Shape& im = images[(count / 2) % images.size()];
+            const ConvParams p = make_conv_params(2, border, stride, flip, dilation, groups);
+            check_direct(p, {batch, groups * cg, im[0], im[1]}, {groups * mg, cg, k[0], k[1]},
+                         dtype, seed);
+          }
+        }
+      }
+    }
+  }
+}
+
+void run_grid_grouped_3d(DType dtype, int every, std::uint64_t seed) {
+  const std::vector<Shape> kernels = {{1, 1, 1}, {3, 3, 3}, {2, 3, 1}};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1, 1}, {2, 1, 3}, {3, 2, 1}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1, 1}, {2, 1, 2}};
+  const std::vector<BorderMode> borders = {
+      BorderMode("valid"), BorderMode("half"), BorderMode("full"),
+      BorderMode({std::int64_t{1}, std::int64_t{0}, std::int64_t{4}})};
+  const std::vector<std::int64_t> channels_per_group = {2, 3, 4, 8};
+  const std::vector<Shape> images = {{5, 6, 7}, {3, 9, 4}, {1, 1, 1}};
+  std::uint64_t count = 0;
+  for (const Shape& k : kernels) {
+    for (const auto& stride : strides) {
+      for (const auto& dilation : dilations) {
+        for (const BorderMode& border : borders) {
+          for (bool flip : {true, false}) {
+            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+            ++count;
+            const std::int64_t batch = 1 + static_cast<std::int64_t>(count % 2);
+            const std::int64_t cg = channels_per_group[count % channels_per_group.size()];
+            const std::int64_t mg = 1 + static_cast<std::int64_t>((count / 4) % 3);
+            const Shape& im = images[(count / 3) % images.size()];
+            const ConvParams p = make_conv_params(3, border, stride, flip, dilation, 2);
+            check_direct(p, {batch, 2 * cg, im[0], im[1], im[2]}, {2 * mg, cg, k[0], k[1], k[2]},
+                         dtype, seed);
           }
         }
       }
@@ -450,29 +524,70 @@ TEST_CASE(
   // layer shape of the depthwise_mobilenet suite entry, scaled down.
   for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
     const ConvParams p = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 8);
-    check_depthwise(p, {4, 8, 40, 37}, {8, 1, 3, 3}, dtype, 720);
+    check_direct(p, {4, 8, 40, 37}, {8, 1, 3, 3}, dtype, 720);
     const ConvParams q = make_conv_params(2, 1, {2, 2}, false, {1, 1}, 4);
-    check_depthwise(q, {3, 4, 33, 35}, {8, 1, 3, 3}, dtype, 721);
+    check_direct(q, {3, 4, 33, 35}, {8, 1, 3, 3}, dtype, 721);
   }
 }
 
-TEST_CASE("GpuCorrMM grouped but not depthwise problems still run on the GEMMs", "[cuda]") {
+TEST_CASE(
+    "GpuCorrMM grouped problems with few channels per group run on the direct kernels, matching "
+    "the reference and the GEMM path",
+    "[cuda]") {
   testing::require_gpu_or_skip();
-  const std::int64_t calls = gpu_corrmm_direct_depthwise_calls();
-  // 2 channels per group.
+  run_grid_grouped_2d(DType::float64, 4, 740);
+  run_grid_grouped_2d(DType::float32, 8, 741);
+  run_grid_grouped_2d(DType::float16, 12, 742);
+  run_grid_grouped_3d(DType::float64, 3, 750);
+  run_grid_grouped_3d(DType::float32, 6, 751);
+  run_grid_grouped_3d(DType::float16, 8, 752);
+  for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+    // Larger layers: several row tiles in every direction, several slices of the weight
+    // gradient's work items, chunks of 4 filters (forward) and channels (gradInputs) and several
+    // (channel, tap) chunks (gradWeights): 4 and 8 channels per group, 2 and 5 filters per group.
+    const ConvParams same = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 16);
+    check_direct(same, {2, 64, 40, 70}, {32, 4, 3, 3}, dtype, 760);
+    const ConvParams strided = make_conv_params(2, 1, {2, 2}, false, {1, 1}, 8);
+    check_direct(strided, {2, 64, 40, 70}, {40, 8, 3, 3}, dtype, 761);
+    // Depthwise on a wide image (several column tiles) and a 7x7 kernel (49 taps: two tap chunks
+    // in the weight gradient).
+    const ConvParams wide = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 8);
+    check_direct(wide, {1, 8, 5, 300}, {8, 1, 3, 3}, dtype, 762);
+    check_direct(wide, {2, 8, 19, 21}, {16, 1, 7, 7}, dtype, 763);
+  }
+  // A widely dilated kernel: the tiles shrink to fit shared memory.
+  for (DType dtype : {DType::float64, DType::float32}) {
+    const ConvParams dilated = make_conv_params(2, "valid", {1, 1}, true, {35, 35}, 2);
+    check_direct(dilated, {2, 4, 90, 90}, {4, 2, 3, 3}, dtype, 770);
+  }
+}
+
+TEST_CASE("GpuCorrMM problems outside the direct kernels' rule run on the GEMMs", "[cuda]") {
+  testing::require_gpu_or_skip();
+  const std::int64_t calls = gpu_corrmm_direct_grouped_calls();
+  // 16 channels per group, above the limit of 8.
   const ConvParams grouped = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 2);
-  check_problem(grouped, {2, 4, 7, 6}, {4, 2, 3, 3}, DType::float32, 730);
+  REQUIRE_FALSE(gpu_corrmm_direct_grouped_applicable(grouped, {2, 32, 7, 6}, {4, 16, 3, 3}));
+  check_problem(grouped, {2, 32, 7, 6}, {4, 16, 3, 3}, DType::float32, 730);
+  // One group of 4 channels.
+  const ConvParams single = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+  REQUIRE_FALSE(gpu_corrmm_direct_grouped_applicable(single, {2, 4, 7, 6}, {4, 4, 3, 3}));
+  check_problem(single, {2, 4, 7, 6}, {4, 4, 3, 3}, DType::float32, 733);
   // Unshared depthwise kernels.
   const ConvParams unshared =
       make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 4, /*unshared=*/true);
   check_problem(unshared, {2, 4, 6, 5}, {4, 4, 3, 1, 3, 3}, DType::float32, 731);
+  // A kernel dilated so widely that not even one thread's tile fits in shared memory.
+  const ConvParams huge = make_conv_params(2, "valid", {1, 1}, true, {30, 30}, 2);
+  REQUIRE_FALSE(gpu_corrmm_direct_grouped_applicable(huge, {1, 2, 190, 190}, {2, 1, 7, 7}));
+  check_problem(huge, {1, 2, 190, 190}, {2, 1, 7, 7}, DType::float32, 734);
   // Depthwise with the direct kernels switched off.
   {
-    const ScopedDirectDepthwise off(false);
+    const ScopedDirectGrouped off(false);
     const ConvParams depthwise = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 4);
     check_problem(depthwise, {2, 4, 7, 6}, {4, 1, 3, 3}, DType::float32, 732);
   }
-  REQUIRE(gpu_corrmm_direct_depthwise_calls() == calls);
+  REQUIRE(gpu_corrmm_direct_grouped_calls() == calls);
 }
 
 TEST_CASE("GpuCorrMM 1x1 stride-1 convolutions run straight on the tensors", "[cuda]") {
@@ -914,26 +1029,43 @@ TEST_CASE("device=cuda float16 convolutions run as GpuCorrMM", "[cuda]") {
   CHECK(report.empty());
 }
 
-TEST_CASE("GpuCorrMM takes the direct depthwise kernels exactly for depthwise problems") {
+TEST_CASE("GpuCorrMM takes the direct grouped kernels exactly for few channels per group") {
   // Host-only: the path predicate, no device needed.
   const ConvParams depthwise = make_conv_params(2, "half", {2, 1}, false, {1, 2}, 8);
-  CHECK(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 8));
-  CHECK(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 16));  // channel multiplier 2
-  CHECK(gpu_corrmm_direct_depthwise_applicable(make_conv_params(3, 1, {}, true, {}, 3), 3, 3));
-  CHECK(gpu_corrmm_direct_depthwise_applicable(make_conv_params(2, "valid", {}, true, {}, 1), 1,
-                                               1));  // one channel
-  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(make_conv_params(2, "valid"), 4, 4));
-  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(make_conv_params(2, "valid", {}, true, {}, 2),
-                                                     4, 4));  // 2 channels per group
-  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(
-      make_conv_params(2, "valid", {}, true, {}, 4, /*unshared=*/true), 4, 4));
+  CHECK(gpu_corrmm_direct_grouped_applicable(depthwise, {2, 8, 9, 9}, {8, 1, 3, 3}));
+  // channel multiplier 2
+  CHECK(gpu_corrmm_direct_grouped_applicable(depthwise, {2, 8, 9, 9}, {16, 1, 3, 3}));
+  CHECK(gpu_corrmm_direct_grouped_applicable(make_conv_params(3, 1, {}, true, {}, 3),
+                                             {1, 3, 4, 4, 4}, {3, 1, 3, 3, 3}));
+  CHECK(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, "valid", {}, true, {}, 1),
+                                             {1, 1, 4, 4}, {1, 1, 3, 3}));  // one channel
+  // 2, 4 and 8 channels per group, 1 to 4 filters per group.
+  CHECK(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, "valid", {}, true, {}, 2),
+                                             {1, 4, 5, 5}, {4, 2, 3, 3}));
+  CHECK(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, 1, {}, true, {}, 32),
+                                             {1, 128, 8, 8}, {128, 4, 3, 3}));  // ResNeXt g32
+  CHECK(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, 1, {}, true, {}, 2), {1, 16, 8, 8},
+                                             {2, 8, 3, 3}));
+  // 9 and 16 channels per group; one group of 4 channels; unshared; shapes the convolution
+  // rejects.
+  CHECK_FALSE(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, "valid", {}, true, {}, 2),
+                                                   {1, 18, 5, 5}, {4, 9, 3, 3}));
+  CHECK_FALSE(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, "valid", {}, true, {}, 2),
+                                                   {1, 32, 5, 5}, {4, 16, 3, 3}));
+  CHECK_FALSE(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, "valid"), {1, 4, 5, 5},
+                                                   {4, 4, 3, 3}));
+  CHECK_FALSE(gpu_corrmm_direct_grouped_applicable(
+      make_conv_params(2, "valid", {}, true, {}, 4, /*unshared=*/true), {1, 4, 5, 5},
+      {4, 3, 3, 1, 3, 3}));
+  CHECK_FALSE(gpu_corrmm_direct_grouped_applicable(make_conv_params(2, "valid", {}, true, {}, 2),
+                                                   {1, 4, 2, 2}, {4, 2, 3, 3}));
   gpu::GpuCorrMMTuning tuning = gpu::gpu_corrmm_tuning();
   const gpu::GpuCorrMMTuning previous = tuning;
-  tuning.direct_depthwise = false;
+  tuning.direct_grouped = false;
   gpu::set_gpu_corrmm_tuning(tuning);
-  CHECK_FALSE(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 8));
+  CHECK_FALSE(gpu_corrmm_direct_grouped_applicable(depthwise, {2, 8, 9, 9}, {8, 1, 3, 3}));
   gpu::set_gpu_corrmm_tuning(previous);
-  CHECK(gpu_corrmm_direct_depthwise_applicable(depthwise, 8, 8));
+  CHECK(gpu_corrmm_direct_grouped_applicable(depthwise, {2, 8, 9, 9}, {8, 1, 3, 3}));
 }
 
 TEST_CASE("GpuCorrMM vectorised im2col / col2im: odd widths, misaligned blocks, edges", "[cuda]") {
