@@ -430,6 +430,8 @@ TEST_CASE("GpuCorrMM 2-D matches the reference over the parameter grid (float64)
   for (std::size_t i = 0; i < all.size(); ++i) {
     INFO("chunking: " << all[i].name);
     const ScopedTuning tuning(all[i].workspace_bytes);
+    // Grouped problems: the direct kernels with one chunk, the grouped GEMMs under the others.
+    const ScopedDirectGrouped direct(i == 0);
     run_grid_2d(DType::float64, 5, i == 0 ? 1 : 4, 11 + i);
   }
   run_grid_2d(DType::float64, 1, 5, 21);
@@ -451,6 +453,8 @@ TEST_CASE("GpuCorr3dMM matches the reference over the parameter grid", "[cuda]")
   for (std::size_t i = 0; i < all.size(); ++i) {
     INFO("chunking: " << all[i].name);
     const ScopedTuning tuning(all[i].workspace_bytes);
+    // Grouped problems: the direct kernels with one chunk, the grouped GEMMs under the others.
+    const ScopedDirectGrouped direct(i == 0);
     run_grid_3d(DType::float64, 3, i == 0 ? 1 : 3, 201 + i);
   }
   run_grid_3d(DType::float64, 1, 3, 211);
@@ -502,6 +506,7 @@ TEST_CASE("GpuCorrMM pointwise, depthwise and larger problems, in several chunks
   for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
     check_problem(same, {9, 8, 23, 23}, {8, 8, 3, 3}, dtype, 612);
     const ConvParams grouped = make_conv_params(2, "half", {1, 1}, false, {1, 1}, 4);
+    const ScopedDirectGrouped gemm_only(false);  // the sliced grouped GEMMs, not the direct kernels
     check_problem(grouped, {9, 8, 23, 23}, {8, 2, 3, 3}, dtype, 613);
   }
   const ConvParams c3d = make_conv_params(3, 1, {1, 2, 1}, true, {1, 1, 1}, 1);
