@@ -18,14 +18,17 @@
 #include "convgraph/ops/cpu/corrmm.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
 #include "support/catch.hpp"
+#include "support/conv_checks.hpp"
 #include "support/messages.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
-using convgraph::testing::allclose_report;
 using convgraph::testing::contains;
+using convgraph::testing::conv_tolerance;
 using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
+using convgraph::testing::require_close_scaled;
+using convgraph::testing::spatial_of;
 
 namespace {
 
@@ -70,20 +73,9 @@ std::vector<Setting> settings() {
           {"multi-image blocks, 4 threads", grouped, "threads=4"}};
 }
 
-double tolerance(DType dtype) {
-  return dtype == DType::float64 ? 1e-10 : 2e-5;
-}
-
 // Compares RESULT with EXPECTED; tolerances scale with the length of the sums behind each element.
 void require_close(const Tensor& result, const Tensor& expected, DType dtype, double terms) {
-  const double tol = tolerance(dtype) * std::max(1.0, std::sqrt(terms));
-  const std::string report = allclose_report(result, expected, tol, tol);
-  INFO(report);
-  REQUIRE(report.empty());
-}
-
-Shape spatial_of(const Shape& shape, int n) {
-  return Shape(shape.end() - n, shape.end());
+  require_close_scaled(result, expected, conv_tolerance(dtype), terms);
 }
 
 // All three directions on one problem, against the reference. When the reference rejects the

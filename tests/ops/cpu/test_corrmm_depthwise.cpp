@@ -18,11 +18,14 @@
 #include "convgraph/ops/cpu/depthwise_kernels.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
 #include "support/catch.hpp"
+#include "support/conv_checks.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
-using convgraph::testing::allclose_report;
+using convgraph::testing::conv_tolerance;
 using convgraph::testing::random_tensor;
+using convgraph::testing::require_close_scaled;
+using convgraph::testing::spatial_of;
 
 namespace {
 
@@ -89,14 +92,7 @@ CorrGemmTuning gemm_only() {
 }
 
 void require_close(const Tensor& result, const Tensor& expected, DType dtype, double terms) {
-  const double tol = (dtype == DType::float64 ? 1e-10 : 2e-5) * std::max(1.0, std::sqrt(terms));
-  const std::string report = allclose_report(result, expected, tol, tol);
-  INFO(report);
-  REQUIRE(report.empty());
-}
-
-Shape spatial_of(const Shape& shape, int n) {
-  return Shape(shape.end() - n, shape.end());
+  require_close_scaled(result, expected, conv_tolerance(dtype), terms);
 }
 
 // All three directions of one problem against the reference; problems the reference rejects

@@ -6,6 +6,7 @@
 // Without oneDNN in the build, one test says so (a visible warning) and passes.
 #include "convgraph/build_config.hpp"
 #include "support/catch.hpp"
+#include "support/conv_checks.hpp"
 #include "support/messages.hpp"
 
 #if CONVGRAPH_HAVE_ONEDNN
@@ -32,8 +33,11 @@
 using namespace convgraph;
 using convgraph::testing::allclose_report;
 using convgraph::testing::contains;
+using convgraph::testing::conv_tolerance;
 using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
+using convgraph::testing::require_close_scaled;
+using convgraph::testing::spatial_of;
 
 namespace {
 
@@ -67,14 +71,7 @@ const char* layout_name(OneDnnLayout layout) {
 
 // Compares RESULT with EXPECTED; tolerances scale with the length of the sums behind each element.
 void require_close(const Tensor& result, const Tensor& expected, double terms) {
-  const double tol = 2e-5 * std::max(1.0, std::sqrt(terms));
-  const std::string report = allclose_report(result, expected, tol, tol);
-  INFO(report);
-  REQUIRE(report.empty());
-}
-
-Shape spatial_of(const Shape& shape, int n) {
-  return Shape(shape.end() - n, shape.end());
+  require_close_scaled(result, expected, conv_tolerance(DType::float32), terms);
 }
 
 // All three directions on one problem, against the reference. When the reference rejects the

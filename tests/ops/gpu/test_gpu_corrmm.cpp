@@ -19,14 +19,17 @@
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 #include "support/catch.hpp"
+#include "support/conv_checks.hpp"
 #include "support/messages.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
 using convgraph::testing::allclose_report;
 using convgraph::testing::contains;
+using convgraph::testing::conv_tolerance;
 using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
+using convgraph::testing::spatial_of;
 
 namespace {
 
@@ -75,15 +78,11 @@ void require_close(const Tensor& result, const Tensor& expected, DType dtype, do
     rtol = 2e-2;
     atol = 2e-2 * magnitude;
   } else {
-    rtol = atol = (dtype == DType::float64 ? 1e-10 : 2e-5) * std::max(1.0, std::sqrt(terms));
+    rtol = atol = conv_tolerance(dtype) * std::max(1.0, std::sqrt(terms));
   }
   const std::string report = allclose_report(actual, expected, rtol, atol);
   INFO(report);
   REQUIRE(report.empty());
-}
-
-Shape spatial_of(const Shape& shape, int n) {
-  return Shape(shape.end() - n, shape.end());
 }
 
 // All three directions on one problem, on the device, against the reference on the host (in
