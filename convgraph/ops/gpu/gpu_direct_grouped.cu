@@ -3,9 +3,15 @@
 #include <climits>
 
 #include "convgraph/ops/gpu/gpu_direct_grouped.hpp"
+#include "convgraph/ops/gpu/gpu_kernel_common.cuh"
 
 namespace convgraph::gpu {
 namespace {
+
+using kernel_common::AccumulatorOf;
+using kernel_common::fits_int;
+using kernel_common::store_as;
+using kernel_common::with_type;
 
 // Forward and gradInputs: each thread computes kRows rows x kCols columns of results, the rows
 // TY apart and the columns TX apart (TX x TY threads), so a tile is kRows * TY rows by kCols * TX
@@ -27,16 +33,6 @@ constexpr int kWeightThreads = kWeightThreadsX * kWeightThreadsY;
 // Dynamic shared memory of one block (below the 48 KiB that needs no opt-in).
 constexpr long long kSharedBudget = 44 * 1024;
 
-// float16 data is summed in float; float32 in float; float64 in double.
-template <typename T>
-struct AccumulatorOf {
-  using type = T;
-};
-template <>
-struct AccumulatorOf<__half> {
-  using type = float;
-};
-
 // Loads through the read-only data cache (the inputs are never written by a launch).
 __device__ inline float load(const float* p) {
   return __ldg(p);
@@ -46,15 +42,6 @@ __device__ inline double load(const double* p) {
 }
 __device__ inline float load(const __half* p) {
   return __half2float(__ldg(p));
-}
-
-template <typename T>
-__device__ T store_as(typename AccumulatorOf<T>::type v) {
-  return v;
-}
-template <>
-__device__ __half store_as<__half>(float v) {
-  return __float2half(v);
 }
 
 // floor(a / b) for b > 0.
@@ -549,10 +536,6 @@ long long ceil_div(long long a, long long b) {
   return (a + b - 1) / b;
 }
 
-bool fits_int(long long n) {
-  return n >= 0 && n <= INT_MAX;
-}
-
 long long volume(const int (&axes)[3]) {
   return static_cast<long long>(axes[0]) * axes[1] * axes[2];
 }
@@ -722,22 +705,6 @@ bool shape_ok(const GpuCorrGeometry& geo, const GroupedShape& gs) {
     if (reach >= (1LL << 30)) return false;
   }
   return true;
-}
-
-template <typename Fn>
-cudaError_t with_type(GpuElement type, Fn&& fn) {
-  switch (type) {
-    case GpuElement::f16:
-      fn(static_cast<__half*>(nullptr));
-      break;
-    case GpuElement::f32:
-      fn(static_cast<float*>(nullptr));
-      break;
-    case GpuElement::f64:
-      fn(static_cast<double*>(nullptr));
-      break;
-  }
-  return cudaGetLastError();
 }
 
 unsigned int capped(long long n) {

@@ -23,9 +23,15 @@
 #include <type_traits>
 
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
+#include "convgraph/ops/gpu/gpu_kernel_common.cuh"
 
 namespace convgraph::gpu {
 namespace {
+
+using kernel_common::AccumulatorOf;
+using kernel_common::fits_int;
+using kernel_common::store_as;
+using kernel_common::with_type;
 
 constexpr int kThreads = 256;
 
@@ -36,17 +42,6 @@ unsigned int grid_for(long long n) {
   return static_cast<unsigned int>(blocks < 1 ? 1 : (blocks > cap ? cap : blocks));
 }
 
-// Sums of float16 products run in float: a K of a few thousand would lose the low half of the
-// mantissa in half-precision sums.
-template <typename T>
-struct AccumulatorOf {
-  using type = T;
-};
-template <>
-struct AccumulatorOf<__half> {
-  using type = float;
-};
-
 template <typename T>
 __device__ typename AccumulatorOf<T>::type load(const T* p) {
   return *p;
@@ -54,14 +49,6 @@ __device__ typename AccumulatorOf<T>::type load(const T* p) {
 template <>
 __device__ float load<__half>(const __half* p) {
   return __half2float(*p);
-}
-template <typename T>
-__device__ T store_as(typename AccumulatorOf<T>::type v) {
-  return v;
-}
-template <>
-__device__ __half store_as<__half>(float v) {
-  return __float2half(v);
 }
 
 // V consecutive elements, stored (or loaded) with one instruction of V * sizeof(T) bytes (at most
@@ -400,23 +387,6 @@ __global__ void float_to_half_kernel(const float* __restrict__ src, __half* __re
 
 // ---- launchers ----
 
-// Runs FN with the storage type of TYPE.
-template <typename Fn>
-cudaError_t with_type(GpuElement type, Fn&& fn) {
-  switch (type) {
-    case GpuElement::f16:
-      fn(static_cast<__half*>(nullptr));
-      break;
-    case GpuElement::f32:
-      fn(static_cast<float*>(nullptr));
-      break;
-    case GpuElement::f64:
-      fn(static_cast<double*>(nullptr));
-      break;
-  }
-  return cudaGetLastError();
-}
-
 // Runs FN with std::integral_constant<int, V> for V in 1, 2, 4, ... up to the vector width of T
 // (V must be one of them).
 template <typename T, typename Fn>
@@ -447,10 +417,6 @@ int vector_width(long long length, long long alignment, bool contiguous) {
 // vector: ceil((length + V - 1) / V), which is at most LENGTH.
 long long groups_for(long long length, int v) {
   return v == 1 ? length : (length + 2LL * v - 2) / v;
-}
-
-bool fits_int(long long n) {
-  return n >= 0 && n <= INT_MAX;
 }
 
 int ilog_words(std::uintptr_t bits) {
