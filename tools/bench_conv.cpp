@@ -51,6 +51,7 @@
 #include "convgraph/runtime/allocator.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 #if CONVGRAPH_HAVE_CUDA
+#include "convgraph/ops/gpu/gpu_im2col.hpp"
 #include "convgraph/runtime/cuda/cuda_backend.hpp"
 #endif
 
@@ -471,6 +472,9 @@ struct Options {
   // GPU mode.
   std::string precision = "fp32,tf32,fp16", fp16_fwd_precision = "as_input_f32";
   double deadline = 0;  // seconds after the start past which no new layer starts; 0 = none
+  // GpuCorrMM's column target in MiB (GpuCorrMMTuning::column_target_bytes): -1 = half the L2
+  // cache (the default), 0 = none.
+  double column_target_mib = -1;
   bool floor = true;
   // The GPU mode's code on the CPU (batch_cpu, device=cpu): a logic test for machines without a
   // GPU, as peer_gpu.py --smoke. Timings mean nothing.
@@ -864,6 +868,14 @@ int run_gpu(const Options& o) {
   const std::int64_t batch = suite.at(o.smoke ? "batch_cpu" : "batch_gpu");
   const std::string device_name = o.smoke ? "cpu" : o.device == "gpu" ? "cuda" : o.device;
   const Device device = parse_device(device_name, "--device");
+#if CONVGRAPH_HAVE_CUDA
+  {
+    gpu::GpuCorrMMTuning tuning = gpu::gpu_corrmm_tuning();
+    tuning.column_target_bytes =
+        o.column_target_mib < 0 ? -1 : static_cast<std::int64_t>(o.column_target_mib * (1 << 20));
+    gpu::set_gpu_corrmm_tuning(tuning);
+  }
+#endif
   std::vector<Precision> precisions;
   for (const auto& name : split_list(o.precision)) {
     const auto it = std::find_if(gpu_precisions().begin(), gpu_precisions().end(),
@@ -1237,6 +1249,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"as_input_f32", "as_input", "float16", "float32"}));
   app.add_option("--deadline", o.deadline,
                  "GPU: no new layer starts after this many seconds (0 = no limit)");
+  app.add_option("--corrmm-column-target", o.column_target_mib,
+                 "GPU: GpuCorrMM's column-matrix target in MiB (-1: half the L2 cache, the "
+                 "default; 0: none)");
   app.add_flag("--smoke", o.smoke,
                "GPU mode's code on the CPU (batch_cpu, device=cpu): a logic test without a GPU; "
                "timings mean nothing");

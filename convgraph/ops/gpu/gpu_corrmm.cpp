@@ -12,12 +12,21 @@
 //   M * P per image, against the column matrix's C * taps * P.
 //     forward:      Y_g (Mg x N)  = W_g (Mg x K) . col_g (K x N)
 //     grad_inputs:  col_g (K x N) = W_g^T . T_g (Mg x N), then col2im (a gather, no atomics)
-//     grad_weights: dW_g (Mg x K) += T_g . col_g^T: one GEMM sums the whole chunk, and chunks
-//                   add up with beta = 1.
+//     grad_weights: dW_g (Mg x K) += T_g . col_g^T: one GEMM (per slice) sums the whole chunk,
+//                   and chunks add up with beta = 1.
 // - Unshared kernels (2-D only) have one weight matrix per output position: the column matrix and
 //   the staging buffer are position-major ((p, b, r) and (p, b, m)) so that each position's
 //   matrices are plain strided ones, and each group is one GEMM batched over the P positions.
 //
+// - Chunks are sized for the L2 cache (GpuCorrMMTuning::column_target_bytes, half the L2 by
+//   default): im2col writes a chunk's column matrix into L2 and the GEMM reads it back from
+//   there, so that the column matrix (taps x the image) never travels to device memory and
+//   back. Where one image's column matrix is above the target, forward and grad_weights cut the
+//   image into ranges of output positions (multiples of 64, at least 1024), each its own im2col
+//   and GEMM; the output (forward) and the topgrad (grad_weights) are read and written in place
+//   with rows of P. grad_inputs needs every position for its col2im and stays whole-image.
+// - grad_weights' reductions are cut into slices that start at multiples of 64 columns (aligned
+//   operands for cuBLAS); every chunk's slices add into the same partial sums, added once.
 // - Long outputs (P of a few GEMM tiles), or outputs whose last partial GEMM tile costs less than
 //   the transpose (short reductions: a 1x1 stride-2 layer): forward and grad_inputs run one GEMM
 //   per image (strided-batched) on the batch-major topgrad / output instead, skipping the
@@ -192,7 +201,22 @@ gpu::GpuElement element_of(DType dtype) {
 struct Plan {
   std::int64_t images = 1;  // per chunk (nb)
   std::int64_t chunks = 0;
+  // Output positions per column matrix where one image's is above the column target (then
+  // images == 1): forward and grad_weights run each image as ranges of this many positions (a
+  // multiple of kRangeAlign, at least kMinRange); P otherwise.
+  std::int64_t range = 0;
 };
+
+// Ranges of positions, and the slices of a weight-gradient reduction, start at multiples of this
+// many elements, so that the GEMM operands they begin stay 16-byte aligned (cuBLAS falls back to
+// much slower kernels for misaligned operands).
+constexpr std::int64_t kRangeAlign = 64;
+// Ranges shorter than this would make the GEMMs too narrow to run efficiently.
+constexpr std::int64_t kMinRange = 1024;
+
+std::int64_t round_up(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b * b;
+}
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
@@ -224,7 +248,18 @@ bool chunk_fits(const Problem& pr, std::int64_t nb) {
          product_fits_int32({o[0], o[1], o[2], pr.channels_per_group, k[0], k[1], k[2]});
 }
 
-Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_size) {
+// The column target of GpuCorrMMTuning resolved for a device with L2_BYTES of L2 cache (0: no
+// target).
+std::int64_t column_target(std::int64_t l2_bytes) {
+  const std::int64_t target = gpu::gpu_corrmm_tuning().column_target_bytes;
+  return target < 0 ? l2_bytes / 2 : target;
+}
+
+// Chunks of images whose column matrix and staging buffer stay under the workspace bound and the
+// column target (TARGET; 0: none), or ranges of positions of one image where even one image's
+// are above them.
+Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_size,
+                 std::int64_t target) {
   for (const Axes* axes : {&pr.image, &pr.kernel, &pr.output, &pr.stride, &pr.dilation,
                            &pr.pad_before, &pr.pad_after}) {
     for (std::int64_t v : *axes) {
@@ -245,14 +280,29 @@ Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_s
   // Both terms are below 2^31 now.
   const std::int64_t per_image =
       (pr.rows() + pr.filters) * pr.positions() * static_cast<std::int64_t>(element_size);
-  const std::int64_t budget = gpu::gpu_corrmm_tuning().workspace_bytes;
+  std::int64_t budget = gpu::gpu_corrmm_tuning().workspace_bytes;
+  if (target > 0) budget = std::min(budget, target);
   Plan plan;
+  plan.range = pr.positions();
   plan.images =
       std::clamp<std::int64_t>(budget / std::max<std::int64_t>(per_image, 1), 1, pr.batch);
   while (plan.images > 1 && !chunk_fits(pr, plan.images)) plan.images = (plan.images + 1) / 2;
   // Equal chunks: 65 images as 64 + 1 would run a nearly empty second chunk.
   plan.chunks = ceil_div(pr.batch, plan.images);
   plan.images = ceil_div(pr.batch, plan.chunks);
+  // A batch-folded GEMM's rows are nb * P long: keep them a multiple of 8 elements (16 bytes of
+  // float16) where P is not, for cuBLAS's aligned kernels.
+  if (pr.positions() % 8 != 0 && plan.images > 8) {
+    plan.images = plan.images / 8 * 8;
+    plan.chunks = ceil_div(pr.batch, plan.images);
+  }
+  if (plan.images == 1 && per_image > budget) {
+    const std::int64_t per_position = per_image / std::max<std::int64_t>(pr.positions(), 1);
+    const std::int64_t longest = std::max(
+        kMinRange, budget / std::max<std::int64_t>(per_position, 1) / kRangeAlign * kRangeAlign);
+    const std::int64_t ranges = ceil_div(pr.positions(), longest);
+    plan.range = std::min(pr.positions(), round_up(ceil_div(pr.positions(), ranges), kRangeAlign));
+  }
   return plan;
 }
 
@@ -409,6 +459,7 @@ class Runner {
     mg_ = pr.filters_per_group;
     g_ = pr.groups;
     nb_max_ = plan.images;
+    range_ = plan.range;
     pointwise_ = is_pointwise(pr);
   }
 
@@ -423,7 +474,11 @@ class Runner {
       });
       return;
     }
-    ensure_columns();
+    if (!pr_.unshared && range_ < p_) {
+      forward_ranges(image, kernel, out);
+      return;
+    }
+    ensure_columns(p_);
     for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
       const gpu::ColumnLayout layout = columns(nb);
       im2col(advance(image, b0 * pr_.channels * pr_.image_size(), ctx_.element_size), nb, layout);
@@ -465,7 +520,7 @@ class Runner {
       });
       return;
     }
-    ensure_columns();
+    ensure_columns(p_);
     for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
       const gpu::ColumnLayout layout = columns(nb);
       if (!pr_.unshared) {
@@ -504,20 +559,19 @@ class Runner {
       pointwise_grad_weights(image, topgrad, sums, sums_dtype);
       return;
     }
-    ensure_columns();
+    if (!pr_.unshared) {
+      shared_grad_weights(image, topgrad, sums, sums_dtype);
+      return;
+    }
+    ensure_columns(p_);
     bool first = true;
     const std::size_t sums_size = dtype_size(sums_dtype);
     for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
       const gpu::ColumnLayout layout = columns(nb);
       im2col(advance(image, b0 * pr_.channels * pr_.image_size(), ctx_.element_size), nb, layout);
       const void* top = stage_topgrad(topgrad, b0, nb);
-      const bool accumulate = !first;
+      const double beta = first ? 0.0 : 1.0;
       first = false;
-      if (!pr_.unshared) {
-        shared_weight_gemms(top, col_.raw_data(), nb * p_, accumulate, sums, sums_dtype);
-        return;
-      }
-      const double beta = accumulate ? 1.0 : 0.0;
       for (std::int64_t g = 0; g < g_; ++g) {
         // Position p: dW_p (Mg x K) += T_p^T (Mg x nb) . col_p (nb x K).
         gemm(ctx_, mg_, k_, nb, {advance(top, g * mg_, ctx_.element_size), m_, nb * m_, true},
@@ -588,7 +642,7 @@ class Runner {
       const bool accumulate = !first;
       first = false;
       if (nb == 1) {
-        shared_weight_gemms(t, x, p_, accumulate, sums, sums_dtype);
+        shared_weight_gemms({t, p_, mg_ * p_}, x, p_, accumulate, sums, sums_dtype);
         return;
       }
       ensure_partials(sums_dtype, nb * m_ * k_);
@@ -602,43 +656,50 @@ class Runner {
     });
   }
 
-  // Shared kernels: dW_g (Mg x K) (+)= T_g (Mg x N) . col_g^T (N x K), T_g at TOP + g * Mg * N and
-  // col_g at COL + g * K * N (rows N long), the reduction cut into slices when it is long.
-  void shared_weight_gemms(const void* top, const void* col, std::int64_t n, bool accumulate,
-                           void* sums, DType sums_dtype) {
-    const std::int64_t slices = reduction_slices(n);
-    if (slices == 1) {
-      gemm(ctx_, mg_, k_, n, {top, n, mg_ * n}, {col, n, k_ * n, true}, accumulate ? 1.0 : 0.0,
-           sums, k_, mg_ * k_, g_, sums_dtype);
-      return;
-    }
-    ensure_partials(sums_dtype, slices * m_ * k_);
-    const std::int64_t used = sliced_weight_gemms(top, col, n, slices, sums_dtype);
-    check_kernel(
-        ctx_,
-        gpu::launch_sum_slices(element_of(sums_dtype), partials_.raw_data(), static_cast<int>(used),
-                               m_ * k_, sums, accumulate, ctx_.stream),
-        "the sum of partial weight gradients");
-  }
+  // T_g (Mg x N) of a weight-gradient GEMM: at DATA + g * GROUP, rows LD apart.
+  struct TopOperand {
+    const void* data;
+    std::int64_t ld;
+    std::int64_t group;
+  };
 
-  // How many slices the reduction (length N) of the weight-gradient GEMM is cut into. dW has few
-  // output tiles (64 x 576 for a 3x3 layer of 64 channels: a handful of 128 x 128 tiles) and a
-  // long reduction (nb * P, 200 000 columns for a 224 x 224 chunk of 4 images): as one GEMM, most
-  // SMs would idle. Slices give the GEMM some 4 tiles per SM, each slice long enough (>= 2048)
-  // to keep its own tiles efficient; a kernel then sums the slices.
-  std::int64_t reduction_slices(std::int64_t n) const {
-    constexpr std::int64_t kTile = 128, kMinSlice = 2048, kMaxSlices = 64;
+  // How a weight-gradient reduction of N columns is cut: SLOTS partial sums (1: the GEMMs add
+  // straight into the result), each over a slice of LENGTH columns (a multiple of kRangeAlign,
+  // so that every slice's operands stay aligned; the last slice shorter).
+  struct Slicing {
+    std::int64_t length = 0;
+    std::int64_t slots = 1;
+  };
+
+  // dW has few output tiles (64 x 576 for a 3x3 layer of 64 channels: a handful of 128 x 128
+  // tiles) and a long reduction (nb * P, 200 000 columns for a 224 x 224 chunk of 4 images): as
+  // one GEMM, most SMs would idle. Slices give the GEMMs some 4 tiles per SM, each slice long
+  // enough (>= 1024) to keep its own tiles efficient; a kernel then sums the slices.
+  Slicing slicing_for(std::int64_t n) const {
+    constexpr std::int64_t kTile = 128, kMinSlice = 1024, kMaxSlices = 64;
     const std::int64_t tiles = g_ * ceil_div(mg_, kTile) * ceil_div(k_, kTile);
     const std::int64_t wanted = ceil_div(4 * std::max(ctx_.sm_count, 1), tiles);
-    return std::clamp<std::int64_t>(std::min(wanted, n / kMinSlice), 1, kMaxSlices);
+    const std::int64_t slices =
+        std::clamp<std::int64_t>(std::min(wanted, n / kMinSlice), 1, kMaxSlices);
+    if (slices == 1) return {n, 1};
+    const std::int64_t length = round_up(ceil_div(n, slices), kRangeAlign);
+    return {length, ceil_div(n, length)};
   }
 
-  // Partial s (M x K) of the weight gradient = T[:, slice s] . col[:, slice s]^T over slices of
-  // equal length (the last one shorter). Loops over the groups or the slices, whichever is
-  // fewer, and batches the other. Returns the number of slices.
-  std::int64_t sliced_weight_gemms(const void* top, const void* col, std::int64_t n,
-                                   std::int64_t slices, DType sums_dtype) {
-    const std::int64_t length = ceil_div(n, slices);
+  // Adds one chunk (a reduction of N <= the slicing's columns: T (TOP) against the column matrix
+  // COL, rows N long) to the weight gradient: into SUMS where the slicing has one slot, else into
+  // the slots of partials_ (slice s of the chunk into slot s). ACCUMULATE: add to what the slots
+  // (or SUMS) hold; otherwise overwrite them (the first chunk, which has every slot).
+  void weight_gemms(const TopOperand& top, const void* col, std::int64_t n, const Slicing& sl,
+                    bool accumulate, void* sums, DType sums_dtype) {
+    const double beta = accumulate ? 1.0 : 0.0;
+    if (sl.slots == 1) {
+      gemm(ctx_, mg_, k_, n, {top.data, top.ld, top.group}, {col, n, k_ * n, true}, beta, sums, k_,
+           mg_ * k_, g_, sums_dtype);
+      return;
+    }
+    ensure_partials(sums_dtype, sl.slots * m_ * k_);
+    const std::int64_t length = sl.length;
     const std::int64_t used = ceil_div(n, length);
     const std::int64_t full = n / length;
     const std::int64_t rest = n - full * length;
@@ -646,27 +707,101 @@ class Runner {
     const std::size_t size = ctx_.element_size;
     void* partials = partials_.raw_data();
     if (g_ < used) {
+      // A loop over the groups, each one GEMM batched over the full slices (and one for the rest).
       for (std::int64_t g = 0; g < g_; ++g) {
-        const void* top_g = advance(top, g * mg_ * n, size);
+        const void* top_g = advance(top.data, g * top.group, size);
         const void* col_g = advance(col, g * k_ * n, size);
         void* out_g = advance(partials, g * mg_ * k_, sums_size);
-        gemm(ctx_, mg_, k_, length, {top_g, n, length}, {col_g, n, length, true}, 0.0, out_g, k_,
-             m_ * k_, full, sums_dtype);
+        if (full > 0) {
+          gemm(ctx_, mg_, k_, length, {top_g, top.ld, length}, {col_g, n, length, true}, beta,
+               out_g, k_, m_ * k_, full, sums_dtype);
+        }
         if (rest > 0) {
-          gemm(ctx_, mg_, k_, rest, {advance(top_g, full * length, size), n, 0},
-               {advance(col_g, full * length, size), n, 0, true}, 0.0,
+          gemm(ctx_, mg_, k_, rest, {advance(top_g, full * length, size), top.ld, 0},
+               {advance(col_g, full * length, size), n, 0, true}, beta,
                advance(out_g, full * m_ * k_, sums_size), k_, 0, 1, sums_dtype);
         }
       }
-      return used;
+      return;
     }
+    // A loop over the slices, each one GEMM batched over the groups.
     for (std::int64_t s = 0; s < used; ++s) {
       const std::int64_t len = std::min(length, n - s * length);
-      gemm(ctx_, mg_, k_, len, {advance(top, s * length, size), n, mg_ * n},
-           {advance(col, s * length, size), n, k_ * n, true}, 0.0,
+      gemm(ctx_, mg_, k_, len, {advance(top.data, s * length, size), top.ld, top.group},
+           {advance(col, s * length, size), n, k_ * n, true}, beta,
            advance(partials, s * m_ * k_, sums_size), k_, mg_ * k_, g_, sums_dtype);
     }
-    return used;
+  }
+
+  // The slots' total into SUMS (added to it when ACCUMULATE), where the slicing has several.
+  void sum_slots(const Slicing& sl, bool accumulate, void* sums, DType sums_dtype) {
+    if (sl.slots == 1) return;
+    check_kernel(
+        ctx_,
+        gpu::launch_sum_slices(element_of(sums_dtype), partials_.raw_data(),
+                               static_cast<int>(sl.slots), m_ * k_, sums, accumulate, ctx_.stream),
+        "the sum of partial weight gradients");
+  }
+
+  // One reduction of N columns, sliced and summed on its own: dW_g (Mg x K) (+)= T_g . COL_g^T.
+  void shared_weight_gemms(const TopOperand& top, const void* col, std::int64_t n, bool accumulate,
+                           void* sums, DType sums_dtype) {
+    const Slicing sl = slicing_for(n);
+    weight_gemms(top, col, n, sl, sl.slots == 1 && accumulate, sums, sums_dtype);
+    sum_slots(sl, accumulate, sums, sums_dtype);
+  }
+
+  // Shared kernels (not pointwise): per chunk of images, im2col and the staged topgrad, or per
+  // range of one image's positions, im2col of the range and the topgrad read in place (rows of P,
+  // from the range's first position). Every chunk's slices add into the same slots, summed once
+  // at the end.
+  void shared_grad_weights(const void* image, const void* topgrad, void* sums, DType sums_dtype) {
+    const std::size_t size = ctx_.element_size;
+    if (range_ < p_) {
+      ensure_columns(range_);
+      const Slicing sl = slicing_for(range_);
+      bool first = true;
+      for (std::int64_t b = 0; b < pr_.batch; ++b) {
+        const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), size);
+        for (std::int64_t p0 = 0; p0 < p_; p0 += range_) {
+          const std::int64_t len = std::min(range_, p_ - p0);
+          im2col(image_b, 1, {len, len, 1, p0, len});
+          weight_gemms({advance(topgrad, b * m_ * p_ + p0, size), p_, mg_ * p_}, col_.raw_data(),
+                       len, sl, !first, sums, sums_dtype);
+          first = false;
+        }
+      }
+      sum_slots(sl, false, sums, sums_dtype);
+      return;
+    }
+    ensure_columns(p_);
+    const Slicing sl = slicing_for(nb_max_ * p_);
+    bool first = true;
+    for_each_chunk([&](std::int64_t b0, std::int64_t nb) {
+      im2col(advance(image, b0 * pr_.channels * pr_.image_size(), size), nb, columns(nb));
+      const std::int64_t n = nb * p_;
+      weight_gemms({stage_topgrad(topgrad, b0, nb), n, mg_ * n}, col_.raw_data(), n, sl, !first,
+                   sums, sums_dtype);
+      first = false;
+    });
+    sum_slots(sl, false, sums, sums_dtype);
+  }
+
+  // Forward where one image's column matrix is above the target: per image, per range of its
+  // positions, im2col of the range and Y_g[:, range] (Mg x len, rows of P in the output) =
+  // W_g . col_g, one GEMM batched over the groups.
+  void forward_ranges(const void* image, const void* kernel, void* out) {
+    const std::size_t size = ctx_.element_size;
+    ensure_columns(range_);
+    for (std::int64_t b = 0; b < pr_.batch; ++b) {
+      const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), size);
+      for (std::int64_t p0 = 0; p0 < p_; p0 += range_) {
+        const std::int64_t len = std::min(range_, p_ - p0);
+        im2col(image_b, 1, {len, len, 1, p0, len});
+        gemm(ctx_, mg_, len, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), len, k_ * len}, 0.0,
+             advance(out, b * m_ * p_ + p0, size), p_, mg_ * p_, g_, ctx_.dtype);
+      }
+    }
   }
 
   // OUT[b, g] (Mg x P blocks of the batch-major output) = W_g (Mg x K) . SRC[b, g] (K x P) for
@@ -724,8 +859,11 @@ class Runner {
     for (std::int64_t b0 = 0; b0 < total; b0 += per) fn(b0, std::min(per, total - b0));
   }
 
-  void ensure_columns() {
-    if (!col_.defined()) col_ = workspace(ctx_, ctx_.dtype, r_ * nb_max_ * p_, "column matrix");
+  // Room for the column matrix of nb_max_ images of POSITIONS columns each.
+  void ensure_columns(std::int64_t positions) {
+    if (!col_.defined()) {
+      col_ = workspace(ctx_, ctx_.dtype, r_ * nb_max_ * positions, "column matrix");
+    }
   }
   void ensure_staging() {
     if (!staging_.defined()) {
@@ -779,7 +917,7 @@ class Runner {
   const Context& ctx_;
   const Problem& pr_;
   gpu::GpuCorrGeometry geo_;
-  std::int64_t p_ = 0, r_ = 0, k_ = 0, m_ = 0, mg_ = 0, g_ = 1, nb_max_ = 1;
+  std::int64_t p_ = 0, r_ = 0, k_ = 0, m_ = 0, mg_ = 0, g_ = 1, nb_max_ = 1, range_ = 0;
   bool pointwise_ = false;
   Tensor col_, staging_, partials_;
 };
@@ -905,10 +1043,12 @@ Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& p
   ctx.dtype = a.dtype();
   ctx.element_size = dtype_size(ctx.dtype);
   ctx.element = element_of(ctx.dtype);
-  const Plan plan = plan_chunks(fn, pr, ctx.element_size);
+  const cuda::DeviceProperties& props = cuda::properties(device.index);
+  const Plan plan = plan_chunks(fn, pr, ctx.element_size,
+                                column_target(static_cast<std::int64_t>(props.l2_cache_bytes)));
   ctx.stream = cuda::current_stream(device.index);
   ctx.blas = cuda::cublas_handle(device.index);
-  ctx.sm_count = cuda::properties(device.index).sm_count;
+  ctx.sm_count = props.sm_count;
   ctx.allow_tf32 = allow_tf32;
   // The handle is shared: make sure no math mode left on it lets CUBLAS_COMPUTE_32F round to
   // TF32 (the compute type alone chooses TF32 or not).

@@ -105,17 +105,16 @@ __device__ inline int read_tap(int t, int k, bool flip) {
   return flip ? k - 1 - t : t;
 }
 
-// One thread per (plane = image * C + channel, group of V consecutive output positions); GROUPS
-// groups per plane. Entry (c * taps + t, b, p) of the column matrix is the image at
-// z * s + tap' * d - pad on each axis, 0 in the padding.
+// One thread per (plane = image * C + channel, group of V consecutive output positions of the
+// range); GROUPS groups per plane. Entry (c * taps + t, b, p) of the column matrix is the image
+// at z * s + tap' * d - pad on each axis for output position FIRST + p, 0 in the padding.
 template <typename T, int V>
-__global__ void im2col_kernel(GpuCorrGeometry geo, int planes, int groups,
-                              const T* __restrict__ image, T* __restrict__ col,
+__global__ void im2col_kernel(GpuCorrGeometry geo, int planes, int groups, int first_position,
+                              int positions, const T* __restrict__ image, T* __restrict__ col,
                               ColumnLayout layout) {
   const int oh = geo.output[1], ow = geo.output[2];
   const int id = geo.image[0], ih = geo.image[1], iw = geo.image[2];
   const int kd = geo.kernel[0], kh = geo.kernel[1], kw = geo.kernel[2];
-  const int positions = geo.output[0] * oh * ow;
   const int taps = kd * kh * kw;
   const int plane_size = id * ih * iw;
   const int total = planes * groups;  // <= planes * P (groups <= P), checked to fit
@@ -132,14 +131,15 @@ __global__ void im2col_kernel(GpuCorrGeometry geo, int planes, int groups,
     const int p0 = g * V - misalignment<T, V>(base);
     if (p0 >= positions) continue;
     const int first = p0 < 0 ? 0 : p0;
-    // Per position v: whether it is this plane's (p in [0, P)) and the image coordinates that
-    // the unmirrored tap (0, 0, 0) reads (z * s - pad on each axis).
+    // Per position v: whether it is this plane's (p in [0, count) of the range) and the image
+    // coordinates that the unmirrored tap (0, 0, 0) reads (z * s - pad on each axis).
     bool valid[V];
     int zb[V], yb[V], xb[V];
     {
-      int x = first % ow;
-      int y = (first / ow) % oh;
-      int z = first / (ow * oh);
+      const int at = first_position + first;
+      int x = at % ow;
+      int y = (at / ow) % oh;
+      int z = at / (ow * oh);
 #pragma unroll
       for (int v = 0; v < V; ++v) {
         valid[v] = p0 + v >= first && p0 + v < positions;
@@ -465,7 +465,12 @@ void launch_permute_words(const void* src, long long d0, long long d1, long long
 
 cudaError_t launch_im2col(GpuElement type, const GpuCorrGeometry& geo, int images,
                           const void* image, void* col, ColumnLayout layout, cudaStream_t stream) {
-  const long long positions = static_cast<long long>(geo.output[0]) * geo.output[1] * geo.output[2];
+  const long long all = static_cast<long long>(geo.output[0]) * geo.output[1] * geo.output[2];
+  if (layout.first < 0 || layout.first > all || layout.count < -1 ||
+      layout.count > all - layout.first) {
+    return cudaErrorInvalidValue;
+  }
+  const long long positions = layout.count < 0 ? all - layout.first : layout.count;
   const long long planes = static_cast<long long>(images) * geo.channels;
   if (!fits_int(planes * positions)) return cudaErrorInvalidValue;
   if (planes * positions == 0) return cudaSuccess;
@@ -477,14 +482,16 @@ cudaError_t launch_im2col(GpuElement type, const GpuCorrGeometry& geo, int image
       constexpr int V = decltype(v)::value;
       const long long groups = groups_for(positions, V);
       im2col_kernel<T, V><<<grid_for(planes * groups), kThreads, 0, stream>>>(
-          geo, static_cast<int>(planes), static_cast<int>(groups), static_cast<const T*>(image),
-          static_cast<T*>(col), layout);
+          geo, static_cast<int>(planes), static_cast<int>(groups), static_cast<int>(layout.first),
+          static_cast<int>(positions), static_cast<const T*>(image), static_cast<T*>(col), layout);
     });
   });
 }
 
 cudaError_t launch_col2im(GpuElement type, const GpuCorrGeometry& geo, int images, const void* col,
                           ColumnLayout layout, void* image, cudaStream_t stream) {
+  const long long all = static_cast<long long>(geo.output[0]) * geo.output[1] * geo.output[2];
+  if (layout.first != 0 || (layout.count >= 0 && layout.count != all)) return cudaErrorInvalidValue;
   const long long width = geo.image[2];
   const long long rows =
       static_cast<long long>(images) * geo.channels * geo.image[0] * geo.image[1];

@@ -25,6 +25,12 @@ struct GpuCorrMMTuning {
   // gradient, its per-image partial sums). A chunk holds at least one image, so a single image's
   // column matrix may exceed it.
   std::int64_t workspace_bytes = std::int64_t{512} << 20;
+  // Target size of a chunk's column matrix, so that im2col writes it into the L2 cache and the
+  // GEMM reads it back from there instead of both going through device memory: -1 (the default)
+  // for half the device's L2 cache, 0 for no target (chunks as large as workspace_bytes allows),
+  // or a size in bytes. Forward and weight-gradient calls whose single image's column matrix is
+  // above the target cut it into ranges of output positions.
+  std::int64_t column_target_bytes = -1;
   // Grouped problems with at most 8 channels per group (depthwise ones included; shared kernels)
   // run on the direct kernels of gpu_direct_grouped.hpp instead of tiny GEMMs per group. Tests
   // switch it off to compare against (or force) the im2col + GEMM path.
@@ -50,20 +56,26 @@ struct GpuCorrGeometry {
   bool flip = true;
 };
 
-// Entry (r, b, p) of a column matrix is at r * row + b * image + p * position (elements).
+// Entry (r, b, p) of a column matrix is at r * row + b * image + p * position (elements). Its
+// columns may hold a range of the output positions: COUNT positions from FIRST (entry (r, b, p)
+// then holds position FIRST + p); COUNT -1 means every position from FIRST on. Only im2col takes
+// a range; col2im needs every position.
 struct ColumnLayout {
   long long row = 0;
   long long image = 0;
   long long position = 0;
+  long long first = 0;
+  long long count = -1;
 };
 
 // COL <- the column matrix of IMAGES consecutive images starting at IMAGE (contiguous
-// (images, C, d, h, w)).
+// (images, C, d, h, w)), over the positions of LAYOUT's range.
 cudaError_t launch_im2col(GpuElement type, const GpuCorrGeometry& geo, int images,
                           const void* image, void* col, ColumnLayout layout, cudaStream_t stream);
 
 // IMAGE <- the adjoint of im2col: each image element is the sum of the column entries that were
-// read from it (one thread per image element gathers them: no atomics, deterministic).
+// read from it (one thread per image element gathers them: no atomics, deterministic). LAYOUT
+// must cover every position (cudaErrorInvalidValue otherwise).
 cudaError_t launch_col2im(GpuElement type, const GpuCorrGeometry& geo, int images, const void* col,
                           ColumnLayout layout, void* image, cudaStream_t stream);
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -372,6 +373,7 @@ const DeviceProperties& properties(int index) {
   p.sm_count = prop.multiProcessorCount;
   p.total_memory = prop.totalGlobalMem;
   p.shared_memory_per_block = prop.sharedMemPerBlock;
+  p.l2_cache_bytes = static_cast<std::size_t>(std::max(prop.l2CacheSize, 0));
   return cache.emplace(index, std::move(p)).first->second;
 }
 

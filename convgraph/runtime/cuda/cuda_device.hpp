@@ -29,6 +29,7 @@ struct DeviceProperties {
   int sm_count = 0;
   std::size_t total_memory = 0;
   std::size_t shared_memory_per_block = 0;
+  std::size_t l2_cache_bytes = 0;
 };
 const DeviceProperties& properties(int index);
 

@@ -38,9 +38,13 @@ const Device kGpu = Device::cuda(0);
 // Sets the chunking bound for a scope.
 class ScopedTuning {
  public:
-  explicit ScopedTuning(std::int64_t workspace_bytes) : previous_(gpu::gpu_corrmm_tuning()) {
+  explicit ScopedTuning(
+      std::int64_t workspace_bytes,
+      std::int64_t column_target_bytes = gpu::GpuCorrMMTuning{}.column_target_bytes)
+      : previous_(gpu::gpu_corrmm_tuning()) {
     gpu::GpuCorrMMTuning tuning = previous_;
     tuning.workspace_bytes = workspace_bytes;
+    tuning.column_target_bytes = column_target_bytes;
     gpu::set_gpu_corrmm_tuning(tuning);
   }
   ~ScopedTuning() { gpu::set_gpu_corrmm_tuning(previous_); }
@@ -647,6 +651,82 @@ TEST_CASE("GpuCorrMM long outputs run one GEMM per image, without transposes", "
       check_problem(same, {3, 4, 16, 16}, {5, 4, 3, 3}, dtype, 802);
     }
   }
+}
+
+TEST_CASE("GpuCorrMM forward and gradWeights cut long images into ranges of positions", "[cuda]") {
+  testing::require_gpu_or_skip();
+  // A column target below one image's column matrix: forward and gradWeights run each image as
+  // ranges of at least 1024 positions (multiples of 64, the last one shorter), gradInputs stays
+  // one image per chunk. P = 47 x 49 = 2303 (odd: the topgrad rows read in place start
+  // misaligned) gives ranges of 768, 768 and 767 (1152 and 1151 in float16 under the 100 KiB
+  // target); the grouped layer has 2254 positions, the 3-D one 2400, the strided, dilated,
+  // asymmetrically padded one 1600. gradWeights' slices add into the same partial sums across
+  // ranges and images.
+  const ConvParams same = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
+  const ConvParams grouped = make_conv_params(2, "valid", {1, 1}, false, {1, 1}, 2);
+  const ConvParams c3d = make_conv_params(3, 1, {1, 1, 1}, true, {1, 1, 1}, 1);
+  const ConvParams strided =
+      make_conv_params(2, BorderMode::pairs({{2, 1}, {0, 3}}), {2, 1}, false, {2, 3}, 1);
+  for (std::int64_t target : {std::int64_t{1}, std::int64_t{100} << 10}) {
+    INFO("column target " << target);
+    const ScopedTuning tuning(gpu::GpuCorrMMTuning{}.workspace_bytes, target);
+    for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+      check_problem(same, {3, 3, 47, 49}, {5, 3, 3, 3}, dtype, 830);
+      check_problem(grouped, {2, 4, 48, 50}, {6, 2, 3, 2}, dtype, 831);
+      check_problem(c3d, {2, 2, 6, 20, 20}, {3, 2, 3, 3, 3}, dtype, 832);
+      check_problem(strided, {2, 3, 80, 40}, {4, 3, 3, 2}, dtype, 833);
+    }
+  }
+  // The default target (half the L2 cache) and no target at all (whole-batch chunks) on a
+  // larger layer (5.6 MiB of column matrix and staging per image).
+  for (std::int64_t target : {gpu::GpuCorrMMTuning{}.column_target_bytes, std::int64_t{0}}) {
+    INFO("column target " << target);
+    const ScopedTuning tuning(gpu::GpuCorrMMTuning{}.workspace_bytes, target);
+    check_problem(same, {2, 16, 96, 96}, {8, 16, 3, 3}, DType::float32, 834);
+  }
+}
+
+TEST_CASE("launch_im2col takes ranges of positions; launch_col2im rejects them", "[cuda]") {
+  testing::require_gpu_or_skip();
+  gpu::GpuCorrGeometry geo;
+  geo.channels = 2;
+  geo.image[1] = geo.image[2] = 8;
+  geo.output[1] = geo.output[2] = 8;
+  geo.kernel[1] = geo.kernel[2] = 3;
+  geo.pad_before[1] = geo.pad_before[2] = 1;
+  const std::int64_t rows = 2 * 9;
+  const Tensor image = random_tensor(DType::float32, {1, 2, 8, 8}, 840).to(kGpu);
+  const Tensor whole = Tensor::empty(DType::float32, {rows * 64}, kGpu);
+  const Tensor part = Tensor::empty(DType::float32, {rows * 20}, kGpu);
+  const cudaStream_t stream = cuda::current_stream(0);
+  REQUIRE(gpu::launch_im2col(gpu::GpuElement::f32, geo, 1, image.raw_data(), whole.raw_data(),
+                             {64, 64, 1}, stream) == cudaSuccess);
+  // Positions 37 .. 56 of every row.
+  REQUIRE(gpu::launch_im2col(gpu::GpuElement::f32, geo, 1, image.raw_data(), part.raw_data(),
+                             {20, 20, 1, 37, 20}, stream) == cudaSuccess);
+  cuda::synchronize_current(0);
+  const std::vector<float> all = whole.to(Device::cpu()).to_vector<float>();
+  const std::vector<float> range = part.to(Device::cpu()).to_vector<float>();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t p = 0; p < 20; ++p) {
+      INFO("row " << r << ", position " << 37 + p);
+      REQUIRE(range[static_cast<std::size_t>(r * 20 + p)] ==
+              all[static_cast<std::size_t>(r * 64 + 37 + p)]);
+    }
+  }
+  // Ranges past the output, and col2im over a range.
+  for (const gpu::ColumnLayout bad :
+       {gpu::ColumnLayout{20, 20, 1, 50, 20}, gpu::ColumnLayout{20, 20, 1, -1, 20},
+        gpu::ColumnLayout{20, 20, 1, 65, -1}}) {
+    REQUIRE(gpu::launch_im2col(gpu::GpuElement::f32, geo, 1, image.raw_data(), part.raw_data(), bad,
+                               stream) == cudaErrorInvalidValue);
+  }
+  const Tensor back = Tensor::empty(DType::float32, {1, 2, 8, 8}, kGpu);
+  REQUIRE(gpu::launch_col2im(gpu::GpuElement::f32, geo, 1, part.raw_data(), {20, 20, 1, 37, 20},
+                             back.raw_data(), stream) == cudaErrorInvalidValue);
+  REQUIRE(gpu::launch_col2im(gpu::GpuElement::f32, geo, 1, whole.raw_data(), {64, 64, 1, 0, 64},
+                             back.raw_data(), stream) == cudaSuccess);
+  cuda::synchronize_current(0);
 }
 
 namespace {
