@@ -473,8 +473,8 @@ struct Options {
   std::string precision = "fp32,tf32,fp16", fp16_fwd_precision = "as_input_f32";
   double deadline = 0;  // seconds after the start past which no new layer starts; 0 = none
   // GpuCorrMM's column target in MiB (GpuCorrMMTuning::column_target_bytes): -1 = half the L2
-  // cache (the default), 0 = none.
-  double column_target_mib = -1;
+  // cache, 0 = none (the default).
+  double column_target_mib = 0;
   bool floor = true;
   // The GPU mode's code on the CPU (batch_cpu, device=cpu): a logic test for machines without a
   // GPU, as peer_gpu.py --smoke. Timings mean nothing.
@@ -1250,8 +1250,8 @@ int main(int argc, char** argv) {
   app.add_option("--deadline", o.deadline,
                  "GPU: no new layer starts after this many seconds (0 = no limit)");
   app.add_option("--corrmm-column-target", o.column_target_mib,
-                 "GPU: GpuCorrMM's column-matrix target in MiB (-1: half the L2 cache, the "
-                 "default; 0: none)");
+                 "GPU: GpuCorrMM's column-matrix target in MiB (-1: half the L2 cache; 0: none, "
+                 "the default)");
   app.add_flag("--smoke", o.smoke,
                "GPU mode's code on the CPU (batch_cpu, device=cpu): a logic test without a GPU; "
                "timings mean nothing");

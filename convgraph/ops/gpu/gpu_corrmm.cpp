@@ -18,13 +18,11 @@
 //   the staging buffer are position-major ((p, b, r) and (p, b, m)) so that each position's
 //   matrices are plain strided ones, and each group is one GEMM batched over the P positions.
 //
-// - Chunks are sized for the L2 cache (GpuCorrMMTuning::column_target_bytes, half the L2 by
-//   default): im2col writes a chunk's column matrix into L2 and the GEMM reads it back from
-//   there, so that the column matrix (taps x the image) never travels to device memory and
-//   back. Where one image's column matrix is above the target, forward and grad_weights cut the
-//   image into ranges of output positions (multiples of 64, at least 1024), each its own im2col
-//   and GEMM; the output (forward) and the topgrad (grad_weights) are read and written in place
-//   with rows of P. grad_inputs needs every position for its col2im and stays whole-image.
+// - Where one image's column matrix is above the workspace bound (or the optional column target
+//   of GpuCorrMMTuning, which can size chunks for the L2 cache), forward and grad_weights cut
+//   the image into ranges of output positions (multiples of 64, at least 1024), each its own
+//   im2col and GEMM; the output (forward) and the topgrad (grad_weights) are read and written in
+//   place with rows of P. grad_inputs needs every position for its col2im and stays whole-image.
 // - grad_weights' reductions are cut into slices that start at multiples of 64 columns (aligned
 //   operands for cuBLAS); every chunk's slices add into the same partial sums, added once.
 // - Long outputs (P of a few GEMM tiles), or outputs whose last partial GEMM tile costs less than

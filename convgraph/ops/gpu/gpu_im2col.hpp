@@ -25,12 +25,15 @@ struct GpuCorrMMTuning {
   // gradient, its per-image partial sums). A chunk holds at least one image, so a single image's
   // column matrix may exceed it.
   std::int64_t workspace_bytes = std::int64_t{512} << 20;
-  // Target size of a chunk's column matrix, so that im2col writes it into the L2 cache and the
-  // GEMM reads it back from there instead of both going through device memory: -1 (the default)
-  // for half the device's L2 cache, 0 for no target (chunks as large as workspace_bytes allows),
-  // or a size in bytes. Forward and weight-gradient calls whose single image's column matrix is
-  // above the target cut it into ranges of output positions.
-  std::int64_t column_target_bytes = -1;
+  // Target size of a chunk's column matrix (and staging buffer), on top of workspace_bytes: -1
+  // for half the device's L2 cache (im2col then writes the chunk into L2 and the GEMM reads it
+  // back from there), 0 (the default) for none, or a size in bytes. Forward and weight-gradient
+  // calls whose single image is above the bound (workspace_bytes or the target) cut it into
+  // ranges of output positions. Off by default: on an H100 in float16, L2-sized chunks were
+  // slower on every dense layer of the benchmark suite than whole-batch chunks (res4 3x3 forward
+  // 0.135 ms against 0.084, vgg16 conv1_2 4.7 ms against 3.6): the GEMMs lose more to their
+  // smaller N and the extra launches than the column matrix's round trip through memory costs.
+  std::int64_t column_target_bytes = 0;
   // Grouped problems with at most 8 channels per group (depthwise ones included; shared kernels)
   // run on the direct kernels of gpu_direct_grouped.hpp instead of tiny GEMMs per group. Tests
   // switch it off to compare against (or force) the im2col + GEMM path.
