@@ -1,6 +1,8 @@
 #include <cuda_fp16.h>
 
 #include <climits>
+#include <cstddef>
+#include <vector>
 
 #include "convgraph/ops/gpu/gpu_direct_grouped.hpp"
 #include "convgraph/ops/gpu/gpu_kernel_common.cuh"
@@ -21,15 +23,39 @@ constexpr int kCols = 4;
 constexpr int kMaxThreads = 256;
 constexpr int kMaxThreadsX = 64;
 // Forward and gradInputs blocks of 256 threads resident per SM the register allocation must
-// allow: 3 (80 registers a thread) where a thread's accumulators take at most 16 words, else 2.
+// allow, by the bytes of a thread's accumulators per result (CHUNK * ACC_BYTES): 4 (64 registers
+// a thread, 32 warps per SM) for one float, 3 (80) up to 16 bytes, else 2. Resident warps are
+// what hides the global loads' latency here (a block stages, syncs, computes); more blocks than
+// these make ptxas spill (checked with -Xptxas -v for sm_90).
 template <int Chunk, int AccBytes>
-constexpr int kMinBlocks = Chunk* AccBytes <= 8 ? 3 : 2;
+constexpr int kMinBlocks = Chunk* AccBytes <= 4    ? 4
+                           : Chunk* AccBytes <= 16 ? 3
+                                                   : 2;
+// Staging loads in flight per thread (stage_units): 8 where a thread keeps one float per result,
+// 4 for two, 2 with more accumulators (the registers left).
+template <int Chunk, int AccBytes>
+constexpr int kConvBatch = Chunk* AccBytes <= 4   ? 8
+                           : Chunk* AccBytes <= 8 ? 4
+                                                  : 2;
 // Up to this many filters (forward) or channels (gradInputs) of one group per block.
 constexpr int kMaxChunk = 4;
 // gradWeights: 32 x 8 threads.
 constexpr int kWeightThreadsX = 32;
 constexpr int kWeightThreadsY = 8;
 constexpr int kWeightThreads = kWeightThreadsX * kWeightThreadsY;
+// gradWeights blocks resident per SM the registers must allow, by the bytes of a thread's N
+// accumulators (each with an int offset): 4 (64 registers) up to 9 floats, 3 (80) up to 18, 2
+// (128) up to 32, else 1 (no bound: the float64 ones with many accumulators).
+template <int N, int AccBytes>
+constexpr int kWeightMinBlocks = N* AccBytes <= 36    ? 4
+                                 : N* AccBytes <= 72  ? 3
+                                 : N* AccBytes <= 128 ? 2
+                                                      : 1;
+// gradWeights staging loads in flight per thread (more spill with 64 / 80 registers).
+constexpr int kWeightBatch = 4;
+// gradWeights work items cover about this many output positions (fewer items: fewer
+// stage / sync / compute / sync rounds per block).
+constexpr long long kWeightTilePositions = 4096;
 // Dynamic shared memory of one block (below the 48 KiB that needs no opt-in).
 constexpr long long kSharedBudget = 44 * 1024;
 
@@ -44,46 +70,106 @@ __device__ inline float load(const __half* p) {
   return __half2float(__ldg(p));
 }
 
+// A loaded value in the accumulator type.
+__device__ inline float load_value(float v) {
+  return v;
+}
+__device__ inline double load_value(double v) {
+  return v;
+}
+__device__ inline float load_value(__half v) {
+  return __half2float(v);
+}
+
 // floor(a / b) for b > 0.
 __host__ __device__ inline int floor_div(int a, int b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-// DST[r * COLS + q] <- SRC[(R0 + r) * W + C0 + q] for r < ROWS, q < COLS, converted to the
-// accumulator type; 0 where (R0 + r, C0 + q) is outside [0, H) x [0, W) (H = 0: all zeros, SRC
-// never read). Wide rows go one warp per row (no divisions); narrow ones element by element.
-template <typename T, typename Acc>
-__device__ void stage_plane(Acc* __restrict__ dst, const T* __restrict__ src, int h, int w, int r0,
-                            int c0, int rows, int cols) {
+// What one staging unit loads: an element, or (PAIRS) two adjacent float16 elements as one
+// 4-byte __half2.
+template <typename T, bool Pairs>
+struct StageUnit {
+  using type = T;
+};
+template <>
+struct StageUnit<__half, true> {
+  using type = __half2;
+};
+
+// stage_plane's loop over units of V = 1 or 2 (PAIRS) columns: unit (r, q) covers staged row r,
+// image columns XA + q * V .. + V - 1. Each thread takes units TID, TID + THREADS, ... (stepping
+// (r, q) without divisions) in batches of BATCH: it issues all loads of a batch before storing
+// any, so BATCH loads per thread are in flight at once instead of one (the kernels were bound by
+// the latency of one load after another). A unit's packed destination CODE = (staged index of
+// its first element + 1) * 4 + (write the first element) + 2 * (write the second; a pair's first
+// element sits at staged column -1 when C0 is odd); -1 past the last row.
+template <int Batch, bool Pairs, typename T, typename Acc>
+__device__ inline void stage_units(Acc* __restrict__ dst, const T* __restrict__ src, int h, int w,
+                                   int r0, int c0, int rows, int cols) {
+  using U = typename StageUnit<T, Pairs>::type;
+  constexpr int V = Pairs ? 2 : 1;
   const int threads = static_cast<int>(blockDim.x);
   const int tid = static_cast<int>(threadIdx.x);
-  if (cols >= 32) {
-    const int lane = tid & 31;
-    const int warps = threads >> 5;
-    for (int r = tid >> 5; r < rows; r += warps) {
-      const int y = r0 + r;
-      Acc* line = dst + r * cols;
-      if (y < 0 || y >= h) {
-        for (int q = lane; q < cols; q += 32) line[q] = Acc(0);
-        continue;
+  const int xa = Pairs ? c0 - (c0 & 1) : c0;  // even for pairs (floor, negative c0 included)
+  const int per_row = Pairs ? (c0 + cols - 1 - xa) / 2 + 1 : cols;
+  const int dr = threads / per_row, dq = threads - dr * per_row;
+  int r = tid / per_row, q = tid - r * per_row;
+  while (r < rows) {
+    U v[Batch];
+    int code[Batch];
+#pragma unroll
+    for (int k = 0; k < Batch; ++k) {
+      const int y = r0 + r, x = xa + q * V;
+      // Pairs: x and w are even, so x < w covers both elements.
+      const bool in = r < rows && y >= 0 && y < h && x >= 0 && x < w;
+      if constexpr (Pairs) {
+        v[k] =
+            in ? __ldg(reinterpret_cast<const __half2*>(src + y * w + x)) : __float2half2_rn(0.0f);
+      } else {
+        v[k] = in ? __ldg(src + y * w + x) : T(0);
       }
-      const T* src_line = src + static_cast<long long>(y) * w;
-      for (int q = lane; q < cols; q += 32) {
-        const int x = c0 + q;
-        line[q] = (x >= 0 && x < w) ? Acc(load(src_line + x)) : Acc(0);
+      const int col = x - c0;
+      code[k] =
+          r < rows ? (r * cols + col + 1) * 4 + (col >= 0 ? 1 : 0) + (col + 1 < cols ? 2 : 0) : -1;
+      q += dq;
+      r += dr;
+      if (q >= per_row) {
+        q -= per_row;
+        ++r;
       }
     }
-    return;
+#pragma unroll
+    for (int k = 0; k < Batch; ++k) {
+      if (code[k] < 0) continue;
+      Acc* d = dst + ((code[k] >> 2) - 1);
+      if constexpr (Pairs) {
+        const float2 f = __half22float2(v[k]);
+        if (code[k] & 1) d[0] = f.x;
+        if (code[k] & 2) d[1] = f.y;
+      } else {
+        d[0] = Acc(load_value(v[k]));
+      }
+    }
   }
-  const int n = rows * cols;
-  for (int e = tid; e < n; e += threads) {
-    const int r = e / cols;
-    const int y = r0 + r;
-    const int x = c0 + (e - r * cols);
-    dst[e] = (y >= 0 && y < h && x >= 0 && x < w)
-                 ? Acc(load(src + static_cast<long long>(y) * w + x))
-                 : Acc(0);
+}
+
+// DST[r * COLS + q] <- SRC[(R0 + r) * W + C0 + q] for r < ROWS, q < COLS, converted to the
+// accumulator type; 0 where (R0 + r, C0 + q) is outside [0, H) x [0, W) (H = 0: all zeros, SRC
+// never read). float16 planes of even width at a 4-byte aligned SRC load __half2 pairs (every
+// row then starts on an even element; a pair is wholly inside or outside the row, and the pair
+// straddling C0 or C0 + COLS stores only its element inside the staged columns); anything else
+// loads element by element. BATCH loads per thread in flight (stage_units).
+template <int Batch, typename T, typename Acc>
+__device__ void stage_plane(Acc* __restrict__ dst, const T* __restrict__ src, int h, int w, int r0,
+                            int c0, int rows, int cols) {
+  if constexpr (sizeof(T) == 2) {
+    if ((w & 1) == 0 && (reinterpret_cast<unsigned long long>(src) & 3ULL) == 0) {
+      stage_units<Batch, true>(dst, src, h, w, r0, c0, rows, cols);
+      return;
+    }
   }
+  stage_units<Batch, false>(dst, src, h, w, r0, c0, rows, cols);
 }
 
 // The tiling of a forward or gradInputs launch: TX x TY computing threads (THREADS, a multiple of
@@ -173,8 +259,9 @@ __global__ void __launch_bounds__(kMaxThreads,
           const int iz = z * geo.stride[0] - geo.pad_before[0] + ua * geo.dilation[0];
           if (iz < 0 || iz >= id) continue;  // the same for the whole block
           const int a = geo.flip ? kd - 1 - ua : ua;
-          stage_plane(s_in, plane0 + static_cast<long long>(iz) * ih * iw, ih, iw,
-                      y0 * sy - geo.pad_before[1], x0 * sx - geo.pad_before[2], tile.rows, cols);
+          stage_plane<kConvBatch<FB, sizeof(Acc)>>(
+              s_in, plane0 + static_cast<long long>(iz) * ih * iw, ih, iw,
+              y0 * sy - geo.pad_before[1], x0 * sx - geo.pad_before[2], tile.rows, cols);
           // The chunk's weights of plane (cp, a), in reading order (mirrored when flipped).
           for (int e = tid; e < FB * khw; e += static_cast<int>(blockDim.x)) {
             const int fb = e / khw;
@@ -315,8 +402,9 @@ __global__ void __launch_bounds__(kMaxThreads,
           const int oz = n / geo.stride[0];
           if (oz >= od) continue;
           const int a = geo.flip ? kd - 1 - ua : ua;
-          stage_plane(s_top, plane0 + static_cast<long long>(oz) * oh * ow, oh, ow, o_lo_y, o_lo_x,
-                      tile.rows, cols);
+          stage_plane<kConvBatch<CB, sizeof(Acc)>>(s_top,
+                                                   plane0 + static_cast<long long>(oz) * oh * ow,
+                                                   oh, ow, o_lo_y, o_lo_x, tile.rows, cols);
           for (int e = tid; e < CB * khw; e += static_cast<int>(blockDim.x)) {
             const int cb = e / khw;
             const int u = e - cb * khw;
@@ -411,7 +499,8 @@ __global__ void __launch_bounds__(kMaxThreads,
 // holds pair (plane p0 + k / nt, tap t0 + k % nt) of the chunk; those from nk to N read staged
 // entry 0 and are never written out (no branch in the inner loop).
 template <typename T, int N>
-__global__ void __launch_bounds__(kWeightThreads)
+__global__ void __launch_bounds__(kWeightThreads,
+                                  kWeightMinBlocks<N, sizeof(typename AccumulatorOf<T>::type)>)
     grouped_grad_weights_kernel(GpuCorrGeometry geo, GroupedShape gs, WeightsTile wt, int slices,
                                 const T* __restrict__ image, const T* __restrict__ topgrad,
                                 typename AccumulatorOf<T>::type* __restrict__ partials) {
@@ -477,10 +566,10 @@ __global__ void __launch_bounds__(kWeightThreads)
           const int oz = static_cast<int>(rest % od);
           const int b = static_cast<int>(rest / od);
           const int y0 = yt * wt.th, x0 = xt * wt.tw;
-          stage_plane(s_top,
-                      top_f + static_cast<long long>(b) * filters * positions +
-                          static_cast<long long>(oz) * oh * ow,
-                      oh, ow, y0, x0, wt.th, wt.tw);
+          stage_plane<kWeightBatch>(s_top,
+                                    top_f + static_cast<long long>(b) * filters * positions +
+                                        static_cast<long long>(oz) * oh * ow,
+                                    oh, ow, y0, x0, wt.th, wt.tw);
           for (int pp = 0; pp < np; ++pp) {
             const int plane = p0 + pp;
             const int cp = plane / kd;
@@ -493,8 +582,9 @@ __global__ void __launch_bounds__(kWeightThreads)
                             (static_cast<long long>(b) * geo.channels + g * cg + cp) * image_size +
                             static_cast<long long>(iz) * ih * iw
                       : image;
-            stage_plane(s_in + pp * plane_size, src, valid ? ih : 0, iw,
-                        y0 * sy - geo.pad_before[1], x0 * sx - geo.pad_before[2], wt.rows, cols);
+            stage_plane<kWeightBatch>(s_in + pp * plane_size, src, valid ? ih : 0, iw,
+                                      y0 * sy - geo.pad_before[1], x0 * sx - geo.pad_before[2],
+                                      wt.rows, cols);
           }
           __syncthreads();
           for (int y = warp; y < wt.th && y0 + y < oh; y += kWeightThreadsY) {
@@ -634,10 +724,11 @@ bool plan_weights(const GpuCorrGeometry& geo, const GroupedShape& gs, int acc, W
     wt.taps_per_chunk = static_cast<int>(tpc);
     wt.tap_chunks = static_cast<int>(tcs);
     wt.chunks = static_cast<int>(chunks);
-    // Tiles of about 2048 positions, at most 128 columns wide, balanced over the output.
+    // Tiles of about kWeightTilePositions positions, at most 128 columns wide, balanced over the
+    // output.
     long long xtiles = ceil_div(ow, 128);
     long long tw = ceil_div(ow, xtiles);
-    long long th0 = 2048 / tw < 1 ? 1 : 2048 / tw;
+    long long th0 = kWeightTilePositions / tw < 1 ? 1 : kWeightTilePositions / tw;
     long long th = ceil_div(oh, ceil_div(oh, th0));
     bool fits = false;
     for (;;) {
@@ -709,6 +800,43 @@ bool shape_ok(const GpuCorrGeometry& geo, const GroupedShape& gs) {
 
 unsigned int capped(long long n) {
   return static_cast<unsigned int>(n < 1 ? 1 : (n > 65535 ? 65535 : n));
+}
+
+// Blocks of grouped_grad_weights_kernel<T, N> resident per SM with SMEM bytes of shared memory;
+// 0 if the runtime cannot tell (no device).
+template <typename T>
+int weights_blocks_per_sm(int n, int smem) {
+  int blocks = 0;
+  cudaError_t status = cudaSuccess;
+  const auto query = [&](auto kernel) {
+    status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kWeightThreads,
+                                                           static_cast<std::size_t>(smem));
+  };
+  switch (n) {
+    case 1:
+      query(grouped_grad_weights_kernel<T, 1>);
+      break;
+    case 4:
+      query(grouped_grad_weights_kernel<T, 4>);
+      break;
+    case 9:
+      query(grouped_grad_weights_kernel<T, 9>);
+      break;
+    case 18:
+      query(grouped_grad_weights_kernel<T, 18>);
+      break;
+    case 27:
+      query(grouped_grad_weights_kernel<T, 27>);
+      break;
+    default:
+      query(grouped_grad_weights_kernel<T, 32>);
+      break;
+  }
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky; keep it out of the next launch's status
+    return 0;
+  }
+  return blocks;
 }
 
 }  // namespace
@@ -804,13 +932,45 @@ int grouped_grad_weights_slices(GpuElement type, const GpuCorrGeometry& geo,
                                 const GroupedShape& shape, int sm_count) {
   WeightsTile wt;
   if (!shape_ok(geo, shape) || !plan_weights(geo, shape, acc_size(type), &wt)) return 1;
-  // About 4 blocks per SM (the accumulators take many registers), each slice at least one item.
+  if (wt.items < 2) return 1;
+  // The blocks of the launch resident at once (from the kernel's registers and shared memory; 4
+  // per SM if the runtime cannot tell).
+  int per_sm = 0;
+  switch (type) {
+    case GpuElement::f16:
+      per_sm = weights_blocks_per_sm<__half>(wt.n, wt.shared_bytes);
+      break;
+    case GpuElement::f32:
+      per_sm = weights_blocks_per_sm<float>(wt.n, wt.shared_bytes);
+      break;
+    case GpuElement::f64:
+      per_sm = weights_blocks_per_sm<double>(wt.n, wt.shared_bytes);
+      break;
+  }
+  if (per_sm < 1) per_sm = 4;
+  const long long capacity = static_cast<long long>(per_sm) * (sm_count < 1 ? 1 : sm_count);
   const long long blocks =
       static_cast<long long>(shape.groups) * shape.filters_per_group * wt.chunks;
-  const long long wanted = ceil_div(4LL * (sm_count < 1 ? 1 : sm_count), blocks);
-  long long slices = wanted < wt.items ? wanted : wt.items;
-  if (slices > 4096) slices = 4096;
-  return slices < 1 ? 1 : static_cast<int>(slices);
+  // Every block of a wave runs the same number of items (within one), so the time goes by whole
+  // waves of the longest slice: pick the slice count that keeps the SMs busiest, measured as
+  // (blocks / resident capacity of the waves it takes) x (mean items / most items of a slice),
+  // the fewest slices within 3% of the best (fewer partial sums to add).
+  const long long most = wt.items < 4096 ? wt.items : 4096;
+  std::vector<double> score(static_cast<std::size_t>(most) + 1, 0.0);
+  double best = 0.0;
+  for (long long s = 1; s <= most; ++s) {
+    const long long n = blocks * s;
+    const long long waves = ceil_div(n, capacity);
+    const double fill = static_cast<double>(n) / static_cast<double>(waves * capacity);
+    const double balance =
+        static_cast<double>(wt.items) / static_cast<double>(s * ceil_div(wt.items, s));
+    score[static_cast<std::size_t>(s)] = fill * balance;
+    if (fill * balance > best) best = fill * balance;
+  }
+  for (long long s = 1; s <= most; ++s) {
+    if (score[static_cast<std::size_t>(s)] >= 0.97 * best) return static_cast<int>(s);
+  }
+  return 1;
 }
 
 cudaError_t launch_grouped_grad_weights(GpuElement type, const GpuCorrGeometry& geo,

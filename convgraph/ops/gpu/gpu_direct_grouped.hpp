@@ -30,6 +30,18 @@
 //   and the input tiles of the chunk's (channel, depth tap) planes; each thread keeps one
 //   register accumulator per pair of the chunk over the slice, then a fixed-order warp-shuffle and
 //   shared-memory reduction writes the slice's partial sums; launch_sum_slices adds the slices.
+// Staging (stage_plane, all three directions): each thread issues a batch of global loads (8, 4
+// or 2 per thread, by the registers its accumulators leave) before storing any to shared memory,
+// so the loads of a plane are in flight together rather than one after another (the kernels were
+// bound by load latency, not bandwidth); float16 rows of even width at 4-byte alignment load
+// __half2 pairs (converted to float on the way into shared memory), anything else element by
+// element. The launch bounds let 4 forward / gradInputs blocks of 256 threads share an SM where a
+// thread keeps one float per result (3 up to 16 bytes, else 2), and 4 / 3 / 2 gradWeights blocks
+// for up to 9 / 18 / 32 float accumulators, so other blocks compute while one waits on its loads.
+// gradWeights work items cover about 4096 output positions (fewer stage / sync rounds), and
+// grouped_grad_weights_slices picks the slice count from the kernel's resident blocks per SM
+// (cudaOccupancyMaxActiveBlocksPerMultiprocessor) so that the blocks fill whole waves with
+// slices of equal length.
 // Tile sizes follow the output shape and a shared-memory budget; launch_* return
 // cudaErrorInvalidValue for a problem that direct_grouped_supported rejects.
 #pragma once
@@ -65,7 +77,8 @@ cudaError_t launch_grouped_grad_inputs(GpuElement type, const GpuCorrGeometry& g
                                        const void* topgrad, void* image_grad, cudaStream_t stream);
 
 // How many slices launch_grouped_grad_weights cuts the work items into on a device of SM_COUNT
-// multiprocessors (>= 1), for data of TYPE.
+// multiprocessors (>= 1), for data of TYPE. Asks the runtime how many blocks of the kernel an SM
+// holds (on the current device); the same problem on the same device always gets the same count.
 int grouped_grad_weights_slices(GpuElement type, const GpuCorrGeometry& geo,
                                 const GroupedShape& shape, int sm_count);
 

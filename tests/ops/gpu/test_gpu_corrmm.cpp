@@ -570,6 +570,44 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "GpuCorrMM direct grouped kernels stage rows at any width, pad and alignment (float16 pairs "
+    "and element by element)",
+    "[cuda]") {
+  testing::require_gpu_or_skip();
+  // float16 rows of even width are staged as __half2 pairs, others element by element; odd pads
+  // put the first staged column on an odd element (a pair half inside the tile), strides and
+  // dilations change which pairs a tile reads. Widths around the pair and warp sizes.
+  const std::vector<std::int64_t> widths = {1, 2, 3, 4, 7, 8, 9, 33, 34, 112, 113};
+  std::uint64_t seed = 900;
+  for (DType dtype : {DType::float16, DType::float32}) {
+    for (std::int64_t w : widths) {
+      // Depthwise 3x3, pad 1 (the mobilenet layer's shape, scaled down).
+      const ConvParams same = make_conv_params(2, 1, {1, 1}, true, {1, 1}, 4);
+      check_direct(same, {2, 4, 5, w}, {4, 1, 3, 3}, dtype, seed++);
+      // Asymmetric odd pads, no flip.
+      const ConvParams odd =
+          make_conv_params(2, BorderMode::pairs({{0, 3}, {3, 2}}), {1, 1}, false, {1, 1}, 4);
+      check_direct(odd, {1, 4, 4, w}, {8, 1, 3, 2}, dtype, seed++);
+      // Stride 2, pad 1.
+      const ConvParams strided = make_conv_params(2, 1, {2, 2}, true, {1, 1}, 2);
+      check_direct(strided, {2, 8, 6, w}, {8, 4, 3, 3}, dtype, seed++);
+      // Dilation 2, pad 2, 4 channels and 4 filters per group (the ResNeXt layer's grouping).
+      const ConvParams dilated = make_conv_params(2, 2, {1, 1}, true, {2, 2}, 2);
+      check_direct(dilated, {1, 8, 7, w}, {8, 4, 3, 3}, dtype, seed++);
+    }
+    // 3-D: even and odd widths, pad 1, stride (1, 2, 1).
+    for (std::int64_t w : {std::int64_t{2}, std::int64_t{9}, std::int64_t{34}}) {
+      const ConvParams p3 = make_conv_params(3, 1, {1, 2, 1}, true, {1, 1, 1}, 2);
+      check_direct(p3, {1, 4, 3, 5, w}, {4, 2, 3, 3, 3}, dtype, seed++);
+    }
+  }
+  // A tall layer of even width: several row tiles, several gradWeights items per slice.
+  const ConvParams tall = make_conv_params(2, 1, {1, 1}, true, {1, 1}, 8);
+  check_direct(tall, {3, 8, 150, 56}, {8, 1, 3, 3}, DType::float16, 990);
+  check_direct(tall, {2, 32, 57, 58}, {32, 4, 3, 3}, DType::float16, 991);
+}
+
 TEST_CASE("GpuCorrMM problems outside the direct kernels' rule run on the GEMMs", "[cuda]") {
   testing::require_gpu_or_skip();
   const std::int64_t calls = gpu_corrmm_direct_grouped_calls();
