@@ -246,11 +246,18 @@ bool chunk_fits(const Problem& pr, std::int64_t nb) {
          product_fits_int32({o[0], o[1], o[2], pr.channels_per_group, k[0], k[1], k[2]});
 }
 
+// The column target of GpuCorrMMTuning resolved for a device with L2_BYTES of L2 cache (0: no
+// target).
+std::int64_t column_target(std::int64_t l2_bytes) {
+  const std::int64_t target = gpu::gpu_corrmm_tuning().column_target_bytes;
+  return target < 0 ? l2_bytes / 2 : target;
+}
+
 // Chunks of images whose column matrix and staging buffer stay under the workspace bound and the
-// column target of the tuning (-1 resolved as half of L2_BYTES, the device's L2 cache), or ranges
-// of positions of one image where even one image's are above them.
+// column target (TARGET; 0: none), or ranges of positions of one image where even one image's
+// are above them.
 Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_size,
-                 std::int64_t l2_bytes) {
+                 std::int64_t target) {
   for (const Axes* axes : {&pr.image, &pr.kernel, &pr.output, &pr.stride, &pr.dilation,
                            &pr.pad_before, &pr.pad_after}) {
     for (std::int64_t v : *axes) {
@@ -271,10 +278,7 @@ Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_s
   // Both terms are below 2^31 now.
   const std::int64_t per_image =
       (pr.rows() + pr.filters) * pr.positions() * static_cast<std::int64_t>(element_size);
-  const gpu::GpuCorrMMTuning tuning = gpu::gpu_corrmm_tuning();
-  const std::int64_t target =
-      tuning.column_target_bytes < 0 ? l2_bytes / 2 : tuning.column_target_bytes;
-  std::int64_t budget = tuning.workspace_bytes;
+  std::int64_t budget = gpu::gpu_corrmm_tuning().workspace_bytes;
   if (target > 0) budget = std::min(budget, target);
   Plan plan;
   plan.range = pr.positions();
@@ -291,8 +295,7 @@ Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_s
     plan.chunks = ceil_div(pr.batch, plan.images);
   }
   if (plan.images == 1 && per_image > budget) {
-    const std::int64_t per_position =
-        (pr.rows() + pr.filters) * static_cast<std::int64_t>(element_size);
+    const std::int64_t per_position = per_image / std::max<std::int64_t>(pr.positions(), 1);
     const std::int64_t longest = std::max(
         kMinRange, budget / std::max<std::int64_t>(per_position, 1) / kRangeAlign * kRangeAlign);
     const std::int64_t ranges = ceil_div(pr.positions(), longest);
@@ -753,13 +756,19 @@ class Runner {
   void shared_grad_weights(const void* image, const void* topgrad, void* sums, DType sums_dtype) {
     const std::size_t size = ctx_.element_size;
     if (range_ < p_) {
+      ensure_columns(range_);
       const Slicing sl = slicing_for(range_);
       bool first = true;
-      for_each_position_range(image, [&](std::int64_t b, std::int64_t p0, std::int64_t len) {
-        weight_gemms({advance(topgrad, b * m_ * p_ + p0, size), p_, mg_ * p_}, col_.raw_data(), len,
-                     sl, !first, sums, sums_dtype);
-        first = false;
-      });
+      for (std::int64_t b = 0; b < pr_.batch; ++b) {
+        const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), size);
+        for (std::int64_t p0 = 0; p0 < p_; p0 += range_) {
+          const std::int64_t len = std::min(range_, p_ - p0);
+          im2col(image_b, 1, {len, len, 1, p0, len});
+          weight_gemms({advance(topgrad, b * m_ * p_ + p0, size), p_, mg_ * p_}, col_.raw_data(),
+                       len, sl, !first, sums, sums_dtype);
+          first = false;
+        }
+      }
       sum_slots(sl, false, sums, sums_dtype);
       return;
     }
@@ -780,23 +789,15 @@ class Runner {
   // positions, im2col of the range and Y_g[:, range] (Mg x len, rows of P in the output) =
   // W_g . col_g, one GEMM batched over the groups.
   void forward_ranges(const void* image, const void* kernel, void* out) {
-    for_each_position_range(image, [&](std::int64_t b, std::int64_t p0, std::int64_t len) {
-      gemm(ctx_, mg_, len, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), len, k_ * len}, 0.0,
-           advance(out, b * m_ * p_ + p0, ctx_.element_size), p_, mg_ * p_, g_, ctx_.dtype);
-    });
-  }
-
-  // Per image b, per range [p0, p0 + len) of its positions (range_ each, the last one shorter):
-  // the range's column matrix (R x len) into col_, then FN(b, p0, len).
-  template <typename Fn>
-  void for_each_position_range(const void* image, Fn&& fn) {
+    const std::size_t size = ctx_.element_size;
     ensure_columns(range_);
     for (std::int64_t b = 0; b < pr_.batch; ++b) {
-      const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), ctx_.element_size);
+      const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), size);
       for (std::int64_t p0 = 0; p0 < p_; p0 += range_) {
         const std::int64_t len = std::min(range_, p_ - p0);
         im2col(image_b, 1, {len, len, 1, p0, len});
-        fn(b, p0, len);
+        gemm(ctx_, mg_, len, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), len, k_ * len}, 0.0,
+             advance(out, b * m_ * p_ + p0, size), p_, mg_ * p_, g_, ctx_.dtype);
       }
     }
   }
@@ -1041,8 +1042,8 @@ Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& p
   ctx.element_size = dtype_size(ctx.dtype);
   ctx.element = element_of(ctx.dtype);
   const cuda::DeviceProperties& props = cuda::properties(device.index);
-  const Plan plan =
-      plan_chunks(fn, pr, ctx.element_size, static_cast<std::int64_t>(props.l2_cache_bytes));
+  const Plan plan = plan_chunks(fn, pr, ctx.element_size,
+                                column_target(static_cast<std::int64_t>(props.l2_cache_bytes)));
   ctx.stream = cuda::current_stream(device.index);
   ctx.blas = cuda::cublas_handle(device.index);
   ctx.sm_count = props.sm_count;
