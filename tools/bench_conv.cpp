@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "convgraph/convgraph.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/runtime/allocator.hpp"
 #include "convgraph/runtime/device_backend.hpp"
@@ -67,28 +68,36 @@ namespace {
 
 const char* const kDirections[] = {"fwd", "bwd_data", "bwd_filter"};
 
-// The compile flags that select each implementation (threads=N is appended).
-const std::map<std::string, std::string>& impl_flags() {
-  static const std::map<std::string, std::string> flags = {
-      {"corrmm", "optimizer_excluding=conv_dnn:conv_meta"},
-      {"onednn", "optimizer_excluding=conv_gemm:conv_meta"},
-      {"meta", "optimizer_including=conv_meta"},
-  };
-  return flags;
-}
-
-// GPU mode: the implementation flags (device=..., the precision's flags and threads=N are added).
+// GPU mode: cuDNN picks its algorithms by timing them once per problem.
 const char* const kCudnnTimeOnce =
     "dnn.conv.algo_fwd=time_once,dnn.conv.algo_bwd_data=time_once,"
     "dnn.conv.algo_bwd_filter=time_once";
-const std::map<std::string, std::string>& gpu_impl_flags() {
-  static const std::map<std::string, std::string> flags = {
-      {"cudnn",
-       std::string("optimizer_excluding=conv_gemm:conv_meta,dnn.enabled=True,") + kCudnnTimeOnce},
-      {"gpu_corrmm", "optimizer_excluding=conv_dnn:conv_meta"},
-      {"meta", std::string("optimizer_including=conv_meta,metaopt.verbose=0,") + kCudnnTimeOnce},
-  };
+
+// The compile flags that select implementation NAME on DEVICE: a registry row of that device
+// (conv.impl=NAME), or "meta" (the meta-optimizer over every implementation). std::nullopt for
+// any other name. threads=N (and on the GPU the device and precision flags) are added.
+std::optional<std::string> impl_flags(const std::string& name, DeviceKind device) {
+  const bool gpu = device == DeviceKind::cuda;
+  if (name == "meta") {
+    return gpu ? std::string("optimizer_including=conv_meta,metaopt.verbose=0,") + kCudnnTimeOnce
+               : std::string("optimizer_including=conv_meta");
+  }
+  const ConvImplementation* row = conv_registry().find(name);
+  if (row == nullptr || row->device != device) return std::nullopt;
+  std::string flags = select_conv_impl_flags(name);
+  // The vendor library is measured as itself: an error, not a silent decline, where unusable.
+  if (gpu && row->carries("conv_dnn")) flags += std::string(",dnn.enabled=True,") + kCudnnTimeOnce;
   return flags;
+}
+
+// "corrmm, onednn, meta": what --impls accepts on DEVICE.
+std::string known_impls(DeviceKind device) {
+  std::vector<std::string> names;
+  for (const ConvImplementation& row : conv_registry().all()) {
+    if (row.device == device) names.push_back(row.name);
+  }
+  names.emplace_back("meta");
+  return fmt::format("{}", fmt::join(names, ", "));
 }
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -499,10 +508,9 @@ int run_cpu(const Options& o) {
   const std::vector<std::string> impls = split_list(o.impls);
   const std::vector<std::string> dirs = split_list(o.dirs);
   for (const auto& i : impls) {
-    if (!impl_flags().count(i)) {
-      std::fprintf(stderr,
-                   "convgraph_bench_conv: unknown implementation '%s' (corrmm, onednn, meta)\n",
-                   i.c_str());
+    if (!impl_flags(i, DeviceKind::cpu)) {
+      std::fprintf(stderr, "convgraph_bench_conv: unknown implementation '%s' (%s)\n", i.c_str(),
+                   known_impls(DeviceKind::cpu).c_str());
       return 2;
     }
   }
@@ -567,9 +575,10 @@ int run_cpu(const Options& o) {
   json requested = json::object(), effective = json::object();
   std::map<std::string, std::string> flags;
   for (const auto& i : impls) {
-    flags[i] = effective_flags(with_extra(impl_flags().at(i), o.extra_flags), known, o.threads);
-    requested[i] =
-        with_extra(impl_flags().at(i), o.extra_flags) + ",threads=" + std::to_string(o.threads);
+    flags[i] = effective_flags(with_extra(*impl_flags(i, DeviceKind::cpu), o.extra_flags), known,
+                               o.threads);
+    requested[i] = with_extra(*impl_flags(i, DeviceKind::cpu), o.extra_flags) +
+                   ",threads=" + std::to_string(o.threads);
     effective[i] = flags[i];
   }
   meta["impl_flags"] = requested;
@@ -891,11 +900,9 @@ int run_gpu(const Options& o) {
       split_list(o.impls_set ? o.impls : std::string("cudnn,gpu_corrmm,meta"));
   const std::vector<std::string> dirs = split_list(o.dirs);
   for (const auto& i : impls) {
-    if (!gpu_impl_flags().count(i)) {
-      std::fprintf(
-          stderr,
-          "convgraph_bench_conv: unknown GPU implementation '%s' (cudnn, gpu_corrmm, meta)\n",
-          i.c_str());
+    if (!impl_flags(i, DeviceKind::cuda)) {
+      std::fprintf(stderr, "convgraph_bench_conv: unknown GPU implementation '%s' (%s)\n",
+                   i.c_str(), known_impls(DeviceKind::cuda).c_str());
       return 2;
     }
   }
@@ -934,7 +941,7 @@ int run_gpu(const Options& o) {
   // Flags per (precision, direction, implementation): requested and effective.
   const auto requested_flags = [&](const Precision& p, const std::string& dir,
                                    const std::string& impl) {
-    return with_extra("device=" + device_name + "," + gpu_impl_flags().at(impl) + "," +
+    return with_extra("device=" + device_name + "," + *impl_flags(impl, DeviceKind::cuda) + "," +
                           precision_flags(p, dir, o.fp16_fwd_precision) + ",autotune.cache=off",
                       o.extra_flags);
   };

@@ -216,6 +216,12 @@ std::vector<FlagSpec> declare_flags() {
   flags.push_back(boolean_flag("optimizer.list_passes", "False",
                                "Print the passes the optimizer flags select when compiling"));
 
+  flags.push_back(list_flag(
+      "conv.impl",
+      "Convolution implementations to use, by registry name in order of preference (e.g. "
+      "corrmm, onednn:corrmm, cudnn:gpu_corrmm; ':'-separated): each convolution goes to the first "
+      "listed one that takes it, and no other implementation is used; empty = the lowering passes "
+      "choose (convgraph impls lists the names)"));
   flags.push_back(boolean_flag("conv.assert_shape", "False",
                                "Check at run time that convolution inputs have the shapes "
                                "declared when the graph was built (image and filter shapes)"));
@@ -680,6 +686,14 @@ ScopedFlags::ScopedFlags(std::string_view flags) : previous_(global_config()) {
 
 ScopedFlags::~ScopedFlags() {
   set_global_config(std::move(previous_));
+}
+
+std::optional<std::string> nearest_word(std::string_view word,
+                                        const std::vector<std::string>& candidates) {
+  std::vector<const std::string*> pointers;
+  for (const std::string& c : candidates) pointers.push_back(&c);
+  if (const std::string* best = nearest(word, pointers)) return *best;
+  return std::nullopt;
 }
 
 }  // namespace convgraph

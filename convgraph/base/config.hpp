@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -80,6 +81,12 @@ class Config {
  private:
   std::vector<std::string> values_;  // parallel to specs()
 };
+
+// The entry of CANDIDATES nearest to WORD by edit distance when it is close enough to be a
+// plausible typo (at most max(2, |WORD| / 3) edits); std::nullopt otherwise. For "did you mean"
+// hints in errors about names (flags, passes, implementations).
+std::optional<std::string> nearest_word(std::string_view word,
+                                        const std::vector<std::string>& candidates);
 
 // The process-wide configuration: the defaults plus CONVGRAPH_FLAGS, read on first use. While
 // CONVGRAPH_FLAGS is malformed every call throws FlagError (the variable is read again on each

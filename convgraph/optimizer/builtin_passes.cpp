@@ -9,8 +9,6 @@
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/optimizer/basic_passes.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
-#include "convgraph/optimizer/conv_lowering_gpu.hpp"
-#include "convgraph/optimizer/conv_lowering_onednn.hpp"
 #include "convgraph/optimizer/conv_meta.hpp"
 #include "convgraph/optimizer/gpu_placement.hpp"
 
@@ -157,34 +155,30 @@ void register_builtin_passes(PassDatabase& db) {
           {"fast_run", "fast_compile", "gpu"},
           "device=cuda: move convolutions to the GPU, transfers only where values cross",
           place_on_device});
-  // Convolution lowering, in order conv_meta (10) -> conv_dnn (20) -> conv_gemm (30), then the
-  // check that nothing abstract is left.
+  // Convolution lowering, in order conv_meta (10) -> conv_impl (15) -> conv_dnn (20) ->
+  // conv_gemm (30), then the check that nothing abstract is left. The implementations each
+  // lowering pass applies, and the pass's tags besides fast_run / fast_compile, come from the
+  // rows of the registry (conv_registry.cpp) that name it.
   db.add({"conv_meta",
           10,
           {"conv_meta"},
           "time every applicable convolution implementation and keep the fastest (only when "
           "included: optimizer_including=conv_meta)",
           conv_meta_pass()});
-  db.add({"conv_dnn",
-          20,
-          {"fast_run", "fast_compile", "conv_dnn", "onednn"},
-          "lower abstract convolutions on the CPU to oneDNN",
-          equilibrium({{"conv_dnn", lower_conv_to_onednn}}, 2)});
-  db.add({"conv_dnn_gpu",
-          20,
-          {"fast_run", "fast_compile", "conv_dnn", "cudnn"},
-          "lower abstract convolutions on the GPU to cuDNN",
-          equilibrium({{"conv_dnn_gpu", lower_conv_to_cudnn}}, 2)});
-  db.add({"conv_gemm",
-          30,
-          {"fast_run", "fast_compile", "conv_gemm"},
-          "lower abstract convolutions on the CPU to im2col + GEMM (CorrMM family)",
-          equilibrium({{"conv_gemm", lower_conv_to_corrmm}}, 2)});
-  db.add({"conv_gemm_gpu",
-          30,
-          {"fast_run", "fast_compile", "conv_gemm"},
-          "lower abstract convolutions on the GPU to im2col + GEMM (GpuCorrMM family)",
-          equilibrium({{"conv_gemm_gpu", lower_conv_to_gpu_corrmm}}, 2)});
+  db.add({"conv_impl",
+          15,
+          {"fast_run", "fast_compile", "conv_impl"},
+          "conv.impl=NAME[:NAME...]: lower each convolution with the first listed implementation "
+          "that takes it (the later lowering passes then take nothing)",
+          select_conv_implementations});
+  db.add(conv_lowering_entry("conv_dnn", 20, "lower abstract convolutions on the CPU to oneDNN"));
+  db.add(
+      conv_lowering_entry("conv_dnn_gpu", 20, "lower abstract convolutions on the GPU to cuDNN"));
+  db.add(conv_lowering_entry(
+      "conv_gemm", 30, "lower abstract convolutions on the CPU to im2col + GEMM (CorrMM family)"));
+  db.add(conv_lowering_entry(
+      "conv_gemm_gpu", 30,
+      "lower abstract convolutions on the GPU to im2col + GEMM (GpuCorrMM family)"));
   db.add({"conv_check",
           40,
           {"fast_run", "fast_compile"},

@@ -1,34 +1,17 @@
-// conv_meta: the convolution meta-optimizer (spec 7.6; convgraph decisions 2 and 3). For every
-// abstract convolution whose input shapes are fully known, it builds each applicable candidate
-// implementation on fresh random inputs of those shapes, times it, and replaces the node with the
-// fastest. Winners are remembered in the autotune cache (runtime/autotune_cache.hpp), so a second
-// compile of the same problem -- in this process or another -- times nothing.
-//
-// Candidates, in order, with their meta-tags:
-//   corrmm      default, conv_gemm                  the node's op lowered to the CorrMM family
-//   onednn      default, conv_dnn, onednn           the node's op lowered to oneDNN
-//   corrmm_alt  default, alternative, conv_gemm     the same result through another direction
-//   onednn_alt  default, alternative, conv_dnn, onednn   (see "alternatives" below), lowered
-//   conv3d2d    alternative, conv3d2d               3-D forward as 2-D convolutions (flip only)
-// A candidate is timed when its count is positive: +1 when tagged default, +1 for each tag of
-// metaopt.optimizer_including it carries, -1 for each tag of metaopt.optimizer_excluding.
-//
-// Alternatives (all ungrouped and shared; "^T" swaps axes 0 and 1):
-//   forward 'full', stride 1        = gradInputs of a 'valid' correlation: kernel^T as the kernel,
-//                                     the image as topgrad, filter_flip toggled
-//   forward 'valid', stride 1, no dilation
-//                                   = (gradWeights('valid', cross)(image^T, kernel'^T))^T where
-//                                     kernel' is the kernel flipped iff filter_flip
-//   gradWeights 'valid', stride 1, no dilation
-//                                   = flip iff filter_flip of (forward('valid', cross)(image^T,
-//                                     topgrad^T))^T
-//   gradInputs 'valid', stride 1    = forward('full', same dilation)(topgrad, kernel^T) with
-//                                     filter_flip toggled
+// conv_meta: the convolution meta-optimizer, as a pass. For every abstract convolution whose input
+// shapes are fully known, it builds each applicable candidate (conv_meta_candidates.hpp: every
+// registry implementation of the node's device, directly and through another direction) on fresh
+// random inputs of those shapes, times it with the shared profiler (runtime/timing.hpp), checks
+// the fastest against the reference (conv_meta_check.hpp: a wrong-but-fast candidate never wins),
+// and replaces the node with it. Winners are remembered in the autotune cache
+// (runtime/autotune_cache.hpp), so a second compile of the same problem -- in this process or
+// another -- times nothing.
 //
 // Nodes whose shapes are not fully known (static dims merged with the imshp / kshp hints; the
-// shape input of the gradients must be constant) are left to the conv_dnn / conv_gemm passes.
+// shape input of the gradients must be constant) are left to the later lowering passes.
 // metaopt.verbose (read at compile time): 0 silent, 1 one line per convolution and the nodes
-// left alone, 2 also every candidate's time or why it does not apply.
+// left alone, 2 also every candidate's time or why it does not apply. A candidate rejected for a
+// wrong result is always reported.
 #pragma once
 
 #include <cstdint>
@@ -47,10 +30,10 @@ struct ConvMetaCandidateInfo {
   std::string name;
   std::vector<std::string> tags;
 };
-// Every candidate, in the order they are tried.
-const std::vector<ConvMetaCandidateInfo>& conv_meta_candidates();
-// The names of the candidates the metaopt flags of CONFIG select, in order (the counting rule
-// above).
+// Every candidate the registry yields, in the order they are tried.
+std::vector<ConvMetaCandidateInfo> conv_meta_candidates();
+// The names of the candidates the flags of CONFIG select, in order (the counting rule of
+// conv_meta_candidates.hpp).
 std::vector<std::string> select_conv_meta_candidates(const Config& config);
 
 // The replacement candidate NAME builds for NODE's output (NODE: an AbstractConv whose shapes are
@@ -61,11 +44,12 @@ Variable build_conv_meta_candidate(const std::string& name, Node& node, const Pa
 
 // Counters since the process started (or the last reset), for tests and tools.
 struct ConvMetaStats {
-  std::int64_t nodes_replaced = 0;    // by a timed or a cached winner
-  std::int64_t cache_hits = 0;        // nodes whose winner came from the autotune cache
-  std::int64_t nodes_timed = 0;       // nodes whose candidates were timed
-  std::int64_t candidates_timed = 0;  // candidate timings run
-  std::int64_t nodes_left = 0;        // unknown shapes, or no candidate could run
+  std::int64_t nodes_replaced = 0;       // by a timed or a cached winner
+  std::int64_t cache_hits = 0;           // nodes whose winner came from the autotune cache
+  std::int64_t nodes_timed = 0;          // nodes whose candidates were timed
+  std::int64_t candidates_timed = 0;     // candidate timings run
+  std::int64_t nodes_left = 0;           // unknown shapes, or no candidate could run
+  std::int64_t candidates_rejected = 0;  // fastest candidates whose result was wrong
 };
 ConvMetaStats conv_meta_stats();
 void reset_conv_meta_stats();

@@ -70,4 +70,13 @@ std::shared_ptr<DeviceStream> create_device_stream(Device device) {
 #endif
 }
 
+std::shared_ptr<DeviceStream> current_device_stream(Device device) {
+  if (device.is_cpu()) return nullptr;
+#if CONVGRAPH_HAVE_CUDA
+  return cuda::current_stream_view(device.index);
+#else
+  throw DeviceError(no_cuda_build(device));
+#endif
+}
+
 }  // namespace convgraph

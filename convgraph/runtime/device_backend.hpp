@@ -58,6 +58,10 @@ class DeviceStream {
 
 // A new stream on DEVICE (DeviceError when the device cannot be used).
 std::shared_ptr<DeviceStream> create_device_stream(Device device);
+// The stream current on this thread for DEVICE (a Function's while it runs, else the default
+// stream), as a DeviceStream that does not own it: for timing work that library code queues on
+// the current stream.
+std::shared_ptr<DeviceStream> current_device_stream(Device device);
 
 // Makes STREAM current for the lifetime of the guard (nothing when STREAM is null).
 class StreamGuard {

@@ -338,7 +338,7 @@ TEST_CASE("conv_meta: candidates are selected by the metaopt counting rule", "[m
     return fmt::format("{}", fmt::join(select_conv_meta_candidates(config), " "));
   };
   REQUIRE(selected("") ==
-          "corrmm onednn corrmm_alt onednn_alt cudnn gpu_corrmm gpu_corrmm_alt cudnn_alt");
+          "corrmm onednn corrmm_alt onednn_alt cudnn gpu_corrmm cudnn_alt gpu_corrmm_alt");
   // Excluding a tag subtracts one per tag carried: only conv_gemm candidates stay.
   REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn") ==
           "corrmm corrmm_alt gpu_corrmm gpu_corrmm_alt");
@@ -351,8 +351,8 @@ TEST_CASE("conv_meta: candidates are selected by the metaopt counting rule", "[m
                    "metaopt.optimizer_excluding=conv_dnn:default") ==
           "corrmm_alt conv3d2d gpu_corrmm_alt gpu_conv3d2d");
   REQUIRE(selected("metaopt.optimizer_including=conv3d2d") ==
-          "corrmm onednn corrmm_alt onednn_alt conv3d2d cudnn gpu_corrmm gpu_corrmm_alt "
-          "cudnn_alt gpu_conv3d2d");
+          "corrmm onednn corrmm_alt onednn_alt conv3d2d cudnn gpu_corrmm cudnn_alt "
+          "gpu_corrmm_alt gpu_conv3d2d");
   // Each listed tag counts: conv_gemm included twice outweighs default excluded once.
   REQUIRE(selected("metaopt.optimizer_including=conv_gemm,"
                    "metaopt.optimizer_excluding=default:onednn") ==

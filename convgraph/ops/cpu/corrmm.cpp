@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "convgraph/base/error.hpp"
+#include "convgraph/graph/op.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
 
 namespace convgraph {
@@ -247,6 +248,23 @@ Tensor corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, const 
 Tensor corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
                            const Shape& kernel_spatial) {
   return run_direction(ConvDirection::grad_weights, params, image, topgrad, kernel_spatial);
+}
+
+ConvImplementationHooks corrmm_conv_hooks() {
+  ConvImplementationHooks hooks;
+  hooks.supports = [](const ConvSignature& s, const Config&) -> std::optional<std::string> {
+    if (s.dtype != DType::float32 && s.dtype != DType::float64) {
+      return fmt::format(
+          "dtype {}: CorrMM supports float32 and float64 (on the CPU, float16 convolutions are "
+          "not supported; cast to float32)",
+          dtype_name(s.dtype));
+    }
+    return std::nullopt;
+  };
+  hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs, const Config&) {
+    return convgraph::apply(std::make_shared<CorrMM>(s.direction, s.params), inputs);
+  };
+  return hooks;
 }
 
 }  // namespace convgraph

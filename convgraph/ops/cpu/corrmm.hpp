@@ -14,6 +14,7 @@
 
 #include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_implementation.hpp"
 
 namespace convgraph {
 
@@ -45,5 +46,9 @@ Tensor corrmm_grad_inputs(const ConvParams& params, const Tensor& kernel, const 
                           const Shape& image_spatial);
 Tensor corrmm_grad_weights(const ConvParams& params, const Tensor& image, const Tensor& topgrad,
                            const Shape& kernel_spatial);
+
+// The registry row's hooks (optimizer/conv_registry.cpp): float32 and float64 on the CPU, every
+// parameter.
+ConvImplementationHooks corrmm_conv_hooks();
 
 }  // namespace convgraph

@@ -28,6 +28,7 @@
 
 #include "convgraph/base/config.hpp"
 #include "convgraph/base/error.hpp"
+#include "convgraph/graph/op.hpp"
 
 namespace convgraph {
 namespace {
@@ -664,6 +665,27 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
                                  const Shape& b, const Shape& spatial) {
   const OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
   return kernel.describe(a, b, spatial);
+}
+
+ConvImplementationHooks onednn_conv_hooks() {
+  ConvImplementationHooks hooks;
+  hooks.supports = [](const ConvSignature& s, const Config& config) -> std::optional<std::string> {
+    // dnn.enabled is the switch for the vendor DNN library; on the CPU that is oneDNN. Only
+    // False matters here: oneDNN needs no availability probe.
+    if (config.get("dnn.enabled") == "False") return std::string("dnn.enabled=False");
+    if (s.dtype != DType::float32) {
+      return fmt::format("dtype {}: oneDNN convolutions are lowered for float32 only",
+                         dtype_name(s.dtype));
+    }
+    if (s.params.unshared) {
+      return std::string("unshared (locally connected) kernels: oneDNN has none");
+    }
+    return std::nullopt;
+  };
+  hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs, const Config&) {
+    return convgraph::apply(std::make_shared<OneDnnConv>(s.direction, s.params), inputs);
+  };
+  return hooks;
 }
 
 }  // namespace convgraph

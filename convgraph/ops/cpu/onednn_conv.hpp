@@ -19,6 +19,7 @@
 
 #include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_implementation.hpp"
 
 namespace convgraph {
 
@@ -84,5 +85,9 @@ std::string onednn_version();
 // For benchmarks, tests and debugging; throws as the kernel would.
 std::string onednn_conv_describe(ConvDirection direction, const ConvParams& params, const Shape& a,
                                  const Shape& b, const Shape& spatial = {});
+
+// The registry row's hooks (optimizer/conv_registry.cpp): float32 on the CPU, shared kernels;
+// declines everything under dnn.enabled=False.
+ConvImplementationHooks onednn_conv_hooks();
 
 }  // namespace convgraph

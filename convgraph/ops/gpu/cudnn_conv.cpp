@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "convgraph/base/error.hpp"
+#include "convgraph/graph/op.hpp"
 #include "convgraph/ops/conv/conv_checks.hpp"
 #include "convgraph/ops/conv/conv_problem.hpp"
 #include "convgraph/ops/gpu/cudnn_algo.hpp"
@@ -36,6 +37,7 @@
 #include "convgraph/runtime/cuda/cudnn_handle.hpp"
 #include "convgraph/runtime/cuda/stream_delay.hpp"
 #include "convgraph/runtime/device_backend.hpp"
+#include "convgraph/runtime/timing.hpp"
 
 namespace convgraph {
 namespace {
@@ -413,38 +415,16 @@ class CudnnConvKernel final : public Kernel {
       if (cuda::cudnn_not_supported(warm) || cuda::cudnn_bad_param(warm)) return std::nullopt;
       cuda::check_cudnn(warm, fmt::format("timing engine {}", plan.choice.str()));
     }
-    const cudaStream_t stream = cuda::current_stream(device);
-    // Twice the warm-up's queueing time per run (the first launch of a plan is the slowest to
-    // queue, so this is generous), plus 50 us for event records; at most 0.2 s.
-    cuda::check(cuda::queue_delay(stream, static_cast<long long>(
-                                              std::min(2e8, 2.0 * kTimedRuns * launch_ns + 5e4))),
-                "queueing a delay kernel before timing");
-    cudaEvent_t events[kTimedRuns + 1] = {};
-    int created = 0;
-    struct Destroy {
-      cudaEvent_t* events;
-      int* created;
-      ~Destroy() {
-        for (int i = 0; i < *created; ++i) cudaEventDestroy(events[i]);
-      }
-    } destroy{events, &created};
-    for (; created <= kTimedRuns; ++created) {
-      cuda::check(cudaEventCreate(&events[created]), "creating a timing event");
-    }
-    cuda::check(cudaEventRecord(events[0], stream), "recording a timing event");
-    for (int run = 1; run <= kTimedRuns; ++run) {
-      cuda::check_cudnn(cudnn_detail::graph_launch(handle, g, plan, buffers, workspace),
-                        fmt::format("timing engine {}", plan.choice.str()));
-      cuda::check(cudaEventRecord(events[run], stream), "recording a timing event");
-    }
-    cuda::check(cudaEventSynchronize(events[kTimedRuns]), "waiting for a timing event");
-    float best = -1;
-    for (int run = 1; run <= kTimedRuns; ++run) {
-      float ms = 0;
-      cuda::check(cudaEventElapsedTime(&ms, events[run - 1], events[run]), "reading a timing");
-      if (best < 0 || ms < best) best = ms;
-    }
-    return best / 1000.0;
+    // The shared profiler (runtime/timing.hpp) queues the timed runs on the current stream
+    // behind a delay kernel sized from the warm-up's queueing time.
+    const std::shared_ptr<DeviceStream> stream = current_device_stream(Device::cuda(device));
+    return min_device_seconds(
+        *stream,
+        [&] {
+          cuda::check_cudnn(cudnn_detail::graph_launch(handle, g, plan, buffers, workspace),
+                            fmt::format("timing engine {}", plan.choice.str()));
+        },
+        kTimedRuns, launch_ns / 1e9);
   }
 
   // guess_* / time_*: the ranking of the legacy algorithms and of the graph API's engines for
@@ -935,6 +915,51 @@ bool cudnn_usable(Device device, std::string* why) {
 
 std::string cudnn_version() {
   return cuda::cudnn_version();
+}
+
+ConvImplementationHooks cudnn_conv_hooks() {
+  ConvImplementationHooks hooks;
+  hooks.supports = [](const ConvSignature& s, const Config& config) -> std::optional<std::string> {
+    const std::string enabled = config.get("dnn.enabled");
+    if (enabled == "False") return std::string("disabled by the flag dnn.enabled");
+    std::string why;
+    if (enabled == "no_check") {
+      // The user vouches for cuDNN, but a library of another major version than the header is
+      // an installation error that would crash later: say so now.
+      if (!cuda::cudnn_library_matches(&why)) {
+        throw DeviceError(fmt::format("dnn.enabled=no_check: {}", why));
+      }
+    } else if (!cudnn_usable(s.device, &why)) {
+      if (enabled == "True") {
+        throw DeviceError(fmt::format(
+            "you enabled cuDNN (dnn.enabled=True) but it cannot be used: {}. Set "
+            "dnn.enabled=auto to fall back to GpuCorrMM (conv_gemm) where cuDNN is unusable",
+            why));
+      }
+      return fmt::format("cuDNN cannot be used: {}", why);
+    }
+    if (!is_float(s.dtype)) {
+      return fmt::format("dtype {}: cuDNN convolutions work on float16, float32 and float64",
+                         dtype_name(s.dtype));
+    }
+    if (s.params.unshared) {
+      return std::string("unshared (locally connected) kernels: cuDNN has none");
+    }
+    if (s.params.any_asymmetric()) {
+      return fmt::format("asymmetric padding ({}): cuDNN pads both sides equally", s.params.str());
+    }
+    return std::nullopt;
+  };
+  // Flag values the op refuses for this node (float16 precision in a backward direction, a fixed
+  // algorithm 3-D convolutions do not have) throw TypeError / ValueError here: the lowering takes
+  // that as a decline, so the node goes to the next implementation with the reason.
+  hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs,
+                   const Config& config) {
+    auto op = std::make_shared<GpuDnnConv>(s.direction, s.params,
+                                           cudnn_options_from(config, s.direction));
+    return convgraph::apply(std::move(op), inputs);
+  };
+  return hooks;
 }
 
 }  // namespace convgraph

@@ -14,6 +14,7 @@
 #include "convgraph/base/config.hpp"
 #include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_implementation.hpp"
 
 namespace convgraph {
 
@@ -84,5 +85,10 @@ struct CudnnAlgoStats {
 CudnnAlgoStats cudnn_algo_stats();
 // Forgets the in-memory algorithm cache (the on-disk cache stays).
 void reset_cudnn_algo_cache();
+
+// The registry row's hooks (optimizer/conv_registry.cpp): floating dtypes on a CUDA device,
+// shared kernels, symmetric pads, where cuDNN is usable. dnn.enabled=False declines; True makes an
+// unusable cuDNN a DeviceError instead of a decline.
+ConvImplementationHooks cudnn_conv_hooks();
 
 }  // namespace convgraph

@@ -57,6 +57,7 @@
 #include <utility>
 
 #include "convgraph/base/error.hpp"
+#include "convgraph/graph/op.hpp"
 #include "convgraph/ops/conv/conv_checks.hpp"
 #include "convgraph/ops/gpu/gpu_direct_grouped.hpp"
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
@@ -1236,6 +1237,30 @@ Tensor gpu_corrmm_grad_weights(const ConvParams& params, const Tensor& image, co
                                const Shape& kernel_spatial, bool allow_tf32) {
   return run_direction(ConvDirection::grad_weights, params, image, topgrad, kernel_spatial,
                        allow_tf32);
+}
+
+ConvImplementationHooks gpu_corrmm_conv_hooks() {
+  ConvImplementationHooks hooks;
+  hooks.supports = [](const ConvSignature& s, const Config&) -> std::optional<std::string> {
+    if (!is_float(s.dtype)) {
+      return fmt::format("dtype {}: GpuCorrMM supports float16, float32 and float64",
+                         dtype_name(s.dtype));
+    }
+    for (std::size_t i = 0; i < s.inputs.size() && i < 2; ++i) {
+      if (!s.inputs[i].device.is_cuda()) {
+        return fmt::format("input {} is on {}, not on the GPU", i, s.inputs[i].device.str());
+      }
+    }
+    return std::nullopt;
+  };
+  hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs,
+                   const Config& config) {
+    // dnn.conv.allow_tf32 governs every float32 convolution on the GPU, cuDNN's or not.
+    return convgraph::apply(
+        std::make_shared<GpuCorrMM>(s.direction, s.params, config.get_bool("dnn.conv.allow_tf32")),
+        inputs);
+  };
+  return hooks;
 }
 
 }  // namespace convgraph

@@ -15,6 +15,7 @@
 
 #include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_implementation.hpp"
 
 namespace convgraph {
 
@@ -72,5 +73,9 @@ bool gpu_corrmm_direct_grouped_applicable(const ConvParams& params, const Shape&
 // How many calls (any direction) have run on the direct grouped kernels in this process: lets
 // tests observe which path a problem took.
 std::int64_t gpu_corrmm_direct_grouped_calls();
+
+// The registry row's hooks (optimizer/conv_registry.cpp): floating dtypes with both tensor inputs
+// on a CUDA device, every parameter; dnn.conv.allow_tf32 governs its float32 GEMMs.
+ConvImplementationHooks gpu_corrmm_conv_hooks();
 
 }  // namespace convgraph

@@ -24,5 +24,7 @@ Allocator& device_allocator(int index);
 void copy(const Tensor& dst, const Tensor& src);
 void fill(const Tensor& dst, double value);
 std::shared_ptr<DeviceStream> create_stream(int index);
+// The stream current on this thread for device INDEX, as a DeviceStream that does not own it.
+std::shared_ptr<DeviceStream> current_stream_view(int index);
 
 }  // namespace convgraph::cuda

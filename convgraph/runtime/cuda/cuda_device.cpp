@@ -25,6 +25,8 @@ thread_local int t_device = -1;
 class CudaStream final : public DeviceStream {
  public:
   explicit CudaStream(int index);
+  // A view of STREAM, which someone else owns (the stream current on this thread).
+  CudaStream(int index, cudaStream_t stream) : index_(index), stream_(stream), owned_(false) {}
   ~CudaStream() override;
   Device device() const override { return Device::cuda(index_); }
   void enter() override {
@@ -46,6 +48,7 @@ class CudaStream final : public DeviceStream {
  private:
   int index_;
   cudaStream_t stream_ = nullptr;
+  bool owned_ = true;
 };
 
 class CudaEvent final : public DeviceEvent {
@@ -280,7 +283,7 @@ CudaStream::CudaStream(int index) : index_(index) {
 }
 
 CudaStream::~CudaStream() {
-  if (stream_ != nullptr) {
+  if (owned_ && stream_ != nullptr) {
     cudaSetDevice(index_);
     cudaStreamSynchronize(stream_);
     caching_allocator(index_).stream_destroyed(stream_);
@@ -456,6 +459,11 @@ Allocator& device_allocator(int index) {
 std::shared_ptr<DeviceStream> create_stream(int index) {
   caching_allocator(index);  // checks the device
   return std::make_shared<CudaStream>(index);
+}
+
+std::shared_ptr<DeviceStream> current_stream_view(int index) {
+  caching_allocator(index);  // checks the device
+  return std::make_shared<CudaStream>(index, current_stream(index));
 }
 
 // ---- copies ----

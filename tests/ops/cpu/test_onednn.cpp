@@ -25,12 +25,18 @@
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv_params.hpp"
 #include "convgraph/ops/cpu/onednn_conv.hpp"
-#include "convgraph/optimizer/conv_lowering_onednn.hpp"
+#include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/optimizer/debug_mode.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
+
+namespace {
+const ConvImplementation& onednn_row() {
+  return *conv_registry().find("onednn");
+}
+}  // namespace
 using convgraph::testing::allclose_report;
 using convgraph::testing::contains;
 using convgraph::testing::conv_tolerance;
@@ -641,7 +647,7 @@ TEST_CASE("lower_conv_to_onednn lowers float32 CPU convolutions and says why it 
   const Variable x = tensor("x", f32, {2, 3, 8, 8});
   const Variable w = tensor("w", f32, {4, 3, 3, 3});
   const Variable y = abstract_conv(p, x, w);
-  const std::vector<Variable> lowered = lower_conv_to_onednn(*y.owner(), ctx);
+  const std::vector<Variable> lowered = lower_with(onednn_row(), *y.owner(), ctx);
   REQUIRE(lowered.size() == 1);
   CHECK(lowered[0].owner()->op->name() == "OneDnnConv2d");
   CHECK(lowered[0].type() == y.type());
@@ -649,22 +655,22 @@ TEST_CASE("lower_conv_to_onednn lowers float32 CPU convolutions and says why it 
 
   const Variable yd =
       abstract_conv(p, tensor4("xd", DType::float64), tensor4("wd", DType::float64));
-  CHECK(lower_conv_to_onednn(*yd.owner(), ctx).empty());
+  CHECK(lower_with(onednn_row(), *yd.owner(), ctx).empty());
   const Variable yh =
       abstract_conv(p, tensor4("xh", DType::float16), tensor4("wh", DType::float16));
-  CHECK(lower_conv_to_onednn(*yh.owner(), ctx).empty());
+  CHECK(lower_with(onednn_row(), *yh.owner(), ctx).empty());
   const ConvParams u = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1, true);
   const Variable yu = abstract_conv(u, x, tensor("wu", f32, {4, 6, 6, 3, 3, 3}));
-  CHECK(lower_conv_to_onednn(*yu.owner(), ctx).empty());
+  CHECK(lower_with(onednn_row(), *yu.owner(), ctx).empty());
   REQUIRE(declines.size() == 3);
-  CHECK(contains(declines.at(yd.owner())[0], "conv_dnn (oneDNN): dtype float64"));
+  CHECK(contains(declines.at(yd.owner())[0], "onednn (conv_dnn): dtype float64"));
   CHECK(contains(declines.at(yh.owner())[0], "dtype float16"));
   CHECK(contains(declines.at(yu.owner())[0], "unshared"));
 
   Config disabled = Config::defaults();
   disabled.set("dnn.enabled", "False");
   const PassContext off{disabled, &declines};
-  CHECK(lower_conv_to_onednn(*y.owner(), off).empty());
+  CHECK(lower_with(onednn_row(), *y.owner(), off).empty());
   CHECK(contains(declines.at(y.owner())[0], "dnn.enabled=False"));
 }
 
@@ -761,9 +767,15 @@ TEST_CASE("oneDNN convolutions through compile(), in every direction, 2-D and 3-
 #include "convgraph/base/config.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv_params.hpp"
-#include "convgraph/optimizer/conv_lowering_onednn.hpp"
+#include "convgraph/optimizer/conv_lowering.hpp"
 
 using namespace convgraph;
+
+namespace {
+const ConvImplementation& onednn_row() {
+  return *conv_registry().find("onednn");
+}
+}  // namespace
 
 TEST_CASE("oneDNN convolutions (not built in: skipped)", "[onednn]") {
   WARN(
@@ -779,10 +791,10 @@ TEST_CASE("without oneDNN, conv_dnn declines every convolution and says why", "[
   const ConvParams p = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 1);
   const Variable y = abstract_conv(p, tensor("x", DType::float32, {2, 3, 8, 8}),
                                    tensor("w", DType::float32, {4, 3, 3, 3}));
-  CHECK(lower_conv_to_onednn(*y.owner(), ctx).empty());
+  CHECK(lower_with(onednn_row(), *y.owner(), ctx).empty());
   REQUIRE(declines.count(y.owner()) == 1);
   CHECK(declines.at(y.owner()).at(0) ==
-        "conv_dnn (oneDNN): oneDNN is not built into this convgraph (libdnnl-dev was not found "
+        "onednn (conv_dnn): oneDNN is not built into this convgraph (libdnnl-dev was not found "
         "at configure time)");
 }
 

@@ -721,7 +721,7 @@ TEST_CASE("cuDNN: dnn.enabled decides whether conv_dnn lowers to GpuDnnConv", "[
   const std::string msg = compile_error(in, out, base + "False,optimizer_excluding=conv_gemm");
   INFO(msg);
   REQUIRE(msg.find("no implementation") != std::string::npos);
-  REQUIRE(msg.find("conv_dnn (cuDNN): disabled by the flag dnn.enabled") != std::string::npos);
+  REQUIRE(msg.find("cudnn (conv_dnn_gpu): disabled by the flag dnn.enabled") != std::string::npos);
 }
 
 TEST_CASE(
@@ -741,13 +741,13 @@ TEST_CASE(
   REQUIRE(count_prefix(lowered(asym, {x, w}, flags), "GpuDnnConv") == 0);
   std::string msg = compile_error({x, w}, {asym}, flags + ",optimizer_excluding=conv_gemm");
   INFO(msg);
-  REQUIRE(msg.find("conv_dnn (cuDNN): asymmetric padding") != std::string::npos);
+  REQUIRE(msg.find("cudnn (conv_dnn_gpu): asymmetric padding") != std::string::npos);
 
   Variable wu = tensor("wu", DType::float32, {4, 7, 7, 3, 3, 3});
   Variable unshared = conv2d(x, wu, {.unshared = true});
   REQUIRE(count_prefix(lowered(unshared, {x, wu}, flags), "GpuDnnConv") == 0);
   msg = compile_error({x, wu}, {unshared}, flags + ",optimizer_excluding=conv_gemm");
-  REQUIRE(msg.find("conv_dnn (cuDNN): unshared") != std::string::npos);
+  REQUIRE(msg.find("cudnn (conv_dnn_gpu): unshared") != std::string::npos);
 
   // float16 precision: the forward keeps cuDNN, the gradients are declined with the reason.
   Variable y = conv2d(x, w);
