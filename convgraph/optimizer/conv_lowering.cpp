@@ -154,7 +154,10 @@ void check_no_abstract_conv(FunctionGraph& graph, const PassContext& ctx) {
         } else if (auto declined = row.declines(signature, ctx.config)) {
           why = *declined;
         } else if (row.pass.empty()) {
-          why = "it takes this node, but is chosen only through conv.impl or conv_meta";
+          why = fmt::format(
+              "it takes this node, but is used only when selected by name "
+              "(conv.impl={})",
+              row.name);
         } else {
           why = fmt::format("it takes this node, but its pass {} was not selected by the flags",
                             row.pass);
@@ -173,8 +176,8 @@ void check_no_abstract_conv(FunctionGraph& graph, const PassContext& ctx) {
         "Selected by conv.impl: {}.\n"
         "Candidates:{}\n"
         "(conv_dnn lowers to oneDNN on the CPU and cuDNN on the GPU, conv_gemm to CorrMM / "
-        "GpuCorrMM; conv.impl=NAME picks one by name. To run the slow reference implementation "
-        "on purpose, also exclude conv_check.)\nThe node:\n{}",
+        "GpuCorrMM; conv.impl=NAME picks one by name, and conv.impl=reference runs the slow "
+        "reference on purpose.)\nThe node:\n{}",
         node->op->str(), node->id, signature.direction_name(),
         fmt::format("{}-D", signature.params.convdim), dtype_name(signature.dtype),
         signature.device.str(),

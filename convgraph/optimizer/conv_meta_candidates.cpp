@@ -420,7 +420,7 @@ std::vector<MetaCandidate> all_meta_candidates() {
     for (CandidateForm form :
          {CandidateForm::same, CandidateForm::alternative, CandidateForm::conv3d2d}) {
       for (const ConvImplementation& row : rows) {
-        if (row.device != device) continue;
+        if (row.device != device || !row.meta_candidate) continue;
         MetaCandidate c;
         c.implementation = row.name;
         c.form = form;

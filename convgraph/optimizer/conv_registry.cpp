@@ -6,6 +6,7 @@
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/build_config.hpp"
+#include "convgraph/ops/conv/reference_conv_op.hpp"
 #include "convgraph/ops/cpu/corrmm.hpp"
 #if CONVGRAPH_HAVE_ONEDNN
 #include "convgraph/ops/cpu/onednn_conv.hpp"
@@ -182,6 +183,14 @@ void register_conv_implementations(ConvRegistry& registry) {
   gpu_corrmm.unavailable = "CUDA is not built into this convgraph";
 #endif
   registry.add(std::move(gpu_corrmm));
+
+  // The ground truth: the abstract op's direct loops, accumulating in double. Only by name
+  // (conv.impl=reference), never by a lowering pass or the meta-optimizer.
+  ConvImplementation reference = row("reference", DeviceKind::cpu, "", {"reference"},
+                                     "the abstract op's direct loops (slow: the ground truth)");
+  reference.meta_candidate = false;
+  reference.hooks = reference_conv_hooks();
+  registry.add(std::move(reference));
 }
 
 namespace {
@@ -256,9 +265,9 @@ std::string describe_conv_implementations(const Config& config) {
     } else {
       status = row.summary;
     }
-    out += fmt::format("{:<12} {:<6} {:<14} {:<20} {}\n", row.name,
-                       row.device == DeviceKind::cpu ? "cpu" : "cuda",
-                       row.pass.empty() ? "-" : row.pass, fmt::join(row.tags, ","), status);
+    out += fmt::format(
+        "{:<12} {:<6} {:<14} {:<20} {}\n", row.name, row.device == DeviceKind::cpu ? "cpu" : "cuda",
+        row.pass.empty() ? "-" : row.pass, fmt::format("{}", fmt::join(row.tags, ",")), status);
   }
   return out;
 }

@@ -35,6 +35,8 @@ struct ConvImplementation {
   std::vector<ConvDirection> directions{ConvDirection::forward, ConvDirection::grad_inputs,
                                         ConvDirection::grad_weights};
   std::vector<int> convdims{2, 3};
+  // Whether the meta-optimizer times it (the reference, for one, is too slow to be worth it).
+  bool meta_candidate = true;
   // The meta-optimizer's 3-D-as-2-D candidate lowered by this implementation ("conv3d2d"), or
   // empty when it offers none.
   std::string meta_conv3d2d;

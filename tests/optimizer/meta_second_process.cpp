@@ -17,6 +17,7 @@
 
 #include "convgraph/convgraph.hpp"
 #include "convgraph/optimizer/conv_meta.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 
 using namespace convgraph;
@@ -72,9 +73,7 @@ int main() {
 
     CompileOptions reference;
     // The reference runs on the host whatever device CONVGRAPH_FLAGS asks for.
-    reference.flags = pass_database().known_tags().count("conv_dnn") != 0
-                          ? "device=cpu,optimizer_excluding=conv_gemm:conv_dnn:conv_check"
-                          : "device=cpu,optimizer_excluding=conv_gemm:conv_check";
+    reference.flags = "device=cpu," + select_conv_impl_flags("reference");
     const std::vector<Tensor> args{random_tensor({2, 3, 10, 10}, 11),
                                    random_tensor({4, 3, 3, 3}, 12)};
     const auto actual = f(args);

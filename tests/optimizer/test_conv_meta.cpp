@@ -17,6 +17,7 @@
 
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/optimizer/conv_meta.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/runtime/autotune_cache.hpp"
 #include "support/catch.hpp"
@@ -65,10 +66,7 @@ Function compile_with_meta(const std::vector<Variable>& inputs,
 Function compile_reference(const std::vector<Variable>& inputs,
                            const std::vector<Variable>& outputs) {
   CompileOptions options;
-  // conv_dnn only once a pass carries it: naming an unknown tag is a warning.
-  options.flags = pass_database().known_tags().count("conv_dnn") != 0
-                      ? "optimizer_excluding=conv_gemm:conv_dnn:conv_check"
-                      : "optimizer_excluding=conv_gemm:conv_check";
+  options.flags = select_conv_impl_flags("reference");
   return compile(inputs, outputs, options);
 }
 
@@ -527,12 +525,11 @@ TEST_CASE("conv_meta: unknown shapes fall through to the lowering passes; hints 
   Variable w = tensor("w", DType::float32, {4, 3, 3, 3});
   Variable y = conv2d(x, w, {.border_mode = "half"});
   {
-    // conv_dnn is left out (once a pass carries it) so that conv_gemm takes the node.
-    const std::string no_dnn =
-        pass_database().known_tags().count("conv_dnn") != 0 ? ",optimizer_excluding=conv_dnn" : "";
+    // CorrMM takes the node the meta-optimizer leaves.
     StderrCapture capture;
-    Function f =
-        compile_with_meta({x, w}, {y}, fmt::format("{},metaopt.verbose=1{}", kNoDiskCache, no_dnn));
+    Function f = compile_with_meta(
+        {x, w}, {y},
+        fmt::format("{},metaopt.verbose=1,{}", kNoDiskCache, select_conv_impl_flags("corrmm")));
     const std::string err = capture.finish();
     INFO(err);
     REQUIRE(count_substr(err, "cannot meta-optimize") == 1);

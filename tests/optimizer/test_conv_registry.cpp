@@ -88,12 +88,14 @@ ConvImplementation zeros_implementation(std::string name) {
 TEST_CASE("conv registry: one row per implementation, each complete", "[registry]") {
   const ConvRegistry& registry = conv_registry();
   const std::vector<std::string> names = registry.names();
-  REQUIRE(names == std::vector<std::string>{"corrmm", "onednn", "cudnn", "gpu_corrmm"});
+  REQUIRE(names ==
+          std::vector<std::string>{"corrmm", "onednn", "cudnn", "gpu_corrmm", "reference"});
   for (const ConvImplementation& row : registry.all()) {
     INFO(row.name);
     CHECK_FALSE(row.summary.empty());
-    CHECK_FALSE(row.pass.empty());
-    CHECK(pass_database().find(row.pass) != nullptr);
+    // A lowering pass of the database, or none (only by name): the reference.
+    CHECK(row.pass.empty() == (row.name == "reference"));
+    if (!row.pass.empty()) CHECK(pass_database().find(row.pass) != nullptr);
     // Built in, or saying why not.
     CHECK((static_cast<bool>(row.hooks.build) || !row.unavailable.empty()));
     CHECK(row.directions.size() == 3);
@@ -168,7 +170,7 @@ TEST_CASE("conv.impl: an unknown name is a flag error with a suggestion", "[regi
   CHECK(contains(msg, "conv.impl"));
   CHECK(contains(msg, "'onedn'"));
   CHECK(contains(msg, "did you mean 'onednn'"));
-  CHECK(contains(msg, "corrmm, onednn, cudnn, gpu_corrmm"));
+  CHECK(contains(msg, "corrmm, onednn, cudnn, gpu_corrmm, reference"));
 }
 
 TEST_CASE("conv registry: an implementation a test adds is used only where selected",
@@ -222,9 +224,35 @@ TEST_CASE("conv_meta: a wrong-but-fast candidate never wins", "[registry][meta]"
         "corrmm test_zeros corrmm_alt test_zeros_alt");
 }
 
+TEST_CASE("conv.impl=reference runs the abstract op's direct loops", "[registry]") {
+  Variable x = tensor("x", DType::float64, {2, 3, 7, 6});
+  Variable w = tensor("w", DType::float64, {4, 3, 3, 2});
+  Variable y = conv2d(x, w, {.border_mode = "full", .subsample = {2, 1}});
+  Variable cost = sum(y * y);
+  auto grads = grad(cost, {x, w});
+  const std::vector<Variable> outs{cost, grads[0], grads[1]};
+  const Function reference = compile_flags({x, w}, outs, select_conv_impl_flags("reference"));
+  const auto names = op_names(reference);
+  CHECK(has(names, "ReferenceConv2d"));
+  CHECK(has(names, "ReferenceConv2d_gradInputs"));
+  CHECK(has(names, "ReferenceConv2d_gradWeights"));
+  const Function fast = compile_flags({x, w}, outs, select_conv_impl_flags("corrmm"));
+  const std::vector<Tensor> args{testing::random_tensor(DType::float64, {2, 3, 7, 6}, 1),
+                                 testing::random_tensor(DType::float64, {4, 3, 3, 2}, 2)};
+  const auto a = reference(args);
+  const auto b = fast(args);
+  for (std::size_t i = 0; i < a.size(); ++i) REQUIRE_ALLCLOSE(a[i], b[i], 1e-10, 1e-10);
+  // Never a meta-optimizer candidate, never a default lowering.
+  for (const std::string& name : select_conv_meta_candidates(Config::defaults())) {
+    CHECK(name.find("reference") == std::string::npos);
+  }
+  CHECK_FALSE(has(op_names(compile_flags({x, w}, outs, "")), "ReferenceConv2d"));
+}
+
 TEST_CASE("conv registry: every registered lowering tag is a known optimizer tag", "[registry]") {
   const std::set<std::string> known = pass_database().known_tags();
   for (const ConvImplementation& row : conv_registry().all()) {
+    if (row.pass.empty()) continue;  // tags of a row no pass applies: known through conv.impl only
     for (const std::string& tag : row.tags) {
       INFO(row.name << " " << tag);
       CHECK(known.count(tag) == 1);

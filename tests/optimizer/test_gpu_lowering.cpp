@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
 
@@ -57,7 +58,7 @@ void check_against_host(const Problem& p, const Function& f, const Shape& filter
   const std::vector<Tensor> args{random_tensor(DType::float32, {2, 4, 9, 9}, 5),
                                  random_tensor(DType::float32, filter_shape, 6)};
   const auto actual = f(args);
-  const auto expected = compile_with(p, "device=cpu,optimizer_excluding=conv_dnn")(args);
+  const auto expected = compile_with(p, "device=cpu," + select_conv_impl_flags("corrmm"))(args);
   for (std::size_t i = 0; i < actual.size(); ++i) {
     INFO("output " << i);
     REQUIRE_ALLCLOSE(actual[i], expected[i], 1e-4, 1e-4);
@@ -143,7 +144,7 @@ TEST_CASE("gpu lowering: outputs and inputs on the device on request", "[cuda]")
   // Host tensors are refused: the function was compiled for device inputs.
   REQUIRE_THROWS_AS(f({x, w}), ValueError);
   const auto on_device = f({x.to(Device::cuda()), w.to(Device::cuda())});
-  const auto expected = compile_with(p, "device=cpu,optimizer_excluding=conv_dnn")({x, w});
+  const auto expected = compile_with(p, "device=cpu," + select_conv_impl_flags("corrmm"))({x, w});
   for (std::size_t i = 0; i < on_device.size(); ++i) {
     CHECK(on_device[i].device() == Device::cuda());
     REQUIRE_ALLCLOSE(on_device[i].to(Device::cpu()), expected[i], 1e-4, 1e-4);

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "convgraph/optimizer/conv_meta.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/runtime/autotune_cache.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
@@ -69,7 +70,7 @@ void check_values(const MetaGraph& g, const Function& f) {
   const std::vector<Tensor> args{random_tensor(DType::float32, {2, 3, 10, 10}, 1),
                                  random_tensor(DType::float32, {4, 3, 3, 3}, 2)};
   const auto actual = f(args);
-  const auto expected = compile_flags(g, "device=cpu,optimizer_excluding=conv_dnn")(args);
+  const auto expected = compile_flags(g, "device=cpu," + select_conv_impl_flags("corrmm"))(args);
   REQUIRE(actual.size() == expected.size());
   for (std::size_t i = 0; i < actual.size(); ++i) {
     REQUIRE(actual[i].device().is_cpu());

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
 
@@ -40,7 +41,7 @@ struct ConvNet {
   // The CorrMM family, whatever else this build could lower to.
   Function compile(const std::string& flags = "") const {
     CompileOptions options;
-    options.flags = "optimizer_excluding=conv_dnn," + flags;
+    options.flags = select_conv_impl_flags("corrmm") + "," + flags;
     return convgraph::compile({x, w}, outputs, options);
   }
 

@@ -17,6 +17,7 @@
 #include "convgraph/ops/conv/conv_params.hpp"
 #include "convgraph/ops/cpu/corrmm.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "support/catch.hpp"
 #include "support/conv_checks.hpp"
 #include "support/messages.hpp"
@@ -536,7 +537,7 @@ TEST_CASE("CorrMM in compiled graphs agrees with the abstract ops under DebugMod
   const Variable cost = sum(y * y) + sum(z * z);
   const std::vector<Variable> grads = grad(cost, {x, w, v, k});
   CompileOptions options;
-  options.flags = "optimizer_excluding=conv_dnn,mode=DebugMode";
+  options.flags = select_conv_impl_flags("corrmm") + ",mode=DebugMode";
   const Function f = compile({x, w, v, k}, {y, z, grads[0], grads[1], grads[2], grads[3]}, options);
   std::vector<std::string> ops;
   for (Node* node : f.graph().toposort()) ops.push_back(node->op->name());

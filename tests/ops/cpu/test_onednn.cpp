@@ -712,7 +712,7 @@ TEST_CASE("oneDNN convolutions through compile(), in every direction, 2-D and 3-
     const Variable cost = sum(y * y) + sum(z * z);
     const std::vector<Variable> grads = grad(cost, {x, w, v, k});
     outputs = {cost, grads[0], grads[1], grads[2], grads[3]};
-    options.flags = "optimizer_excluding=conv_gemm";
+    options.flags = select_conv_impl_flags("onednn");
   } else {
     WARN("the conv_dnn pass is not registered yet: building the OneDnnConv nodes directly");
     const Variable y = apply(dnn_op(ConvDirection::forward, p2), {x, w});

@@ -18,6 +18,7 @@
 #include "convgraph/convgraph.hpp"
 #if CONVGRAPH_HAVE_CUDNN
 #include "convgraph/ops/gpu/cudnn_conv.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #endif
 
 using namespace convgraph;
@@ -67,7 +68,7 @@ int main() {
     const CudnnAlgoStats after = cudnn_algo_stats();
 
     CompileOptions reference;
-    reference.flags = "optimizer_excluding=conv_gemm:conv_dnn:conv_check";
+    reference.flags = "device=cpu," + select_conv_impl_flags("reference");
     const auto expected = compile(inputs, outputs, reference)(args);
     for (std::size_t i = 0; i < actual.size(); ++i) {
       const auto a = actual[i].to_vector<double>();

@@ -20,6 +20,7 @@
 #include "support/test_util.hpp"
 #if CONVGRAPH_HAVE_CUDNN
 #include "convgraph/ops/gpu/cudnn_conv.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #endif
 
 using namespace convgraph;
@@ -695,7 +696,7 @@ TEST_CASE("cuDNN: dnn.enabled decides whether conv_dnn lowers to GpuDnnConv", "[
   const std::vector<Tensor> args{random_tensor(DType::float32, {2, 3, 9, 9}, 1),
                                  random_tensor(DType::float32, {4, 3, 3, 3}, 2)};
   CompileOptions reference;
-  reference.flags = "optimizer_excluding=conv_gemm:conv_dnn:conv_check";
+  reference.flags = "device=cpu," + select_conv_impl_flags("reference");
   const auto expected = compile(in, out, reference)(args);
   const std::string base = "device=cuda,autotune.cache=off,dnn.enabled=";
   for (const std::string enabled : {"auto", "True", "no_check", "False"}) {
@@ -739,14 +740,14 @@ TEST_CASE(
   };
   Variable asym = conv2d(x, w, {.border_mode = BorderMode::pairs({{1, 0}, {2, 2}})});
   REQUIRE(count_prefix(lowered(asym, {x, w}, flags), "GpuDnnConv") == 0);
-  std::string msg = compile_error({x, w}, {asym}, flags + ",optimizer_excluding=conv_gemm");
+  std::string msg = compile_error({x, w}, {asym}, flags + "," + select_conv_impl_flags("cudnn"));
   INFO(msg);
   REQUIRE(msg.find("cudnn (conv_dnn_gpu): asymmetric padding") != std::string::npos);
 
   Variable wu = tensor("wu", DType::float32, {4, 7, 7, 3, 3, 3});
   Variable unshared = conv2d(x, wu, {.unshared = true});
   REQUIRE(count_prefix(lowered(unshared, {x, wu}, flags), "GpuDnnConv") == 0);
-  msg = compile_error({x, wu}, {unshared}, flags + ",optimizer_excluding=conv_gemm");
+  msg = compile_error({x, wu}, {unshared}, flags + "," + select_conv_impl_flags("cudnn"));
   REQUIRE(msg.find("cudnn (conv_dnn_gpu): unshared") != std::string::npos);
 
   // float16 precision: the forward keeps cuDNN, the gradients are declined with the reason.
@@ -758,7 +759,7 @@ TEST_CASE(
   REQUIRE(std::count(names.begin(), names.end(), "GpuDnnConv") == 1);
   REQUIRE(count_prefix(names, "GpuDnnConvGrad") == 0);
   msg = compile_error({x, w}, {grads[1]},
-                      flags + ",dnn.conv.precision=float16,optimizer_excluding=conv_gemm");
+                      flags + ",dnn.conv.precision=float16," + select_conv_impl_flags("cudnn"));
   REQUIRE(msg.find("disabled for cuDNN backward convolutions") != std::string::npos);
 }
 

@@ -4,7 +4,7 @@
 // channels per group on the direct kernels included),
 // unshared kernels, flips and kernel sizes, with the batch in one chunk, one image per chunk and
 // a few images per chunk. Then empty problems, non-contiguous inputs, run-time errors, the op
-// itself and compiled graphs (device=cuda, conv_dnn excluded) with their gradients.
+// itself and compiled graphs (device=cuda, conv.impl=gpu_corrmm) with their gradients.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +17,7 @@
 #include "convgraph/ops/conv/conv_params.hpp"
 #include "convgraph/ops/gpu/gpu_corrmm.hpp"
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/runtime/cuda/cuda_device.hpp"
 #include "support/catch.hpp"
 #include "support/conv_checks.hpp"
@@ -1079,7 +1080,7 @@ bool has(const std::vector<std::string>& names, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("device=cuda with conv_dnn excluded lowers every direction to GpuCorrMM", "[cuda]") {
+TEST_CASE("device=cuda with conv.impl=gpu_corrmm lowers every direction to GpuCorrMM", "[cuda]") {
   testing::require_gpu_or_skip();
   for (DType dtype : {DType::float32, DType::float64}) {
     INFO(dtype_name(dtype));
@@ -1101,7 +1102,7 @@ TEST_CASE("device=cuda with conv_dnn excluded lowers every direction to GpuCorrM
     outputs.insert(outputs.end(), grads.begin(), grads.end());
 
     CompileOptions on_gpu;
-    on_gpu.flags = "device=cuda,optimizer_excluding=conv_dnn";
+    on_gpu.flags = "device=cuda," + select_conv_impl_flags("gpu_corrmm");
     const Function f = compile({x, w, v, k, u}, outputs, on_gpu);
     const std::vector<std::string> names = op_names(f);
     for (const char* name : {"GpuCorrMM", "GpuCorrMM_gradInputs", "GpuCorrMM_gradWeights",
@@ -1112,7 +1113,7 @@ TEST_CASE("device=cuda with conv_dnn excluded lowers every direction to GpuCorrM
     for (const std::string& name : names) CHECK(name.rfind("Abstract", 0) == std::string::npos);
 
     CompileOptions on_host;
-    on_host.flags = "optimizer_excluding=conv_dnn";
+    on_host.flags = select_conv_impl_flags("corrmm");
     const Function reference = compile({x, w, v, k, u}, outputs, on_host);
     const std::vector<Tensor> args = {
         random_tensor(dtype, {3, 4, 9, 8}, 1400), random_tensor(dtype, {6, 2, 3, 2}, 1401),
@@ -1139,7 +1140,7 @@ TEST_CASE("device=cuda float16 convolutions run as GpuCorrMM", "[cuda]") {
   const Variable w = tensor("w", DType::float16, {5, 3, 3, 3});
   const Variable y = abstract_conv(p, x, w);
   CompileOptions on_gpu;
-  on_gpu.flags = "device=cuda,optimizer_excluding=conv_dnn";
+  on_gpu.flags = "device=cuda," + select_conv_impl_flags("gpu_corrmm");
   const Function f = compile({x, w}, {y}, on_gpu);
   CHECK(has(op_names(f), "GpuCorrMM"));
   const Tensor xv = random_tensor(DType::float16, {2, 3, 8, 8}, 1500);
