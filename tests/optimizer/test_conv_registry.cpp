@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -257,5 +260,20 @@ TEST_CASE("conv registry: every registered lowering tag is a known optimizer tag
       INFO(row.name << " " << tag);
       CHECK(known.count(tag) == 1);
     }
+  }
+}
+
+TEST_CASE("conv registry: docs/optimizer.md's implementations table lists every row",
+          "[registry]") {
+  const auto path = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
+                    "docs/optimizer.md";
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const ConvImplementation& row : conv_registry().all()) {
+    INFO(row.name);
+    CHECK(contains(text.str(), "| `" + row.name + "` | " +
+                                   (row.device == DeviceKind::cpu ? "CPU" : "GPU") + " |"));
   }
 }
