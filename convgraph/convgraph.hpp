@@ -22,6 +22,7 @@
 #include "convgraph/ops/tensor/shape.hpp"
 #include "convgraph/ops/tensor/subtensor.hpp"
 #include "convgraph/ops/tensor/transfer.hpp"
-#include "convgraph/optimizer/compile.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
+#include "convgraph/planner/compile.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 #include "convgraph/runtime/tensor.hpp"

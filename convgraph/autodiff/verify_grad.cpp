@@ -8,7 +8,7 @@
 #include "convgraph/autodiff/gradient.hpp"
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "convgraph/ops/tensor/reduce.hpp"
-#include "convgraph/optimizer/compile.hpp"
+#include "convgraph/planner/compile.hpp"
 
 namespace convgraph {
 namespace {

@@ -26,8 +26,8 @@
 #include "convgraph/ops/conv/conv_params.hpp"
 #include "convgraph/ops/cpu/onednn_conv.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
-#include "convgraph/optimizer/debug_mode.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
+#include "convgraph/planner/debug_mode.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;

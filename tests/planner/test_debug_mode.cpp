@@ -1,5 +1,5 @@
 #include "convgraph/ops/kernel_op.hpp"
-#include "convgraph/optimizer/debug_mode.hpp"
+#include "convgraph/planner/debug_mode.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
 

@@ -7,7 +7,7 @@
 
 #include "convgraph/base/config.hpp"
 #include "convgraph/graph/variable.hpp"
-#include "convgraph/optimizer/function.hpp"
+#include "convgraph/planner/function.hpp"
 
 namespace convgraph {
 

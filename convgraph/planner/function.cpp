@@ -1,4 +1,4 @@
-#include "convgraph/optimizer/function.hpp"
+#include "convgraph/planner/function.hpp"
 
 #include <mutex>
 

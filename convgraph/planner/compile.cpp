@@ -1,4 +1,4 @@
-#include "convgraph/optimizer/compile.hpp"
+#include "convgraph/planner/compile.hpp"
 
 #include <fmt/format.h>
 
@@ -11,8 +11,8 @@
 #include "convgraph/graph/op.hpp"
 #include "convgraph/ops/kernel_op.hpp"
 #include "convgraph/ops/tensor/transfer.hpp"
-#include "convgraph/optimizer/debug_mode.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
+#include "convgraph/planner/debug_mode.hpp"
 #include "convgraph/runtime/blas_config.hpp"
 
 namespace convgraph {

@@ -1,4 +1,4 @@
-#include "convgraph/optimizer/debug_mode.hpp"
+#include "convgraph/planner/debug_mode.hpp"
 
 #include <fmt/format.h>
 
