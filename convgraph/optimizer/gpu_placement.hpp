@@ -1,4 +1,4 @@
-// Device placement (spec 7.4; DESIGN "Passes"): with device=cuda, every node that has a GPU
+// Device placement: with device=cuda, every node that has a GPU
 // implementation moves to the GPU, and transfers are inserted only where a value crosses between
 // the host and the device -- at the function's inputs and outputs, and around the nodes that run
 // on the host.

@@ -1,6 +1,5 @@
-// Which op each flag combination produces on the GPU (issue "GPU backend", tests), and that the
-// lowered functions compute what the host computes. Tagged [cuda]: skipped (visibly) without a
-// GPU.
+// Which op each flag combination produces on the GPU, and that the lowered functions compute what
+// the host computes. Tagged [cuda]: skipped (visibly) without a GPU.
 #include <fmt/format.h>
 
 #include <algorithm>

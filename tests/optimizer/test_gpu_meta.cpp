@@ -1,4 +1,4 @@
-// The meta-optimizer on a CUDA device (spec 7.6, issue "GPU backend" item 5): the GPU candidates
+// The meta-optimizer on a CUDA device: the GPU candidates
 // are timed, the winner replaces the node, choices persist in the autotune cache for a second
 // process. Tagged [cuda]: skipped (visibly) where no GPU can be used.
 #include <fmt/format.h>

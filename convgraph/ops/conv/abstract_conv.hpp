@@ -1,7 +1,8 @@
 // The abstract convolution family: forward, gradient with respect to the inputs and gradient
-// with respect to the weights, in 2-D and 3-D (spec sections 3, 5, 6 and 12). These ops say what
-// is computed; optimizer passes replace them with concrete implementations. Their perform() is
-// the reference every implementation is checked against: direct loops, accumulating in double.
+// with respect to the weights, in 2-D and 3-D: their parameters, types, shapes, gradients, shape
+// asserts and floating-point operation counts. These ops say what is computed; optimizer passes
+// replace them with concrete implementations. Their perform() is the reference every implementation
+// is checked against: direct loops, accumulating in double.
 #pragma once
 
 #include <optional>
@@ -77,7 +78,7 @@ Tensor reference_conv_grad_inputs(const ConvParams& params, const Tensor& kernel
 Tensor reference_conv_grad_weights(const ConvParams& params, const Tensor& image,
                                    const Tensor& topgrad, const Shape& kernel_spatial);
 
-// ---- shape asserts (spec section 6) ----
+// ---- shape asserts ----
 
 // X, checked at run time against EXPECTED (unknown entries are not checked) when the flag
 // conv.assert_shape is on (or FORCE is true); a mismatch raises ShapeError carrying MESSAGE.

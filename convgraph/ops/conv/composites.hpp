@@ -1,4 +1,4 @@
-// Convolution functions composed from the abstract ops (spec section 11): transposed, separable
+// Convolution functions composed from the abstract ops: transposed, separable
 // and causal convolutions, bilinear kernels and bilinear upsampling. Each builds graph only; the
 // gradients and R-operators come from the ops it is made of.
 //
@@ -18,7 +18,7 @@
 
 namespace convgraph {
 
-// ---- conv2d_transpose (spec 11.2) ----
+// ---- conv2d_transpose ----
 
 struct ConvTransposeOptions {
   StaticShape filter_shape;  // hint: (in channels of the transpose, out channels / G, kh, kw)
@@ -36,7 +36,7 @@ struct ConvTransposeOptions {
 Variable conv2d_transpose(const Variable& input, const Variable& filters,
                           const ShapeDims& output_shape, const ConvTransposeOptions& options = {});
 
-// ---- separable convolutions (spec 11.3) ----
+// ---- separable convolutions ----
 
 struct SeparableConvOptions {
   StaticShape input_shape;             // hint for the input
@@ -62,7 +62,7 @@ Variable separable_conv3d(const Variable& input, const Variable& depthwise_filte
                           const Variable& pointwise_filters, std::int64_t num_channels,
                           const SeparableConvOptions& options = {});
 
-// ---- causal_conv1d (spec 11.4) ----
+// ---- causal_conv1d ----
 
 struct CausalConvOptions {
   StaticShape input_shape;  // hint: (B, C, L), or empty
@@ -84,7 +84,7 @@ struct CausalConvOptions {
 Variable causal_conv1d(const Variable& input, const Variable& filters,
                        const StaticShape& filter_shape, const CausalConvOptions& options = {});
 
-// ---- bilinear kernels (spec 11.5) ----
+// ---- bilinear kernels ----
 
 // [1, 2, ..., r, ..., 2, 1] (length 2r - 1) in floatX, divided by r when NORMALIZE. A constant
 // when RATIO is a constant; a symbolic RATIO (an int64 scalar Dim) builds an arange graph.
@@ -95,7 +95,7 @@ Variable bilinear_kernel_1D(const Dim& ratio, bool normalize = true);
 Variable bilinear_kernel_2D(const Dim& ratio, bool normalize = true);
 Variable bilinear_kernel_2D(const std::pair<Dim, Dim>& ratio, bool normalize = true);
 
-// ---- bilinear upsampling (spec 11.6) ----
+// ---- bilinear upsampling ----
 
 // A fractional ratio p/q per axis, reduced by the gcd when used: FracRatio(3, 2) for both axes,
 // FracRatio({3, 2}, {5, 4}) for rows 3/2 and columns 5/4.

@@ -1,5 +1,5 @@
-// The user-facing convolution functions, with the original's parameters and defaults
-// (spec sections 2 and 11.1). Use designated initializers for the options:
+// The user-facing convolution functions (conv2d, conv3d and the gradients of conv2d), with the
+// original's parameters and defaults. Use designated initializers for the options:
 //   auto y = conv2d(x, w, {.border_mode = "half", .subsample = {2, 2}});
 #pragma once
 

@@ -1,4 +1,4 @@
-// conv3d2d (spec 10.1): a 3-D convolution computed as 2-D convolutions over (height, width) for
+// conv3d2d: a 3-D convolution computed as 2-D convolutions over (height, width) for
 // every pair of (signal frame, filter frame), combined along time by summing diagonals. Its axis
 // order differs from conv3d: signals (Ns, Ts, C, Hs, Ws), filters (Nf, Tf, C, Hf, Wf), output
 // (Ns, Tout, Nf, Hout, Wout). It always computes a true convolution (filters flipped in T, H, W).

@@ -1,5 +1,5 @@
 // ConvParams: the one parameter struct of every convolution (abstract ops, concrete ops, the
-// autotune key, graph files), its normaliser, and the shape helpers of spec section 4.
+// autotune key, graph files), its normaliser, and the output / gradient shape helpers.
 #pragma once
 
 #include <cstdint>
@@ -47,7 +47,8 @@ class BorderMode {
   // Every axis padded by the (before, after) pairs, e.g. {{1, 0}, {2, 2}}.
   static BorderMode pairs(const std::vector<std::pair<std::int64_t, std::int64_t>>& pads);
 
-  // Validates and expands to one AxisBorder per axis (spec section 3, step 3).
+  // Validates the mode (a name, one pad or one (before, after) pair per axis, pads >= 0) and
+  // expands it to one AxisBorder per axis.
   std::vector<AxisBorder> normalize(int convdim) const;
   std::string str() const;
 
@@ -81,7 +82,7 @@ struct ConvParams {
   bool dilated() const;
 };
 
-// Builds and validates a ConvParams (spec section 3). Empty SUBSAMPLE / DILATION mean all ones;
+// Builds and validates a ConvParams. Empty SUBSAMPLE / DILATION mean all ones;
 // empty IMSHP / KSHP mean all unknown. Throws ValueError (or UnsupportedError for asymmetric
 // padding outside 2-D and unshared outside 2-D) naming the parameter, the value and what was
 // expected.
@@ -90,7 +91,7 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
                             std::vector<std::int64_t> dilation = {}, std::int64_t num_groups = 1,
                             bool unshared = false, StaticShape imshp = {}, StaticShape kshp = {});
 
-// ---- shape helpers (spec section 4), on Dims: constants fold, symbolic dims build graph,
+// ---- shape helpers, on Dims: constants fold, symbolic dims build graph,
 // unknown stays unknown ----
 
 // Output size of one axis: (image + before + after - dilated_kernel) // subsample + 1 (floor

@@ -1,4 +1,4 @@
-// The legacy convolution (spec 10.2): Theano's ConvOp and the deprecated conv2d of the old
+// The legacy convolution: Theano's ConvOp and the deprecated conv2d of the old
 // interface that builds it. Only that function reaches it: the optimizer lowers the abstract ops
 // to oneDNN or im2col + GEMM, never to ConvOp. New code calls convgraph::conv2d.
 //
@@ -78,7 +78,7 @@ class ConvOp final : public Op {
   // Direct loops accumulating in double.
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
 
-  // Floating-point operations of a call with these shapes (spec 12): valid
+  // Floating-point operations of a call with these shapes, as the original counts them: valid
   // kh*kw*2 * oh*ow * C*M*B; full B*M*C*kh*kw*H*W*2 (the input's size, as in the original).
   // ShapeError when the image and filter channels differ.
   double flops(const Shape& image, const Shape& filters, const Shape& output) const;

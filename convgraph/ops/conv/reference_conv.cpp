@@ -1,8 +1,9 @@
-// The reference convolutions (spec sections 5.1-5.3): direct loops over every output element and
-// every kernel tap, accumulating in double. Speed is not the point: every other implementation
-// (CorrMM, oneDNN, cuDNN) is judged against these, so each loop is the formula of the spec written
-// out. 2-D problems run through the 3-D code with a leading spatial axis of size 1, which keeps
-// a single code path without changing any index.
+// The reference convolutions (forward, gradient with respect to the inputs, gradient with respect
+// to the weights): direct loops over every output element and every kernel tap, accumulating in
+// double. Speed is not the point: every other implementation (CorrMM, oneDNN, cuDNN) is judged
+// against these, so each loop is the defining sum written out. 2-D problems run through the 3-D
+// code with a leading spatial axis of size 1, which keeps a single code path without changing any
+// index.
 #include <fmt/format.h>
 
 #include <omp.h>

@@ -1,4 +1,4 @@
-// The CorrMM family (spec section 8): convolutions on the CPU as im2col / col2im plus BLAS GEMM, in
+// The CorrMM family: convolutions on the CPU as im2col / col2im plus BLAS GEMM (Caffe's scheme), in
 // every direction, in 2-D ("CorrMM") and 3-D ("Corr3dMM").
 //
 // Unlike the original, a CorrMM node takes the same inputs and the same ConvParams as the

@@ -1,6 +1,6 @@
 // The geometry of a CorrMM problem, the im2col / col2im transforms between an image and its
-// "column" (Toeplitz) matrix, and the GEMM drivers built on them (spec section 8). 2-D problems are
-// 3-D ones with a depth of 1, so a single code path serves both without changing any index.
+// "column" (Toeplitz) matrix, and the GEMM drivers built on them (Caffe's scheme). 2-D problems
+// are 3-D ones with a depth of 1, so a single code path serves both without changing any index.
 //
 // Column matrix layout: row (c * kd + a) * kh * kw + i * kw + j for channel c and stored kernel tap
 // (a, i, j); column (z * oh + y) * ow + x for output position (z, y, x). Row r reads the image at

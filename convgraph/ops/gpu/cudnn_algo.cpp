@@ -22,10 +22,10 @@ struct NamedAlgorithm {
   const char* name;
   int value;
   bool in_flag;  // a value of the direction's flag (else only a name for messages and caches)
-  bool in_3d;    // spec 9.2: the fixed algorithms 3-D convolutions may use
+  bool in_3d;    // whether 3-D convolutions may use it as a fixed algorithm
 };
 
-// Spec 9.2's mapping, in the flags' order.
+// Flag values to cuDNN algorithms, in the flags' order.
 const std::vector<NamedAlgorithm>& table(ConvDirection direction) {
   static const std::vector<NamedAlgorithm> forward = {
       {"small", CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, true, true},

@@ -1,6 +1,7 @@
-// Private to the cuDNN convolution (cudnn_conv.cpp): descriptors, the algorithm tables of spec
-// 9.2, the calls into cuDNN's legacy convolution API, and the algorithm cache (in memory, shared
-// by every kernel of the process, and persisted through the autotune cache).
+// Private to the cuDNN convolution (cudnn_conv.cpp): descriptors, the tables of the algorithms the
+// dnn.conv.algo_* flags name, the calls into cuDNN's legacy convolution API, and the algorithm
+// cache (in memory, shared by every kernel of the process, and persisted through the autotune
+// cache).
 //
 // Only compiled with cuDNN (CONVGRAPH_HAVE_CUDNN); cudnn.h is visible inside the library only.
 #pragma once
@@ -23,7 +24,7 @@
 
 namespace convgraph::cudnn_detail {
 
-// ---- algorithm names (spec 9.2) ----
+// ---- algorithm names (the values of the dnn.conv.algo_* flags) ----
 
 // The fixed algorithm names the flag of DIRECTION accepts, in the flag's order.
 const std::vector<std::string>& fixed_algorithm_names(ConvDirection direction);

@@ -1,9 +1,9 @@
-// The cuDNN convolutions (spec 9). Compiled in every CUDA build; the content needs cuDNN.
+// The cuDNN convolutions. Compiled in every CUDA build; the content needs cuDNN.
 //
 // How a call runs:
 //   1. the tensor and shape checks of the reference, before anything is written;
 //   2. the data is converted when cuDNN has no (data, compute) configuration for the requested
-//      precision (spec 9.3: only f16/f16, f16/f32, f32/f32 and f64/f64 exist): the inputs are
+//      precision (cuDNN has only f16/f16, f16/f32, f32/f32 and f64/f64): the inputs are
 //      cast to the compute dtype on the device and the result is cast back;
 //   3. the kernel's plan for these shapes: the descriptors and a ranked list of (algorithm, math
 //      type) candidates (see cudnn_algo.hpp for where the ranking comes from);
@@ -86,7 +86,7 @@ const char* algo_flag(ConvDirection direction) {
   return "dnn.conv.algo_bwd_filter";
 }
 
-// ---- precision (spec 9.3) ----
+// ---- precision (the flag dnn.conv.precision) ----
 
 DType resolve_precision(const std::string& precision, DType data) {
   if (precision == "as_input") return data;
@@ -320,8 +320,8 @@ class CudnnConvKernel final : public Kernel {
   bool selects_once() const { return options_.algo.ends_with("_once"); }
   bool times() const { return options_.algo.starts_with("time_"); }
 
-  // A fixed algorithm after the safety rules of spec 9.2 (cases cuDNN is known to get wrong or
-  // to refuse): the 'none' algorithm of the direction instead.
+  // A fixed algorithm after the safety rules (cases cuDNN is known to get wrong or to refuse): the
+  // 'none' algorithm of the direction instead.
   int safe_fixed_algorithm(const Geometry& g) const {
     using cudnn_detail::algorithm_value;
     const int algo = algorithm_value(direction_, options_.algo);

@@ -1,4 +1,4 @@
-// The cuDNN convolutions (spec 9): GpuDnnConv, GpuDnnConvGradI, GpuDnnConvGradW and their 3-D
+// The cuDNN convolutions: GpuDnnConv, GpuDnnConvGradI, GpuDnnConvGradW and their 3-D
 // forms, through cuDNN's legacy convolution API. Groups go through the group count; conv or cross
 // mode comes from filter_flip. Only compiled when cuDNN is built in (CONVGRAPH_HAVE_CUDNN).
 //
@@ -43,9 +43,10 @@ CudnnConvOptions cudnn_options_from(const Config& config, ConvDirection directio
 
 class GpuDnnConv final : public ConcreteConv {
  public:
-  // Throws ValueError for a fixed algorithm the direction / dimensionality does not have (spec
-  // 9.2, "can't be used for 3d convolutions"), and TypeError for float16 precision in a backward
-  // direction (spec 9.3).
+  // Throws ValueError for a fixed algorithm the direction / dimensionality does not have (some
+  // algorithms of 2-D convolutions cannot be used for 3-D ones), and TypeError for float16
+  // precision in a backward direction (disabled, as in the original, for the computation errors
+  // of cuDNN's half-precision backward convolutions).
   GpuDnnConv(ConvDirection direction, ConvParams params, CudnnConvOptions options);
 
   const CudnnConvOptions& options() const { return options_; }

@@ -1,4 +1,4 @@
-// The GpuCorrMM family (spec 7.5 and 8): convolutions on a CUDA device as im2col / col2im
+// The GpuCorrMM family: convolutions on a CUDA device as im2col / col2im
 // (convgraph's own CUDA kernels) plus cuBLAS GEMMs, in every direction, in 2-D ("GpuCorrMM") and
 // 3-D ("GpuCorr3dMM"), float16 / float32 / float64.
 //

@@ -2,7 +2,7 @@
 // included: one channel per group, any channel multiplier), behind the same plain C++ interface
 // as gpu_im2col.hpp: raw device pointers, a geometry struct, a stream, CUDA's status back. No
 // GEMMs, no column matrix, no atomics: every result element is written once by one thread, so
-// results are deterministic. gpu_corrmm.cpp picks them inside execute() (see
+// results are deterministic. GpuCorrMM picks them inside execute() (gpu_corrmm_direct.cpp; see
 // GpuCorrMMTuning::direct_grouped).
 //
 // Layouts (contiguous): image (B, C, d, h, w) with C = G * Cg; kernel (G * Mg, Cg, kd, kh, kw);

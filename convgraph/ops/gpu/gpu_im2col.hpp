@@ -1,7 +1,7 @@
 // The CUDA kernels of the GpuCorrMM family (im2col, col2im, the transposes between the batch-major
 // tensors and the GEMMs' layouts) behind a plain C++ interface: raw device pointers, sizes, a
 // geometry struct and a stream. Nothing here formats errors or allocates: the launchers return
-// CUDA's status and gpu_corrmm.cpp turns it into an exception.
+// CUDA's status and GpuCorrMM (gpu_corrmm_runner.cpp) turns it into an exception.
 //
 // Column matrix: row r = c * taps + t for image channel c and stored kernel tap t = (a * kh + i) *
 // kw + j; column = (image b of the chunk, output position p). Where entry (r, b, p) lives is up to
@@ -17,9 +17,9 @@
 
 namespace convgraph::gpu {
 
-// How gpu_corrmm.cpp cuts a call into chunks of images, and which path it takes. Process-wide;
-// tests shrink the bound to reach the multi-chunk paths with small shapes. Not meant to change
-// while convolutions run.
+// How GpuCorrMM (gpu_corrmm_plan.cpp) cuts a call into chunks of images, and which path it takes.
+// Process-wide; tests shrink the bound to reach the multi-chunk paths with small shapes. Not meant
+// to change while convolutions run.
 struct GpuCorrMMTuning {
   // Bound on a chunk's workspace (column matrix + staging buffer; for a pointwise weight
   // gradient, its per-image partial sums). A chunk holds at least one image, so a single image's
@@ -47,7 +47,7 @@ void set_gpu_corrmm_tuning(const GpuCorrMMTuning& tuning);
 enum class GpuElement : unsigned char { f16, f32, f64 };
 
 // 2-D problems are 3-D ones with a depth of 1. Sizes of one image; all counts fit in int32 (the
-// planner in gpu_corrmm.cpp makes sure of it before launching anything).
+// planner in gpu_corrmm_plan.cpp makes sure of it before launching anything).
 struct GpuCorrGeometry {
   int channels = 0;  // C: every channel of the image (all groups)
   int image[3] = {1, 1, 1};

@@ -1,4 +1,4 @@
-// Transfer: a copy of a tensor onto another device (spec 7.4). Shown as "GpuFromHost" (onto a
+// Transfer: a copy of a tensor onto another device. Shown as "GpuFromHost" (onto a
 // CUDA device) or "HostFromGpu" (back to the CPU), the names of the original. The device
 // placement pass puts them at the edges of the part of the graph that runs on the GPU.
 #pragma once

@@ -1,7 +1,8 @@
-// The composite convolution functions (spec 11.2-11.6) against values derived independently of
-// the library: the closed forms of the bilinear kernels and of bilinear upsampling, the defining
-// sum of the causal convolution, explicit loops for the separable convolution, and the adjoint
-// identity <conv2d(x, w), t> = <x, conv2d_transpose(t, w)> for the transposed convolution.
+// The composite convolution functions (conv2d_transpose, separable, causal, bilinear) against
+// values derived independently of the library: the closed forms of the bilinear kernels and of
+// bilinear upsampling, the defining sum of the causal convolution, explicit loops for the separable
+// convolution, and the adjoint identity <conv2d(x, w), t> = <x, conv2d_transpose(t, w)> for the
+// transposed convolution.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -58,7 +59,7 @@ double dot(const Tensor& a, const Tensor& b) {
   return s;
 }
 
-// ---- closed forms of bilinear upsampling (spec 11.6) ----
+// ---- closed forms of bilinear upsampling ----
 
 // Weights (index, weight) of linear interpolation at coordinate U of a signal of length N, with
 // the coordinate clamped to [0, N - 1].
@@ -234,7 +235,7 @@ BorderMode border_of(const SeparableCase& c, int ndim) {
   return BorderMode(entries);
 }
 
-// ---- the causal convolution by its definition (spec 11.4) ----
+// ---- the causal convolution by its definition ----
 
 // X (B, C, L), W (M, C / G, k) or, unshared, (M, L_out, C / G, k).
 Tensor causal_reference(const Tensor& x, const Tensor& w, std::int64_t s, std::int64_t d,

@@ -1,4 +1,4 @@
-// conv3d2d (spec 10.1): the diagonal view and its two ops against explicit indexing, and
+// conv3d2d: the diagonal view and its two ops against explicit indexing, and
 // conv3d2d::conv3d against the abstract 3-D convolution with the axes reordered.
 #include <cstdint>
 #include <functional>

@@ -1,7 +1,7 @@
-// Errors of the abstract convolution ops (spec 5.6): one test per inconsistency caught when the
+// Errors of the abstract convolution ops: one test per inconsistency caught when the
 // graph is built from static shapes, the same inconsistencies caught at run time when the static
-// dims are unknown, the parameter validation of conv2d_grad_wrt_inputs / _weights (spec 11.1),
-// and the shape asserts of spec section 6 (the conv.assert_shape flag and assert_conv_shape).
+// dims are unknown, the parameter validation of conv2d_grad_wrt_inputs / _weights, and the shape
+// asserts (the conv.assert_shape flag and assert_conv_shape).
 // Every error is checked for its type and for a message naming what is at fault.
 #include <cstdint>
 #include <functional>
@@ -573,7 +573,7 @@ TEST_CASE("conv errors: an input not matching its hint (run time, no assert flag
   CHECK(has(m, "[4, 3, 3, 2]"));
 }
 
-// ---- conv2d_grad_wrt_inputs / _weights parameters (spec 11.1) ----
+// ---- conv2d_grad_wrt_inputs / _weights parameters ----
 
 TEST_CASE("conv errors: conv2d_grad_wrt_inputs validates input_shape and filter_shape",
           "[conv-errors]") {
@@ -695,7 +695,7 @@ TEST_CASE("conv errors: conv2d_grad_wrt_weights validates filter_shape and input
   REQUIRE(conv2d_grad_wrt_weights(x, t, {Dim(), Dim(), Dim(h), 3}).ndim() == 4);
 }
 
-// ---- shape asserts (spec 6) ----
+// ---- shape asserts ----
 
 TEST_CASE("conv errors: conv.assert_shape wraps the forward inputs in asserts", "[conv-errors]") {
   const ScopedFlags flags("conv.assert_shape=True");

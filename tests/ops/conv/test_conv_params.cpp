@@ -1,7 +1,7 @@
-// ConvParams and its normaliser (spec section 3 with convgraph's decisions): every accepted form
+// ConvParams and its normaliser: every accepted form
 // of border_mode in 2-D and 3-D, one test per rejected form or condition (the exception type and
 // a message naming the parameter and the value), equality / hash / str() of ConvParams, and
-// conv_flops (spec section 12, defined for 2-D, 3-D, grouped and unshared convolutions).
+// conv_flops (defined for 2-D, 3-D, grouped and unshared convolutions).
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -447,7 +447,7 @@ TEST_CASE("conv params: str names every non-default parameter", "[conv-params]")
   CHECK(BorderMode({1, 2}).str() == "(1, 2)");
   CHECK(BorderMode::pairs({{1, 2}, {0, 0}}).str() == "((1, 2), (0, 0))");
 
-  // Op names (spec section 3: one class per direction and dimension).
+  // Op names: one class per direction and dimension.
   CHECK(AbstractConv(ConvDirection::forward, plain).name() == "AbstractConv2d");
   CHECK(AbstractConv(ConvDirection::grad_inputs, make_conv_params(3, "valid")).name() ==
         "AbstractConv3d_gradInputs");
@@ -455,7 +455,8 @@ TEST_CASE("conv params: str names every non-default parameter", "[conv-params]")
   CHECK(has(AbstractConv(ConvDirection::forward, rich).str(), s));
 }
 
-// ---- flops (spec 12, fixed per decision 3) ----
+// ---- flops (defined for every convolution, where the original's count was wrong or missing for
+// 3-D, grouped and unshared ones) ----
 
 TEST_CASE("conv params: conv_flops is 2 * B * M * prod(out) * (C / G) * prod(k)", "[conv-params]") {
   // 2-D: B=8, C=3, M=16, k 5x5, output 28x28.

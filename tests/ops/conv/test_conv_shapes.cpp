@@ -1,9 +1,9 @@
-// The shape helpers of spec section 4 against a brute-force oracle written here: it slides a
+// The convolution shape helpers against a brute-force oracle written here: it slides a
 // dilated kernel over a zero-padded image of the given size and counts the positions where the
 // whole window fits, and it searches kernel sizes / image sizes that give a wanted output size.
 // Then the same helpers on symbolic Dims (evaluated by compiling and running the shape graph),
 // the multi-axis helpers (groups, unshared), check_conv_gradinputs_shape, border_mode_to_pad,
-// and the static and symbolic output shapes of the six abstract ops (spec 5.6, 5.7).
+// and the static and symbolic output shapes of the six abstract ops.
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -26,7 +26,8 @@ namespace {
 
 // ---- the oracle ----
 
-// The (before, after) padding of one axis from the spec's definitions (4.1).
+// The (before, after) padding of one axis by the border mode's definition: 'half' pads
+// dilated_kernel // 2 on each side, 'full' dilated_kernel - 1, 'valid' nothing, numbers as given.
 std::pair<std::int64_t, std::int64_t> oracle_pads(const AxisBorder& b, std::int64_t kernel,
                                                   std::int64_t dilation) {
   const std::int64_t extent = (kernel - 1) * dilation + 1;
@@ -59,7 +60,7 @@ std::int64_t slide_count(std::int64_t image, std::int64_t kernel, const AxisBord
   return count;
 }
 
-// The value the formula gives where no window fits (spec 4.1: results <= 0 are returned as is),
+// The value the formula gives where no window fits (results <= 0 are returned as they are),
 // with Python floor division.
 std::int64_t formula_value(std::int64_t image, std::int64_t kernel, const AxisBorder& b,
                            std::int64_t s, std::int64_t d) {
@@ -288,7 +289,8 @@ TEST_CASE("conv shapes: get_conv_gradinputs_shape_1axis finds the one image size
 }
 
 TEST_CASE("conv shapes: the inverse helpers on hand-picked cases", "[conv-shapes]") {
-  // gradWeights, exact integer arithmetic with dilation (spec 4.3 used true division).
+  // gradWeights, exact integer arithmetic with dilation (the original divided by the dilation
+  // with Python's true division, giving floats).
   REQUIRE(get_conv_gradweights_shape_1axis(6, 4, AxisBorder::valid(), 1, 2).value() == 2);
   REQUIRE(get_conv_gradweights_shape_1axis(6, 5, AxisBorder::valid(), 1, 2).is_unknown());
   REQUIRE(get_conv_gradweights_shape_1axis(5, 6, AxisBorder::valid(), 1, 1).is_unknown());
@@ -522,7 +524,7 @@ TEST_CASE("conv shapes: get_conv_gradweights_shape returns (M, C / G, k...)", "[
       same_dims(get_conv_gradweights_shape(dims({2, 3, 9, 9}), dims({2, 4, 7, 6}), valid2, {1, 1}),
                 dims({4, 3, 3, 4})));
   // Groups: image channels 6, G = 2 -> 3 per group; the leading dim is top's channels (the
-  // original returned (M / G, C, ...), decision 3 fixes it).
+  // original returned (M / G, C, ...), a bug convgraph fixes).
   REQUIRE(same_dims(
       get_conv_gradweights_shape(dims({2, 6, 9, 9}), dims({2, 4, 7, 7}), valid2, {1, 1}, {}, 2),
       dims({4, 3, 3, 3})));
@@ -639,7 +641,8 @@ TEST_CASE("conv shapes: check_conv_gradinputs_shape", "[conv-shapes]") {
   CHECK(check_conv_gradinputs_shape(dims({2, 3, 9, 9}), dims({4, 7, 7, 3, 3, 3}),
                                     dims({2, 4, 7, 7}), v2, {1, 1}));
   // LIBRARY BUG (reported): unshared kernels exist only in 2-D, so an 8-D kernel with a 3-D
-  // image is a length mismatch (spec 4.7), but check_conv_gradinputs_shape accepts any kernel of
+  // image is a length mismatch (which the helper must answer with false), but
+  // check_conv_gradinputs_shape accepts any kernel of
   // 2 + 2 * convdim entries.
   CHECK_FALSE(check_conv_gradinputs_shape(
       dims({1, 2, 5, 5, 5}), dims({3, 4, 4, 4, 2, 2, 2, 2}), dims({1, 3, 4, 4, 4}),
@@ -648,7 +651,8 @@ TEST_CASE("conv shapes: check_conv_gradinputs_shape", "[conv-shapes]") {
 
 // LIBRARY BUG (reported): the multi-axis helpers index BORDER / SUBSAMPLE / DILATION with
 // vector::at and let std::out_of_range escape when a vector is shorter than the number of
-// spatial axes, instead of a ValueError naming the parameter (decision 7).
+// spatial axes, instead of a ValueError naming the parameter (every error must name the parameter
+// at fault, the value received and what was expected).
 TEST_CASE("conv shapes: the multi-axis helpers reject per-axis vectors of the wrong length",
           "[conv-shapes]") {
   const auto v2 = std::vector<AxisBorder>(2, AxisBorder::valid());
@@ -722,7 +726,7 @@ TEST_CASE("conv shapes: border_mode_to_pad", "[conv-shapes]") {
   REQUIRE_THROWS_AS(mismatch(), ValueError);
 }
 
-// ---- static output types of the six ops (spec 5.6) ----
+// ---- static output types of the six ops ----
 
 TEST_CASE("conv shapes: static output types of the six abstract ops", "[conv-shapes]") {
   const std::nullopt_t q = std::nullopt;
@@ -808,7 +812,7 @@ TEST_CASE("conv shapes: static output types of the six abstract ops", "[conv-sha
   }
 }
 
-// ---- symbolic_shape of conv outputs vs the real output shapes (spec 5.7) ----
+// ---- symbolic_shape of conv outputs vs the real output shapes ----
 
 namespace {
 

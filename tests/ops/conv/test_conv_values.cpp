@@ -1,6 +1,6 @@
 // Values of the reference convolutions (forward, gradInputs, gradWeights in 2-D and 3-D) against
 // an implementation written here from scratch in the style of the original's scipy-based
-// perform (spec 5.4): explicit zero padding into a new buffer, kernels dilated by inserting
+// perform: explicit zero padding into a new buffer, kernels dilated by inserting
 // zeros, true convolutions, zero-inserted (upsampled) topgrads and strided subsampling. It shares
 // no computation and no loop structure with the library, so a wrong index in either shows up. The
 // adjoint identities <conv(x, w), t> = <x, gradI(w, t)> = <w, gradW(x, t)> tie the three
@@ -326,7 +326,7 @@ std::int64_t kernel_offset(const Problem& p, std::int64_t m, std::int64_t r, std
   return ((m * p.regions() + r) * p.channels_per_group() + c) * volume_size(p.kernel3());
 }
 
-// The kernel as a true convolution wants it so that it computes the spec's sum over
+// The kernel as a true convolution wants it so that it computes the defining sum over
 // P[y*s + i*d] * W[flip(i)]: reversed iff filter_flip is false (a true convolution reverses once
 // more), then dilated.
 Volume forward_kernel(const Problem& p, const Volume& w) {
@@ -431,7 +431,7 @@ std::vector<double> naive_grad_weights(const Problem& p, const std::vector<doubl
         });
       }
       for (std::int64_t r = 0; r < p.regions(); ++r) {
-        // Lag i*d holds the sum for tap i, which the spec stores at flip(i).
+        // Lag i*d holds the sum for tap i, which the weight gradient stores at flip(i).
         const Volume taps = subsample(lags[static_cast<std::size_t>(r)], p.dilation3(), k);
         write_volume(result, kernel_offset(p, m, r, c), p.flip ? reverse(taps) : taps);
       }

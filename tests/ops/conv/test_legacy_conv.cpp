@@ -1,4 +1,4 @@
-// The legacy ConvOp and the deprecated old-interface conv2d (spec 10.2, 12).
+// The legacy ConvOp and the deprecated old-interface conv2d, and ConvOp's flop count.
 #include <cstdint>
 #include <functional>
 #include <iostream>

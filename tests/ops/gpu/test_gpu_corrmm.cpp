@@ -127,7 +127,7 @@ void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& k
                 reference_conv_grad_weights(p, image, top, kernel_spatial), dtype, positions);
 }
 
-// The output's spatial sizes (spec 4.1), possibly < 1.
+// The output's spatial sizes, (image + pads - dilated kernel) // stride + 1, possibly < 1.
 Shape output_spatial(const ConvParams& p, const Shape& image, const Shape& kernel) {
   Shape out;
   for (std::size_t a = 0; a < image.size(); ++a) {
