@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <memory>
@@ -86,237 +85,6 @@ std::string shown(std::string_view value) {
   return value.empty() ? std::string("\"\"") : std::string(value);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Checks of constrained string flags.
-
-bool is_device_name(std::string_view value) {
-  if (value == "cpu" || value == "cuda") return true;
-  if (value.size() <= 4 || value.substr(0, 4) != "cuda") return false;
-  return std::all_of(value.begin() + 4, value.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-bool is_tolerance(std::string_view value) {
-  if (value.empty()) return true;
-  double number = 0;
-  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), number);
-  return error == std::errc() && end == value.data() + value.size() && std::isfinite(number) &&
-         number >= 0;
-}
-
-bool is_blas_coretype(std::string_view value) {
-  return !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The declaration of every flag.
-
-FlagSpec boolean_flag(std::string name, std::string default_value, std::string doc) {
-  FlagSpec spec;
-  spec.name = std::move(name);
-  spec.kind = FlagKind::boolean;
-  spec.default_value = std::move(default_value);
-  spec.doc = std::move(doc);
-  return spec;
-}
-
-FlagSpec integer_flag(std::string name, std::int64_t default_value, std::int64_t min_value,
-                      std::int64_t max_value, std::string doc) {
-  FlagSpec spec;
-  spec.name = std::move(name);
-  spec.kind = FlagKind::integer;
-  spec.default_value = std::to_string(default_value);
-  spec.min_value = min_value;
-  spec.max_value = max_value;
-  spec.doc = std::move(doc);
-  return spec;
-}
-
-FlagSpec choice_flag(std::string name, std::string default_value, std::vector<std::string> choices,
-                     std::string doc) {
-  FlagSpec spec;
-  spec.name = std::move(name);
-  spec.kind = FlagKind::choice;
-  spec.default_value = std::move(default_value);
-  spec.choices = std::move(choices);
-  spec.doc = std::move(doc);
-  return spec;
-}
-
-FlagSpec list_flag(std::string name, std::string doc) {
-  FlagSpec spec;
-  spec.name = std::move(name);
-  spec.kind = FlagKind::list;
-  spec.doc = std::move(doc);
-  return spec;
-}
-
-FlagSpec string_flag(std::string name, std::string default_value, std::string doc,
-                     bool (*check)(std::string_view) = nullptr, std::string accepted = {}) {
-  FlagSpec spec;
-  spec.name = std::move(name);
-  spec.kind = FlagKind::string;
-  spec.default_value = std::move(default_value);
-  spec.doc = std::move(doc);
-  spec.check = check;
-  spec.accepted = std::move(accepted);
-  return spec;
-}
-
-FlagSpec deprecated_flag(std::string name, std::string replaced_by) {
-  FlagSpec spec;
-  spec.name = std::move(name);
-  spec.kind = FlagKind::string;
-  spec.doc = fmt::format("Deprecated and without effect: use {} instead", replaced_by);
-  spec.replaced_by = std::move(replaced_by);
-  spec.accepted = "empty (deprecated)";
-  return spec;
-}
-
-constexpr std::int64_t kNoMaximum = std::numeric_limits<std::int64_t>::max();
-
-std::vector<FlagSpec> declare_flags() {
-  const std::vector<std::string> runtime_algorithms = {"guess_once", "guess_on_shape_change",
-                                                       "time_once", "time_on_shape_change"};
-  const auto with_runtime = [&](std::vector<std::string> fixed) {
-    fixed.insert(fixed.end(), runtime_algorithms.begin(), runtime_algorithms.end());
-    return fixed;
-  };
-
-  std::vector<FlagSpec> flags;
-
-  FlagSpec mode = choice_flag(
-      "mode", "FAST_RUN", {"FAST_RUN", "FAST_COMPILE", "DebugMode"},
-      "Compilation mode: FAST_RUN optimizes fully, FAST_COMPILE runs only the passes needed to "
-      "execute, DebugMode checks every op against its reference implementation");
-  mode.choices_ignore_case = true;
-  mode.choice_aliases = {{"DEBUG_MODE", "DebugMode"}};
-  flags.push_back(std::move(mode));
-
-  flags.push_back(string_flag("device", "cpu",
-                              "Device compiled functions run on: cpu, cuda (the current CUDA "
-                              "device) or cudaN (CUDA device number N)",
-                              is_device_name, "cpu, cuda, cudaN (N = CUDA device number)"));
-  flags.push_back(choice_flag("floatX", "float32", {"float16", "float32", "float64"},
-                              "Dtype of scalars and constants created without an explicit dtype"));
-
-  flags.push_back(list_flag("optimizer_including",
-                            "Extra passes or tags to enable when compiling (':'-separated)"));
-  flags.push_back(list_flag(
-      "optimizer_excluding",
-      "Passes or tags to disable when compiling (':'-separated); exclusion wins over inclusion"));
-  flags.push_back(list_flag(
-      "optimizer_requiring",
-      "Tags a pass must all carry to run when compiling (':'-separated); others are dropped"));
-  flags.push_back(list_flag("optimizer.print_before",
-                            "Passes whose input graph is printed before they run (':'-separated)"));
-  flags.push_back(list_flag("optimizer.print_after",
-                            "Passes whose output graph is printed after they run (':'-separated)"));
-  flags.push_back(boolean_flag("optimizer.list_passes", "False",
-                               "Print the passes the optimizer flags select when compiling"));
-
-  flags.push_back(list_flag(
-      "conv.impl",
-      "Convolution implementations to use, by registry name in order of preference (e.g. "
-      "corrmm, onednn:corrmm, cudnn:gpu_corrmm; ':'-separated): each convolution goes to the first "
-      "listed one that takes it, and no other implementation is used; empty = the lowering passes "
-      "choose (convgraph impls lists the names)"));
-  flags.push_back(boolean_flag("conv.assert_shape", "False",
-                               "Check at run time that convolution inputs have the shapes "
-                               "declared when the graph was built (image and filter shapes)"));
-
-  FlagSpec dnn_enabled = choice_flag(
-      "dnn.enabled", "auto", {"auto", "True", "False", "no_check"},
-      "Use the vendor DNN library for convolutions (cuDNN on the GPU; False also keeps oneDNN off "
-      "on the CPU): auto = when usable, True = error if unusable, False = never, no_check = skip "
-      "the availability probe");
-  dnn_enabled.aliases = {"dnn.enable"};
-  flags.push_back(std::move(dnn_enabled));
-
-  flags.push_back(choice_flag(
-      "dnn.conv.algo_fwd", "small",
-      with_runtime(
-          {"small", "none", "large", "fft", "fft_tiling", "winograd", "winograd_non_fused"}),
-      "cuDNN forward algorithm: a fixed one, or guess_* (cuDNN heuristic) / time_* (benchmark) "
-      "chosen once per op or on each new shape"));
-  flags.push_back(choice_flag(
-      "dnn.conv.algo_bwd_data", "none",
-      with_runtime(
-          {"none", "deterministic", "fft", "fft_tiling", "winograd", "winograd_non_fused"}),
-      "cuDNN backward-data (input gradient) algorithm: a fixed one, or guess_* / time_* chosen "
-      "once per op or on each new shape"));
-  flags.push_back(choice_flag(
-      "dnn.conv.algo_bwd_filter", "none",
-      with_runtime({"none", "deterministic", "fft", "small", "winograd_non_fused", "fft_tiling"}),
-      "cuDNN backward-filter (weight gradient) algorithm: a fixed one, or guess_* / time_* chosen "
-      "once per op or on each new shape"));
-  flags.push_back(choice_flag(
-      "dnn.conv.precision", "as_input_f32",
-      {"as_input_f32", "as_input", "float16", "float32", "float64"},
-      "Compute dtype of cuDNN convolutions: as_input_f32 = the inputs' dtype but float32 for "
-      "float16 inputs, as_input = the inputs' dtype, or a fixed dtype"));
-  flags.push_back(
-      boolean_flag("dnn.conv.allow_tf32", "False",
-                   "Allow TF32 tensor-core math for float32 convolutions on GPUs that have it"));
-  flags.push_back(integer_flag(
-      "dnn.conv.workspace_limit_mb", 0, 0, kNoMaximum,
-      "Largest cuDNN workspace in MiB (an algorithm needing more falls back to the next one); "
-      "0 = no fixed limit: guess_* / time_* consider the free GPU memory (at most 4 "
-      "GiB) and any algorithm whose workspace can be allocated runs"));
-  flags.push_back(deprecated_flag("dnn.conv.workmem", "dnn.conv.algo_fwd"));
-  flags.push_back(deprecated_flag("dnn.conv.workmem_bwd",
-                                  "dnn.conv.algo_bwd_filter and dnn.conv.algo_bwd_data"));
-  flags.push_back(
-      deprecated_flag("dnn.conv.algo_bwd", "dnn.conv.algo_bwd_filter and dnn.conv.algo_bwd_data"));
-
-  flags.push_back(list_flag("metaopt.optimizer_including",
-                            "Meta-optimizer tags whose candidates are also timed, e.g. "
-                            "alternative:conv3d2d (':'-separated)"));
-  flags.push_back(list_flag("metaopt.optimizer_excluding",
-                            "Meta-optimizer tags whose candidates are not timed, e.g. "
-                            "conv_dnn:default (':'-separated)"));
-  flags.push_back(integer_flag(
-      "metaopt.verbose", 1, 0, 2,
-      "Meta-optimizer output on stderr: 0 = silent, 1 (default) = one line per convolution "
-      "(candidates, winner, time) and nodes it cannot time, 2 = also every candidate's time or "
-      "reason"));
-
-  flags.push_back(choice_flag("autotune.cache", "read_write", {"read_write", "read_only", "off"},
-                              "On-disk autotune cache: read_write, read_only (never appended "
-                              "to), off (time again in every process)"));
-  flags.push_back(
-      string_flag("autotune.cache_path", "",
-                  "Autotune cache file; empty = $XDG_CACHE_HOME/convgraph/autotune.jsonl, else "
-                  "~/.cache/convgraph/autotune.jsonl",
-                  nullptr, "a file path, or empty"));
-
-  flags.push_back(integer_flag("threads", 0, 0, kNoMaximum,
-                               "CPU threads for convgraph's parallel loops; 0 = all cores"));
-  flags.push_back(string_flag(
-      "blas.coretype", "auto",
-      "OpenBLAS kernel family: auto = the fastest the CPU supports (SkylakeX with "
-      "AVX-512), env = OpenBLAS's own choice (OPENBLAS_CORETYPE), or a core name",
-      is_blas_coretype, "auto, env, or an OpenBLAS core name (e.g. Haswell, SkylakeX)"));
-  flags.push_back(
-      boolean_flag("allow_gc", "True", "Release intermediate buffers after their last reader"));
-
-  flags.push_back(
-      boolean_flag("profile", "False", "Collect per-op timings when compiled functions run"));
-  flags.push_back(string_flag("profile.trace_file", "",
-                              "Chrome trace JSON written after each profiled call; empty = none",
-                              nullptr, "a file path, or empty"));
-
-  flags.push_back(string_flag("debugmode.rtol", "",
-                              "Relative tolerance of DebugMode's checks; empty = per-dtype default",
-                              is_tolerance, "empty (per-dtype default) or a non-negative number"));
-  flags.push_back(string_flag("debugmode.atol", "",
-                              "Absolute tolerance of DebugMode's checks; empty = per-dtype default",
-                              is_tolerance, "empty (per-dtype default) or a non-negative number"));
-
-  return flags;
-}
-
 // Name or alias -> index into specs().
 const std::unordered_map<std::string_view, std::size_t>& key_index() {
   static const std::unordered_map<std::string_view, std::size_t> index = [] {
@@ -375,7 +143,7 @@ std::string_view kind_noun(FlagKind kind) {
 std::string integer_range(const FlagSpec& spec) {
   constexpr auto lowest = std::numeric_limits<std::int64_t>::min();
   const bool has_min = spec.min_value != lowest;
-  const bool has_max = spec.max_value != kNoMaximum;
+  const bool has_max = spec.max_value != std::numeric_limits<std::int64_t>::max();
   if (has_min && has_max)
     return fmt::format("an integer in [{}, {}]", spec.min_value, spec.max_value);
   if (has_min) return fmt::format("an integer >= {}", spec.min_value);
@@ -505,10 +273,75 @@ const FlagSpec& spec_of_kind(std::string_view key, FlagKind kind, std::size_t& i
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+// The declarations' own check.
+
+namespace {
+
+std::string site(const FlagSpec& spec) {
+  return spec.declared_in.empty() ? std::string("an unrecorded place") : spec.declared_in;
+}
+
+// "flag 'x' (declared at F:L)" or "alias of flag 'x' (declared at F:L)".
+std::string role(std::string_view key, const FlagSpec& spec) {
+  return fmt::format("{}flag '{}' (declared at {})", key == spec.name ? "" : "alias of ", spec.name,
+                     site(spec));
+}
+
+}  // namespace
+
+void check_flag_declarations(const std::vector<FlagSpec>& flags) {
+  std::unordered_map<std::string_view, const FlagSpec*> owners;  // name or alias -> its flag
+  for (const FlagSpec& spec : flags) {
+    if (spec.name.empty()) {
+      throw ValueError(fmt::format("a flag declared at {} has an empty name", site(spec)));
+    }
+    if (spec.doc.empty()) {
+      throw ValueError(
+          fmt::format("flag '{}' (declared at {}) has no doc; every flag needs a "
+                      "one-line description",
+                      spec.name, site(spec)));
+    }
+    std::vector<std::string_view> keys = {spec.name};
+    keys.insert(keys.end(), spec.aliases.begin(), spec.aliases.end());
+    for (const std::string_view key : keys) {
+      if (key.empty()) {
+        throw ValueError(
+            fmt::format("flag '{}' (declared at {}) has an empty alias", spec.name, site(spec)));
+      }
+      const auto [existing, inserted] = owners.emplace(key, &spec);
+      if (!inserted) {
+        throw ValueError(fmt::format(
+            "flag key '{}' is declared twice: as {} and as {}; a key names one flag, declared "
+            "once, by the module that reads it (convgraph/flags.cpp lists the modules)",
+            key, role(key, *existing->second), role(key, spec)));
+      }
+    }
+    std::string canonical;
+    try {
+      canonical = canonical_value(spec, spec.default_value);
+    } catch (const FlagError& error) {
+      throw ValueError(fmt::format("flag '{}' (declared at {}): its own default is refused: {}",
+                                   spec.name, site(spec), error.what()));
+    }
+    if (canonical != spec.default_value) {
+      throw ValueError(fmt::format(
+          "flag '{}' (declared at {}): default '{}' is not in canonical form; declare it as '{}'",
+          spec.name, site(spec), spec.default_value, canonical));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Config
 
 const std::vector<FlagSpec>& Config::specs() {
-  static const std::vector<FlagSpec> flags = declare_flags();
+  // A static whose initialiser throws is initialised again on the next call: inconsistent
+  // declarations make every use throw, rather than leaving a half-checked list behind.
+  static const std::vector<FlagSpec> flags = [] {
+    std::vector<FlagSpec> declared = declare_all_flags();
+    check_flag_declarations(declared);
+    return declared;
+  }();
   return flags;
 }
 

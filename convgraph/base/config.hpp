@@ -1,7 +1,13 @@
 // Configuration flags: one Config object filled from the defaults, then the CONVGRAPH_FLAGS
-// environment variable ("key=value,key=value"), then the program's own settings. Every flag is
-// declared once, in config.cpp, with its kind, default, accepted values and a one-line doc;
-// docs/flags.md lists them for users and must be kept in sync with that declaration.
+// environment variable ("key=value,key=value"), then the program's own settings.
+//
+// The mechanism lives here (parsing, validation, canonical values, describe(), the process-wide
+// configuration); the flags do not. Each flag is declared (kind, default, accepted values,
+// one-line doc) by the module that reads it, in that module's declare_<module>_flags(), built with
+// the helpers of convgraph/base/flag_builders.hpp. declare_all_flags(), declared below and defined
+// in convgraph/flags.cpp, calls them in display order; Config::specs() calls it once and checks
+// the result (check_flag_declarations). docs/flags.md lists the flags for users and a test keeps
+// it in step with the declarations.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +45,23 @@ struct FlagSpec {
   // (shown in error messages and describe()). A null check accepts any string.
   bool (*check)(std::string_view value) = nullptr;
   std::string accepted;
+
+  // Where the declaration is, "convgraph/optimizer/compile_flags.cpp:24" (set by the builders of
+  // flag_builders.hpp): named by the errors of check_flag_declarations. Not shown to users.
+  std::string declared_in;
 };
+
+// Every flag of every module, in display order. Declared here, in the bottom layer, and defined
+// in convgraph/flags.cpp, above every layer, which calls each module's declare_<module>_flags():
+// base/ includes no header of a higher layer, and the link joins the two. Config::specs() is the
+// one caller; everything else reads Config::specs().
+std::vector<FlagSpec> declare_all_flags();
+
+// Checks a set of declarations before use: every name and alias is non-empty and names one flag
+// only (a name declared by two modules, or an alias equal to another flag's name, is caught here),
+// every flag has a doc, and every default is accepted and in canonical form. Throws ValueError
+// naming the flag and where each clashing declaration is.
+void check_flag_declarations(const std::vector<FlagSpec>& flags);
 
 // A complete set of flag values. Cheap to copy (a few dozen short strings); compare with ==.
 class Config {
@@ -47,7 +69,9 @@ class Config {
   // The defaults (same as Config::defaults()).
   Config();
 
-  // Every declared flag, in display order.
+  // Every declared flag, in display order: declare_all_flags(), checked by
+  // check_flag_declarations() on first use. While the declarations are inconsistent (a duplicate
+  // name...), every call throws that ValueError.
   static const std::vector<FlagSpec>& specs();
   static Config defaults();
   // The defaults, then the environment variable CONVGRAPH_FLAGS. A malformed variable throws

@@ -8,15 +8,20 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "convgraph/base/flag_builders.hpp"
 #include "support/catch.hpp"
 #include "support/messages.hpp"
 
 using convgraph::Config;
 using convgraph::FlagError;
 using convgraph::FlagKind;
+using convgraph::FlagSpec;
+using convgraph::ValueError;
 using convgraph::testing::contains;
 
 namespace {
@@ -515,12 +520,15 @@ TEST_CASE("config: describe lists every flag with value, default and accepted va
   CHECK_FALSE(contains(Config::defaults().describe(), "(default:"));
 }
 
-TEST_CASE("config: docs/flags.md lists every flag with its default", "[config]") {
-  const auto path = std::filesystem::path(CONVGRAPH_SOURCE_DIR) / "docs/flags.md";
+TEST_CASE("config: docs/flags.md lists every flag, in display order, with its default",
+          "[config]") {
+  const auto path = std::filesystem::path(CONVGRAPH_SOURCE_DIR) / "docs" / "flags.md";
   std::ifstream file(path);
-  REQUIRE(file.good());
+  INFO(path.string());
+  REQUIRE(file);
   std::vector<std::string> lines;
   for (std::string line; std::getline(file, line);) lines.push_back(line);
+  auto previous_row = lines.begin();
   for (const auto& spec : Config::specs()) {
     INFO(spec.name);
     const std::string cell = "| `" + spec.name + "`";
@@ -529,12 +537,158 @@ TEST_CASE("config: docs/flags.md lists every flag with its default", "[config]")
     });
     REQUIRE(row != lines.end());
     INFO(*row);
+    CHECK(row > previous_row);  // the table lists the flags in display order
+    previous_row = row;
     if (spec.default_value.empty()) {
       CHECK(contains(*row, "(empty)"));
     } else {
       CHECK(contains(*row, "`" + spec.default_value + "`"));
     }
     for (const std::string& choice : spec.choices) CHECK(contains(*row, "`" + choice + "`"));
+    for (const std::string& alias : spec.aliases) CHECK(contains(*row, "`" + alias + "`"));
     if (spec.kind == FlagKind::integer) CHECK(contains(*row, "integer"));
   }
+  // No row for a flag that is not declared.
+  for (const std::string& line : lines) {
+    if (line.rfind("| `", 0) != 0) continue;
+    const auto end = line.find('`', 3);
+    REQUIRE(end != std::string::npos);
+    const std::string name = line.substr(3, end - 3);
+    INFO(line);
+    CHECK(std::any_of(Config::specs().begin(), Config::specs().end(),
+                      [&](const FlagSpec& spec) { return spec.name == name; }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The declarations: by the module that reads each flag, checked on first use.
+
+namespace {
+
+// The ValueError message check_flag_declarations gives for FLAGS; fails the test if none.
+std::string declaration_error(const std::vector<FlagSpec>& flags) {
+  try {
+    convgraph::check_flag_declarations(flags);
+  } catch (const ValueError& error) {
+    return error.what();
+  }
+  FAIL("expected a ValueError");
+  return {};
+}
+
+// Two stand-in modules, as a module's declare_<module>_flags() would write them.
+void declare_first_module_flags(std::vector<FlagSpec>& flags) {
+  flags.push_back(convgraph::boolean_flag("first.enabled", "False", "First module switch"));
+  flags.push_back(convgraph::integer_flag("shared.size", 4, 1, 16, "Size, as the first sees it"));
+}
+
+void declare_second_module_flags(std::vector<FlagSpec>& flags) {
+  flags.push_back(convgraph::list_flag("second.names", "Names for the second module"));
+  flags.push_back(convgraph::integer_flag("shared.size", 8, 1, 16, "Size, as the second sees it"));
+}
+
+}  // namespace
+
+TEST_CASE("config: the built-in declarations pass their check and are what specs() holds",
+          "[config]") {
+  const std::vector<FlagSpec> declared = convgraph::declare_all_flags();
+  CHECK_NOTHROW(convgraph::check_flag_declarations(declared));
+  const auto& specs = Config::specs();
+  REQUIRE(declared.size() == specs.size());
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    CHECK(declared[i].name == specs[i].name);
+    CHECK(declared[i].default_value == specs[i].default_value);
+  }
+  // The display order starts as Theano's did and ends with DebugMode's tolerances.
+  CHECK(specs.front().name == "mode");
+  CHECK(specs[1].name == "device");
+  CHECK(specs[2].name == "floatX");
+  CHECK(specs.back().name == "debugmode.atol");
+}
+
+TEST_CASE("config: every flag is declared by the module that reads it, outside base/", "[config]") {
+  for (const auto& spec : Config::specs()) {
+    INFO(spec.name << " declared at " << spec.declared_in);
+    CHECK(spec.declared_in.rfind("convgraph/", 0) == 0);
+    CHECK(spec.declared_in.rfind("convgraph/base/", 0) != 0);
+    CHECK(contains(spec.declared_in, "_flags.cpp:"));
+  }
+  // One flag of each module, and the file that declares it.
+  const std::vector<std::pair<std::string, std::string>> owners = {
+      {"mode", "convgraph/optimizer/compile_flags.cpp:"},
+      {"floatX", "convgraph/ops/tensor/tensor_flags.cpp:"},
+      {"optimizer_including", "convgraph/optimizer/pass_database_flags.cpp:"},
+      {"conv.impl", "convgraph/optimizer/conv_registry_flags.cpp:"},
+      {"conv.assert_shape", "convgraph/ops/conv/conv_flags.cpp:"},
+      {"dnn.conv.algo_fwd", "convgraph/ops/conv/conv_flags.cpp:"},
+      {"metaopt.verbose", "convgraph/optimizer/conv_meta_flags.cpp:"},
+      {"autotune.cache", "convgraph/runtime/autotune_cache_flags.cpp:"},
+      {"blas.coretype", "convgraph/runtime/cpu_flags.cpp:"},
+      {"allow_gc", "convgraph/optimizer/plan_flags.cpp:"},
+      {"profile.trace_file", "convgraph/runtime/profile_flags.cpp:"},
+      {"debugmode.rtol", "convgraph/optimizer/debug_mode_flags.cpp:"},
+  };
+  for (const auto& [name, file] : owners) {
+    const auto spec = std::find_if(Config::specs().begin(), Config::specs().end(),
+                                   [&](const FlagSpec& s) { return s.name == name; });
+    REQUIRE(spec != Config::specs().end());
+    INFO(spec->declared_in);
+    CHECK(spec->declared_in.rfind(file, 0) == 0);
+  }
+}
+
+TEST_CASE("config: a flag declared by two modules is a ValueError naming both places", "[config]") {
+  std::vector<FlagSpec> flags;
+  declare_first_module_flags(flags);
+  declare_second_module_flags(flags);
+  const std::string first = flags[1].declared_in;
+  const std::string second = flags[3].declared_in;
+  REQUIRE(contains(first, "test_config.cpp:"));
+  REQUIRE(first != second);
+  const std::string message = declaration_error(flags);
+  CHECK(contains(message, "'shared.size' is declared twice"));
+  CHECK(contains(message, first));
+  CHECK(contains(message, second));
+
+  // Without the clash the same modules are fine.
+  flags.erase(flags.begin() + 3);
+  CHECK_NOTHROW(convgraph::check_flag_declarations(flags));
+}
+
+TEST_CASE("config: an alias that is another flag's name or alias is a ValueError", "[config]") {
+  FlagSpec enabled = convgraph::choice_flag("x.enabled", "auto", {"auto", "True"}, "Switch");
+  enabled.aliases = {"x.enable"};
+  const FlagSpec clash = convgraph::boolean_flag("x.enable", "False", "Another switch");
+  std::string message = declaration_error({enabled, clash});
+  CHECK(contains(message, "'x.enable' is declared twice"));
+  CHECK(contains(message, "alias of flag 'x.enabled'"));
+  CHECK(contains(message, "flag 'x.enable' (declared at"));
+
+  FlagSpec other = convgraph::list_flag("y.names", "Names");
+  other.aliases = {"x.enable"};
+  message = declaration_error({enabled, other});
+  CHECK(contains(message, "alias of flag 'x.enabled'"));
+  CHECK(contains(message, "alias of flag 'y.names'"));
+
+  // The real aliases: dnn.enable names dnn.enabled only.
+  std::vector<FlagSpec> all = convgraph::declare_all_flags();
+  all.push_back(convgraph::boolean_flag("dnn.enable", "False", "A second declaration"));
+  CHECK(contains(declaration_error(all), "alias of flag 'dnn.enabled'"));
+}
+
+TEST_CASE("config: a declaration without a doc or with a refused default is a ValueError",
+          "[config]") {
+  CHECK(contains(declaration_error({convgraph::boolean_flag("b", "False", "")}), "has no doc"));
+  CHECK(contains(declaration_error({convgraph::list_flag("", "Unnamed")}), "empty name"));
+  CHECK(contains(declaration_error({convgraph::integer_flag("n", 5, 0, 2, "Small")}),
+                 "its own default is refused"));
+  CHECK(contains(declaration_error({convgraph::choice_flag("c", "d", {"a", "b"}, "Choice")}),
+                 "its own default is refused"));
+  CHECK(contains(
+      declaration_error({convgraph::string_flag(
+          "s", "-1", "Tolerance", [](std::string_view v) { return v != "-1"; }, "not -1")}),
+      "its own default is refused"));
+  // Accepted, but not as the values are stored: the default must be written canonically.
+  const std::string message = declaration_error({convgraph::boolean_flag("b", "yes", "Switch")});
+  CHECK(contains(message, "not in canonical form; declare it as 'True'"));
 }

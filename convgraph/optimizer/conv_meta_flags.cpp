@@ -1,0 +1,21 @@
+#include "convgraph/optimizer/conv_meta_flags.hpp"
+
+#include "convgraph/base/flag_builders.hpp"
+
+namespace convgraph {
+
+void declare_conv_meta_flags(std::vector<FlagSpec>& flags) {
+  flags.push_back(list_flag("metaopt.optimizer_including",
+                            "Meta-optimizer tags whose candidates are also timed, e.g. "
+                            "alternative:conv3d2d (':'-separated)"));
+  flags.push_back(list_flag("metaopt.optimizer_excluding",
+                            "Meta-optimizer tags whose candidates are not timed, e.g. "
+                            "conv_dnn:default (':'-separated)"));
+  flags.push_back(integer_flag(
+      "metaopt.verbose", 1, 0, 2,
+      "Meta-optimizer output on stderr: 0 = silent, 1 (default) = one line per convolution "
+      "(candidates, winner, time) and nodes it cannot time, 2 = also every candidate's time or "
+      "reason"));
+}
+
+}  // namespace convgraph

@@ -1,0 +1,14 @@
+// The flags of the plan builder (kept in a file of their own so that they move with it).
+#pragma once
+
+#include <vector>
+
+#include "convgraph/base/config.hpp"
+
+namespace convgraph {
+
+// Appends allow_gc (whether a plan releases intermediate buffers after their last reader) to
+// FLAGS.
+void declare_plan_flags(std::vector<FlagSpec>& flags);
+
+}  // namespace convgraph
