@@ -149,14 +149,39 @@ inline std::vector<ConvCase> make_grid(const GridSpec& spec) {
   return cases;
 }
 
-// Every EVERY-th case of CASES from OFFSET. Take EVERY a prime of at least 13, so that it shares
-// no factor with the grid's loops or rotations: the sample then still holds every value of every
-// list.
+// Every EVERY-th case of CASES from OFFSET. For a sample that still holds every value of every
+// list, EVERY must share no factor with the lengths of the grid's lists and rotations
+// (sampling_is_coprime).
 inline std::vector<ConvCase> sample(const std::vector<ConvCase>& cases, std::size_t every,
                                     std::size_t offset = 0) {
   std::vector<ConvCase> out;
   for (std::size_t i = offset % every; i < cases.size(); i += every) out.push_back(cases[i]);
   return out;
+}
+
+// Whether EVERY shares no factor with the length of any list or rotation of SPEC.
+inline bool sampling_is_coprime(const GridSpec& spec, std::size_t every) {
+  const std::size_t lengths[] = {spec.borders.size(),
+                                 spec.strides.size(),
+                                 spec.dilations.size(),
+                                 spec.groups.size(),
+                                 spec.flips.size(),
+                                 spec.kernels.size(),
+                                 spec.unshared.size(),
+                                 spec.dtypes.size(),
+                                 spec.batches.size(),
+                                 spec.images.size(),
+                                 11};
+  for (std::size_t length : lengths) {
+    std::size_t a = every, b = length;
+    while (b != 0) {
+      const std::size_t r = a % b;
+      a = b;
+      b = r;
+    }
+    if (a != 1) return false;
+  }
+  return true;
 }
 
 // ---- the grids ----
@@ -223,8 +248,8 @@ inline GridSpec grid_unshared_spec() {
 }
 
 // Kernel sizes of 1 on some axis, shared and unshared, in every direction: where the shortcuts
-// are (a pointwise kernel needs no column matrix). With and without padding and strides, grouped
-// and not, batch 1 and more. Small enough to run whole in the default suite.
+// are (a pointwise kernel needs no column matrix). With and without padding and strides, grouped,
+// depthwise and not, batch 1 and more. Small enough to run whole in the default suite.
 inline GridSpec grid_ones_2d_spec() {
   GridSpec s;
   s.name = "2-D kernel sizes of 1";
@@ -233,7 +258,7 @@ inline GridSpec grid_ones_2d_spec() {
                BorderMode::pairs({{0, 1}, {2, 0}})};
   s.strides = {{1, 1}, {2, 1}};
   s.dilations = {{1, 1}};
-  s.groups = {1, 2};
+  s.groups = {1, 2, 4};
   s.kernels = {{1, 1}, {1, 3}, {3, 1}};
   s.unshared = {false, true};
   s.images = {{5, 4}, {4, 7}, {6, 5}};
