@@ -21,7 +21,7 @@ namespace {
 // shares no factor with its grid's lists).
 constexpr std::size_t kEvery2d = 13;
 constexpr std::size_t kEvery3d = 7;
-constexpr std::size_t kEveryUnshared = 7;
+constexpr std::size_t kEveryUnshared = 13;
 
 // The CPU rows run on one thread: on problems this small a parallel region only adds barriers,
 // and OpenMP spinning at them on a loaded machine multiplies the time. The threaded drivers have
@@ -40,7 +40,7 @@ void run_rows(DeviceKind kind, const std::vector<ConvCase>& cases, const std::st
 
 }  // namespace
 
-TEST_CASE("conformance: the opt-out table names registered implementations", "[conformance]") {
+TEST_CASE("the opt-out table names registered implementations", "[conformance]") {
   for (const ConvOptOut& o : conv_opt_outs()) {
     INFO(o.implementation << ": " << o.what);
     CHECK(conv_registry().find(o.implementation) != nullptr);
@@ -50,7 +50,7 @@ TEST_CASE("conformance: the opt-out table names registered implementations", "[c
 }
 
 TEST_CASE(
-    "conformance: the grid has every kernel size of 1 on one axis (shared and unshared) and "
+    "the grid has every kernel size of 1 on one axis (shared and unshared) and "
     "pointwise problems with batch 1 and more in every dtype",
     "[conformance]") {
   const std::vector<ConvCase> ones = make_grid(grid_ones_2d_spec());
@@ -100,7 +100,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "conformance: every decline of a CPU implementation on the whole grid is covered by an "
+    "every decline of a CPU implementation on the whole grid is covered by an "
     "opt-out and every opt-out is used",
     "[conformance]") {
   const std::vector<ConvCase> all = full_conformance_grid();
@@ -111,23 +111,21 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("conformance: CPU implementations match the reference on the 2-D grid (sampled)",
-          "[conformance]") {
+TEST_CASE("CPU implementations match the reference on the 2-D grid (sampled)", "[conformance]") {
   run_rows(DeviceKind::cpu, sample(make_grid(grid_2d_spec()), kEvery2d), kCpuFlags);
 }
 
-TEST_CASE("conformance: CPU implementations match the reference on the 3-D grid (sampled)",
-          "[conformance]") {
+TEST_CASE("CPU implementations match the reference on the 3-D grid (sampled)", "[conformance]") {
   run_rows(DeviceKind::cpu, sample(make_grid(grid_3d_spec()), kEvery3d), kCpuFlags);
 }
 
-TEST_CASE("conformance: CPU implementations match the reference on the unshared grid (sampled)",
+TEST_CASE("CPU implementations match the reference on the unshared grid (sampled)",
           "[conformance]") {
   run_rows(DeviceKind::cpu, sample(make_grid(grid_unshared_spec()), kEveryUnshared), kCpuFlags);
 }
 
 TEST_CASE(
-    "conformance: CPU implementations match the reference on kernel sizes of 1 in every "
+    "CPU implementations match the reference on kernel sizes of 1 in every "
     "direction (shared and unshared)",
     "[conformance]") {
   std::vector<ConvCase> cases = make_grid(grid_ones_2d_spec());
@@ -136,15 +134,14 @@ TEST_CASE(
   run_rows(DeviceKind::cpu, cases, kCpuFlags);
 }
 
-TEST_CASE("conformance: CPU implementations match the reference on the whole grid",
-          "[conformance][slow]") {
+TEST_CASE("CPU implementations match the reference on the whole grid", "[conformance][slow]") {
   run_rows(DeviceKind::cpu, full_conformance_grid(), kCpuFlags);
 }
 
 // ---- CUDA rows (not run on this machine without a GPU) ----
 
 TEST_CASE(
-    "conformance: every decline of a CUDA implementation on the whole grid is covered by an "
+    "every decline of a CUDA implementation on the whole grid is covered by an "
     "opt-out and every opt-out is used",
     "[conformance][cuda]") {
   require_gpu_or_skip();
@@ -157,7 +154,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "conformance: CUDA implementations match the reference on the sampled grids and kernel "
+    "CUDA implementations match the reference on the sampled grids and kernel "
     "sizes of 1",
     "[conformance][cuda]") {
   require_gpu_or_skip();
@@ -171,7 +168,7 @@ TEST_CASE(
   run_rows(DeviceKind::cuda, cases, "");
 }
 
-TEST_CASE("conformance: CUDA implementations match the reference on the whole grid",
+TEST_CASE("CUDA implementations match the reference on the whole grid",
           "[conformance][cuda][slow]") {
   require_gpu_or_skip();
   run_rows(DeviceKind::cuda, full_conformance_grid(), "");
