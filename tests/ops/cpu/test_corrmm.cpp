@@ -1,9 +1,10 @@
-// The CorrMM family against the reference convolutions (reference_conv_* of abstract_conv.hpp):
-// every direction in 2-D and 3-D, float32 and float64, over a parameter grid of border modes,
-// strides, dilations, groups, flips and kernel sizes, and through every way the drivers cut the
-// work (threads sharing a GEMM or splitting the batch, blocks of output lines, several images per
-// GEMM, the pointwise path that uses the image as the column matrix). Then empty problems,
-// non-contiguous inputs, run-time errors and the op itself (names, types, kernels, gradients).
+// The CorrMM family beyond the conformance suite (tests/conformance, which runs it against the
+// reference over the parameter grid in every direction, 2-D and 3-D, float32 and float64): the
+// grid again under every way the drivers cut the work (threads sharing a GEMM or splitting the
+// batch, blocks of output lines, several images per GEMM, the pointwise path that uses the image
+// as the column matrix), larger problems for the default thresholds and the depthwise direct
+// loops, empty problems, non-contiguous inputs, run-time errors and the op itself (names, types,
+// kernels, gradients).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "conformance/conv_conformance.hpp"
 #include "convgraph/base/config.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv_params.hpp"
@@ -49,7 +51,8 @@ class ScopedTuning {
   ScopedFlags flags_;
 };
 
-// The settings under which the grids run: what each one makes the drivers do is in its name.
+// The settings under which the grids run: what each one makes the drivers do is in its name. The
+// first is the conformance suite's own.
 struct Setting {
   const char* name;
   CorrGemmTuning tuning;
@@ -111,159 +114,28 @@ void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& k
                 reference_conv_grad_weights(p, image, top, kernel_spatial), dtype, positions);
 }
 
-// The output's spatial sizes, (image + pads - dilated kernel) // stride + 1, possibly < 1.
-Shape output_spatial(const ConvParams& p, const Shape& image, const Shape& kernel) {
-  Shape out;
-  for (std::size_t a = 0; a < image.size(); ++a) {
-    const std::int64_t dilated = (kernel[a] - 1) * p.dilation[a] + 1;
-    const auto [before, after] = p.border[a].resolve(dilated);
-    const std::int64_t span = image[a] + before + after - dilated;
-    out.push_back(span < 0 ? 0 : span / p.subsample[a] + 1);
-  }
-  return out;
-}
-
-// The 2-D border modes: every form a user can write.
-std::vector<BorderMode> borders_2d() {
-  return {BorderMode("valid"),
-          BorderMode("full"),
-          BorderMode("half"),
-          BorderMode(1),
-          BorderMode({std::int64_t{2}, std::int64_t{0}}),
-          BorderMode::pairs({{1, 0}, {0, 2}}),
-          BorderMode::pairs({{0, 3}, {2, 1}})};
-}
-
-// The 2-D grid: border x stride x dilation x groups x flip x kernel size, on a (B, 4, 7, 6) image
-// with 4 filters; groups 4 is depthwise. EVERY > 1 runs every EVERY-th problem only (the threaded
-// settings: a parallel region per block is slow on a loaded machine, and the full grid under the
-// single-threaded setting already covers the index arithmetic).
-void run_grid_2d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 3}, {3, 1}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 1}, {3, 2}};
-  const std::vector<Shape> kernels = {{3, 3}, {2, 2}, {3, 2}, {1, 3}};
-  for (const BorderMode& border : borders_2d()) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2, 4}) {
-          for (bool flip : {true, false}) {
-            for (const Shape& k : kernels) {
-              if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
-              const ConvParams p = make_conv_params(2, border, stride, flip, dilation, groups);
-              check_problem(p, {batch, 4, 7, 6}, {4, 4 / groups, k[0], k[1]}, dtype, seed);
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-void run_grid_3d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
-  const std::vector<BorderMode> borders = {
-      BorderMode("valid"), BorderMode("full"), BorderMode("half"), BorderMode(1),
-      BorderMode({std::int64_t{1}, std::int64_t{0}, std::int64_t{2}})};
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1, 1}, {2, 1, 3}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1, 1}, {1, 2, 3}};
-  for (const BorderMode& border : borders) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2}) {
-          for (bool flip : {true, false}) {
-            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
-            const ConvParams p = make_conv_params(3, border, stride, flip, dilation, groups);
-            check_problem(p, {batch, 2, 5, 6, 7}, {4, 2 / groups, 2, 3, 2}, dtype, seed);
-          }
-        }
-      }
-    }
-  }
-}
-
-void run_grid_unshared(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 1}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {1, 2}};
-  for (const BorderMode& border : borders_2d()) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2}) {
-          for (bool flip : {true, false}) {
-            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
-            const ConvParams p =
-                make_conv_params(2, border, stride, flip, dilation, groups, /*unshared=*/true);
-            const Shape image{batch, 4, 6, 5};
-            const Shape kernel_spatial{3, 2};
-            const Shape out = output_spatial(p, {6, 5}, kernel_spatial);
-            const std::int64_t oh = out[0], ow = out[1];
-            if (oh < 1 || ow < 1) continue;
-            check_problem(p, image, {4, oh, ow, 4 / groups, 3, 2}, dtype, seed);
-          }
-        }
-      }
-    }
-  }
-}
-
 }  // namespace
 
-TEST_CASE("CorrMM 2-D matches the reference over the parameter grid (float64)", "[corrmm]") {
+TEST_CASE("CorrMM conforms under every setting of its drivers' thresholds and threads",
+          "[corrmm]") {
+  // The conformance suite (tests/conformance) runs every grid with the default thresholds on one
+  // thread; here a sample of each grid, a different one per setting, under the settings that cut
+  // the work otherwise: every output line its own block, several images per GEMM, 2 to 4 threads.
+  // The grid of kernel sizes of 1 reaches the pointwise path, where the image is its own column
+  // matrix, and the strided or padded 1x1 kernels beside it.
+  const ConvImplementation& row = *conv_registry().find("corrmm");
   const std::vector<Setting> all = settings();
-  for (std::size_t i = 0; i < all.size(); ++i) {
+  for (std::size_t i = 1; i < all.size(); ++i) {
     INFO("setting: " << all[i].name);
     const ScopedTuning tuning(all[i].tuning, all[i].flags);
-    for (std::int64_t batch : {1, 5}) run_grid_2d(DType::float64, batch, i == 0 ? 1 : 9, 11 + i);
-  }
-}
-
-TEST_CASE("CorrMM 2-D matches the reference over the parameter grid (float32)", "[corrmm]") {
-  run_grid_2d(DType::float32, 3, 1, 101);
-  const Setting s = settings()[1];
-  const ScopedTuning tuning(s.tuning, s.flags);
-  run_grid_2d(DType::float32, 3, 7, 102);
-}
-
-TEST_CASE("Corr3dMM matches the reference over the parameter grid", "[corrmm]") {
-  const std::vector<Setting> all = settings();
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    INFO("setting: " << all[i].name);
-    const ScopedTuning tuning(all[i].tuning, all[i].flags);
-    run_grid_3d(DType::float64, 3, i == 0 ? 1 : 5, 201 + i);
-  }
-  run_grid_3d(DType::float32, 2, 1, 301);
-}
-
-TEST_CASE("CorrMM unshared matches the reference", "[corrmm]") {
-  const std::vector<Setting> all = settings();
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    INFO("setting: " << all[i].name);
-    const ScopedTuning tuning(all[i].tuning, all[i].flags);
-    run_grid_unshared(DType::float64, 3, i == 0 ? 1 : 5, 401 + i);
-  }
-  run_grid_unshared(DType::float32, 2, 1, 501);
-}
-
-TEST_CASE("CorrMM pointwise kernels: the image as the column matrix, and strided 1x1", "[corrmm]") {
-  // Border modes that resolve to no padding for a 1x1 kernel take the pointwise path; a stride
-  // or an explicit pad does not.
-  const std::vector<BorderMode> borders = {BorderMode("valid"), BorderMode("full"),
-                                           BorderMode("half"), BorderMode(1)};
-  const std::vector<Setting> all = settings();
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    INFO("setting: " << all[i].name);
-    const ScopedTuning tuning(all[i].tuning, all[i].flags);
-    for (const BorderMode& border : borders) {
-      for (const std::vector<std::int64_t>& stride : {std::vector<std::int64_t>{1, 1}, {2, 1}}) {
-        for (std::int64_t groups : {1, 2, 6}) {
-          for (std::int64_t batch : {1, 4}) {
-            const ConvParams p = make_conv_params(2, border, stride, true, {1, 1}, groups);
-            check_problem(p, {batch, 6, 5, 4}, {6, 6 / groups, 1, 1}, DType::float64, 600 + i);
-            check_problem(p, {batch, 6, 5, 4}, {6, 6 / groups, 1, 1}, DType::float32, 700 + i);
-          }
-        }
-      }
-      const ConvParams p3 = make_conv_params(3, border, {1, 1, 1}, false, {1, 1, 1}, 1);
-      check_problem(p3, {3, 4, 3, 4, 5}, {5, 4, 1, 1, 1}, DType::float64, 800 + i);
+    std::vector<testing::ConvCase> cases;
+    for (const testing::GridSpec& spec : testing::conformance_grid_specs()) {
+      const std::vector<testing::ConvCase> grid = testing::make_grid(spec);
+      const std::vector<testing::ConvCase> some =
+          testing::sample(grid, grid.size() > 2000 ? 67 : 29, i);
+      cases.insert(cases.end(), some.begin(), some.end());
     }
+    testing::check_conformance(testing::run_conformance(row, cases));
   }
 }
 

@@ -1,8 +1,8 @@
-// The oneDNN convolution family (conv_dnn on the CPU) against the reference convolutions
-// (reference_conv_* of abstract_conv.hpp): every direction in 2-D and 3-D over a parameter grid
-// of border modes (asymmetric pads included), strides, dilations, groups, flips and kernel sizes,
-// under both layout policies; layers big enough for oneDNN's blocked JIT kernels; empty problems;
-// non-contiguous inputs; the primitive cache; errors; the op; the lowering and compile().
+// The oneDNN convolution family (conv_dnn on the CPU) beyond the conformance suite
+// (tests/conformance, which runs it against the reference over the parameter grid in every
+// direction, 2-D and 3-D): the grid again under both forced layout policies and on 16 channels
+// for the blocked JIT kernels; layers big enough for those kernels; empty problems; non-contiguous
+// inputs; the primitive cache; errors; the op; the lowering and compile().
 // Without oneDNN in the build, one test says so (a visible warning) and passes.
 #include "convgraph/build_config.hpp"
 #include "support/catch.hpp"
@@ -10,6 +10,8 @@
 #include "support/messages.hpp"
 
 #if CONVGRAPH_HAVE_ONEDNN
+
+#include "conformance/conv_conformance.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -120,120 +122,52 @@ void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& k
   }
 }
 
-// The 2-D border modes: every form a user can write, asymmetric pairs included.
-std::vector<BorderMode> borders_2d() {
-  return {BorderMode("valid"),
-          BorderMode("full"),
-          BorderMode("half"),
-          BorderMode(1),
-          BorderMode({std::int64_t{2}, std::int64_t{0}}),
-          BorderMode::pairs({{1, 0}, {0, 2}}),
-          BorderMode::pairs({{0, 3}, {2, 1}})};
-}
-
-// The 2-D grid: border x stride x dilation x groups x flip x kernel size (odd, even, mixed), on a
-// (B, 4, 7, 6) image with 4 filters; groups 4 is depthwise. Every EVERY-th problem from OFFSET.
-void run_grid_2d(std::int64_t batch, int every, int offset) {
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 3}, {3, 1}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 1}, {3, 2}};
-  const std::vector<Shape> kernels = {{3, 3}, {2, 2}, {3, 2}, {1, 3}};
-  int index = 0;
-  for (const BorderMode& border : borders_2d()) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2, 4}) {
-          for (bool flip : {true, false}) {
-            for (const Shape& k : kernels) {
-              if (index++ % every != offset) continue;
-              const ConvParams p = make_conv_params(2, border, stride, flip, dilation, groups);
-              check_problem(p, {batch, 4, 7, 6}, {4, 4 / groups, k[0], k[1]},
-                            static_cast<std::uint64_t>(index));
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-// The same grid on 16 channels and 16 filters, where oneDNN picks its blocked JIT kernels
-// (direct, and depthwise for 16 groups) instead of its GEMM code: blocked layouts, reorders and
-// the JIT kernels' own handling of pads, strides and dilations. Two kernel sizes, odd and even.
-void run_grid_2d_blocked(int every, int offset) {
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 3}, {3, 1}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 1}, {3, 2}};
-  const std::vector<Shape> kernels = {{3, 3}, {2, 2}};
-  int index = 0;
-  for (const BorderMode& border : borders_2d()) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2, 16}) {
-          for (bool flip : {true, false}) {
-            for (const Shape& k : kernels) {
-              if (index++ % every != offset) continue;
-              const ConvParams p = make_conv_params(2, border, stride, flip, dilation, groups);
-              check_problem(p, {2, 16, 9, 8}, {16, 16 / groups, k[0], k[1]},
-                            static_cast<std::uint64_t>(700 + index));
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-void run_grid_3d(std::int64_t batch, int every, int offset) {
-  const std::vector<BorderMode> borders = {
-      BorderMode("valid"), BorderMode("full"), BorderMode("half"), BorderMode(1),
-      BorderMode({std::int64_t{1}, std::int64_t{0}, std::int64_t{2}})};
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1, 1}, {2, 1, 3}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1, 1}, {1, 2, 3}};
-  int index = 0;
-  for (const BorderMode& border : borders) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2}) {
-          for (bool flip : {true, false}) {
-            if (index++ % every != offset) continue;
-            const ConvParams p = make_conv_params(3, border, stride, flip, dilation, groups);
-            check_problem(p, {batch, 2, 5, 6, 7}, {4, 2 / groups, 2, 3, 2},
-                          static_cast<std::uint64_t>(300 + index));
-          }
-        }
-      }
-    }
-  }
-}
-
 }  // namespace
 
-TEST_CASE("oneDNN 2-D convolutions match the reference over the parameter grid", "[onednn]") {
-  // The whole grid under both forced layouts (the small channel counts mostly get oneDNN's GEMM
-  // and reference code; the next test reaches its JIT kernels), a sample under the default. One
-  // thread: on problems this small a parallel region only adds barriers, and on a loaded machine
-  // OpenMP's spinning at those barriers made this test 10x slower.
+TEST_CASE("oneDNN conforms under both forced layouts", "[onednn]") {
+  // The conformance suite (tests/conformance) runs oneDNN over the parameter grid under the
+  // automatic layout policy; here the 2-D and 3-D grids (float32, what oneDNN takes) under each
+  // forced layout: blocked data with its reorders, and plain data throughout. The small
+  // channel counts mostly get oneDNN's GEMM and reference code; the next test reaches its JIT
+  // kernels. One thread: on problems this small a parallel region only adds barriers, and on a
+  // loaded machine OpenMP's spinning at those barriers made this test 10x slower.
   const ScopedFlags one_thread("threads=1");
-  {
-    const ScopedLayout layout(OneDnnLayout::blocked);
-    run_grid_2d(3, 1, 0);
+  const ConvImplementation& row = onednn_row();
+  std::size_t offset = 0;
+  for (OneDnnLayout layout : {OneDnnLayout::blocked, OneDnnLayout::plain}) {
+    INFO("layout " << layout_name(layout));
+    const ScopedLayout scoped(layout);
+    std::vector<testing::ConvCase> cases;
+    // Every 13th 2-D problem, a different sample per layout; every 3-D problem.
+    for (testing::GridSpec spec : {testing::grid_2d_spec(), testing::grid_3d_spec()}) {
+      spec.dtypes = {f32};
+      const std::vector<testing::ConvCase> grid = testing::make_grid(spec);
+      const std::vector<testing::ConvCase> some =
+          spec.convdim == 2 ? testing::sample(grid, 13, offset++) : grid;
+      cases.insert(cases.end(), some.begin(), some.end());
+    }
+    testing::check_conformance(testing::run_conformance(row, cases));
   }
-  {
-    const ScopedLayout layout(OneDnnLayout::plain);
-    run_grid_2d(2, 1, 0);
-  }
-  run_grid_2d(1, 7, 3);
-  const ScopedLayout layout(OneDnnLayout::blocked);
-  run_grid_2d_blocked(1, 0);
 }
 
-TEST_CASE("oneDNN 3-D convolutions match the reference over the parameter grid", "[onednn]") {
+TEST_CASE("oneDNN's blocked JIT kernels conform on the 2-D grid with 16 channels", "[onednn]") {
+  // The 2-D grid on 16 channels and 16 filters under the blocked layout, where oneDNN picks its
+  // blocked JIT kernels (direct, and depthwise for 16 groups) instead of its GEMM code: blocked
+  // layouts, reorders and the JIT kernels' own handling of pads, strides and dilations. Two
+  // kernel sizes, odd and even; every fifth problem.
   const ScopedFlags one_thread("threads=1");
-  {
-    const ScopedLayout layout(OneDnnLayout::blocked);
-    run_grid_3d(2, 1, 0);
-  }
-  const ScopedLayout layout(OneDnnLayout::plain);
-  run_grid_3d(3, 1, 0);
+  const ScopedLayout layout(OneDnnLayout::blocked);
+  testing::GridSpec spec = testing::grid_2d_spec();
+  spec.name = "2-D, 16 channels";
+  spec.channels = 16;
+  spec.filters = 16;
+  spec.groups = {1, 2, 16};
+  spec.kernels = {{3, 3}, {2, 2}};
+  spec.dtypes = {f32};
+  spec.batches = {2};
+  spec.images = {{9, 8}};
+  testing::check_conformance(
+      testing::run_conformance(onednn_row(), testing::sample(testing::make_grid(spec), 5)));
 }
 
 TEST_CASE("oneDNN on layers large enough for its blocked JIT kernels", "[onednn]") {

@@ -1,5 +1,6 @@
-// GpuDnnConv (cuDNN) against the reference convolutions, every algorithm flag value, the
-// precision flag, the algorithm caches and the dnn.enabled semantics of the conv_dnn lowering.
+// GpuDnnConv (cuDNN) beyond the conformance suite (tests/conformance, which runs it against the
+// reference over the parameter grid in every direction and dtype): every algorithm flag value,
+// the precision flag, the algorithm caches and the dnn.enabled semantics of the conv_dnn lowering.
 // Tagged [cuda]: skipped (visibly) where no GPU can be used.
 #include <fmt/format.h>
 
@@ -140,7 +141,10 @@ struct Case {
   Shape image, kernel;
 };
 
-std::vector<Case> parameter_grid() {
+// Problems for the algorithm searches of the graph API: every border form cuDNN takes, strides,
+// dilations, groups, depthwise, 1x1 and 3-D. (The parameter grid itself is the conformance
+// suite's, in tests/conformance.)
+std::vector<Case> algorithm_problems() {
   using E = BorderMode::Entry;
   const BorderMode pads_2_1(std::vector<E>{std::int64_t{2}, std::int64_t{1}});
   const BorderMode pads_1_0_2(std::vector<E>{std::int64_t{1}, std::int64_t{0}, std::int64_t{2}});
@@ -186,27 +190,6 @@ std::vector<Case> parameter_grid() {
 }
 
 }  // namespace
-
-TEST_CASE(
-    "cuDNN: every direction matches the reference on the parameter grid, float32 and "
-    "float64",
-    "[cuda]") {
-  testing::require_gpu_or_skip();
-  for (const Case& c : parameter_grid()) {
-    for (DType dtype : {DType::float32, DType::float64}) {
-      INFO(c.label << ", " << dtype_name(dtype));
-      check_directions(c.params, c.image, c.kernel, dtype, dtype == DType::float64 ? 1e-10 : 1e-4);
-    }
-  }
-}
-
-TEST_CASE("cuDNN: float16 data (pseudo-half by default) on the parameter grid", "[cuda]") {
-  testing::require_gpu_or_skip();
-  for (const Case& c : parameter_grid()) {
-    INFO(c.label);
-    check_directions(c.params, c.image, c.kernel, DType::float16, 2e-2);
-  }
-}
 
 TEST_CASE("cuDNN: every fixed and runtime algorithm of every direction computes the reference",
           "[cuda]") {
@@ -545,7 +528,7 @@ TEST_CASE(
   reset_cudnn_algo_cache();
   for (DType dtype : {DType::float32, DType::float16}) {
     TempCache cache;
-    for (const Case& c : parameter_grid()) {
+    for (const Case& c : algorithm_problems()) {
       INFO(c.label << ", " << dtype_name(dtype));
       check_directions(c.params, c.image, c.kernel, dtype, dtype == DType::float32 ? 1e-4 : 2e-2,
                        "as_input_f32", "guess_once", "guess_once", "guess_on_shape_change", 1,
@@ -555,7 +538,7 @@ TEST_CASE(
     // (the graph API may have nothing for an odd problem: the legacy heuristics then win).
     const auto choices = cache.choices();
     INFO(dtype_name(dtype) << " records:\n" << cache.text());
-    REQUIRE(choices.size() == 3 * parameter_grid().size());
+    REQUIRE(choices.size() == 3 * algorithm_problems().size());
     REQUIRE(count_engines(choices) * 10 >= choices.size() * 9);
   }
   reset_cudnn_algo_cache();

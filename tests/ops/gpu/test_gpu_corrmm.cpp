@@ -1,10 +1,10 @@
-// The GpuCorrMM family against the reference convolutions (reference_conv_* of abstract_conv.hpp,
-// on the host): every direction in 2-D and 3-D, float64 / float32 / float16, over a parameter grid
-// of border modes (asymmetric pads included), strides, dilations, groups (depthwise and few
-// channels per group on the direct kernels included),
-// unshared kernels, flips and kernel sizes, with the batch in one chunk, one image per chunk and
-// a few images per chunk. Then empty problems, non-contiguous inputs, run-time errors, the op
-// itself and compiled graphs (device=cuda, conv.impl=gpu_corrmm) with their gradients.
+// The GpuCorrMM family beyond the conformance suite (tests/conformance, which runs it against the
+// reference over the parameter grid in every direction, 2-D and 3-D, float64 / float32 / float16):
+// the grid again with one image per chunk and a few images per chunk; depthwise and few channels
+// per group on the direct kernels (against the reference and the GEMM path); pointwise problems,
+// long outputs and ranges of positions; strict FP32 and TF32; then empty problems,
+// non-contiguous inputs, run-time errors, the op itself and compiled graphs (device=cuda,
+// conv.impl=gpu_corrmm) with their gradients.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "conformance/conv_conformance.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv_params.hpp"
 #include "convgraph/ops/gpu/gpu_corrmm.hpp"
@@ -125,95 +126,6 @@ void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& k
   const double positions = static_cast<double>(top.numel()) / static_cast<double>(top.dim(1));
   require_close(gpu_corrmm_grad_weights(p, d_image, d_top, kernel_spatial),
                 reference_conv_grad_weights(p, image, top, kernel_spatial), dtype, positions);
-}
-
-// The output's spatial sizes, (image + pads - dilated kernel) // stride + 1, possibly < 1.
-Shape output_spatial(const ConvParams& p, const Shape& image, const Shape& kernel) {
-  Shape out;
-  for (std::size_t a = 0; a < image.size(); ++a) {
-    const std::int64_t dilated = (kernel[a] - 1) * p.dilation[a] + 1;
-    const auto [before, after] = p.border[a].resolve(dilated);
-    const std::int64_t span = image[a] + before + after - dilated;
-    out.push_back(span < 0 ? 0 : span / p.subsample[a] + 1);
-  }
-  return out;
-}
-
-// The 2-D border modes: every form a user can write, asymmetric pairs included.
-std::vector<BorderMode> borders_2d() {
-  return {BorderMode("valid"),
-          BorderMode("full"),
-          BorderMode("half"),
-          BorderMode(1),
-          BorderMode({std::int64_t{2}, std::int64_t{0}}),
-          BorderMode::pairs({{1, 0}, {0, 2}}),
-          BorderMode::pairs({{0, 3}, {2, 1}})};
-}
-
-// border x stride x dilation x groups x flip x kernel size on a (B, 4, 7, 6) image with 4 filters;
-// groups 4 is depthwise. Every EVERY-th problem only.
-void run_grid_2d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 2}, {2, 3}, {3, 1}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 2}, {3, 1}};
-  const std::vector<Shape> kernels = {{3, 3}, {2, 2}, {3, 2}, {1, 3}};
-  for (const BorderMode& border : borders_2d()) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2, 4}) {
-          for (bool flip : {true, false}) {
-            for (const Shape& k : kernels) {
-              if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
-              const ConvParams p = make_conv_params(2, border, stride, flip, dilation, groups);
-              check_problem(p, {batch, 4, 7, 6}, {4, 4 / groups, k[0], k[1]}, dtype, seed);
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-void run_grid_3d(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
-  const std::vector<BorderMode> borders = {
-      BorderMode("valid"), BorderMode("full"), BorderMode("half"), BorderMode(1),
-      BorderMode({std::int64_t{1}, std::int64_t{0}, std::int64_t{2}})};
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1, 1}, {2, 1, 3}, {2, 2, 2}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1, 1}, {1, 2, 3}, {2, 2, 2}};
-  for (const BorderMode& border : borders) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2}) {
-          for (bool flip : {true, false}) {
-            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
-            const ConvParams p = make_conv_params(3, border, stride, flip, dilation, groups);
-            check_problem(p, {batch, 2, 5, 6, 7}, {4, 2 / groups, 2, 3, 2}, dtype, seed);
-          }
-        }
-      }
-    }
-  }
-}
-
-void run_grid_unshared(DType dtype, std::int64_t batch, int every, std::uint64_t seed) {
-  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 1}, {2, 2}};
-  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {1, 2}, {2, 2}};
-  for (const BorderMode& border : borders_2d()) {
-    for (const auto& stride : strides) {
-      for (const auto& dilation : dilations) {
-        for (std::int64_t groups : {1, 2}) {
-          for (bool flip : {true, false}) {
-            if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
-            const ConvParams p =
-                make_conv_params(2, border, stride, flip, dilation, groups, /*unshared=*/true);
-            const Shape kernel_spatial{3, 2};
-            const Shape out = output_spatial(p, {6, 5}, kernel_spatial);
-            if (out[0] < 1 || out[1] < 1) continue;
-            check_problem(p, {batch, 4, 6, 5}, {4, out[0], out[1], 4 / groups, 3, 2}, dtype, seed);
-          }
-        }
-      }
-    }
-  }
 }
 
 // Switches the direct grouped kernels on or off for a scope.
@@ -428,55 +340,27 @@ void run_grid_grouped_3d(DType dtype, int every, std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("GpuCorrMM 2-D matches the reference over the parameter grid (float64)", "[cuda]") {
+TEST_CASE("GpuCorrMM conforms under every chunking of the batch", "[cuda]") {
   testing::require_gpu_or_skip();
+  // The conformance suite (tests/conformance) runs GpuCorrMM over the parameter grid with the
+  // default bound (the whole small batch in one chunk) and the direct grouped kernels on; here a
+  // sample of each grid, a different one per chunking, with one image per chunk and a few images
+  // per chunk, and grouped problems on the grouped GEMMs (the direct kernels off).
+  const ConvImplementation& row = *conv_registry().find("gpu_corrmm");
   const std::vector<Chunking> all = chunkings();
-  for (std::size_t i = 0; i < all.size(); ++i) {
+  for (std::size_t i = 1; i < all.size(); ++i) {
     INFO("chunking: " << all[i].name);
     const ScopedTuning tuning(all[i].workspace_bytes);
-    // Grouped problems: the direct kernels with one chunk, the grouped GEMMs under the others.
-    const ScopedDirectGrouped direct(i == 0);
-    run_grid_2d(DType::float64, 5, i == 0 ? 1 : 4, 11 + i);
+    const ScopedDirectGrouped gemm_only(false);
+    std::vector<testing::ConvCase> cases;
+    for (const testing::GridSpec& spec : testing::conformance_grid_specs()) {
+      const std::vector<testing::ConvCase> grid = testing::make_grid(spec);
+      const std::vector<testing::ConvCase> some =
+          testing::sample(grid, grid.size() > 2000 ? 13 : 7, i);
+      cases.insert(cases.end(), some.begin(), some.end());
+    }
+    testing::check_conformance(testing::run_conformance(row, cases));
   }
-  run_grid_2d(DType::float64, 1, 5, 21);
-}
-
-TEST_CASE("GpuCorrMM 2-D matches the reference over the parameter grid (float32, float16)",
-          "[cuda]") {
-  testing::require_gpu_or_skip();
-  run_grid_2d(DType::float32, 3, 2, 101);
-  run_grid_2d(DType::float16, 3, 3, 102);
-  const ScopedTuning tuning(1);
-  run_grid_2d(DType::float32, 2, 7, 103);
-  run_grid_2d(DType::float16, 2, 7, 104);
-}
-
-TEST_CASE("GpuCorr3dMM matches the reference over the parameter grid", "[cuda]") {
-  testing::require_gpu_or_skip();
-  const std::vector<Chunking> all = chunkings();
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    INFO("chunking: " << all[i].name);
-    const ScopedTuning tuning(all[i].workspace_bytes);
-    // Grouped problems: the direct kernels with one chunk, the grouped GEMMs under the others.
-    const ScopedDirectGrouped direct(i == 0);
-    run_grid_3d(DType::float64, 3, i == 0 ? 1 : 3, 201 + i);
-  }
-  run_grid_3d(DType::float64, 1, 3, 211);
-  run_grid_3d(DType::float32, 2, 2, 301);
-  run_grid_3d(DType::float16, 2, 3, 302);
-}
-
-TEST_CASE("GpuCorrMM unshared matches the reference", "[cuda]") {
-  testing::require_gpu_or_skip();
-  const std::vector<Chunking> all = chunkings();
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    INFO("chunking: " << all[i].name);
-    const ScopedTuning tuning(all[i].workspace_bytes);
-    run_grid_unshared(DType::float64, 3, i == 0 ? 1 : 3, 401 + i);
-  }
-  run_grid_unshared(DType::float64, 1, 3, 411);
-  run_grid_unshared(DType::float32, 2, 2, 501);
-  run_grid_unshared(DType::float16, 2, 3, 502);
 }
 
 TEST_CASE("GpuCorrMM pointwise, depthwise and larger problems, in several chunks", "[cuda]") {
