@@ -3,8 +3,7 @@
 // reference, over the grid of conv_grid.hpp, with the opt-outs of conv_opt_outs.hpp. The default
 // suite runs a sample of the large grids (every EVERY-th case) and the whole grid of kernel sizes
 // of 1; the [slow] cases run every case.
-#include <fmt/format.h>
-
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
