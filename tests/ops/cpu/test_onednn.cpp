@@ -28,6 +28,7 @@
 #include "convgraph/optimizer/conv_lowering_onednn.hpp"
 #include "convgraph/optimizer/debug_mode.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
+#include "support/size_one_cases.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
@@ -228,6 +229,23 @@ TEST_CASE("oneDNN 3-D convolutions match the reference over the parameter grid",
   }
   const ScopedLayout layout(OneDnnLayout::plain);
   run_grid_3d(3, 1, 0);
+}
+
+TEST_CASE("oneDNN: kernels of size 1 on any axis, every direction", "[onednn]") {
+  // The shared table of size-1 kernels (support/size_one_cases.hpp) without its unshared rows,
+  // which oneDNN does not take, under both forced layouts.
+  const ScopedFlags one_thread("threads=1");
+  convgraph::testing::SizeOneFilter filter;
+  filter.unshared = false;
+  const std::vector<convgraph::testing::SizeOneCase> cases =
+      convgraph::testing::size_one_cases(filter);
+  for (OneDnnLayout forced : {OneDnnLayout::blocked, OneDnnLayout::plain}) {
+    const ScopedLayout layout(forced);
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      INFO("case: " << cases[c].label);
+      check_problem(cases[c].params, cases[c].image, cases[c].kernel, 1500 + c);
+    }
+  }
 }
 
 TEST_CASE("oneDNN on layers large enough for its blocked JIT kernels", "[onednn]") {

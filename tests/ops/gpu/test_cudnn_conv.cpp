@@ -20,6 +20,7 @@
 #include "support/test_util.hpp"
 #if CONVGRAPH_HAVE_CUDNN
 #include "convgraph/ops/gpu/cudnn_conv.hpp"
+#include "support/size_one_cases.hpp"
 #endif
 
 using namespace convgraph;
@@ -195,6 +196,25 @@ TEST_CASE(
     for (DType dtype : {DType::float32, DType::float64}) {
       INFO(c.label << ", " << dtype_name(dtype));
       check_directions(c.params, c.image, c.kernel, dtype, dtype == DType::float64 ? 1e-10 : 1e-4);
+    }
+  }
+}
+
+TEST_CASE("cuDNN: kernels of size 1 on any axis, every direction, float32 and float64", "[cuda]") {
+  // The shared table of size-1 kernels (support/size_one_cases.hpp) without the unshared and
+  // asymmetric rows, which cuDNN does not take (the lowering leaves them to GpuCorrMM).
+  testing::require_gpu_or_skip();
+  convgraph::testing::SizeOneFilter filter;
+  filter.unshared = false;
+  filter.asymmetric = false;
+  const std::vector<convgraph::testing::SizeOneCase> cases =
+      convgraph::testing::size_one_cases(filter);
+  for (std::size_t c = 0; c < cases.size(); ++c) {
+    for (DType dtype : {DType::float32, DType::float64}) {
+      INFO(cases[c].label << ", " << dtype_name(dtype));
+      check_directions(cases[c].params, cases[c].image, cases[c].kernel, dtype,
+                       dtype == DType::float64 ? 1e-10 : 1e-4, "as_input_f32", "small", "none",
+                       "none", 1500 + c);
     }
   }
 }
