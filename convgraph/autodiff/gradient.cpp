@@ -7,6 +7,7 @@
 
 #include "convgraph/graph/op.hpp"
 #include "convgraph/ops/tensor/alloc.hpp"
+#include "convgraph/ops/tensor/assert.hpp"
 #include "convgraph/ops/tensor/elemwise.hpp"
 
 namespace convgraph {
@@ -215,6 +216,28 @@ std::vector<Variable> Lop(const std::vector<Variable>& outputs, const std::vecto
   return backprop(outputs, eval_points, wrt, options, "Lop");
 }
 
+namespace {
+
+// POINT, the eval point of WRT (wrt[J]), behind a check that it has WRT's shape: where both
+// static dims are known now, else at run time (ShapeError naming both and their shapes). The
+// derivative of a function that does not read WRT's value still reads its shape then, so a
+// function computing it takes WRT as an input. Dtype, rank and device must match (TypeError).
+Variable checked_eval_point(const Variable& wrt, const Variable& point, std::size_t j) {
+  const TensorType& want = wrt.type();
+  const TensorType& have = point.type();
+  if (want.dtype != have.dtype || want.rank() != have.rank() || want.device != have.device ||
+      want.layout != have.layout) {
+    throw TypeError(fmt::format("Rop: eval point {} has type {}, but wrt[{}] has type {}", j,
+                                have.str(), j, want.str()));
+  }
+  return assert_same_shape(point, wrt,
+                           fmt::format("Rop: eval point {} ({}) must have the shape of wrt[{}] "
+                                       "({})",
+                                       j, point.label(), j, wrt.label()));
+}
+
+}  // namespace
+
 std::vector<Variable> Rop(const std::vector<Variable>& outputs, const std::vector<Variable>& wrt,
                           const std::vector<Variable>& eval_points) {
   if (wrt.size() != eval_points.size()) {
@@ -226,11 +249,7 @@ std::vector<Variable> Rop(const std::vector<Variable>& outputs, const std::vecto
     if (!wrt[j].defined() || !eval_points[j].defined()) {
       throw ValueError(fmt::format("Rop: wrt[{}] or its eval point is undefined", j));
     }
-    if (!wrt[j].type().accepts(eval_points[j].type())) {
-      throw TypeError(fmt::format("Rop: eval point {} has type {}, but wrt[{}] has type {}", j,
-                                  eval_points[j].type().str(), j, wrt[j].type().str()));
-    }
-    tangent[wrt[j].get()] = eval_points[j];
+    tangent[wrt[j].get()] = checked_eval_point(wrt[j], eval_points[j], j);
   }
   for (Node* node : ancestors_in_order(outputs)) {
     std::vector<Variable> points;

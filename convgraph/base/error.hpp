@@ -15,6 +15,8 @@ class ConvGraphError : public std::runtime_error {
   // Adds context in front of the message (e.g. the node that raised it) while the exception
   // keeps its type: catch by reference, prepend, rethrow with `throw;`.
   void prepend(const std::string& context) { message_ = context + message_; }
+  // Removes the first COUNT characters (context that the caller is about to prepend anyway).
+  void drop_prefix(std::size_t count) { message_.erase(0, count); }
 
  private:
   std::string message_;

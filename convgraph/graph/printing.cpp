@@ -82,6 +82,33 @@ std::string debugprint(const std::vector<Variable>& outputs, const DebugPrintOpt
   return printer.take();
 }
 
+std::unordered_map<const Node*, std::string> debugprint_node_ids(
+    const std::vector<Variable>& outputs) {
+  // DebugPrinter's order without its recursion: a variable takes the next id when first seen
+  // (keyed by its node, or by itself when it has none); a node's inputs are visited, in order,
+  // right after the node is first seen. Inputs and constants take ids too, as they do there.
+  std::unordered_map<const void*, std::size_t> seen;
+  std::unordered_map<const Node*, std::string> ids;
+  std::vector<const Variable*> stack;
+  for (auto it = outputs.rbegin(); it != outputs.rend(); ++it) stack.push_back(&*it);
+  while (!stack.empty()) {
+    const Variable& var = *stack.back();
+    stack.pop_back();
+    const Node* node = var.owner();
+    const void* key =
+        node != nullptr ? static_cast<const void*>(node) : static_cast<const void*>(var.get());
+    if (!seen.emplace(key, seen.size()).second) continue;
+    if (node == nullptr) continue;
+    ids.emplace(node, letter_id(seen.size() - 1));
+    for (auto it = node->inputs.rbegin(); it != node->inputs.rend(); ++it) stack.push_back(&*it);
+  }
+  return ids;
+}
+
+std::unordered_map<const Node*, std::string> debugprint_node_ids(const FunctionGraph& graph) {
+  return debugprint_node_ids(graph.outputs());
+}
+
 std::string debugprint(const Variable& output, const DebugPrintOptions& options) {
   return debugprint(std::vector<Variable>{output}, options);
 }

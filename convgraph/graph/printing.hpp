@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "convgraph/graph/function_graph.hpp"
@@ -26,6 +27,13 @@ struct DebugPrintOptions {
 std::string debugprint(const std::vector<Variable>& outputs, const DebugPrintOptions& options = {});
 std::string debugprint(const Variable& output, const DebugPrintOptions& options = {});
 std::string debugprint(const FunctionGraph& graph, const DebugPrintOptions& options = {});
+
+// The ids debugprint(OUTPUTS) gives the nodes of their graph, with unlimited depth ("A", "B", ...,
+// in the same order), so that other messages can name a node as debugprint shows it. Walks the
+// graph without recursion.
+std::unordered_map<const Node*, std::string> debugprint_node_ids(
+    const std::vector<Variable>& outputs);
+std::unordered_map<const Node*, std::string> debugprint_node_ids(const FunctionGraph& graph);
 
 // Graphviz DOT: one box per node, one ellipse per input or constant, edges labelled with types.
 std::string to_dot(const std::vector<Variable>& outputs);

@@ -4,8 +4,27 @@
 
 namespace convgraph {
 
+TensorType::TensorType(DType d, StaticShape shape, Device dev)
+    : dtype(d), dims(std::move(shape)), device(dev) {
+  check_static_shape(dims, "TensorType");
+}
+
 TensorType TensorType::of_rank(DType dtype, int rank, Device device) {
+  if (rank < 0) {
+    throw ValueError(fmt::format("TensorType: rank {} is negative; expected 0 or more", rank));
+  }
   return TensorType(dtype, StaticShape(static_cast<std::size_t>(rank)), device);
+}
+
+void check_static_shape(const StaticShape& dims, const std::string& who) {
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] && *dims[i] < 0) {
+      throw ValueError(
+          fmt::format("{}: dim {} of {} is {}; a static dim must be non-negative "
+                      "(or unknown: std::nullopt)",
+                      who, i, static_shape_str(dims), *dims[i]));
+    }
+  }
 }
 
 TensorType TensorType::of(const Tensor& value) {

@@ -27,9 +27,9 @@ struct TensorType {
   Layout layout = Layout::logical;
 
   TensorType() = default;
-  TensorType(DType d, StaticShape shape, Device dev = Device::cpu())
-      : dtype(d), dims(std::move(shape)), device(dev) {}
-  // A type of rank RANK with every dim unknown.
+  // Throws ValueError on a negative static dim (check_static_shape).
+  TensorType(DType d, StaticShape shape, Device dev = Device::cpu());
+  // A type of rank RANK (>= 0) with every dim unknown.
   static TensorType of_rank(DType dtype, int rank, Device device = Device::cpu());
   // The exact type of a runtime value.
   static TensorType of(const Tensor& value);
@@ -52,5 +52,9 @@ struct TensorType {
 };
 
 std::string static_shape_str(const StaticShape& dims);
+
+// Static dims are sizes: known ones must be >= 0. Throws ValueError naming WHO (e.g. "tensor
+// 'x'"), the dim's index and its value otherwise.
+void check_static_shape(const StaticShape& dims, const std::string& who);
 
 }  // namespace convgraph

@@ -139,6 +139,7 @@ Variable tensor5(const std::string& name, DType dtype) {
   return make_input(TensorType::of_rank(dtype, 5), name);
 }
 Variable tensor(const std::string& name, DType dtype, StaticShape dims) {
+  check_static_shape(dims, fmt::format("tensor '{}'", name));
   return make_input(TensorType(dtype, std::move(dims)), name);
 }
 

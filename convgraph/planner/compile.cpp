@@ -9,6 +9,7 @@
 
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/op.hpp"
+#include "convgraph/graph/printing.hpp"
 #include "convgraph/ops/kernel_op.hpp"
 #include "convgraph/ops/tensor/transfer.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
@@ -125,6 +126,8 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   };
 
   const auto& order = graph.toposort();
+  // Steps are named as debugprint(function.graph()) names their nodes.
+  const std::unordered_map<const Node*, std::string> node_ids = debugprint_node_ids(graph);
   std::set<std::pair<int, int>> devices;
   auto note_device = [&](Device d) {
     if (!d.is_cpu() && devices.insert({static_cast<int>(d.kind), d.index}).second) {
@@ -145,7 +148,10 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
         }
       }
     }
-    step.label = fmt::format("node #{} {}", node->id, node->op->str());
+    step.op_text = node->op->str();
+    const auto id = node_ids.find(node);
+    step.label =
+        id != node_ids.end() ? fmt::format("{} [id {}]", step.op_text, id->second) : step.op_text;
     describe_for_profile(*node, debug_mode, step);
     for (const Variable& in : node->inputs) step.inputs.push_back(slot_for_read(in));
     for (int k = 0; k < node->num_outputs(); ++k) {

@@ -52,24 +52,39 @@ class DebugCheckedKernel final : public Kernel {
     std::size_t worst_index = 0;
     bool bad = false;
     for (std::size_t i = 0; i < a.size(); ++i) {
+      // Equal values agree, equal infinities included (their difference would be NaN); so do
+      // two NaNs, as in Theano's DebugMode: both sides computed "no number" there. Any other
+      // pair with a NaN or an infinity on one side disagrees by an infinite amount, ahead of
+      // every finite error.
+      if (a[i] == e[i] || (std::isnan(a[i]) && std::isnan(e[i]))) continue;
       const double diff = std::abs(a[i] - e[i]);
-      if (std::isnan(a[i]) && std::isnan(e[i])) continue;
       const double excess =
-          std::isnan(diff) ? INFINITY : diff - (tol.atol + tol.rtol * std::abs(e[i]));
+          std::isfinite(diff) ? diff - (tol.atol + tol.rtol * std::abs(e[i])) : INFINITY;
       if (excess > 0 && (!bad || excess > worst_excess)) {
         bad = true;
         worst_excess = excess;
-        worst = diff;
+        worst = std::isnan(diff) ? INFINITY : diff;
         worst_index = i;
       }
     }
     if (bad) {
-      throw DebugModeError(fmt::format(
-          "{} disagree on output {}: largest error {:.6g} at flat index {} (implementation "
-          "{:.10g}, reference {:.10g}; rtol {:g}, atol {:g})\n{}",
-          where, k, worst, worst_index, a[worst_index], e[worst_index], tol.rtol, tol.atol,
-          node_text_));
+      throw DebugModeError(
+          fmt::format("{} disagree on output {}: largest error {:.6g} at index {} (flat index {}; "
+                      "implementation {:.10g}, reference {:.10g}; rtol {:g}, atol {:g})\n{}",
+                      where, k, worst, index_str(actual.shape(), worst_index), worst_index,
+                      a[worst_index], e[worst_index], tol.rtol, tol.atol, node_text_));
     }
+  }
+
+  // "[1, 0, 2]": the multi-index of row-major flat index FLAT in SHAPE.
+  static std::string index_str(const Shape& shape, std::size_t flat) {
+    Shape index(shape.size());
+    auto rest = static_cast<std::int64_t>(flat);
+    for (std::size_t d = shape.size(); d-- > 0;) {
+      index[d] = shape[d] > 0 ? rest % shape[d] : 0;
+      rest = shape[d] > 0 ? rest / shape[d] : rest;
+    }
+    return shape_str(index);
   }
 
   std::shared_ptr<const Kernel> kernel_;

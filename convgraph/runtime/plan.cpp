@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <string_view>
 #include <unordered_set>
 
 #include "convgraph/runtime/device_backend.hpp"
@@ -42,6 +43,12 @@ void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t inde
     throw ValueError(fmt::format("{}: tensor is on {}, expected {}", who, value.device().str(),
                                  spec.device.str()));
   }
+  // Kernels trust shapes, strides and offsets: a view past its buffer would be read past it.
+  const std::string outside = value.out_of_storage();
+  if (!outside.empty()) {
+    throw ValueError(
+        fmt::format("{}: the tensor's view reaches outside its buffer ({})", who, outside));
+  }
 }
 
 // Rethrows the current exception with CONTEXT prepended, keeping its type.
@@ -55,6 +62,21 @@ void check_argument(const ValueSpec& spec, const Tensor& value, std::size_t inde
     throw MemoryError(context + "out of memory");
   } catch (const std::exception& e) {
     throw ConvGraphError(context + "internal error: " + e.what());
+  }
+}
+
+// Drops "<op>: " from the front of E's message when STEP's label is about to name the op: the
+// op's text, its name without parameters, or the kernel's name.
+void drop_op_prefix(const PlanStep& step, ConvGraphError& e) {
+  const std::string_view message = e.what();
+  const std::string_view op = step.op_text;
+  const std::string kernel = step.kernel != nullptr ? step.kernel->name() : std::string();
+  for (const std::string_view prefix : {op, op.substr(0, op.find('{')), std::string_view(kernel)}) {
+    if (!prefix.empty() && message.size() > prefix.size() + 2 && message.starts_with(prefix) &&
+        message.substr(prefix.size(), 2) == ": ") {
+      e.drop_prefix(prefix.size() + 2);
+      return;
+    }
   }
 }
 
@@ -176,6 +198,9 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       step.kernel->run(inputs, outputs);
       // A device kernel only queued its work: wait for it, so that the time is its own.
       if (profiler != nullptr) streams.synchronize();
+    } catch (ConvGraphError& e) {
+      drop_op_prefix(step, e);
+      rethrow_with_context(step.label + ": ");
     } catch (...) {
       rethrow_with_context(step.label + ": ");
     }

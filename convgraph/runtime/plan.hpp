@@ -30,7 +30,11 @@ struct PlanStep {
   std::vector<ValueSpec> output_specs;
   // Slots whose last reader is this step: released after it runs (when allow_gc is on).
   std::vector<int> release_after;
-  std::string label;  // the node, for errors and profiles ("#12 Elemwise{add}")
+  // The node as debugprint of the compiled graph shows it, for errors and profiles
+  // ("Elemwise{add} [id C]"); OP_TEXT is its op alone ("Elemwise{add}"), which a kernel's own
+  // message may already start with.
+  std::string label;
+  std::string op_text;
   // For profiles: what the node computes ("AbstractConv2d") and what runs it ("CorrMM", or
   // "perform" for an op's reference implementation).
   std::string op_name;
@@ -61,7 +65,9 @@ class Profiler;
 class DeviceStream;
 
 // Checks ARGS against the plan's input specs and runs every step. Errors from kernels are
-// rethrown with the step's label prepended, keeping their type. With a PROFILER (made for this
+// rethrown with the step's label prepended, keeping their type; where the message already starts
+// with the op ("Elemwise{add}: ...", the op's name or the kernel's), the label replaces it, so
+// that the op is named once. With a PROFILER (made for this
 // plan), each step is timed and the completed call recorded; without one no clock is read.
 // STREAMS (one per entry of plan.devices) receive the device work of the call; execute() returns
 // when it is done, or, with WAIT false, once it is queued (a call that fails still waits). With a

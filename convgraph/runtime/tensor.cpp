@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 
+#include "convgraph/base/checked_math.hpp"
 #include "convgraph/runtime/strided.hpp"
 
 namespace convgraph {
@@ -37,6 +38,55 @@ Strides contiguous_strides(const Shape& shape) {
     s *= std::max<std::int64_t>(shape[i], 1);
   }
   return strides;
+}
+
+std::string view_bounds_problem(const Shape& shape, const Strides& strides, std::int64_t offset,
+                                std::int64_t storage_elements) {
+  if (shape.size() != strides.size()) {
+    return fmt::format("shape {} has {} dims but {} strides are given", shape_str(shape),
+                       shape.size(), strides.size());
+  }
+  const std::string view = fmt::format("shape {}, strides ({}), offset {}", shape_str(shape),
+                                       fmt::join(strides, ", "), offset);
+  bool empty = false;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0) return fmt::format("{}: dim {} is negative", view, i);
+    empty = empty || shape[i] == 0;
+  }
+  if (empty) {
+    if (offset < 0 || offset > storage_elements) {
+      return fmt::format(
+          "{}: the offset of this empty view lies outside the buffer of {} "
+          "elements",
+          view, storage_elements);
+    }
+    return "";
+  }
+  // The lowest and highest element read, relative to OFFSET: each axis adds (dim - 1) * stride
+  // to one end.
+  std::optional<std::int64_t> low = 0, high = 0;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 1) continue;
+    const std::optional<std::int64_t> extent = checked_mul(shape[i] - 1, strides[i]);
+    if (!extent) {
+      return fmt::format("{}: dim {} spans more elements than int64 can count", view, i);
+    }
+    if (*extent < 0) {
+      low = checked_add(low, *extent);
+    } else {
+      high = checked_add(high, *extent);
+    }
+  }
+  const std::optional<std::int64_t> first = checked_add(low, offset);
+  const std::optional<std::int64_t> last = checked_add(high, offset);
+  if (!first || !last) return fmt::format("{}: reaches beyond what int64 can count", view);
+  if (*first < 0 || *last >= storage_elements) {
+    return fmt::format(
+        "{}: reads elements {} to {}, outside the buffer of {} elements "
+        "(valid: 0 to {})",
+        view, *first, *last, storage_elements, storage_elements - 1);
+  }
+  return "";
 }
 
 Storage::Storage(std::size_t bytes, Device device)
@@ -114,11 +164,34 @@ void Tensor::check_access(DType requested) const {
 }
 
 Tensor Tensor::as_strided(const Shape& shape, const Strides& strides, std::int64_t offset) const {
+  if (!defined()) throw ValueError("Tensor::as_strided: the tensor is undefined");
+  const std::string problem = view_bounds_problem(shape, strides, offset, storage_elements());
+  if (!problem.empty()) throw ValueError("Tensor::as_strided: " + problem);
   Tensor t = *this;
   t.shape_ = shape;
   t.strides_ = strides;
   t.offset_ = offset;
   return t;
+}
+
+std::int64_t Tensor::storage_elements() const {
+  return static_cast<std::int64_t>(storage_->bytes() / dtype_size(dtype_));
+}
+
+std::string Tensor::out_of_storage() const {
+  if (!defined()) return "";
+  return view_bounds_problem(shape_, strides_, offset_, storage_elements());
+}
+
+std::size_t Tensor::axis_index(const char* who, int axis) const {
+  const int r = rank();
+  if (axis < -r || axis >= r) {
+    throw ValueError(
+        fmt::format("{}: axis {} is out of range for a tensor of rank {} (shape {}); "
+                    "expected {} to {}",
+                    who, axis, r, shape_str(shape_), -r, r - 1));
+  }
+  return static_cast<std::size_t>(axis < 0 ? axis + r : axis);
 }
 
 Tensor Tensor::permute(const std::vector<int>& perm) const {
@@ -143,20 +216,58 @@ Tensor Tensor::permute(const std::vector<int>& perm) const {
 }
 
 Tensor Tensor::slice(int axis, std::int64_t start, std::int64_t stop, std::int64_t step) const {
-  const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank() : axis);
+  const std::size_t a = axis_index("Tensor::slice", axis);
+  const std::int64_t dim = shape_[a];
+  if (step == 0) {
+    throw ValueError(
+        fmt::format("Tensor::slice: step 0 on axis {} (shape {}); the step must be "
+                    "non-zero",
+                    axis, shape_str(shape_)));
+  }
+  const bool ok = step > 0 ? 0 <= start && start <= stop && stop <= dim
+                           : -1 <= stop && stop <= start && start < dim;
+  if (!ok) {
+    throw ValueError(fmt::format(
+        "Tensor::slice: start {}, stop {} are out of range for axis {} of size {} (shape {}) "
+        "with step {}; expected {}",
+        start, stop, axis, dim, shape_str(shape_), step,
+        step > 0 ? fmt::format("0 <= start <= stop <= {}", dim)
+                 : fmt::format("-1 <= stop <= start <= {}", dim - 1)));
+  }
   Shape shape = shape_;
   Strides strides = strides_;
+  // Within the bounds above, none of this overflows: |start - stop| <= dim + 1 and the stride
+  // product only multiplies a stride the view already has by STEP (checked).
   std::int64_t count = 0;
-  if (step > 0 && stop > start) count = (stop - start + step - 1) / step;
-  if (step < 0 && start > stop) count = (start - stop + (-step) - 1) / (-step);
+  if (step > 0 && stop > start) count = (stop - start - 1) / step + 1;
+  if (step < 0 && start > stop) {
+    count = step == std::numeric_limits<std::int64_t>::min() ? 1 : (start - stop - 1) / -step + 1;
+  }
   shape[a] = count;
-  strides[a] = strides_[a] * step;
+  // One element or none: the stride is never stepped, and STEP may be anything.
+  const std::optional<std::int64_t> stride =
+      count <= 1 ? strides_[a] : checked_mul(strides_[a], step);
+  if (!stride) {
+    throw ValueError(
+        fmt::format("Tensor::slice: step {} on axis {} (stride {}) gives a stride "
+                    "beyond what int64 can count",
+                    step, axis, strides_[a]));
+  }
+  strides[a] = *stride;
   const std::int64_t offset = count > 0 ? offset_ + start * strides_[a] : offset_;
   return as_strided(shape, strides, offset);
 }
 
 Tensor Tensor::select(int axis, std::int64_t index) const {
-  const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank() : axis);
+  const std::size_t a = axis_index("Tensor::select", axis);
+  if (index < 0 || index >= shape_[a]) {
+    throw ValueError(fmt::format(
+        "Tensor::select: index {} is out of range for axis {} of size {} (shape {}); expected "
+        "{}",
+        index, axis, shape_[a], shape_str(shape_),
+        shape_[a] == 0 ? std::string("none: the axis is empty")
+                       : fmt::format("0 to {}", shape_[a] - 1)));
+  }
   Shape shape = shape_;
   Strides strides = strides_;
   const std::int64_t offset = offset_ + index * strides_[a];
@@ -175,7 +286,14 @@ Tensor Tensor::reshape(const Shape& shape) const {
 }
 
 Tensor Tensor::unsqueeze(int axis) const {
-  const auto a = static_cast<std::size_t>(axis < 0 ? axis + rank() + 1 : axis);
+  const int r = rank();
+  if (axis < -r - 1 || axis > r) {
+    throw ValueError(
+        fmt::format("Tensor::unsqueeze: axis {} is out of range for a tensor of rank "
+                    "{} (shape {}); expected {} to {}",
+                    axis, r, shape_str(shape_), -r - 1, r));
+  }
+  const auto a = static_cast<std::size_t>(axis < 0 ? axis + r + 1 : axis);
   Shape shape = shape_;
   Strides strides = strides_;
   shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);

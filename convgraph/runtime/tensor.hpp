@@ -26,6 +26,13 @@ std::int64_t shape_numel(const Shape& shape);
 // Row-major (C order) strides of SHAPE.
 Strides contiguous_strides(const Shape& shape);
 
+// Empty when a view of SHAPE, STRIDES (any sign) and OFFSET reads only elements
+// [0, STORAGE_ELEMENTS) of its buffer, else what is wrong: the element range it reaches, or the
+// size too large to compute (the arithmetic is overflow-checked). An empty view (a zero dim)
+// reads nothing; its offset must still lie in [0, STORAGE_ELEMENTS].
+std::string view_bounds_problem(const Shape& shape, const Strides& strides, std::int64_t offset,
+                                std::int64_t storage_elements);
+
 // An owned block of device memory returned to its allocator when the last reference goes.
 class Storage {
  public:
@@ -97,16 +104,28 @@ class Tensor {
   std::vector<T> to_vector() const;
 
   // ---- views (share the buffer) ----
+  // Each checks its arguments and throws ValueError naming the axis, the value and the valid
+  // range; negative axes count from the end. No view reaches outside the buffer.
+
+  // SHAPE (non-negative dims) with STRIDES (one per dim, any sign) from element OFFSET of the
+  // buffer; every element it reads must lie in the buffer.
   Tensor as_strided(const Shape& shape, const Strides& strides, std::int64_t offset) const;
   // Axis I of the result is axis PERM[I] of this tensor.
   Tensor permute(const std::vector<int>& perm) const;
-  // Elements START, START+STEP, ... before STOP along AXIS (bounds already normalised: STEP != 0,
-  // and for STEP > 0: 0 <= START <= STOP <= dim, for STEP < 0: -1 <= STOP <= START < dim).
+  // Elements START, START+STEP, ... before STOP along AXIS, bounds already normalised: STEP != 0,
+  // and for STEP > 0: 0 <= START <= STOP <= dim, for STEP < 0: -1 <= STOP <= START < dim.
   Tensor slice(int axis, std::int64_t start, std::int64_t stop, std::int64_t step) const;
+  // Element INDEX (0 <= INDEX < dim) of AXIS, which the result no longer has.
   Tensor select(int axis, std::int64_t index) const;
   // A view when the data is contiguous, else a contiguous copy reshaped.
   Tensor reshape(const Shape& shape) const;
+  // A new axis of size 1 at AXIS (0 <= AXIS <= rank; negative counts from rank + 1).
   Tensor unsqueeze(int axis) const;
+
+  // Empty when this view reads only elements of its buffer, else what is wrong. Views made by
+  // the functions above always do; Function checks its arguments anyway, as the one place where
+  // tensors enter a plan.
+  std::string out_of_storage() const;
 
   // ---- copies ----
   Tensor contiguous() const;  // this tensor if already contiguous
@@ -122,6 +141,14 @@ class Tensor {
 
  private:
   void check_access(DType requested) const;
+  // Elements of this tensor's dtype that its buffer holds.
+  std::int64_t storage_elements() const;
+  // The axis AXIS (negative: from the end) as an index, or ValueError naming WHO.
+  std::size_t axis_index(const char* who, int axis) const;
+
+  // Tests build views that the functions above refuse, to check that the refusal is repeated
+  // where tensors enter a plan. Declared only: a test defines it.
+  friend struct TensorTestAccess;
 
   std::shared_ptr<Storage> storage_;
   DType dtype_ = DType::float32;

@@ -57,7 +57,6 @@ struct ConformanceReport {
   std::size_t checked = 0;     // results compared with the reference
   std::size_t declined = 0;    // directions declined under an opt-out
   std::size_t impossible = 0;  // problems with an empty output, rejected at run time
-  std::size_t pending = 0;     // comparisons skipped for kCorrMMUnshared1x1FixPending
   std::size_t failure_count = 0;
   std::vector<std::string> failures;
   std::map<std::string, std::size_t> opt_out_uses;  // by opt-out's `what`
@@ -69,9 +68,8 @@ struct ConformanceReport {
   std::string summary() const {
     return fmt::format(
         "{}: {} cases, {} results checked against the reference, {} directions declined under "
-        "opt-outs, {} impossible problems rejected, {} comparisons skipped pending a fix, {} "
-        "failures",
-        implementation, cases, checked, declined, impossible, pending, failure_count);
+        "opt-outs, {} impossible problems rejected, {} failures",
+        implementation, cases, checked, declined, impossible, failure_count);
   }
 };
 
@@ -415,10 +413,6 @@ inline void run_conformance_case(const ConvImplementation& row, const ConvCase& 
   const Tensor kernel64 = kernel.cast(DType::float64);
   const Tensor top64 = top.cast(DType::float64);
   for (std::size_t i = 0; i < taken.size(); ++i) {
-    if (skipped_until_corrmm_unshared_1x1_fix(row.name, c, taken[i])) {
-      ++report.pending;
-      continue;
-    }
     const ConvReference ref = conv_reference(c, taken[i], image64, kernel64, top64);
     const std::string mismatch = conv_mismatch(results[i], ref.expected, c.dtype, ref.terms);
     ++report.checked;
@@ -485,13 +479,6 @@ inline std::vector<ConvCase> full_conformance_grid() {
 
 // CHECKs that REPORT has no failure, showing the first ones, and that it checked something.
 inline void check_conformance(const ConformanceReport& report) {
-  if (report.pending > 0) {
-    WARN(fmt::format(
-        "SKIPPED {} comparisons of {} (unshared pointwise gradInputs) while "
-        "kCorrMMUnshared1x1FixPending is set: CorrMM's pointwise shortcut ignores `unshared` "
-        "there, a known wrong result whose fix is pending",
-        report.pending, report.implementation));
-  }
   std::string shown;
   for (const std::string& f : report.failures) shown += "\n- " + f;
   INFO(report.summary() << shown);

@@ -49,17 +49,4 @@ inline const std::vector<ConvOptOut>& conv_opt_outs() {
   return table;
 }
 
-// NOT an opt-out. CorrMM's gradient with respect to the inputs ignores `unshared` on its
-// pointwise shortcut (1x1 kernel, stride 1, no padding) and gives wrong values; the fix is under
-// way in ops/cpu. Until it merges, the suite skips exactly that comparison (CorrMM, unshared,
-// pointwise, gradInputs) and says so with a warning; everything else about those cases still
-// runs. Remove this constant (and its one use in conv_conformance.hpp) when the fix merges.
-inline constexpr bool kCorrMMUnshared1x1FixPending = true;
-
-inline bool skipped_until_corrmm_unshared_1x1_fix(const std::string& implementation,
-                                                  const ConvCase& c, ConvDirection d) {
-  return kCorrMMUnshared1x1FixPending && implementation == "corrmm" && c.params.unshared &&
-         c.pointwise() && d == ConvDirection::grad_inputs;
-}
-
 }  // namespace convgraph::testing

@@ -283,7 +283,31 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
     throw ValueError(fmt::format("num_groups is {}; it must be at least 1", num_groups));
   }
   p.num_groups = num_groups;
+  check_conv_geometry_limits("make_conv_params", p);
   return p;
+}
+
+void check_conv_geometry_limits(const std::string& fn, const ConvParams& p) {
+  auto fail = [&](const std::string& what, std::int64_t value) {
+    throw ValueError(
+        fmt::format("{}: {} has an entry of {}, beyond the largest that convolutions "
+                    "take ({}, the 32-bit limit of their implementations)",
+                    fn, what, value, kMaxConvGeometry));
+  };
+  for (std::int64_t s : p.subsample) {
+    if (s > kMaxConvGeometry) fail(fmt::format("subsample ({})", fmt::join(p.subsample, ", ")), s);
+  }
+  for (std::int64_t d : p.dilation) {
+    if (d > kMaxConvGeometry) {
+      fail(fmt::format("filter_dilation ({})", fmt::join(p.dilation, ", ")), d);
+    }
+  }
+  for (const AxisBorder& b : p.border) {
+    if (b.kind != AxisBorder::Kind::pads) continue;
+    for (std::int64_t pad : {b.before, b.after}) {
+      if (pad > kMaxConvGeometry) fail(fmt::format("border_mode {}", p.str()), pad);
+    }
+  }
 }
 
 // ---- shape helpers ----

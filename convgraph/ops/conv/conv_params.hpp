@@ -91,6 +91,14 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
                             std::vector<std::int64_t> dilation = {}, std::int64_t num_groups = 1,
                             bool unshared = false, StaticShape imshp = {}, StaticShape kshp = {});
 
+// The largest stride, dilation or padding any convolution takes: the implementations (cuDNN,
+// oneDNN, the GPU kernels) hold geometry in 32-bit integers, and no image is that large anyway.
+inline constexpr std::int64_t kMaxConvGeometry = 2147483647;
+
+// Throws ValueError naming FN and the parameter (subsample, filter_dilation or border_mode) when
+// one of PARAMS' strides, dilations or explicit pads exceeds kMaxConvGeometry.
+void check_conv_geometry_limits(const std::string& fn, const ConvParams& params);
+
 // ---- shape helpers, on Dims: constants fold, symbolic dims build graph,
 // unknown stays unknown ----
 

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
+#include "convgraph/base/checked_math.hpp"
 #include "convgraph/ops/conv/conv_checks.hpp"
 
 namespace convgraph {
@@ -13,8 +15,11 @@ Shape last_axes(const Shape& shape, int n) {
   return Shape(shape.end() - n, shape.end());
 }
 
-void set_spatial(ConvProblem& pr, const ConvParams& p, const Shape& image_spatial,
-                 const Shape& kernel_spatial) {
+// The padded image, dilated kernel and output sizes of every axis, in checked arithmetic: the
+// kernel and image sizes come from tensors (an empty one may have any size), the strides,
+// dilations and pads are at most kMaxConvGeometry, and no intermediate value may overflow.
+void set_spatial(const std::string& fn, ConvProblem& pr, const ConvParams& p,
+                 const Shape& image_spatial, const Shape& kernel_spatial) {
   pr.groups = p.num_groups;
   pr.image_spatial = image_spatial;
   pr.kernel_spatial = kernel_spatial;
@@ -25,12 +30,28 @@ void set_spatial(ConvProblem& pr, const ConvParams& p, const Shape& image_spatia
   pr.output_spatial.clear();
   for (int a = 0; a < p.convdim; ++a) {
     const auto i = static_cast<std::size_t>(a);
-    const std::int64_t dilated = (kernel_spatial[i] - 1) * p.dilation[i] + 1;
-    const auto [before, after] = p.border[i].resolve(dilated);
+    const std::optional<std::int64_t> dilated =
+        checked_add(checked_mul(kernel_spatial[i] - 1, p.dilation[i]), 1);
+    if (!dilated) {
+      throw ShapeError(fmt::format(
+          "{}: on spatial axis {}, the kernel size {} dilated by filter_dilation ({}) spans more "
+          "than int64 can count",
+          fn, a, kernel_spatial[i], fmt::join(p.dilation, ", ")));
+    }
+    const auto [before, after] = p.border[i].resolve(*dilated);
+    const std::optional<std::int64_t> span =
+        checked_sub(checked_add(checked_add(image_spatial[i], before), after), *dilated);
+    if (!span) {
+      throw ShapeError(fmt::format(
+          "{}: on spatial axis {}, the image size {} padded by ({}, {}) (border_mode {}) minus "
+          "the dilated kernel extent {} is beyond what int64 can count",
+          fn, a, image_spatial[i], before, after, p.str(), *dilated));
+    }
     pr.pad_before.push_back(before);
     pr.pad_after.push_back(after);
-    pr.output_spatial.push_back(
-        floor_div_int(image_spatial[i] + before + after - dilated, p.subsample[i]) + 1);
+    // floor(span / stride) + 1 cannot overflow: the padded image fits in int64 and the dilated
+    // extent is at least 1, so the span is at most INT64_MAX - 1.
+    pr.output_spatial.push_back(floor_div_int(*span, p.subsample[i]) + 1);
   }
 }
 
@@ -101,7 +122,7 @@ ConvProblem resolve_conv_problem(const std::string& fn, ConvDirection direction,
     case ConvDirection::forward: {
       const Shape kernel_spatial = last_axes(b, n);
       check_conv_spatial_argument(fn, "the kernel's spatial shape", kernel_spatial, n, 1);
-      set_spatial(pr, p, last_axes(a, n), kernel_spatial);
+      set_spatial(fn, pr, p, last_axes(a, n), kernel_spatial);
       pr.batch = a[0];
       set_channels(fn, pr, a[1], b[0], b[b.size() - static_cast<std::size_t>(n) - 1], "image");
       check_output_possible(fn, pr, p, a, b);
@@ -119,7 +140,7 @@ ConvProblem resolve_conv_problem(const std::string& fn, ConvDirection direction,
       const std::int64_t kernel_channels = a[a.size() - static_cast<std::size_t>(n) - 1];
       Shape image{b[0], kernel_channels * p.num_groups};
       image.insert(image.end(), spatial.begin(), spatial.end());
-      set_spatial(pr, p, spatial, kernel_spatial);
+      set_spatial(fn, pr, p, spatial, kernel_spatial);
       pr.batch = b[0];
       set_channels(fn, pr, image[1], a[0], kernel_channels, "image gradient");
       check_output_possible(fn, pr, p, image, a);
@@ -139,7 +160,7 @@ ConvProblem resolve_conv_problem(const std::string& fn, ConvDirection direction,
     }
     case ConvDirection::grad_weights: {
       check_conv_spatial_argument(fn, "filter_shape (the kernel's spatial shape)", spatial, n, 1);
-      set_spatial(pr, p, last_axes(a, n), spatial);
+      set_spatial(fn, pr, p, last_axes(a, n), spatial);
       pr.batch = a[0];
       set_channels(fn, pr, a[1], b[1], a[1] / p.num_groups, "image");
       Shape kernel{pr.filters};

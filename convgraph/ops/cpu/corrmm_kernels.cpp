@@ -21,6 +21,7 @@
 
 #include "convgraph/base/config.hpp"
 #include "convgraph/base/error.hpp"
+#include "convgraph/ops/cpu/corrmm_nonfinite.hpp"
 #include "convgraph/ops/cpu/depthwise_kernels.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
 #include "convgraph/runtime/blas.hpp"
@@ -350,9 +351,10 @@ void set_corr_gemm_tuning(const CorrGemmTuning& tuning) {
   tuning_value = tuning;
 }
 
+namespace {
+
 template <typename T>
-void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out) {
-  if (direct_conv_applies(geo)) return direct_forward(geo, image, kernel, out, loop_threads(geo));
+void gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const Workspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
@@ -384,10 +386,7 @@ void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel,
 }
 
 template <typename T>
-void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out) {
-  if (direct_grad_weights_applies(geo)) {
-    return direct_grad_weights(geo, image, topgrad, out, loop_threads(geo));
-  }
+void gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const std::int64_t weights = geo.filters * geo.regions() * geo.group_rows();
   // Threads other than the first accumulate into their own copy, summed into OUT at the end.
@@ -437,10 +436,7 @@ void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* to
 }
 
 template <typename T>
-void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
-  if (direct_conv_applies(geo)) {
-    return direct_grad_inputs(geo, kernel, topgrad, out, loop_threads(geo));
-  }
+void gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const Workspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
@@ -450,10 +446,22 @@ void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* to
     T* dimage = out + block.image * image_stride;
     const T* top = topgrad + block.image * geo.filters * positions;
     if (bl.direct) {
-      // dX_g (Cg, P) = W_g^T (Cg, Mg) . T_g (Mg, P), written in place.
+      // The image gradient is the column matrix (Cg = K rows per group, P columns), written in
+      // place. Unshared kernels have their own (Mg, K) matrix per position, so each column is a
+      // GEMV, exactly as in the column path below; shared ones are one GEMM per group.
       for (std::int64_t g = 0; g < geo.groups; ++g) {
-        gemm(true, false, k, positions, mg, T(1), kernel + g * mg * k, k, top + g * mg * positions,
-             positions, T(0), dimage + g * k * positions, positions);
+        const T* top_g = top + g * mg * positions;
+        T* dimage_g = dimage + g * k * positions;
+        if (geo.unshared) {
+          for (std::int64_t r = 0; r < positions; ++r) {
+            gemv(true, mg, k, T(1), kernel + (g * mg * positions + r) * k, positions * k, top_g + r,
+                 positions, T(0), dimage_g + r, positions);
+          }
+        } else {
+          // dX_g (Cg, P) = W_g^T (Cg, Mg) . T_g (Mg, P).
+          gemm(true, false, k, positions, mg, T(1), kernel + g * mg * k, k, top_g, positions, T(0),
+               dimage_g, positions);
+        }
       }
       return;
     }
@@ -497,6 +505,38 @@ void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* to
     });
   };
   run_blocks(geo, bl, true, Schedule::dynamic, body, [](int) {});
+}
+
+}  // namespace
+
+template <typename T>
+void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out) {
+  if (direct_conv_applies(geo)) {
+    direct_forward(geo, image, kernel, out, loop_threads(geo));
+  } else {
+    gemm_forward(geo, image, kernel, out);
+  }
+  reconcile_forward_padding(geo, image, kernel, out);
+}
+
+template <typename T>
+void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out) {
+  if (direct_grad_weights_applies(geo)) {
+    direct_grad_weights(geo, image, topgrad, out, loop_threads(geo));
+  } else {
+    gemm_grad_weights(geo, image, topgrad, out);
+  }
+  reconcile_grad_weights_padding(geo, image, topgrad, out);
+}
+
+template <typename T>
+void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
+  if (direct_conv_applies(geo)) {
+    direct_grad_inputs(geo, kernel, topgrad, out, loop_threads(geo));
+  } else {
+    gemm_grad_inputs(geo, kernel, topgrad, out);
+  }
+  reconcile_grad_inputs_padding(geo, kernel, topgrad, out);
 }
 
 template void corr_gemm_forward<float>(const CorrGeometry&, const float*, const float*, float*);

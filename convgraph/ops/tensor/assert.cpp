@@ -103,4 +103,85 @@ void Assert::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& out
   outputs.at(0) = inputs.at(0);
 }
 
+Variable assert_same_shape(const Variable& x, const Variable& like, const std::string& message) {
+  // The build-time checks: rank, and the static dims known on both sides.
+  static_cast<void>(AssertSameShape(message).make_outputs({x, like}));
+  for (int i = 0; i < x.ndim(); ++i) {
+    if (!x.type().dims[static_cast<std::size_t>(i)] ||
+        !like.type().dims[static_cast<std::size_t>(i)]) {
+      return convgraph::apply(std::make_shared<AssertSameShape>(message), {x, like});
+    }
+  }
+  return x;  // every dim known and equal (make_outputs checked them)
+}
+
+AssertSameShape::AssertSameShape(std::string message) : message_(std::move(message)) {}
+
+bool AssertSameShape::equals(const Op& other) const {
+  const auto* o = dynamic_cast<const AssertSameShape*>(&other);
+  return o != nullptr && o->message_ == message_;
+}
+
+std::size_t AssertSameShape::hash() const {
+  return hash_values(std::string("AssertSameShape"), message_);
+}
+
+std::vector<TensorType> AssertSameShape::make_outputs(const std::vector<Variable>& inputs) const {
+  if (inputs.size() != 2) {
+    throw ValueError(
+        fmt::format("{}: expected a value and the variable whose shape it must "
+                    "have, got {} inputs",
+                    str(), inputs.size()));
+  }
+  const TensorType& x = inputs[0].type();
+  const TensorType& like = inputs[1].type();
+  if (x.rank() != like.rank()) {
+    throw ShapeError(fmt::format("{} ({} has type {}, {} has type {}: ranks differ)", message_,
+                                 inputs[0].label(), x.str(), inputs[1].label(), like.str()));
+  }
+  for (std::size_t i = 0; i < x.dims.size(); ++i) {
+    if (x.dims[i] && like.dims[i] && *x.dims[i] != *like.dims[i]) {
+      throw ShapeError(fmt::format("{} ({} has static shape {}, {} has {})", message_,
+                                   inputs[0].label(), static_shape_str(x.dims), inputs[1].label(),
+                                   static_shape_str(like.dims)));
+    }
+  }
+  // What either side knows about each dim, the check being that they agree.
+  TensorType out = x;
+  for (std::size_t i = 0; i < out.dims.size(); ++i) {
+    if (!out.dims[i]) out.dims[i] = like.dims[i];
+  }
+  return {out};
+}
+
+std::vector<ShapeDims> AssertSameShape::infer_shape(
+    const Node& /*node*/, const std::vector<ShapeDims>& input_shapes) const {
+  return {input_shapes.at(0)};
+}
+
+std::vector<Variable> AssertSameShape::grad(const std::vector<Variable>& inputs,
+                                            const std::vector<Variable>& /*outputs*/,
+                                            const std::vector<Variable>& output_grads) const {
+  std::vector<Variable> result(inputs.size());
+  result[0] = output_grads[0];
+  return result;
+}
+
+std::vector<Variable> AssertSameShape::r_op(const std::vector<Variable>& inputs,
+                                            const std::vector<Variable>& /*outputs*/,
+                                            const std::vector<Variable>& eval_points) const {
+  if (!eval_points[0].defined()) return {Variable()};
+  return {
+      convgraph::apply(std::make_shared<AssertSameShape>(message_), {eval_points[0], inputs[1]})};
+}
+
+void AssertSameShape::perform(const std::vector<Tensor>& inputs,
+                              std::vector<Tensor>& outputs) const {
+  if (inputs.at(0).shape() != inputs.at(1).shape()) {
+    throw ShapeError(fmt::format("{} (shapes {} and {})", message_, shape_str(inputs[0].shape()),
+                                 shape_str(inputs[1].shape())));
+  }
+  outputs.at(0) = inputs[0];
+}
+
 }  // namespace convgraph

@@ -23,6 +23,7 @@
 #include "support/catch.hpp"
 #include "support/conv_checks.hpp"
 #include "support/messages.hpp"
+#include "support/size_one_cases.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
@@ -137,6 +138,69 @@ TEST_CASE("CorrMM conforms under every setting of its drivers' thresholds and th
     }
     testing::check_conformance(testing::run_conformance(row, cases));
   }
+}
+
+TEST_CASE("CorrMM unshared 1x1 kernels at stride 1 without padding: gradInputs", "[corrmm]") {
+  // The pointwise path (the image is the column matrix) once computed the image gradient with
+  // the first region's weights for every position; each position has its own weights.
+  for (std::int64_t groups : {1, 2}) {
+    const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, groups, true);
+    for (DType dtype : {DType::float32, DType::float64}) {
+      for (std::int64_t batch : {1, 3}) {
+        check_problem(p, {batch, 4, 5, 6}, {6, 5, 6, 4 / groups, 1, 1}, dtype, 650);
+      }
+    }
+  }
+}
+
+TEST_CASE("CorrMM: kernels of size 1 on any axis, every direction, shared and unshared",
+          "[corrmm]") {
+  // The shared table of size-1 kernels (support/size_one_cases.hpp), in float64 under every
+  // setting (a third of it under the threaded ones), and in float32 under the first.
+  const std::vector<convgraph::testing::SizeOneCase> cases = convgraph::testing::size_one_cases();
+  const std::vector<Setting> all = settings();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    INFO("setting: " << all[i].name);
+    const ScopedTuning tuning(all[i].tuning, all[i].flags);
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      if (i > 0 && (c + i) % 3 != 0) continue;
+      INFO("case: " << cases[c].label);
+      check_problem(cases[c].params, cases[c].image, cases[c].kernel, DType::float64, 1500 + c);
+      if (i == 0) {
+        check_problem(cases[c].params, cases[c].image, cases[c].kernel, DType::float32, 2500 + c);
+      }
+    }
+  }
+}
+
+TEST_CASE("Unshared convolutions compile to CorrMM in every direction (oneDNN declines them)",
+          "[corrmm]") {
+  // With the default flags oneDNN is tried first for float32 on the CPU: unshared kernels must
+  // still reach CorrMM, 1x1 ones included, and the gradients must be the reference's.
+  const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1, true);
+  const Variable x = tensor("x", DType::float32, {2, 3, 4, 5});
+  const Variable w = tensor("w", DType::float32, {4, 4, 5, 3, 1, 1});
+  const Variable y = abstract_conv(p, x, w);
+  const Variable cost = sum(y * y);
+  const std::vector<Variable> grads = grad(cost, {x, w});
+  const Function f = compile({x, w}, {y, grads[0], grads[1]});
+  std::vector<std::string> ops;
+  for (Node* node : f.graph().toposort()) ops.push_back(node->op->name());
+  for (const char* name : {"CorrMM", "CorrMM_gradInputs", "CorrMM_gradWeights"}) {
+    INFO(name);
+    CHECK(std::find(ops.begin(), ops.end(), name) != ops.end());
+  }
+  for (const std::string& name : ops) CHECK(name.find("OneDnn") == std::string::npos);
+  const Tensor xv = random_tensor(DType::float32, {2, 3, 4, 5}, 1600);
+  const Tensor wv = random_tensor(DType::float32, {4, 4, 5, 3, 1, 1}, 1601);
+  const std::vector<Tensor> out = f({xv, wv});
+  const Tensor yv = reference_conv_forward(p, xv, wv);
+  require_close(out[0], yv, DType::float32, 3);
+  std::vector<float> doubled = yv.to_vector<float>();
+  for (float& value : doubled) value *= 2;
+  const Tensor twice = Tensor::from_vector(doubled, yv.shape());
+  require_close(out[1], reference_conv_grad_inputs(p, wv, twice, {4, 5}), DType::float32, 4);
+  require_close(out[2], reference_conv_grad_weights(p, xv, twice, {1, 1}), DType::float32, 2);
 }
 
 TEST_CASE("CorrMM with the default thresholds: line blocks and multi-image GEMMs", "[corrmm]") {

@@ -30,6 +30,7 @@
 #include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/planner/debug_mode.hpp"
+#include "support/size_one_cases.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
@@ -168,6 +169,23 @@ TEST_CASE("oneDNN's blocked JIT kernels conform on the 2-D grid with 16 channels
   spec.images = {{9, 8}};
   testing::check_conformance(
       testing::run_conformance(onednn_row(), testing::sample(testing::make_grid(spec), 5)));
+}
+
+TEST_CASE("oneDNN: kernels of size 1 on any axis, every direction", "[onednn]") {
+  // The shared table of size-1 kernels (support/size_one_cases.hpp) without its unshared rows,
+  // which oneDNN does not take, under both forced layouts.
+  const ScopedFlags one_thread("threads=1");
+  convgraph::testing::SizeOneFilter filter;
+  filter.unshared = false;
+  const std::vector<convgraph::testing::SizeOneCase> cases =
+      convgraph::testing::size_one_cases(filter);
+  for (OneDnnLayout forced : {OneDnnLayout::blocked, OneDnnLayout::plain}) {
+    const ScopedLayout layout(forced);
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      INFO("case: " << cases[c].label);
+      check_problem(cases[c].params, cases[c].image, cases[c].kernel, 1500 + c);
+    }
+  }
 }
 
 TEST_CASE("oneDNN on layers large enough for its blocked JIT kernels", "[onednn]") {

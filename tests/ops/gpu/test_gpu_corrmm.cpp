@@ -23,6 +23,7 @@
 #include "support/catch.hpp"
 #include "support/conv_checks.hpp"
 #include "support/messages.hpp"
+#include "support/size_one_cases.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
@@ -360,6 +361,49 @@ TEST_CASE("GpuCorrMM conforms under every chunking of the batch", "[cuda]") {
       cases.insert(cases.end(), some.begin(), some.end());
     }
     testing::check_conformance(testing::run_conformance(row, cases));
+  }
+}
+
+TEST_CASE("GpuCorrMM unshared 1x1 kernels at stride 1 without padding, every direction", "[cuda]") {
+  // CorrMM once took its pointwise shortcut (the image as the column matrix) for unshared 1x1
+  // kernels and computed their image gradient with shared weights. GpuCorrMM's shortcut is for
+  // shared kernels only; this keeps it so, on one image (where the shortcut would apply at any
+  // size) and on several.
+  testing::require_gpu_or_skip();
+  for (std::int64_t groups : {1, 2}) {
+    const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, groups, true);
+    for (DType dtype : {DType::float64, DType::float32, DType::float16}) {
+      for (std::int64_t batch : {1, 3}) {
+        check_problem(p, {batch, 4, 8, 6}, {6, 8, 6, 4 / groups, 1, 1}, dtype, 650);
+      }
+    }
+  }
+}
+
+TEST_CASE("GpuCorrMM: kernels of size 1 on any axis, every direction, shared and unshared",
+          "[cuda]") {
+  // The shared table of size-1 kernels (support/size_one_cases.hpp): one image (GpuCorrMM's
+  // pointwise shortcut takes every 1x1 stride-1 unpadded shared problem) and two (batch-folded
+  // GEMMs), with and without the direct grouped kernels, in float64 and float32, and in float16
+  // on a sample.
+  testing::require_gpu_or_skip();
+  const std::vector<convgraph::testing::SizeOneCase> cases = convgraph::testing::size_one_cases();
+  for (bool direct : {true, false}) {
+    INFO("direct grouped kernels: " << direct);
+    const ScopedDirectGrouped scoped(direct);
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+      INFO("case: " << cases[c].label);
+      for (std::int64_t batch : {1, 2}) {
+        Shape image = cases[c].image;
+        image[0] = batch;
+        check_problem(cases[c].params, image, cases[c].kernel, DType::float64, 1500 + c);
+        if (direct)
+          check_problem(cases[c].params, image, cases[c].kernel, DType::float32, 2500 + c);
+        if (direct && c % 4 == 0) {
+          check_problem(cases[c].params, image, cases[c].kernel, DType::float16, 3500 + c);
+        }
+      }
+    }
   }
 }
 
