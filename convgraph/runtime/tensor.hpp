@@ -112,8 +112,9 @@ class Tensor {
   Tensor as_strided(const Shape& shape, const Strides& strides, std::int64_t offset) const;
   // Axis I of the result is axis PERM[I] of this tensor.
   Tensor permute(const std::vector<int>& perm) const;
-  // Elements START, START+STEP, ... before STOP along AXIS, bounds already normalised: STEP != 0,
-  // and for STEP > 0: 0 <= START <= STOP <= dim, for STEP < 0: -1 <= STOP <= START < dim.
+  // Elements START, START+STEP, ... before STOP along AXIS, bounds already normalised as Python
+  // does: STEP != 0, START and STOP in [0, dim] for STEP > 0 and in [-1, dim - 1] for STEP < 0
+  // (none when STOP is not past START in the step's direction).
   Tensor slice(int axis, std::int64_t start, std::int64_t stop, std::int64_t step) const;
   // Element INDEX (0 <= INDEX < dim) of AXIS, which the result no longer has.
   Tensor select(int axis, std::int64_t index) const;

@@ -50,11 +50,11 @@ TEST_CASE("tensor views: slice out of range names the axis, the bounds and the v
   CHECK(contains(m, "Tensor::slice"));
   CHECK(contains(m, "axis 1 of size 4"));
   CHECK(contains(m, "stop 5"));
-  CHECK(contains(m, "0 <= start <= stop <= 4"));
+  CHECK(contains(m, "expected both in [0, 4]"));
   m = message_of<ValueError>([&] { t.slice(0, -1, 2, 1); });
   CHECK(contains(m, "start -1"));
   m = message_of<ValueError>([&] { t.slice(0, 3, 1, -1); });
-  CHECK(contains(m, "-1 <= stop <= start <= 2"));
+  CHECK(contains(m, "expected both in [-1, 2]"));
   m = message_of<ValueError>([&] { t.slice(0, 1, -2, -1); });
   CHECK(contains(m, "stop -2"));
   m = message_of<ValueError>([&] { t.slice(1, 0, 4, 0); });
@@ -67,6 +67,8 @@ TEST_CASE("tensor views: slice out of range names the axis, the bounds and the v
   // In range: the edges, reversed, empty, huge steps (no overflow in the count or the stride).
   CHECK(t.slice(1, 0, 4, 1).shape() == Shape{3, 4});
   CHECK(t.slice(1, 4, 4, 1).shape() == Shape{3, 0});
+  CHECK(t.slice(1, 3, 1, 1).shape() == Shape{3, 0});   // Python's [3:1]: empty
+  CHECK(t.slice(0, 0, 2, -1).shape() == Shape{0, 4});  // [0:2:-1]: empty
   CHECK(t.slice(-1, 3, -1, -1).to_vector<float>() ==
         std::vector<float>{3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8});
   CHECK(t.slice(0, 2, -1, -2).to_vector<float>() == std::vector<float>{8, 9, 10, 11, 0, 1, 2, 3});
@@ -123,8 +125,8 @@ TEST_CASE("tensor views: as_strided stays inside the buffer, negative strides in
   CHECK(contains(m, "2 dims but 1 strides"));
   m = message_of<ValueError>([&] { t.as_strided({-1}, {1}, 0); });
   CHECK(contains(m, "dim 0 is negative"));
-  m = message_of<ValueError>([&] { t.as_strided({0}, {1}, 13); });
-  CHECK(contains(m, "empty view"));
+  // An empty view reads nothing: any offset is fine (padding an empty slice makes such views).
+  CHECK(t.as_strided({0}, {1}, 13).numel() == 0);
   CHECK_THROWS_AS(Tensor().as_strided({1}, {1}, 0), ValueError);
 
   // Overflow anywhere in the bounds arithmetic is a refusal, never undefined behaviour.

@@ -35,11 +35,6 @@ void check_conv_params(const std::string& fn, const ConvParams& p) {
     throw UnsupportedError(fmt::format(
         "{}: unshared convolution is only implemented for 2-D, not {}-D", fn, p.convdim));
   }
-  for (const AxisBorder& b : p.border) {
-    if (b.kind == AxisBorder::Kind::pads && (b.before < 0 || b.after < 0)) {
-      throw ValueError(fmt::format("{}: border_mode {} has a negative pad", fn, p.str()));
-    }
-  }
   check_conv_geometry_limits(fn, p);
 }
 

@@ -305,7 +305,10 @@ void check_conv_geometry_limits(const std::string& fn, const ConvParams& p) {
   for (const AxisBorder& b : p.border) {
     if (b.kind != AxisBorder::Kind::pads) continue;
     for (std::int64_t pad : {b.before, b.after}) {
-      if (pad > kMaxConvGeometry) fail(fmt::format("border_mode {}", p.str()), pad);
+      // Negative pads (cropping) only come from parameters built by hand; bounded all the same.
+      if (pad > kMaxConvGeometry || pad < -kMaxConvGeometry) {
+        fail(fmt::format("border_mode {}", p.str()), pad);
+      }
     }
   }
 }

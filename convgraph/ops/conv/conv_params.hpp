@@ -96,7 +96,7 @@ ConvParams make_conv_params(int convdim, const BorderMode& border_mode,
 inline constexpr std::int64_t kMaxConvGeometry = 2147483647;
 
 // Throws ValueError naming FN and the parameter (subsample, filter_dilation or border_mode) when
-// one of PARAMS' strides, dilations or explicit pads exceeds kMaxConvGeometry.
+// one of PARAMS' strides, dilations or explicit pads exceeds kMaxConvGeometry in magnitude.
 void check_conv_geometry_limits(const std::string& fn, const ConvParams& params);
 
 // ---- shape helpers, on Dims: constants fold, symbolic dims build graph,

@@ -312,6 +312,12 @@ void dispatch_float(DType dtype, Fn&& fn) {
       fmt::format("reference convolution: dtype {} is not a float type", dtype_name(dtype)));
 }
 
+// Whether an input or the output is empty: the result is then zeros (or empty), and the loops'
+// sizes are not computed at all (the other dims of an empty tensor may be huge).
+bool nothing_to_sum(const ConvProblem& pr) {
+  return shape_numel(pr.image) == 0 || shape_numel(pr.kernel) == 0 || shape_numel(pr.output) == 0;
+}
+
 }  // namespace
 
 Tensor reference_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
@@ -324,6 +330,7 @@ Tensor reference_conv_forward(const ConvParams& params, const Tensor& image, con
       resolve_conv_problem(fn, ConvDirection::forward, params, image.shape(), kernel.shape(), {});
   const Geometry geo = geometry_of(pr, params);
   const Shape& out_shape = pr.result;
+  if (nothing_to_sum(pr)) return Tensor::zeros(image.dtype(), out_shape);
   Tensor out = Tensor::empty(image.dtype(), out_shape);
   const Tensor img = image.contiguous();
   const Tensor ker = kernel.contiguous();
@@ -344,6 +351,7 @@ Tensor reference_conv_grad_inputs(const ConvParams& params, const Tensor& kernel
                                               kernel.shape(), topgrad.shape(), image_spatial);
   const Geometry geo = geometry_of(pr, params);
   const Shape& image_shape = pr.result;
+  if (nothing_to_sum(pr)) return Tensor::zeros(kernel.dtype(), image_shape);
   Tensor out = Tensor::empty(kernel.dtype(), image_shape);
   const Tensor ker = kernel.contiguous();
   const Tensor top = topgrad.contiguous();
@@ -364,6 +372,7 @@ Tensor reference_conv_grad_weights(const ConvParams& params, const Tensor& image
                                               image.shape(), topgrad.shape(), kernel_spatial);
   const Geometry geo = geometry_of(pr, params);
   const Shape& kernel_shape = pr.result;
+  if (nothing_to_sum(pr)) return Tensor::zeros(image.dtype(), kernel_shape);
   Tensor out = Tensor::empty(image.dtype(), kernel_shape);
   const Tensor img = image.contiguous();
   const Tensor top = topgrad.contiguous();
