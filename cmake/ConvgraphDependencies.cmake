@@ -108,17 +108,35 @@ if(NOT CONVGRAPH_WITH_ONEDNN STREQUAL "OFF")
 endif()
 convgraph_resolve_component(ONEDNN ${onednn_found} "oneDNN (libdnnl-dev) not found")
 
-# LLVM.
-set(llvm_found OFF)
+# LLVM: detected for the code generator that will use it, but not built in. No part of convgraph
+# uses LLVM yet, so the library neither links it nor claims it (CONVGRAPH_HAVE_LLVM stays 0);
+# CONVGRAPH_LLVM_FOUND records what the detection found, for `convgraph info` and for the code
+# generator to switch on.
+set(CONVGRAPH_LLVM_FOUND OFF)
+set(CONVGRAPH_LLVM_VERSION "")
 if(NOT CONVGRAPH_WITH_LLVM STREQUAL "OFF")
   # LLVM's package file probes for libffi and terminfo with check_c_source_compiles.
   enable_language(C)
   find_package(LLVM CONFIG QUIET)
   if(LLVM_FOUND)
-    set(llvm_found ON)
+    set(CONVGRAPH_LLVM_FOUND ON)
+    set(CONVGRAPH_LLVM_VERSION ${LLVM_PACKAGE_VERSION})
   endif()
 endif()
-convgraph_resolve_component(LLVM ${llvm_found} "LLVM development files (llvm-dev) not found")
+if(CONVGRAPH_WITH_LLVM STREQUAL "OFF")
+  message(STATUS "convgraph: LLVM: off (CONVGRAPH_WITH_LLVM=OFF)")
+elseif(CONVGRAPH_LLVM_FOUND)
+  message(STATUS "convgraph: LLVM: found (${CONVGRAPH_LLVM_VERSION}) but not built in: "
+                 "no code generator uses it yet")
+elseif(CONVGRAPH_WITH_LLVM STREQUAL "ON")
+  message(FATAL_ERROR "convgraph: CONVGRAPH_WITH_LLVM=ON but LLVM development files (llvm-dev) "
+                      "were not found")
+else()
+  message(STATUS "convgraph: LLVM: not found (LLVM development files, llvm-dev); not needed yet: "
+                 "no code generator uses it")
+endif()
+set(CONVGRAPH_HAVE_LLVM OFF)
+set(CONVGRAPH_HAVE_LLVM_01 0)
 
 # Links the enabled optional components into TARGET.
 function(convgraph_link_optional_components target)
@@ -131,11 +149,5 @@ function(convgraph_link_optional_components target)
   endif()
   if(CONVGRAPH_HAVE_ONEDNN)
     target_link_libraries(${target} PRIVATE DNNL::dnnl)
-  endif()
-  if(CONVGRAPH_HAVE_LLVM)
-    target_include_directories(${target} SYSTEM PRIVATE ${LLVM_INCLUDE_DIRS})
-    target_compile_definitions(${target} PRIVATE ${LLVM_DEFINITIONS})
-    llvm_map_components_to_libnames(convgraph_llvm_libs core orcjit native)
-    target_link_libraries(${target} PRIVATE ${convgraph_llvm_libs})
   endif()
 endfunction()

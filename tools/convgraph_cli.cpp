@@ -4,18 +4,55 @@
 //   convgraph passes [--flags F]  the passes the flags select, in order
 //   convgraph impls [--flags F]   the convolution implementations and whether the flags allow each
 //   convgraph info             version and optional components of this build
+//   convgraph --version        the same, in two lines
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <string>
 
+#include "cli_build_info.hpp"
 #include "convgraph/convgraph.hpp"
 #include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 
 using namespace convgraph;
 
+namespace {
+
+const char* yes_no(bool built_in) {
+  return built_in ? "yes" : "no";
+}
+
+// "convgraph 0.1.0 (git v0.1.0-12-gabcdef0)": the version, and the commit the build was
+// configured from where it is known.
+std::string version_line() {
+  std::string line = std::string("convgraph ") + CONVGRAPH_VERSION;
+  const std::string describe = CONVGRAPH_CLI_GIT_DESCRIBE;
+  if (!describe.empty()) line += " (git " + describe + ")";
+  return line;
+}
+
+// What configure found of LLVM: no part of convgraph uses it yet, so it is never "built in".
+std::string llvm_state() {
+  if (CONVGRAPH_CLI_LLVM_FOUND) {
+    return std::string("found (") + CONVGRAPH_CLI_LLVM_VERSION +
+           ") but unused: no code generator uses LLVM yet";
+  }
+  return "no (not found; no code generator uses LLVM yet)";
+}
+
+std::string version_text() {
+  return version_line() + "\nbuilt in: CUDA " + yes_no(CONVGRAPH_HAVE_CUDA) + ", cuDNN " +
+         yes_no(CONVGRAPH_HAVE_CUDNN) + ", oneDNN " + yes_no(CONVGRAPH_HAVE_ONEDNN) + "; LLVM " +
+         llvm_state();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"convgraph: a symbolic computation-graph compiler for convolutional networks"};
+  app.set_version_flag("--version", version_text(),
+                       "print the version and the built-in components");
   app.require_subcommand(1);
 
   auto* flags = app.add_subcommand("flags", "print every flag with its value and default");
@@ -47,11 +84,11 @@ int main(int argc, char** argv) {
       if (!extra_flags.empty()) config.apply(extra_flags);
       std::fputs(describe_conv_implementations(config).c_str(), stdout);
     } else if (info->parsed()) {
-      std::printf("convgraph %s\n", CONVGRAPH_VERSION);
-      std::printf("  CUDA:   %s\n", CONVGRAPH_HAVE_CUDA ? "yes" : "no");
-      std::printf("  cuDNN:  %s\n", CONVGRAPH_HAVE_CUDNN ? "yes" : "no");
-      std::printf("  oneDNN: %s\n", CONVGRAPH_HAVE_ONEDNN ? "yes" : "no");
-      std::printf("  LLVM:   %s\n", CONVGRAPH_HAVE_LLVM ? "yes" : "no");
+      std::printf("%s\n", version_line().c_str());
+      std::printf("  CUDA:   %s\n", yes_no(CONVGRAPH_HAVE_CUDA));
+      std::printf("  cuDNN:  %s\n", yes_no(CONVGRAPH_HAVE_CUDNN));
+      std::printf("  oneDNN: %s\n", yes_no(CONVGRAPH_HAVE_ONEDNN));
+      std::printf("  LLVM:   %s\n", llvm_state().c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "convgraph: %s\n", e.what());

@@ -114,14 +114,11 @@ inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
 }
 
-// The column target of GpuCorrMMTuning resolved for a device with L2_BYTES of L2 cache (0: no
-// target).
-std::int64_t column_target(std::int64_t l2_bytes);
 // Chunks of images whose column matrix and staging buffer stay under the workspace bound and the
-// column target (TARGET; 0: none), or ranges of positions of one image where even one image's
-// are above them.
+// column target of the tuning (-1 resolved as half of L2_BYTES, the device's L2 cache), or ranges
+// of positions of one image where even one image's are above them.
 Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_size,
-                 std::int64_t target);
+                 std::int64_t l2_bytes);
 gpu::GpuCorrGeometry kernel_geometry(const Problem& pr);
 
 // ---- what a call shares (gpu_corrmm_runner.cpp) ----

@@ -74,18 +74,11 @@ bool chunk_fits(const Problem& pr, std::int64_t nb) {
          product_fits_int32({o[0], o[1], o[2], pr.channels_per_group, k[0], k[1], k[2]});
 }
 
-// The column target of GpuCorrMMTuning resolved for a device with L2_BYTES of L2 cache (0: no
-// target).
-std::int64_t column_target(std::int64_t l2_bytes) {
-  const std::int64_t target = gpu::gpu_corrmm_tuning().column_target_bytes;
-  return target < 0 ? l2_bytes / 2 : target;
-}
-
 // Chunks of images whose column matrix and staging buffer stay under the workspace bound and the
-// column target (TARGET; 0: none), or ranges of positions of one image where even one image's
-// are above them.
+// column target of the tuning (-1 resolved as half of L2_BYTES, the device's L2 cache), or ranges
+// of positions of one image where even one image's are above them.
 Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_size,
-                 std::int64_t target) {
+                 std::int64_t l2_bytes) {
   for (const Axes* axes : {&pr.image, &pr.kernel, &pr.output, &pr.stride, &pr.dilation,
                            &pr.pad_before, &pr.pad_after}) {
     for (std::int64_t v : *axes) {
@@ -106,7 +99,11 @@ Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_s
   // Both terms are below 2^31 now.
   const std::int64_t per_image =
       (pr.rows() + pr.filters) * pr.positions() * static_cast<std::int64_t>(element_size);
-  std::int64_t budget = gpu::gpu_corrmm_tuning().workspace_bytes;
+  // One read of the tuning, so that a concurrent set_gpu_corrmm_tuning cannot mix two settings.
+  const gpu::GpuCorrMMTuning tuning = gpu::gpu_corrmm_tuning();
+  const std::int64_t target =
+      tuning.column_target_bytes < 0 ? l2_bytes / 2 : tuning.column_target_bytes;
+  std::int64_t budget = tuning.workspace_bytes;
   if (target > 0) budget = std::min(budget, target);
   Plan plan;
   plan.range = pr.positions();
@@ -123,7 +120,8 @@ Plan plan_chunks(const std::string& fn, const Problem& pr, std::size_t element_s
     plan.chunks = ceil_div(pr.batch, plan.images);
   }
   if (plan.images == 1 && per_image > budget) {
-    const std::int64_t per_position = per_image / std::max<std::int64_t>(pr.positions(), 1);
+    const std::int64_t per_position =
+        (pr.rows() + pr.filters) * static_cast<std::int64_t>(element_size);
     const std::int64_t longest = std::max(
         kMinRange, budget / std::max<std::int64_t>(per_position, 1) / kRangeAlign * kRangeAlign);
     const std::int64_t ranges = ceil_div(pr.positions(), longest);

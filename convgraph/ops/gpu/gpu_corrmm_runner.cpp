@@ -442,19 +442,13 @@ class Runner {
   void shared_grad_weights(const void* image, const void* topgrad, void* sums, DType sums_dtype) {
     const std::size_t size = ctx_.element_size;
     if (range_ < p_) {
-      ensure_columns(range_);
       const Slicing sl = slicing_for(range_);
       bool first = true;
-      for (std::int64_t b = 0; b < pr_.batch; ++b) {
-        const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), size);
-        for (std::int64_t p0 = 0; p0 < p_; p0 += range_) {
-          const std::int64_t len = std::min(range_, p_ - p0);
-          im2col(image_b, 1, {len, len, 1, p0, len});
-          weight_gemms({advance(topgrad, b * m_ * p_ + p0, size), p_, mg_ * p_}, col_.raw_data(),
-                       len, sl, !first, sums, sums_dtype);
-          first = false;
-        }
-      }
+      for_each_position_range(image, [&](std::int64_t b, std::int64_t p0, std::int64_t len) {
+        weight_gemms({advance(topgrad, b * m_ * p_ + p0, size), p_, mg_ * p_}, col_.raw_data(), len,
+                     sl, !first, sums, sums_dtype);
+        first = false;
+      });
       sum_slots(sl, false, sums, sums_dtype);
       return;
     }
@@ -475,15 +469,23 @@ class Runner {
   // positions, im2col of the range and Y_g[:, range] (Mg x len, rows of P in the output) =
   // W_g . col_g, one GEMM batched over the groups.
   void forward_ranges(const void* image, const void* kernel, void* out) {
-    const std::size_t size = ctx_.element_size;
+    for_each_position_range(image, [&](std::int64_t b, std::int64_t p0, std::int64_t len) {
+      gemm(ctx_, mg_, len, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), len, k_ * len}, 0.0,
+           advance(out, b * m_ * p_ + p0, ctx_.element_size), p_, mg_ * p_, g_, ctx_.dtype);
+    });
+  }
+
+  // Per image b, per range [p0, p0 + len) of its positions (range_ each, the last one shorter):
+  // the range's column matrix (R x len) into col_, then FN(b, p0, len).
+  template <typename Fn>
+  void for_each_position_range(const void* image, Fn&& fn) {
     ensure_columns(range_);
     for (std::int64_t b = 0; b < pr_.batch; ++b) {
-      const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), size);
+      const void* image_b = advance(image, b * pr_.channels * pr_.image_size(), ctx_.element_size);
       for (std::int64_t p0 = 0; p0 < p_; p0 += range_) {
         const std::int64_t len = std::min(range_, p_ - p0);
         im2col(image_b, 1, {len, len, 1, p0, len});
-        gemm(ctx_, mg_, len, k_, {kernel, k_, mg_ * k_}, {col_.raw_data(), len, k_ * len}, 0.0,
-             advance(out, b * m_ * p_ + p0, size), p_, mg_ * p_, g_, ctx_.dtype);
+        fn(b, p0, len);
       }
     }
   }
@@ -628,8 +630,8 @@ Tensor execute(const std::string& fn, ConvDirection direction, const Prepared& p
   ctx.element_size = dtype_size(ctx.dtype);
   ctx.element = element_of(ctx.dtype);
   const cuda::DeviceProperties& props = cuda::properties(device.index);
-  const Plan plan = plan_chunks(fn, pr, ctx.element_size,
-                                column_target(static_cast<std::int64_t>(props.l2_cache_bytes)));
+  const Plan plan =
+      plan_chunks(fn, pr, ctx.element_size, static_cast<std::int64_t>(props.l2_cache_bytes));
   ctx.stream = cuda::current_stream(device.index);
   ctx.blas = cuda::cublas_handle(device.index);
   ctx.sm_count = props.sm_count;

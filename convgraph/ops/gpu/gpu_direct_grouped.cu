@@ -197,6 +197,62 @@ struct WeightsTile {
   int shared_bytes = 0;
 };
 
+// Where the block's tile of a forward or gradInputs launch lies (blockIdx.x = (depth z, row tile,
+// column tile)): the result's depth Z, the tile's first row Y0 and first column X0.
+struct TileOrigin {
+  int z, y0, x0;
+};
+
+__device__ inline TileOrigin tile_origin(const ConvTile& tile) {
+  int t = static_cast<int>(blockIdx.x);
+  const int xt = t % tile.xtiles;
+  t /= tile.xtiles;
+  const int yt = t % tile.ytiles;
+  return {t / tile.ytiles, yt * kRows * tile.ty, xt * kCols * tile.tx};
+}
+
+// S_W[n * kh * kw + u] <- the weight that read tap u = (ui, uj) applies (the stored tap mirrored
+// when FLIP is set) for the chunk's entry n < C, whose kh x kw taps of the plane start at
+// FIRST + n * STRIDE; 0 for the entries from VALID on (past the group's filters or channels).
+template <int C, typename T, typename Acc>
+__device__ void stage_chunk_weights(Acc* __restrict__ s_w, const T* __restrict__ first,
+                                    long long stride, int valid, int kh, int kw, bool flip) {
+  const int khw = kh * kw;
+  for (int e = static_cast<int>(threadIdx.x); e < C * khw; e += static_cast<int>(blockDim.x)) {
+    const int n = e / khw;
+    const int u = e - n * khw;
+    const int ui = u / kw;
+    const int uj = u - ui * kw;
+    const int ti = flip ? kh - 1 - ui : ui;
+    const int tj = flip ? kw - 1 - uj : uj;
+    s_w[e] = n < valid ? Acc(load(first + n * stride + ti * kw + tj)) : Acc(0);
+  }
+}
+
+// The thread's results ACC[n][r][v] of the chunk's entries n < VALID into the H x W planes
+// DST + n * PLANE_STRIDE: row Y0 + TY + r * tile.ty, column X0 + TX + v * tile.tx, where inside
+// the plane.
+template <int C, typename T, typename Acc>
+__device__ void store_tile(const Acc (&acc)[C][kRows][kCols], T* __restrict__ dst,
+                           long long plane_stride, int valid, int y0, int x0, int ty, int tx,
+                           const ConvTile& tile, int h, int w) {
+#pragma unroll
+  for (int n = 0; n < C; ++n) {
+    if (n >= valid) continue;
+    T* plane = dst + n * plane_stride;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const int y = y0 + ty + r * tile.ty;
+      if (y >= h) continue;
+#pragma unroll
+      for (int v = 0; v < kCols; ++v) {
+        const int x = x0 + tx + v * tile.tx;
+        if (x < w) plane[y * w + x] = store_as<T>(acc[n][r][v]);
+      }
+    }
+  }
+}
+
 // Forward. Block (blockIdx.x = (output depth z, row tile, column tile), blockIdx.y = chunk of
 // filters of one group, blockIdx.z = image; y and z loop past the grid's caps).
 template <typename T, int FB>
@@ -220,13 +276,8 @@ __global__ void __launch_bounds__(kMaxThreads,
   const int image_size = id * ih * iw;
   const int positions = od * oh * ow;
   const int cols = tile.cols;
-  const int th = kRows * tile.ty, tw = kCols * tile.tx;
-  int t = static_cast<int>(blockIdx.x);
-  const int xt = t % tile.xtiles;
-  t /= tile.xtiles;
-  const int yt = t % tile.ytiles;
-  const int z = t / tile.ytiles;
-  const int y0 = yt * th, x0 = xt * tw;
+  const TileOrigin origin = tile_origin(tile);
+  const int z = origin.z, y0 = origin.y0, x0 = origin.x0;
   const int tid = static_cast<int>(threadIdx.x);
   const bool active = tid < tile.tx * tile.ty;
   const int tx = tid % tile.tx, ty = tid / tile.tx;
@@ -263,19 +314,9 @@ __global__ void __launch_bounds__(kMaxThreads,
               s_in, plane0 + static_cast<long long>(iz) * ih * iw, ih, iw,
               y0 * sy - geo.pad_before[1], x0 * sx - geo.pad_before[2], tile.rows, cols);
           // The chunk's weights of plane (cp, a), in reading order (mirrored when flipped).
-          for (int e = tid; e < FB * khw; e += static_cast<int>(blockDim.x)) {
-            const int fb = e / khw;
-            const int u = e - fb * khw;
-            const int ui = u / kw;
-            const int uj = u - ui * kw;
-            const int ti = geo.flip ? kh - 1 - ui : ui;
-            const int tj = geo.flip ? kw - 1 - uj : uj;
-            const int j = j0 + fb;
-            s_w[e] = j < mg
-                         ? Acc(load(kernel + (static_cast<long long>(g * mg + j) * cg + cp) * taps +
-                                    (a * kh + ti) * kw + tj))
-                         : Acc(0);
-          }
+          stage_chunk_weights<FB>(
+              s_w, kernel + (static_cast<long long>(g * mg + j0) * cg + cp) * taps + a * khw,
+              static_cast<long long>(cg) * taps, mg - j0, kh, kw, geo.flip);
           __syncthreads();
           if (active) {
 #pragma unroll 1
@@ -302,23 +343,10 @@ __global__ void __launch_bounds__(kMaxThreads,
         }
       }
       if (active) {
-#pragma unroll
-        for (int fb = 0; fb < FB; ++fb) {
-          const int j = j0 + fb;
-          if (j >= mg) continue;
-          T* dst = output + (static_cast<long long>(b) * filters + g * mg + j) * positions +
-                   static_cast<long long>(z) * oh * ow;
-#pragma unroll
-          for (int r = 0; r < kRows; ++r) {
-            const int y = y0 + ty + r * tile.ty;
-            if (y >= oh) continue;
-#pragma unroll
-            for (int v = 0; v < kCols; ++v) {
-              const int x = x0 + tx + v * tile.tx;
-              if (x < ow) dst[y * ow + x] = store_as<T>(acc[fb][r][v]);
-            }
-          }
-        }
+        store_tile(acc,
+                   output + (static_cast<long long>(b) * filters + g * mg + j0) * positions +
+                       static_cast<long long>(z) * oh * ow,
+                   positions, mg - j0, y0, x0, ty, tx, tile, oh, ow);
       }
     }
   }
@@ -351,13 +379,8 @@ __global__ void __launch_bounds__(kMaxThreads,
   const int image_size = id * ih * iw;
   const int positions = od * oh * ow;
   const int cols = tile.cols;
-  const int th = kRows * tile.ty, tw = kCols * tile.tx;
-  int t = static_cast<int>(blockIdx.x);
-  const int xt = t % tile.xtiles;
-  t /= tile.xtiles;
-  const int yt = t % tile.ytiles;
-  const int z = t / tile.ytiles;
-  const int y0 = yt * th, x0 = xt * tw;
+  const TileOrigin origin = tile_origin(tile);
+  const int z = origin.z, y0 = origin.y0, x0 = origin.x0;
   const int o_lo_y = floor_div(y0 + py - (kh - 1) * dy + sy - 1, sy);
   const int o_lo_x = floor_div(x0 + px - (kw - 1) * dx + sx - 1, sx);
   const int tid = static_cast<int>(threadIdx.x);
@@ -405,18 +428,9 @@ __global__ void __launch_bounds__(kMaxThreads,
           stage_plane<kConvBatch<CB, sizeof(Acc)>>(s_top,
                                                    plane0 + static_cast<long long>(oz) * oh * ow,
                                                    oh, ow, o_lo_y, o_lo_x, tile.rows, cols);
-          for (int e = tid; e < CB * khw; e += static_cast<int>(blockDim.x)) {
-            const int cb = e / khw;
-            const int u = e - cb * khw;
-            const int ui = u / kw;
-            const int uj = u - ui * kw;
-            const int ti = geo.flip ? kh - 1 - ui : ui;
-            const int tj = geo.flip ? kw - 1 - uj : uj;
-            const int cp = c0 + cb;
-            s_w[e] = cp < cg ? Acc(load(kernel + (static_cast<long long>(f) * cg + cp) * taps +
-                                        (a * kh + ti) * kw + tj))
-                             : Acc(0);
-          }
+          stage_chunk_weights<CB>(s_w,
+                                  kernel + (static_cast<long long>(f) * cg + c0) * taps + a * khw,
+                                  taps, cg - c0, kh, kw, geo.flip);
           __syncthreads();
           if (active) {
 #pragma unroll 1
@@ -471,24 +485,11 @@ __global__ void __launch_bounds__(kMaxThreads,
         }
       }
       if (active) {
-#pragma unroll
-        for (int cb = 0; cb < CB; ++cb) {
-          const int cp = c0 + cb;
-          if (cp >= cg) continue;
-          T* dst = image_grad +
-                   (static_cast<long long>(b) * geo.channels + g * cg + cp) * image_size +
-                   static_cast<long long>(z) * ih * iw;
-#pragma unroll
-          for (int r = 0; r < kRows; ++r) {
-            const int y = y0 + ty + r * tile.ty;
-            if (y >= ih) continue;
-#pragma unroll
-            for (int v = 0; v < kCols; ++v) {
-              const int x = x0 + tx + v * tile.tx;
-              if (x < iw) dst[y * iw + x] = store_as<T>(acc[cb][r][v]);
-            }
-          }
-        }
+        store_tile(acc,
+                   image_grad +
+                       (static_cast<long long>(b) * geo.channels + g * cg + c0) * image_size +
+                       static_cast<long long>(z) * ih * iw,
+                   image_size, cg - c0, y0, x0, ty, tx, tile, ih, iw);
       }
     }
   }
