@@ -125,20 +125,45 @@ bool FunctionGraph::contains(const Node* node) const {
 const std::vector<FunctionGraph::Client>& FunctionGraph::clients(const Variable& var) const {
   static const std::vector<Client> none;
   auto it = clients_.find(var.get());
-  return it == clients_.end() ? none : it->second;
+  return it == clients_.end() ? none : it->second.list;
 }
 
+namespace {
+// Readers lists longer than this keep an index of positions (shorter ones are searched).
+constexpr std::size_t kIndexedReaders = 16;
+}  // namespace
+
 void FunctionGraph::add_client(const Variable& var, Client client) {
-  clients_[var.get()].push_back(client);
+  Readers& readers = clients_[var.get()];
+  readers.list.push_back(client);
+  if (!readers.position.empty()) {
+    readers.position.emplace(client, readers.list.size() - 1);
+  } else if (readers.list.size() > kIndexedReaders) {
+    for (std::size_t i = 0; i < readers.list.size(); ++i) readers.position.emplace(readers.list[i], i);
+  }
 }
 
 void FunctionGraph::remove_client(const Variable& var, Client client) {
   auto it = clients_.find(var.get());
   if (it == clients_.end()) return;
-  auto& list = it->second;
-  auto pos = std::find(list.begin(), list.end(), client);
-  if (pos != list.end()) list.erase(pos);
-  if (list.empty()) clients_.erase(it);
+  Readers& readers = it->second;
+  std::size_t pos = readers.list.size();
+  if (!readers.position.empty()) {
+    auto where = readers.position.find(client);
+    if (where == readers.position.end()) return;
+    pos = where->second;
+    readers.position.erase(where);
+  } else {
+    pos = static_cast<std::size_t>(std::find(readers.list.begin(), readers.list.end(), client) -
+                                   readers.list.begin());
+    if (pos == readers.list.size()) return;
+  }
+  if (pos + 1 != readers.list.size()) {
+    readers.list[pos] = readers.list.back();
+    if (!readers.position.empty()) readers.position[readers.list[pos]] = pos;
+  }
+  readers.list.pop_back();
+  if (readers.list.empty()) clients_.erase(it);
 }
 
 void FunctionGraph::import_node(const std::shared_ptr<Node>& node) {
@@ -226,7 +251,7 @@ void FunctionGraph::replace(const Variable& old_ref, const Variable& new_ref,
   }
   invalidate();
   if (Node* owner = old_var.owner()) prune_if_dead(owner);
-  if (change_log_.size() >= 1000) change_log_.erase(change_log_.begin());
+  if (change_log_.size() >= 1000) change_log_.pop_front();
   change_log_.push_back(reason);
 }
 
@@ -340,7 +365,7 @@ void FunctionGraph::check_integrity() const {
   }
   for (const auto& [var, list] : expected) {
     auto it = clients_.find(var);
-    if (it == clients_.end() || sorted(it->second) != sorted(list)) {
+    if (it == clients_.end() || sorted(it->second.list) != sorted(list)) {
       throw ConvGraphError("client table out of date");
     }
   }
