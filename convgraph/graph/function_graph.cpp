@@ -11,11 +11,15 @@ namespace convgraph {
 namespace {
 
 // Nodes computing ROOTS, inputs before readers, visiting inputs in order. Nodes for which STOP
-// returns true are neither listed nor entered.
+// returns true are neither listed nor entered. EXPECTED: how many nodes the walk will likely
+// meet (a hint for the tables).
 template <typename Stop>
-std::vector<Node*> nodes_in_order(const std::vector<Variable>& roots, Stop&& stop) {
+std::vector<Node*> nodes_in_order(const std::vector<Variable>& roots, Stop&& stop,
+                                  std::size_t expected = 0) {
   std::vector<Node*> order;
+  order.reserve(expected);
   std::unordered_map<const Node*, int> state;  // 1 = on the stack, 2 = done
+  state.reserve(expected);
   struct Frame {
     Node* node;
     std::size_t next_input;
@@ -87,7 +91,11 @@ FunctionGraph::FunctionGraph(const std::vector<Variable>& inputs,
         "to the inputs",
         v.label(), v.type().str()));
   };
-  for (Node* node : nodes_in_order(outputs, [](const Node*) { return false; })) {
+  const std::vector<Node*> order = nodes_in_order(outputs, [](const Node*) { return false; });
+  nodes_.reserve(order.size());
+  copies_.reserve(copies_.size() + order.size());
+  clients_.reserve(inputs.size() + order.size());
+  for (Node* node : order) {
     std::vector<Variable> new_inputs;
     new_inputs.reserve(node->inputs.size());
     for (const Variable& in : node->inputs) new_inputs.push_back(map_var(in));
@@ -136,10 +144,13 @@ constexpr std::size_t kIndexedReaders = 16;
 void FunctionGraph::add_client(const Variable& var, Client client) {
   Readers& readers = clients_[var.get()];
   readers.list.push_back(client);
-  if (!readers.position.empty()) {
-    readers.position.emplace(client, readers.list.size() - 1);
+  if (readers.position) {
+    readers.position->emplace(client, readers.list.size() - 1);
   } else if (readers.list.size() > kIndexedReaders) {
-    for (std::size_t i = 0; i < readers.list.size(); ++i) readers.position.emplace(readers.list[i], i);
+    readers.position = std::make_unique<std::unordered_map<Client, std::size_t, ClientHash>>();
+    for (std::size_t i = 0; i < readers.list.size(); ++i) {
+      readers.position->emplace(readers.list[i], i);
+    }
   }
 }
 
@@ -147,20 +158,21 @@ void FunctionGraph::remove_client(const Variable& var, Client client) {
   auto it = clients_.find(var.get());
   if (it == clients_.end()) return;
   Readers& readers = it->second;
-  std::size_t pos = readers.list.size();
-  if (!readers.position.empty()) {
-    auto where = readers.position.find(client);
-    if (where == readers.position.end()) return;
+  std::size_t pos = 0;
+  if (readers.position) {
+    auto where = readers.position->find(client);
+    if (where == readers.position->end()) return;
     pos = where->second;
-    readers.position.erase(where);
+    readers.position->erase(where);
   } else {
     pos = static_cast<std::size_t>(std::find(readers.list.begin(), readers.list.end(), client) -
                                    readers.list.begin());
     if (pos == readers.list.size()) return;
   }
+  // The last reader takes the place of the removed one.
   if (pos + 1 != readers.list.size()) {
     readers.list[pos] = readers.list.back();
-    if (!readers.position.empty()) readers.position[readers.list[pos]] = pos;
+    if (readers.position) (*readers.position)[readers.list[pos]] = pos;
   }
   readers.list.pop_back();
   if (readers.list.empty()) clients_.erase(it);
@@ -262,7 +274,8 @@ void FunctionGraph::replace_all(const std::vector<std::pair<Variable, Variable>>
 
 const std::vector<Node*>& FunctionGraph::toposort() const {
   if (!order_valid_) {
-    order_ = nodes_in_order(outputs_, [](const Node*) { return false; });
+    order_ = nodes_in_order(
+        outputs_, [](const Node*) { return false; }, nodes_.size());
     order_valid_ = true;
   }
   return order_;
@@ -281,8 +294,11 @@ int FunctionGraph::merge_equal_nodes() {
   std::multimap<std::tuple<int, std::vector<std::int64_t>, double>, Variable> by_value;
   for (const Variable& c : constants) {
     const Tensor& value = c.constant_value();
-    const double first =
-        value.numel() > 0 ? value.reshape({value.numel()}).select(0, 0).item_double() : 0.0;
+    // The first element, as a cheap discriminator (most constants are scalars).
+    const double first = value.numel() == 1 ? value.item_double()
+                         : value.numel() > 0
+                             ? value.reshape({value.numel()}).select(0, 0).item_double()
+                             : 0.0;
     auto key = std::make_tuple(static_cast<int>(value.dtype()), value.shape(), first);
     bool replaced = false;
     auto [lo, hi] = by_value.equal_range(key);
@@ -297,25 +313,28 @@ int FunctionGraph::merge_equal_nodes() {
     if (!replaced) by_value.emplace(key, c);
   }
 
-  std::unordered_map<std::size_t, std::vector<Node*>> seen_nodes;
+  // Visiting in topological order, a node's twin is always visited first. Merging a node prunes
+  // only that node (its inputs are read by the twin too), never one visited later, and never a
+  // node kept as somebody's twin.
   const std::vector<Node*> order = toposort();
+  std::unordered_multimap<std::size_t, Node*> seen_nodes;
+  seen_nodes.reserve(order.size());
   for (Node* node : order) {
-    if (!contains(node)) continue;
     std::size_t key = node->op->hash();
     for (const Variable& in : node->inputs) {
       key = hash_combine(key, std::hash<const void*>{}(in.get()));
     }
-    auto& bucket = seen_nodes[key];
     Node* twin = nullptr;
-    for (Node* candidate : bucket) {
-      if (contains(candidate) && candidate->inputs == node->inputs &&
-          candidate->op->equals(*node->op)) {
+    auto [lo, hi] = seen_nodes.equal_range(key);
+    for (auto it = lo; it != hi; ++it) {
+      Node* candidate = it->second;
+      if (candidate->inputs == node->inputs && candidate->op->equals(*node->op)) {
         twin = candidate;
         break;
       }
     }
     if (twin == nullptr) {
-      bucket.push_back(node);
+      seen_nodes.emplace(key, node);
       continue;
     }
     std::shared_ptr<Node> keep = nodes_.at(node);

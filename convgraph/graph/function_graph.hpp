@@ -63,9 +63,7 @@ class FunctionGraph {
   void check_integrity() const;
 
   // The reasons of the replace() calls that changed the graph, oldest first (the last 1000).
-  std::vector<std::string> change_log() const {
-    return {change_log_.begin(), change_log_.end()};
-  }
+  std::vector<std::string> change_log() const { return {change_log_.begin(), change_log_.end()}; }
 
  private:
   FunctionGraph() = default;
@@ -87,7 +85,8 @@ class FunctionGraph {
   // then constant time (swap with the last), and pruning a chain stays linear.
   struct Readers {
     std::vector<Client> list;
-    std::unordered_map<Client, std::size_t, ClientHash> position;  // only for long lists
+    // Made for long lists only (most variables have one reader).
+    std::unique_ptr<std::unordered_map<Client, std::size_t, ClientHash>> position;
   };
 
   std::vector<Variable> inputs_;

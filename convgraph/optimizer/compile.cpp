@@ -79,7 +79,9 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   auto plan = std::make_shared<Plan>();
   plan->release_intermediates = config.get_bool("allow_gc");
   const bool debug_mode = config.get("mode") == "DebugMode";
+  const auto& order = graph.toposort();
   std::unordered_map<const VariableData*, int> slot_of;
+  slot_of.reserve(graph.inputs().size() + 2 * order.size());
   auto new_slot = [&](const Variable& v) {
     const int s = plan->num_slots++;
     slot_of[v.get()] = s;
@@ -93,12 +95,15 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     }
   }
   std::vector<Variable> outputs;
+  bool sources_moved = false;
   for (const Variable& out : graph.outputs()) {
     outputs.push_back(output_source(out, options.outputs_on_device));
+    sources_moved = sources_moved || outputs.back() != out;
   }
   // Nodes whose results nothing reads once outputs stay on the device (the final transfers).
+  // Otherwise every node of the graph is needed: it keeps only nodes its outputs depend on.
   std::unordered_set<const Node*> needed;
-  {
+  if (sources_moved) {
     std::vector<const Node*> stack;
     for (const Variable& out : outputs) {
       if (out.owner() != nullptr) stack.push_back(out.owner());
@@ -124,7 +129,6 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     return s;
   };
 
-  const auto& order = graph.toposort();
   std::set<std::pair<int, int>> devices;
   auto note_device = [&](Device d) {
     if (!d.is_cpu() && devices.insert({static_cast<int>(d.kind), d.index}).second) {
@@ -132,8 +136,9 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     }
   };
   for (const auto& spec : plan->input_specs) note_device(spec.device);
+  plan->steps.reserve(order.size());
   for (Node* node : order) {
-    if (!needed.count(node)) continue;
+    if (sources_moved && !needed.count(node)) continue;
     for (const Variable& in : node->inputs) note_device(in.type().device);
     for (const auto& out : node->output_data) note_device(out.type.device);
     PlanStep step;
