@@ -11,6 +11,11 @@
 #   bash tools/bench.sh sitting DIR                  peer-cpu, cpu and compare in one sitting,
 #                                                    into DIR/{peer_cpu,ours_cpu}.json + compare.txt
 #   bash tools/bench.sh compile [OUT.json]           build, then convgraph_compile_bench
+#   bash tools/bench.sh graph-scale [OUT.json] [ARGS...]  build, then convgraph_bench_graph_scale
+#                                                    (ARGS go to it, e.g. --sizes 10000,100000),
+#                                                    then peer_op_overhead.py (PyTorch's per-op
+#                                                    overhead) into OUT.peer.json when torch is
+#                                                    importable
 #   bash tools/bench.sh gpu DIR|OUT.json [ARGS...]   on the GPU machine: build (build-gpu), time
 #                                                    convgraph on the GPU per precision, then
 #                                                    peer_gpu.py, then compare: DIR/ours_gpu.json,
@@ -51,7 +56,7 @@ die() {
   exit 2
 }
 usage() {
-  sed -n '5,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -326,6 +331,24 @@ case "$cmd" in
     exe="$build_dir/tools/convgraph_compile_bench"
     [[ -x "$exe" ]] || die "$exe was not built (CONVGRAPH_BUILD_TOOLS=OFF?)"
     if (($# >= 1)); then "$exe" --out "$1"; else "$exe"; fi
+    ;;
+  graph-scale)
+    build
+    exe="$build_dir/tools/convgraph_bench_graph_scale"
+    [[ -x "$exe" ]] || die "$exe was not built (CONVGRAPH_BUILD_TOOLS=OFF?)"
+    out=""
+    if (($# >= 1)) && [[ "$1" == *.json ]]; then
+      out=$1
+      shift
+    fi
+    say "load $(load)"
+    "$exe" ${out:+--out "$out"} "$@"
+    if "$python" -c 'import torch' >/dev/null 2>&1; then
+      say "PyTorch's per-op overhead, load $(load)"
+      "$python" "$root/tools/peer_op_overhead.py" ${out:+--out "${out%.json}.peer.json"}
+    else
+      say "no PyTorch for $python: the peer is skipped (apt-get install python3-torch)"
+    fi
     ;;
   gpu)
     (($# >= 1)) || usage

@@ -11,11 +11,15 @@ namespace convgraph {
 namespace {
 
 // Nodes computing ROOTS, inputs before readers, visiting inputs in order. Nodes for which STOP
-// returns true are neither listed nor entered.
+// returns true are neither listed nor entered. EXPECTED: how many nodes the walk will likely
+// meet (a hint for the tables).
 template <typename Stop>
-std::vector<Node*> nodes_in_order(const std::vector<Variable>& roots, Stop&& stop) {
+std::vector<Node*> nodes_in_order(const std::vector<Variable>& roots, Stop&& stop,
+                                  std::size_t expected = 0) {
   std::vector<Node*> order;
+  order.reserve(expected);
   std::unordered_map<const Node*, int> state;  // 1 = on the stack, 2 = done
+  state.reserve(expected);
   struct Frame {
     Node* node;
     std::size_t next_input;
@@ -87,7 +91,11 @@ FunctionGraph::FunctionGraph(const std::vector<Variable>& inputs,
         "to the inputs",
         v.label(), v.type().str()));
   };
-  for (Node* node : nodes_in_order(outputs, [](const Node*) { return false; })) {
+  const std::vector<Node*> order = nodes_in_order(outputs, [](const Node*) { return false; });
+  nodes_.reserve(order.size());
+  copies_.reserve(copies_.size() + order.size());
+  clients_.reserve(inputs.size() + order.size());
+  for (Node* node : order) {
     std::vector<Variable> new_inputs;
     new_inputs.reserve(node->inputs.size());
     for (const Variable& in : node->inputs) new_inputs.push_back(map_var(in));
@@ -125,20 +133,49 @@ bool FunctionGraph::contains(const Node* node) const {
 const std::vector<FunctionGraph::Client>& FunctionGraph::clients(const Variable& var) const {
   static const std::vector<Client> none;
   auto it = clients_.find(var.get());
-  return it == clients_.end() ? none : it->second;
+  return it == clients_.end() ? none : it->second.list;
 }
 
+namespace {
+// Readers lists longer than this keep an index of positions (shorter ones are searched).
+constexpr std::size_t kIndexedReaders = 16;
+}  // namespace
+
 void FunctionGraph::add_client(const Variable& var, Client client) {
-  clients_[var.get()].push_back(client);
+  Readers& readers = clients_[var.get()];
+  readers.list.push_back(client);
+  if (readers.position) {
+    readers.position->emplace(client, readers.list.size() - 1);
+  } else if (readers.list.size() > kIndexedReaders) {
+    readers.position = std::make_unique<std::unordered_map<Client, std::size_t, ClientHash>>();
+    for (std::size_t i = 0; i < readers.list.size(); ++i) {
+      readers.position->emplace(readers.list[i], i);
+    }
+  }
 }
 
 void FunctionGraph::remove_client(const Variable& var, Client client) {
   auto it = clients_.find(var.get());
   if (it == clients_.end()) return;
-  auto& list = it->second;
-  auto pos = std::find(list.begin(), list.end(), client);
-  if (pos != list.end()) list.erase(pos);
-  if (list.empty()) clients_.erase(it);
+  Readers& readers = it->second;
+  std::size_t pos = 0;
+  if (readers.position) {
+    auto where = readers.position->find(client);
+    if (where == readers.position->end()) return;
+    pos = where->second;
+    readers.position->erase(where);
+  } else {
+    pos = static_cast<std::size_t>(std::find(readers.list.begin(), readers.list.end(), client) -
+                                   readers.list.begin());
+    if (pos == readers.list.size()) return;
+  }
+  // The last reader takes the place of the removed one.
+  if (pos + 1 != readers.list.size()) {
+    readers.list[pos] = readers.list.back();
+    if (readers.position) (*readers.position)[readers.list[pos]] = pos;
+  }
+  readers.list.pop_back();
+  if (readers.list.empty()) clients_.erase(it);
 }
 
 void FunctionGraph::import_node(const std::shared_ptr<Node>& node) {
@@ -226,7 +263,7 @@ void FunctionGraph::replace(const Variable& old_ref, const Variable& new_ref,
   }
   invalidate();
   if (Node* owner = old_var.owner()) prune_if_dead(owner);
-  if (change_log_.size() >= 1000) change_log_.erase(change_log_.begin());
+  if (change_log_.size() >= 1000) change_log_.pop_front();
   change_log_.push_back(reason);
 }
 
@@ -237,7 +274,8 @@ void FunctionGraph::replace_all(const std::vector<std::pair<Variable, Variable>>
 
 const std::vector<Node*>& FunctionGraph::toposort() const {
   if (!order_valid_) {
-    order_ = nodes_in_order(outputs_, [](const Node*) { return false; });
+    order_ = nodes_in_order(
+        outputs_, [](const Node*) { return false; }, nodes_.size());
     order_valid_ = true;
   }
   return order_;
@@ -256,8 +294,11 @@ int FunctionGraph::merge_equal_nodes() {
   std::multimap<std::tuple<int, std::vector<std::int64_t>, double>, Variable> by_value;
   for (const Variable& c : constants) {
     const Tensor& value = c.constant_value();
-    const double first =
-        value.numel() > 0 ? value.reshape({value.numel()}).select(0, 0).item_double() : 0.0;
+    // The first element, as a cheap discriminator (most constants are scalars).
+    const double first = value.numel() == 1 ? value.item_double()
+                         : value.numel() > 0
+                             ? value.reshape({value.numel()}).select(0, 0).item_double()
+                             : 0.0;
     auto key = std::make_tuple(static_cast<int>(value.dtype()), value.shape(), first);
     bool replaced = false;
     auto [lo, hi] = by_value.equal_range(key);
@@ -272,25 +313,28 @@ int FunctionGraph::merge_equal_nodes() {
     if (!replaced) by_value.emplace(key, c);
   }
 
-  std::unordered_map<std::size_t, std::vector<Node*>> seen_nodes;
+  // Visiting in topological order, a node's twin is always visited first. Merging a node prunes
+  // only that node (its inputs are read by the twin too), never one visited later, and never a
+  // node kept as somebody's twin.
   const std::vector<Node*> order = toposort();
+  std::unordered_multimap<std::size_t, Node*> seen_nodes;
+  seen_nodes.reserve(order.size());
   for (Node* node : order) {
-    if (!contains(node)) continue;
     std::size_t key = node->op->hash();
     for (const Variable& in : node->inputs) {
       key = hash_combine(key, std::hash<const void*>{}(in.get()));
     }
-    auto& bucket = seen_nodes[key];
     Node* twin = nullptr;
-    for (Node* candidate : bucket) {
-      if (contains(candidate) && candidate->inputs == node->inputs &&
-          candidate->op->equals(*node->op)) {
+    auto [lo, hi] = seen_nodes.equal_range(key);
+    for (auto it = lo; it != hi; ++it) {
+      Node* candidate = it->second;
+      if (candidate->inputs == node->inputs && candidate->op->equals(*node->op)) {
         twin = candidate;
         break;
       }
     }
     if (twin == nullptr) {
-      bucket.push_back(node);
+      seen_nodes.emplace(key, node);
       continue;
     }
     std::shared_ptr<Node> keep = nodes_.at(node);
@@ -340,7 +384,7 @@ void FunctionGraph::check_integrity() const {
   }
   for (const auto& [var, list] : expected) {
     auto it = clients_.find(var);
-    if (it == clients_.end() || sorted(it->second) != sorted(list)) {
+    if (it == clients_.end() || sorted(it->second.list) != sorted(list)) {
       throw ConvGraphError("client table out of date");
     }
   }

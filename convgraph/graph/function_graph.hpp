@@ -3,6 +3,7 @@
 // keeps itself consistent under replace(): new subgraphs are imported, dead nodes pruned.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -38,7 +39,7 @@ class FunctionGraph {
   const std::vector<Node*>& toposort() const;
   std::size_t num_nodes() const { return nodes_.size(); }
   bool contains(const Node* node) const;
-  // Every reader of VAR (empty for a variable nobody reads).
+  // Every reader of VAR (empty for a variable nobody reads), in no particular order.
   const std::vector<Client>& clients(const Variable& var) const;
 
   // Makes every reader of OLD read NEW instead (graph outputs included). NEW's type must be
@@ -61,8 +62,8 @@ class FunctionGraph {
   // discrepancy. For tests and debugging.
   void check_integrity() const;
 
-  // How many replace() calls changed the graph, with their reasons (the last 1000).
-  const std::vector<std::string>& change_log() const { return change_log_; }
+  // The reasons of the replace() calls that changed the graph, oldest first (the last 1000).
+  std::vector<std::string> change_log() const { return {change_log_.begin(), change_log_.end()}; }
 
  private:
   FunctionGraph() = default;
@@ -74,13 +75,27 @@ class FunctionGraph {
   void prune_if_dead(Node* node);
   void invalidate() { order_valid_ = false; }
 
+  struct ClientHash {
+    std::size_t operator()(const Client& c) const {
+      return std::hash<const void*>{}(c.node) ^ (static_cast<std::size_t>(c.index) << 1);
+    }
+  };
+  // The readers of one variable. A variable may have millions of readers (a constant shared by a
+  // whole unrolled chain), so a long list also indexes where each reader sits: removing one is
+  // then constant time (swap with the last), and pruning a chain stays linear.
+  struct Readers {
+    std::vector<Client> list;
+    // Made for long lists only (most variables have one reader).
+    std::unique_ptr<std::unordered_map<Client, std::size_t, ClientHash>> position;
+  };
+
   std::vector<Variable> inputs_;
   std::vector<Variable> outputs_;
   std::unordered_set<const VariableData*> input_set_;
   std::unordered_map<const Node*, std::shared_ptr<Node>> nodes_;
-  std::unordered_map<const VariableData*, std::vector<Client>> clients_;
+  std::unordered_map<const VariableData*, Readers> clients_;
   std::unordered_map<const VariableData*, Variable> copies_;
-  std::vector<std::string> change_log_;
+  std::deque<std::string> change_log_;
   mutable std::vector<Node*> order_;
   mutable bool order_valid_ = false;
 };

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <functional>
 #include <unordered_map>
 
 #include "convgraph/graph/op.hpp"
@@ -34,7 +33,29 @@ class DebugPrinter {
  public:
   explicit DebugPrinter(const DebugPrintOptions& options) : options_(options) {}
 
-  void print(const Variable& var, const std::string& prefix, int depth) {
+  // Prints VAR and, depth first, the inputs of every node not printed before. An explicit stack
+  // replaces recursion so that a graph of any depth prints; it pops nodes in the order the
+  // recursive walk would visit them (inputs pushed last to first).
+  void print(const Variable& root) {
+    std::vector<std::pair<Variable, int>> stack{{root, 0}};
+    while (!stack.empty()) {
+      auto [var, depth] = std::move(stack.back());
+      stack.pop_back();
+      Node* node = var.owner();
+      if (!print_line(var, depth) || node == nullptr) continue;
+      if (options_.max_depth >= 0 && depth >= options_.max_depth) continue;
+      for (auto in = node->inputs.rbegin(); in != node->inputs.rend(); ++in) {
+        stack.emplace_back(*in, depth + 1);
+      }
+    }
+  }
+
+  std::string take() { return std::move(out_); }
+
+ private:
+  // Writes the line of VAR at DEPTH; false when its node was printed before (its inputs are not
+  // shown again).
+  bool print_line(const Variable& var, int depth) {
     const void* key = var.owner() != nullptr ? static_cast<const void*>(var.owner())
                                              : static_cast<const void*>(var.get());
     auto [it, fresh] = ids_.emplace(key, letter_id(ids_.size()));
@@ -47,26 +68,28 @@ class DebugPrinter {
     } else {
       head = var.name().empty() ? std::string("<unnamed input>") : var.name();
     }
-    std::string line = fmt::format("{}{} [id {}]", prefix, head, it->second);
-    if (var.owner() != nullptr && !var.name().empty()) line += fmt::format(" '{}'", var.name());
-    const bool repeat = !fresh && var.owner() != nullptr;
-    if (repeat) {
-      out_ += line + " (see above)\n";
-      return;
+    append_prefix(depth);
+    out_ += fmt::format("{} [id {}]", head, it->second);
+    if (var.owner() != nullptr && !var.name().empty()) out_ += fmt::format(" '{}'", var.name());
+    if (!fresh && var.owner() != nullptr) {
+      out_ += " (see above)\n";
+      return false;
     }
-    if (options_.print_types) line += " " + var.type().str();
-    out_ += line + "\n";
-    Node* node = var.owner();
-    if (node == nullptr || (options_.max_depth >= 0 && depth >= options_.max_depth)) return;
-    for (const Variable& in : node->inputs) print(in, indent(prefix), depth + 1);
+    if (options_.print_types) out_ += " " + var.type().str();
+    out_ += '\n';
+    return true;
   }
 
-  std::string take() { return std::move(out_); }
-
- private:
-  static std::string indent(const std::string& prefix) {
-    // Children are drawn one level deeper: " |" appended under the parent's bar.
-    return prefix.empty() ? std::string(" |") : prefix + " |";
+  // One " |" per level, up to max_indent levels; deeper lines keep that indentation and show
+  // their depth as a number, so that a line costs the same whatever the depth of the graph.
+  void append_prefix(int depth) {
+    const int cap = options_.max_indent;
+    if (cap < 0 || depth <= cap) {
+      for (int i = 0; i < depth; ++i) out_ += " |";
+      return;
+    }
+    for (int i = 0; i < cap; ++i) out_ += " |";
+    out_ += fmt::format("[depth {}] ", depth);
   }
 
   const DebugPrintOptions& options_;
@@ -78,7 +101,7 @@ class DebugPrinter {
 
 std::string debugprint(const std::vector<Variable>& outputs, const DebugPrintOptions& options) {
   DebugPrinter printer(options);
-  for (const Variable& out : outputs) printer.print(out, "", 0);
+  for (const Variable& out : outputs) printer.print(out);
   return printer.take();
 }
 
@@ -133,18 +156,14 @@ std::string to_dot(const std::vector<Variable>& outputs) {
     }
     return r;
   };
-  std::function<std::string(const Variable&)> visit = [&](const Variable& var) -> std::string {
+  // The name of VAR's box or ellipse, declaring it on first sight.
+  auto declare = [&](const Variable& var) -> std::pair<std::string, bool> {
     if (Node* node = var.owner()) {
       auto [name, fresh] = name_of(node);
       if (fresh) {
         out += fmt::format("  {} [shape=box, label=\"{}\"];\n", name, escape(node->op->str()));
-        for (std::size_t i = 0; i < node->inputs.size(); ++i) {
-          const std::string src = visit(node->inputs[i]);
-          out += fmt::format("  {} -> {} [label=\"{}: {}\"];\n", src, name, i,
-                             escape(node->inputs[i].type().str()));
-        }
       }
-      return name;
+      return {name, fresh};
     }
     auto [name, fresh] = name_of(var.get());
     if (fresh) {
@@ -152,7 +171,40 @@ std::string to_dot(const std::vector<Variable>& outputs) {
                                                   : (var.name().empty() ? "input" : var.name());
       out += fmt::format("  {} [shape=ellipse, label=\"{}\"];\n", name, escape(label));
     }
-    return name;
+    return {name, false};
+  };
+  // Depth first with an explicit stack (graphs may be far deeper than the call stack allows):
+  // a node is declared when first reached, and its edges written once its inputs are declared,
+  // giving the same text as the recursive walk.
+  struct Frame {
+    Node* node;
+    std::string name;
+    std::size_t next = 0;
+  };
+  auto visit = [&](const Variable& root) -> std::string {
+    auto [root_name, root_fresh] = declare(root);
+    if (!root_fresh) return root_name;
+    std::vector<Frame> stack{{root.owner(), root_name}};
+    while (!stack.empty()) {
+      Frame& frame = stack.back();
+      if (frame.next > 0) {
+        // The input before NEXT is declared (and expanded): its edge comes now.
+        const std::size_t i = frame.next - 1;
+        const Variable& in = frame.node->inputs[i];
+        const void* key = in.owner() != nullptr ? static_cast<const void*>(in.owner())
+                                                : static_cast<const void*>(in.get());
+        out += fmt::format("  {} -> {} [label=\"{}: {}\"];\n", names.at(key), frame.name, i,
+                           escape(in.type().str()));
+      }
+      if (frame.next == frame.node->inputs.size()) {
+        stack.pop_back();
+        continue;
+      }
+      const Variable& in = frame.node->inputs[frame.next++];
+      auto [name, fresh] = declare(in);
+      if (fresh) stack.push_back({in.owner(), name});
+    }
+    return root_name;
   };
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     const std::string src = visit(outputs[i]);

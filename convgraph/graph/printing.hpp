@@ -12,7 +12,11 @@ namespace convgraph {
 
 struct DebugPrintOptions {
   bool print_types = true;  // dtype and static shape of every variable
-  int max_depth = -1;       // -1: unlimited
+  int max_depth = -1;       // levels of inputs shown below each output; -1: unlimited
+  // Levels drawn as " |" bars. A line deeper than this keeps max_indent bars and shows its depth
+  // as "[depth N] " before the op, so that the text grows linearly with the graph however deep
+  // it is. -1: no limit (a chain of n nodes then prints about n^2 characters).
+  int max_indent = 32;
 };
 
 // One line per variable: the op with its parameters (or the input's name, or the constant's
@@ -24,6 +28,10 @@ struct DebugPrintOptions {
 //    | |x [id C] float32[8, ?]
 //    | |TensorConstant{2} [id D] float32[]
 //    |Elemwise{mul} [id B] (see above)
+// Beyond max_indent levels (here 2), lines carry their depth instead of more bars:
+//    | |Elemwise{exp} [id E] float32[8, ?]
+//    | |[depth 3] Elemwise{exp} [id F] float32[8, ?]
+//    | |[depth 4] x [id C] float32[8, ?]
 std::string debugprint(const std::vector<Variable>& outputs, const DebugPrintOptions& options = {});
 std::string debugprint(const Variable& output, const DebugPrintOptions& options = {});
 std::string debugprint(const FunctionGraph& graph, const DebugPrintOptions& options = {});

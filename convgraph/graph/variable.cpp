@@ -40,6 +40,26 @@ std::string Variable::label() const {
   return fmt::format("input #{}", data_->id);
 }
 
+Node::~Node() {
+  // The first node destroyed on this thread drains a work list; nodes that die while it runs
+  // (because it dropped the last handle to them) only move their inputs onto that list. The
+  // stack depth stays constant whatever the length of the chain being released.
+  thread_local std::vector<Variable>* pending = nullptr;
+  if (pending != nullptr) {
+    for (Variable& in : inputs) pending->push_back(std::move(in));
+    return;
+  }
+  std::vector<Variable> work = std::move(inputs);
+  pending = &work;
+  while (!work.empty()) {
+    Variable last = std::move(work.back());
+    work.pop_back();
+    // LAST is released here; if it held the last reference to its node, that node's
+    // destructor appends the node's inputs to WORK.
+  }
+  pending = nullptr;
+}
+
 Variable Node::output(int i) {
   return Variable(
       std::shared_ptr<VariableData>(shared_from_this(), &output_data[static_cast<std::size_t>(i)]));

@@ -70,6 +70,13 @@ struct VariableHash {
 };
 
 struct Node : std::enable_shared_from_this<Node> {
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Releases the inputs without recursing: a chain of a million nodes, each owning the one
+  // before it through its inputs, would otherwise be destroyed one stack frame per node.
+  ~Node();
+
   std::shared_ptr<const Op> op;
   std::vector<Variable> inputs;
   std::vector<VariableData> output_data;  // sized once at construction; never resized

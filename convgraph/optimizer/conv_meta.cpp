@@ -299,9 +299,9 @@ AutotuneKey make_key(const Node& node, const AbstractConv& op, const ProblemShap
   const ConvParams& p = op.params();
   AutotuneKey key;
   key.tuner = "conv_meta";
-  // The kernels read the thread count from the process-wide flags when they run.
+  // The kernels of the function being compiled run with its configuration's thread count.
   const Device device = node.output_data[0].type.device;
-  key.device = device.is_cpu() ? cpu_device_fingerprint(global_config().get_int("threads"))
+  key.device = device.is_cpu() ? cpu_device_fingerprint(ctx.config.get_int("threads"))
                                : gpu_fingerprint(device);
   std::vector<std::string> names;
   for (const MetaCandidate* c : offered) names.push_back(c->name);

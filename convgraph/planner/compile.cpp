@@ -15,6 +15,7 @@
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/planner/debug_mode.hpp"
 #include "convgraph/runtime/blas_config.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 
 namespace convgraph {
 namespace {
@@ -79,8 +80,11 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
                                  const CompileOptions& options) {
   auto plan = std::make_shared<Plan>();
   plan->release_intermediates = config.get_bool("allow_gc");
+  plan->threads = config.get_int("threads");
   const bool debug_mode = config.get("mode") == "DebugMode";
+  const auto& order = graph.toposort();
   std::unordered_map<const VariableData*, int> slot_of;
+  slot_of.reserve(graph.inputs().size() + 2 * order.size());
   auto new_slot = [&](const Variable& v) {
     const int s = plan->num_slots++;
     slot_of[v.get()] = s;
@@ -94,12 +98,15 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     }
   }
   std::vector<Variable> outputs;
+  bool sources_moved = false;
   for (const Variable& out : graph.outputs()) {
     outputs.push_back(output_source(out, options.outputs_on_device));
+    sources_moved = sources_moved || outputs.back() != out;
   }
   // Nodes whose results nothing reads once outputs stay on the device (the final transfers).
+  // Otherwise every node of the graph is needed: it keeps only nodes its outputs depend on.
   std::unordered_set<const Node*> needed;
-  {
+  if (sources_moved) {
     std::vector<const Node*> stack;
     for (const Variable& out : outputs) {
       if (out.owner() != nullptr) stack.push_back(out.owner());
@@ -125,7 +132,6 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     return s;
   };
 
-  const auto& order = graph.toposort();
   // Steps are named as debugprint(function.graph()) names their nodes.
   const std::unordered_map<const Node*, std::string> node_ids = debugprint_node_ids(graph);
   std::set<std::pair<int, int>> devices;
@@ -135,8 +141,9 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     }
   };
   for (const auto& spec : plan->input_specs) note_device(spec.device);
+  plan->steps.reserve(order.size());
   for (Node* node : order) {
-    if (!needed.count(node)) continue;
+    if (sources_moved && !needed.count(node)) continue;
     for (const Variable& in : node->inputs) note_device(in.type().device);
     for (const auto& out : node->output_data) note_device(out.type.device);
     PlanStep step;
@@ -190,6 +197,8 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
   if (!options.flags.empty()) config.apply(options.flags);
   // Before any kernel of this function can call BLAS.
   configure_blas_coretype(config.get("blas.coretype"));
+  // Kernels run while optimizing (conv_meta's timings) use this function's thread count.
+  const ScopedCpuThreads threads(config.get_int("threads"));
   auto graph = std::make_shared<FunctionGraph>(inputs, outputs);
   optimize(*graph, config);
   auto plan = build_plan(*graph, config, options);

@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 
+#include "convgraph/runtime/cpu_threads.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 #include "convgraph/runtime/profile.hpp"
 
@@ -129,6 +131,7 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
         fmt::format("internal error: the plan runs on {} device(s) but {} stream(s) were given",
                     plan.devices.size(), streams.size()));
   }
+  const ScopedCpuThreads threads(plan.threads);
   StreamScope scope(streams);
   std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope);
   if (wait || profiler != nullptr) {
@@ -140,6 +143,58 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
 }
 
 namespace {
+
+// The bytes of the buffers a call has allocated that its slots still hold, each buffer counted
+// once however many slots view it. Kept up to date as slots are written and released, so that
+// measuring after each step costs the step's own outputs, not a walk over every slot.
+class LiveBytes {
+ public:
+  // Buffers in EXTERNAL (the arguments and constants) are never counted.
+  explicit LiveBytes(const std::unordered_set<const Storage*>& external) : external_(external) {}
+
+  // A slot now holds T.
+  void hold(const Tensor& t) {
+    if (const Storage* s = counted(t); s != nullptr && holders_[s]++ == 0) {
+      bytes_ += static_cast<std::int64_t>(s->bytes());
+    }
+  }
+  // A slot no longer holds T.
+  void drop(const Tensor& t) {
+    const Storage* s = counted(t);
+    if (s == nullptr) return;
+    auto it = holders_.find(s);
+    if (it == holders_.end()) return;
+    if (--it->second == 0) {
+      bytes_ -= static_cast<std::int64_t>(s->bytes());
+      holders_.erase(it);
+    }
+  }
+  // The live bytes if EXTRA were held too.
+  std::int64_t bytes_with(const std::vector<Tensor>& extra) const {
+    std::int64_t total = bytes_;
+    for (std::size_t i = 0; i < extra.size(); ++i) {
+      const Storage* s = counted(extra[i]);
+      if (s == nullptr || holders_.count(s) != 0) continue;
+      bool earlier = false;
+      for (std::size_t j = 0; j < i && !earlier; ++j) {
+        earlier = extra[j].defined() && extra[j].storage().get() == s;
+      }
+      if (!earlier) total += static_cast<std::int64_t>(s->bytes());
+    }
+    return total;
+  }
+
+ private:
+  const Storage* counted(const Tensor& t) const {
+    if (!t.defined()) return nullptr;
+    const Storage* s = t.storage().get();
+    return external_.count(s) != 0 ? nullptr : s;
+  }
+
+  const std::unordered_set<const Storage*>& external_;
+  std::unordered_map<const Storage*, int> holders_;  // buffer -> slots holding it
+  std::int64_t bytes_ = 0;
+};
 
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
                                   ExecutionStats* stats, Profiler* profiler, StreamScope& streams) {
@@ -169,22 +224,8 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     external.insert(value.storage().get());
   }
 
+  LiveBytes live(external);
   std::int64_t peak = 0;
-  std::unordered_set<const Storage*> live;
-  auto measure = [&](const std::vector<Tensor>& extra) {
-    live.clear();
-    std::int64_t bytes = 0;
-    auto count = [&](const Tensor& t) {
-      if (!t.defined()) return;
-      const Storage* s = t.storage().get();
-      if (external.count(s) || !live.insert(s).second) return;
-      bytes += static_cast<std::int64_t>(s->bytes());
-    };
-    for (const auto& t : slots) count(t);
-    for (const auto& t : extra) count(t);
-    peak = std::max(peak, bytes);
-    return bytes;
-  };
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
@@ -229,7 +270,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
         }
       }
     }
-    const std::int64_t live_bytes = measure(outputs);
+    // What this call has allocated and still holds, the step's new outputs included: inputs are
+    // released only after the step, so they count too.
+    const std::int64_t live_bytes = live.bytes_with(outputs);
+    peak = std::max(peak, live_bytes);
     if (profiler != nullptr) {
       StepSample& step_sample = sample.steps[index];
       step_sample.live_bytes = live_bytes;
@@ -242,10 +286,17 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       }
     }
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
-      slots[static_cast<std::size_t>(step.outputs[k])] = std::move(outputs[k]);
+      Tensor& slot = slots[static_cast<std::size_t>(step.outputs[k])];
+      live.drop(slot);
+      live.hold(outputs[k]);
+      slot = std::move(outputs[k]);
     }
     if (plan.release_intermediates) {
-      for (int s : step.release_after) slots[static_cast<std::size_t>(s)] = Tensor();
+      for (int s : step.release_after) {
+        Tensor& slot = slots[static_cast<std::size_t>(s)];
+        live.drop(slot);
+        slot = Tensor();
+      }
     }
   }
 

@@ -52,6 +52,9 @@ struct Plan {
   std::vector<std::pair<int, Tensor>> constants;  // slot, value
   std::vector<PlanStep> steps;
   bool release_intermediates = true;
+  // The `threads` flag of the configuration the plan was compiled with (0 = OpenMP's default):
+  // its CPU kernels run with it, whatever the process-wide flag says at call time.
+  std::int64_t threads = 0;
   // The devices other than the CPU that steps run on; execute() runs their work on streams.
   std::vector<Device> devices;
 };

@@ -624,9 +624,9 @@ TEST_CASE("config: every flag is declared by the module that reads it, outside b
       {"metaopt.verbose", "convgraph/optimizer/conv_meta_flags.cpp:"},
       {"autotune.cache", "convgraph/runtime/autotune_cache_flags.cpp:"},
       {"blas.coretype", "convgraph/runtime/cpu_flags.cpp:"},
-      {"allow_gc", "convgraph/optimizer/plan_flags.cpp:"},
+      {"allow_gc", "convgraph/planner/plan_flags.cpp:"},
       {"profile.trace_file", "convgraph/runtime/profile_flags.cpp:"},
-      {"debugmode.rtol", "convgraph/optimizer/debug_mode_flags.cpp:"},
+      {"debugmode.rtol", "convgraph/planner/debug_mode_flags.cpp:"},
   };
   for (const auto& [name, file] : owners) {
     const auto spec = std::find_if(Config::specs().begin(), Config::specs().end(),

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "convgraph/base/config.hpp"
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 
 namespace convgraph {
 namespace {
@@ -126,8 +126,7 @@ constexpr std::int64_t kParallelWork = std::int64_t{1} << 16;
 
 int thread_count(const Geometry& geo) {
   if (geo.work() < kParallelWork) return 1;
-  const std::int64_t configured = global_config().get_int("threads");
-  return configured > 0 ? static_cast<int>(configured) : omp_get_max_threads();
+  return cpu_threads();
 }
 
 template <typename T>

@@ -19,12 +19,12 @@
 #include <mutex>
 #include <utility>
 
-#include "convgraph/base/config.hpp"
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/cpu/corrmm_nonfinite.hpp"
 #include "convgraph/ops/cpu/depthwise_kernels.hpp"
 #include "convgraph/ops/cpu/im2col.hpp"
 #include "convgraph/runtime/blas.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 #include "convgraph/runtime/tensor.hpp"
 
 namespace convgraph {
@@ -48,8 +48,7 @@ std::pair<std::int64_t, std::int64_t> split(std::int64_t count, int parts, int p
 }
 
 int configured_threads() {
-  const std::int64_t configured = global_config().get_int("threads");
-  return std::max(1, configured > 0 ? static_cast<int>(configured) : omp_get_max_threads());
+  return cpu_threads();
 }
 
 // Threads for a problem's parallel loops (one when the work is too small to share).

@@ -26,9 +26,9 @@
 #include <unordered_map>
 #include <utility>
 
-#include "convgraph/base/config.hpp"
 #include "convgraph/base/error.hpp"
 #include "convgraph/graph/op.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 
 namespace convgraph {
 namespace {
@@ -77,7 +77,7 @@ Runtime& runtime() {
 class ScopedOmpThreads {
  public:
   ScopedOmpThreads() : previous_(omp_get_max_threads()) {
-    const std::int64_t configured = global_config().get_int("threads");
+    const std::int64_t configured = cpu_threads_flag();
     if (configured > 0 && configured != previous_) {
       omp_set_num_threads(static_cast<int>(configured));
       changed_ = true;

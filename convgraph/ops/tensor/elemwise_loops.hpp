@@ -20,6 +20,7 @@
 
 #include "convgraph/base/config.hpp"
 #include "convgraph/ops/tensor/elemwise.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 #include "convgraph/runtime/strided.hpp"
 
 namespace convgraph::elemwise_detail {
@@ -31,8 +32,7 @@ inline constexpr std::int64_t kParallelThreshold = 32768;
 inline constexpr std::int64_t kChunkElements = 16384;
 
 inline int kernel_threads() {
-  const std::int64_t configured = global_config().get_int("threads");
-  return configured > 0 ? static_cast<int>(configured) : omp_get_max_threads();
+  return cpu_threads();
 }
 
 // ---- integer arithmetic that wraps instead of overflowing (signed overflow is undefined) ----

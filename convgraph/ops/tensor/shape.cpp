@@ -374,7 +374,10 @@ ShapeDims symbolic_shape(const Variable& x) {
     stack.pop_back();
     if (memo.count(v.get()) != 0) continue;
     Node* node = v.owner();
-    if (node == nullptr) {
+    // A type that knows every dim needs no inference (complete_dims would overwrite it with
+    // those dims anyway): stop there rather than walk the graph below, so that a gradient asking
+    // the shape of every layer's input stays linear in the depth of the network.
+    if (node == nullptr || v.type().fully_known()) {
       memo.emplace(v.get(), complete_dims(v, {}));
       continue;
     }

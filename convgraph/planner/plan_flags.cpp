@@ -1,4 +1,4 @@
-#include "convgraph/optimizer/plan_flags.hpp"
+#include "convgraph/planner/plan_flags.hpp"
 
 #include "convgraph/base/flag_builders.hpp"
 

@@ -1,4 +1,4 @@
-#include "convgraph/optimizer/debug_mode_flags.hpp"
+#include "convgraph/planner/debug_mode_flags.hpp"
 
 #include <charconv>
 #include <cmath>
