@@ -78,15 +78,17 @@ TEST_CASE("Concrete convolutions refuse inputs at build time in one wording", "[
     m = message_of<TypeError>([&] {
       apply(op, {tensor4("xi", DType::int32), tensor4("wi", DType::int32)});
     });
+    INFO(m);
     CHECK(contains(
-        m, op->str() + ": input xi has dtype int32; " + r.library + " convolutions support "));
+        m, op->str() + ": input 'xi' has dtype int32; " + r.library + " convolutions support "));
   }
   // A floating dtype the implementation does not take is an UnsupportedError with the advice.
   const auto corr = std::make_shared<const CorrMM>(ConvDirection::forward, p);
   const std::string m = message_of<UnsupportedError>([&] {
     apply(corr, {tensor4("xh", DType::float16), tensor4("wh", DType::float16)});
   });
-  CHECK(contains(m, corr->str() + ": input xh has dtype float16; CorrMM convolutions support "
+  INFO(m);
+  CHECK(contains(m, corr->str() + ": input 'xh' has dtype float16; CorrMM convolutions support "
                                   "float32 and float64 only; cast float16 data to float32"));
 #if CONVGRAPH_HAVE_ONEDNN
   const ConvParams u = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1, true);
