@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "convgraph/base/error.hpp"
 #include "convgraph/graph/op.hpp"
 
 namespace convgraph {

@@ -1,7 +1,7 @@
 // The oneDNN convolution family. Compiled only when oneDNN was found (see CMakeLists.txt).
 //
 // How a call runs:
-//   1. the tensor checks and the shape checks of the reference, before anything is written;
+//   1. the checks of the common base (ops/concrete_conv.hpp), before anything is written;
 //   2. the kernel's cache gives the primitives for these shapes (created on the first call with
 //      them, or at compile time when the node's shapes were static);
 //   3. weights flipped when filter_flip asks for a convolution (oneDNN correlates), inputs
@@ -11,7 +11,6 @@
 // buffers are not kept between calls (they would pin memory per node for nothing).
 #include "convgraph/ops/cpu/onednn_conv.hpp"
 
-#include "convgraph/ops/conv/conv_checks.hpp"
 #include "convgraph/ops/conv/conv_problem.hpp"
 
 #include <fmt/format.h>

@@ -1,7 +1,7 @@
 // The cuDNN convolutions. Compiled in every CUDA build; the content needs cuDNN.
 //
 // How a call runs:
-//   1. the tensor and shape checks of the reference, before anything is written;
+//   1. the checks of the common base (ops/concrete_conv.hpp), before anything is written;
 //   2. the data is converted when cuDNN has no (data, compute) configuration for the requested
 //      precision (cuDNN has only f16/f16, f16/f32, f32/f32 and f64/f64): the inputs are
 //      cast to the compute dtype on the device and the result is cast back;
