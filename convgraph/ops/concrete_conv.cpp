@@ -2,9 +2,75 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <typeinfo>
 
+#include "convgraph/ops/conv/conv_checks.hpp"
+#include "convgraph/runtime/device_backend.hpp"
+
 namespace convgraph {
+namespace {
+
+// ---- the messages of every concrete convolution ----
+
+const char* place(DeviceKind kind) {
+  return kind == DeviceKind::cpu ? "the cpu" : "a CUDA device";
+}
+
+// "float32", "float32 and float64", "float16, float32 and float64".
+std::string dtype_list(const std::vector<DType>& dtypes) {
+  std::string text;
+  for (std::size_t i = 0; i < dtypes.size(); ++i) {
+    if (i > 0) text += i + 1 == dtypes.size() ? " and " : ", ";
+    text += dtype_name(dtypes[i]);
+  }
+  return text;
+}
+
+std::string advice(const ConcreteConvRequirements& r) {
+  return r.advice.empty() ? "" : "; " + r.advice;
+}
+
+// WHO ("input x", "the kernel") of FN is on DEVICE, where the implementation does not run.
+[[noreturn]] void refuse_device(const std::string& fn, const std::string& who, Device device,
+                                const ConcreteConvRequirements& r) {
+  throw UnsupportedError(fmt::format("{}: {} is on {}; {} convolutions run on {}", fn, who,
+                                     device.str(), r.library, place(r.device)));
+}
+
+// WHO of FN has DTYPE, which the implementation does not take: a TypeError for a non-floating
+// dtype, an UnsupportedError for a floating one.
+[[noreturn]] void refuse_dtype(const std::string& fn, const std::string& who, DType dtype,
+                               const ConcreteConvRequirements& r) {
+  const std::string text = fmt::format("{}: {} has dtype {}; {} convolutions support {} only", fn,
+                                       who, dtype_name(dtype), r.library, dtype_list(r.dtypes));
+  if (!is_float(dtype)) throw TypeError(text);
+  throw UnsupportedError(text + advice(r));
+}
+
+Shape::size_type rank_of(int rank) {
+  return static_cast<Shape::size_type>(rank);
+}
+
+}  // namespace
+
+bool ConcreteConvRequirements::accepts(DType dtype) const {
+  return std::find(dtypes.begin(), dtypes.end(), dtype) != dtypes.end();
+}
+
+void check_conv_requirements(const std::string& fn, const ConvParams& params,
+                             const ConcreteConvRequirements& r) {
+  if (params.unshared && !r.unshared) {
+    throw UnsupportedError(
+        fmt::format("{}: {} convolutions do not support unshared (locally connected) kernels{}", fn,
+                    r.library, advice(r)));
+  }
+  if (params.any_asymmetric() && !r.asymmetric_padding) {
+    throw UnsupportedError(
+        fmt::format("{}: {} convolutions pad both sides of an axis equally; {} is asymmetric{}", fn,
+                    r.library, params.str(), advice(r)));
+  }
+}
 
 ConcreteConv::ConcreteConv(ConvDirection direction, ConvParams params)
     : direction_(direction),
@@ -29,7 +95,16 @@ std::size_t ConcreteConv::hash() const {
 }
 
 std::vector<TensorType> ConcreteConv::make_outputs(const std::vector<Variable>& inputs) const {
-  check_input_types(inputs);
+  const ConcreteConvRequirements r = requirements();
+  const std::string fn = str();
+  check_conv_requirements(fn, params_, r);
+  for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
+    const TensorType& type = inputs[i].type();
+    const std::string who = fmt::format("input {}", inputs[i].label());
+    if (type.device.kind != r.device) refuse_device(fn, who, type.device, r);
+    if (!r.accepts(type.dtype)) refuse_dtype(fn, who, type.dtype, r);
+  }
+  if (r.check_data && !inputs.empty()) r.check_data(fn, inputs[0].dtype());
   return abstract_->make_outputs(inputs);
 }
 
@@ -55,6 +130,27 @@ std::optional<double> ConcreteConv::flops(const std::vector<Shape>& input_shapes
   return abstract_->flops(input_shapes, output_shapes);
 }
 
+void ConcreteConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
+  make_conv_kernel(str())->run(inputs, outputs);
+  // Device families queue their work on the device's current stream.
+  if (!outputs.empty() && outputs[0].defined() && !outputs[0].device().is_cpu()) {
+    current_device_stream(outputs[0].device())->synchronize();
+  }
+}
+
+std::shared_ptr<const Kernel> ConcreteConv::make_kernel(const Node& node) const {
+  const std::shared_ptr<ConcreteConvKernelBase> kernel = make_conv_kernel(kernel_name(node));
+  if (const std::optional<StaticShapes> shapes = static_shapes(node)) {
+    kernel->precompute(node.inputs[0].dtype(), shapes->a, shapes->b, shapes->spatial);
+  }
+  return kernel;
+}
+
+std::string ConcreteConv::kernel_name(const Node& node) const {
+  (void)node;
+  return str();
+}
+
 std::optional<ConcreteConv::StaticShapes> ConcreteConv::static_shapes(const Node& node) const {
   auto known = [](const TensorType& type) -> std::optional<Shape> {
     Shape shape;
@@ -74,6 +170,88 @@ std::optional<ConcreteConv::StaticShapes> ConcreteConv::static_shapes(const Node
     shapes.spatial = node.inputs[2].constant_value().to_vector<std::int64_t>();
   }
   return shapes;
+}
+
+// ---- the kernel ----
+
+ConcreteConvKernelBase::ConcreteConvKernelBase(std::string name, ConvDirection direction,
+                                               ConvParams params,
+                                               ConcreteConvRequirements requirements)
+    : name_(std::move(name)),
+      direction_(direction),
+      params_(std::move(params)),
+      requirements_(std::move(requirements)) {}
+
+void ConcreteConvKernelBase::run(const std::vector<Tensor>& inputs,
+                                 std::vector<Tensor>& outputs) const {
+  const std::size_t expected = direction_ == ConvDirection::forward ? 2 : 3;
+  if (inputs.size() != expected) {
+    throw ValueError(
+        fmt::format("{}: {} inputs given, expected {}", name_, inputs.size(), expected));
+  }
+  // The spatial argument of the gradients: a small int64 vector (read from the device if it was
+  // put there).
+  Shape spatial;
+  if (direction_ != ConvDirection::forward) spatial = inputs[2].to_vector<std::int64_t>();
+  outputs.at(0) = compute(inputs[0], inputs[1], spatial);
+}
+
+Tensor ConcreteConvKernelBase::compute(const Tensor& a, const Tensor& b, const Shape& spatial,
+                                       bool check_hints) const {
+  check_inputs(a, b);
+  return compute_checked(a, b, spatial, check_hints);
+}
+
+ConvProblem ConcreteConvKernelBase::resolve(const Shape& a, const Shape& b,
+                                            const Shape& spatial) const {
+  check_conv_params(name_, params_);
+  check_conv_requirements(name_, params_, requirements_);
+  // Shapes that come without tensors (static types, describe functions) are checked here:
+  // resolve_conv_problem indexes them.
+  const int rank_a =
+      direction_ == ConvDirection::grad_inputs ? params_.kernel_rank() : params_.image_rank();
+  const int rank_b =
+      direction_ == ConvDirection::forward ? params_.kernel_rank() : params_.image_rank();
+  if (a.size() != rank_of(rank_a) || b.size() != rank_of(rank_b)) {
+    throw TypeError(fmt::format("{}: input shapes {} and {}; expected ranks {} and {}", name_,
+                                shape_str(a), shape_str(b), rank_a, rank_b));
+  }
+  return resolve_conv_problem(name_, direction_, params_, a, b, spatial);
+}
+
+void ConcreteConvKernelBase::check_inputs(const Tensor& a, const Tensor& b) const {
+  const ConcreteConvRequirements& r = requirements_;
+  check_conv_params(name_, params_);
+  check_conv_requirements(name_, params_, r);
+  const char* name_a = direction_ == ConvDirection::grad_inputs ? "kernel" : "image";
+  const char* name_b = direction_ == ConvDirection::forward ? "kernel" : "topgrad";
+  const int rank_a =
+      direction_ == ConvDirection::grad_inputs ? params_.kernel_rank() : params_.image_rank();
+  const int rank_b =
+      direction_ == ConvDirection::forward ? params_.kernel_rank() : params_.image_rank();
+  auto check_tensor = [&](const char* what, const Tensor& t, int rank) {
+    const std::string who = fmt::format("the {}", what);
+    if (!t.defined()) throw ValueError(fmt::format("{}: {} is an undefined tensor", name_, who));
+    if (t.device().kind != r.device) refuse_device(name_, who, t.device(), r);
+    if (!is_float(t.dtype())) refuse_dtype(name_, who, t.dtype(), r);
+    if (t.rank() != rank) {
+      throw TypeError(fmt::format("{}: {} has shape {} (rank {}); expected rank {}", name_, who,
+                                  shape_str(t.shape()), t.rank(), rank));
+    }
+  };
+  check_tensor(name_a, a, rank_a);
+  check_tensor(name_b, b, rank_b);
+  if (a.dtype() != b.dtype()) {
+    throw TypeError(
+        fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the same dtype",
+                    name_, name_a, dtype_name(a.dtype()), name_b, dtype_name(b.dtype())));
+  }
+  if (a.device() != b.device()) {
+    throw ValueError(fmt::format("{}: the {} is on {} but the {} is on {}; expected one device",
+                                 name_, name_a, a.device().str(), name_b, b.device().str()));
+  }
+  if (!r.accepts(a.dtype())) refuse_dtype(name_, fmt::format("the {}", name_a), a.dtype(), r);
+  if (r.check_data) r.check_data(name_, a.dtype());
 }
 
 }  // namespace convgraph

@@ -1,20 +1,64 @@
-// ConcreteConv: what every concrete convolution op (CorrMM, OneDnnConv, GpuCorrMM, GpuDnnConv)
-// shares. Each takes the same inputs and the same ConvParams as the AbstractConv it replaces, so
-// the graph-level answers -- output types, shapes, gradients, R-operators, FLOPs, the reference
-// for DebugMode -- are the abstract op's; a family adds its name, its input checks, its options
-// and its kernel.
+// ConcreteConv: what every concrete convolution op (CorrMM, OneDnnConv, GpuCorrMM, GpuDnnConv,
+// ReferenceConv) shares. Each takes the same inputs and the same ConvParams as the AbstractConv it
+// replaces, so the graph-level answers -- output types, shapes, gradients, R-operators, FLOPs, the
+// reference for DebugMode -- are the abstract op's. The base also owns what every implementation
+// checks and how every call is wrapped:
+//   - the input checks, at build time (make_outputs) and at run time (the kernel), from the
+//     implementation's declared requirements (device, dtypes, unshared kernels, asymmetric
+//     padding, one rule of its own), with one set of messages;
+//   - the per-direction wrapper of a call (ConcreteConvKernel): the input count, the tensor
+//     checks, the spatial argument of the gradients, the shape checks shared by every
+//     implementation (resolve_conv_problem), the imshp / kshp hints, and the problem prepared
+//     once for the node's static shapes.
+// An implementation writes its name, its requirements, its options and a kernel: a subclass of
+// ConcreteConvKernel<Prepared> with prepare (a checked ConvProblem in its own terms) and execute.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_problem.hpp"
 #include "convgraph/ops/kernel_op.hpp"
+#include "convgraph/runtime/device.hpp"
 
 namespace convgraph {
+
+// What an implementation takes. The base checks it, at build time on the node's inputs and at
+// run time on the tensors, and words every refusal the same way: the op, the input, what it got
+// and what the implementation takes.
+struct ConcreteConvRequirements {
+  // The implementation as messages name it: "<library> convolutions run on the cpu".
+  std::string library;
+  // Where both tensor inputs must be (UnsupportedError elsewhere).
+  DeviceKind device = DeviceKind::cpu;
+  // The floating dtypes it computes in: another floating dtype is an UnsupportedError, a
+  // non-floating one a TypeError.
+  std::vector<DType> dtypes{DType::float16, DType::float32, DType::float64};
+  // Whether it takes unshared (locally connected) kernels and asymmetric padding (an
+  // UnsupportedError when not).
+  bool unshared = true;
+  bool asymmetric_padding = true;
+  // What to use instead, ending the UnsupportedError messages: "use CorrMM (conv_gemm)".
+  std::string advice;
+  // A rule of the implementation's own on the data dtype (cuDNN: no float16 math in a backward
+  // direction), after the checks above; FN names the op. Throws when the data is refused.
+  std::function<void(const std::string& fn, DType data)> check_data;
+
+  bool accepts(DType dtype) const;
+};
+
+// The parameter part of REQUIREMENTS (unshared kernels, asymmetric padding) on PARAMS, naming FN.
+void check_conv_requirements(const std::string& fn, const ConvParams& params,
+                             const ConcreteConvRequirements& requirements);
+
+class ConcreteConvKernelBase;
 
 class ConcreteConv : public KernelOp {
  public:
@@ -28,7 +72,7 @@ class ConcreteConv : public KernelOp {
   // Same class, direction, parameters and options.
   bool equals(const Op& other) const final;
   std::size_t hash() const final;
-  // The family's input checks, then the abstract op's types.
+  // The requirements' checks on INPUTS, then the abstract op's types.
   std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const final;
   std::vector<ShapeDims> infer_shape(const Node& node,
                                      const std::vector<ShapeDims>& input_shapes) const final;
@@ -43,11 +87,21 @@ class ConcreteConv : public KernelOp {
   bool foldable() const override { return false; }
   // The AbstractConv of the same direction and parameters.
   std::shared_ptr<const Op> reference_op() const final { return abstract_; }
+  // Runs a kernel made without a node (named by str()), and waits for the device when the
+  // result is on one: perform returns finished work.
+  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const final;
+  // The implementation's kernel, named by kernel_name(NODE), with the problem of the node's
+  // static shapes prepared when they are all known.
+  std::shared_ptr<const Kernel> make_kernel(const Node& node) const final;
+
+  // What the implementation takes (devices, dtypes, parameters).
+  virtual ConcreteConvRequirements requirements() const = 0;
 
  protected:
-  // Throws (UnsupportedError, naming the input) when the implementation cannot take INPUTS:
-  // dtypes, devices. Called by make_outputs before the abstract op's checks.
-  virtual void check_input_types(const std::vector<Variable>& inputs) const { (void)inputs; }
+  // A new kernel of the implementation, named NAME in its errors.
+  virtual std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const = 0;
+  // The name of NODE's kernel in run-time errors (default: str()).
+  virtual std::string kernel_name(const Node& node) const;
   // Parameters beyond ConvParams (algorithm flags, TF32, ...): compared, hashed and shown.
   virtual bool same_options(const ConcreteConv& other) const {
     (void)other;
@@ -56,17 +110,121 @@ class ConcreteConv : public KernelOp {
   virtual std::size_t options_hash() const { return 0; }
   virtual std::string options_str() const { return ""; }
   const AbstractConv& abstract() const { return *abstract_; }
+
+ private:
   // The shapes of NODE's two tensor inputs and its spatial argument when they are all known at
-  // compile time (static dims, constant shape input), for kernels that prepare per shape.
+  // compile time (static dims, constant shape input).
   struct StaticShapes {
     Shape a, b, spatial;
   };
   std::optional<StaticShapes> static_shapes(const Node& node) const;
 
- private:
   ConvDirection direction_;
   ConvParams params_;
   std::shared_ptr<const AbstractConv> abstract_;
+};
+
+// The run-time side of a concrete convolution: one call of one direction, whatever the family.
+// Inputs by direction, as AbstractConv: forward (image, kernel); grad_inputs (kernel, topgrad,
+// shape); grad_weights (image, topgrad, shape), the shape being the spatial sizes of the image or
+// of the kernel.
+class ConcreteConvKernelBase : public Kernel {
+ public:
+  ConcreteConvKernelBase(std::string name, ConvDirection direction, ConvParams params,
+                         ConcreteConvRequirements requirements);
+
+  std::string name() const final { return name_; }
+  ConvDirection direction() const { return direction_; }
+  const ConvParams& params() const { return params_; }
+  const ConcreteConvRequirements& requirements() const { return requirements_; }
+
+  // The input count of the direction (ValueError), the spatial argument, then compute().
+  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const final;
+  // The direction on A, B and SPATIAL (the inputs as above; SPATIAL ignored for the forward):
+  // the tensor checks, the shape checks, the hints when CHECK_HINTS (what the op's perform and
+  // kernels do; the tensor functions of CorrMM and GpuCorrMM, like the reference's, do not),
+  // then the family's computation.
+  Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial,
+                 bool check_hints = true) const;
+  // The checked problem of these shapes (ranks, parameters, resolve_conv_problem): what compute
+  // would work out, for the shapes alone. Throws as compute would.
+  ConvProblem resolve(const Shape& a, const Shape& b, const Shape& spatial) const;
+  // Prepares the call of these shapes and dtype now, when they are static in the graph; an error
+  // is left for the call to report.
+  virtual void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) = 0;
+
+ protected:
+  // After the checks: the family's part of compute.
+  virtual Tensor compute_checked(const Tensor& a, const Tensor& b, const Shape& spatial,
+                                 bool check_hints) const = 0;
+
+ private:
+  // The parameters, each tensor (defined, device, floating, rank), then the pair (one dtype, one
+  // device, a dtype the implementation takes) and the implementation's own rule.
+  void check_inputs(const Tensor& a, const Tensor& b) const;
+
+  std::string name_;
+  ConvDirection direction_;
+  ConvParams params_;
+  ConcreteConvRequirements requirements_;
+};
+
+// A family's kernel: PREPARED is what it makes of a checked problem (its geometry, descriptors,
+// ...). The problem of the node's static shapes is prepared once, when the kernel is made; calls
+// with other shapes prepare their own.
+template <typename Prepared>
+class ConcreteConvKernel : public ConcreteConvKernelBase {
+ public:
+  using ConcreteConvKernelBase::ConcreteConvKernelBase;
+
+  void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) final {
+    cached_.reset();
+    if (!requirements().accepts(dtype)) return;
+    try {
+      const ConvProblem problem = resolve(a, b, spatial);
+      check_conv_hints(name(), direction(), params(), a, b, problem.result);
+      Prepared prepared = prepare(problem);
+      warm(prepared, a, b, spatial);
+      cached_.emplace(Cached{dtype, a, b, spatial, std::move(prepared)});
+    } catch (const ConvGraphError&) {
+      cached_.reset();  // the call reports it
+    }
+  }
+
+ protected:
+  // The family's terms for a checked PROBLEM (its result shape included, for execute).
+  virtual Prepared prepare(const ConvProblem& problem) const = 0;
+  // Compile-time work for the static shapes A, B, SPATIAL beyond prepare (oneDNN creates its
+  // primitives); errors are the call's to report, so this swallows them.
+  virtual void warm(const Prepared& prepared, const Shape& a, const Shape& b,
+                    const Shape& spatial) const {
+    (void)prepared, (void)a, (void)b, (void)spatial;
+  }
+  // Computes the prepared problem on the checked tensors A, B (SPATIAL: the call's spatial
+  // argument, for caches keyed by shapes).
+  virtual Tensor execute(const Prepared& prepared, const Tensor& a, const Tensor& b,
+                         const Shape& spatial) const = 0;
+
+  Tensor compute_checked(const Tensor& a, const Tensor& b, const Shape& spatial,
+                         bool check_hints) const final {
+    if (cached_ && cached_->dtype == a.dtype() && cached_->a == a.shape() &&
+        cached_->b == b.shape() && cached_->spatial == spatial) {
+      return execute(cached_->prepared, a, b, spatial);
+    }
+    const ConvProblem problem = resolve(a.shape(), b.shape(), spatial);
+    if (check_hints)
+      check_conv_hints(name(), direction(), params(), a.shape(), b.shape(), problem.result);
+    return execute(prepare(problem), a, b, spatial);
+  }
+
+ private:
+  struct Cached {
+    DType dtype;
+    Shape a, b, spatial;
+    Prepared prepared;
+  };
+  // Set before the kernel is shared, read-only afterwards.
+  std::optional<Cached> cached_;
 };
 
 }  // namespace convgraph

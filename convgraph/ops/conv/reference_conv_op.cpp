@@ -2,9 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "convgraph/base/error.hpp"
 #include "convgraph/graph/op.hpp"
-#include "convgraph/ops/kernel_op.hpp"
 
 namespace convgraph {
 
@@ -15,21 +13,48 @@ std::string ReferenceConv::name() const {
   return "Reference" + abstract_name;
 }
 
-void ReferenceConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  abstract().perform(inputs, outputs);
-}
+namespace {
 
-std::shared_ptr<const Kernel> ReferenceConv::make_kernel(const Node& node) const {
-  return std::make_shared<PerformKernel>(node.op);
-}
+// The reference's direct loops need nothing prepared.
+struct Unprepared {};
 
-void ReferenceConv::check_input_types(const std::vector<Variable>& inputs) const {
-  for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
-    if (!inputs[i].type().device.is_cpu()) {
-      throw UnsupportedError(fmt::format("{}: input {} is on {}; the reference runs on the CPU",
-                                         name(), inputs[i].label(), inputs[i].type().device.str()));
-    }
+class ReferenceConvKernel final : public ConcreteConvKernel<Unprepared> {
+ public:
+  using ConcreteConvKernel::ConcreteConvKernel;
+
+ protected:
+  Unprepared prepare(const ConvProblem& problem) const override {
+    (void)problem;
+    return {};
   }
+
+  Tensor execute(const Unprepared& prepared, const Tensor& a, const Tensor& b,
+                 const Shape& spatial) const override {
+    (void)prepared;
+    switch (direction()) {
+      case ConvDirection::forward:
+        return reference_conv_forward(params(), a, b);
+      case ConvDirection::grad_inputs:
+        return reference_conv_grad_inputs(params(), a, b, spatial);
+      case ConvDirection::grad_weights:
+        break;
+    }
+    return reference_conv_grad_weights(params(), a, b, spatial);
+  }
+};
+
+}  // namespace
+
+ConcreteConvRequirements ReferenceConv::requirements() const {
+  ConcreteConvRequirements r;
+  r.library = "reference";
+  r.device = DeviceKind::cpu;
+  return r;
+}
+
+std::shared_ptr<ConcreteConvKernelBase> ReferenceConv::make_conv_kernel(std::string name) const {
+  return std::make_shared<ReferenceConvKernel>(std::move(name), direction(), params(),
+                                               requirements());
 }
 
 ConvImplementationHooks reference_conv_hooks() {

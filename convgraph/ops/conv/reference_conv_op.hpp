@@ -20,11 +20,11 @@ class ReferenceConv final : public ConcreteConv {
 
   // "ReferenceConv2d", "ReferenceConv3d_gradWeights", ...
   std::string name() const override;
-  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
-  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // Any floating dtype, on the CPU.
+  ConcreteConvRequirements requirements() const override;
 
  protected:
-  void check_input_types(const std::vector<Variable>& inputs) const override;
+  std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const override;
 };
 
 // The registry row's hooks: every problem on the CPU with floating dtypes.

@@ -29,14 +29,11 @@ class CorrMM final : public ConcreteConv {
 
   // "CorrMM", "CorrMM_gradInputs", "CorrMM_gradWeights", "Corr3dMM", ...
   std::string name() const override;
-  // Runs the same computation as the kernel.
-  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
-  // A kernel that keeps the node's geometry when its shapes are static.
-  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // float32 / float64 on the CPU.
+  ConcreteConvRequirements requirements() const override;
 
  protected:
-  // float32 / float64 on the CPU.
-  void check_input_types(const std::vector<Variable>& inputs) const override;
+  std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const override;
 };
 
 // The computations on tensors (what perform() and the kernels run), with the same checks, the

@@ -1,7 +1,7 @@
 // The oneDNN convolution family. Compiled only when oneDNN was found (see CMakeLists.txt).
 //
 // How a call runs:
-//   1. the tensor checks and the shape checks of the reference, before anything is written;
+//   1. the checks of the common base (ops/concrete_conv.hpp), before anything is written;
 //   2. the kernel's cache gives the primitives for these shapes (created on the first call with
 //      them, or at compile time when the node's shapes were static);
 //   3. weights flipped when filter_flip asks for a convolution (oneDNN correlates), inputs
@@ -11,7 +11,6 @@
 // buffers are not kept between calls (they would pin memory per node for nothing).
 #include "convgraph/ops/cpu/onednn_conv.hpp"
 
-#include "convgraph/ops/conv/conv_checks.hpp"
 #include "convgraph/ops/conv/conv_problem.hpp"
 
 #include <fmt/format.h>
@@ -94,46 +93,17 @@ class ScopedOmpThreads {
   bool changed_ = false;
 };
 
-// ---- checks: the reference's (reference_conv.cpp), in the same order, with the op's name ----
-
-void check_params(const std::string& fn, const ConvParams& p) {
-  check_conv_params(fn, p);
-  if (p.unshared) {
-    throw UnsupportedError(fmt::format(
-        "{}: unshared convolutions are not supported by oneDNN (use CorrMM: conv_gemm)", fn));
-  }
-}
-
-void check_tensor(const std::string& fn, const char* what, const Tensor& t, int rank) {
-  if (!t.defined()) throw ValueError(fmt::format("{}: the {} is an undefined tensor", fn, what));
-  if (!t.device().is_cpu()) {
-    throw UnsupportedError(fmt::format("{}: the {} is on {}; oneDNN convolutions run on the cpu",
-                                       fn, what, t.device().str()));
-  }
-  if (!is_float(t.dtype())) {
-    throw TypeError(
-        fmt::format("{}: the {} has dtype {}; expected float32", fn, what, dtype_name(t.dtype())));
-  }
-  if (t.rank() != rank) {
-    throw TypeError(fmt::format("{}: the {} has shape {} (rank {}); expected rank {}", fn, what,
-                                shape_str(t.shape()), t.rank(), rank));
-  }
-}
-
-void check_dtypes(const std::string& fn, const char* what_a, const Tensor& a, const char* what_b,
-                  const Tensor& b) {
-  if (a.dtype() != b.dtype()) {
-    throw TypeError(
-        fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the same dtype", fn,
-                    what_a, dtype_name(a.dtype()), what_b, dtype_name(b.dtype())));
-  }
-  // oneDNN has float64 and float16 convolutions on no CPU we target (its f16 needs AVX512-FP16 /
-  // AMX): the lowering declines them, so this is reached only by direct use.
-  if (a.dtype() != DType::float32) {
-    throw UnsupportedError(fmt::format(
-        "{}: oneDNN convolutions support float32 only (the {} is {}); use CorrMM (conv_gemm)", fn,
-        what_a, dtype_name(a.dtype())));
-  }
+// float32 on the CPU, shared kernels: oneDNN has float64 and float16 convolutions on no CPU we
+// target (its f16 needs AVX512-FP16 / AMX), and no locally connected ones. The lowering declines
+// the rest, so they are reached only by direct use.
+ConcreteConvRequirements onednn_requirements() {
+  ConcreteConvRequirements r;
+  r.library = "oneDNN";
+  r.device = DeviceKind::cpu;
+  r.dtypes = {DType::float32};
+  r.unshared = false;
+  r.advice = "use CorrMM (conv_gemm)";
+  return r;
 }
 
 // One problem in oneDNN's terms, from the shapes of a call.
@@ -146,10 +116,8 @@ struct Problem {
   memory::dims strides, dilates, pad_before, pad_after;  // dilates: oneDNN counts d - 1
 };
 
-// The shared checks (ops/conv/conv_problem.hpp), in oneDNN's terms.
-Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams& p, const Shape& a,
-                const Shape& b, const Shape& spatial) {
-  const ConvProblem cp = resolve_conv_problem(fn, direction, p, a, b, spatial);
+// A checked problem (ops/conv/conv_problem.hpp) in oneDNN's terms.
+Problem to_problem(const ConvProblem& cp) {
   Problem pr;
   pr.image = cp.image;
   pr.kernel = cp.kernel;
@@ -163,25 +131,6 @@ Problem prepare(const std::string& fn, ConvDirection direction, const ConvParams
     pr.pad_after.push_back(cp.pad_after[i]);
   }
   return pr;
-}
-
-const char* first_input_name(ConvDirection direction) {
-  return direction == ConvDirection::grad_inputs ? "kernel" : "image";
-}
-const char* second_input_name(ConvDirection direction) {
-  return direction == ConvDirection::forward ? "kernel" : "topgrad";
-}
-
-void check_inputs(const std::string& fn, ConvDirection direction, const ConvParams& p,
-                  const Tensor& a, const Tensor& b) {
-  check_params(fn, p);
-  const char* name_a = first_input_name(direction);
-  const char* name_b = second_input_name(direction);
-  check_tensor(fn, name_a, a,
-               direction == ConvDirection::grad_inputs ? p.kernel_rank() : p.image_rank());
-  check_tensor(fn, name_b, b,
-               direction == ConvDirection::forward ? p.kernel_rank() : p.image_rank());
-  check_dtypes(fn, name_a, a, name_b, b);
 }
 
 // ---- primitives ----
@@ -383,8 +332,8 @@ std::int64_t spatial_size(const Shape& kernel) {
 }
 
 // Runs C on contiguous float32 inputs A and B into OUT (of the problem's result shape).
-void execute(ConvDirection direction, bool flip, const Compiled& c, const Tensor& a,
-             const Tensor& b, Tensor& out) {
+void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const Tensor& a,
+                  const Tensor& b, Tensor& out) {
   Runtime& rt = runtime();
   const Problem& pr = c.problem;
   const std::int64_t taps = spatial_size(pr.kernel);
@@ -456,50 +405,43 @@ std::string problem_text(const Problem& pr, const ConvParams& p) {
                                 stage, problem_text(pr, p), e.what(), dnnl_status2str(e.status)));
 }
 
-// The spatial argument of the grad directions (the shape input).
-Shape spatial_argument(ConvDirection direction, const std::vector<Tensor>& inputs) {
-  if (direction == ConvDirection::forward) return {};
-  return inputs[2].to_vector<std::int64_t>();
-}
-
 // The kernel of a OneDnnConv node. Its primitives are cached per (input shapes, threads, layout
 // policy): shapes need not be known at compile time, and a node run with a few batch sizes keeps
 // one set of primitives for each. The cache is small and evicts the least recently used; a mutex
 // guards it, while the primitives themselves run outside the lock (each execution has its own
 // scratchpad, so concurrent runs of one node are safe).
-class OneDnnConvKernel final : public Kernel {
+class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
  public:
   OneDnnConvKernel(std::string name, ConvDirection direction, ConvParams params)
-      : name_(std::move(name)), direction_(direction), params_(std::move(params)) {}
+      : ConcreteConvKernel(std::move(name), direction, std::move(params), onednn_requirements()) {}
 
-  // Creates the primitives for these shapes now; on any error, leaves it to run time to report.
-  void precompute(const Shape& a, const Shape& b, const Shape& spatial) const {
+  std::string describe(const Shape& a, const Shape& b, const Shape& spatial) const {
+    const Problem pr = prepare(resolve(a, b, spatial));
+    const ScopedOmpThreads threads;
     try {
-      check_params(name_, params_);
-      check_ranks(a, b);
-      const Problem pr = prepare(name_, direction_, params_, a, b, spatial);
-      check_conv_hints(name_, direction_, params_, a, b, pr.result);
-      if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return;
+      return compiled_for(pr, a, b, spatial)->implementation;
+    } catch (const dnnl::error& e) {
+      throw_device_error(name(), "create", pr, params(), e);
+    }
+  }
+
+ protected:
+  Problem prepare(const ConvProblem& problem) const override { return to_problem(problem); }
+
+  // The primitives of the node's static shapes, created at compile time; a failure is the
+  // call's to report.
+  void warm(const Problem& pr, const Shape& a, const Shape& b,
+            const Shape& spatial) const override {
+    if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return;
+    try {
       const ScopedOmpThreads threads;
       compiled_for(pr, a, b, spatial);
-    } catch (const ConvGraphError&) {
     } catch (const dnnl::error&) {
     }
   }
 
-  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
-    const std::size_t expected = direction_ == ConvDirection::forward ? 2 : 3;
-    if (inputs.size() != expected) {
-      throw ValueError(
-          fmt::format("{}: {} inputs given, expected {}", name_, inputs.size(), expected));
-    }
-    outputs.at(0) = compute(inputs[0], inputs[1], spatial_argument(direction_, inputs));
-  }
-
-  Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial) const {
-    check_inputs(name_, direction_, params_, a, b);
-    const Problem pr = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial);
-    check_conv_hints(name_, direction_, params_, a.shape(), b.shape(), pr.result);
+  Tensor execute(const Problem& pr, const Tensor& a, const Tensor& b,
+                 const Shape& spatial) const override {
     // Empty problems: nothing to compute, or sums over nothing (zeros), as in the reference.
     if (shape_numel(pr.result) == 0) return Tensor::empty(DType::float32, pr.result);
     if (a.numel() == 0 || b.numel() == 0) return Tensor::zeros(DType::float32, pr.result);
@@ -508,44 +450,18 @@ class OneDnnConvKernel final : public Kernel {
     try {
       c = compiled_for(pr, a.shape(), b.shape(), spatial);
     } catch (const dnnl::error& e) {
-      throw_device_error(name_, "create", pr, params_, e);
+      throw_device_error(name(), "create", pr, params(), e);
     }
     Tensor out = Tensor::empty(DType::float32, pr.result);
     try {
-      execute(direction_, params_.filter_flip, *c, a.contiguous(), b.contiguous(), out);
+      run_compiled(direction(), params().filter_flip, *c, a.contiguous(), b.contiguous(), out);
     } catch (const dnnl::error& e) {
-      throw_device_error(name_, "run", pr, params_, e);
+      throw_device_error(name(), "run", pr, params(), e);
     }
     return out;
   }
 
-  std::string describe(const Shape& a, const Shape& b, const Shape& spatial) const {
-    check_params(name_, params_);
-    check_ranks(a, b);
-    const Problem pr = prepare(name_, direction_, params_, a, b, spatial);
-    const ScopedOmpThreads threads;
-    try {
-      return compiled_for(pr, a, b, spatial)->implementation;
-    } catch (const dnnl::error& e) {
-      throw_device_error(name_, "create", pr, params_, e);
-    }
-  }
-
-  std::string name() const override { return name_; }
-
  private:
-  // For shapes that come without tensors (static types, describe()): prepare() indexes them.
-  void check_ranks(const Shape& a, const Shape& b) const {
-    const auto rank_a = static_cast<std::size_t>(
-        direction_ == ConvDirection::grad_inputs ? params_.kernel_rank() : params_.image_rank());
-    const auto rank_b = static_cast<std::size_t>(
-        direction_ == ConvDirection::forward ? params_.kernel_rank() : params_.image_rank());
-    if (a.size() != rank_a || b.size() != rank_b) {
-      throw TypeError(fmt::format("{}: input shapes {} and {}; expected ranks {} and {}", name_,
-                                  shape_str(a), shape_str(b), rank_a, rank_b));
-    }
-  }
-
   // Enough for a node run with a handful of batch sizes under two thread counts.
   static constexpr std::size_t kCacheEntries = 8;
 
@@ -563,7 +479,7 @@ class OneDnnConvKernel final : public Kernel {
       }
     }
     // Created under the lock: two threads meeting a new shape at once create it once.
-    const std::shared_ptr<Compiled> created = compile_problem(direction_, pr, layout);
+    const std::shared_ptr<Compiled> created = compile_problem(direction(), pr, layout);
     created->a = a;
     created->b = b;
     created->spatial = spatial;
@@ -573,17 +489,14 @@ class OneDnnConvKernel final : public Kernel {
     return created;
   }
 
-  std::string name_;
-  ConvDirection direction_;
-  ConvParams params_;
   mutable std::mutex mutex_;
   mutable std::vector<std::shared_ptr<const Compiled>> cache_;
 };
 
 Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
                      const Tensor& b, const Shape& spatial) {
-  const OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
-  return kernel.compute(a, b, spatial);
+  return OneDnnConvKernel(op_name(direction, params.convdim), direction, params)
+      .compute(a, b, spatial);
 }
 
 }  // namespace
@@ -595,35 +508,12 @@ std::string OneDnnConv::name() const {
   return op_name(direction(), params().convdim);
 }
 
-void OneDnnConv::check_input_types(const std::vector<Variable>& inputs) const {
-  if (params().unshared) {
-    throw UnsupportedError(fmt::format(
-        "{}: unshared convolutions are not supported by oneDNN (use CorrMM: conv_gemm)", str()));
-  }
-  for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
-    if (is_float(inputs[i].dtype()) && inputs[i].dtype() != DType::float32) {
-      throw UnsupportedError(
-          fmt::format("{}: oneDNN convolutions support float32 only (input {} is {})", str(),
-                      inputs[i].label(), dtype_name(inputs[i].dtype())));
-    }
-    if (!inputs[i].type().device.is_cpu()) {
-      throw UnsupportedError(
-          fmt::format("{}: input {} is on {}; oneDNN convolutions run on the cpu", str(),
-                      inputs[i].label(), inputs[i].type().device.str()));
-    }
-  }
+ConcreteConvRequirements OneDnnConv::requirements() const {
+  return onednn_requirements();
 }
 
-void OneDnnConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  OneDnnConvKernel(str(), direction(), params()).run(inputs, outputs);
-}
-
-std::shared_ptr<const Kernel> OneDnnConv::make_kernel(const Node& node) const {
-  auto kernel = std::make_shared<OneDnnConvKernel>(str(), direction(), params());
-  if (const auto shapes = static_shapes(node); shapes && node.inputs[0].dtype() == DType::float32) {
-    kernel->precompute(shapes->a, shapes->b, shapes->spatial);
-  }
-  return kernel;
+std::shared_ptr<ConcreteConvKernelBase> OneDnnConv::make_conv_kernel(std::string name) const {
+  return std::make_shared<OneDnnConvKernel>(std::move(name), direction(), params());
 }
 
 Tensor onednn_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {

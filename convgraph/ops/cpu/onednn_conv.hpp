@@ -35,15 +35,13 @@ class OneDnnConv final : public ConcreteConv {
 
   // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...
   std::string name() const override;
-  // Runs the same computation as the kernel (without a primitive cache that outlives the call).
-  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
-  // A kernel that caches its oneDNN primitives per input shape; when the node's shapes are
-  // static, the primitives for them are created here, at compile time.
-  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // float32 on the CPU, shared kernels only.
+  ConcreteConvRequirements requirements() const override;
 
  protected:
-  // float32 on the CPU, shared kernels only.
-  void check_input_types(const std::vector<Variable>& inputs) const override;
+  // A kernel that caches its oneDNN primitives per input shape; when the node's shapes are
+  // static, the primitives for them are created when it is made, at compile time.
+  std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const override;
 };
 
 // The computations on tensors, with the same checks, results and errors as the reference_conv_*

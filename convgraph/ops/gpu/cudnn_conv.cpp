@@ -1,7 +1,7 @@
 // The cuDNN convolutions. Compiled in every CUDA build; the content needs cuDNN.
 //
 // How a call runs:
-//   1. the tensor and shape checks of the reference, before anything is written;
+//   1. the checks of the common base (ops/concrete_conv.hpp), before anything is written;
 //   2. the data is converted when cuDNN has no (data, compute) configuration for the requested
 //      precision (cuDNN has only f16/f16, f16/f32, f32/f32 and f64/f64): the inputs are
 //      cast to the compute dtype on the device and the result is cast back;
@@ -132,27 +132,37 @@ cudnnMathType_t base_math(DType run, bool allow_tf32) {
   return CUDNN_DEFAULT_MATH;
 }
 
-// ---- checks and the problem's geometry ----
+// ---- requirements and the problem's geometry ----
 
-void check_op_params(const std::string& fn, const ConvParams& p) {
-  check_conv_params(fn, p);
-  if (p.unshared) {
-    throw UnsupportedError(fmt::format(
-        "{}: unshared convolutions are not supported by cuDNN (use GpuCorrMM: conv_gemm)", fn));
-  }
-  if (p.any_asymmetric()) {
-    throw UnsupportedError(fmt::format(
-        "{}: cuDNN pads symmetrically; {} is asymmetric (use GpuCorrMM: conv_gemm)", fn, p.str()));
-  }
+// Floating tensors on a CUDA device, shared kernels, symmetric padding; and, the rule of cuDNN's
+// own, no float16 math in a backward direction under PRECISION.
+ConcreteConvRequirements cudnn_requirements(ConvDirection direction, const std::string& precision) {
+  ConcreteConvRequirements r;
+  r.library = "cuDNN";
+  r.device = DeviceKind::cuda;
+  r.unshared = false;
+  r.asymmetric_padding = false;
+  r.advice = "use GpuCorrMM (conv_gemm)";
+  r.check_data = [direction, precision](const std::string& fn, DType data) {
+    if (direction != ConvDirection::forward &&
+        resolve_precision(precision, data) == DType::float16) {
+      throw TypeError(fmt::format("{}: {} (precision {} on {} data)", fn, kFloat16Backward,
+                                  precision, dtype_name(data)));
+    }
+  };
+  return r;
 }
 
-// The geometry of a call from its input shapes A, B and the spatial argument, with the checks
-// every implementation shares (resolve_conv_problem); RESULT receives the shape of what the call
-// returns. Padding is symmetric here: the op refuses asymmetric padding before this.
-Geometry prepare(const std::string& fn, ConvDirection direction, const ConvParams& p,
-                 const Shape& a, const Shape& b, const Shape& spatial, Shape* result) {
-  const ConvProblem q = resolve_conv_problem(fn, direction, p, a, b, spatial);
+// A checked problem in cuDNN's terms, and the shape of what the call returns. Padding is
+// symmetric here: the requirements refuse asymmetric padding before this.
+struct Prepared {
   Geometry g;
+  Shape result;
+};
+
+Prepared to_prepared(const ConvProblem& q, ConvDirection direction, const ConvParams& p) {
+  Prepared out;
+  Geometry& g = out.g;
   g.direction = direction;
   g.convdim = p.convdim;
   g.flip = p.filter_flip;
@@ -165,27 +175,8 @@ Geometry prepare(const std::string& fn, ConvDirection direction, const ConvParam
     g.dilations.push_back(static_cast<int>(q.dilation[i]));
   }
   g.groups = static_cast<int>(q.groups);
-  *result = q.result;
-  return g;
-}
-
-void check_tensor(const std::string& fn, const char* what, const Tensor& t, int rank) {
-  if (!t.defined()) throw ValueError(fmt::format("{}: the {} is an undefined tensor", fn, what));
-  if (!t.device().is_cuda()) {
-    throw UnsupportedError(
-        fmt::format("{}: the {} is on {}; cuDNN convolutions run on a CUDA device", fn, what,
-                    t.device().str()));
-  }
-  if (!is_float(t.dtype())) {
-    throw TypeError(fmt::format(
-        "{}: cuDNN convolutions only work on real numbers; the {} has dtype {} (expected "
-        "float16, float32 or float64)",
-        fn, what, dtype_name(t.dtype())));
-  }
-  if (t.rank() != rank) {
-    throw TypeError(fmt::format("{}: the {} has shape {} (rank {}); expected rank {}", fn, what,
-                                shape_str(t.shape()), t.rank(), rank));
-  }
+  out.result = q.result;
+  return out;
 }
 
 // cuDNN's kernels may use vector loads: data that does not start on a 16-byte boundary (a view
@@ -234,56 +225,24 @@ std::size_t default_selection_limit(int device) {
   return std::min(cap, free_bytes / 10 * 9);
 }
 
-class CudnnConvKernel final : public Kernel {
+class CudnnConvKernel final : public ConcreteConvKernel<Prepared> {
  public:
   CudnnConvKernel(std::string name, ConvDirection direction, ConvParams params,
                   CudnnConvOptions options)
-      : name_(std::move(name)),
-        direction_(direction),
-        params_(std::move(params)),
+      : ConcreteConvKernel(std::move(name), direction, std::move(params),
+                           cudnn_requirements(direction, options.precision)),
         options_(std::move(options)) {}
 
-  std::string name() const override { return name_; }
-
-  void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
-    const std::size_t expected = direction_ == ConvDirection::forward ? 2 : 3;
-    if (inputs.size() != expected) {
-      throw ValueError(
-          fmt::format("{}: {} inputs given, expected {}", name_, inputs.size(), expected));
-    }
-    Shape spatial;
-    if (direction_ != ConvDirection::forward) spatial = inputs[2].to_vector<std::int64_t>();
-    outputs.at(0) = compute(inputs[0], inputs[1], spatial);
+ protected:
+  Prepared prepare(const ConvProblem& problem) const override {
+    return to_prepared(problem, direction(), params());
   }
 
-  Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial) const {
-    check_op_params(name_, params_);
-    const bool a_is_kernel = direction_ == ConvDirection::grad_inputs;
-    const char* name_a = a_is_kernel ? "kernel" : "image";
-    const char* name_b = direction_ == ConvDirection::forward ? "kernel" : "topgrad";
-    check_tensor(name_, name_a, a, a_is_kernel ? params_.kernel_rank() : params_.image_rank());
-    check_tensor(
-        name_, name_b, b,
-        direction_ == ConvDirection::forward ? params_.kernel_rank() : params_.image_rank());
-    if (a.dtype() != b.dtype()) {
-      throw TypeError(
-          fmt::format("{}: the {} has dtype {} but the {} has dtype {}; expected the "
-                      "same dtype",
-                      name_, name_a, dtype_name(a.dtype()), name_b, dtype_name(b.dtype())));
-    }
-    if (a.device() != b.device()) {
-      throw UnsupportedError(fmt::format("{}: the {} is on {} but the {} is on {}", name_, name_a,
-                                         a.device().str(), name_b, b.device().str()));
-    }
+  Tensor execute(const Prepared& prepared, const Tensor& a, const Tensor& b,
+                 const Shape& spatial) const override {
     const DType data = a.dtype();
     const DType compute_dtype = resolve_precision(options_.precision, data);
-    if (compute_dtype == DType::float16 && direction_ != ConvDirection::forward) {
-      throw TypeError(fmt::format("{}: {}", name_, kFloat16Backward));
-    }
-    Shape result;
-    Geometry g = prepare(name_, direction_, params_, a.shape(), b.shape(), spatial, &result);
-    check_conv_hints(name_, direction_, params_, a.shape(), b.shape(), result);
-
+    const Shape& result = prepared.result;
     const Device device = a.device();
     // Empty problems: nothing to compute, or sums over nothing (zeros). cuDNN rejects zero dims.
     if (shape_numel(result) == 0) return Tensor::empty(data, result, device);
@@ -294,6 +253,7 @@ class CudnnConvKernel final : public Kernel {
     }
 
     const DType run = run_dtype(data, compute_dtype);
+    Geometry g = prepared.g;
     g.data_type = cudnn_type(run);
     g.compute_type = cudnn_type(compute_dtype);
     const Tensor a_run = aligned(a.cast(run));
@@ -304,14 +264,14 @@ class CudnnConvKernel final : public Kernel {
     try {
       plan = plan_for(device.index, a_run, b_run, spatial, run, g);
     } catch (const MemoryError& e) {
-      throw MemoryError(fmt::format("{}: {}", name_, e.what()));
+      throw MemoryError(fmt::format("{}: {}", name(), e.what()));
     } catch (const DeviceError& e) {
-      throw DeviceError(fmt::format("{}: {}", name_, e.what()));
+      throw DeviceError(fmt::format("{}: {}", name(), e.what()));
     } catch (const UnsupportedError& e) {
-      throw UnsupportedError(fmt::format("{}: {}", name_, e.what()));
+      throw UnsupportedError(fmt::format("{}: {}", name(), e.what()));
     }
     Tensor out = Tensor::empty(run, result, device);
-    execute(*plan, a_run, b_run, out);
+    run_plan(*plan, a_run, b_run, out);
     return run == data ? out : out.cast(data);
   }
 
@@ -324,14 +284,14 @@ class CudnnConvKernel final : public Kernel {
   // 'none' algorithm of the direction instead.
   int safe_fixed_algorithm(const Geometry& g) const {
     using cudnn_detail::algorithm_value;
-    const int algo = algorithm_value(direction_, options_.algo);
-    const int none = cudnn_detail::none_algorithm(direction_);
+    const int algo = algorithm_value(direction(), options_.algo);
+    const int none = cudnn_detail::none_algorithm(direction());
     const bool strided =
         std::any_of(g.strides.begin(), g.strides.end(), [](int s) { return s != 1; });
     const bool three_d = g.convdim == 3;
     const std::string& name = options_.algo;
-    if (three_d && !cudnn_detail::fixed_algorithm_allowed_in_3d(direction_, name)) return none;
-    if (direction_ == ConvDirection::forward && name == "small" && three_d && g.image[0] > 65536) {
+    if (three_d && !cudnn_detail::fixed_algorithm_allowed_in_3d(direction(), name)) return none;
+    if (direction() == ConvDirection::forward && name == "small" && three_d && g.image[0] > 65536) {
       return none;
     }
     if (!three_d && name == "fft") {
@@ -339,7 +299,7 @@ class CudnnConvKernel final : public Kernel {
       const bool one_by_one = g.kernel[2] == 1 && g.kernel[3] == 1;
       if (strided || large || one_by_one) return none;
     }
-    if (!three_d && name == "fft_tiling" && direction_ != ConvDirection::grad_weights && strided) {
+    if (!three_d && name == "fft_tiling" && direction() != ConvDirection::grad_weights && strided) {
       return none;
     }
     return algo;
@@ -358,15 +318,15 @@ class CudnnConvKernel final : public Kernel {
                                   : std::string("free");
     cudnn_detail::SelectionKey key;
     key.memory =
-        fmt::format("{}|cuda{}|{}|{}d|{}|{}|{}/{}|{}|tf32={}|ws={}|graph", op_name(direction_),
-                    device, selection, g.convdim, params_.str(), shapes, dtype_name(run), compute,
+        fmt::format("{}|cuda{}|{}|{}d|{}|{}|{}/{}|{}|tf32={}|ws={}|graph", op_name(direction()),
+                    device, selection, g.convdim, params().str(), shapes, dtype_name(run), compute,
                     cudnn_detail::math_name(math), options_.allow_tf32, limit);
     key.persistent.tuner = "cudnn_algo";
     key.persistent.device = cudnn_detail::device_fingerprint(device);
     key.persistent.fields = {
-        {"direction", op_name(direction_)},
+        {"direction", op_name(direction())},
         {"convdim", std::to_string(g.convdim)},
-        {"params", params_.str()},
+        {"params", params().str()},
         {"shapes", shapes},
         {"dtype", std::string(dtype_name(run))},
         {"precision", compute},
@@ -440,7 +400,7 @@ class CudnnConvKernel final : public Kernel {
     const std::lock_guard<std::mutex> lock(cudnn_detail::selection_mutex());
     *from_cache = false;
     if (!fresh) {
-      if (auto cached = cudnn_detail::cached_selection(key, direction_)) {
+      if (auto cached = cudnn_detail::cached_selection(key, direction())) {
         *from_cache = true;
         return *cached;
       }
@@ -507,7 +467,7 @@ class CudnnConvKernel final : public Kernel {
         }
         scratch_bytes = std::max(scratch_bytes, graph_bytes);
         if (cudnn_detail::graph_trace()) {
-          fmt::print(stderr, "convgraph cuDNN graph: {} timed {}\n", name_,
+          fmt::print(stderr, "convgraph cuDNN graph: {} timed {}\n", name(),
                      fmt::join(timings, ", "));
         }
       }
@@ -517,11 +477,11 @@ class CudnnConvKernel final : public Kernel {
       cudnn_detail::count_timed();
     }
     if (cudnn_detail::graph_trace() && !ranked.empty()) {
-      fmt::print(stderr, "convgraph cuDNN graph: {} selected {} ({:.4f} ms){}\n", name_,
+      fmt::print(stderr, "convgraph cuDNN graph: {} selected {} ({:.4f} ms){}\n", name(),
                  describe(ranked.front()), ranked.front().seconds * 1e3,
                  plan.graph ? std::string() : fmt::format(" (no graph: {})", plan.graph_why));
     }
-    cudnn_detail::store_selection(key, ranked, direction_, scratch_bytes);
+    cudnn_detail::store_selection(key, ranked, direction(), scratch_bytes);
     return ranked;
   }
 
@@ -566,8 +526,8 @@ class CudnnConvKernel final : public Kernel {
         throw ValueError(
             fmt::format("{}: impossible convolution output dim: expected {} but "
                         "cuDNN computes {} ({})",
-                        name_, shape_str(g.output), shape_str(theirs),
-                        describe_conv(params_, g.image, g.kernel)));
+                        name(), shape_str(g.output), shape_str(theirs),
+                        describe_conv(params(), g.image, g.kernel)));
       }
     }
 
@@ -630,8 +590,8 @@ class CudnnConvKernel final : public Kernel {
     }
     // Then the direction's 'none', then every other algorithm: an algorithm cuDNN refuses for
     // this problem falls back instead of failing.
-    ranked.push_back({cudnn_detail::none_algorithm(direction_), math, 0, {}});
-    for (int algo = 0; algo < cudnn_detail::algorithm_count(direction_); ++algo) {
+    ranked.push_back({cudnn_detail::none_algorithm(direction()), math, 0, {}});
+    for (int algo = 0; algo < cudnn_detail::algorithm_count(direction()); ++algo) {
       ranked.push_back({algo, math, 0, {}});
     }
     const bool fma_only = run == DType::float32 && !options_.allow_tf32;
@@ -712,17 +672,17 @@ class CudnnConvKernel final : public Kernel {
           fmt::format("not supported for this problem ({})", cuda::cudnn_status_text(status));
       return;
     }
-    cuda::check_cudnn(status, fmt::format("{}: sizing the workspace of algorithm {}", name_,
+    cuda::check_cudnn(status, fmt::format("{}: sizing the workspace of algorithm {}", name(),
                                           describe(pc.choice)));
   }
 
   std::string describe(const Candidate& c) const {
     if (c.is_engine()) return fmt::format("graph-API {}", c.engine);
-    return fmt::format("{} ({} math)", cudnn_detail::algorithm_name(direction_, c.algo),
+    return fmt::format("{} ({} math)", cudnn_detail::algorithm_name(direction(), c.algo),
                        cudnn_detail::math_name(c.math));
   }
 
-  void execute(Plan& plan, const Tensor& a, const Tensor& b, Tensor& out) const {
+  void run_plan(Plan& plan, const Tensor& a, const Tensor& b, Tensor& out) const {
     const Descriptors& d = *plan.descriptors;
     const Device device = out.device();
     cudnnHandle_t handle = cuda::cudnn_handle(device.index);
@@ -764,12 +724,12 @@ class CudnnConvKernel final : public Kernel {
         continue;
       }
       cuda::check_cudnn(status,
-                        fmt::format("{}: running algorithm {} ({})", name_, describe(pc.choice),
-                                    describe_conv(params_, d.g.image, d.g.kernel)));
+                        fmt::format("{}: running algorithm {} ({})", name(), describe(pc.choice),
+                                    describe_conv(params(), d.g.image, d.g.kernel)));
     }
     const std::string text = fmt::format(
         "{}: no cuDNN algorithm could run this convolution ({}, {} data, {} compute):\n  - {}",
-        name_, describe_conv(params_, d.g.image, d.g.kernel), dtype_name(plan.run),
+        name(), describe_conv(params(), d.g.image, d.g.kernel), dtype_name(plan.run),
         compute_name(d.g.compute_type), fmt::join(failures, "\n  - "));
     if (out_of_memory) throw MemoryError(text);
     throw DeviceError(text);
@@ -777,9 +737,6 @@ class CudnnConvKernel final : public Kernel {
 
   static constexpr std::size_t kPlans = 8;
 
-  std::string name_;
-  ConvDirection direction_;
-  ConvParams params_;
   CudnnConvOptions options_;
   mutable std::mutex mutex_;
   mutable std::vector<std::shared_ptr<Plan>> plans_;
@@ -849,7 +806,8 @@ GpuDnnConv::GpuDnnConv(ConvDirection direction, ConvParams params, CudnnConvOpti
     throw ValueError(
         fmt::format("{}: negative workspace limit {}", who, options_.workspace_limit_bytes));
   }
-  check_op_params(who, p);
+  check_conv_params(who, p);
+  check_conv_requirements(who, p, cudnn_requirements(direction, options_.precision));
 }
 
 std::string GpuDnnConv::name() const {
@@ -870,39 +828,18 @@ std::size_t GpuDnnConv::options_hash() const {
   return hash_combine(h, static_cast<std::size_t>(options_.allow_tf32));
 }
 
-void GpuDnnConv::check_input_types(const std::vector<Variable>& inputs) const {
-  for (std::size_t i = 0; i < inputs.size() && i < 2; ++i) {
-    if (!inputs[i].type().device.is_cuda()) {
-      throw UnsupportedError(
-          fmt::format("{}: input {} is on {}; cuDNN convolutions run on a "
-                      "CUDA device",
-                      str(), inputs[i].label(), inputs[i].type().device.str()));
-    }
-    if (!is_float(inputs[i].dtype())) {
-      throw TypeError(
-          fmt::format("{}: cuDNN convolutions only work on real numbers; input {} has dtype {}",
-                      str(), inputs[i].label(), dtype_name(inputs[i].dtype())));
-    }
-  }
-  if (!inputs.empty() && direction() != ConvDirection::forward &&
-      resolve_precision(options_.precision, inputs[0].dtype()) == DType::float16) {
-    throw TypeError(fmt::format("{}: {} (precision {} on {} data)", str(), kFloat16Backward,
-                                options_.precision, dtype_name(inputs[0].dtype())));
-  }
+ConcreteConvRequirements GpuDnnConv::requirements() const {
+  return cudnn_requirements(direction(), options_.precision);
 }
 
-void GpuDnnConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  CudnnConvKernel(str(), direction(), params(), options_).run(inputs, outputs);
-  if (!outputs.empty() && outputs[0].defined() && outputs[0].device().is_cuda()) {
-    cuda::synchronize_current(outputs[0].device().index);
-  }
+std::shared_ptr<ConcreteConvKernelBase> GpuDnnConv::make_conv_kernel(std::string name) const {
+  // Selection waits for the first call: timing needs the data, and guessing is cheap.
+  return std::make_shared<CudnnConvKernel>(std::move(name), direction(), params(), options_);
 }
 
-std::shared_ptr<const Kernel> GpuDnnConv::make_kernel(const Node& node) const {
-  // The node's number in errors: "GpuDnnConv{...} (node #12): ...". Selection waits for the
-  // first call: timing needs the data, and guessing is cheap.
-  return std::make_shared<CudnnConvKernel>(fmt::format("{} (node #{})", str(), node.id),
-                                           direction(), params(), options_);
+std::string GpuDnnConv::kernel_name(const Node& node) const {
+  // The node's number in errors: "GpuDnnConv{...} (node #12): ...".
+  return fmt::format("{} (node #{})", str(), node.id);
 }
 
 bool cudnn_usable(Device device, std::string* why) {

@@ -55,13 +55,14 @@ class GpuDnnConv final : public ConcreteConv {
   std::string name() const override;
   // "GpuDnnConv{2d, <params>; <options>}"
   std::string str() const override;
-  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
-  // The kernel owns the node's descriptors and its algorithm choice (per *_once / per shape).
-  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // Tensors on a CUDA device, floating dtypes, shared kernels, symmetric padding, and no float16
+  // math in a backward direction.
+  ConcreteConvRequirements requirements() const override;
 
  protected:
-  // Tensors on a CUDA device, real dtypes, and no float16 math in a backward direction.
-  void check_input_types(const std::vector<Variable>& inputs) const override;
+  // The kernel owns the node's descriptors and its algorithm choice (per *_once / per shape).
+  std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const override;
+  std::string kernel_name(const Node& node) const override;
   bool same_options(const ConcreteConv& other) const override;
   std::size_t options_hash() const override;
 

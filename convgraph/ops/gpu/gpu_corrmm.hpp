@@ -35,14 +35,12 @@ class GpuCorrMM final : public ConcreteConv {
 
   // "GpuCorrMM", "GpuCorrMM_gradInputs", "GpuCorrMM_gradWeights", "GpuCorr3dMM", ...
   std::string name() const override;
-  // Runs the kernel's computation (on the device, current stream) and waits for it.
-  void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
-  // A kernel that keeps the node's checks and geometry when its shapes are static.
-  std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
+  // Tensors on a CUDA device, float16 / float32 / float64.
+  ConcreteConvRequirements requirements() const override;
 
  protected:
-  // Tensors on a CUDA device, float16 / float32 / float64.
-  void check_input_types(const std::vector<Variable>& inputs) const override;
+  // Runs on the device, on the current stream (the op's perform waits for it).
+  std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const override;
   bool same_options(const ConcreteConv& other) const override;
   std::size_t options_hash() const override;
   std::string options_str() const override;
