@@ -13,6 +13,7 @@
 #include "convgraph/build_config.hpp"
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/printing.hpp"
+#include "convgraph/graph/shared.hpp"
 #include "convgraph/graph/variable.hpp"
 #include "convgraph/ops/conv/composites.hpp"
 #include "convgraph/ops/conv/conv.hpp"

@@ -16,6 +16,14 @@
 #                                                    then peer_op_overhead.py (PyTorch's per-op
 #                                                    overhead) into OUT.peer.json when torch is
 #                                                    importable
+#   bash tools/bench.sh net [OUT.json] [ARGS...]     build, then convgraph_bench_net: one training
+#                                                    step of resnet50_conv (ARGS go to it, e.g.
+#                                                    --net mobilenet_conv --batch 8 --steps 5)
+#   bash tools/bench.sh net-sitting DIR [PAIRS] [ARGS...]   convgraph_bench_net and its PyTorch
+#                                                    peer interleaved, PAIRS pairs (default 4), each
+#                                                    a fresh process: DIR/ours_K.json,
+#                                                    DIR/peer_K.json, DIR/ratios.txt (ARGS go to
+#                                                    both sides' --net/--batch/--steps/--warmup)
 #   bash tools/bench.sh gpu DIR|OUT.json [ARGS...]   on the GPU machine: build (build-gpu), time
 #                                                    convgraph on the GPU per precision, then
 #                                                    peer_gpu.py, then compare: DIR/ours_gpu.json,
@@ -56,7 +64,7 @@ die() {
   exit 2
 }
 usage() {
-  sed -n '5,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -302,6 +310,71 @@ run_gpu() {
   return "$status"
 }
 
+# convgraph_bench_net and its peer (the shared bench's peer_net.py for resnet50_conv,
+# tools/peer_net_mobilenet.py for mobilenet_conv) interleaved, each run a fresh process; prints each
+# pair's step-time and peak-memory ratios (peer / convgraph) and their geometric means.
+run_net_sitting() {
+  local dir=$1 pairs=4
+  shift
+  if (($# >= 1)) && [[ "$1" =~ ^[0-9]+$ ]]; then
+    pairs=$1
+    shift
+  fi
+  ((pairs >= 1)) || die "net-sitting: at least one pair"
+  local net=resnet50_conv batch=8 steps=5 warmup=2 args=("$@") i
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[$i]}" in
+      --net) net=${args[$((i + 1))]} ;;
+      --batch) batch=${args[$((i + 1))]} ;;
+      --steps) steps=${args[$((i + 1))]} ;;
+      --warmup) warmup=${args[$((i + 1))]} ;;
+    esac
+  done
+  local peer peer_args=(--batch "$batch" --threads "$threads" --steps "$steps" --warmup "$warmup")
+  if [[ "$net" == resnet50_conv ]]; then
+    need_suite
+    peer=$bench_dir/peer_net.py
+    peer_args+=(--device cpu)
+  else
+    peer=$root/tools/peer_net_mobilenet.py
+  fi
+  [[ -f "$peer" ]] || die "no peer at $peer"
+  peer_setup
+  build
+  local exe="$build_dir/tools/convgraph_bench_net"
+  [[ -x "$exe" ]] || die "$exe was not built (CONVGRAPH_BUILD_TOOLS=OFF?)"
+  mkdir -p "$dir"
+  say "net sitting: $net, N=$batch, $threads threads, $pairs pairs; load $(load)"
+  for ((i = 1; i <= pairs; i++)); do
+    "$exe" --threads "$threads" --out "$dir/ours_$i.json" "$@" >"$dir/ours_$i.log" 2>&1 ||
+      die "convgraph_bench_net failed: see $dir/ours_$i.log"
+    "$python" "$peer" "${peer_args[@]}" --out "$dir/peer_$i.json" >"$dir/peer_$i.log" 2>&1 ||
+      die "the peer failed: see $dir/peer_$i.log"
+    say "pair $i done, load $(load)"
+  done
+  "$python" - "$dir" "$pairs" <<'PY' | tee "$dir/ratios.txt"
+import json, math, sys
+d, pairs = sys.argv[1], int(sys.argv[2])
+rows = []
+for i in range(1, pairs + 1):
+    ours = json.load(open(f"{d}/ours_{i}.json"))
+    peer = json.load(open(f"{d}/peer_{i}.json"))
+    mem = (peer["peak_mem_bytes"] / ours["peak_mem_bytes"]
+           if ours.get("peak_mem_bytes") and peer.get("peak_mem_bytes") else float("nan"))
+    rows.append((ours["step_ms_median"], peer["step_ms_median"], ours.get("peak_mem_bytes"),
+                 peer.get("peak_mem_bytes"), mem))
+    print(f"pair {i}: convgraph {rows[-1][0]:8.1f} ms  peer {rows[-1][1]:8.1f} ms  "
+          f"speed ratio (peer/convgraph) {rows[-1][1] / rows[-1][0]:.3f}  "
+          f"memory ratio (convgraph/peer) {1 / mem if mem == mem else float('nan'):.3f}")
+geo = lambda v: math.exp(sum(math.log(x) for x in v) / len(v))
+print(f"geometric mean: speed {geo([p / o for o, p, *_ in rows]):.3f} (peer / convgraph; "
+      f"above 1: convgraph faster)")
+mems = [1 / r[4] for r in rows if r[4] == r[4]]
+if mems:
+    print(f"geometric mean: peak memory {geo(mems):.3f} (convgraph / peer; below 1: convgraph smaller)")
+PY
+}
+
 cmd=${1:-}
 [[ -n "$cmd" ]] || usage
 shift
@@ -349,6 +422,22 @@ case "$cmd" in
     else
       say "no PyTorch for $python: the peer is skipped (apt-get install python3-torch)"
     fi
+    ;;
+  net)
+    build
+    exe="$build_dir/tools/convgraph_bench_net"
+    [[ -x "$exe" ]] || die "$exe was not built (CONVGRAPH_BUILD_TOOLS=OFF?)"
+    out=""
+    if (($# >= 1)) && [[ "$1" == *.json ]]; then
+      out=$1
+      shift
+    fi
+    say "load $(load)"
+    "$exe" --threads "$threads" ${out:+--out "$out"} "$@"
+    ;;
+  net-sitting)
+    (($# >= 1)) || usage
+    run_net_sitting "$@"
     ;;
   gpu)
     (($# >= 1)) || usage

@@ -74,6 +74,8 @@ FunctionGraph::FunctionGraph(const std::vector<Variable>& inputs,
       throw ValueError(fmt::format("function input {} ({}) is given twice", i, in.label()));
     }
     Variable copy = make_input(in.type(), in.name());
+    // A shared variable's copy holds the same value container.
+    copy.mutable_data()->shared = in.get()->shared;
     copies_[in.get()] = copy;
     input_set_.insert(copy.get());
     inputs_.push_back(copy);

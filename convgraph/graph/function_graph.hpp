@@ -25,7 +25,7 @@ class FunctionGraph {
 
   // Copies the graph computing OUTPUTS from INPUTS. INPUTS must be distinct free variables (not
   // constants, not computed); every free variable OUTPUTS depend on must be among them, otherwise
-  // a ValueError names it.
+  // a ValueError names it. The copy of a shared variable shares its value container.
   FunctionGraph(const std::vector<Variable>& inputs, const std::vector<Variable>& outputs);
 
   const std::vector<Variable>& inputs() const { return inputs_; }

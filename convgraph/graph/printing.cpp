@@ -50,6 +50,9 @@ class DebugPrinter {
     }
   }
 
+  // A line of its own (a heading such as "Updates:").
+  void text(const std::string& line) { out_ += line + '\n'; }
+
   std::string take() { return std::move(out_); }
 
  private:
@@ -70,6 +73,7 @@ class DebugPrinter {
     }
     append_prefix(depth);
     out_ += fmt::format("{} [id {}]", head, it->second);
+    if (var.owner() == nullptr && var.is_shared()) out_ += " [shared]";
     if (var.owner() != nullptr && !var.name().empty()) out_ += fmt::format(" '{}'", var.name());
     if (!fresh && var.owner() != nullptr) {
       out_ += " (see above)\n";
@@ -140,6 +144,26 @@ std::string debugprint(const FunctionGraph& graph, const DebugPrintOptions& opti
   return debugprint(graph.outputs(), options);
 }
 
+std::string debugprint_with_updates(const FunctionGraph& graph,
+                                    const std::vector<Variable>& updated,
+                                    const DebugPrintOptions& options) {
+  const std::vector<Variable>& outputs = graph.outputs();
+  if (updated.size() > outputs.size()) {
+    throw ValueError(fmt::format("debugprint_with_updates: {} updates but only {} outputs",
+                                 updated.size(), outputs.size()));
+  }
+  const std::size_t own = outputs.size() - updated.size();
+  DebugPrinter printer(options);
+  for (std::size_t i = 0; i < own; ++i) printer.print(outputs[i]);
+  if (updated.empty()) return printer.take();
+  printer.text("Updates:");
+  for (std::size_t i = 0; i < updated.size(); ++i) {
+    printer.text(fmt::format("{} <-", updated[i].label()));
+    printer.print(outputs[own + i]);
+  }
+  return printer.take();
+}
+
 std::string to_dot(const std::vector<Variable>& outputs) {
   std::string out = "digraph convgraph {\n  rankdir=BT;\n";
   std::unordered_map<const void*, std::string> names;
@@ -167,8 +191,9 @@ std::string to_dot(const std::vector<Variable>& outputs) {
     }
     auto [name, fresh] = name_of(var.get());
     if (fresh) {
-      const std::string label = var.is_constant() ? constant_text(var.constant_value())
-                                                  : (var.name().empty() ? "input" : var.name());
+      std::string label = var.is_constant() ? constant_text(var.constant_value())
+                                            : (var.name().empty() ? "input" : var.name());
+      if (var.is_shared()) label += " [shared]";
       out += fmt::format("  {} [shape=ellipse, label=\"{}\"];\n", name, escape(label));
     }
     return {name, false};

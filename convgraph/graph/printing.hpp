@@ -19,10 +19,11 @@ struct DebugPrintOptions {
   int max_indent = 32;
 };
 
-// One line per variable: the op with its parameters (or the input's name, or the constant's
-// value), an id ([id A], [id B], ... in order of first appearance), the variable's name if it
-// has one, and its type. A node that was already printed is shown again by its id only, without
-// its inputs, so shared subgraphs appear once. Multi-output nodes print "Op.k" for output k.
+// One line per variable: the op with its parameters (or the input's name, followed by [shared]
+// after the id for a shared variable, or the constant's value), an id ([id A], [id B], ... in order
+// of first appearance), the variable's name if it has one, and its type. A node that was already
+// printed is shown again by its id only, without its inputs, so shared subgraphs appear once.
+// Multi-output nodes print "Op.k" for output k.
 //   Elemwise{add} [id A] 'z' float32[8, ?]
 //    |Elemwise{mul} [id B] float32[8, ?]
 //    | |x [id C] float32[8, ?]
@@ -35,6 +36,14 @@ struct DebugPrintOptions {
 std::string debugprint(const std::vector<Variable>& outputs, const DebugPrintOptions& options = {});
 std::string debugprint(const Variable& output, const DebugPrintOptions& options = {});
 std::string debugprint(const FunctionGraph& graph, const DebugPrintOptions& options = {});
+
+// debugprint of a compiled function's graph whose last UPDATED.size() outputs are the new values
+// of the shared variables UPDATED: the other outputs as debugprint(graph) shows them, then a line
+// "Updates:" and, for each update, a line "'w' <-" above the tree of its new value (ids go on from
+// the outputs'; a node printed above shows as "(see above)").
+std::string debugprint_with_updates(const FunctionGraph& graph,
+                                    const std::vector<Variable>& updated,
+                                    const DebugPrintOptions& options = {});
 
 // The ids debugprint(OUTPUTS) gives the nodes of their graph, with unlimited depth ("A", "B", ...,
 // in the same order), so that other messages can name a node as debugprint shows it. Walks the

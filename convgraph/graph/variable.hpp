@@ -17,6 +17,7 @@ namespace convgraph {
 
 class Op;
 struct Node;
+struct SharedValue;  // graph/shared.hpp
 
 struct VariableData {
   TensorType type;
@@ -27,6 +28,10 @@ struct VariableData {
   std::uint64_t id = 0;            // creation order, for stable printing
   // Set on the markers returned for gradients that do not exist (see grad_undefined).
   std::string undefined_reason;
+  // Set for shared variables (graph/shared.hpp): free inputs that hold their own value. Copies of
+  // the graph (FunctionGraph) share the container, so a compiled function reads and updates the
+  // value the user's handle sees.
+  std::shared_ptr<SharedValue> shared;
 };
 
 class Variable {
@@ -46,6 +51,7 @@ class Variable {
   Node* owner() const { return checked()->owner; }
   int index() const { return checked()->index; }
   bool is_constant() const { return checked()->constant.has_value(); }
+  bool is_shared() const { return checked()->shared != nullptr; }
   const Tensor& constant_value() const;
   bool is_undefined_grad() const { return defined() && !data_->undefined_reason.empty(); }
   const std::string& undefined_reason() const { return checked()->undefined_reason; }

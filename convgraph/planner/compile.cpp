@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -10,6 +11,7 @@
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/graph/printing.hpp"
+#include "convgraph/graph/shared.hpp"
 #include "convgraph/ops/kernel_op.hpp"
 #include "convgraph/ops/tensor/transfer.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
@@ -76,8 +78,82 @@ std::optional<Device> device_of_readers(const FunctionGraph& graph, const Variab
   return device;
 }
 
+// The shared variables a compiled function reads: those ROOTS depend on, in the order a
+// depth-first walk over ROOTS meets them, then the UPDATES' targets not among them.
+std::vector<SharedVariable> shared_inputs(const std::vector<Variable>& roots,
+                                          const std::vector<Update>& updates) {
+  std::vector<SharedVariable> found;
+  std::unordered_set<const VariableData*> seen;
+  std::unordered_set<const Node*> visited;
+  std::vector<const Variable*> stack;
+  auto note = [&](const Variable& v) {
+    if (v.is_shared() && seen.insert(v.get()).second) found.emplace_back(v);
+  };
+  for (auto root = roots.rbegin(); root != roots.rend(); ++root) stack.push_back(&*root);
+  while (!stack.empty()) {
+    const Variable& var = *stack.back();
+    stack.pop_back();
+    const Node* node = var.owner();
+    if (node == nullptr) {
+      note(var);
+      continue;
+    }
+    if (!visited.insert(node).second) continue;
+    for (auto in = node->inputs.rbegin(); in != node->inputs.rend(); ++in) stack.push_back(&*in);
+  }
+  for (const Update& u : updates) note(u.variable);
+  return found;
+}
+
+// The checks of CompileOptions::updates that need no graph: what each names and the types.
+void check_updates(const std::vector<Update>& updates) {
+  std::unordered_map<const VariableData*, std::size_t> first;
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    const Variable& var = updates[i].variable;
+    const Variable& value = updates[i].value;
+    if (!var.defined()) throw ValueError(fmt::format("update {}: the variable is undefined", i));
+    if (!var.is_shared()) {
+      throw ValueError(fmt::format(
+          "update {}: {} is not a shared variable; only shared variables (made with shared()) "
+          "can be updated",
+          i, var.label()));
+    }
+    const std::string who =
+        fmt::format("update {} of shared variable {} ({})", i, var.label(), var.type().str());
+    if (auto [it, fresh] = first.emplace(var.get(), i); !fresh) {
+      throw ValueError(fmt::format("shared variable {} is updated twice (updates {} and {})",
+                                   var.label(), it->second, i));
+    }
+    if (!value.defined()) throw ValueError(fmt::format("{}: the new value is undefined", who));
+    if (value.is_undefined_grad()) {
+      throw ValueError(fmt::format("{}: the new value is an undefined gradient ({})", who,
+                                   value.undefined_reason()));
+    }
+    const TensorType& want = var.type();
+    const TensorType& got = value.type();
+    if (got.dtype != want.dtype || got.device != want.device) {
+      throw TypeError(fmt::format("{}: the new value ({}) is {}; it must have dtype {} on {}", who,
+                                  value.label(), got.str(), dtype_name(want.dtype),
+                                  want.device.str()));
+    }
+    if (got.rank() != want.rank()) {
+      throw ShapeError(fmt::format("{}: the new value ({}) is {}, of rank {}; expected rank {}",
+                                   who, value.label(), got.str(), got.rank(), want.rank()));
+    }
+    for (int d = 0; d < want.rank(); ++d) {
+      const auto w = want.dims[static_cast<std::size_t>(d)];
+      const auto g = got.dims[static_cast<std::size_t>(d)];
+      if (w && g && *w != *g) {
+        throw ShapeError(fmt::format("{}: the new value ({}) is {}; its dim {} is {}, expected {}",
+                                     who, value.label(), got.str(), d, *g, *w));
+      }
+    }
+  }
+}
+
 std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& config,
-                                 const CompileOptions& options) {
+                                 const CompileOptions& options,
+                                 const std::vector<SharedVariable>& shared) {
   auto plan = std::make_shared<Plan>();
   plan->release_intermediates = config.get_bool("allow_gc");
   plan->threads = config.get_int("threads");
@@ -90,17 +166,23 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     slot_of[v.get()] = s;
     return s;
   };
+  // The shared variables' inputs come last, and so do their updates' outputs; the placement of
+  // arguments and results on a device concerns the caller's own only.
+  const std::size_t num_args = graph.inputs().size() - shared.size();
+  const std::size_t num_results = graph.outputs().size() - options.updates.size();
   for (const Variable& in : graph.inputs()) {
+    const bool argument = plan->input_slots.size() < num_args;
     plan->input_slots.push_back(new_slot(in));
     plan->input_specs.push_back(spec_of(in));
-    if (options.inputs_on_device) {
+    if (options.inputs_on_device && argument) {
       if (auto device = device_of_readers(graph, in)) plan->input_specs.back().device = *device;
     }
   }
   std::vector<Variable> outputs;
   bool sources_moved = false;
   for (const Variable& out : graph.outputs()) {
-    outputs.push_back(output_source(out, options.outputs_on_device));
+    const bool result = outputs.size() < num_results;
+    outputs.push_back(result ? output_source(out, options.outputs_on_device) : out);
     sources_moved = sources_moved || outputs.back() != out;
   }
   // Nodes whose results nothing reads once outputs stay on the device (the final transfers).
@@ -169,6 +251,14 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     plan->steps.push_back(std::move(step));
   }
   for (const Variable& out : outputs) plan->output_slots.push_back(slot_for_read(out));
+  plan->num_shared_inputs = static_cast<int>(shared.size());
+  for (std::size_t k = 0; k < options.updates.size(); ++k) {
+    const VariableData* var = options.updates[k].variable.get();
+    const auto target = std::find_if(shared.begin(), shared.end(),
+                                     [&](const SharedVariable& v) { return v.get() == var; });
+    plan->updates.push_back({static_cast<int>(num_args + (target - shared.begin())),
+                             static_cast<int>(num_results + k)});
+  }
 
   // Release each computed slot after its last reader (or right after it is produced when
   // nothing reads it), unless the function returns it.
@@ -199,10 +289,26 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
   configure_blas_coretype(config.get("blas.coretype"));
   // Kernels run while optimizing (conv_meta's timings) use this function's thread count.
   const ScopedCpuThreads threads(config.get_int("threads"));
-  auto graph = std::make_shared<FunctionGraph>(inputs, outputs);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].defined() && inputs[i].is_shared()) {
+      throw ValueError(fmt::format(
+          "function input {} ({}) is a shared variable: a function reads a shared variable's "
+          "value itself, so it cannot be an argument (as in Theano); use a plain input "
+          "(tensor(), matrix(), ...) for a value given at each call",
+          i, inputs[i].label()));
+    }
+  }
+  check_updates(options.updates);
+  // Shared variables are the last inputs, and the updates' new values the last outputs.
+  std::vector<Variable> roots = outputs;
+  for (const Update& u : options.updates) roots.push_back(u.value);
+  const std::vector<SharedVariable> shared = shared_inputs(roots, options.updates);
+  std::vector<Variable> all_inputs = inputs;
+  all_inputs.insert(all_inputs.end(), shared.begin(), shared.end());
+  auto graph = std::make_shared<FunctionGraph>(all_inputs, roots);
   optimize(*graph, config);
-  auto plan = build_plan(*graph, config, options);
-  Function function(std::move(plan), std::move(graph));
+  auto plan = build_plan(*graph, config, options, shared);
+  Function function(std::move(plan), std::move(graph), shared);
   // The trace file is kept even when profiling is off, for a later enable_profiling(); it is
   // checked when profiling starts, so here when the flag profile is on.
   function.set_profile_trace_file(config.get("profile.trace_file"));

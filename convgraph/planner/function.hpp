@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "convgraph/graph/shared.hpp"
 #include "convgraph/runtime/plan.hpp"
 #include "convgraph/runtime/profile.hpp"
 #include "convgraph/runtime/tensor.hpp"
@@ -18,10 +19,17 @@ class DeviceStream;
 class Function {
  public:
   Function() = default;
-  Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const FunctionGraph> graph);
+  // SHARED: the shared variables whose values feed the plan's shared inputs, in their order.
+  Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const FunctionGraph> graph,
+           std::vector<SharedVariable> shared = {});
 
   // Runs the plan. ARGS must match the compiled inputs in count, dtype, rank and static dims;
-  // otherwise a ValueError/TypeError/ShapeError names the input and what was expected.
+  // otherwise a ValueError/TypeError/ShapeError names the input and what was expected. Shared
+  // variables are not arguments: the call reads their values when it starts, and once it has
+  // succeeded stores the new values of its updates (a call that throws changes none). Each
+  // value is read and replaced whole (a mutex per shared variable), but calls are not
+  // serialized: two calls at once that update the same shared variable both start from the
+  // values they found, and the one finishing last wins, so run a training step from one thread.
   std::vector<Tensor> operator()(const std::vector<Tensor>& args) const;
   std::vector<Tensor> call(const std::vector<Tensor>& args) const { return (*this)(args); }
 
@@ -30,7 +38,8 @@ class Function {
   // Outputs on a device are complete for work queued after the call on stream(device), and for
   // everyone once synchronize() returns; outputs on the host are complete on return. The call's
   // device inputs and outputs are kept alive until synchronize(), so they may be dropped at once. A
-  // plan on the CPU alone, a profiled call and a failing call wait as call() does.
+  // plan on the CPU alone, a profiled call, a call with updates and a failing call wait as call()
+  // does.
   std::vector<Tensor> call_async(const std::vector<Tensor>& args) const;
   // Waits for the work of every call_async so far; DeviceError when some of it failed.
   void synchronize() const;
@@ -44,8 +53,16 @@ class Function {
   // The optimized graph, for printing and inspection.
   const FunctionGraph& graph() const { return *graph_; }
   const Plan& plan() const { return *plan_; }
-  // debugprint of the optimized graph.
+  // debugprint of the optimized graph; after the outputs, the updates ("Updates:", then each
+  // shared variable and the tree of its new value).
   std::string str() const;
+
+  // ---- shared variables (graph/shared.hpp) ----
+  // The shared variables the function reads or updates, as the user made them.
+  const std::vector<SharedVariable>& shared_variables() const { return shared_; }
+  // Each update: the shared variable and the variable of the optimized graph() computing its new
+  // value, in the order of CompileOptions::updates.
+  std::vector<std::pair<SharedVariable, Variable>> updates() const;
 
   // ---- profiling (docs/profiling.md) ----
   // Starts (or stops) timing each node of each call; the flag profile=True turns it on at
@@ -66,8 +83,19 @@ class Function {
   const std::string& profile_trace_file() const { return trace_file_; }
 
  private:
+  // ARGS followed by the shared variables' values now (ARGS itself when there are none); a
+  // ValueError when ARGS has the wrong count.
+  std::vector<Tensor> with_shared_values(const std::vector<Tensor>& args) const;
+  // Takes the updates' new values off the end of RESULTS and checks them against their shared
+  // variables (ShapeError naming one whose dims were unknown until now); copies a value sharing a
+  // buffer with a result the caller gets or with another new value. Changes no shared variable.
+  std::vector<Tensor> take_updates(std::vector<Tensor>& results) const;
+  // Stores the new values NEW_VALUES (from take_updates); never throws.
+  void store_updates(std::vector<Tensor>& new_values) const;
+
   std::shared_ptr<const Plan> plan_;
   std::shared_ptr<const FunctionGraph> graph_;
+  std::vector<SharedVariable> shared_;
   std::shared_ptr<ExecutionStats> stats_;
   std::vector<std::shared_ptr<DeviceStream>> streams_;
   // The device tensors of queued calls, kept alive until synchronize() (shared by copies).

@@ -44,11 +44,24 @@ struct PlanStep {
   std::function<std::optional<double>(const std::vector<Shape>&, const std::vector<Shape>&)> flops;
 };
 
+// A new value for an input held across calls (a shared variable): after a successful call, the
+// value of output OUTPUT replaces that of input INPUT (indices into output_slots and input_slots).
+struct PlanUpdate {
+  int input = 0;
+  int output = 0;
+};
+
 struct Plan {
   int num_slots = 0;
   std::vector<int> input_slots;
   std::vector<ValueSpec> input_specs;
   std::vector<int> output_slots;
+  // The last NUM_SHARED_INPUTS inputs hold shared variables' values: the Function passes them to
+  // execute() after the caller's arguments. The last UPDATES.size() outputs are their new values;
+  // execute() returns them with the others (a value it returns never shares a buffer with an
+  // input or constant) and the Function stores them once the call has succeeded.
+  int num_shared_inputs = 0;
+  std::vector<PlanUpdate> updates;
   std::vector<std::pair<int, Tensor>> constants;  // slot, value
   std::vector<PlanStep> steps;
   bool release_intermediates = true;

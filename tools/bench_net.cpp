@@ -1,0 +1,377 @@
+// convgraph_bench_net: a whole training step of a network, built through the public API as a
+// user writes it: parameters are shared variables, the step is one Function computing the loss
+// and the gradients and updating every parameter with SGD (CompileOptions::updates).
+//
+// Networks:
+//   resnet50_conv  ResNet-50 with every BatchNorm replaced by the conv's own bias, the max-pool by
+//   a
+//                  3x3/2 conv (the workload of the shared bench's net.md, step for step as its
+//                  PyTorch peer peer_net.py: the same topology, initialisation rule, loss and SGD)
+//   mobilenet_conv MobileNet-v1 (width 1.0) with every BatchNorm replaced by a bias: a 3x3/2
+//                  stem, 13 depthwise-separable blocks (3x3 depthwise + bias + ReLU, 1x1 + bias +
+//                  ReLU), global mean pool, linear 1024 -> 1000, the same loss and SGD; a second,
+//                  differently shaped graph (depthwise, few FLOPs per byte) so that nothing is
+//                  tuned to one network. tools/peer_net_mobilenet.py is its PyTorch peer.
+//
+// Reports, as a table and JSON (--out): build, grad and compile times; the first call; the
+// median, mean and minimum of the timed steps; the loss of every step; the executor's peak of
+// bytes held by a call (Function::last_peak_bytes) and the process's peak resident memory
+// growth over the steps (VmHWM, as peer_net.py measures it).
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "convgraph/convgraph.hpp"
+
+using namespace convgraph;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.empty() ? 0.0 : (v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]));
+}
+
+// A field of /proc/self/status in bytes (VmHWM, VmRSS); -1 when it cannot be read.
+std::int64_t vm_status_bytes(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      return std::stoll(line.substr(field.size() + 1)) * 1024;  // "VmHWM:   123456 kB"
+    }
+  }
+  return -1;
+}
+
+// Busy jiffies of the whole machine, from /proc/stat's first line, and the total.
+std::pair<std::int64_t, std::int64_t> cpu_jiffies() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  in >> cpu;
+  std::int64_t busy = 0, total = 0, v = 0;
+  for (int i = 0; i < 8 && (in >> v); ++i) {
+    total += v;
+    if (i != 3 && i != 4) busy += v;  // not idle, not iowait
+  }
+  return {busy, total};
+}
+
+// The network under construction: its parameters as shared variables, initialised as the peer
+// does (He-normal conv filters, fan_in; zero conv biases; the linear layer as PyTorch's default).
+class Builder {
+ public:
+  explicit Builder(std::uint64_t seed) : rng_(seed) {}
+
+  // conv2d (cross-correlation, padding K/2, stride STRIDE, GROUPS groups) + a per-channel bias.
+  Variable conv(const Variable& x, std::int64_t in, std::int64_t out, std::int64_t k,
+                std::int64_t stride, std::int64_t groups = 1, double scale = 1.0) {
+    const std::int64_t fan_in = in / groups * k * k;
+    const std::string id = std::to_string(convs_++);
+    SharedVariable w =
+        shared("w" + id, normal({out, in / groups, k, k}, scale * std::sqrt(2.0 / fan_in)));
+    SharedVariable b = shared("b" + id, Tensor::zeros(DType::float32, {out}));
+    params_.push_back(w);
+    params_.push_back(b);
+    flops_ += 2.0 * static_cast<double>(out * (in / groups) * k * k) * out_hw(x, k, stride);
+    const Variable y = conv2d(x, w,
+                              {.filter_shape = {out, in / groups, k, k},
+                               .border_mode = k / 2,
+                               .subsample = {stride, stride},
+                               .filter_flip = false,
+                               .num_groups = groups});
+    return y + dimshuffle(b, {-1, 0, -1, -1});
+  }
+
+  // Linear layer IN -> OUT with bias (PyTorch's default initialisation: uniform in
+  // +-1/sqrt(IN) for both).
+  Variable linear(const Variable& x, std::int64_t in, std::int64_t out) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+    SharedVariable w = shared("wfc", uniform({in, out}, bound));
+    SharedVariable b = shared("bfc", uniform({out}, bound));
+    params_.push_back(w);
+    params_.push_back(b);
+    flops_ += 2.0 * static_cast<double>(in * out);
+    return dot(x, w) + dimshuffle(b, {-1, 0});
+  }
+
+  const std::vector<SharedVariable>& params() const { return params_; }
+  int convs() const { return convs_; }
+  // Forward FLOPs of one image (2 x MACs of the convolutions and the linear layer).
+  double forward_flops_per_image() const { return flops_; }
+
+ private:
+  // Output pixels of a K x K, stride-STRIDE, pad-K/2 convolution of X (whose static H, W are
+  // known).
+  static double out_hw(const Variable& x, std::int64_t k, std::int64_t stride) {
+    const auto& dims = x.type().dims;
+    const std::int64_t h = *dims[2];
+    const std::int64_t w = *dims[3];
+    const std::int64_t ho = (h + 2 * (k / 2) - k) / stride + 1;
+    const std::int64_t wo = (w + 2 * (k / 2) - k) / stride + 1;
+    return static_cast<double>(ho * wo);
+  }
+
+  Tensor normal(const Shape& shape, double stddev) {
+    std::normal_distribution<float> dist(0.0f, static_cast<float>(stddev));
+    std::vector<float> v(static_cast<std::size_t>(shape_numel(shape)));
+    for (float& e : v) e = dist(rng_);
+    return Tensor::from_vector(v, shape);
+  }
+
+  Tensor uniform(const Shape& shape, double bound) {
+    std::uniform_real_distribution<float> dist(static_cast<float>(-bound),
+                                               static_cast<float>(bound));
+    std::vector<float> v(static_cast<std::size_t>(shape_numel(shape)));
+    for (float& e : v) e = dist(rng_);
+    return Tensor::from_vector(v, shape);
+  }
+
+  std::mt19937 rng_;
+  std::vector<SharedVariable> params_;
+  int convs_ = 0;
+  double flops_ = 0;
+};
+
+struct Network {
+  Variable x, target, loss;
+  std::vector<SharedVariable> params;
+  int convs = 0;
+  double forward_flops_per_image = 0;
+};
+
+// ResNet-50 v1.5 without BatchNorm (net.md): stem 7x7/2 and 3x3/2, bottlenecks [3, 4, 6, 3], the
+// stride on the 3x3, projection shortcuts where the shape changes, the last conv of each
+// residual branch scaled by 1/sqrt(16).
+Network resnet50_conv(std::int64_t batch, std::int64_t image) {
+  Builder b(0);
+  Network net;
+  net.x = tensor("x", DType::float32, {batch, 3, image, image});
+  net.target = tensor("target", DType::float32, {batch, 1000});
+  Variable h = relu(b.conv(net.x, 3, 64, 7, 2));
+  h = relu(b.conv(h, 64, 64, 3, 2));
+  const int layers[] = {3, 4, 6, 3};
+  const double branch_scale = 1.0 / std::sqrt(16.0);
+  std::int64_t channels = 64;
+  for (int stage = 0; stage < 4; ++stage) {
+    const std::int64_t width = std::int64_t{64} << stage;
+    for (int block = 0; block < layers[stage]; ++block) {
+      const std::int64_t stride = (block == 0 && stage > 0) ? 2 : 1;
+      const std::int64_t out = width * 4;
+      Variable y = relu(b.conv(h, channels, width, 1, 1));
+      y = relu(b.conv(y, width, width, 3, stride));
+      y = b.conv(y, width, out, 1, 1, 1, branch_scale);
+      const Variable shortcut =
+          (stride != 1 || channels != out) ? b.conv(h, channels, out, 1, stride) : h;
+      h = relu(y + shortcut);
+      channels = out;
+    }
+  }
+  const Variable logits = b.linear(mean(h, {2, 3}), channels, 1000);
+  net.loss = mean_squared_error(logits, net.target);
+  net.params = b.params();
+  net.convs = b.convs();
+  net.forward_flops_per_image = b.forward_flops_per_image();
+  return net;
+}
+
+// MobileNet-v1 without BatchNorm: 3x3/2 stem (3 -> 32), then depthwise-separable blocks.
+Network mobilenet_conv(std::int64_t batch, std::int64_t image) {
+  Builder b(0);
+  Network net;
+  net.x = tensor("x", DType::float32, {batch, 3, image, image});
+  net.target = tensor("target", DType::float32, {batch, 1000});
+  Variable h = relu(b.conv(net.x, 3, 32, 3, 2));
+  struct Block {
+    std::int64_t out, stride;
+  };
+  const Block blocks[] = {{64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1},  {512, 2}, {512, 1},
+                          {512, 1}, {512, 1}, {512, 1}, {512, 1}, {1024, 2}, {1024, 1}};
+  std::int64_t channels = 32;
+  for (const Block& blk : blocks) {
+    h = relu(b.conv(h, channels, channels, 3, blk.stride, channels));  // depthwise
+    h = relu(b.conv(h, channels, blk.out, 1, 1));                      // pointwise
+    channels = blk.out;
+  }
+  const Variable logits = b.linear(mean(h, {2, 3}), channels, 1000);
+  net.loss = mean_squared_error(logits, net.target);
+  net.params = b.params();
+  net.convs = b.convs();
+  net.forward_flops_per_image = b.forward_flops_per_image();
+  return net;
+}
+
+Tensor random_normal(const Shape& shape, std::uint64_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<std::size_t>(shape_numel(shape)));
+  for (float& e : v) e = dist(rng);
+  return Tensor::from_vector(v, shape);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"convgraph_bench_net: a whole training step (forward, gradients, SGD update)"};
+  std::string net_name = "resnet50_conv", flags, out;
+  std::int64_t batch = 8, image = 224, threads = 2;
+  int steps = 5, warmup = 2;
+  double lr = 0.01;
+  app.add_option("--net", net_name, "resnet50_conv or mobilenet_conv")
+      ->check(CLI::IsMember({"resnet50_conv", "mobilenet_conv"}));
+  app.add_option("--batch", batch, "batch size N")->check(CLI::PositiveNumber);
+  app.add_option("--image-size", image, "input height and width")->check(CLI::Range(32, 4096));
+  app.add_option("--steps", steps, "timed steps (the median is reported)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "untimed steps before them (the first is reported)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "CPU threads (the threads flag)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--lr", lr, "SGD learning rate");
+  app.add_option("--flags", flags, "compile flags on top of the defaults (k=v,k=v)");
+  app.add_option("--out", out, "write the results here (JSON)");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::string all_flags = fmt::format("threads={}", threads);
+    if (!flags.empty()) all_flags += "," + flags;
+
+    const auto t_build = Clock::now();
+    const Network net =
+        net_name == "resnet50_conv" ? resnet50_conv(batch, image) : mobilenet_conv(batch, image);
+    const double build_ms = ms_since(t_build);
+
+    std::vector<Variable> wrt(net.params.begin(), net.params.end());
+    const auto t_grad = Clock::now();
+    const std::vector<Variable> grads = grad(net.loss, wrt);
+    const double grad_ms = ms_since(t_grad);
+
+    CompileOptions options;
+    options.flags = all_flags;
+    for (std::size_t i = 0; i < wrt.size(); ++i) {
+      options.updates.push_back({wrt[i], wrt[i] - grads[i] * lr});
+    }
+    const auto t_compile = Clock::now();
+    const Function step = compile({net.x, net.target}, {net.loss}, options);
+    const double compile_ms = ms_since(t_compile);
+
+    const Tensor x = random_normal({batch, 3, image, image}, 1234);
+    const Tensor target = random_normal({batch, 1000}, 1235);
+    std::int64_t param_count = 0;
+    for (const SharedVariable& p : net.params) param_count += p.get_value(true).numel();
+
+    const std::int64_t hwm_before = vm_status_bytes("VmHWM");
+    std::vector<double> losses, warm_ms;
+    for (int i = 0; i < warmup; ++i) {
+      const auto t0 = Clock::now();
+      losses.push_back(step({x, target})[0].item_double());
+      warm_ms.push_back(ms_since(t0));
+      std::fprintf(stderr, "warm-up step %d: %.1f ms, loss %.6g\n", i, warm_ms.back(),
+                   losses.back());
+    }
+    const auto jiffies0 = cpu_jiffies();
+    rusage usage0{};
+    getrusage(RUSAGE_SELF, &usage0);
+    std::vector<double> step_ms;
+    for (int i = 0; i < steps; ++i) {
+      const auto t0 = Clock::now();
+      losses.push_back(step({x, target})[0].item_double());
+      step_ms.push_back(ms_since(t0));
+    }
+    rusage usage1{};
+    getrusage(RUSAGE_SELF, &usage1);
+    const auto jiffies1 = cpu_jiffies();
+    const std::int64_t hwm_after = vm_status_bytes("VmHWM");
+    // The machine's busy time beyond this process's own during the timed steps, in cores.
+    auto seconds = [](const timeval& t) {
+      return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6;
+    };
+    const double own_cpu_s = seconds(usage1.ru_utime) + seconds(usage1.ru_stime) -
+                             seconds(usage0.ru_utime) - seconds(usage0.ru_stime);
+    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    const double busy_s = static_cast<double>(jiffies1.first - jiffies0.first) / ticks;
+    const double wall_s = std::accumulate(step_ms.begin(), step_ms.end(), 0.0) * 1e-3;
+    const double foreign_load = wall_s > 0 ? std::max(0.0, busy_s - own_cpu_s) / wall_s : 0.0;
+
+    const double med = median(step_ms);
+    const double step_flops = 3.0 * net.forward_flops_per_image * static_cast<double>(batch);
+    const bool finite =
+        std::all_of(losses.begin(), losses.end(), [](double v) { return std::isfinite(v); });
+    std::printf("%s, N=%lld, %lldx%lld, %lld threads, flags '%s'\n", net_name.c_str(),
+                static_cast<long long>(batch), static_cast<long long>(image),
+                static_cast<long long>(image), static_cast<long long>(threads), all_flags.c_str());
+    std::printf("  %d convolutions, %lld parameters in %zu tensors, %zu nodes after optimization\n",
+                net.convs, static_cast<long long>(param_count), net.params.size(),
+                step.graph().num_nodes());
+    std::printf("  build %.1f ms, grad %.1f ms, compile %.1f ms, first step %.1f ms\n", build_ms,
+                grad_ms, compile_ms, warm_ms.empty() ? 0.0 : warm_ms[0]);
+    std::printf(
+        "  step: median %.1f ms (min %.1f, max %.1f over %d), %.2f images/s, %.1f GFLOP/s\n", med,
+        *std::min_element(step_ms.begin(), step_ms.end()),
+        *std::max_element(step_ms.begin(), step_ms.end()), steps,
+        static_cast<double>(batch) / (med * 1e-3), step_flops / (med * 1e-3) / 1e9);
+    std::printf("  peak: executor %.3f GiB, process growth (VmHWM) %.3f GiB; foreign load %.2f\n",
+                static_cast<double>(step.last_peak_bytes()) / (1 << 30),
+                static_cast<double>(hwm_after - hwm_before) / (1 << 30), foreign_load);
+    std::printf("  loss %.6g -> %.6g%s\n", losses.front(), losses.back(),
+                finite ? "" : " (NOT FINITE)");
+
+    if (!out.empty()) {
+      nlohmann::json j = {
+          {"net", net_name},
+          {"batch", batch},
+          {"image_size", image},
+          {"threads", threads},
+          {"flags", all_flags},
+          {"convs", net.convs},
+          {"params", param_count},
+          {"nodes", step.graph().num_nodes()},
+          {"build_ms", build_ms},
+          {"grad_ms", grad_ms},
+          {"compile_ms", compile_ms},
+          {"first_step_ms", warm_ms.empty() ? nullptr : nlohmann::json(warm_ms[0])},
+          {"warmup_step_ms", warm_ms},
+          {"step_ms_all", step_ms},
+          {"step_ms_median", med},
+          {"step_ms_min", *std::min_element(step_ms.begin(), step_ms.end())},
+          {"images_per_s", static_cast<double>(batch) / (med * 1e-3)},
+          {"flops_step", step_flops},
+          {"executor_peak_bytes", step.last_peak_bytes()},
+          {"peak_mem_bytes", hwm_after - hwm_before},
+          {"vmhwm_before_bytes", hwm_before},
+          {"vmhwm_after_bytes", hwm_after},
+          {"losses", losses},
+          {"finite", finite},
+          {"foreign_cpu_load", foreign_load},
+      };
+      std::ofstream f(out);
+      f << j.dump(1) << "\n";
+      if (!f) throw ValueError("cannot write " + out);
+    }
+    return finite ? 0 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "convgraph_bench_net: %s\n", e.what());
+    return 1;
+  }
+}
