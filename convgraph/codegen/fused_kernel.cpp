@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <mutex>
+
 #include "convgraph/base/config.hpp"
 #include "convgraph/build_config.hpp"
 #include "convgraph/codegen/interpreter.hpp"
@@ -88,6 +90,21 @@ std::shared_ptr<const FusedKernel> compile_fused(const FusedIR& ir) {
 CodegenCounters& codegen_counters() {
   static CodegenCounters counters;
   return counters;
+}
+
+namespace {
+std::mutex injected_mutex;
+std::string injected_message;
+}  // namespace
+
+void inject_codegen_failure_for_testing(std::string message) {
+  std::lock_guard<std::mutex> lock(injected_mutex);
+  injected_message = std::move(message);
+}
+
+std::string injected_codegen_failure() {
+  std::lock_guard<std::mutex> lock(injected_mutex);
+  return injected_message;
 }
 
 void clear_codegen_memory_cache() {

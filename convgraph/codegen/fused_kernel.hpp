@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -85,5 +86,8 @@ CodegenCounters& codegen_counters();
 // Forgets the generated code held in memory (the disk cache stays), so that the next run of a
 // kernel loads it as a fresh process would. Kernels still referenced keep working.
 void clear_codegen_memory_cache();
+// For tests of the failure path: while MESSAGE is not empty, generating code fails with it as if
+// LLVM had rejected the kernel (codegen.fallback then decides). Empty turns it off.
+void inject_codegen_failure_for_testing(std::string message);
 
 }  // namespace convgraph::codegen

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "convgraph/codegen/fused_kernel.hpp"
 
@@ -14,5 +15,7 @@ namespace convgraph::codegen {
 std::shared_ptr<const FusedKernel> make_llvm_kernel(const FusedIR& ir);
 // Drops the in-memory code cache (see clear_codegen_memory_cache).
 void clear_llvm_memory_cache();
+// The message set by inject_codegen_failure_for_testing (empty when off).
+std::string injected_codegen_failure();
 
 }  // namespace convgraph::codegen

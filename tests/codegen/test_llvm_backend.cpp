@@ -214,3 +214,49 @@ TEST_CASE("codegen: the memory cache shares code between kernels of one IR", "[c
   (*compile_fused(ir))({xt, bt});
   CHECK(codegen_counters().llvm_compilations == compiled);
 }
+
+TEST_CASE("codegen: a second process loads every kernel from the disk cache and generates none",
+          "[codegen][llvm]") {
+  if (skip_without_llvm()) return;
+  TempCacheDir dir;
+  auto run = [&](int n) {
+    const std::filesystem::path out = dir.path.string() + fmt::format(".out{}", n);
+    const std::string command = fmt::format("'{}' '{}' > '{}'", CONVGRAPH_CODEGEN_SECOND_PROCESS,
+                                            dir.path.string(), out.string());
+    const int status = std::system(command.c_str());
+    std::ifstream in(out);
+    std::string line;
+    std::getline(in, line);
+    std::filesystem::remove(out);
+    INFO(command << " -> " << line);
+    REQUIRE(status == 0);
+    return line;
+  };
+  CHECK(run(1) == "generated=2 loaded=0");
+  CHECK(run(2) == "generated=0 loaded=2");
+}
+
+TEST_CASE("codegen: an LLVM failure is an error naming the kernel, or a logged fallback",
+          "[codegen][llvm]") {
+  if (skip_without_llvm()) return;
+  ScopedFlags flags("codegen.disk_cache=off");
+  struct Injection {
+    Injection() { inject_codegen_failure_for_testing("unsupported instruction (injected)"); }
+    ~Injection() { inject_codegen_failure_for_testing(""); }
+  } injection;
+  FusedIRBuilder b(1, "will_fail");
+  const int x = b.load(b.input(DType::float64));
+  b.output(b.op(ScalarOp::sqrt, {b.op(ScalarOp::abs, {x})}));
+  const FusedIR ir = b.build();
+  const Tensor xt = random_tensor(DType::float64, {1000}, 3);
+  const std::string msg = convgraph::testing::message_of<ConvGraphError>(
+      [&] { (*compile_fused(ir, FusedBackend::llvm))({xt}); });
+  CHECK(convgraph::testing::contains(msg, "fused kernel 'will_fail'"));
+  CHECK(convgraph::testing::contains(msg, "unsupported instruction (injected)"));
+
+  ScopedFlags fallback("codegen.fallback=interpreter");
+  const auto kernel = compile_fused(ir, FusedBackend::llvm);
+  const std::int64_t compiled = codegen_counters().llvm_compilations;
+  REQUIRE(compare_tensors((*kernel)({xt})[0], reference_outputs(ir, {xt}, {1000})[0]).empty());
+  CHECK(codegen_counters().llvm_compilations == compiled);
+}

@@ -114,6 +114,9 @@ class Jit {
 
   // Object code for IR specialised for PLAN's shape class, as function NAME.
   std::string compile(const FusedIR& ir, const LoopPlan& plan, const std::string& name) {
+    if (const std::string injected = injected_codegen_failure(); !injected.empty()) {
+      throw ConvGraphError(fmt::format("{}: LLVM failed: {}", ir.label(), injected));
+    }
     llvm::LLVMContext context;
     std::unique_ptr<llvm::Module> module = emit_fused_module(context, ir, plan, name);
     module->setDataLayout(machine_->createDataLayout());
