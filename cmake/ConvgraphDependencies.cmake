@@ -143,6 +143,16 @@ if(CONVGRAPH_HAVE_LLVM)
   separate_arguments(CONVGRAPH_LLVM_DEFINITIONS NATIVE_COMMAND "${LLVM_DEFINITIONS}")
 endif()
 
+# Gives the sources SOURCES (the LLVM back end) LLVM's include folders and definitions.
+# The folders are system ones (-isystem), so that LLVM's headers are held to their own warnings.
+function(convgraph_llvm_sources)
+  set(options ${CONVGRAPH_LLVM_DEFINITIONS})
+  foreach(dir ${LLVM_INCLUDE_DIRS})
+    list(APPEND options -isystem ${dir})
+  endforeach()
+  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${options}")
+endfunction()
+
 # Links the enabled optional components into TARGET.
 function(convgraph_link_optional_components target)
   if(CONVGRAPH_HAVE_CUDA)
@@ -156,8 +166,8 @@ function(convgraph_link_optional_components target)
     target_link_libraries(${target} PRIVATE DNNL::dnnl)
   endif()
   if(CONVGRAPH_HAVE_LLVM)
-    target_include_directories(${target} SYSTEM PRIVATE ${LLVM_INCLUDE_DIRS})
-    target_compile_definitions(${target} PRIVATE ${CONVGRAPH_LLVM_DEFINITIONS})
+    # LLVM's headers and definitions are given to the sources that include them only
+    # (convgraph_llvm_sources), so that the rest of the library compiles as without LLVM.
     target_link_libraries(${target} PRIVATE ${CONVGRAPH_LLVM_LIBRARIES})
   endif()
 endfunction()

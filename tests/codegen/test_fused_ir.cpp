@@ -22,7 +22,7 @@ FusedIR bias_relu() {
 
 }  // namespace
 
-TEST_CASE("codegen: the canonical text names every input, instruction, output and reduction",
+TEST_CASE("fused IR: the canonical text names every input, instruction, output and reduction",
           "[codegen]") {
   const FusedIR ir = bias_relu();
   CHECK(ir.to_string() ==
@@ -52,7 +52,7 @@ TEST_CASE("codegen: the canonical text names every input, instruction, output an
             .to_string() == ir.to_string());
 }
 
-TEST_CASE("codegen: output dtypes of comparisons, casts and reductions", "[codegen]") {
+TEST_CASE("fused IR: output dtypes of comparisons, casts and reductions", "[codegen]") {
   FusedIRBuilder b(2);
   const int x = b.load(b.input(DType::int32));
   const int gt = b.op(ScalarOp::gt, {x, b.constant(3, DType::int32)});
@@ -67,7 +67,7 @@ TEST_CASE("codegen: output dtypes of comparisons, casts and reductions", "[codeg
   CHECK(fused_accumulator_dtype(FusedReduceKind::max, DType::float16) == DType::float32);
 }
 
-TEST_CASE("codegen: malformed IR is rejected with a message naming the kernel and the fault",
+TEST_CASE("fused IR: malformed IR is rejected with a message naming the kernel and the fault",
           "[codegen]") {
   FusedIRBuilder b(2, "bad");
   const int f = b.load(b.input(DType::float32));

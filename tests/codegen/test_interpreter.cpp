@@ -28,7 +28,8 @@ std::shared_ptr<const FusedKernel> interpreter(const FusedIR& ir) {
 
 }  // namespace
 
-TEST_CASE("codegen: interpreter equals the unfused kernels bit for bit on random IR", "[codegen]") {
+TEST_CASE("interpreter: interpreter equals the unfused kernels bit for bit on random IR",
+          "[codegen]") {
   for (std::uint64_t seed = 1; seed <= 300; ++seed) {
     const auto c = convgraph::testing::random_fused_case(seed, false);
     INFO(c.ir.to_string() << "shape " << shape_str(c.shape));
@@ -46,7 +47,7 @@ TEST_CASE("codegen: interpreter equals the unfused kernels bit for bit on random
   }
 }
 
-TEST_CASE("codegen: interpreter reductions equal the Reduce op on random IR", "[codegen]") {
+TEST_CASE("interpreter: interpreter reductions equal the Reduce op on random IR", "[codegen]") {
   for (std::uint64_t seed = 1000; seed < 1200; ++seed) {
     const auto c = convgraph::testing::random_fused_case(seed, true);
     INFO(c.ir.to_string() << "shape " << shape_str(c.shape));
@@ -64,7 +65,7 @@ TEST_CASE("codegen: interpreter reductions equal the Reduce op on random IR", "[
   }
 }
 
-TEST_CASE("codegen: bias + relu and the bias gradient over odd, large and empty shapes",
+TEST_CASE("interpreter: bias + relu and the bias gradient over odd, large and empty shapes",
           "[codegen]") {
   for (const Shape& shape : {Shape{1, 1, 1, 1}, Shape{2, 7, 3, 5}, Shape{1, 33, 1, 1},
                              Shape{3, 4, 0, 5}, Shape{1, 3, 1000003, 1}}) {
@@ -89,7 +90,7 @@ TEST_CASE("codegen: bias + relu and the bias gradient over odd, large and empty 
   }
 }
 
-TEST_CASE("codegen: casts follow cast(): truncation, saturation, NaN to 0, bool is != 0",
+TEST_CASE("interpreter: casts follow cast(): truncation, saturation, NaN to 0, bool is != 0",
           "[codegen]") {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
@@ -106,7 +107,7 @@ TEST_CASE("codegen: casts follow cast(): truncation, saturation, NaN to 0, bool 
   }
 }
 
-TEST_CASE("codegen: integer division by zero and negative exponents are errors", "[codegen]") {
+TEST_CASE("interpreter: integer division by zero and negative exponents are errors", "[codegen]") {
   for (ScalarOp op : {ScalarOp::int_div, ScalarOp::mod, ScalarOp::pow}) {
     FusedIRBuilder b(1, "checked");
     const int a = b.load(b.input(DType::int32));
@@ -128,7 +129,7 @@ TEST_CASE("codegen: integer division by zero and negative exponents are errors",
   }
 }
 
-TEST_CASE("codegen: tensors that do not fit the IR are rejected", "[codegen]") {
+TEST_CASE("interpreter: tensors that do not fit the IR are rejected", "[codegen]") {
   FusedIRBuilder b(2, "fit");
   const int x = b.load(b.input(DType::float32));
   const int y = b.load(b.input(DType::float32, {true, false}));
@@ -148,7 +149,7 @@ TEST_CASE("codegen: tensors that do not fit the IR are rejected", "[codegen]") {
   CHECK(contains(msg, "output 0 has shape [3, 2], expected [2, 3]"));
 }
 
-TEST_CASE("codegen: codegen.backend chooses the back end", "[codegen]") {
+TEST_CASE("interpreter: codegen.backend chooses the back end", "[codegen]") {
   FusedIRBuilder b(1);
   b.output(b.load(b.input(DType::float32)));
   const FusedIR ir = b.build();

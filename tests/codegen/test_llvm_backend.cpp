@@ -76,19 +76,19 @@ void check_random_cases(std::uint64_t first, std::uint64_t last, bool reduction,
 
 }  // namespace
 
-TEST_CASE("codegen: LLVM kernels equal the unfused kernels on random IR", "[codegen][llvm]") {
+TEST_CASE("llvm: LLVM kernels equal the unfused kernels on random IR", "[codegen][llvm]") {
   if (skip_without_llvm()) return;
   // The same libm functions and IEEE operations in the same order: bit for bit.
   check_random_cases(1, 301, false, 0, 0.0);
 }
 
-TEST_CASE("codegen: LLVM reductions equal the Reduce op on random IR", "[codegen][llvm]") {
+TEST_CASE("llvm: LLVM reductions equal the Reduce op on random IR", "[codegen][llvm]") {
   if (skip_without_llvm()) return;
   check_random_cases(1000, 1200, true, 4, 1e-6);
 }
 
 TEST_CASE(
-    "codegen: LLVM bias + relu, bias gradient and mean over odd, large, empty and strided "
+    "llvm: LLVM bias + relu, bias gradient and mean over odd, large, empty and strided "
     "shapes",
     "[codegen][llvm]") {
   if (skip_without_llvm()) return;
@@ -124,8 +124,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("codegen: LLVM integer division by zero is an error naming the kernel",
-          "[codegen][llvm]") {
+TEST_CASE("llvm: LLVM integer division by zero is an error naming the kernel", "[codegen][llvm]") {
   if (skip_without_llvm()) return;
   ScopedFlags flags("codegen.disk_cache=off");
   FusedIRBuilder b(1, "int_div");
@@ -144,7 +143,7 @@ TEST_CASE("codegen: LLVM integer division by zero is an error naming the kernel"
 }
 
 TEST_CASE(
-    "codegen: the disk cache is reused without generating, and a corrupt entry is "
+    "llvm: the disk cache is reused without generating, and a corrupt entry is "
     "regenerated",
     "[codegen][llvm]") {
   if (skip_without_llvm()) return;
@@ -203,7 +202,7 @@ TEST_CASE(
   CHECK(counters.llvm_compilations == compiled0 + 4);
 }
 
-TEST_CASE("codegen: the memory cache shares code between kernels of one IR", "[codegen][llvm]") {
+TEST_CASE("llvm: the memory cache shares code between kernels of one IR", "[codegen][llvm]") {
   if (skip_without_llvm()) return;
   ScopedFlags flags("codegen.disk_cache=off");
   const FusedIR ir = bias_relu_ir(DType::float32);
@@ -215,7 +214,7 @@ TEST_CASE("codegen: the memory cache shares code between kernels of one IR", "[c
   CHECK(codegen_counters().llvm_compilations == compiled);
 }
 
-TEST_CASE("codegen: a second process loads every kernel from the disk cache and generates none",
+TEST_CASE("llvm: a second process loads every kernel from the disk cache and generates none",
           "[codegen][llvm]") {
   if (skip_without_llvm()) return;
   TempCacheDir dir;
@@ -236,7 +235,7 @@ TEST_CASE("codegen: a second process loads every kernel from the disk cache and 
   CHECK(run(2) == "generated=0 loaded=2");
 }
 
-TEST_CASE("codegen: an LLVM failure is an error naming the kernel, or a logged fallback",
+TEST_CASE("llvm: an LLVM failure is an error naming the kernel, or a logged fallback",
           "[codegen][llvm]") {
   if (skip_without_llvm()) return;
   ScopedFlags flags("codegen.disk_cache=off");
