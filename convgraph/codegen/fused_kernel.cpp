@@ -19,8 +19,8 @@ class InterpretedKernel final : public FusedKernel {
 
  protected:
   void execute(const LoopPlan& plan, std::int64_t* status) const override {
-    for_outer_ranges(plan, [&](std::int64_t begin, std::int64_t end) {
-      interpret_range(ir(), plan, begin, end, status);
+    for_outer_ranges(plan, [&](std::int64_t begin, std::int64_t end, void* const* data) {
+      interpret_range(ir(), plan, data, begin, end, status);
     });
   }
 };

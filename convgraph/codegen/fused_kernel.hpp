@@ -12,7 +12,8 @@
 // in (convgraph/codegen/llvm/), else the interpreter. Both give the results of the unfused ops
 // (the interpreter bit for bit, the generated code within a few ulp for the transcendental
 // functions and up to the order of additions in reductions). Kernels run with the `threads` flag's
-// thread count, parallel over the outermost loop axis that is not reduced.
+// thread count, parallel over the outermost loop axis (with private accumulators where that axis
+// is reduced).
 #pragma once
 
 #include <atomic>

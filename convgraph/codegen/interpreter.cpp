@@ -172,7 +172,15 @@ void eval_load(DType dtype, const void* base, std::int64_t stride, Block& out, s
   dispatch_dtype(dtype, [&]<typename T>() {
     const T* p = static_cast<const T*>(base);
     compute_t<T>* o = out.as<compute_t<T>>();
-    for (std::int64_t i = 0; i < n; ++i) o[i] = convert<compute_t<T>>(p[i * stride]);
+    // Unit-stride and broadcast runs get loops of their own, which the compiler vectorizes.
+    if (stride == 1) {
+      for (std::int64_t i = 0; i < n; ++i) o[i] = convert<compute_t<T>>(p[i]);
+    } else if (stride == 0) {
+      const compute_t<T> v = convert<compute_t<T>>(*p);
+      for (std::int64_t i = 0; i < n; ++i) o[i] = v;
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) o[i] = convert<compute_t<T>>(p[i * stride]);
+    }
   });
 }
 
@@ -180,7 +188,11 @@ void store_value(DType dtype, Block& value, void* base, std::int64_t stride, std
   dispatch_dtype(dtype, [&]<typename T>() {
     const compute_t<T>* v = value.as<compute_t<T>>();
     T* p = static_cast<T*>(base);
-    for (std::int64_t i = 0; i < n; ++i) p[i * stride] = convert<T>(v[i]);
+    if (stride == 1) {
+      for (std::int64_t i = 0; i < n; ++i) p[i] = convert<T>(v[i]);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) p[i * stride] = convert<T>(v[i]);
+    }
   });
 }
 
@@ -194,17 +206,23 @@ void accumulate_value(FusedReduceKind kind, DType value, DType acc, Block& block
       } else {
         const compute_t<T>* v = block.as<compute_t<T>>();
         A* p = static_cast<A*>(base);
-        for (std::int64_t i = 0; i < n; ++i) {
-          A& a = p[i * stride];
-          const A x = static_cast<A>(v[i]);
+        auto combine = [kind](A a, A x) {
           if (kind == FusedReduceKind::max) {
             if constexpr (std::is_floating_point_v<A>) {
-              a = (x > a || std::isnan(x)) ? x : a;
+              return (x > a || std::isnan(x)) ? x : a;
             } else {
-              a = x > a ? x : a;
+              return x > a ? x : a;
             }
-          } else {
-            a = elemwise_detail::wrap_add(a, x);
+          }
+          return elemwise_detail::wrap_add(a, x);
+        };
+        if (stride == 0) {  // reduced along the run: one accumulator, kept in a register
+          A a = *p;
+          for (std::int64_t i = 0; i < n; ++i) a = combine(a, static_cast<A>(v[i]));
+          *p = a;
+        } else {
+          for (std::int64_t i = 0; i < n; ++i) {
+            p[i * stride] = combine(p[i * stride], static_cast<A>(v[i]));
           }
         }
       }
@@ -214,8 +232,8 @@ void accumulate_value(FusedReduceKind kind, DType value, DType acc, Block& block
 
 }  // namespace
 
-void interpret_range(const FusedIR& ir, const LoopPlan& plan, std::int64_t begin, std::int64_t end,
-                     std::int64_t* status) {
+void interpret_range(const FusedIR& ir, const LoopPlan& plan, void* const* data, std::int64_t begin,
+                     std::int64_t end, std::int64_t* status) {
   const std::size_t nd = plan.dims.size();
   const std::size_t nin = ir.inputs().size();
   const std::size_t nops = plan.data.size();
@@ -230,7 +248,7 @@ void interpret_range(const FusedIR& ir, const LoopPlan& plan, std::int64_t begin
     for (std::int64_t start = first; start < last; start += kBlock) {
       const std::int64_t n = std::min(kBlock, last - start);
       auto address = [&](std::size_t k) {
-        return static_cast<char*>(plan.data[k]) +
+        return static_cast<char*>(data[k]) +
                (base[k] + start * plan.strides[k][nd - 1]) * static_cast<std::int64_t>(sizes[k]);
       };
       for (std::size_t i = 0; i < ir.instrs().size(); ++i) {

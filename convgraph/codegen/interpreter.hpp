@@ -12,10 +12,11 @@
 
 namespace convgraph::codegen {
 
-// Runs IR over the elements of PLAN whose outermost loop index lies in [BEGIN, END), ORing the
+// Runs IR over the elements of PLAN whose outermost loop index lies in [BEGIN, END), with the
+// operands' origins DATA (PLAN's, or with private accumulators: for_outer_ranges), ORing the
 // kStatus* bits of any integer division by zero or negative integer exponent into *STATUS.
-// Thread-safe: calls on disjoint ranges may run concurrently.
-void interpret_range(const FusedIR& ir, const LoopPlan& plan, std::int64_t begin, std::int64_t end,
-                     std::int64_t* status);
+// Thread-safe: calls on disjoint ranges or disjoint accumulators may run concurrently.
+void interpret_range(const FusedIR& ir, const LoopPlan& plan, void* const* data, std::int64_t begin,
+                     std::int64_t end, std::int64_t* status);
 
 }  // namespace convgraph::codegen

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
@@ -231,6 +232,8 @@ BoundCall::BoundCall(const FusedIR& ir, const std::vector<Tensor>& inputs,
       return !ir.is_reduced_axis(static_cast<int>(axis));
     });
   }
+  plan_.accumulators = accumulators_;
+  if (ir.reduction()) plan_.reduce_kind = ir.reduction()->kind;
   plan_.data = std::move(data);
   plan_.dtypes = std::move(dtypes);
   plan_.strides.assign(plan_.data.size(), {});
@@ -312,26 +315,83 @@ int codegen_threads() {
   return configured > 0 ? static_cast<int>(configured) : omp_get_max_threads();
 }
 
+namespace {
+
+// Folds the accumulator PART into ACC (same dtype and layout).
+void fold_accumulator(const Tensor& part, const Tensor& acc, FusedReduceKind kind) {
+  dispatch_dtype(acc.dtype(), [&]<typename A>() {
+    if constexpr (!std::is_same_v<A, bool> && !std::is_same_v<A, Half>) {
+      const A* src = part.data<A>();
+      A* dst = acc.data<A>();
+      for (std::int64_t i = 0; i < acc.numel(); ++i) {
+        const A x = src[i];
+        if (kind == FusedReduceKind::max) {
+          if constexpr (std::is_floating_point_v<A>) {
+            dst[i] = (x > dst[i] || std::isnan(x)) ? x : dst[i];
+          } else {
+            dst[i] = x > dst[i] ? x : dst[i];
+          }
+        } else if constexpr (std::is_integral_v<A>) {  // wraps, as the sums do
+          using U = std::make_unsigned_t<A>;
+          dst[i] = static_cast<A>(static_cast<U>(dst[i]) + static_cast<U>(x));
+        } else {
+          dst[i] += x;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void for_outer_ranges(const LoopPlan& plan,
-                      const std::function<void(std::int64_t, std::int64_t)>& body) {
+                      const std::function<void(std::int64_t, std::int64_t, void* const*)>& body) {
   const std::int64_t numel = plan.numel();
   if (numel == 0) return;
   const std::int64_t extent = plan.dims[0];
-  const bool parallel = numel > kParallelThreshold && !plan.reduced[0] && extent > 1;
-  const int threads = parallel ? codegen_threads() : 1;
-  if (!parallel || threads <= 1) {
-    body(0, extent);
+  const int threads = numel > kParallelThreshold && extent > 1
+                          ? static_cast<int>(std::min<std::int64_t>(codegen_threads(), extent))
+                          : 1;
+  if (threads <= 1) {
+    body(0, extent, plan.data.data());
     return;
   }
-  const std::int64_t per_index = numel / extent;
-  std::int64_t per_chunk = std::max<std::int64_t>(1, kChunkElements / per_index);
-  // At least one chunk per thread when the axis allows it.
-  per_chunk = std::min(per_chunk, std::max<std::int64_t>(1, extent / threads));
-  const std::int64_t chunks = (extent + per_chunk - 1) / per_chunk;
+  if (!plan.reduced[0]) {
+    const std::int64_t per_index = numel / extent;
+    std::int64_t per_chunk = std::max<std::int64_t>(1, kChunkElements / per_index);
+    // At least one chunk per thread.
+    per_chunk = std::min(per_chunk, std::max<std::int64_t>(1, extent / threads));
+    const std::int64_t chunks = (extent + per_chunk - 1) / per_chunk;
 #pragma omp parallel for num_threads(threads) schedule(static)
-  for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const std::int64_t begin = chunk * per_chunk;
-    body(begin, std::min(extent, begin + per_chunk));
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const std::int64_t begin = chunk * per_chunk;
+      body(begin, std::min(extent, begin + per_chunk), plan.data.data());
+    }
+    return;
+  }
+  // The outermost axis is reduced: private accumulators for threads 1.., folded in afterwards.
+  const std::size_t n_acc = plan.accumulators.size();
+  const std::size_t first_acc = plan.data.size() - n_acc;
+  std::vector<std::vector<Tensor>> partials(static_cast<std::size_t>(threads));
+  std::vector<std::vector<void*>> data(static_cast<std::size_t>(threads), plan.data);
+  for (std::size_t t = 1; t < partials.size(); ++t) {
+    for (std::size_t a = 0; a < n_acc; ++a) {
+      const Tensor& shared = plan.accumulators[a];
+      Tensor part = Tensor::empty(shared.dtype(), shared.shape());
+      fill_identity(part, plan.reduce_kind);
+      data[t][first_acc + a] = part.raw_data();
+      partials[t].push_back(std::move(part));
+    }
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int t = 0; t < threads; ++t) {
+    const std::int64_t begin = extent * t / threads, end = extent * (t + 1) / threads;
+    body(begin, end, data[static_cast<std::size_t>(t)].data());
+  }
+  for (std::size_t t = 1; t < partials.size(); ++t) {
+    for (std::size_t a = 0; a < n_acc; ++a) {
+      fold_accumulator(partials[t][a], plan.accumulators[a], plan.reduce_kind);
+    }
   }
 }
 

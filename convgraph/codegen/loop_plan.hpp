@@ -37,6 +37,9 @@ struct LoopPlan {
   std::vector<void*> data;
   // DTypes of the operands as stored (accumulators for reduced outputs).
   std::vector<DType> dtypes;
+  // For a reduction: the accumulators (the last operands, contiguous) and the reduction's kind.
+  std::vector<Tensor> accumulators;
+  FusedReduceKind reduce_kind = FusedReduceKind::sum;
 
   std::int64_t numel() const;
   // What a generated kernel is specialised for: the loop rank, which axes are reduced, and per
@@ -81,10 +84,11 @@ Shape infer_iteration_shape(const FusedIR& ir, const std::vector<Tensor>& inputs
 
 // The threads a fused kernel uses: the `threads` flag, 0 meaning OpenMP's default.
 int codegen_threads();
-// Runs BODY(begin, end) over ranges of the plan's outermost axis: in parallel chunks when the
-// loop is large enough to pay for it and that axis is not reduced, else once over the whole axis.
-// BODY must not throw.
+// Runs BODY(begin, end, data) over ranges of the plan's outermost axis, DATA being the operands'
+// origins to use, in parallel when the loop is large enough to pay for it. When that axis is
+// reduced, each thread but the first accumulates into private accumulators (set to the identity)
+// that are folded into the plan's after the loop. BODY must not throw.
 void for_outer_ranges(const LoopPlan& plan,
-                      const std::function<void(std::int64_t, std::int64_t)>& body);
+                      const std::function<void(std::int64_t, std::int64_t, void* const*)>& body);
 
 }  // namespace convgraph::codegen

@@ -168,3 +168,34 @@ TEST_CASE("interpreter: codegen.backend chooses the back end", "[codegen]") {
   CHECK(compile_fused(ir)->backend() ==
         (llvm_backend_built_in() ? FusedBackend::llvm : FusedBackend::interpreter));
 }
+
+TEST_CASE("fused kernels: reductions over the outer axis split across threads", "[codegen]") {
+  ScopedFlags flags("threads=3");
+  for (FusedBackend backend : {FusedBackend::interpreter, FusedBackend::llvm}) {
+    if (backend == FusedBackend::llvm && !llvm_backend_built_in()) continue;
+    ScopedFlags no_disk("codegen.disk_cache=off");
+    INFO(fused_backend_name(backend));
+    // The sum over the batch axis of [N, C], an integer max over it, and a mean of everything.
+    FusedIRBuilder s(2, "sum0");
+    s.output(s.load(s.input(DType::float64)));
+    s.reduce(FusedReduceKind::sum, {0});
+    FusedIRBuilder m(2, "max0");
+    m.output(m.load(m.input(DType::int32)));
+    m.reduce(FusedReduceKind::max, {0});
+    FusedIRBuilder a(2, "mean_all");
+    a.output(a.op(ScalarOp::square, {a.load(a.input(DType::float32))}));
+    a.reduce(FusedReduceKind::mean, {0, 1});
+    const Tensor x64 = random_tensor(DType::float64, {5001, 33}, 1);
+    const Tensor x32 = random_tensor(DType::int32, {5001, 33}, 2, -1000, 1000);
+    const Tensor xf = random_tensor(DType::float32, {301, 300}, 3);
+    for (const auto& [ir, x] :
+         {std::pair{s.build(), x64}, std::pair{m.build(), x32}, std::pair{a.build(), xf}}) {
+      INFO(ir.name());
+      const Tensor out = (*compile_fused(ir, backend))({x})[0];
+      const std::string diff =
+          compare_tensors(out, reference_outputs(ir, {x}, x.shape())[0], 4, 1e-6);
+      INFO(diff);
+      REQUIRE(diff.empty());
+    }
+  }
+}

@@ -213,8 +213,8 @@ class LlvmKernel final : public FusedKernel {
   void execute(const LoopPlan& plan, std::int64_t* status) const override {
     const KernelFn fn = function_for(plan);
     if (fn == nullptr) {  // codegen.fallback=interpreter after a failure, logged then
-      for_outer_ranges(plan, [&](std::int64_t begin, std::int64_t end) {
-        interpret_range(ir(), plan, begin, end, status);
+      for_outer_ranges(plan, [&](std::int64_t begin, std::int64_t end, void* const* data) {
+        interpret_range(ir(), plan, data, begin, end, status);
       });
       return;
     }
@@ -222,8 +222,8 @@ class LlvmKernel final : public FusedKernel {
     std::vector<std::int64_t> strides;
     strides.reserve(plan.strides.size() * nd);
     for (const auto& s : plan.strides) strides.insert(strides.end(), s.begin(), s.end());
-    for_outer_ranges(plan, [&](std::int64_t begin, std::int64_t end) {
-      fn(plan.data.data(), plan.dims.data(), strides.data(), begin, end, status);
+    for_outer_ranges(plan, [&](std::int64_t begin, std::int64_t end, void* const* data) {
+      fn(data, plan.dims.data(), strides.data(), begin, end, status);
     });
   }
 
