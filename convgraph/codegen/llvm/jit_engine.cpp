@@ -81,7 +81,9 @@ class Jit {
     features_ = fmt::format("{}", fmt::join(names, ","));
     builder.setCPU(cpu_);
     builder.getFeatures() = features;
-    builder.setCodeGenOptLevel(llvm::CodeGenOpt::Aggressive);
+    // The IR goes through the O3 pipeline (optimize); for the machine passes the default level
+    // gave the same code as the aggressive one for these loops, in less compile time.
+    builder.setCodeGenOptLevel(llvm::CodeGenOpt::Default);
     builder.setRelocationModel(llvm::Reloc::PIC_);
     builder.setCodeModel(llvm::CodeModel::Small);
     machine_ = take(builder.createTargetMachine(), "LLVM target machine");
