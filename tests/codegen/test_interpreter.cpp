@@ -199,3 +199,33 @@ TEST_CASE("fused kernels: reductions over the outer axis split across threads", 
     }
   }
 }
+
+TEST_CASE("fused kernels: rank 0, a sum over an empty axis and negative strides", "[codegen]") {
+  ScopedFlags no_disk("codegen.disk_cache=off");
+  for (FusedBackend backend : {FusedBackend::interpreter, FusedBackend::llvm}) {
+    if (backend == FusedBackend::llvm && !llvm_backend_built_in()) continue;
+    INFO(fused_backend_name(backend));
+    FusedIRBuilder s(0, "scalar");
+    s.output(s.op(ScalarOp::sigmoid, {s.load(s.input(DType::float64))}));
+    const FusedIR scalar = s.build();
+    const Tensor half = Tensor::scalar(DType::float64, 0.5);
+    CHECK(compare_tensors((*compile_fused(scalar, backend))({half})[0],
+                          reference_outputs(scalar, {half}, {})[0])
+              .empty());
+
+    FusedIRBuilder r(1, "sum_empty");
+    r.output(r.load(r.input(DType::float32)));
+    r.reduce(FusedReduceKind::sum, {0});
+    const Tensor total =
+        (*compile_fused(r.build(), backend))({Tensor::empty(DType::float32, {0})})[0];
+    CHECK(total.shape() == Shape{});
+    CHECK(total.item_double() == 0.0);
+
+    FusedIRBuilder n(1, "neg_stride");
+    n.output(n.op(ScalarOp::neg, {n.load(n.input(DType::int32))}));
+    const Tensor v = Tensor::from_vector<std::int32_t>({1, 2, 3, 4, 5}, {5});
+    const Tensor flipped = v.as_strided({5}, {-1}, 4);
+    CHECK((*compile_fused(n.build(), backend))({flipped})[0].to_vector<std::int32_t>() ==
+          std::vector<std::int32_t>{-5, -4, -3, -2, -1});
+  }
+}
