@@ -108,35 +108,50 @@ if(NOT CONVGRAPH_WITH_ONEDNN STREQUAL "OFF")
 endif()
 convgraph_resolve_component(ONEDNN ${onednn_found} "oneDNN (libdnnl-dev) not found")
 
-# LLVM: detected for the code generator that will use it, but not built in. No part of convgraph
-# uses LLVM yet, so the library neither links it nor claims it (CONVGRAPH_HAVE_LLVM stays 0);
-# CONVGRAPH_LLVM_FOUND records what the detection found, for `convgraph info` and for the code
-# generator to switch on.
-set(CONVGRAPH_LLVM_FOUND OFF)
+# LLVM: the JIT back end of the fused-kernel code generator (convgraph/codegen/llvm/), written for
+# LLVM 14's ORC and pass-manager interfaces. Linked as LLVM's shared library.
+set(llvm_found OFF)
+set(llvm_why "LLVM development files (llvm-dev) not found")
 set(CONVGRAPH_LLVM_VERSION "")
 if(NOT CONVGRAPH_WITH_LLVM STREQUAL "OFF")
   # LLVM's package file probes for libffi and terminfo with check_c_source_compiles.
   enable_language(C)
   find_package(LLVM CONFIG QUIET)
-  if(LLVM_FOUND)
-    set(CONVGRAPH_LLVM_FOUND ON)
+  if(LLVM_FOUND AND LLVM_VERSION_MAJOR EQUAL 14)
+    set(llvm_found ON)
     set(CONVGRAPH_LLVM_VERSION ${LLVM_PACKAGE_VERSION})
+  elseif(LLVM_FOUND)
+    set(llvm_why "LLVM ${LLVM_PACKAGE_VERSION} found, but the code generator is written for LLVM 14")
   endif()
 endif()
+convgraph_resolve_component(LLVM ${llvm_found} "${llvm_why}")
+# Why the back end is left out, for `convgraph info`.
 if(CONVGRAPH_WITH_LLVM STREQUAL "OFF")
-  message(STATUS "convgraph: LLVM: off (CONVGRAPH_WITH_LLVM=OFF)")
-elseif(CONVGRAPH_LLVM_FOUND)
-  message(STATUS "convgraph: LLVM: found (${CONVGRAPH_LLVM_VERSION}) but not built in: "
-                 "no code generator uses it yet")
-elseif(CONVGRAPH_WITH_LLVM STREQUAL "ON")
-  message(FATAL_ERROR "convgraph: CONVGRAPH_WITH_LLVM=ON but LLVM development files (llvm-dev) "
-                      "were not found")
+  set(CONVGRAPH_LLVM_WHY "CONVGRAPH_WITH_LLVM=OFF")
+elseif(NOT llvm_found)
+  set(CONVGRAPH_LLVM_WHY "${llvm_why}")
 else()
-  message(STATUS "convgraph: LLVM: not found (LLVM development files, llvm-dev); not needed yet: "
-                 "no code generator uses it")
+  set(CONVGRAPH_LLVM_WHY "")
 endif()
-set(CONVGRAPH_HAVE_LLVM OFF)
-set(CONVGRAPH_HAVE_LLVM_01 0)
+if(CONVGRAPH_HAVE_LLVM)
+  message(STATUS "convgraph: LLVM version: ${CONVGRAPH_LLVM_VERSION} (${LLVM_DIR})")
+  if(TARGET LLVM)
+    set(CONVGRAPH_LLVM_LIBRARIES LLVM)
+  else()
+    llvm_map_components_to_libnames(CONVGRAPH_LLVM_LIBRARIES orcjit native passes)
+  endif()
+  separate_arguments(CONVGRAPH_LLVM_DEFINITIONS NATIVE_COMMAND "${LLVM_DEFINITIONS}")
+endif()
+
+# Gives the sources SOURCES (the LLVM back end) LLVM's include folders and definitions.
+# The folders are system ones (-isystem), so that LLVM's headers are held to their own warnings.
+function(convgraph_llvm_sources)
+  set(options ${CONVGRAPH_LLVM_DEFINITIONS})
+  foreach(dir ${LLVM_INCLUDE_DIRS})
+    list(APPEND options -isystem ${dir})
+  endforeach()
+  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${options}")
+endfunction()
 
 # Links the enabled optional components into TARGET.
 function(convgraph_link_optional_components target)
@@ -149,5 +164,10 @@ function(convgraph_link_optional_components target)
   endif()
   if(CONVGRAPH_HAVE_ONEDNN)
     target_link_libraries(${target} PRIVATE DNNL::dnnl)
+  endif()
+  if(CONVGRAPH_HAVE_LLVM)
+    # LLVM's headers and definitions are given to the sources that include them only
+    # (convgraph_llvm_sources), so that the rest of the library compiles as without LLVM.
+    target_link_libraries(${target} PRIVATE ${CONVGRAPH_LLVM_LIBRARIES})
   endif()
 endfunction()

@@ -9,6 +9,7 @@
 // registration and no initialisation order to get wrong. Config::specs() calls it once and checks
 // the result (a name declared by two modules is a ValueError naming both places).
 #include "convgraph/base/config.hpp"
+#include "convgraph/codegen/codegen_flags.hpp"
 #include "convgraph/ops/conv/conv_flags.hpp"
 #include "convgraph/ops/tensor/tensor_flags.hpp"
 #include "convgraph/optimizer/compile_flags.hpp"
@@ -33,6 +34,7 @@ std::vector<FlagSpec> declare_all_flags() {
   declare_conv_meta_flags(flags);       // metaopt.*
   declare_autotune_cache_flags(flags);  // autotune.cache, autotune.cache_path
   declare_cpu_flags(flags);             // threads, blas.coretype
+  declare_codegen_flags(flags);         // codegen.*
   declare_plan_flags(flags);            // allow_gc
   declare_profile_flags(flags);         // profile, profile.trace_file
   declare_debug_mode_flags(flags);      // debugmode.rtol, debugmode.atol

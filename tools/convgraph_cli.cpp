@@ -32,13 +32,13 @@ std::string version_line() {
   return line;
 }
 
-// What configure found of LLVM: no part of convgraph uses it yet, so it is never "built in".
+// Whether the fused-kernel code generator's LLVM back end is built in, with LLVM's version, or why
+// it is left out (fused kernels then run on the interpreter).
 std::string llvm_state() {
-  if (CONVGRAPH_CLI_LLVM_FOUND) {
-    return std::string("found (") + CONVGRAPH_CLI_LLVM_VERSION +
-           ") but unused: no code generator uses LLVM yet";
+  if (CONVGRAPH_HAVE_LLVM) {
+    return std::string("yes (") + CONVGRAPH_CLI_LLVM_VERSION + ", the fused-kernel JIT back end)";
   }
-  return "no (not found; no code generator uses LLVM yet)";
+  return std::string("no (") + CONVGRAPH_CLI_LLVM_WHY + "; fused kernels run on the interpreter)";
 }
 
 std::string version_text() {

@@ -9,8 +9,9 @@
 # failure to install is an error.
 set -euo pipefail
 
-# One package per line. Optional components (CUDA, cuDNN, LLVM) are not installed here: the build
-# finds them when present and leaves them out otherwise. GCC's libgomp (with g++) provides OpenMP.
+# One package per line. LLVM (the fused-kernel code generator's back end) is installed; the other
+# optional components (CUDA, cuDNN) are not: the build finds them when present and leaves them out
+# otherwise. GCC's libgomp (with g++) provides OpenMP.
 PACKAGES=(
   build-essential        # g++, make, libc headers
   cmake
@@ -22,6 +23,7 @@ PACKAGES=(
   libcli11-dev           # the convgraph command-line tool
   libdnnl-dev            # oneDNN convolutions on the CPU
   ocl-icd-opencl-dev     # Debian's oneDNN package file requires OpenCL (a recommends of libdnnl-dev)
+  llvm-dev               # the code generator's JIT back end (written for LLVM 14, Debian 12's)
   catch2                 # the test suite (Catch2 2 on Debian 12)
   clang-format           # tools/format.sh --check
 )
@@ -38,6 +40,8 @@ present() {
     ninja-build) command -v ninja >/dev/null && return 0 ;;
     pkg-config) command -v pkg-config >/dev/null && return 0 ;;
     clang-format) command -v clang-format >/dev/null && return 0 ;;
+    # llvm-dev is Debian's name for its default version's llvm-N-dev; the back end needs 14.
+    llvm-dev) [[ -f /usr/lib/llvm-14/lib/cmake/llvm/LLVMConfig.cmake ]] && return 0 ;;
     # Any OpenBLAS flavour builds; a fresh system gets the OpenMP one.
     libopenblas-openmp-dev)
       installed libopenblas-pthread-dev || installed libopenblas-serial-dev && return 0 ;;

@@ -1,0 +1,110 @@
+// Times fused kernels against the unfused ops they replace, on one NCHW shape:
+//   relu(x + bias)        Elemwise{add} then Elemwise{relu}, vs one fused kernel
+//   sum over N, H, W      (a bias gradient) Reduce{sum}, vs one fused kernel
+// each on the interpreter and on LLVM (when built in). Prints the median of --reps runs per
+// variant, and the first LLVM call (which generates the code, or loads it from the disk cache).
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include "convgraph/base/config.hpp"
+#include "convgraph/codegen/fused_kernel.hpp"
+#include "convgraph/ops/tensor/elemwise.hpp"
+#include "convgraph/ops/tensor/reduce.hpp"
+
+using namespace convgraph;
+using namespace convgraph::codegen;
+
+namespace {
+
+double seconds(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double median_ms(int reps, const std::function<void()>& fn) {
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) times.push_back(seconds(fn));
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2] * 1e3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"convgraph_bench_fused: fused kernels against the unfused ops"};
+  std::vector<std::int64_t> shape{8, 256, 56, 56};
+  int threads = 0, reps = 20;
+  app.add_option("--shape", shape, "N C H W (default 8 256 56 56)")->expected(4);
+  app.add_option("--threads", threads, "the threads flag (0 = all cores)");
+  app.add_option("--reps", reps, "timed runs per variant (median reported)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    ScopedFlags flags(fmt::format("threads={}", threads));
+    const Shape x_shape(shape.begin(), shape.end());
+    const Shape bias_shape{1, x_shape[1], 1, 1};
+    Tensor x = Tensor::empty(DType::float32, x_shape);
+    float* px = x.data<float>();
+    for (std::int64_t i = 0; i < x.numel(); ++i)
+      px[i] = static_cast<float>((i * 7919) % 2001 - 1000) * 1e-3f;
+    const Tensor bias = Tensor::full(DType::float32, bias_shape, 0.25);
+    Tensor sum = Tensor::empty(DType::float32, x_shape);
+    Tensor out = Tensor::empty(DType::float32, x_shape);
+    Tensor grad = Tensor::empty(DType::float32, {x_shape[1]});
+
+    FusedIRBuilder b(4, "bias_relu");
+    const int xv = b.load(b.input(DType::float32));
+    const int bv = b.load(b.input(DType::float32, {true, false, true, true}));
+    b.output(b.op(ScalarOp::relu, {b.op(ScalarOp::add, {xv, bv})}));
+    const FusedIR bias_relu = b.build();
+    FusedIRBuilder g(4, "bias_grad");
+    g.output(g.load(g.input(DType::float32)));
+    g.reduce(FusedReduceKind::sum, {0, 2, 3});
+    const FusedIR bias_grad = g.build();
+
+    fmt::print("shape {} float32, threads={}, median of {} runs\n", shape_str(x_shape), threads,
+               reps);
+    const double unfused = median_ms(reps, [&] {
+      elemwise_kernel(ScalarOp::add, {x, bias}, sum);
+      elemwise_kernel(ScalarOp::relu, {sum}, out);
+    });
+    fmt::print("relu(x + bias)  unfused add + relu      {:9.3f} ms\n", unfused);
+    const Reduce reduce(ReduceOp::sum, {0, 2, 3}, false);
+    std::vector<Tensor> reduced(1);
+    const double reference_grad = median_ms(reps, [&] { reduce.perform({x}, reduced); });
+
+    for (FusedBackend backend : {FusedBackend::interpreter, FusedBackend::llvm}) {
+      if (backend == FusedBackend::llvm && !llvm_backend_built_in()) continue;
+      const auto k1 = compile_fused(bias_relu, backend);
+      const double first = seconds([&] { k1->run({x, bias}, {out}); }) * 1e3;
+      const double fused = median_ms(reps, [&] { k1->run({x, bias}, {out}); });
+      fmt::print(
+          "relu(x + bias)  fused, {:12}     {:9.3f} ms  ({:.2f}x unfused; first call "
+          "{:.1f} ms)\n",
+          fused_backend_name(backend), fused, unfused / fused, first);
+    }
+    fmt::print("sum over N,H,W  Reduce{{sum}}             {:9.3f} ms\n", reference_grad);
+    for (FusedBackend backend : {FusedBackend::interpreter, FusedBackend::llvm}) {
+      if (backend == FusedBackend::llvm && !llvm_backend_built_in()) continue;
+      const auto k2 = compile_fused(bias_grad, backend);
+      const double first = seconds([&] { k2->run({x}, {grad}); }) * 1e3;
+      const double fused = median_ms(reps, [&] { k2->run({x}, {grad}); });
+      fmt::print(
+          "sum over N,H,W  fused, {:12}     {:9.3f} ms  ({:.2f}x Reduce; first call "
+          "{:.1f} ms)\n",
+          fused_backend_name(backend), fused, reference_grad / fused, first);
+    }
+    const CodegenCounters& c = codegen_counters();
+    fmt::print("LLVM: {} generated, {} loaded from the disk cache\n", c.llvm_compilations.load(),
+               c.disk_hits.load());
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "convgraph_bench_fused: {}\n", e.what());
+    return 2;
+  }
+  return 0;
+}
