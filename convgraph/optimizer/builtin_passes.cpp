@@ -10,6 +10,7 @@
 #include "convgraph/optimizer/basic_passes.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/optimizer/conv_meta.hpp"
+#include "convgraph/optimizer/fusion_pass.hpp"
 #include "convgraph/optimizer/gpu_placement.hpp"
 
 namespace convgraph {
@@ -190,6 +191,14 @@ void register_builtin_passes(PassDatabase& db) {
           {"fast_run", "fast_compile"},
           "merge equal nodes after lowering",
           [](FunctionGraph& g, const PassContext&) { g.merge_equal_nodes(); }});
+  // Elementwise fusion, on the final graph: connected Elemwise/Cast subgraphs on the CPU (and a
+  // sum or mean reading one) become one generated kernel each.
+  db.add({"fusion",
+          95,
+          {"fast_run", "fusion"},
+          "fuse connected elementwise subgraphs on the CPU (and a sum or mean ending one) into one "
+          "generated kernel",
+          [](FunctionGraph& g, const PassContext& ctx) { fuse_elementwise(g, ctx.config); }});
 }
 
 }  // namespace convgraph

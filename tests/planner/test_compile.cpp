@@ -84,12 +84,15 @@ TEST_CASE("compile: intermediates are released after their last reader", "[compi
   for (int i = 0; i < 10; ++i) y = exp(neg(y));  // 20 intermediate vectors
   const Tensor a = random_tensor(DType::float64, {1 << 16}, 1);
   const std::int64_t one = (1 << 16) * 8;
-  Function gc = compile({x}, {y});
+  // Without fusion, which would make the chain one node with no intermediates.
+  CompileOptions unfused;
+  unfused.flags = "optimizer_excluding=fusion";
+  Function gc = compile({x}, {y}, unfused);
   gc({a});
   REQUIRE(gc.last_peak_bytes() >= one);
   REQUIRE(gc.last_peak_bytes() <= 3 * one);
   CompileOptions keep_all;
-  keep_all.flags = "allow_gc=False";
+  keep_all.flags = "allow_gc=False,optimizer_excluding=fusion";
   Function no_gc = compile({x}, {y}, keep_all);
   no_gc({a});
   REQUIRE(no_gc.last_peak_bytes() >= 20 * one);
@@ -100,9 +103,13 @@ TEST_CASE("compile: constant subexpressions are folded, equal nodes merged", "[c
   Variable x = vector("x", DType::float64);
   Variable k = exp(constant(1.0, DType::float64));
   Variable y = add(mul(x, k), mul(x, k));
-  Function f = compile({x}, {y});
+  CompileOptions unfused;
+  unfused.flags = "optimizer_excluding=fusion";
+  Function f = compile({x}, {y}, unfused);
   // exp(1) folded to a constant; the two products merged: mul, add.
   REQUIRE(f.graph().num_nodes() == 2);
+  // Fusion then makes them one node.
+  REQUIRE(compile({x}, {y}).graph().num_nodes() == 1);
   const auto out = f({Tensor::from_vector<double>({1.0}, {1})})[0].to_vector<double>();
   REQUIRE(out[0] == Approx(2 * std::exp(1.0)));
   CompileOptions fast;
