@@ -114,18 +114,25 @@ class Fuser {
       if (!shape) continue;
       Node* reduce = reduction_of(*shape);
       if (members.size() + (reduce != nullptr ? 1 : 0) < 2) continue;
-      if (!replace(members, *shape, reduce)) continue;
+      const int last = std::max(members.back(), reduce != nullptr ? position(reduce) : -1);
+      std::vector<const Node*> gone;
+      for (int p : members) gone.push_back(order_[static_cast<std::size_t>(p)]);
+      if (reduce != nullptr) gone.push_back(reduce);
+      Node* fused = replace(members, *shape, reduce);
+      if (fused == nullptr) continue;
       ++made;
-      // Positions changed; the nodes not done yet are all still ahead of the cursor's scan.
-      refresh();
-      cursor = static_cast<int>(order_.size()) - 1;
+      if (!place(fused, last, gone)) {
+        // Positions changed; the nodes not done yet are all still ahead of the cursor's scan.
+        refresh();
+        cursor = static_cast<int>(order_.size()) - 1;
+      }
     }
     return made;
   }
 
  private:
   // The largest group grown here; beyond it, a group stops growing (bounds the pass's time).
-  static constexpr std::size_t kMaxMembers = 128;
+  static constexpr std::size_t kMaxMembers = 32;
 
   void refresh() {
     order_ = graph_.toposort();
@@ -133,6 +140,23 @@ class Fuser {
     for (std::size_t p = 0; p < order_.size(); ++p) pos_[order_[p]] = static_cast<int>(p);
     mark_.assign(order_.size(), 0);
     visited_.assign(order_.size(), 0);
+  }
+
+  // Puts FUSED, which replaced the nodes GONE, at position LAST (the last of them) when that keeps
+  // the order topological: every reader of its outputs comes later. The other positions stay
+  // valid, so the scan goes on without sorting the graph again (which would make the pass
+  // quadratic in the number of groups). False when a reader comes earlier: the caller re-sorts.
+  bool place(Node* fused, int last, const std::vector<const Node*>& gone) {
+    for (int k = 0; k < fused->num_outputs(); ++k) {
+      for (const auto& client : graph_.clients(fused->output(k))) {
+        if (client.node != nullptr && position(client.node) <= last) return false;
+      }
+    }
+    for (const Node* n : gone) pos_.erase(n);
+    order_[static_cast<std::size_t>(last)] = fused;
+    pos_[fused] = last;
+    done_.insert(fused);
+    return true;
   }
 
   bool candidate(const Node* n) const {
@@ -284,7 +308,8 @@ class Fuser {
     return fusible_reduction(*reader) ? reader : nullptr;
   }
 
-  bool replace(const std::vector<int>& members, const GroupShape& shape, Node* reduce) {
+  // The fused node now computing the group's values, or null when the group was left alone.
+  Node* replace(const std::vector<int>& members, const GroupShape& shape, Node* reduce) {
     using Ref = FusedSubgraph::Ref;
     FusedSubgraph sub;
     std::vector<codegen::FusedInput> specs;
@@ -341,11 +366,11 @@ class Fuser {
     for (std::size_t k = 0; k < outputs.size(); ++k) {
       // The fused node's types follow from its inputs' as the ops' did; a disagreement means
       // the group's types are not what its ops recorded (a rewrite changed them): left alone.
-      if (!replaced[k].type().accepts(outputs[k].type())) return false;
+      if (!replaced[k].type().accepts(outputs[k].type())) return nullptr;
       pairs.emplace_back(replaced[k], outputs[k]);
     }
     graph_.replace_all(pairs, "fusion: " + op->str());
-    return true;
+    return outputs.front().owner();
   }
 
   static codegen::FusedIR build_ir(const FusedSubgraph& sub,

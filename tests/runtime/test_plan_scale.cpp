@@ -1,5 +1,6 @@
 // The executor on long plans, and the live-byte accounting behind last_peak_bytes().
 #include <cmath>
+#include <string>
 
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
@@ -18,7 +19,8 @@ void run_chain(int n) {
     for (int i = 0; i < n; ++i) y = y * 1.0001;
     Variable cost = sum(y);
     Variable g = grad(cost, x);
-    f = compile({x}, {cost, g});
+    // The executor's scale is the point: without fusion every multiply is a step of its own.
+    f = compile({x}, {cost, g}, {.flags = "optimizer_excluding=fusion"});
   }  // the user's graph goes here; the function keeps its own copy
   REQUIRE(f.plan().steps.size() >= static_cast<std::size_t>(2 * n));
   const Tensor arg = Tensor::from_vector<double>({1.0, 2.0}, {2});
@@ -50,28 +52,30 @@ TEST_CASE("runtime: last_peak_bytes counts each buffer once, while some slot hol
   constexpr std::int64_t kBytes = 1000 * 4;  // one float32 vector of 1000
   Variable x = tensor("x", DType::float32, {1000});
   const Tensor arg = Tensor::full(DType::float32, {1000}, 0.5);
+  // The accounting is the point: without fusion each elementwise op is a step with a buffer.
+  const std::string unfused = "optimizer_excluding=fusion";
 
   // exp -> mul -> add: at most the input and the output of one step are alive (the argument
   // and the constants are not counted).
-  Function chain = compile({x}, {exp(x) * 2.0 + 1.0});
+  Function chain = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused});
   chain({arg});
   REQUIRE(chain.last_peak_bytes() == 2 * kBytes);
 
   // Without releasing, every intermediate stays.
-  Function kept = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = "allow_gc=False"});
+  Function kept = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused + ",allow_gc=False"});
   kept({arg});
   REQUIRE(kept.last_peak_bytes() == 3 * kBytes);
 
   // A view shares its input's buffer: counted once.
   Variable m = tensor("m", DType::float32, {10, 100});
-  Function viewed = compile({m}, {dimshuffle(exp(m), {1, 0}) * 2.0});
+  Function viewed = compile({m}, {dimshuffle(exp(m), {1, 0}) * 2.0}, {.flags = unfused});
   viewed({Tensor::full(DType::float32, {10, 100}, 0.5)});
   REQUIRE(viewed.last_peak_bytes() == 2 * kBytes);
 
   // Two readers of one value keep it until the second has run: exp(x) lives through both
   // multiplies, each of whose results lives until the add.
   Variable e = exp(x);
-  Function shared = compile({x}, {e * 2.0 + e * 3.0});
+  Function shared = compile({x}, {e * 2.0 + e * 3.0}, {.flags = unfused});
   shared({arg});
   REQUIRE(shared.last_peak_bytes() == 3 * kBytes);
 
