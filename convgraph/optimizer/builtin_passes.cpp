@@ -11,6 +11,7 @@
 #include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/optimizer/conv_meta.hpp"
 #include "convgraph/optimizer/gpu_placement.hpp"
+#include "convgraph/optimizer/inplace_pass.hpp"
 
 namespace convgraph {
 namespace {
@@ -190,6 +191,14 @@ void register_builtin_passes(PassDatabase& db) {
           {"fast_run", "fast_compile"},
           "merge equal nodes after lowering",
           [](FunctionGraph& g, const PassContext&) { g.merge_equal_nodes(); }});
+  // Last: nothing may rewrite the graph after it, since merging or replacing nodes could give a
+  // destroyed value a reader after its destroyer.
+  db.add({"inplace",
+          95,
+          {"fast_run", "inplace"},
+          "let elementwise nodes write their output into an input nobody reads afterwards (not "
+          "an input, constant, output or viewed value of the function)",
+          [](FunctionGraph& g, const PassContext& ctx) { make_inplace(g, ctx); }});
 }
 
 }  // namespace convgraph
