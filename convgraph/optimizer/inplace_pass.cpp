@@ -85,9 +85,13 @@ int make_inplace(FunctionGraph& graph, const PassContext& ctx) {
           apply(capable->with_inplace(out, in), node->inputs).owner()->outputs();
       std::vector<std::pair<Variable, Variable>> pairs;
       for (std::size_t k = 0; k < old_outputs.size(); ++k) {
-        pairs.emplace_back(old_outputs[k], new_outputs[k]);
+        // Same value, same name in debugprint and in errors.
+        Variable renamed = new_outputs[k];
+        if (!old_outputs[k].name().empty()) renamed.named(old_outputs[k].name());
+        pairs.emplace_back(old_outputs[k], renamed);
       }
-      graph.replace_all(pairs, fmt::format("inplace: {} writes into input {}", node->op->str(), in));
+      graph.replace_all(pairs,
+                        fmt::format("inplace: {} writes into input {}", node->op->str(), in));
       ++made;
       reasons.clear();
       break;

@@ -292,13 +292,13 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     for (const auto& [k, j] : destroy_map_of(*step_nodes[i]->op)) {
       const int s = step.inputs.at(static_cast<std::size_t>(j));
       const bool once = std::count(step.inputs.begin(), step.inputs.end(), s) == 1;
-      if (keep[static_cast<std::size_t>(s)] || last[static_cast<std::size_t>(s)] != static_cast<int>(i) ||
-          !once) {
-        throw ConvGraphError(fmt::format(
-            "internal error: {} writes output {} into input {}, a value that is {}", step.label,
-            k, j,
-            keep[static_cast<std::size_t>(s)] ? "kept (an argument, constant or result)"
-                                              : "read again later"));
+      if (keep[static_cast<std::size_t>(s)] ||
+          last[static_cast<std::size_t>(s)] != static_cast<int>(i) || !once) {
+        throw ConvGraphError(
+            fmt::format("internal error: {} writes output {} into input {}, a value that is {}",
+                        step.label, k, j,
+                        keep[static_cast<std::size_t>(s)] ? "kept (an argument, constant or result)"
+                                                          : "read again later"));
       }
       // DebugMode's reference runs after the kernel on the same inputs: leave them intact.
       if (!step_checked[i]) step.inplace.emplace_back(k, j);

@@ -78,8 +78,8 @@ void drop_op_prefix(const PlanStep& step, ConvGraphError& e) {
   if (const auto mark = op.find(",inplace"); mark != std::string_view::npos) {
     ordinary = std::string(op.substr(0, mark)) + std::string(op.substr(op.find('}', mark)));
   }
-  for (const std::string_view prefix : {op, op.substr(0, op.find('{')), std::string_view(kernel),
-                                        std::string_view(ordinary)}) {
+  for (const std::string_view prefix :
+       {op, op.substr(0, op.find('{')), std::string_view(kernel), std::string_view(ordinary)}) {
     if (!prefix.empty() && message.size() > prefix.size() + 2 && message.starts_with(prefix) &&
         message.substr(prefix.size(), 2) == ": ") {
       e.drop_prefix(prefix.size() + 2);

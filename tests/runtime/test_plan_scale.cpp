@@ -62,8 +62,8 @@ TEST_CASE("runtime: last_peak_bytes counts each buffer once, while some slot hol
   REQUIRE(chain_inplace.last_peak_bytes() == kBytes);
 
   // Without releasing, every intermediate stays (one buffer again when in place).
-  Function kept = compile({x}, {exp(x) * 2.0 + 1.0},
-                          {.flags = "allow_gc=False,optimizer_excluding=inplace"});
+  Function kept =
+      compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = "allow_gc=False,optimizer_excluding=inplace"});
   kept({arg});
   REQUIRE(kept.last_peak_bytes() == 3 * kBytes);
   Function kept_inplace = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = "allow_gc=False"});
