@@ -236,11 +236,13 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
+  std::vector<int> destroyed;  // the slots whose buffer the step's outputs took
   for (std::size_t index = 0; index < plan.steps.size(); ++index) {
     const PlanStep& step = plan.steps[index];
     inputs.clear();
     for (int s : step.inputs) inputs.push_back(slots[static_cast<std::size_t>(s)]);
     outputs.assign(step.outputs.size(), Tensor());
+    destroyed.clear();
     for (const auto& [k, j] : step.inplace) {
       // Two holders, the slot and INPUTS, mean nobody else sees the buffer: no view of it in
       // another slot, no caller's argument, constant or shared variable's container.
@@ -249,6 +251,7 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
           victim.dtype() == step.output_specs[static_cast<std::size_t>(k)].dtype &&
           victim.device().is_cpu() && victim.is_contiguous()) {
         outputs[static_cast<std::size_t>(k)] = victim;
+        destroyed.push_back(step.inputs[static_cast<std::size_t>(j)]);
         ++inplace_outputs;
       }
     }
@@ -308,6 +311,13 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       live.drop(slot);
       live.hold(outputs[k]);
       slot = std::move(outputs[k]);
+    }
+    // A destroyed slot holds garbage and nobody reads it again: dropped whatever allow_gc says,
+    // so that the next step in place on the same buffer finds it held once.
+    for (int s : destroyed) {
+      Tensor& slot = slots[static_cast<std::size_t>(s)];
+      live.drop(slot);
+      slot = Tensor();
     }
     if (plan.release_intermediates) {
       for (int s : step.release_after) {
