@@ -12,6 +12,7 @@
 #include "convgraph/optimizer/conv_meta.hpp"
 #include "convgraph/optimizer/fusion_pass.hpp"
 #include "convgraph/optimizer/gpu_placement.hpp"
+#include "convgraph/optimizer/inplace_pass.hpp"
 
 namespace convgraph {
 namespace {
@@ -199,6 +200,14 @@ void register_builtin_passes(PassDatabase& db) {
           "fuse connected elementwise subgraphs on the CPU (and a sum or mean ending one) into one "
           "generated kernel",
           [](FunctionGraph& g, const PassContext& ctx) { fuse_elementwise(g, ctx.config); }});
+  // Last: nothing may rewrite the graph after it, since merging or replacing nodes could give a
+  // destroyed value a reader after its destroyer.
+  db.add({"inplace",
+          99,
+          {"fast_run", "inplace"},
+          "let elementwise nodes write their output into an input nobody reads afterwards (not "
+          "an input, constant, output or viewed value of the function)",
+          [](FunctionGraph& g, const PassContext& ctx) { make_inplace(g, ctx); }});
 }
 
 }  // namespace convgraph

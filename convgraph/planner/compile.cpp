@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "convgraph/graph/function_graph.hpp"
+#include "convgraph/graph/inplace.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/graph/printing.hpp"
 #include "convgraph/graph/shared.hpp"
@@ -224,19 +225,26 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   };
   for (const auto& spec : plan->input_specs) note_device(spec.device);
   plan->steps.reserve(order.size());
+  // The node of each step, and whether DebugMode wraps its kernel.
+  std::vector<const Node*> step_nodes;
+  std::vector<bool> step_checked;
   for (Node* node : order) {
     if (sources_moved && !needed.count(node)) continue;
     for (const Variable& in : node->inputs) note_device(in.type().device);
     for (const auto& out : node->output_data) note_device(out.type.device);
     PlanStep step;
     step.kernel = kernel_for(*node);
+    bool checked = false;
     if (debug_mode) {
       if (const auto* concrete = dynamic_cast<const KernelOp*>(node->op.get())) {
         if (auto reference = concrete->reference_op()) {
           step.kernel = debug_checked_kernel(step.kernel, std::move(reference), *node, config);
+          checked = true;
         }
       }
     }
+    step_nodes.push_back(node);
+    step_checked.push_back(checked);
     step.op_text = node->op->str();
     const auto id = node_ids.find(node);
     step.label =
@@ -275,6 +283,26 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
     if (keep[static_cast<std::size_t>(s)] || last[static_cast<std::size_t>(s)] < 0) continue;
     plan->steps[static_cast<std::size_t>(last[static_cast<std::size_t>(s)])]
         .release_after.push_back(s);
+  }
+  // In-place steps (the in-place pass chose them): the destroyed input must be read last by its
+  // destroyer, once, and be none of the values the function keeps. The pass only picks values
+  // whose every other reader precedes the destroyer in any order, so a failure here is a bug.
+  for (std::size_t i = 0; i < plan->steps.size(); ++i) {
+    PlanStep& step = plan->steps[i];
+    for (const auto& [k, j] : destroy_map_of(*step_nodes[i]->op)) {
+      const int s = step.inputs.at(static_cast<std::size_t>(j));
+      const bool once = std::count(step.inputs.begin(), step.inputs.end(), s) == 1;
+      if (keep[static_cast<std::size_t>(s)] ||
+          last[static_cast<std::size_t>(s)] != static_cast<int>(i) || !once) {
+        throw ConvGraphError(
+            fmt::format("internal error: {} writes output {} into input {}, a value that is {}",
+                        step.label, k, j,
+                        keep[static_cast<std::size_t>(s)] ? "kept (an argument, constant or result)"
+                                                          : "read again later"));
+      }
+      // DebugMode's reference runs after the kernel on the same inputs: leave them intact.
+      if (!step_checked[i]) step.inplace.emplace_back(k, j);
+    }
   }
   return plan;
 }

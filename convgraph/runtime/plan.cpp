@@ -73,7 +73,13 @@ void drop_op_prefix(const PlanStep& step, ConvGraphError& e) {
   const std::string_view message = e.what();
   const std::string_view op = step.op_text;
   const std::string kernel = step.kernel != nullptr ? step.kernel->name() : std::string();
-  for (const std::string_view prefix : {op, op.substr(0, op.find('{')), std::string_view(kernel)}) {
+  // An in-place form ("Elemwise{add,inplace}") fails with its ordinary form's name.
+  std::string ordinary;
+  if (const auto mark = op.find(",inplace"); mark != std::string_view::npos) {
+    ordinary = std::string(op.substr(0, mark)) + std::string(op.substr(op.find('}', mark)));
+  }
+  for (const std::string_view prefix :
+       {op, op.substr(0, op.find('{')), std::string_view(kernel), std::string_view(ordinary)}) {
     if (!prefix.empty() && message.size() > prefix.size() + 2 && message.starts_with(prefix) &&
         message.substr(prefix.size(), 2) == ": ") {
       e.drop_prefix(prefix.size() + 2);
@@ -226,14 +232,29 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
 
   LiveBytes live(external);
   std::int64_t peak = 0;
+  std::int64_t inplace_outputs = 0;
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
+  std::vector<int> destroyed;  // the slots whose buffer the step's outputs took
   for (std::size_t index = 0; index < plan.steps.size(); ++index) {
     const PlanStep& step = plan.steps[index];
     inputs.clear();
     for (int s : step.inputs) inputs.push_back(slots[static_cast<std::size_t>(s)]);
     outputs.assign(step.outputs.size(), Tensor());
+    destroyed.clear();
+    for (const auto& [k, j] : step.inplace) {
+      // Two holders, the slot and INPUTS, mean nobody else sees the buffer: no view of it in
+      // another slot, no caller's argument, constant or shared variable's container.
+      const Tensor& victim = inputs[static_cast<std::size_t>(j)];
+      if (victim.defined() && victim.storage().use_count() == 2 &&
+          victim.dtype() == step.output_specs[static_cast<std::size_t>(k)].dtype &&
+          victim.device().is_cpu() && victim.is_contiguous()) {
+        outputs[static_cast<std::size_t>(k)] = victim;
+        destroyed.push_back(step.inputs[static_cast<std::size_t>(j)]);
+        ++inplace_outputs;
+      }
+    }
     const std::int64_t start_ns = profiler != nullptr ? Profiler::now_ns() : 0;
     try {
       step.kernel->run(inputs, outputs);
@@ -291,6 +312,13 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       live.hold(outputs[k]);
       slot = std::move(outputs[k]);
     }
+    // A destroyed slot holds garbage and nobody reads it again: dropped whatever allow_gc says,
+    // so that the next step in place on the same buffer finds it held once.
+    for (int s : destroyed) {
+      Tensor& slot = slots[static_cast<std::size_t>(s)];
+      live.drop(slot);
+      slot = Tensor();
+    }
     if (plan.release_intermediates) {
       for (int s : step.release_after) {
         Tensor& slot = slots[static_cast<std::size_t>(s)];
@@ -308,7 +336,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     const Tensor& value = slots[static_cast<std::size_t>(s)];
     results.push_back(external.count(value.storage().get()) ? value.clone() : value);
   }
-  if (stats != nullptr) stats->peak_bytes = peak;
+  if (stats != nullptr) {
+    stats->peak_bytes = peak;
+    stats->inplace_outputs = inplace_outputs;
+  }
   if (profiler != nullptr) {
     sample.peak_bytes = peak;
     sample.duration_ns = Profiler::now_ns() - sample.start_ns;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "convgraph/base/dtype.hpp"
@@ -30,6 +31,13 @@ struct PlanStep {
   std::vector<ValueSpec> output_specs;
   // Slots whose last reader is this step: released after it runs (when allow_gc is on).
   std::vector<int> release_after;
+  // In place: (output k, input j) pairs where output k may be computed into the buffer of
+  // input j, which this step reads last and which is no argument, constant or result of the
+  // function. At run time the executor hands the kernel input j's tensor as output k only when
+  // nothing but the slot holds its buffer (no view of it in another slot, no shared variable's
+  // container, no caller), it is contiguous and has the output's dtype; the kernel writes into it
+  // or, when it does not fit, allocates as usual (runtime/kernel.hpp).
+  std::vector<std::pair<int, int>> inplace;
   // The node as debugprint of the compiled graph shows it, for errors and profiles
   // ("Elemwise{add} [id C]"); OP_TEXT is its op alone ("Elemwise{add}"), which a kernel's own
   // message may already start with.
@@ -75,6 +83,8 @@ struct Plan {
 // Per-call statistics, written by execute().
 struct ExecutionStats {
   std::int64_t peak_bytes = 0;
+  // Outputs that took an input's buffer (PlanStep::inplace) in the call.
+  std::int64_t inplace_outputs = 0;
 };
 
 class Profiler;

@@ -54,17 +54,27 @@ TEST_CASE("runtime: last_peak_bytes counts each buffer once, while some slot hol
   const Tensor arg = Tensor::full(DType::float32, {1000}, 0.5);
   // The accounting is the point: without fusion each elementwise op is a step with a buffer.
   const std::string unfused = "optimizer_excluding=fusion";
+  const std::string unfused_out_of_place = "optimizer_excluding=fusion:inplace";
 
   // exp -> mul -> add: at most the input and the output of one step are alive (the argument
-  // and the constants are not counted).
-  Function chain = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused});
+  // and the constants are not counted). Out of place, to count separate buffers.
+  Function chain = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused_out_of_place});
   chain({arg});
   REQUIRE(chain.last_peak_bytes() == 2 * kBytes);
+  // In place, the mul and the add write into exp's buffer: one buffer.
+  Function chain_inplace = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused});
+  chain_inplace({arg});
+  REQUIRE(chain_inplace.last_peak_bytes() == kBytes);
 
-  // Without releasing, every intermediate stays.
-  Function kept = compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused + ",allow_gc=False"});
+  // Without releasing, every intermediate stays (one buffer again when in place).
+  Function kept =
+      compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused_out_of_place + ",allow_gc=False"});
   kept({arg});
   REQUIRE(kept.last_peak_bytes() == 3 * kBytes);
+  Function kept_inplace =
+      compile({x}, {exp(x) * 2.0 + 1.0}, {.flags = unfused + ",allow_gc=False"});
+  kept_inplace({arg});
+  REQUIRE(kept_inplace.last_peak_bytes() == kBytes);
 
   // A view shares its input's buffer: counted once.
   Variable m = tensor("m", DType::float32, {10, 100});

@@ -386,19 +386,57 @@ std::shared_ptr<const Elemwise> Elemwise::for_inputs(ScalarOp scalar_op,
 }
 
 std::string Elemwise::str() const {
-  return op_label(scalar_op_);
+  if (inplace_input_ < 0) return op_label(scalar_op_);
+  const std::string_view name = scalar_op_name(scalar_op_);
+  return inplace_input_ == 0 ? fmt::format("Elemwise{{{},inplace}}", name)
+                             : fmt::format("Elemwise{{{},inplace={}}}", name, inplace_input_);
 }
 
 bool Elemwise::equals(const Op& other) const {
   const auto* o = dynamic_cast<const Elemwise*>(&other);
   return o != nullptr && o->scalar_op_ == scalar_op_ &&
-         o->input_broadcastable_ == input_broadcastable_;
+         o->input_broadcastable_ == input_broadcastable_ && o->inplace_input_ == inplace_input_;
 }
 
 std::size_t Elemwise::hash() const {
   std::size_t seed = hash_values(std::string("Elemwise"), static_cast<int>(scalar_op_));
   for (const auto& flags : input_broadcastable_) seed = hash_combine(seed, hash_range(flags));
-  return seed;
+  return hash_combine(seed, static_cast<std::size_t>(inplace_input_ + 1));
+}
+
+std::vector<std::pair<int, int>> Elemwise::inplace_candidates(const Node& node) const {
+  std::vector<std::pair<int, int>> pairs;
+  const TensorType& out = node.output_data.at(0).type;
+  if (!out.device.is_cpu()) return pairs;  // perform() is the CPU kernel
+  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+    const TensorType& in = node.inputs[i].type();
+    if (in.dtype != out.dtype || in.device != out.device || in.rank() != out.rank()) continue;
+    // An axis of static dim 1 broadcasts unless the output's is 1 too; the run-time shapes then
+    // agree (an unknown dim never broadcasts), and perform() checks them anyway.
+    bool broadcast = false;
+    for (int d = 0; d < in.rank() && !broadcast; ++d) {
+      const auto a = in.dims[static_cast<std::size_t>(d)];
+      const auto b = out.dims[static_cast<std::size_t>(d)];
+      broadcast = a && *a == 1 && !(b && *b == 1);
+    }
+    if (!broadcast) pairs.emplace_back(0, static_cast<int>(i));
+  }
+  return pairs;
+}
+
+std::shared_ptr<const Op> Elemwise::with_inplace(int output, int input) const {
+  if (output != 0 || input < 0 || input >= scalar_op_arity(scalar_op_)) {
+    throw ValueError(fmt::format("{}: no in-place form writing output {} into input {}",
+                                 op_label(scalar_op_), output, input));
+  }
+  auto op = std::make_shared<Elemwise>(*this);
+  op->inplace_input_ = input;
+  return op;
+}
+
+std::vector<std::pair<int, int>> Elemwise::destroy_map() const {
+  if (inplace_input_ < 0) return {};
+  return {{0, inplace_input_}};
 }
 
 std::vector<TensorType> Elemwise::make_outputs(const std::vector<Variable>& inputs) const {
@@ -660,8 +698,15 @@ void Elemwise::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& o
   }
 
   outputs.resize(1);
-  outputs[0] = Tensor::empty(out_dtype, out_shape);
-  elemwise_kernel(scalar_op_, inputs, outputs[0]);
+  // An output given allocated (the plan's in-place step hands over a dead input) is written
+  // only when it is what would have been allocated; the loops read element i of every input
+  // before writing element i of the output, so it may be one of the inputs.
+  Tensor& out = outputs[0];
+  if (!out.defined() || out.dtype() != out_dtype || out.shape() != out_shape ||
+      !out.device().is_cpu() || !out.is_contiguous()) {
+    out = Tensor::empty(out_dtype, out_shape);
+  }
+  elemwise_kernel(scalar_op_, inputs, out);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "convgraph/graph/inplace.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/graph/variable.hpp"
 #include "convgraph/runtime/tensor.hpp"
@@ -82,7 +83,11 @@ bool scalar_op_is_comparison(ScalarOp op);
 // built, because perform() sees only tensors: a runtime 1 on an axis whose static dim was unknown
 // must not broadcast (the gradient would not sum over it). An op made without that record (as
 // in Elemwise(ScalarOp::add)) follows plain numpy rules at run time.
-class Elemwise : public Op {
+//
+// In place (graph/inplace.hpp): the output may be computed into any input of the output's dtype
+// and shape that is not broadcast; the in-place form prints as Elemwise{add,inplace} (into input
+// 0) or Elemwise{add,inplace=1}.
+class Elemwise : public Op, public InplaceCapable {
  public:
   // INPUT_BROADCASTABLE[i][axis]: whether axis AXIS of input I has static dim 1. Empty means
   // unrecorded (numpy rules at run time); otherwise make_outputs checks it against the inputs.
@@ -112,11 +117,20 @@ class Elemwise : public Op {
   std::vector<Variable> r_op(const std::vector<Variable>& inputs,
                              const std::vector<Variable>& outputs,
                              const std::vector<Variable>& eval_points) const override;
+  // OUTPUTS[0] may come in allocated (the in-place form): it is written when it has the
+  // output's dtype and shape and is contiguous, and replaced otherwise.
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+
+  std::vector<std::pair<int, int>> inplace_candidates(const Node& node) const override;
+  std::shared_ptr<const Op> with_inplace(int output, int input) const override;
+  std::vector<std::pair<int, int>> destroy_map() const override;
+  // The input whose buffer the output takes, or -1 (the ordinary form).
+  int inplace_input() const { return inplace_input_; }
 
  private:
   ScalarOp scalar_op_;
   std::vector<std::vector<bool>> input_broadcastable_;
+  int inplace_input_ = -1;
 };
 
 // Conversion to a target dtype (see cast() below for the value rules).
