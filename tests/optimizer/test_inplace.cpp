@@ -17,7 +17,10 @@ using convgraph::testing::random_tensor;
 
 namespace {
 
-const char* const kNoInplace = "optimizer_excluding=inplace";
+// The pass works on Elemwise nodes: fusion, which would replace them with fused kernels, is off
+// throughout.
+const char* const kUnfused = "optimizer_excluding=fusion";
+const char* const kNoInplace = "optimizer_excluding=fusion:inplace";
 
 Function compile_with(const std::vector<Variable>& in, const std::vector<Variable>& out,
                       const std::string& flags, std::vector<Update> updates = {}) {
@@ -123,7 +126,7 @@ TEST_CASE("inplace: random graphs give the same results with and without it, inp
   for (std::uint64_t seed = 1; seed <= 300; ++seed) {
     CAPTURE(seed);
     RandomGraph g = random_graph(seed);
-    Function with = compile_with(g.inputs, g.outputs, "");
+    Function with = compile_with(g.inputs, g.outputs, kUnfused);
     Function without = compile_with(g.inputs, g.outputs, kNoInplace);
     REQUIRE(inplace_steps(without) == 0);
     total_inplace += inplace_steps(with);
@@ -152,7 +155,7 @@ TEST_CASE("inplace: random graphs give the same results with and without it, inp
 TEST_CASE("inplace: a chain runs in one buffer and the peak drops", "[inplace]") {
   Variable x = tensor("x", DType::float32, {1000, 1000});
   Variable y = relu(x * 2.0 + 1.0);
-  Function with = compile({x}, {y});
+  Function with = compile_with({x}, {y}, kUnfused);
   Function without = compile_with({x}, {y}, kNoInplace);
   REQUIRE(inplace_steps(with) == 2);
   REQUIRE(with.str().find("Elemwise{add,inplace}") != std::string::npos);
@@ -172,7 +175,7 @@ TEST_CASE("inplace: a chain runs in one buffer and the peak drops", "[inplace]")
 
 TEST_CASE("inplace: an argument is never overwritten", "[inplace]") {
   Variable x = tensor("x", DType::float32, {8});
-  Function f = compile({x}, {exp(x)});
+  Function f = compile_with({x}, {exp(x)}, kUnfused);
   REQUIRE(inplace_steps(f) == 0);
   const Tensor a = random_tensor(DType::float32, {8}, 1);
   const Tensor copy = a.clone();
@@ -190,7 +193,7 @@ TEST_CASE("inplace: a value viewed or read later is never overwritten", "[inplac
   Variable u = x + 1.0;
   Variable p = tanh(u), q = sigmoid(u);
   const std::vector<Variable> outs{e, viewed, p, q};
-  Function with = compile({x}, outs);
+  Function with = compile_with({x}, outs, kUnfused);
   Function without = compile_with({x}, outs, kNoInplace);
   for (const PlanStep& step : with.plan().steps) {
     if (step.op_text.starts_with("Elemwise{exp") || step.op_text.starts_with("Elemwise{tanh") ||
@@ -208,7 +211,7 @@ TEST_CASE("inplace: a reader that precedes the destroyer in every order allows i
   Variable x = tensor("x", DType::float32, {6});
   Variable t = x * 2.0;
   Variable y = t * tanh(t);  // tanh reads t before the mul can run: the mul may destroy t
-  Function f = compile({x}, {y});
+  Function f = compile_with({x}, {y}, kUnfused);
   REQUIRE(inplace_steps(f) == 1);
   bool mul_into_t = false;
   for (const PlanStep& step : f.plan().steps) {
@@ -224,7 +227,7 @@ TEST_CASE("inplace: a reader that precedes the destroyer in every order allows i
 TEST_CASE("inplace: a returned value is never overwritten", "[inplace]") {
   Variable x = tensor("x", DType::float32, {5});
   Variable t = x * 2.0;
-  Function f = compile({x}, {t, exp(t)});
+  Function f = compile_with({x}, {t, exp(t)}, kUnfused);
   REQUIRE(inplace_steps(f) == 0);
   const Tensor a = random_tensor(DType::float32, {5}, 2);
   const auto out = f({a});
@@ -305,7 +308,7 @@ TEST_CASE("inplace: shared variables are never overwritten; SGD steps agree", "[
     Variable g = grad(cost, static_cast<const Variable&>(v));
     return compile_with({X}, {cost}, flags, {{v, v - 0.1 * g}});
   };
-  Function with = step(w, "");
+  Function with = step(w, kUnfused);
   Function without = step(w_ref, kNoInplace);
   REQUIRE(inplace_steps(with) > 0);
   for (int i = 0; i < 3; ++i) {
