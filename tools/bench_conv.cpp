@@ -52,6 +52,7 @@
 #include "convgraph/runtime/allocator.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 #if CONVGRAPH_HAVE_CUDA
+#include "bench_util.hpp"
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
 #include "convgraph/runtime/cuda/cuda_backend.hpp"
 #endif
@@ -63,6 +64,10 @@ int openblas_get_num_threads(void);
 
 using namespace convgraph;
 using json = nlohmann::json;
+
+using convgraph::bench::median;
+using convgraph::bench::median_ms;
+using convgraph::bench::ms_since;
 
 namespace {
 
@@ -362,12 +367,6 @@ struct Timing {
   double ms = 0, ms_min = 0, foreign = 0, steal = 0;
   std::vector<double> samples_ms;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
 
 // WARMUP calls, then calls until MIN_TIME seconds have passed and at least MIN_REPS were made.
 // Each call is timed on its own; the output of the last call is kept in LAST. With FAST_REPS > 0,

@@ -11,6 +11,7 @@
 #include <functional>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "convgraph/base/config.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/ops/tensor/elemwise.hpp"
@@ -19,22 +20,12 @@
 using namespace convgraph;
 using namespace convgraph::codegen;
 
-namespace {
+using convgraph::bench::median;
+using convgraph::bench::median_ms;
+using convgraph::bench::ms_since;
+using convgraph::bench::time_ms;
 
-double seconds(const std::function<void()>& fn) {
-  const auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-double median_ms(int reps, const std::function<void()>& fn) {
-  std::vector<double> times;
-  for (int i = 0; i < reps; ++i) times.push_back(seconds(fn));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2] * 1e3;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"convgraph_bench_fused: fused kernels against the unfused ops"};
@@ -81,7 +72,7 @@ int main(int argc, char** argv) {
     for (FusedBackend backend : {FusedBackend::interpreter, FusedBackend::llvm}) {
       if (backend == FusedBackend::llvm && !llvm_backend_built_in()) continue;
       const auto k1 = compile_fused(bias_relu, backend);
-      const double first = seconds([&] { k1->run({x, bias}, {out}); }) * 1e3;
+      const double first = time_ms([&] { k1->run({x, bias}, {out}); });
       const double fused = median_ms(reps, [&] { k1->run({x, bias}, {out}); });
       fmt::print(
           "relu(x + bias)  fused, {:12}     {:9.3f} ms  ({:.2f}x unfused; first call "
@@ -92,7 +83,7 @@ int main(int argc, char** argv) {
     for (FusedBackend backend : {FusedBackend::interpreter, FusedBackend::llvm}) {
       if (backend == FusedBackend::llvm && !llvm_backend_built_in()) continue;
       const auto k2 = compile_fused(bias_grad, backend);
-      const double first = seconds([&] { k2->run({x}, {grad}); }) * 1e3;
+      const double first = time_ms([&] { k2->run({x}, {grad}); });
       const double fused = median_ms(reps, [&] { k2->run({x}, {grad}); });
       fmt::print(
           "sum over N,H,W  fused, {:12}     {:9.3f} ms  ({:.2f}x Reduce; first call "

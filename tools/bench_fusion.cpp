@@ -14,25 +14,18 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/convgraph.hpp"
 
 using namespace convgraph;
 
+using convgraph::bench::median;
+using convgraph::bench::median_ms;
+using convgraph::bench::ms_since;
+using convgraph::bench::time_ms;
+
 namespace {
-
-double seconds(const std::function<void()>& fn) {
-  const auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-double median_ms(int reps, const std::function<void()>& fn) {
-  std::vector<double> times;
-  for (int i = 0; i < reps; ++i) times.push_back(seconds(fn));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2] * 1e3;
-}
 
 Tensor pattern(const Shape& shape, int salt) {
   Tensor t = Tensor::empty(DType::float32, shape);
@@ -97,9 +90,8 @@ int main(int argc, char** argv) {
         CompileOptions options;
         options.flags = v.flags;
         Function f;
-        const double compile_ms =
-            seconds([&] { f = compile(c.inputs, {c.output}, options); }) * 1e3;
-        const double first = seconds([&] { f(c.args); }) * 1e3;
+        const double compile_ms = time_ms([&] { f = compile(c.inputs, {c.output}, options); });
+        const double first = time_ms([&] { f(c.args); });
         const double median = median_ms(reps, [&] { f(c.args); });
         if (v.name == "unfused") unfused_ms = median;
         fmt::print("{:26} {:20} {:>6} {:>11.1f} {:>11.2f} {:>12.3f} {:>7.2f}x\n", c.name, v.name,

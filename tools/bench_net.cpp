@@ -35,23 +35,18 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "convgraph/convgraph.hpp"
 
 using namespace convgraph;
 
+using convgraph::bench::median;
+using convgraph::bench::median_ms;
+using convgraph::bench::ms_since;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.empty() ? 0.0 : (v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]));
-}
 
 // A field of /proc/self/status in bytes (VmHWM, VmRSS); -1 when it cannot be read.
 std::int64_t vm_status_bytes(const std::string& field) {

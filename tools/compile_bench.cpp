@@ -25,10 +25,15 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "convgraph/convgraph.hpp"
 
 using namespace convgraph;
 using json = nlohmann::json;
+
+using convgraph::bench::median;
+using convgraph::bench::median_ms;
+using convgraph::bench::ms_since;
 
 namespace {
 
@@ -101,16 +106,6 @@ class Builder {
   Net net_;
   std::vector<Variable> params_;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 }  // namespace
 
