@@ -246,6 +246,12 @@ int main(int argc, char** argv) {
   app.add_option("--lr", lr, "SGD learning rate");
   app.add_option("--flags", flags, "compile flags on top of the defaults (k=v,k=v)");
   app.add_option("--out", out, "write the results here (JSON)");
+  int profile_steps = 0;
+  std::string profile_out;
+  app.add_option("--profile", profile_steps,
+                 "after the timed steps, profile this many more and print the per-node table")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--profile-out", profile_out, "write that table here instead of stdout");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -268,7 +274,7 @@ int main(int argc, char** argv) {
       options.updates.push_back({wrt[i], wrt[i] - grads[i] * lr});
     }
     const auto t_compile = Clock::now();
-    const Function step = compile({net.x, net.target}, {net.loss}, options);
+    Function step = compile({net.x, net.target}, {net.loss}, options);
     const double compile_ms = ms_since(t_compile);
 
     const Tensor x = random_normal({batch, 3, image, image}, 1234);
@@ -331,6 +337,21 @@ int main(int argc, char** argv) {
                 static_cast<double>(hwm_after - hwm_before) / (1 << 30), foreign_load);
     std::printf("  loss %.6g -> %.6g%s\n", losses.front(), losses.back(),
                 finite ? "" : " (NOT FINITE)");
+
+    if (profile_steps > 0) {
+      // Profiled separately: reading the clock per node must not touch the timed steps.
+      step.enable_profiling();
+      for (int i = 0; i < profile_steps; ++i) step({x, target});
+      step.enable_profiling(false);
+      const std::string table = step.profile().table();
+      if (profile_out.empty()) {
+        std::printf("%s\n", table.c_str());
+      } else {
+        std::ofstream f(profile_out);
+        f << table;
+        if (!f) throw ValueError("cannot write " + profile_out);
+      }
+    }
 
     if (!out.empty()) {
       nlohmann::json j = {

@@ -327,7 +327,9 @@ Variable unary_derivative_times(ScalarOp op, const Variable& x, const Variable& 
     case ScalarOp::sqrt:
       return true_div(v, mul(constant(2.0, dt), out));
     case ScalarOp::relu:
-      return where(gt(x, zero_like_dtype(dt)), v, zero_like_dtype(dt));
+      // From the output: relu(x) > 0 exactly where x > 0 (NaN compares false either way), and
+      // reading the output lets the pre-activation die after the forward pass.
+      return where(gt(out, zero_like_dtype(dt)), v, zero_like_dtype(dt));
     case ScalarOp::sigmoid:
       return mul(v, mul(out, sub(constant(1.0, dt), out)));
     case ScalarOp::tanh:
