@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/convgraph.hpp"
 
 using namespace convgraph;
@@ -273,9 +274,19 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < wrt.size(); ++i) {
       options.updates.push_back({wrt[i], wrt[i] - grads[i] * lr});
     }
+    // Code generation happens inside compile (the fusion pass prepares its kernels for the
+    // static shapes) and, for shapes known only at run time, in the first call.
+    auto& counters = codegen::codegen_counters();
+    auto codegen_ms = [&] { return static_cast<double>(counters.generation_ns.load()) * 1e-6; };
+    const double codegen0 = codegen_ms();
+    const std::int64_t generated0 = counters.llvm_compilations.load();
+    const std::int64_t loaded0 = counters.disk_hits.load();
     const auto t_compile = Clock::now();
     Function step = compile({net.x, net.target}, {net.loss}, options);
     const double compile_ms = ms_since(t_compile);
+    const double compile_codegen_ms = codegen_ms() - codegen0;
+    const std::int64_t kernels_generated = counters.llvm_compilations.load() - generated0;
+    const std::int64_t kernels_loaded = counters.disk_hits.load() - loaded0;
 
     const Tensor x = random_normal({batch, 3, image, image}, 1234);
     const Tensor target = random_normal({batch, 1000}, 1235);
@@ -291,6 +302,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "warm-up step %d: %.1f ms, loss %.6g\n", i, warm_ms.back(),
                    losses.back());
     }
+    const double first_call_codegen_ms = codegen_ms() - codegen0 - compile_codegen_ms;
     const auto jiffies0 = cpu_jiffies();
     rusage usage0{};
     getrusage(RUSAGE_SELF, &usage0);
@@ -325,8 +337,12 @@ int main(int argc, char** argv) {
     std::printf("  %d convolutions, %lld parameters in %zu tensors, %zu nodes after optimization\n",
                 net.convs, static_cast<long long>(param_count), net.params.size(),
                 step.graph().num_nodes());
-    std::printf("  build %.1f ms, grad %.1f ms, compile %.1f ms, first step %.1f ms\n", build_ms,
-                grad_ms, compile_ms, warm_ms.empty() ? 0.0 : warm_ms[0]);
+    std::printf(
+        "  build %.1f ms, grad %.1f ms, compile %.1f ms (optimize %.1f, codegen %.1f: %lld kernels "
+        "generated, %lld loaded from the disk cache), first step %.1f ms (codegen %.1f)\n",
+        build_ms, grad_ms, compile_ms, compile_ms - compile_codegen_ms, compile_codegen_ms,
+        static_cast<long long>(kernels_generated), static_cast<long long>(kernels_loaded),
+        warm_ms.empty() ? 0.0 : warm_ms[0], first_call_codegen_ms);
     std::printf(
         "  step: median %.1f ms (min %.1f, max %.1f over %d), %.2f images/s, %.1f GFLOP/s\n", med,
         *std::min_element(step_ms.begin(), step_ms.end()),
@@ -366,6 +382,11 @@ int main(int argc, char** argv) {
           {"build_ms", build_ms},
           {"grad_ms", grad_ms},
           {"compile_ms", compile_ms},
+          {"compile_optimize_ms", compile_ms - compile_codegen_ms},
+          {"compile_codegen_ms", compile_codegen_ms},
+          {"kernels_generated", kernels_generated},
+          {"kernels_loaded_from_disk", kernels_loaded},
+          {"first_call_codegen_ms", first_call_codegen_ms},
           {"first_step_ms", warm_ms.empty() ? nullptr : nlohmann::json(warm_ms[0])},
           {"warmup_step_ms", warm_ms},
           {"step_ms_all", step_ms},

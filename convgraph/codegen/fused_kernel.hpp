@@ -82,6 +82,9 @@ struct CodegenCounters {
   std::atomic<std::int64_t> memory_hits{0};
   std::atomic<std::int64_t> disk_writes{0};
   std::atomic<std::int64_t> rejected_entries{0};
+  // Wall time spent getting code for kernels not yet in memory: generating it with LLVM or
+  // loading it from the disk cache (nanoseconds, summed over threads).
+  std::atomic<std::int64_t> generation_ns{0};
 };
 CodegenCounters& codegen_counters();
 // Forgets the generated code held in memory (the disk cache stays), so that the next run of a

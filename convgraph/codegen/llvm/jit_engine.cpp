@@ -17,6 +17,7 @@
 #include <llvm/Target/TargetMachine.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -257,6 +258,15 @@ class LlvmKernel final : public FusedKernel {
       ++codegen_counters().memory_hits;
       return it->second;
     }
+    const auto started = std::chrono::steady_clock::now();
+    struct CountTime {
+      std::chrono::steady_clock::time_point since;
+      ~CountTime() {
+        codegen_counters().generation_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::steady_clock::now() - since)
+                                                .count();
+      }
+    } count_time{started};
     const ObjectCacheOptions cache = object_cache_options();
     const bool use_disk = cache.enabled && !cache.dir.empty();
     std::optional<std::string> object;
