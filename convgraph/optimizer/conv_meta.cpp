@@ -33,7 +33,7 @@ namespace {
 
 struct Counters {
   std::atomic<std::int64_t> nodes_replaced{0}, cache_hits{0}, nodes_timed{0}, candidates_timed{0},
-      nodes_left{0}, candidates_rejected{0};
+      nodes_left{0}, candidates_rejected{0}, candidates_cut{0};
 };
 
 Counters& counters() {
@@ -92,7 +92,7 @@ Tensor random_input(const TensorType& type, const Shape& shape, std::uint64_t se
 
 // The seconds of one call of F on ARGS: device time from events on its stream when it runs on a
 // device, else the fastest of repeated host calls (runtime/timing.hpp).
-double time_function(const Function& f, const std::vector<Tensor>& args) {
+double time_function(const Function& f, const std::vector<Tensor>& args, int max_host_runs = 10) {
   if (!f.plan().devices.empty()) {
     if (const std::shared_ptr<DeviceStream> stream = f.stream(f.plan().devices.front())) {
       using Clock = std::chrono::steady_clock;
@@ -108,7 +108,7 @@ double time_function(const Function& f, const std::vector<Tensor>& args) {
       return seconds;
     }
   }
-  return min_host_seconds([&] { f(args); });
+  return min_host_seconds([&] { f(args); }, max_host_runs);
 }
 
 // The node's inputs as the candidates run on them: fresh random values of the node's shapes.
@@ -156,7 +156,9 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
     options.outputs_on_device = !in.a.type().device.is_cpu();
     Function f = compile({in.a, in.b}, {lowered}, options);
     f(in.values);  // warm-up: first-touch allocation and one-time set-up are not what we compare
-    timing.seconds = time_function(f, in.values);
+    // On the host one timed call first; the contenders are timed again once every candidate
+    // has had its first call (refine_contenders).
+    timing.seconds = time_function(f, in.values, in.a.type().device.is_cpu() ? 1 : 10);
     timing.function = std::move(f);
     timing.ran = true;
   } catch (const std::exception& e) {
@@ -164,6 +166,45 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
     timing.why_not = e.what();
   }
   return timing;
+}
+
+// Times again, with the full number of runs, the host candidates whose first call took at most
+// LOSER_PERCENT of the fastest first call; the clear losers keep their one call's time. A call's
+// noise on a quiet machine is a few percent: under load a loser may be kept for the repeats, and
+// the winner is only dropped if its first call was slower than its best by the whole margin.
+void refine_contenders(std::vector<Timing>& timings, const TimingInputs& in,
+                       std::int64_t loser_percent, std::int64_t verbose) {
+  if (!in.a.type().device.is_cpu()) {  // device candidates are timed in full at once
+    for (const Timing& t : timings) {
+      if (t.ran && verbose >= 2) say(fmt::format("  * {}: {:.5g} s", t.candidate->name, t.seconds));
+    }
+    return;
+  }
+  const double factor = loser_percent > 0 ? static_cast<double>(loser_percent) / 100.0
+                                          : std::numeric_limits<double>::infinity();
+  double best = std::numeric_limits<double>::infinity();
+  for (const Timing& t : timings) {
+    if (t.ran) best = std::min(best, t.seconds);
+  }
+  for (Timing& t : timings) {
+    if (!t.ran) continue;
+    if (t.seconds > factor * best) {
+      ++counters().candidates_cut;
+      if (verbose >= 2) {
+        say(fmt::format("  * {}: {:.5g} s (one call, over {}% of the fastest: not timed again)",
+                        t.candidate->name, t.seconds, loser_percent));
+      }
+      continue;
+    }
+    try {
+      t.seconds = std::min(t.seconds, time_function(*t.function, in.values));
+      if (verbose >= 2) say(fmt::format("  * {}: {:.5g} s", t.candidate->name, t.seconds));
+    } catch (const std::exception& e) {
+      t.ran = false;
+      t.why_not = e.what();
+      if (verbose >= 1) say(fmt::format("  * {}: exception: {}", t.candidate->name, t.why_not));
+    }
+  }
 }
 
 // The flags a candidate's own small Function is compiled with: it is already concrete, so only
@@ -381,7 +422,7 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
     Timing t = time_candidate(*c, op, *shapes, inputs, ctx, timing_config);
     if (t.attempted) ++counters().candidates_timed;
     if (t.ran) {
-      if (verbose >= 2) say(fmt::format("  * {}: {:.5g} s", c->name, t.seconds));
+      // Said below, once its timing is final.
     } else if (t.attempted) {
       if (verbose >= 1) say(fmt::format("  * {}: exception: {}", c->name, t.why_not));
     } else if (verbose >= 2) {
@@ -389,6 +430,7 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
     }
     timings.push_back(std::move(t));
   }
+  refine_contenders(timings, inputs, ctx.config.get_int("metaopt.clear_loser_percent"), verbose);
   std::vector<Timing*> ranked;
   AutotuneResult result;
   for (Timing& t : timings) {
@@ -498,7 +540,8 @@ Variable build_conv_meta_candidate(const std::string& name, Node& node, const Pa
 ConvMetaStats conv_meta_stats() {
   const Counters& c = counters();
   return {c.nodes_replaced.load(),   c.cache_hits.load(), c.nodes_timed.load(),
-          c.candidates_timed.load(), c.nodes_left.load(), c.candidates_rejected.load()};
+          c.candidates_timed.load(), c.nodes_left.load(), c.candidates_rejected.load(),
+          c.candidates_cut.load()};
 }
 
 void reset_conv_meta_stats() {
@@ -509,6 +552,7 @@ void reset_conv_meta_stats() {
   c.candidates_timed = 0;
   c.nodes_left = 0;
   c.candidates_rejected = 0;
+  c.candidates_cut = 0;
 }
 
 }  // namespace convgraph

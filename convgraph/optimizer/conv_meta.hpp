@@ -50,6 +50,9 @@ struct ConvMetaStats {
   std::int64_t candidates_timed = 0;     // candidate timings run
   std::int64_t nodes_left = 0;           // unknown shapes, or no candidate could run
   std::int64_t candidates_rejected = 0;  // fastest candidates whose result was wrong
+  // Host candidates timed once only: their first call was a clear loser's (over 1.5x the
+  // fastest first call of the node's candidates).
+  std::int64_t candidates_cut = 0;
 };
 ConvMetaStats conv_meta_stats();
 void reset_conv_meta_stats();

@@ -16,6 +16,10 @@ void declare_conv_meta_flags(std::vector<FlagSpec>& flags) {
       "Meta-optimizer output on stderr: 0 = silent, 1 (default) = one line per convolution "
       "(candidates, winner, time) and nodes it cannot time, 2 = also every candidate's time or "
       "reason"));
+  flags.push_back(integer_flag(
+      "metaopt.clear_loser_percent", 150, 0, 100000,
+      "On the CPU each candidate is timed once first; one whose call took more than this percent "
+      "of the fastest is a clear loser and is not timed again (0: time every candidate in full)"));
 }
 
 }  // namespace convgraph

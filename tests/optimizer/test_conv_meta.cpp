@@ -542,9 +542,9 @@ TEST_CASE("conv_meta: unknown shapes fall through to the lowering passes; hints 
     REQUIRE(op_names(compile_with_meta({x, w}, {y}, kNoDiskCache)) == op_names(plain));
   }
   {
-    // Silent by default.
+    // Silent with metaopt.verbose=0 (the default, 1, says which nodes it cannot time).
     StderrCapture capture;
-    compile_with_meta({x, w}, {y}, kNoDiskCache);
+    compile_with_meta({x, w}, {y}, fmt::format("{},metaopt.verbose=0", kNoDiskCache));
     REQUIRE(capture.finish().find("conv_meta") == std::string::npos);
   }
   // The image shape given as a hint: the node is tuned for it, and the hint is checked at run
@@ -647,6 +647,33 @@ TEST_CASE("conv_meta: the autotune cache is reused in this process and by a seco
   REQUIRE(autotune_cache_stats().malformed_lines == 0);
   REQUIRE(autotune_cache_stats().file_hits == 3);
   REQUIRE(conv_meta_stats().candidates_timed == 0);
+}
+
+TEST_CASE("conv_meta: clear losers are timed once, contenders in full", "[meta]") {
+  const CacheGraph g = make_cache_graph();
+  clear_autotune_memory_cache();
+
+  // 0 turns the cut off: every candidate that ran is timed in full.
+  reset_conv_meta_stats();
+  Function all =
+      compile_with_meta(g.inputs, g.outputs, "autotune.cache=off,metaopt.clear_loser_percent=0");
+  REQUIRE(conv_meta_stats().nodes_timed == 3);
+  REQUIRE(conv_meta_stats().candidates_timed >= 6);
+  REQUIRE(conv_meta_stats().candidates_cut == 0);
+  require_matches_reference(g, all);
+
+  // At 100% only candidates as fast as the fastest first call are timed again: with at least two
+  // candidates per convolution, all but the fastest of each are cut (exact ties aside).
+  clear_autotune_memory_cache();
+  reset_conv_meta_stats();
+  Function cut =
+      compile_with_meta(g.inputs, g.outputs, "autotune.cache=off,metaopt.clear_loser_percent=100");
+  const ConvMetaStats stats = conv_meta_stats();
+  REQUIRE(stats.nodes_timed == 3);
+  REQUIRE(stats.candidates_cut >= 3);
+  REQUIRE(stats.candidates_cut <= stats.candidates_timed - stats.nodes_timed);
+  REQUIRE(stats.nodes_replaced == 3);
+  require_matches_reference(g, cut);
 }
 
 TEST_CASE("conv_meta: a damaged or unusable cache file is a warning, never an error", "[meta]") {
