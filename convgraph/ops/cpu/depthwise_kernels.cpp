@@ -181,17 +181,23 @@ Units<T> units_of() {
            block_fn<ISA, T, 4>()}};
 }
 
+// One table per version for the life of the process: a Problem keeps a pointer to its parts.
 template <typename T>
-Units<T> units_for(DirectIsa isa) {
+const Units<T>& units_for(DirectIsa isa) {
   switch (isa) {
-    case DirectIsa::avx512:
-      return units_of<DirectIsa::avx512, T>();
-    case DirectIsa::avx2:
-      return units_of<DirectIsa::avx2, T>();
+    case DirectIsa::avx512: {
+      static const Units<T> table = units_of<DirectIsa::avx512, T>();
+      return table;
+    }
+    case DirectIsa::avx2: {
+      static const Units<T> table = units_of<DirectIsa::avx2, T>();
+      return table;
+    }
     case DirectIsa::baseline:
       break;
   }
-  return units_of<DirectIsa::baseline, T>();
+  static const Units<T> table = units_of<DirectIsa::baseline, T>();
+  return table;
 }
 
 // [begin, end) of part PART when COUNT items are split into PARTS contiguous runs.
@@ -250,7 +256,7 @@ void run_conv(Problem<T>& p, int threads) {
   p.ring = ring_applies(p);
   p.stream = p.ring &&
              p.geo->batch * p.out_channels * p.out_plane * std::int64_t{sizeof(T)} >= stream_bytes;
-  const Units<T> units = units_for<T>(direct_conv_isa());
+  const Units<T>& units = units_for<T>(direct_conv_isa());
   p.parts = &units.parts;
   run_units<T>(
       threads, p.geo->batch * p.geo->groups, false,
@@ -340,7 +346,7 @@ void direct_grad_weights(const CorrGeometry& geo, const T* image, const T* topgr
   // Each thread sums its units into its own copy; the copies are added in slot order.
   std::vector<T> partial(slots > 1 ? static_cast<std::size_t>(slots * weights) : 0, T(0));
   if (slots <= 1) std::fill(out, out + weights, T(0));
-  const Units<T> fns = units_for<T>(direct_conv_isa());
+  const Units<T>& fns = units_for<T>(direct_conv_isa());
   const int used =
       run_units<T>(slots, units, true, [&](Scratch<T>& s, int slot, std::int64_t u, std::int64_t) {
         fns.weights(p, s, u, topgrad, slots > 1 ? partial.data() + slot * weights : out);
