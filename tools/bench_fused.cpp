@@ -1,6 +1,9 @@
 // Times fused kernels against the unfused ops they replace, on one NCHW shape:
 //   relu(x + bias)        Elemwise{add} then Elemwise{relu}, vs one fused kernel
 //   sum over N, H, W      (a bias gradient) Reduce{sum}, vs one fused kernel
+//   ReLU backward + bias gradient: g = where(y > 0, a + b, 0) and sum(g, {0, 2, 3}), as two
+//                         nodes (the fused ReLU backward, then Reduce{sum} or a fused sum reading g
+//                         again) vs one kernel with both outputs
 // each on the interpreter and on LLVM (when built in). Prints the median of --reps runs per
 // variant, and the first LLVM call (which generates the code, or loads it from the disk cache).
 #include <fmt/format.h>
@@ -89,6 +92,49 @@ int main(int argc, char** argv) {
           "sum over N,H,W  fused, {:12}     {:9.3f} ms  ({:.2f}x Reduce; first call "
           "{:.1f} ms)\n",
           fused_backend_name(backend), fused, reference_grad / fused, first);
+    }
+
+    // The ReLU backward of a residual block and its bias gradient.
+    FusedIRBuilder rb(4, "relu_backward");
+    const int ry = rb.load(rb.input(DType::float32));
+    const int ra = rb.load(rb.input(DType::float32));
+    const int rc = rb.load(rb.input(DType::float32));
+    const int rzero = rb.constant(0, DType::float32);
+    const int rg = rb.op(ScalarOp::where,
+                         {rb.op(ScalarOp::gt, {ry, rzero}), rb.op(ScalarOp::add, {ra, rc}), rzero});
+    rb.output(rg);
+    const FusedIR relu_backward = rb.build();
+    rb.output(rg, FusedReduceKind::sum, {0, 2, 3}, true);
+    const FusedIR relu_backward_bias = rb.build();
+    Tensor residual = Tensor::full(DType::float32, x_shape, 0.125);
+    Tensor grad_keep = Tensor::empty(DType::float32, bias_shape);
+    for (FusedBackend backend : {FusedBackend::interpreter, FusedBackend::llvm}) {
+      if (backend == FusedBackend::llvm && !llvm_backend_built_in()) continue;
+      const auto first = compile_fused(relu_backward, backend);
+      const auto second = compile_fused(bias_grad, backend);
+      const auto both = compile_fused(relu_backward_bias, backend);
+      const std::vector<Tensor> in = {x, x, residual};
+      first->run(in, {out});
+      second->run({out}, {grad});
+      both->run(in, {out, grad_keep});
+      const double with_reduce = median_ms(reps, [&] {
+        first->run(in, {out});
+        reduce.perform({out}, reduced);
+      });
+      const double two_kernels = median_ms(reps, [&] {
+        first->run(in, {out});
+        second->run({out}, {grad});
+      });
+      const double one_kernel = median_ms(reps, [&] { both->run(in, {out, grad_keep}); });
+      const std::string name(fused_backend_name(backend));
+      fmt::print("relu bwd + db   {:12} + Reduce{{sum}}  {:9.3f} ms
+", name, with_reduce);
+      fmt::print("relu bwd + db   {:12} + fused sum   {:9.3f} ms
+", name, two_kernels);
+      fmt::print(
+          "relu bwd + db   {:12} two outputs   {:9.3f} ms  ({:.2f}x with Reduce, {:.2f}x two "
+          "kernels)\n",
+          name, one_kernel, with_reduce / one_kernel, two_kernels / one_kernel);
     }
     const CodegenCounters& c = codegen_counters();
     fmt::print("LLVM: {} generated, {} loaded from the disk cache\n", c.llvm_compilations.load(),

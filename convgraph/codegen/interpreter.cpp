@@ -273,9 +273,9 @@ void interpret_range(const FusedIR& ir, const LoopPlan& plan, void* const* data,
       }
       for (std::size_t o = 0; o < ir.outputs().size(); ++o) {
         const std::size_t k = nin + o;
-        const auto v = static_cast<std::size_t>(ir.outputs()[o]);
-        if (ir.reduction()) {
-          accumulate_value(ir.reduction()->kind, ir.instrs()[v].dtype, plan.dtypes[k], values[v],
+        const auto v = static_cast<std::size_t>(ir.output_value(o));
+        if (const auto& reduction = ir.output_reduction(o)) {
+          accumulate_value(reduction->kind, ir.instrs()[v].dtype, plan.dtypes[k], values[v],
                            address(k), plan.strides[k][nd - 1], n);
         } else {
           store_value(plan.dtypes[k], values[v], address(k), plan.strides[k][nd - 1], n);
