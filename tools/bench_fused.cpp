@@ -127,10 +127,8 @@ int main(int argc, char** argv) {
       });
       const double one_kernel = median_ms(reps, [&] { both->run(in, {out, grad_keep}); });
       const std::string name(fused_backend_name(backend));
-      fmt::print("relu bwd + db   {:12} + Reduce{{sum}}  {:9.3f} ms
-", name, with_reduce);
-      fmt::print("relu bwd + db   {:12} + fused sum   {:9.3f} ms
-", name, two_kernels);
+      fmt::print("relu bwd + db   {:12} + Reduce{{sum}}  {:9.3f} ms\n", name, with_reduce);
+      fmt::print("relu bwd + db   {:12} + fused sum   {:9.3f} ms\n", name, two_kernels);
       fmt::print(
           "relu bwd + db   {:12} two outputs   {:9.3f} ms  ({:.2f}x with Reduce, {:.2f}x two "
           "kernels)\n",

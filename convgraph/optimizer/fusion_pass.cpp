@@ -123,14 +123,13 @@ class Fuser {
       if (!shape) continue;
       const GroupReductions reductions = reductions_of(members, *shape);
       if (members.size() + reductions.count < 2) continue;
-      int last = members.back();
+      // The fused node takes the last member's position: its inputs come before it, and every
+      // reader of its values (of a member, or of a Reduce reading one) comes after it.
+      const int last = members.back();
       std::vector<const Node*> gone;
       for (int p : members) gone.push_back(order_[static_cast<std::size_t>(p)]);
       for (const auto& readers : reductions.readers) {
-        for (Node* r : readers) {
-          last = std::max(last, position(r));
-          gone.push_back(r);
-        }
+        gone.insert(gone.end(), readers.begin(), readers.end());
       }
       Node* fused = replace(members, *shape, reductions);
       if (fused == nullptr) continue;
