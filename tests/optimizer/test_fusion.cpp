@@ -8,6 +8,7 @@
 
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/ops/tensor/fused_elemwise.hpp"
+#include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/planner/debug_mode.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
@@ -393,6 +394,48 @@ TEST_CASE("fusion: the ReLU backward writes its gradient and the bias gradient i
   const auto ref = compile_with({y, a, c}, {g, db}, kUnfused)({args[0], args[1], args[2]});
   REQUIRE_BITWISE(got[0], ref[0]);
   REQUIRE_CLOSE(got[1], ref[1], 1e-6, 1e-6);
+}
+
+TEST_CASE("fusion: DebugMode catches a two-output kernel whose reduction is wrong", "[fusion]") {
+  Variable y = tensor4("y", DType::float32);
+  Variable g = tensor4("g", DType::float32);
+  const Variable zero = constant(0.0, DType::float32);
+  // The kernel means where the reference sums; its elementwise output is right.
+  codegen::FusedIRBuilder wrong(4, "wrong_bias_grad");
+  const int i0 = wrong.load(wrong.input(DType::float32));
+  const int i1 = wrong.load(wrong.input(DType::float32));
+  const int c0 = wrong.constant(0, DType::float32);
+  const int w = wrong.op(ScalarOp::where, {wrong.op(ScalarOp::gt, {i0, c0}), i1, c0});
+  wrong.output(w);
+  wrong.output(w, codegen::FusedReduceKind::mean, {0, 2, 3}, true);
+  using Ref = FusedSubgraph::Ref;
+  FusedSubgraph reference;
+  reference.constants.push_back(Tensor::scalar(DType::float32, 0.0));
+  reference.steps.push_back({Elemwise::for_inputs(ScalarOp::gt, {y, zero}),
+                             {{Ref::Kind::input, 0}, {Ref::Kind::constant, 0}}});
+  reference.steps.push_back(
+      {Elemwise::for_inputs(ScalarOp::where, {y, g, zero}),
+       {{Ref::Kind::step, 0}, {Ref::Kind::input, 1}, {Ref::Kind::constant, 0}}});
+  reference.steps.push_back(
+      {std::make_shared<const Reduce>(ReduceOp::sum, std::vector<int>{0, 2, 3}, true),
+       {{Ref::Kind::step, 1}}});
+  reference.outputs = {1, 2};
+  auto op = std::make_shared<const FusedElemwise>(wrong.build(), reference,
+                                                  codegen::FusedBackend::interpreter);
+  const std::vector<Variable> outs = apply_multi(op, {y, g});
+  REQUIRE(outs.size() == 2);
+  CHECK(outs[1].type().dims == StaticShape{1, std::nullopt, 1, 1});
+  const Tensor yv = random_tensor(DType::float32, {2, 3, 4, 5}, 40);
+  const Tensor gv = random_tensor(DType::float32, {2, 3, 4, 5}, 41);
+  REQUIRE_NOTHROW(compile_with({y, g}, outs, "")({yv, gv}));
+  try {
+    compile_with({y, g}, outs, "mode=DebugMode")({yv, gv});
+    FAIL("DebugMode did not catch the wrong reduction");
+  } catch (const DebugModeError& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("sum{0, 2, 3, keepdims}") != std::string::npos);
+  }
 }
 
 TEST_CASE("fusion: empty tensors and a runtime shape mismatch", "[fusion]") {
