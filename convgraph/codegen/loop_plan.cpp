@@ -244,14 +244,27 @@ BoundCall::BoundCall(const FusedIR& ir, const std::vector<Tensor>& inputs,
     reduced_counts_.push_back(count);
   }
 
-  // Loop order: the IR's, or the axes no output reduces first when some output reduces the
-  // innermost one.
+  // Loop order: the IR's, which walks contiguous tensors in memory order (measured 1.2x to 3x
+  // faster than any other for a bias gradient with its gradient, and the only order whose
+  // innermost runs of 7x7 images stay cheap). Its outermost axis is split across the threads;
+  // where that axis is reduced, each thread takes an equal range of it with private
+  // accumulators, so when its extent cannot be split evenly (not a multiple of the thread count
+  // and under four per thread: a batch of 3 on 2 threads) the axes no output reduces move
+  // outward instead and the threads split those.
   std::vector<std::size_t> order(rank);
   std::iota(order.begin(), order.end(), std::size_t{0});
   if (rank > 0 && ir.any_reduces_axis(ir.rank() - 1)) {
-    std::stable_partition(order.begin(), order.end(), [&](std::size_t axis) {
-      return !ir.any_reduces_axis(static_cast<int>(axis));
-    });
+    const auto outer =
+        std::find_if(shape_.begin(), shape_.end(), [](std::int64_t d) { return d != 1; });
+    const auto outer_axis = static_cast<int>(outer - shape_.begin());
+    if (outer != shape_.end() && ir.any_reduces_axis(outer_axis)) {
+      const std::int64_t threads = codegen_threads();
+      if (threads > 1 && *outer % threads != 0 && *outer < 4 * threads) {
+        std::stable_partition(order.begin(), order.end(), [&](std::size_t axis) {
+          return !ir.any_reduces_axis(static_cast<int>(axis));
+        });
+      }
+    }
   }
   plan_.data = std::move(data);
   plan_.dtypes = std::move(dtypes);

@@ -3,10 +3,10 @@
 // A call's tensors are checked against the IR (count, dtype, device, shapes), the iteration shape
 // is worked out, and the loop is simplified the way the elementwise kernels simplify theirs:
 // size-1 axes dropped and neighbouring axes merged where every operand allows it, so contiguous
-// data becomes one long innermost loop. When some output reduces the innermost axis, the axes no
-// output reduces move outward, so that the outermost loop axis (the one split across threads) is
-// one every accumulator keeps where there is such an axis: a bias gradient over N, H, W next to
-// the gradient itself runs parallel over channels, each thread summing its own channels.
+// data becomes one long innermost loop. The axes keep the IR's order (memory order for
+// contiguous tensors: a bias gradient over N, H, W next to the gradient itself runs over N, C,
+// H*W); only when the outermost axis is reduced and too short to split evenly across the threads
+// do the axes no output reduces move outward (see for_outer_ranges).
 //
 // Operands are the inputs, then the outputs; a reduced output's operand is an accumulator buffer
 // (fused_accumulator_dtype), set to the reduction's identity before the loop and converted into
