@@ -1,14 +1,13 @@
 #include "convgraph/codegen/loop_plan.hpp"
 
 #include <fmt/format.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
-#include "convgraph/base/config.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 
 namespace convgraph::codegen {
 namespace {
@@ -344,8 +343,7 @@ void BoundCall::finish(std::int64_t status) const {
 }
 
 int codegen_threads() {
-  const std::int64_t configured = global_config().get_int("threads");
-  return configured > 0 ? static_cast<int>(configured) : omp_get_max_threads();
+  return cpu_threads();
 }
 
 namespace {

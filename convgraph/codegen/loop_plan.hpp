@@ -90,7 +90,8 @@ Shape fused_output_shape(const FusedIR& ir, std::size_t k, const Shape& shape);
 // The iteration shape that INPUTS imply (broadcast axes and axes no input covers have extent 1).
 Shape infer_iteration_shape(const FusedIR& ir, const std::vector<Tensor>& inputs);
 
-// The threads a fused kernel uses: the `threads` flag, 0 meaning OpenMP's default.
+// The threads a fused kernel uses: cpu_threads(), so the `threads` value a Function was compiled
+// with (the process-wide flag outside a Function), 0 meaning OpenMP's default.
 int codegen_threads();
 // Runs BODY(begin, end, data) over ranges of the plan's outermost axis, DATA being the operands'
 // origins to use, in parallel when the loop is large enough to pay for it. Where an accumulator

@@ -553,4 +553,25 @@ TEST_CASE("fusion: with LLVM, the code is generated at compile time, not on the 
   const auto got = f({xv, bv});
   CHECK(generated() == before_call);
   REQUIRE_CLOSE(got[0], compile_with({x, b}, {y}, kUnfused)({xv, bv})[0], 1e-6, 1e-6);
+
+  // A gradient and its bias gradient, whose loop order depends on whether the batch splits
+  // evenly across the compile's threads: the code the call needs is the code compiled.
+  for (const auto& [batch, threads] : {std::pair{8, 2}, std::pair{8, 3}, std::pair{16, 3}}) {
+    INFO("batch " << batch << ", threads " << threads);
+    Variable yy = tensor("y", DType::float32, {batch, 6, 23, 29});
+    Variable gg = tensor("g", DType::float32, {batch, 6, 23, 29});
+    const Variable zero = constant(0.0, DType::float32);
+    // A constant of its own per case, so that each kernel is new to this process.
+    Variable dz = where(gt(yy, zero), gg * (0.375 + batch + threads), zero);
+    Function both = compile_with({yy, gg}, {dz, sum(dz, {0, 2, 3})},
+                                 fmt::format("codegen.backend=llvm,threads={}", threads));
+    const Tensor yv = random_tensor(DType::float32, {batch, 6, 23, 29}, 24);
+    const Tensor gv = random_tensor(DType::float32, {batch, 6, 23, 29}, 25);
+    const auto before = generated();
+    const auto outs = both({yv, gv});
+    CHECK(generated() == before);
+    const auto want = compile_with({yy, gg}, {dz, sum(dz, {0, 2, 3})}, kUnfused)({yv, gv});
+    REQUIRE_BITWISE(outs[0], want[0]);
+    REQUIRE_CLOSE(outs[1], want[1], 1e-6, 1e-6);
+  }
 }

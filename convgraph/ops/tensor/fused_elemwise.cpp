@@ -369,6 +369,20 @@ std::shared_ptr<const Kernel> FusedElemwise::make_kernel(const Node& node) const
     // The generated code depends on the loop's shape class (which axes are size 1, merged,
     // broadcast or reduced, and the innermost strides), not on the extents: a run on contiguous
     // tensors with every extent above 2 cut to 2 generates the code the real shapes will use.
+    // The outermost iteration axis keeps its extent up to four per thread: whether a reduced one
+    // can be split evenly across the threads decides the loop order (see BoundCall).
+    const int rank = ir_.rank();
+    const std::int64_t outer_cap = std::max<std::int64_t>(2, 4 * codegen::codegen_threads());
+    int outer = -1;
+    for (const Variable& in : node.inputs) {
+      const int r = in.type().rank();
+      for (int a = 0; a < r && in.type().fully_known(); ++a) {
+        const int axis = rank - r + a;
+        if (*in.type().dims[static_cast<std::size_t>(a)] != 1 && (outer < 0 || axis < outer)) {
+          outer = axis;
+        }
+      }
+    }
     std::vector<Tensor> proxies;
     for (const Variable& in : node.inputs) {
       if (!in.type().fully_known()) {
@@ -376,7 +390,11 @@ std::shared_ptr<const Kernel> FusedElemwise::make_kernel(const Node& node) const
         break;
       }
       Shape shape;
-      for (const StaticDim& d : in.type().dims) shape.push_back(std::min<std::int64_t>(*d, 2));
+      const int r = in.type().rank();
+      for (int a = 0; a < r; ++a) {
+        const std::int64_t d = *in.type().dims[static_cast<std::size_t>(a)];
+        shape.push_back(std::min<std::int64_t>(d, rank - r + a == outer ? outer_cap : 2));
+      }
       proxies.push_back(Tensor::full(in.dtype(), shape, 1.0));
     }
     if (!proxies.empty() && proxies.size() == node.inputs.size()) (*kernel)(proxies);
