@@ -3,6 +3,9 @@
 //   relu(x + bias)                 forward bias and activation
 //   where(gt(y, 0), g, 0)          the ReLU backward
 //   sum(where(gt(y, 0), g, 0))     the ReLU backward's bias gradient (sum over N, H, W)
+//   g = where(gt(y, 0), a + b, 0) and sum(g, {0, 2, 3})
+//                                  a residual block's ReLU backward and its bias gradient, both
+//                                  returned (one two-output kernel when fused)
 // fused on the interpreter and on LLVM (when built in). Prints the median call of --reps runs per
 // variant, the first call, the compile time and the number of nodes.
 #include <fmt/format.h>
@@ -56,19 +59,26 @@ int main(int argc, char** argv) {
     const Variable bias = tensor("bias", DType::float32, {1, shape[1], 1, 1});
     const Variable zero = constant(0.0, DType::float32);
     const Variable backward = where(gt(x, zero), g, zero);
+    const Variable a = tensor("a", DType::float32, dims);
+    const Variable residual = where(gt(x, zero), g + a, zero);
     struct Case {
       std::string name;
       std::vector<Variable> inputs;
-      Variable output;
+      std::vector<Variable> outputs;
       std::vector<Tensor> args;
     };
     const Tensor xv = pattern(x_shape, 0);
     const Tensor gv = pattern(x_shape, 17);
     const Tensor bv = pattern({1, shape[1], 1, 1}, 5);
+    const Tensor av = pattern(x_shape, 29);
     const std::vector<Case> cases = {
-        {"relu(x + bias)", {x, bias}, relu(x + bias), {xv, bv}},
-        {"where(gt(y, 0), g, 0)", {x, g}, backward, {xv, gv}},
-        {"sum(where(...), {0,2,3})", {x, g}, sum(backward, {0, 2, 3}), {xv, gv}},
+        {"relu(x + bias)", {x, bias}, {relu(x + bias)}, {xv, bv}},
+        {"where(gt(y, 0), g, 0)", {x, g}, {backward}, {xv, gv}},
+        {"sum(where(...), {0,2,3})", {x, g}, {sum(backward, {0, 2, 3})}, {xv, gv}},
+        {"relu bwd + bias grad",
+         {x, g, a},
+         {residual, sum(residual, {0, 2, 3}, true)},
+         {xv, gv, av}},
     };
     struct Variant {
       std::string name, flags;
@@ -90,7 +100,7 @@ int main(int argc, char** argv) {
         CompileOptions options;
         options.flags = v.flags;
         Function f;
-        const double compile_ms = time_ms([&] { f = compile(c.inputs, {c.output}, options); });
+        const double compile_ms = time_ms([&] { f = compile(c.inputs, c.outputs, options); });
         const double first = time_ms([&] { f(c.args); });
         const double median = median_ms(reps, [&] { f(c.args); });
         if (v.name == "unfused") unfused_ms = median;

@@ -245,9 +245,9 @@ std::string constant_text(double value) {
 }
 
 std::string canonical_text(int rank, const std::vector<FusedInput>& inputs,
-                           const std::vector<FusedInstr>& instrs, const std::vector<int>& outputs,
-                           const std::optional<FusedReduction>& reduction) {
-  std::string text = fmt::format("fused-ir 1 rank {}\n", rank);
+                           const std::vector<FusedInstr>& instrs,
+                           const std::vector<FusedOutput>& outputs) {
+  std::string text = fmt::format("fused-ir 2 rank {}\n", rank);
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     std::string flags;
     for (bool b : inputs[i].broadcast) flags += b ? 'b' : '.';
@@ -273,10 +273,14 @@ std::string canonical_text(int rank, const std::vector<FusedInput>& inputs,
     for (int arg : in.args) text += fmt::format(" %{}", arg);
     text += fmt::format(" : {}\n", dtype_name(in.dtype));
   }
-  for (int out : outputs) text += fmt::format("out %{}\n", out);
-  if (reduction) {
-    text += fmt::format("reduce {} [{}]\n", fused_reduce_name(reduction->kind),
-                        fmt::join(reduction->axes, ","));
+  for (const FusedOutput& out : outputs) {
+    text += fmt::format("out %{}", out.value);
+    if (out.reduction) {
+      text += fmt::format(" {} [{}]{}", fused_reduce_name(out.reduction->kind),
+                          fmt::join(out.reduction->axes, ","),
+                          out.reduction->keepdims ? " keepdims" : "");
+    }
+    text += "\n";
   }
   return text;
 }
@@ -325,17 +329,17 @@ DType scalar_op_result_dtype(ScalarOp op, DType operand) {
 }
 
 FusedIR::FusedIR(std::string name, int rank, std::vector<FusedInput> inputs,
-                 std::vector<FusedInstr> instrs, std::vector<int> outputs,
-                 std::optional<FusedReduction> reduction)
+                 std::vector<FusedInstr> instrs, std::vector<FusedOutput> outputs)
     : name_(std::move(name)),
       rank_(rank),
       inputs_(std::move(inputs)),
       instrs_(std::move(instrs)),
-      outputs_(std::move(outputs)),
-      reduction_(std::move(reduction)) {
+      outputs_(std::move(outputs)) {
   validate();
-  if (reduction_) reduction_->axes = checked_axes(name_, rank_, reduction_->axes);
-  text_ = canonical_text(rank_, inputs_, instrs_, outputs_, reduction_);
+  for (FusedOutput& out : outputs_) {
+    if (out.reduction) out.reduction->axes = checked_axes(name_, rank_, out.reduction->axes);
+  }
+  text_ = canonical_text(rank_, inputs_, instrs_, outputs_);
   hash_ = fnv1a(text_);
 }
 
@@ -347,30 +351,41 @@ void FusedIR::validate() const {
     throw ValueError(fmt::format("fused kernel '{}': no output", name_));
   }
   for (std::size_t k = 0; k < outputs_.size(); ++k) {
-    const int value = outputs_[k];
+    const int value = outputs_[k].value;
     if (value < 0 || static_cast<std::size_t>(value) >= instrs_.size()) {
       throw ValueError(
           fmt::format("fused kernel '{}': output {} refers to %{}, which is out of "
                       "range (the kernel has {} instructions)",
                       name_, k, value, instrs_.size()));
     }
-    if (reduction_) {
-      check_reduction_dtype(name_, reduction_->kind, instrs_[static_cast<std::size_t>(value)].dtype,
-                            k);
+    if (const auto& r = outputs_[k].reduction) {
+      check_reduction_dtype(name_, r->kind, instrs_[static_cast<std::size_t>(value)].dtype, k);
+      checked_axes(name_, rank_, r->axes);
     }
   }
-  if (reduction_) checked_axes(name_, rank_, reduction_->axes);
 }
 
-bool FusedIR::is_reduced_axis(int axis) const {
-  if (!reduction_) return false;
-  return std::find(reduction_->axes.begin(), reduction_->axes.end(), axis) !=
-         reduction_->axes.end();
+bool FusedIR::has_reduction() const {
+  return std::any_of(outputs_.begin(), outputs_.end(),
+                     [](const FusedOutput& out) { return out.reduction.has_value(); });
+}
+
+bool FusedIR::is_reduced_axis(std::size_t i, int axis) const {
+  const auto& r = outputs_[i].reduction;
+  return r && std::find(r->axes.begin(), r->axes.end(), axis) != r->axes.end();
+}
+
+bool FusedIR::any_reduces_axis(int axis) const {
+  for (std::size_t i = 0; i < outputs_.size(); ++i) {
+    if (is_reduced_axis(i, axis)) return true;
+  }
+  return false;
 }
 
 DType FusedIR::output_dtype(std::size_t i) const {
   const DType value = output_value_dtype(i);
-  return reduction_ ? fused_reduced_dtype(reduction_->kind, value) : value;
+  const auto& r = outputs_[i].reduction;
+  return r ? fused_reduced_dtype(r->kind, value) : value;
 }
 
 bool FusedIR::has_checked_ops() const {
@@ -454,17 +469,31 @@ int FusedIRBuilder::cast(int value, DType dtype) {
 }
 
 void FusedIRBuilder::output(int value) {
+  check_output(value);
+  outputs_.emplace_back(value);
+  plain_.push_back(true);
+}
+
+void FusedIRBuilder::output(int value, FusedReduceKind kind, std::vector<int> axes, bool keepdims) {
+  check_output(value);
+  FusedReduction reduction{kind, checked_axes(name_, rank_, std::move(axes)), keepdims};
+  check_reduction_dtype(name_, kind, instrs_[static_cast<std::size_t>(value)].dtype,
+                        outputs_.size());
+  outputs_.emplace_back(value, std::move(reduction));
+  plain_.push_back(false);
+}
+
+void FusedIRBuilder::check_output(int value) const {
   if (value < 0 || static_cast<std::size_t>(value) >= instrs_.size()) {
     throw ValueError(
         fmt::format("fused kernel '{}': output refers to %{}, which is out of range "
                     "(the kernel has {} instructions)",
                     name_, value, instrs_.size()));
   }
-  outputs_.push_back(value);
 }
 
-void FusedIRBuilder::reduce(FusedReduceKind kind, std::vector<int> axes) {
-  reduction_ = FusedReduction{kind, checked_axes(name_, rank_, std::move(axes))};
+void FusedIRBuilder::reduce(FusedReduceKind kind, std::vector<int> axes, bool keepdims) {
+  reduction_ = FusedReduction{kind, checked_axes(name_, rank_, std::move(axes)), keepdims};
 }
 
 DType FusedIRBuilder::dtype(int value) const {
@@ -475,7 +504,11 @@ DType FusedIRBuilder::dtype(int value) const {
 }
 
 FusedIR FusedIRBuilder::build() const {
-  return FusedIR(name_, rank_, inputs_, instrs_, outputs_, reduction_);
+  std::vector<FusedOutput> outputs = outputs_;
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    if (plain_[k]) outputs[k].reduction = reduction_;
+  }
+  return FusedIR(name_, rank_, inputs_, instrs_, std::move(outputs));
 }
 
 }  // namespace convgraph::codegen

@@ -2,8 +2,9 @@
 //
 // A FusedIR describes a loop nest over an iteration space of RANK axes (the output shape, or the
 // shape being reduced). It reads N inputs, runs a list of SSA instructions per element and writes
-// one or more outputs, optionally reducing them over a set of axes first (a bias gradient is the
-// sum over axes 0, 2, 3 of a [N, C, H, W] expression).
+// one or more outputs. Each output is either elementwise (the whole iteration shape) or reduced
+// over a set of axes of its own (a bias gradient is the sum over axes 0, 2, 3 of a [N, C, H, W]
+// expression), so one pass over the data can write a gradient and its bias gradient together.
 //
 // Inputs are aligned to the right of the iteration axes, as numpy broadcasting does: an input of
 // rank r <= RANK covers the last r axes, and BROADCAST[j] says its axis j has extent 1 and is
@@ -25,6 +26,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "convgraph/base/dtype.hpp"
@@ -62,14 +64,26 @@ struct FusedInstr {
 
 enum class FusedReduceKind : std::uint8_t { sum, max, mean };
 
-// Every output is reduced over AXES (iteration axes, sorted and distinct after validation).
+// A reduction of an output over AXES (iteration axes, sorted and distinct after validation).
 // sum: floats keep their dtype, integers and bools give int64 (accumulated in int64, wrapping);
 // max: any numeric dtype, NaN propagates, an empty axis is a ShapeError at run time;
 // mean: floats only, the sum divided by the number of reduced elements.
-// Float32 accumulates in float64 and float16 in float32, as the Reduce op does.
+// Float32 accumulates in float64 and float16 in float32, as the Reduce op does. KEEPDIMS keeps the
+// reduced axes as extent 1 in the output's shape (the kernel accepts either shape; this says which
+// one a fused node gives).
 struct FusedReduction {
   FusedReduceKind kind = FusedReduceKind::sum;
   std::vector<int> axes;
+  bool keepdims = false;
+};
+
+// One output of a kernel: the value (instruction index) it takes, written over the whole
+// iteration shape, or reduced first when REDUCTION is set.
+struct FusedOutput {
+  FusedOutput(int value_ = 0, std::optional<FusedReduction> reduction_ = std::nullopt)  // NOLINT
+      : value(value_), reduction(std::move(reduction_)) {}
+  int value = 0;
+  std::optional<FusedReduction> reduction;
 };
 
 std::string_view fused_reduce_name(FusedReduceKind kind);
@@ -87,23 +101,31 @@ DType scalar_op_result_dtype(ScalarOp op, DType operand);
 class FusedIR {
  public:
   FusedIR(std::string name, int rank, std::vector<FusedInput> inputs,
-          std::vector<FusedInstr> instrs, std::vector<int> outputs,
-          std::optional<FusedReduction> reduction = std::nullopt);
+          std::vector<FusedInstr> instrs, std::vector<FusedOutput> outputs);
 
   const std::string& name() const { return name_; }
   int rank() const { return rank_; }
   const std::vector<FusedInput>& inputs() const { return inputs_; }
   const std::vector<FusedInstr>& instrs() const { return instrs_; }
-  // The value (instruction index) each output takes.
-  const std::vector<int>& outputs() const { return outputs_; }
-  const std::optional<FusedReduction>& reduction() const { return reduction_; }
-  // Whether iteration axis AXIS is reduced.
-  bool is_reduced_axis(int axis) const;
+  const std::vector<FusedOutput>& outputs() const { return outputs_; }
+  // The value (instruction index) output I takes.
+  int output_value(std::size_t i) const { return outputs_[i].value; }
+  const std::optional<FusedReduction>& output_reduction(std::size_t i) const {
+    return outputs_[i].reduction;
+  }
+  // Whether any output is reduced.
+  bool has_reduction() const;
+  // Whether output I reduces iteration axis AXIS.
+  bool is_reduced_axis(std::size_t i, int axis) const;
+  // Whether some output reduces iteration axis AXIS.
+  bool any_reduces_axis(int axis) const;
 
   // The dtype of output I: its value's dtype, or the reduction's result dtype.
   DType output_dtype(std::size_t i) const;
   // The dtype the value of output I has before any reduction.
-  DType output_value_dtype(std::size_t i) const { return instrs_[outputs_[i]].dtype; }
+  DType output_value_dtype(std::size_t i) const {
+    return instrs_[static_cast<std::size_t>(outputs_[i].value)].dtype;
+  }
   // Whether any instruction can fail at run time (integer int_div, mod or pow).
   bool has_checked_ops() const;
 
@@ -122,8 +144,7 @@ class FusedIR {
   int rank_ = 0;
   std::vector<FusedInput> inputs_;
   std::vector<FusedInstr> instrs_;
-  std::vector<int> outputs_;
-  std::optional<FusedReduction> reduction_;
+  std::vector<FusedOutput> outputs_;
   std::string text_;
   std::uint64_t hash_ = 0;
 };
@@ -143,22 +164,28 @@ class FusedIRBuilder {
   int constant(double value, DType dtype);
   int op(ScalarOp op, std::vector<int> args);
   int cast(int value, DType dtype);
-  // Marks VALUE as the next output.
+  // Marks VALUE as the next output (elementwise, unless reduce() gives every such output a
+  // reduction).
   void output(int value);
-  void reduce(FusedReduceKind kind, std::vector<int> axes);
+  // Marks VALUE as the next output, reduced over AXES.
+  void output(int value, FusedReduceKind kind, std::vector<int> axes, bool keepdims = false);
+  // Reduces every output added with output(VALUE), before or after this call, over AXES.
+  void reduce(FusedReduceKind kind, std::vector<int> axes, bool keepdims = false);
 
   DType dtype(int value) const;
   FusedIR build() const;
 
  private:
   int add(FusedInstr instr);
+  void check_output(int value) const;
 
   std::string name_;
   int rank_;
   std::vector<FusedInput> inputs_;
   std::vector<FusedInstr> instrs_;
-  std::vector<int> outputs_;
-  std::optional<FusedReduction> reduction_;
+  std::vector<FusedOutput> outputs_;
+  std::optional<FusedReduction> reduction_;  // for the outputs added with output(VALUE)
+  std::vector<bool> plain_;                  // per output: added with output(VALUE)
 };
 
 }  // namespace convgraph::codegen

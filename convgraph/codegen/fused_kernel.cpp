@@ -52,10 +52,9 @@ void FusedKernel::run(const std::vector<Tensor>& inputs, const std::vector<Tenso
 
 std::vector<Tensor> FusedKernel::operator()(const std::vector<Tensor>& inputs) const {
   const Shape shape = infer_iteration_shape(ir_, inputs);
-  const Shape out_shape = fused_output_shape(ir_, shape);
   std::vector<Tensor> outputs;
   for (std::size_t k = 0; k < ir_.outputs().size(); ++k) {
-    outputs.push_back(Tensor::empty(ir_.output_dtype(k), out_shape));
+    outputs.push_back(Tensor::empty(ir_.output_dtype(k), fused_output_shape(ir_, k, shape)));
   }
   run(inputs, outputs, shape);
   return outputs;

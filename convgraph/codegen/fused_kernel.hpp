@@ -46,11 +46,11 @@ class FusedKernel {
   virtual FusedBackend backend() const = 0;
 
   // Runs the kernel: OUTPUTS are allocated tensors (any strides) of the IR's output dtypes and
-  // shapes (for a reduction, the iteration shape without the reduced axes, or with them kept as
-  // 1). The iteration shape is inferred from the inputs and outputs (see BoundCall) unless given.
-  // Integer division by zero or a negative integer exponent throws ValueError after the loop (the
-  // outputs' contents are then unspecified). Outputs must not overlap the inputs, except an output
-  // that is exactly an input (same elements, same layout).
+  // shapes (the iteration shape; for a reduced output, that shape without its reduced axes, or
+  // with them kept as 1). The iteration shape is inferred from the inputs and outputs (see
+  // BoundCall) unless given. Integer division by zero or a negative integer exponent throws
+  // ValueError after the loop (the outputs' contents are then unspecified). Outputs must not
+  // overlap the inputs, except an output that is exactly an input (same elements, same layout).
   void run(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs) const;
   void run(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
            const Shape& iteration_shape) const;

@@ -216,9 +216,26 @@ void accumulate_value(FusedReduceKind kind, DType value, DType acc, Block& block
           }
           return elemwise_detail::wrap_add(a, x);
         };
-        if (stride == 0) {  // reduced along the run: one accumulator, kept in a register
+        if (stride == 0) {  // reduced along the run: accumulated in registers
           A a = *p;
-          for (std::int64_t i = 0; i < n; ++i) a = combine(a, static_cast<A>(v[i]));
+          std::int64_t i = 0;
+          if (kind != FusedReduceKind::max && n >= 16) {
+            // Eight interleaved partial sums break the chain of dependent additions (and let
+            // the compiler vectorize); they are folded pairwise in a fixed order.
+            A part[8] = {};
+            for (; i + 8 <= n; i += 8) {
+              for (int j = 0; j < 8; ++j) {
+                part[j] = elemwise_detail::wrap_add(part[j], static_cast<A>(v[i + j]));
+              }
+            }
+            for (int width = 4; width > 0; width /= 2) {
+              for (int j = 0; j < width; ++j) {
+                part[j] = elemwise_detail::wrap_add(part[j], part[j + width]);
+              }
+            }
+            a = elemwise_detail::wrap_add(a, part[0]);
+          }
+          for (; i < n; ++i) a = combine(a, static_cast<A>(v[i]));
           *p = a;
         } else {
           for (std::int64_t i = 0; i < n; ++i) {
@@ -273,9 +290,9 @@ void interpret_range(const FusedIR& ir, const LoopPlan& plan, void* const* data,
       }
       for (std::size_t o = 0; o < ir.outputs().size(); ++o) {
         const std::size_t k = nin + o;
-        const auto v = static_cast<std::size_t>(ir.outputs()[o]);
-        if (ir.reduction()) {
-          accumulate_value(ir.reduction()->kind, ir.instrs()[v].dtype, plan.dtypes[k], values[v],
+        const auto v = static_cast<std::size_t>(ir.output_value(o));
+        if (const auto& reduction = ir.output_reduction(o)) {
+          accumulate_value(reduction->kind, ir.instrs()[v].dtype, plan.dtypes[k], values[v],
                            address(k), plan.strides[k][nd - 1], n);
         } else {
           store_value(plan.dtypes[k], values[v], address(k), plan.strides[k][nd - 1], n);

@@ -93,6 +93,15 @@ struct GroupShape {
   std::vector<int> outputs;
 };
 
+// The Reduce nodes that become reduced outputs of a group: per output of the group (in
+// GroupShape::outputs order), the sum/mean nodes reading it, and whether something else reads it
+// too (then the value stays an output next to its reductions).
+struct GroupReductions {
+  std::vector<std::vector<Node*>> readers;
+  std::vector<bool> kept;
+  std::size_t count = 0;
+};
+
 // Grows and replaces groups one at a time on the current graph: a group is checked against the
 // graph as it is, earlier fused nodes included, so that replacing it can never make a cycle (two
 // groups each convex on their own could depend on each other once both are contracted).
@@ -112,13 +121,17 @@ class Fuser {
       for (int p : members) done_.insert(order_[static_cast<std::size_t>(p)]);
       const std::optional<GroupShape> shape = analyze(members);
       if (!shape) continue;
-      Node* reduce = reduction_of(*shape);
-      if (members.size() + (reduce != nullptr ? 1 : 0) < 2) continue;
-      const int last = std::max(members.back(), reduce != nullptr ? position(reduce) : -1);
+      const GroupReductions reductions = reductions_of(members, *shape);
+      if (members.size() + reductions.count < 2) continue;
+      // The fused node takes the last member's position: its inputs come before it, and every
+      // reader of its values (of a member, or of a Reduce reading one) comes after it.
+      const int last = members.back();
       std::vector<const Node*> gone;
       for (int p : members) gone.push_back(order_[static_cast<std::size_t>(p)]);
-      if (reduce != nullptr) gone.push_back(reduce);
-      Node* fused = replace(members, *shape, reduce);
+      for (const auto& readers : reductions.readers) {
+        gone.insert(gone.end(), readers.begin(), readers.end());
+      }
+      Node* fused = replace(members, *shape, reductions);
       if (fused == nullptr) continue;
       ++made;
       if (!place(fused, last, gone)) {
@@ -297,19 +310,36 @@ class Fuser {
     return true;
   }
 
-  // The Reduce node that can become the kernel's reduction: the only reader of the group's only
-  // output.
-  Node* reduction_of(const GroupShape& shape) const {
-    if (shape.outputs.size() != 1) return nullptr;
-    const Variable v = value_of(shape.outputs[0]);
-    const auto& clients = graph_.clients(v);
-    if (clients.size() != 1 || clients[0].node == nullptr) return nullptr;
-    Node* reader = clients[0].node;
-    return fusible_reduction(*reader) ? reader : nullptr;
+  // The Reduce nodes that can become reduced outputs of the kernel: sums and means reading an
+  // output of the group. The output itself stays when something else reads it (the convolution's
+  // backward next to the bias gradient) or the function returns it.
+  GroupReductions reductions_of(const std::vector<int>& members, const GroupShape& shape) {
+    mark(members);
+    GroupReductions result;
+    for (int p : shape.outputs) {
+      std::vector<Node*> readers;
+      bool kept = false;
+      for (const auto& client : graph_.clients(value_of(p))) {
+        Node* reader = client.node;
+        if (reader != nullptr && marked(position(reader))) continue;  // inside the group
+        if (reader != nullptr && fusible_reduction(*reader)) {
+          if (std::find(readers.begin(), readers.end(), reader) == readers.end()) {
+            readers.push_back(reader);
+          }
+        } else {
+          kept = true;
+        }
+      }
+      result.count += readers.size();
+      result.readers.push_back(std::move(readers));
+      result.kept.push_back(kept);
+    }
+    return result;
   }
 
   // The fused node now computing the group's values, or null when the group was left alone.
-  Node* replace(const std::vector<int>& members, const GroupShape& shape, Node* reduce) {
+  Node* replace(const std::vector<int>& members, const GroupShape& shape,
+                const GroupReductions& reductions) {
     using Ref = FusedSubgraph::Ref;
     FusedSubgraph sub;
     std::vector<codegen::FusedInput> specs;
@@ -345,22 +375,24 @@ class Fuser {
       step_of[p] = static_cast<int>(sub.steps.size());
       sub.steps.push_back(std::move(step));
     }
+    // Per group output: the value itself unless only folded reductions read it, then each
+    // reduction of it.
     std::vector<Variable> replaced;
-    if (reduce != nullptr) {
-      sub.steps.push_back({reduce->op, {Ref{Ref::Kind::step, step_of.at(shape.outputs[0])}}});
-      sub.outputs.push_back(static_cast<int>(sub.steps.size()) - 1);
-      replaced.push_back(reduce->output(0));
-    } else {
-      for (int p : shape.outputs) {
+    for (std::size_t o = 0; o < shape.outputs.size(); ++o) {
+      const int p = shape.outputs[o];
+      if (reductions.kept[o]) {
         sub.outputs.push_back(step_of.at(p));
         replaced.push_back(value_of(p));
+      }
+      for (Node* reduce : reductions.readers[o]) {
+        sub.steps.push_back({reduce->op, {Ref{Ref::Kind::step, step_of.at(p)}}});
+        sub.outputs.push_back(static_cast<int>(sub.steps.size()) - 1);
+        replaced.push_back(reduce->output(0));
       }
     }
 
     const codegen::FusedIR ir = build_ir(sub, specs, shape.rank);
-    const bool keepdims =
-        reduce != nullptr && dynamic_cast<const Reduce*>(reduce->op.get())->keepdims();
-    auto op = std::make_shared<const FusedElemwise>(ir, std::move(sub), keepdims, backend_);
+    auto op = std::make_shared<const FusedElemwise>(ir, std::move(sub), backend_);
     const std::vector<Variable> outputs = apply_multi(op, inputs);
     std::vector<std::pair<Variable, Variable>> pairs;
     for (std::size_t k = 0; k < outputs.size(); ++k) {
@@ -400,7 +432,10 @@ class Fuser {
       }
       return values.at(k);
     };
-    for (const auto& step : sub.steps) {
+    // A Reduce step is no value of the kernel: it becomes a reduced output of its operand.
+    std::unordered_map<std::size_t, std::pair<int, const Reduce*>> reduced;
+    for (std::size_t s = 0; s < sub.steps.size(); ++s) {
+      const auto& step = sub.steps[s];
       std::vector<int> args;
       for (const Ref& ref : step.args) args.push_back(value(ref));
       if (const auto* e = dynamic_cast<const Elemwise*>(step.op.get())) {
@@ -408,17 +443,25 @@ class Fuser {
       } else if (const auto* c = dynamic_cast<const Cast*>(step.op.get())) {
         values.push_back(b.cast(args.at(0), c->target()));
       } else if (const auto* r = dynamic_cast<const Reduce*>(step.op.get())) {
-        b.output(args.at(0));
-        b.reduce(r->op() == ReduceOp::mean ? codegen::FusedReduceKind::mean
-                                           : codegen::FusedReduceKind::sum,
-                 r->axes());
-        return b.build();
+        reduced[s] = {args.at(0), r};
+        values.push_back(-1);
       } else {
         throw ConvGraphError(
             fmt::format("internal error: the fusion pass cannot fuse {}", step.op->str()));
       }
     }
-    for (int s : sub.outputs) b.output(values.at(static_cast<std::size_t>(s)));
+    for (int s : sub.outputs) {
+      const auto it = reduced.find(static_cast<std::size_t>(s));
+      if (it == reduced.end()) {
+        b.output(values.at(static_cast<std::size_t>(s)));
+        continue;
+      }
+      const Reduce& r = *it->second.second;
+      b.output(
+          it->second.first,
+          r.op() == ReduceOp::mean ? codegen::FusedReduceKind::mean : codegen::FusedReduceKind::sum,
+          r.axes(), r.keepdims());
+    }
     return b.build();
   }
 

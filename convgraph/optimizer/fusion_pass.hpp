@@ -12,8 +12,10 @@
 //     output of the fused node, so must have that whole shape; a merge that breaks this is not
 //     made;
 //   - rank-0 constants become constants of the kernel; other constants are inputs;
-//   - a Reduce (sum, or mean of floats, over at least one axis) that is the only reader of a
-//     group's only output becomes the kernel's final reduction (a bias gradient, a mean);
+//   - a Reduce (sum, or mean of floats, over at least one axis) reading an output of the group
+//     becomes a reduced output of the kernel (a bias gradient, a mean), computed in the same pass;
+//     the output it reads stays an output too when something else reads it (the ReLU backward's
+//     gradient, which the convolution's backward also reads, next to its bias gradient);
 //   - a group of one node stays as it is, unless a reduction joins it.
 // The back end the nodes compile for is codegen.backend's, read from the compile's flags.
 #pragma once

@@ -61,11 +61,15 @@ Tensor strided_random(DType dtype, const Shape& shape, std::uint64_t seed, int s
 
 }  // namespace
 
-RandomFusedCase random_fused_case(std::uint64_t seed, bool with_reduction, Shape shape) {
+RandomFusedCase random_fused_case(std::uint64_t seed, RandomOutputs output_kind, Shape shape,
+                                  bool floats_only) {
   std::mt19937_64 rng(seed);
   auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
-  const DType dtypes[] = {DType::float32, DType::float64, DType::float16, DType::int32,
-                          DType::int8,    DType::int64,   DType::boolean, DType::float32};
+  const DType all_dtypes[] = {DType::float32, DType::float64, DType::float16, DType::int32,
+                              DType::int8,    DType::int64,   DType::boolean, DType::float32};
+  const DType float_dtypes[] = {DType::float32, DType::float64, DType::float32, DType::float64,
+                                DType::float32, DType::float64, DType::float32, DType::float32};
+  const DType* dtypes = floats_only ? float_dtypes : all_dtypes;
   if (shape.empty()) {
     const std::int64_t extents[] = {1, 2, 3, 5, 7, 9, 16, 33};
     const std::size_t rank = 1 + pick(4);
@@ -132,23 +136,47 @@ RandomFusedCase random_fused_case(std::uint64_t seed, bool with_reduction, Shape
       values.push_back(b.op(op, {a}));
     }
   }
-  std::optional<FusedReduceKind> kind;
-  if (with_reduction) kind = static_cast<FusedReduceKind>(pick(3));
-  const std::size_t n_outputs = 1 + pick(2);
-  for (std::size_t o = 0; o < n_outputs; ++o) {
-    int v = values[values.size() - 1 - o % values.size()];
-    if (kind == FusedReduceKind::mean && !is_float(b.dtype(v))) v = b.cast(v, DType::float32);
-    if (kind == FusedReduceKind::max && b.dtype(v) == DType::boolean) v = b.cast(v, DType::int32);
-    b.output(v);
-  }
-  if (kind) {
+  auto random_axes = [&] {
     std::vector<int> axes;
     for (int a = 0; a < rank; ++a) {
       if (pick(2) == 0) axes.push_back(a);
     }
     if (axes.empty()) axes.push_back(static_cast<int>(pick(static_cast<std::size_t>(rank))));
-    b.reduce(*kind, axes);
+    return axes;
+  };
+  // VALUE in a dtype a reduction of KIND accepts.
+  auto reducible = [&](int v, FusedReduceKind kind) {
+    if (kind == FusedReduceKind::mean && !is_float(b.dtype(v))) return b.cast(v, DType::float32);
+    if (kind == FusedReduceKind::max && b.dtype(v) == DType::boolean) {
+      return b.cast(v, DType::int32);
+    }
+    return v;
+  };
+  if (output_kind == RandomOutputs::mixed) {
+    // An elementwise output first or last, and reductions of it and of other values: the
+    // gradient next to its bias gradient, and more.
+    const std::size_t n_outputs = 2 + pick(3);
+    const std::size_t elementwise = pick(2) == 0 ? 0 : n_outputs - 1;
+    for (std::size_t o = 0; o < n_outputs; ++o) {
+      const int v = values[values.size() - 1 - (o % 2 == 0 ? 0 : pick(values.size()))];
+      if (o == elementwise || (o != 0 && o != n_outputs - 1 && pick(3) == 0)) {
+        b.output(v);
+        continue;
+      }
+      const auto kind = static_cast<FusedReduceKind>(pick(3));
+      b.output(reducible(v, kind), kind, random_axes(), pick(2) == 0);
+    }
+    return RandomFusedCase{b.build(), shape, std::move(inputs)};
   }
+  std::optional<FusedReduceKind> kind;
+  if (output_kind == RandomOutputs::reduced) kind = static_cast<FusedReduceKind>(pick(3));
+  const std::size_t n_outputs = 1 + pick(2);
+  for (std::size_t o = 0; o < n_outputs; ++o) {
+    int v = values[values.size() - 1 - o % values.size()];
+    if (kind) v = reducible(v, *kind);
+    b.output(v);
+  }
+  if (kind) b.reduce(*kind, random_axes());
   return RandomFusedCase{b.build(), shape, std::move(inputs)};
 }
 
@@ -185,19 +213,19 @@ std::vector<Tensor> reference_outputs(const FusedIR& ir, const std::vector<Tenso
     }
   }
   std::vector<Tensor> outputs;
-  for (int v : ir.outputs()) {
-    Tensor value = values[static_cast<std::size_t>(v)];
+  for (const codegen::FusedOutput& out : ir.outputs()) {
+    Tensor value = values[static_cast<std::size_t>(out.value)];
     if (value.shape() != shape) {  // broadcast to the iteration shape: maximum(v, v) is v
       Tensor full = Tensor::empty(value.dtype(), shape);
       elemwise_kernel(ScalarOp::maximum, {value, value}, full);
       value = full;
     }
-    if (ir.reduction()) {
-      const ReduceOp op = ir.reduction()->kind == FusedReduceKind::sum   ? ReduceOp::sum
-                          : ir.reduction()->kind == FusedReduceKind::max ? ReduceOp::max
-                                                                         : ReduceOp::mean;
+    if (const auto& r = out.reduction) {
+      const ReduceOp op = r->kind == FusedReduceKind::sum   ? ReduceOp::sum
+                          : r->kind == FusedReduceKind::max ? ReduceOp::max
+                                                            : ReduceOp::mean;
       std::vector<Tensor> reduced(1);
-      Reduce(op, ir.reduction()->axes, false).perform({value}, reduced);
+      Reduce(op, r->axes, r->keepdims).perform({value}, reduced);
       value = reduced[0];
     }
     outputs.push_back(value);

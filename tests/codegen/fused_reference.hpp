@@ -18,11 +18,22 @@ struct RandomFusedCase {
   std::vector<Tensor> inputs;  // some of them strided views
 };
 
+// What the outputs of a random case are: all elementwise, all reduced the same way, or mixed
+// (at least one elementwise output and one reduced one, each reduction with its own kind, axes and
+// keepdims).
+enum class RandomOutputs { elementwise, reduced, mixed };
+
 // A random IR of a few instructions over random dtypes (float16/32/64, int8/32/64, bool), with
-// broadcast inputs, casts, every ScalarOp, and a reduction when WITH_REDUCTION, over SHAPE (or a
-// random shape with odd extents when SHAPE is empty). Integer int_div/mod/pow are left out (their
-// zero divisors are tested on their own).
-RandomFusedCase random_fused_case(std::uint64_t seed, bool with_reduction, Shape shape = {});
+// broadcast inputs, casts, every ScalarOp, and outputs as OUTPUTS says, over SHAPE (or a random
+// shape with odd extents when SHAPE is empty). Integer int_div/mod/pow are left out (their zero
+// divisors are tested on their own). FLOATS_ONLY keeps the inputs' dtypes to float32 and float64.
+RandomFusedCase random_fused_case(std::uint64_t seed, RandomOutputs outputs, Shape shape = {},
+                                  bool floats_only = false);
+inline RandomFusedCase random_fused_case(std::uint64_t seed, bool with_reduction,
+                                         Shape shape = {}) {
+  return random_fused_case(
+      seed, with_reduction ? RandomOutputs::reduced : RandomOutputs::elementwise, std::move(shape));
+}
 
 // The outputs of IR on INPUTS over iteration shape SHAPE, computed with the unfused kernels.
 std::vector<Tensor> reference_outputs(const codegen::FusedIR& ir, const std::vector<Tensor>& inputs,

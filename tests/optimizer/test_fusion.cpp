@@ -8,6 +8,7 @@
 
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/ops/tensor/fused_elemwise.hpp"
+#include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/planner/debug_mode.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
@@ -309,7 +310,7 @@ TEST_CASE("fusion: a bias gradient and a mean become the kernel's reduction", "[
     const auto ops = fused_ops(fused);
     REQUIRE(ops.size() == 3);
     int reductions = 0;
-    for (const auto* op : ops) reductions += op->ir().reduction() ? 1 : 0;
+    for (const auto* op : ops) reductions += op->ir().output_reduction(0) ? 1 : 0;
     CHECK(reductions == 3);
     CHECK(debugprint(fused.graph()).find("sum{0, 2, 3}(where(gt(i0, 0), i1, 0))") !=
           std::string::npos);
@@ -321,19 +322,120 @@ TEST_CASE("fusion: a bias gradient and a mean become the kernel's reduction", "[
   }
 }
 
-TEST_CASE("fusion: a reduction of a value read elsewhere stays a Reduce", "[fusion]") {
+TEST_CASE("fusion: a reduction of a value read elsewhere joins the group as another output",
+          "[fusion]") {
   Variable y = matrix("y", DType::float64);
   Variable r = relu(y - 1.0);
   Variable s = sum(r, {0});
-  Function fused = compile_with({y}, {s, r}, kInterpreter);
+  Variable m = mean(r, {1}, true);
+  Function fused = compile_with({y}, {s, r, m}, kInterpreter);
+  INFO(debugprint(fused.graph()));
   REQUIRE(fused_ops(fused).size() == 1);
-  CHECK_FALSE(fused_ops(fused)[0]->ir().reduction().has_value());
-  CHECK(count_ops(fused, "Reduce") == 1);
+  CHECK(fused.graph().num_nodes() == 1);
+  CHECK(count_ops(fused, "Reduce") == 0);
+  const codegen::FusedIR& ir = fused_ops(fused)[0]->ir();
+  REQUIRE(ir.outputs().size() == 3);
+  CHECK_FALSE(ir.output_reduction(0).has_value());
+  CHECK(ir.output_reduction(1)->axes == std::vector<int>{0});
+  CHECK(ir.output_reduction(2)->kind == codegen::FusedReduceKind::mean);
+  CHECK(ir.output_reduction(2)->keepdims);
   const Tensor yv = random_tensor(DType::float64, {6, 5}, 11);
   const auto got = fused({yv});
-  const auto want = compile_with({y}, {s, r}, kUnfused)({yv});
-  REQUIRE_BITWISE(got[0], want[0]);
+  const auto want = compile_with({y}, {s, r, m}, kUnfused)({yv});
+  REQUIRE(got[2].shape() == Shape{6, 1});
+  REQUIRE_CLOSE(got[0], want[0], 1e-14, 0.0);
   REQUIRE_BITWISE(got[1], want[1]);
+  REQUIRE_CLOSE(got[2], want[2], 1e-14, 0.0);
+  // With fusion off the Reduce nodes stay.
+  CHECK(count_ops(compile_with({y}, {s, r, m}, kUnfused), "Reduce") == 2);
+}
+
+TEST_CASE("fusion: the ReLU backward writes its gradient and the bias gradient in one pass",
+          "[fusion]") {
+  // The pattern of a residual block's backward pass: g = where(y > 0, a + b, 0) feeds a
+  // convolution's backward and the bias gradient sum(g, {0, 2, 3}, keepdims).
+  Variable y = tensor("y", DType::float32, {4, 6, 7, 5});
+  Variable a = tensor("a", DType::float32, {4, 6, 7, 5});
+  Variable c = tensor("c", DType::float32, {4, 6, 7, 5});
+  Variable w = tensor("w", DType::float32, {3, 6, 3, 3});
+  const Variable zero = constant(0.0, DType::float32);
+  Variable g = where(gt(y, zero), a + c, zero);
+  Variable db = sum(g, {0, 2, 3}, true);
+  Variable dx = conv2d(g, w);
+  const std::vector<Variable> inputs = {y, a, c, w};
+  const std::vector<Tensor> args = {random_tensor(DType::float32, {4, 6, 7, 5}, 30),
+                                    random_tensor(DType::float32, {4, 6, 7, 5}, 31),
+                                    random_tensor(DType::float32, {4, 6, 7, 5}, 32),
+                                    random_tensor(DType::float32, {3, 6, 3, 3}, 33)};
+  Function unfused = compile_with(inputs, {db, dx}, kUnfused);
+  CHECK(count_ops(unfused, "Reduce") == 1);
+  const auto want = unfused(args);
+  for (const char* flags : {kInterpreter, "codegen.backend=auto", "mode=DebugMode"}) {
+    INFO(flags);
+    Function fused = compile_with(inputs, {db, dx}, flags);
+    INFO(debugprint(fused.graph()));
+    CHECK(count_ops(fused, "Reduce") == 0);
+    REQUIRE(fused_ops(fused).size() == 1);
+    const codegen::FusedIR& ir = fused_ops(fused)[0]->ir();
+    REQUIRE(ir.outputs().size() == 2);
+    CHECK_FALSE(ir.output_reduction(0).has_value());
+    CHECK(ir.output_reduction(1)->axes == std::vector<int>{0, 2, 3});
+    // gt, add, where and the Reduce became one node; the convolution's nodes are the same.
+    CHECK(fused.graph().num_nodes() == unfused.graph().num_nodes() - 3);
+    const auto got = fused(args);
+    REQUIRE(got[0].shape() == Shape{1, 6, 1, 1});
+    REQUIRE_CLOSE(got[0], want[0], 1e-6, 1e-6);
+    REQUIRE_CLOSE(got[1], want[1], 1e-6, 1e-6);
+  }
+  // The gradient itself returned next to its bias gradient.
+  Function both = compile_with({y, a, c}, {g, db}, "");
+  CHECK(both.graph().num_nodes() == 1);
+  const auto got = both({args[0], args[1], args[2]});
+  const auto ref = compile_with({y, a, c}, {g, db}, kUnfused)({args[0], args[1], args[2]});
+  REQUIRE_BITWISE(got[0], ref[0]);
+  REQUIRE_CLOSE(got[1], ref[1], 1e-6, 1e-6);
+}
+
+TEST_CASE("fusion: DebugMode catches a two-output kernel whose reduction is wrong", "[fusion]") {
+  Variable y = tensor4("y", DType::float32);
+  Variable g = tensor4("g", DType::float32);
+  const Variable zero = constant(0.0, DType::float32);
+  // The kernel means where the reference sums; its elementwise output is right.
+  codegen::FusedIRBuilder wrong(4, "wrong_bias_grad");
+  const int i0 = wrong.load(wrong.input(DType::float32));
+  const int i1 = wrong.load(wrong.input(DType::float32));
+  const int c0 = wrong.constant(0, DType::float32);
+  const int w = wrong.op(ScalarOp::where, {wrong.op(ScalarOp::gt, {i0, c0}), i1, c0});
+  wrong.output(w);
+  wrong.output(w, codegen::FusedReduceKind::mean, {0, 2, 3}, true);
+  using Ref = FusedSubgraph::Ref;
+  FusedSubgraph reference;
+  reference.constants.push_back(Tensor::scalar(DType::float32, 0.0));
+  reference.steps.push_back({Elemwise::for_inputs(ScalarOp::gt, {y, zero}),
+                             {{Ref::Kind::input, 0}, {Ref::Kind::constant, 0}}});
+  reference.steps.push_back(
+      {Elemwise::for_inputs(ScalarOp::where, {y, g, zero}),
+       {{Ref::Kind::step, 0}, {Ref::Kind::input, 1}, {Ref::Kind::constant, 0}}});
+  reference.steps.push_back(
+      {std::make_shared<const Reduce>(ReduceOp::sum, std::vector<int>{0, 2, 3}, true),
+       {{Ref::Kind::step, 1}}});
+  reference.outputs = {1, 2};
+  auto op = std::make_shared<const FusedElemwise>(wrong.build(), reference,
+                                                  codegen::FusedBackend::interpreter);
+  const std::vector<Variable> outs = apply_multi(op, {y, g});
+  REQUIRE(outs.size() == 2);
+  CHECK(outs[1].type().dims == StaticShape{1, std::nullopt, 1, 1});
+  const Tensor yv = random_tensor(DType::float32, {2, 3, 4, 5}, 40);
+  const Tensor gv = random_tensor(DType::float32, {2, 3, 4, 5}, 41);
+  REQUIRE_NOTHROW(compile_with({y, g}, outs, "")({yv, gv}));
+  try {
+    compile_with({y, g}, outs, "mode=DebugMode")({yv, gv});
+    FAIL("DebugMode did not catch the wrong reduction");
+  } catch (const DebugModeError& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find("sum{0, 2, 3, keepdims}") != std::string::npos);
+  }
 }
 
 TEST_CASE("fusion: empty tensors and a runtime shape mismatch", "[fusion]") {
@@ -375,7 +477,7 @@ TEST_CASE("fusion: DebugMode checks fused kernels against the ops they replaced"
                              {{Ref::Kind::input, 0}, {Ref::Kind::input, 1}}});
   reference.steps.push_back({Elemwise::for_inputs(ScalarOp::relu, {x}), {{Ref::Kind::step, 0}}});
   reference.outputs = {1};
-  auto op = std::make_shared<const FusedElemwise>(wrong.build(), reference, false,
+  auto op = std::make_shared<const FusedElemwise>(wrong.build(), reference,
                                                   codegen::FusedBackend::interpreter);
   CHECK(op->str() == "Fused{relu(add(i0, i1))}");
   Variable bad = apply(op, {x, b});
@@ -419,6 +521,10 @@ TEST_CASE("fusion: gradients of a small conv net are the same with fusion on and
   INFO(debugprint(fused.graph()));
   CHECK(fused_ops(fused).size() >= 3);
   CHECK(count_ops(fused, "Elemwise") < count_ops(unfused, "Elemwise"));
+  // The bias gradients are reduced in the kernels that compute the gradients they sum, and the
+  // loss's mean in the kernel of its square.
+  CHECK(count_ops(unfused, "Reduce") >= 3);
+  CHECK(count_ops(fused, "Reduce") == 0);
   const auto want = unfused(args);
   const auto got = fused(args);
   for (std::size_t k = 0; k < want.size(); ++k) REQUIRE_CLOSE(got[k], want[k], 1e-5, 1e-6);
@@ -447,4 +553,25 @@ TEST_CASE("fusion: with LLVM, the code is generated at compile time, not on the 
   const auto got = f({xv, bv});
   CHECK(generated() == before_call);
   REQUIRE_CLOSE(got[0], compile_with({x, b}, {y}, kUnfused)({xv, bv})[0], 1e-6, 1e-6);
+
+  // A gradient and its bias gradient, whose loop order depends on whether the batch splits
+  // evenly across the compile's threads: the code the call needs is the code compiled.
+  for (const auto& [batch, threads] : {std::pair{8, 2}, std::pair{8, 3}, std::pair{16, 3}}) {
+    INFO("batch " << batch << ", threads " << threads);
+    Variable yy = tensor("y", DType::float32, {batch, 6, 23, 29});
+    Variable gg = tensor("g", DType::float32, {batch, 6, 23, 29});
+    const Variable zero = constant(0.0, DType::float32);
+    // A constant of its own per case, so that each kernel is new to this process.
+    Variable dz = where(gt(yy, zero), gg * (0.375 + batch + threads), zero);
+    Function both = compile_with({yy, gg}, {dz, sum(dz, {0, 2, 3})},
+                                 fmt::format("codegen.backend=llvm,threads={}", threads));
+    const Tensor yv = random_tensor(DType::float32, {batch, 6, 23, 29}, 24);
+    const Tensor gv = random_tensor(DType::float32, {batch, 6, 23, 29}, 25);
+    const auto before = generated();
+    const auto outs = both({yv, gv});
+    CHECK(generated() == before);
+    const auto want = compile_with({yy, gg}, {dz, sum(dz, {0, 2, 3})}, kUnfused)({yv, gv});
+    REQUIRE_BITWISE(outs[0], want[0]);
+    REQUIRE_CLOSE(outs[1], want[1], 1e-6, 1e-6);
+  }
 }

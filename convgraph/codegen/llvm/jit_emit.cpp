@@ -354,9 +354,7 @@ void Emitter::emit_level(std::size_t axis, std::vector<Value*> offsets) {
 void Emitter::emit_inner(std::vector<Value*> offsets) {
   const std::size_t nd = plan_.dims.size();
   const std::size_t nin = ir_.inputs().size();
-  const std::size_t nops = plan_.data.size();
-  const bool reduce_inner = ir_.reduction() && plan_.reduced[nd - 1];
-  const FusedReduceKind kind = ir_.reduction() ? ir_.reduction()->kind : FusedReduceKind::sum;
+  const std::size_t nout = ir_.outputs().size();
   auto inner_class = [&](std::size_t k) {
     const std::int64_t s = plan_.strides[k][nd - 1];
     return s == 1 ? 'c' : s == 0 ? 'b' : 's';
@@ -368,7 +366,8 @@ void Emitter::emit_inner(std::vector<Value*> offsets) {
     if (c == 's') offset = b_.CreateAdd(offset, b_.CreateMul(index, strides_[k][nd - 1]));
     return b_.CreateInBoundsGEP(storage_type(plan_.dtypes[k]), base_[k], offset);
   };
-  auto combine = [&](Value* acc, Value* value, DType value_dtype, bool reassociate) -> Value* {
+  auto combine = [&](FusedReduceKind kind, Value* acc, Value* value, DType value_dtype,
+                     bool reassociate) -> Value* {
     llvm::Type* at = acc->getType();
     if (at->isFloatingPointTy()) {
       value = b_.CreateFPCast(value, at);
@@ -392,6 +391,11 @@ void Emitter::emit_inner(std::vector<Value*> offsets) {
       return b_.CreateSelect(b_.CreateICmpSGT(value, acc), value, acc);
     return b_.CreateAdd(acc, value);
   };
+  // Per output: elementwise (stored), reduced along the innermost axis (accumulated in a register
+  // seeded from its accumulator element, one per output), or reduced elsewhere (each element
+  // added to the accumulator element it faces).
+  std::vector<int> in_register(nout, -1);
+  std::vector<Value*> acc_ptrs, acc_init;
 
   // Broadcast inputs are loop-invariant: loaded once before the loop.
   std::vector<Value*> hoisted(nin, nullptr);
@@ -401,17 +405,16 @@ void Emitter::emit_inner(std::vector<Value*> offsets) {
                                 b_.CreateLoad(storage_type(plan_.dtypes[k]), element(k, nullptr)));
     }
   }
-  // A reduction along the innermost axis accumulates in registers, seeded from the accumulator.
-  std::vector<Value*> acc_ptrs, acc_init;
-  if (reduce_inner) {
-    for (std::size_t k = nin; k < nops; ++k) {
-      acc_ptrs.push_back(element(k, nullptr));
-      acc_init.push_back(b_.CreateLoad(storage_type(plan_.dtypes[k]), acc_ptrs.back()));
-    }
+  for (std::size_t o = 0; o < nout; ++o) {
+    const auto& reduction = ir_.output_reduction(o);
+    if (!reduction || inner_class(nin + o) != 'b') continue;
+    in_register[o] = static_cast<int>(acc_ptrs.size());
+    acc_ptrs.push_back(element(nin + o, nullptr));
+    acc_init.push_back(b_.CreateLoad(storage_type(plan_.dtypes[nin + o]), acc_ptrs.back()));
   }
   llvm::BasicBlock* pre = b_.GetInsertBlock();
   std::vector<llvm::PHINode*> phis;
-  std::vector<Value*> finals;
+  std::vector<Value*> finals(acc_ptrs.size(), nullptr);
   Value* lo = nd == 1 ? begin_ : b_.getInt64(0);
   Value* hi = nd == 1 ? end_ : dims_[nd - 1];
   auto* after = llvm::BasicBlock::Create(ctx_, "inner.after", fn_);
@@ -449,37 +452,38 @@ void Emitter::emit_inner(std::vector<Value*> offsets) {
         }
       }
     }
-    for (std::size_t o = 0; o < ir_.outputs().size(); ++o) {
+    for (std::size_t o = 0; o < nout; ++o) {
       const std::size_t k = nin + o;
-      const auto v = static_cast<std::size_t>(ir_.outputs()[o]);
+      const auto v = static_cast<std::size_t>(ir_.output_value(o));
       Value* value = values[v];
-      if (!ir_.reduction()) {
+      const auto& reduction = ir_.output_reduction(o);
+      if (!reduction) {
         b_.CreateStore(to_storage(plan_.dtypes[k], value), element(k, index));
-      } else if (reduce_inner) {
-        Value* next = combine(phis[o], value, ir_.instrs()[v].dtype, true);
-        finals.push_back(next);
+      } else if (in_register[o] >= 0) {
+        const auto r = static_cast<std::size_t>(in_register[o]);
+        finals[r] = combine(reduction->kind, phis[r], value, ir_.instrs()[v].dtype, true);
       } else {
         Value* ptr = element(k, index);
         Value* acc = b_.CreateLoad(storage_type(plan_.dtypes[k]), ptr);
-        b_.CreateStore(combine(acc, value, ir_.instrs()[v].dtype, false), ptr);
+        b_.CreateStore(combine(reduction->kind, acc, value, ir_.instrs()[v].dtype, false), ptr);
       }
     }
-    for (std::size_t o = 0; o < finals.size(); ++o) {
-      phis[o]->addIncoming(finals[o], b_.GetInsertBlock());
+    for (std::size_t r = 0; r < finals.size(); ++r) {
+      phis[r]->addIncoming(finals[r], b_.GetInsertBlock());
     }
   });
   // emit_loop leaves the builder in the loop's exit block, reached from the guard (no iteration)
   // or from the latch.
-  if (reduce_inner) {
+  if (!acc_ptrs.empty()) {
     llvm::BasicBlock* exit = b_.GetInsertBlock();
     std::vector<llvm::PHINode*> results;
-    for (std::size_t o = 0; o < acc_ptrs.size(); ++o) {
-      results.push_back(b_.CreatePHI(acc_init[o]->getType(), 2));
+    for (std::size_t r = 0; r < acc_ptrs.size(); ++r) {
+      results.push_back(b_.CreatePHI(acc_init[r]->getType(), 2));
       for (llvm::BasicBlock* pred : llvm::predecessors(exit)) {
-        results.back()->addIncoming(pred == pre ? acc_init[o] : finals[o], pred);
+        results.back()->addIncoming(pred == pre ? acc_init[r] : finals[r], pred);
       }
     }
-    for (std::size_t o = 0; o < acc_ptrs.size(); ++o) b_.CreateStore(results[o], acc_ptrs[o]);
+    for (std::size_t r = 0; r < acc_ptrs.size(); ++r) b_.CreateStore(results[r], acc_ptrs[r]);
   }
   b_.CreateBr(after);
   b_.SetInsertPoint(after);

@@ -35,7 +35,7 @@ namespace {
 
 // Changes whenever the generated code for an unchanged IR would change (the emitter, the
 // pipeline, the kernel signature): older cache entries then no longer match.
-constexpr int kCodegenKeyVersion = 1;
+constexpr int kCodegenKeyVersion = 2;
 
 using KernelFn = void (*)(void* const*, const std::int64_t*, const std::int64_t*, std::int64_t,
                           std::int64_t, std::int64_t*);

@@ -187,21 +187,15 @@ namespace {
 // Runs a compiled fused kernel: allocates the outputs for the inputs' iteration shape.
 class FusedElemwiseKernel final : public Kernel {
  public:
-  FusedElemwiseKernel(std::shared_ptr<const codegen::FusedKernel> kernel, bool keepdims,
-                      std::string label)
-      : kernel_(std::move(kernel)), keepdims_(keepdims), label_(std::move(label)) {}
+  FusedElemwiseKernel(std::shared_ptr<const codegen::FusedKernel> kernel, std::string label)
+      : kernel_(std::move(kernel)), label_(std::move(label)) {}
 
   void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
     const codegen::FusedIR& ir = kernel_->ir();
     const Shape shape = codegen::infer_iteration_shape(ir, inputs);
-    Shape out_shape = codegen::fused_output_shape(ir, shape);
-    if (keepdims_ && ir.reduction()) {
-      out_shape = shape;
-      for (int axis : ir.reduction()->axes) out_shape[static_cast<std::size_t>(axis)] = 1;
-    }
     outputs.resize(ir.outputs().size());
     for (std::size_t k = 0; k < outputs.size(); ++k) {
-      outputs[k] = Tensor::empty(ir.output_dtype(k), out_shape);
+      outputs[k] = Tensor::empty(ir.output_dtype(k), codegen::fused_output_shape(ir, k, shape));
     }
     kernel_->run(inputs, outputs, shape);
   }
@@ -212,15 +206,14 @@ class FusedElemwiseKernel final : public Kernel {
 
  private:
   std::shared_ptr<const codegen::FusedKernel> kernel_;
-  bool keepdims_;
   std::string label_;
 };
 
 }  // namespace
 
-FusedElemwise::FusedElemwise(codegen::FusedIR ir, FusedSubgraph reference, bool keepdims,
+FusedElemwise::FusedElemwise(codegen::FusedIR ir, FusedSubgraph reference,
                              codegen::FusedBackend backend)
-    : ir_(std::move(ir)), keepdims_(keepdims), backend_(backend) {
+    : ir_(std::move(ir)), backend_(backend) {
   if (reference.outputs.size() != ir_.outputs().size()) {
     throw ValueError(fmt::format("FusedElemwise: {} has {} outputs but its reference subgraph {}",
                                  ir_.label(), ir_.outputs().size(), reference.outputs.size()));
@@ -235,12 +228,11 @@ std::string FusedElemwise::str() const {
 
 bool FusedElemwise::equals(const Op& other) const {
   const auto* o = dynamic_cast<const FusedElemwise*>(&other);
-  return o != nullptr && o->ir_ == ir_ && o->keepdims_ == keepdims_ && o->backend_ == backend_;
+  return o != nullptr && o->ir_ == ir_ && o->backend_ == backend_;
 }
 
 std::size_t FusedElemwise::hash() const {
-  return hash_values(std::string("FusedElemwise"), ir_.hash(), keepdims_,
-                     static_cast<int>(backend_));
+  return hash_values(std::string("FusedElemwise"), ir_.hash(), static_cast<int>(backend_));
 }
 
 std::vector<TensorType> FusedElemwise::make_outputs(const std::vector<Variable>& inputs) const {
@@ -296,16 +288,16 @@ std::vector<TensorType> FusedElemwise::make_outputs(const std::vector<Variable>&
   for (std::size_t axis = 0; axis < dims.size(); ++axis) {
     if (!sized[axis]) dims[axis] = 1;
   }
-  StaticShape out_dims;
-  for (int axis = 0; axis < rank; ++axis) {
-    if (!ir_.is_reduced_axis(axis)) {
-      out_dims.push_back(dims[static_cast<std::size_t>(axis)]);
-    } else if (keepdims_) {
-      out_dims.push_back(1);
-    }
-  }
   std::vector<TensorType> types;
   for (std::size_t k = 0; k < ir_.outputs().size(); ++k) {
+    StaticShape out_dims;
+    for (int axis = 0; axis < rank; ++axis) {
+      if (!ir_.is_reduced_axis(k, axis)) {
+        out_dims.push_back(dims[static_cast<std::size_t>(axis)]);
+      } else if (ir_.output_reduction(k)->keepdims) {
+        out_dims.push_back(1);
+      }
+    }
     types.emplace_back(ir_.output_dtype(k), out_dims);
   }
   return types;
@@ -334,15 +326,19 @@ std::vector<ShapeDims> FusedElemwise::infer_shape(
                         : symbolic_dim ? *symbolic_dim
                                        : Dim::unknown());
   }
-  ShapeDims out;
-  for (int axis = 0; axis < rank; ++axis) {
-    if (!ir_.is_reduced_axis(axis)) {
-      out.push_back(iteration[static_cast<std::size_t>(axis)]);
-    } else if (keepdims_) {
-      out.emplace_back(std::int64_t{1});
+  std::vector<ShapeDims> shapes;
+  for (std::size_t k = 0; k < static_cast<std::size_t>(node.num_outputs()); ++k) {
+    ShapeDims out;
+    for (int axis = 0; axis < rank; ++axis) {
+      if (!ir_.is_reduced_axis(k, axis)) {
+        out.push_back(iteration[static_cast<std::size_t>(axis)]);
+      } else if (ir_.output_reduction(k)->keepdims) {
+        out.emplace_back(std::int64_t{1});
+      }
     }
+    shapes.push_back(std::move(out));
   }
-  return std::vector<ShapeDims>(static_cast<std::size_t>(node.num_outputs()), out);
+  return shapes;
 }
 
 std::vector<Variable> FusedElemwise::grad(const std::vector<Variable>& /*inputs*/,
@@ -373,6 +369,20 @@ std::shared_ptr<const Kernel> FusedElemwise::make_kernel(const Node& node) const
     // The generated code depends on the loop's shape class (which axes are size 1, merged,
     // broadcast or reduced, and the innermost strides), not on the extents: a run on contiguous
     // tensors with every extent above 2 cut to 2 generates the code the real shapes will use.
+    // The outermost iteration axis keeps its extent up to four per thread: whether a reduced one
+    // can be split evenly across the threads decides the loop order (see BoundCall).
+    const int rank = ir_.rank();
+    const std::int64_t outer_cap = std::max<std::int64_t>(2, 4 * codegen::codegen_threads());
+    int outer = -1;
+    for (const Variable& in : node.inputs) {
+      const int r = in.type().rank();
+      for (int a = 0; a < r && in.type().fully_known(); ++a) {
+        const int axis = rank - r + a;
+        if (*in.type().dims[static_cast<std::size_t>(a)] != 1 && (outer < 0 || axis < outer)) {
+          outer = axis;
+        }
+      }
+    }
     std::vector<Tensor> proxies;
     for (const Variable& in : node.inputs) {
       if (!in.type().fully_known()) {
@@ -380,12 +390,16 @@ std::shared_ptr<const Kernel> FusedElemwise::make_kernel(const Node& node) const
         break;
       }
       Shape shape;
-      for (const StaticDim& d : in.type().dims) shape.push_back(std::min<std::int64_t>(*d, 2));
+      const int r = in.type().rank();
+      for (int a = 0; a < r; ++a) {
+        const std::int64_t d = *in.type().dims[static_cast<std::size_t>(a)];
+        shape.push_back(std::min<std::int64_t>(d, rank - r + a == outer ? outer_cap : 2));
+      }
       proxies.push_back(Tensor::full(in.dtype(), shape, 1.0));
     }
     if (!proxies.empty() && proxies.size() == node.inputs.size()) (*kernel)(proxies);
   }
-  return std::make_shared<FusedElemwiseKernel>(std::move(kernel), keepdims_, str());
+  return std::make_shared<FusedElemwiseKernel>(std::move(kernel), str());
 }
 
 }  // namespace convgraph

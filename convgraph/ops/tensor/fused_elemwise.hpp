@@ -1,5 +1,6 @@
-// FusedElemwise: one node computing a connected subgraph of elementwise ops (Elemwise, Cast),
-// optionally ending in a sum or mean, with one generated kernel (convgraph/codegen/).
+// FusedElemwise: one node computing a connected subgraph of elementwise ops (Elemwise, Cast) and
+// sums or means of its values, with one generated kernel (convgraph/codegen/). An output may be
+// an elementwise value and another output its reduction (a gradient and its bias gradient).
 //
 // The fusion pass (convgraph/optimizer/fusion_pass.hpp) builds these nodes inside compile(); the
 // node holds the FusedIR its kernel runs and a copy of the ops it replaced (a FusedSubgraph),
@@ -62,23 +63,21 @@ class FusedSubgraphOp final : public Op {
 
 // Iteration axes are those of the IR (rank ir.rank()); input I has the IR's broadcast flags, so
 // its static dims must be 1 where they are set. Outputs have the iteration shape, or for a
-// reduction that shape without the reduced axes (kept as 1 with KEEPDIMS).
+// reduced output that shape without its reduced axes (kept as 1 where its reduction keeps dims).
 class FusedElemwise final : public KernelOp {
  public:
   // REFERENCE must compute what IR computes (DebugMode checks that each run); BACKEND is where
   // make_kernel compiles the IR.
-  FusedElemwise(codegen::FusedIR ir, FusedSubgraph reference, bool keepdims,
-                codegen::FusedBackend backend);
+  FusedElemwise(codegen::FusedIR ir, FusedSubgraph reference, codegen::FusedBackend backend);
 
   const codegen::FusedIR& ir() const { return ir_; }
-  bool keepdims() const { return keepdims_; }
   codegen::FusedBackend backend() const { return backend_; }
   const FusedSubgraph& reference() const { return reference_->subgraph(); }
 
   std::string name() const override { return "FusedElemwise"; }
   // "Fused{relu(add(i0, i1))}" or "Fused{5 ops: gt, where, ...}".
   std::string str() const override;
-  // Equal IR text (the cache key of the generated code), keepdims and back end.
+  // Equal IR text (the cache key of the generated code) and back end.
   bool equals(const Op& other) const override;
   std::size_t hash() const override;
   std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
@@ -103,7 +102,6 @@ class FusedElemwise final : public KernelOp {
  private:
   codegen::FusedIR ir_;
   std::shared_ptr<const FusedSubgraphOp> reference_;
-  bool keepdims_;
   codegen::FusedBackend backend_;
   std::string description_;
 };
