@@ -99,8 +99,8 @@ ConvSignature signature_of(const Node& node, const ConcreteConv& conv) {
 // Folds the epilogue that follows NODE when its row supports it; true when it did.
 bool fold(FunctionGraph& graph, Node& node, const Config& config) {
   const auto* conv = dynamic_cast<const ConcreteConv*>(node.op.get());
-  if (conv == nullptr || conv->direction() != ConvDirection::forward ||
-      !conv->epilogue().empty() || node.num_outputs() != 1 || node.inputs.size() != 2) {
+  if (conv == nullptr || conv->direction() != ConvDirection::forward || !conv->epilogue().empty() ||
+      node.num_outputs() != 1 || node.inputs.size() != 2) {
     return false;
   }
   const ConvImplementation* row = conv_registry().find(conv->implementation());

@@ -119,7 +119,10 @@ std::string compare(const Tensor& a, const Tensor& b, double tol) {
 std::vector<Case> grid() {
   return {
       {"plain 3x3", {2, 3, 9, 11}, {4, 3, 3, 3}, {}},
-      {"stride and pad", {3, 5, 10, 13}, {6, 5, 3, 2}, {.border_mode = {1, 2}, .subsample = {2, 3}}},
+      {"stride and pad",
+       {3, 5, 10, 13},
+       {6, 5, 3, 2},
+       {.border_mode = {1, 2}, .subsample = {2, 3}}},
       {"asymmetric pad",
        {2, 3, 7, 8},
        {5, 3, 3, 3},
@@ -134,7 +137,7 @@ std::vector<Case> grid() {
 }
 
 std::vector<Steps> all_steps() {
-  return {{true, false, false}, {true, false, true}, {true, true, true},
+  return {{true, false, false}, {true, false, true},  {true, true, true},
           {false, true, true},  {false, false, true}, {true, true, false}};
 }
 
@@ -167,10 +170,8 @@ void check_implementation(const std::string& impl, DType dtype, const std::vecto
 
 TEST_CASE("conv_epilogue: CorrMM applies every epilogue as the unfused graph", "[conv_epilogue]") {
   std::vector<Case> cases = grid();
-  cases.push_back({"unshared",
-                   {2, 3, 6, 6},
-                   {4, 4, 4, 3, 3, 3},
-                   {.border_mode = "valid", .unshared = true}});
+  cases.push_back(
+      {"unshared", {2, 3, 6, 6}, {4, 4, 4, 3, 3, 3}, {.border_mode = "valid", .unshared = true}});
   check_implementation("corrmm", DType::float32, cases);
   check_implementation("corrmm", DType::float64, cases);
 }
@@ -247,7 +248,8 @@ TEST_CASE("conv_epilogue: oneDNN's post-ops in both layouts", "[conv_epilogue]")
 
 TEST_CASE("conv_epilogue: DebugMode checks the fused node against the reference",
           "[conv_epilogue]") {
-  const Case c{"stride and pad", {2, 5, 10, 9}, {6, 5, 3, 3}, {.border_mode = 1, .subsample = {2, 1}}};
+  const Case c{
+      "stride and pad", {2, 5, 10, 9}, {6, 5, 3, 3}, {.border_mode = 1, .subsample = {2, 1}}};
   std::vector<std::string> impls{"corrmm"};
   if (CONVGRAPH_HAVE_ONEDNN) impls.push_back("onednn");
   for (const std::string& impl : impls) {
@@ -387,7 +389,8 @@ TEST_CASE("conv_epilogue: a bias of the wrong length at run time", "[conv_epilog
   const Function f = compile({x, w, b}, {y}, {.flags = "conv.impl=corrmm"});
   CHECK(epilogues_of(f) == std::vector<std::string>{"bias+relu"});
   CHECK_THROWS_AS(f(args), ShapeError);
-  const Function u = compile({x, w, b}, {y}, {.flags = std::string("conv.impl=corrmm,") + kUnfused});
+  const Function u =
+      compile({x, w, b}, {y}, {.flags = std::string("conv.impl=corrmm,") + kUnfused});
   CHECK_THROWS_AS(u(args), ShapeError);
 }
 
@@ -413,19 +416,17 @@ TEST_CASE("conv_epilogue: the reference op's gradient and R-operator", "[conv_ep
     in.push_back(tensor(fmt::format("i{}", i), DType::float64, static_of(points[i].shape())));
   }
   const Variable fused = fn(in);
-  const Variable unfused = relu(abstract_conv(params, in[0], in[1]) +
-                                dimshuffle(in[2], {-1, 0, -1, -1}) + in[3]);
+  const Variable unfused =
+      relu(abstract_conv(params, in[0], in[1]) + dimshuffle(in[2], {-1, 0, -1, -1}) + in[3]);
   const Tensor a = convgraph::testing::eval(fused, in, points);
   const Tensor b = convgraph::testing::eval(unfused, in, points);
   CHECK(compare(a, b, 1e-12).empty());
   // Type checks at build time.
   CHECK_THROWS_AS(conv_with_epilogue(params, epilogue, {in[0], in[1], in[2]}), ValueError);
-  CHECK_THROWS_AS(
-      conv_with_epilogue(params, epilogue,
-                         {in[0], in[1], tensor("k5", DType::float64, {5}), in[3]}),
-      ShapeError);
-  CHECK_THROWS_AS(
-      conv_with_epilogue(params, epilogue,
-                         {in[0], in[1], tensor("k32", DType::float32, {4}), in[3]}),
-      TypeError);
+  CHECK_THROWS_AS(conv_with_epilogue(params, epilogue,
+                                     {in[0], in[1], tensor("k5", DType::float64, {5}), in[3]}),
+                  ShapeError);
+  CHECK_THROWS_AS(conv_with_epilogue(params, epilogue,
+                                     {in[0], in[1], tensor("k32", DType::float32, {4}), in[3]}),
+                  TypeError);
 }

@@ -14,9 +14,10 @@ Variable add_bias(const char* who, const Variable& output, const Variable& filte
                   const Variable& bias) {
   if (!bias.defined()) throw ValueError(fmt::format("{}: the bias is an undefined Variable", who));
   if (bias.ndim() != 1) {
-    throw TypeError(fmt::format("{}: the bias {} has type {}; expected a vector of one value per "
-                                "filter",
-                                who, bias.label(), bias.type().str()));
+    throw TypeError(
+        fmt::format("{}: the bias {} has type {}; expected a vector of one value per "
+                    "filter",
+                    who, bias.label(), bias.type().str()));
   }
   const StaticDim& k = bias.type().dims[0];
   const StaticDim& m = filters.type().dims.empty() ? StaticDim() : filters.type().dims[0];

@@ -155,14 +155,14 @@ void ConvEpilogueReference::check_inputs(const std::string& fn, const ConvEpilog
                                   what, v.label(), v.type().str(), rank));
     }
     if (v.dtype() != out.dtype) {
-      throw TypeError(fmt::format("{}: the epilogue's {} {} has dtype {}; expected {}, the "
-                                  "convolution's",
-                                  fn, what, v.label(), dtype_name(v.dtype()),
-                                  dtype_name(out.dtype)));
+      throw TypeError(
+          fmt::format("{}: the epilogue's {} {} has dtype {}; expected {}, the "
+                      "convolution's",
+                      fn, what, v.label(), dtype_name(v.dtype()), dtype_name(out.dtype)));
     }
     if (v.type().device != out.device) {
-      throw TypeError(fmt::format("{}: the epilogue's {} {} is on {}; the convolution is on {}",
-                                  fn, what, v.label(), v.type().device.str(), out.device.str()));
+      throw TypeError(fmt::format("{}: the epilogue's {} {} is on {}; the convolution is on {}", fn,
+                                  what, v.label(), v.type().device.str(), out.device.str()));
     }
   };
   std::size_t next = 2;
@@ -171,10 +171,10 @@ void ConvEpilogueReference::check_inputs(const std::string& fn, const ConvEpilog
     check_common("bias", bias, 1);
     const StaticDim& k = bias.type().dims[0];
     if (k && out.dims[1] && *k != *out.dims[1]) {
-      throw ShapeError(fmt::format("{}: the epilogue's bias {} has {} elements; the output {} "
-                                   "has {} channels",
-                                   fn, bias.label(), *k, static_shape_str(out.dims),
-                                   *out.dims[1]));
+      throw ShapeError(
+          fmt::format("{}: the epilogue's bias {} has {} elements; the output {} "
+                      "has {} channels",
+                      fn, bias.label(), *k, static_shape_str(out.dims), *out.dims[1]));
     }
   }
   if (epilogue.residual) {
@@ -183,10 +183,11 @@ void ConvEpilogueReference::check_inputs(const std::string& fn, const ConvEpilog
     for (std::size_t a = 0; a < out.dims.size(); ++a) {
       const StaticDim& d = residual.type().dims[a];
       if (d && out.dims[a] && *d != *out.dims[a]) {
-        throw ShapeError(fmt::format("{}: the epilogue's residual {} has shape {}; expected the "
-                                     "output's {}",
-                                     fn, residual.label(), static_shape_str(residual.type().dims),
-                                     static_shape_str(out.dims)));
+        throw ShapeError(
+            fmt::format("{}: the epilogue's residual {} has shape {}; expected the "
+                        "output's {}",
+                        fn, residual.label(), static_shape_str(residual.type().dims),
+                        static_shape_str(out.dims)));
       }
     }
   }

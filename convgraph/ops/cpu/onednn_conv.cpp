@@ -175,7 +175,7 @@ struct Compiled {
   // With a residual and a reordered output: the residual into the primitive's output layout,
   // where the sum post-op adds it.
   std::optional<dnnl::reorder> residual_in;
-  memory::desc bias;  // the bias vector's, with a bias
+  memory::desc bias;              // the bias vector's, with a bias
   std::size_t scratch_bytes = 0;  // the largest scratchpad of the conv and the reorders
   std::string implementation;     // oneDNN's impl_info_str, and the layouts
 };
@@ -252,14 +252,12 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   const memory::desc bias_md({pr.output[1]}, memory::data_type::f32, Tag::a);
   const dnnl::convolution_forward::desc fwd_desc =
       with_epilogue && epilogue.bias
-          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                            dnnl::algorithm::convolution_direct, src_md, wei_md,
-                                            bias_md, dst_md, pr.strides, pr.dilates,
-                                            pr.pad_before, pr.pad_after)
-          : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                            dnnl::algorithm::convolution_direct, src_md, wei_md,
-                                            dst_md, pr.strides, pr.dilates, pr.pad_before,
-                                            pr.pad_after);
+          ? dnnl::convolution_forward::desc(
+                dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
+                wei_md, bias_md, dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after)
+          : dnnl::convolution_forward::desc(
+                dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
+                wei_md, dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after);
   const dnnl::convolution_forward::primitive_desc fwd_pd(
       fwd_desc, with_epilogue ? epilogue_attr(epilogue) : attr, rt.engine);
 
@@ -675,8 +673,7 @@ ConvImplementationHooks onednn_conv_hooks() {
   };
   hooks.build_epilogue = [](const ConvSignature& s, const std::vector<Variable>& inputs,
                             const ConvEpilogue& epilogue, const Config&) {
-    return convgraph::apply(std::make_shared<OneDnnConv>(s.direction, s.params, epilogue),
-                            inputs);
+    return convgraph::apply(std::make_shared<OneDnnConv>(s.direction, s.params, epilogue), inputs);
   };
   return hooks;
 }
