@@ -72,25 +72,41 @@ void check_conv_requirements(const std::string& fn, const ConvParams& params,
   }
 }
 
-ConcreteConv::ConcreteConv(ConvDirection direction, ConvParams params)
+ConcreteConv::ConcreteConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue)
     : direction_(direction),
       params_(params),
-      abstract_(std::make_shared<const AbstractConv>(direction, std::move(params))) {}
+      epilogue_(epilogue),
+      abstract_(std::make_shared<const AbstractConv>(direction, params)) {
+  if (!epilogue_.empty() && direction_ != ConvDirection::forward) {
+    throw ValueError(fmt::format("{}: an epilogue ({}) follows a forward convolution only",
+                                 abstract_->name(), epilogue_.str()));
+  }
+  if (epilogue_.empty()) {
+    reference_ = abstract_;
+  } else {
+    reference_ = std::make_shared<const ConvEpilogueReference>(std::move(params), epilogue_);
+  }
+}
 
 std::string ConcreteConv::str() const {
-  const std::string options = options_str();
+  std::string options = options_str();
+  if (!epilogue_.empty()) {
+    options += fmt::format("{}epilogue={}", options.empty() ? "" : ", ", epilogue_.str());
+  }
   return fmt::format("{}{{{}{}{}}}", name(), params_.str(), options.empty() ? "" : ", ", options);
 }
 
 bool ConcreteConv::equals(const Op& other) const {
   if (typeid(other) != typeid(*this)) return false;
   const auto& o = static_cast<const ConcreteConv&>(other);
-  return o.direction_ == direction_ && o.params_ == params_ && same_options(o);
+  return o.direction_ == direction_ && o.params_ == params_ && o.epilogue_ == epilogue_ &&
+         same_options(o);
 }
 
 std::size_t ConcreteConv::hash() const {
   std::size_t seed = hash_combine(params_.hash(), static_cast<std::size_t>(direction_) + 0xc044);
   seed = hash_combine(seed, std::hash<std::string>{}(name()));
+  if (!epilogue_.empty()) seed = hash_combine(seed, epilogue_.hash());
   return hash_combine(seed, options_hash());
 }
 
@@ -105,33 +121,40 @@ std::vector<TensorType> ConcreteConv::make_outputs(const std::vector<Variable>& 
     if (!r.accepts(type.dtype)) refuse_dtype(fn, who, type.dtype, r);
   }
   if (r.check_data && !inputs.empty()) r.check_data(fn, inputs[0].dtype());
-  return abstract_->make_outputs(inputs);
+  return reference_->make_outputs(inputs);
 }
 
 std::vector<ShapeDims> ConcreteConv::infer_shape(const Node& node,
                                                  const std::vector<ShapeDims>& input_shapes) const {
-  return abstract_->infer_shape(node, input_shapes);
+  return reference_->infer_shape(node, input_shapes);
 }
 
 std::vector<Variable> ConcreteConv::grad(const std::vector<Variable>& inputs,
                                          const std::vector<Variable>& outputs,
                                          const std::vector<Variable>& output_grads) const {
-  return abstract_->grad(inputs, outputs, output_grads);
+  return reference_->grad(inputs, outputs, output_grads);
 }
 
 std::vector<Variable> ConcreteConv::r_op(const std::vector<Variable>& inputs,
                                          const std::vector<Variable>& outputs,
                                          const std::vector<Variable>& eval_points) const {
-  return abstract_->r_op(inputs, outputs, eval_points);
+  return reference_->r_op(inputs, outputs, eval_points);
 }
 
 std::optional<double> ConcreteConv::flops(const std::vector<Shape>& input_shapes,
                                           const std::vector<Shape>& output_shapes) const {
-  return abstract_->flops(input_shapes, output_shapes);
+  return reference_->flops(input_shapes, output_shapes);
+}
+
+std::shared_ptr<ConcreteConvKernelBase> ConcreteConv::make_kernel_with_epilogue(
+    std::string name) const {
+  std::shared_ptr<ConcreteConvKernelBase> kernel = make_conv_kernel(std::move(name));
+  kernel->set_epilogue(epilogue_);
+  return kernel;
 }
 
 void ConcreteConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const {
-  make_conv_kernel(str())->run(inputs, outputs);
+  make_kernel_with_epilogue(str())->run(inputs, outputs);
   // Device families queue their work on the device's current stream.
   if (!outputs.empty() && outputs[0].defined() && !outputs[0].device().is_cpu()) {
     current_device_stream(outputs[0].device())->synchronize();
@@ -139,7 +162,8 @@ void ConcreteConv::perform(const std::vector<Tensor>& inputs, std::vector<Tensor
 }
 
 std::shared_ptr<const Kernel> ConcreteConv::make_kernel(const Node& node) const {
-  const std::shared_ptr<ConcreteConvKernelBase> kernel = make_conv_kernel(kernel_name(node));
+  const std::shared_ptr<ConcreteConvKernelBase> kernel =
+      make_kernel_with_epilogue(kernel_name(node));
   if (const std::optional<StaticShapes> shapes = static_shapes(node)) {
     kernel->precompute(node.inputs[0].dtype(), shapes->a, shapes->b, shapes->spatial);
   }
@@ -182,9 +206,19 @@ ConcreteConvKernelBase::ConcreteConvKernelBase(std::string name, ConvDirection d
       params_(std::move(params)),
       requirements_(std::move(requirements)) {}
 
+void ConcreteConvKernelBase::set_epilogue(const ConvEpilogue& epilogue) {
+  if (!epilogue.empty() && direction_ != ConvDirection::forward) {
+    throw ValueError(fmt::format("{}: an epilogue ({}) follows a forward convolution only", name_,
+                                 epilogue.str()));
+  }
+  epilogue_ = epilogue;
+}
+
 void ConcreteConvKernelBase::run(const std::vector<Tensor>& inputs,
                                  std::vector<Tensor>& outputs) const {
-  const std::size_t expected = direction_ == ConvDirection::forward ? 2 : 3;
+  const std::size_t expected = direction_ == ConvDirection::forward
+                                   ? 2 + static_cast<std::size_t>(epilogue_.extra_inputs())
+                                   : 3;
   if (inputs.size() != expected) {
     throw ValueError(
         fmt::format("{}: {} inputs given, expected {}", name_, inputs.size(), expected));
@@ -192,14 +226,27 @@ void ConcreteConvKernelBase::run(const std::vector<Tensor>& inputs,
   // The spatial argument of the gradients: a small int64 vector (read from the device if it was
   // put there).
   Shape spatial;
-  if (direction_ != ConvDirection::forward) spatial = inputs[2].to_vector<std::int64_t>();
-  outputs.at(0) = compute(inputs[0], inputs[1], spatial);
+  ConvEpilogueArgs args;
+  if (direction_ != ConvDirection::forward) {
+    spatial = inputs[2].to_vector<std::int64_t>();
+  } else {
+    std::size_t next = 2;
+    if (epilogue_.bias) args.bias = inputs[next++];
+    if (epilogue_.residual) args.residual = inputs[next++];
+  }
+  outputs.at(0) = compute(inputs[0], inputs[1], spatial, true, args);
 }
 
 Tensor ConcreteConvKernelBase::compute(const Tensor& a, const Tensor& b, const Shape& spatial,
-                                       bool check_hints) const {
+                                       bool check_hints, const ConvEpilogueArgs& epilogue) const {
   check_inputs(a, b);
-  return compute_checked(a, b, spatial, check_hints);
+  return compute_checked(a, b, spatial, check_hints, epilogue);
+}
+
+void ConcreteConvKernelBase::check_epilogue(const ConvEpilogueArgs& args, const Shape& result,
+                                            DType dtype, Device device) const {
+  if (epilogue_.empty()) return;
+  check_conv_epilogue_args(name_, epilogue_, args, result, dtype, device);
 }
 
 ConvProblem ConcreteConvKernelBase::resolve(const Shape& a, const Shape& b,

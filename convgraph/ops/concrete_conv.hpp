@@ -12,6 +12,12 @@
 //     once for the node's static shapes.
 // An implementation writes its name, its requirements, its options and a kernel: a subclass of
 // ConcreteConvKernel<Prepared> with prepare (a checked ConvProblem in its own terms) and execute.
+//
+// A forward node may carry an epilogue (ops/conv/conv_epilogue.hpp: bias, residual add, ReLU),
+// folded in by the conv_epilogue pass for the implementations whose registry row claims it. Its
+// inputs are then (image, kernel, [bias], [residual]), its graph meaning ConvEpilogueReference,
+// and its kernel applies the epilogue in execute_epilogue (by default in one pass after execute;
+// the implementations that claim it override that to apply it while the output is in cache).
 #pragma once
 
 #include <cstddef>
@@ -24,6 +30,7 @@
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_epilogue.hpp"
 #include "convgraph/ops/conv/conv_problem.hpp"
 #include "convgraph/ops/kernel_op.hpp"
 #include "convgraph/runtime/device.hpp"
@@ -62,17 +69,23 @@ class ConcreteConvKernelBase;
 
 class ConcreteConv : public KernelOp {
  public:
-  ConcreteConv(ConvDirection direction, ConvParams params);
+  // An EPILOGUE that is not empty needs the forward direction (ValueError otherwise).
+  ConcreteConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue = {});
 
   ConvDirection direction() const { return direction_; }
   const ConvParams& params() const { return params_; }
+  const ConvEpilogue& epilogue() const { return epilogue_; }
+  // The name of the registry row (optimizer/conv_registry.hpp) that builds this op ("corrmm",
+  // "onednn", ...), by which passes find what the implementation supports; empty when no row does.
+  virtual std::string implementation() const { return ""; }
 
-  // "<name>{<params>[, <options>]}"
+  // "<name>{<params>[, <options>][, epilogue=<steps>]}"
   std::string str() const override;
-  // Same class, direction, parameters and options.
+  // Same class, direction, parameters, epilogue and options.
   bool equals(const Op& other) const final;
   std::size_t hash() const final;
-  // The requirements' checks on INPUTS, then the abstract op's types.
+  // The requirements' checks on INPUTS, then the abstract op's types (with an epilogue, the
+  // epilogue's input checks too).
   std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const final;
   std::vector<ShapeDims> infer_shape(const Node& node,
                                      const std::vector<ShapeDims>& input_shapes) const final;
@@ -85,8 +98,9 @@ class ConcreteConv : public KernelOp {
   std::optional<double> flops(const std::vector<Shape>& input_shapes,
                               const std::vector<Shape>& output_shapes) const final;
   bool foldable() const override { return false; }
-  // The AbstractConv of the same direction and parameters.
-  std::shared_ptr<const Op> reference_op() const final { return abstract_; }
+  // The AbstractConv of the same direction and parameters; with an epilogue, the
+  // ConvEpilogueReference of the parameters and epilogue.
+  std::shared_ptr<const Op> reference_op() const final { return reference_; }
   // Runs a kernel made without a node (named by str()), and waits for the device when the
   // result is on one: perform returns finished work.
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const final;
@@ -119,15 +133,20 @@ class ConcreteConv : public KernelOp {
   };
   std::optional<StaticShapes> static_shapes(const Node& node) const;
 
+  // A kernel of the implementation with this op's epilogue.
+  std::shared_ptr<ConcreteConvKernelBase> make_kernel_with_epilogue(std::string name) const;
+
   ConvDirection direction_;
   ConvParams params_;
+  ConvEpilogue epilogue_;
   std::shared_ptr<const AbstractConv> abstract_;
+  std::shared_ptr<const Op> reference_;  // abstract_, or the epilogue's reference op
 };
 
 // The run-time side of a concrete convolution: one call of one direction, whatever the family.
-// Inputs by direction, as AbstractConv: forward (image, kernel); grad_inputs (kernel, topgrad,
-// shape); grad_weights (image, topgrad, shape), the shape being the spatial sizes of the image or
-// of the kernel.
+// Inputs by direction, as AbstractConv: forward (image, kernel, then the epilogue's bias and
+// residual when it has them); grad_inputs (kernel, topgrad, shape); grad_weights (image, topgrad,
+// shape), the shape being the spatial sizes of the image or of the kernel.
 class ConcreteConvKernelBase : public Kernel {
  public:
   ConcreteConvKernelBase(std::string name, ConvDirection direction, ConvParams params,
@@ -137,15 +156,19 @@ class ConcreteConvKernelBase : public Kernel {
   ConvDirection direction() const { return direction_; }
   const ConvParams& params() const { return params_; }
   const ConcreteConvRequirements& requirements() const { return requirements_; }
+  // The epilogue every call applies (forward only; set once, before the kernel is shared).
+  const ConvEpilogue& epilogue() const { return epilogue_; }
+  void set_epilogue(const ConvEpilogue& epilogue);
 
-  // The input count of the direction (ValueError), the spatial argument, then compute().
+  // The input count of the direction and epilogue (ValueError), the spatial argument, then
+  // compute().
   void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const final;
   // The direction on A, B and SPATIAL (the inputs as above; SPATIAL ignored for the forward):
   // the tensor checks, the shape checks, the hints when CHECK_HINTS (what the op's perform and
   // kernels do; the tensor functions of CorrMM and GpuCorrMM, like the reference's, do not),
-  // then the family's computation.
-  Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial,
-                 bool check_hints = true) const;
+  // the epilogue's tensors EPILOGUE against the result, then the family's computation.
+  Tensor compute(const Tensor& a, const Tensor& b, const Shape& spatial, bool check_hints = true,
+                 const ConvEpilogueArgs& epilogue = {}) const;
   // The checked problem of these shapes (ranks, parameters, resolve_conv_problem): what compute
   // would work out, for the shapes alone. Throws as compute would.
   ConvProblem resolve(const Shape& a, const Shape& b, const Shape& spatial) const;
@@ -156,7 +179,11 @@ class ConcreteConvKernelBase : public Kernel {
  protected:
   // After the checks: the family's part of compute.
   virtual Tensor compute_checked(const Tensor& a, const Tensor& b, const Shape& spatial,
-                                 bool check_hints) const = 0;
+                                 bool check_hints, const ConvEpilogueArgs& epilogue) const = 0;
+  // ARGS checked against the result shape RESULT of inputs of dtype DTYPE (a no-op without an
+  // epilogue).
+  void check_epilogue(const ConvEpilogueArgs& args, const Shape& result, DType dtype,
+                      Device device) const;
 
  private:
   // The parameters, each tensor (defined, device, floating, rank), then the pair (one dtype, one
@@ -167,6 +194,7 @@ class ConcreteConvKernelBase : public Kernel {
   ConvDirection direction_;
   ConvParams params_;
   ConcreteConvRequirements requirements_;
+  ConvEpilogue epilogue_;
 };
 
 // A family's kernel: PREPARED is what it makes of a checked problem (its geometry, descriptors,
@@ -185,7 +213,7 @@ class ConcreteConvKernel : public ConcreteConvKernelBase {
       check_conv_hints(name(), direction(), params(), a, b, problem.result);
       Prepared prepared = prepare(problem);
       warm(prepared, a, b, spatial);
-      cached_.emplace(Cached{dtype, a, b, spatial, std::move(prepared)});
+      cached_.emplace(Cached{dtype, a, b, spatial, problem.result, std::move(prepared)});
     } catch (const ConvGraphError&) {
       cached_.reset();  // the call reports it
     }
@@ -204,23 +232,39 @@ class ConcreteConvKernel : public ConcreteConvKernelBase {
   // argument, for caches keyed by shapes).
   virtual Tensor execute(const Prepared& prepared, const Tensor& a, const Tensor& b,
                          const Shape& spatial) const = 0;
+  // The same followed by the kernel's epilogue (not empty), its tensors ARGS checked. By default
+  // one pass over execute's result; implementations that can do better override it.
+  virtual Tensor execute_epilogue(const Prepared& prepared, const Tensor& a, const Tensor& b,
+                                  const Shape& spatial, const ConvEpilogueArgs& args) const {
+    Tensor out = execute(prepared, a, b, spatial).contiguous();
+    apply_conv_epilogue(epilogue(), args, out);
+    return out;
+  }
 
-  Tensor compute_checked(const Tensor& a, const Tensor& b, const Shape& spatial,
-                         bool check_hints) const final {
+  Tensor compute_checked(const Tensor& a, const Tensor& b, const Shape& spatial, bool check_hints,
+                         const ConvEpilogueArgs& args) const final {
     if (cached_ && cached_->dtype == a.dtype() && cached_->a == a.shape() &&
         cached_->b == b.shape() && cached_->spatial == spatial) {
-      return execute(cached_->prepared, a, b, spatial);
+      return run_prepared(cached_->prepared, cached_->result, a, b, spatial, args);
     }
     const ConvProblem problem = resolve(a.shape(), b.shape(), spatial);
     if (check_hints)
       check_conv_hints(name(), direction(), params(), a.shape(), b.shape(), problem.result);
-    return execute(prepare(problem), a, b, spatial);
+    return run_prepared(prepare(problem), problem.result, a, b, spatial, args);
   }
 
  private:
+  Tensor run_prepared(const Prepared& prepared, const Shape& result, const Tensor& a,
+                      const Tensor& b, const Shape& spatial, const ConvEpilogueArgs& args) const {
+    if (epilogue().empty()) return execute(prepared, a, b, spatial);
+    check_epilogue(args, result, a.dtype(), a.device());
+    return execute_epilogue(prepared, a, b, spatial, args);
+  }
+
   struct Cached {
     DType dtype;
     Shape a, b, spatial;
+    Shape result;
     Prepared prepared;
   };
   // Set before the kernel is shared, read-only afterwards.

@@ -8,6 +8,7 @@
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/optimizer/basic_passes.hpp"
+#include "convgraph/optimizer/conv_epilogue_pass.hpp"
 #include "convgraph/optimizer/conv_lowering.hpp"
 #include "convgraph/optimizer/conv_meta.hpp"
 #include "convgraph/optimizer/fusion_pass.hpp"
@@ -192,6 +193,15 @@ void register_builtin_passes(PassDatabase& db) {
           {"fast_run", "fast_compile"},
           "merge equal nodes after lowering",
           [](FunctionGraph& g, const PassContext&) { g.merge_equal_nodes(); }});
+  // Convolution epilogues: bias, residual add and ReLU after a forward convolution folded into
+  // the convolution node where its implementation applies them (the registry rows say which).
+  // Before fusion, which would otherwise take the bias add into a generated kernel.
+  db.add({"conv_epilogue",
+          94,
+          {"fast_run", "conv_epilogue"},
+          "fold bias, residual add and ReLU after a forward convolution into the convolution "
+          "node, where its implementation applies them (corrmm, onednn)",
+          [](FunctionGraph& g, const PassContext& ctx) { fold_conv_epilogues(g, ctx.config); }});
   // Elementwise fusion, on the final graph: connected Elemwise/Cast subgraphs on the CPU (and a
   // sum or mean reading one) become one generated kernel each.
   db.add({"fusion",

@@ -144,6 +144,7 @@ void register_conv_implementations(ConvRegistry& registry) {
   ConvImplementation corrmm = row("corrmm", DeviceKind::cpu, "conv_gemm", {"conv_gemm"},
                                   "CorrMM family: im2col + GEMM on the CPU, float32 and float64");
   corrmm.meta_conv3d2d = "conv3d2d";
+  corrmm.epilogues = "bias, add, relu (applied to each block of output columns after its GEMM)";
   corrmm.hooks = corrmm_conv_hooks();
   registry.add(std::move(corrmm));
 
@@ -151,6 +152,7 @@ void register_conv_implementations(ConvRegistry& registry) {
   ConvImplementation onednn = row("onednn", DeviceKind::cpu, "conv_dnn", {"conv_dnn", "onednn"},
                                   "oneDNN convolutions on the CPU, float32");
 #if CONVGRAPH_HAVE_ONEDNN
+  onednn.epilogues = "bias, add, relu (the bias argument, sum and eltwise_relu post-ops)";
   onednn.hooks = onednn_conv_hooks();
 #else
   onednn.unavailable =
@@ -264,6 +266,7 @@ std::string describe_conv_implementations(const Config& config) {
       status = *why;
     } else {
       status = row.summary;
+      if (!row.epilogues.empty()) status += "; epilogues: " + row.epilogues;
     }
     out += fmt::format(
         "{:<12} {:<6} {:<14} {:<20} {}\n", row.name, row.device == DeviceKind::cpu ? "cpu" : "cuda",

@@ -32,6 +32,9 @@ struct ConvImplementation {
   // candidates: optimizer_excluding with any of them (or the name) excludes the implementation.
   std::vector<std::string> tags;
   std::string summary;  // one line, for tables and errors
+  // The epilogues it applies after a forward (hooks.supports_epilogue decides per node), as
+  // tables show them: "bias, add, relu"; empty when it applies none.
+  std::string epilogues;
   std::vector<ConvDirection> directions{ConvDirection::forward, ConvDirection::grad_inputs,
                                         ConvDirection::grad_weights};
   std::vector<int> convdims{2, 3};
@@ -86,7 +89,8 @@ std::optional<std::string> excluded_by_flags(const ConvImplementation& implement
                                              const Config& config);
 
 // A table of every implementation: name, device, lowering pass, tags, whether this build has it
-// and whether CONFIG's flags allow it, and its summary (what `convgraph impls` prints).
+// and whether CONFIG's flags allow it, and its summary with the epilogues it applies (what
+// `convgraph impls` prints).
 std::string describe_conv_implementations(const Config& config);
 
 // The flags that make a compile use implementation NAME for every convolution it takes

@@ -2,8 +2,33 @@
 
 #include <fmt/format.h>
 
+#include "convgraph/ops/tensor/elemwise.hpp"
+#include "convgraph/ops/tensor/reshape.hpp"
+
 namespace convgraph {
 namespace {
+
+// OUTPUT (the convolution of FILTERS) + BIAS broadcast per channel, as conv2d / conv3d with a
+// bias build it.
+Variable add_bias(const char* who, const Variable& output, const Variable& filters,
+                  const Variable& bias) {
+  if (!bias.defined()) throw ValueError(fmt::format("{}: the bias is an undefined Variable", who));
+  if (bias.ndim() != 1) {
+    throw TypeError(
+        fmt::format("{}: the bias {} has type {}; expected a vector of one value per "
+                    "filter",
+                    who, bias.label(), bias.type().str()));
+  }
+  const StaticDim& k = bias.type().dims[0];
+  const StaticDim& m = filters.type().dims.empty() ? StaticDim() : filters.type().dims[0];
+  if (k && m && *k != *m) {
+    throw ShapeError(fmt::format("{}: the bias {} has {} values but there are {} filters", who,
+                                 bias.label(), *k, *m));
+  }
+  std::vector<int> pattern(static_cast<std::size_t>(output.ndim()), -1);
+  pattern[1] = 0;
+  return output + dimshuffle(cast(bias, output.dtype()), pattern);
+}
 
 ConvParams params_from(int convdim, const ConvOptions& o, StaticShape imshp, StaticShape kshp) {
   return make_conv_params(convdim, o.border_mode, o.subsample, o.filter_flip, o.filter_dilation,
@@ -90,6 +115,16 @@ Variable conv3d(const Variable& input, const Variable& filters, const ConvOption
   }
   return abstract_conv(params_from(3, options, options.input_shape, options.filter_shape), input,
                        filters);
+}
+
+Variable conv2d(const Variable& input, const Variable& filters, const Variable& bias,
+                const ConvOptions& options) {
+  return add_bias("conv2d", conv2d(input, filters, options), filters, bias);
+}
+
+Variable conv3d(const Variable& input, const Variable& filters, const Variable& bias,
+                const ConvOptions& options) {
+  return add_bias("conv3d", conv3d(input, filters, options), filters, bias);
 }
 
 Variable conv2d_grad_wrt_inputs(const Variable& output_grad, const Variable& filters,

@@ -26,6 +26,16 @@ Variable conv2d(const Variable& input, const Variable& filters, const ConvOption
 // input (B, C, D, H, W), filters (M, C/G, kd, kh, kw).
 Variable conv3d(const Variable& input, const Variable& filters, const ConvOptions& options = {});
 
+// The same followed by a per-channel BIAS, a vector of M values (cast to the input's dtype):
+// conv2d(input, filters, options) + BIAS broadcast over the batch and spatial axes. The
+// conv_epilogue pass folds the add (and a ReLU or residual add after it) into the convolution
+// where its implementation can apply it. A bias that is not a vector is a TypeError; one whose
+// static length differs from the filters' M a ShapeError.
+Variable conv2d(const Variable& input, const Variable& filters, const Variable& bias,
+                const ConvOptions& options = {});
+Variable conv3d(const Variable& input, const Variable& filters, const Variable& bias,
+                const ConvOptions& options = {});
+
 // The gradient of conv2d with respect to its input. INPUT_SHAPE (4 entries) gives the image
 // shape: entries 0-1 constant or unknown, entries 2-3 constant or symbolic (required: with
 // strides several image sizes give the same output size). OPTIONS.input_shape is ignored.

@@ -14,6 +14,7 @@
 #include "convgraph/graph/type.hpp"
 #include "convgraph/graph/variable.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_epilogue.hpp"
 
 namespace convgraph {
 
@@ -40,6 +41,16 @@ struct ConvImplementationHooks {
   // The concrete node's output computing SIGNATURE from INPUTS (the abstract node's inputs). Called
   // only where supports() agreed; a TypeError or ValueError it throws is taken as a decline.
   std::function<Variable(const ConvSignature&, const std::vector<Variable>&, const Config&)> build;
+  // Epilogues (bias, residual add, ReLU after a forward; the conv_epilogue pass folds them into
+  // the node this implementation built for SIGNATURE): std::nullopt when it applies EPILOGUE
+  // itself, else why not. Unset: it applies none, and the pass leaves its nodes alone.
+  std::function<std::optional<std::string>(const ConvSignature&, const ConvEpilogue&)>
+      supports_epilogue;
+  // The node computing SIGNATURE followed by EPILOGUE from INPUTS (image, kernel, then the bias
+  // vector and the residual as EPILOGUE has them). Called only where supports_epilogue agreed.
+  std::function<Variable(const ConvSignature&, const std::vector<Variable>&, const ConvEpilogue&,
+                         const Config&)>
+      build_epilogue;
 };
 
 }  // namespace convgraph

@@ -20,6 +20,7 @@ class ReferenceConv final : public ConcreteConv {
 
   // "ReferenceConv2d", "ReferenceConv3d_gradWeights", ...
   std::string name() const override;
+  std::string implementation() const override { return "reference"; }
   // Any floating dtype, on the CPU.
   ConcreteConvRequirements requirements() const override;
 

@@ -93,6 +93,37 @@ class CorrMMKernel final : public ConcreteConvKernel<Prepared> {
     }
     return out;
   }
+
+  // The forward with its epilogue applied to each block of output columns after its GEMM (see
+  // corr_gemm_forward).
+  Tensor execute_epilogue(const Prepared& prep, const Tensor& a, const Tensor& b,
+                          const Shape& spatial, const ConvEpilogueArgs& args) const override {
+    const CorrGeometry& geo = prep.geo;
+    if (geo.batch == 0 || geo.channels == 0 || geo.filters == 0 || shape_numel(prep.result) == 0) {
+      Tensor out = execute(prep, a, b, spatial);
+      apply_conv_epilogue(epilogue(), args, out);
+      return out;
+    }
+    const DType dtype = a.dtype();
+    Tensor out = Tensor::empty(dtype, prep.result);
+    const Tensor ca = a.contiguous();
+    const Tensor cb = b.contiguous();
+    const Tensor bias = epilogue().bias ? args.bias.contiguous() : Tensor();
+    const Tensor residual = epilogue().residual ? args.residual.contiguous() : Tensor();
+    auto compute_as = [&]<typename T>() {
+      CorrEpilogue<T> ep;
+      ep.steps = epilogue();
+      if (bias.defined()) ep.bias = bias.data<T>();
+      if (residual.defined()) ep.residual = residual.data<T>();
+      corr_gemm_forward<T>(geo, ca.data<T>(), cb.data<T>(), out.data<T>(), ep);
+    };
+    if (dtype == DType::float32) {
+      compute_as.operator()<float>();
+    } else {
+      compute_as.operator()<double>();
+    }
+    return out;
+  }
 };
 
 Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
@@ -104,8 +135,8 @@ Tensor run_direction(ConvDirection direction, const ConvParams& params, const Te
 
 }  // namespace
 
-CorrMM::CorrMM(ConvDirection direction, ConvParams params)
-    : ConcreteConv(direction, std::move(params)) {}
+CorrMM::CorrMM(ConvDirection direction, ConvParams params, ConvEpilogue epilogue)
+    : ConcreteConv(direction, std::move(params), epilogue) {}
 
 std::string CorrMM::name() const {
   return op_name(direction(), params().convdim);
@@ -146,6 +177,18 @@ ConvImplementationHooks corrmm_conv_hooks() {
   };
   hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs, const Config&) {
     return convgraph::apply(std::make_shared<CorrMM>(s.direction, s.params), inputs);
+  };
+  // Every epilogue, on every forward it lowers (float32 and float64, every parameter).
+  hooks.supports_epilogue = [](const ConvSignature& s,
+                               const ConvEpilogue&) -> std::optional<std::string> {
+    if (s.direction != ConvDirection::forward) {
+      return std::string("epilogues follow a forward convolution only");
+    }
+    return std::nullopt;
+  };
+  hooks.build_epilogue = [](const ConvSignature& s, const std::vector<Variable>& inputs,
+                            const ConvEpilogue& epilogue, const Config&) {
+    return convgraph::apply(std::make_shared<CorrMM>(s.direction, s.params, epilogue), inputs);
   };
   return hooks;
 }

@@ -25,10 +25,12 @@ namespace convgraph {
 // float32 and float64 only: float16 is an UnsupportedError (the lowering declines it first).
 class CorrMM final : public ConcreteConv {
  public:
-  CorrMM(ConvDirection direction, ConvParams params);
+  // EPILOGUE (forward only): applied to each block of output columns after its GEMM.
+  CorrMM(ConvDirection direction, ConvParams params, ConvEpilogue epilogue = {});
 
   // "CorrMM", "CorrMM_gradInputs", "CorrMM_gradWeights", "Corr3dMM", ...
   std::string name() const override;
+  std::string implementation() const override { return "corrmm"; }
   // float32 / float64 on the CPU.
   ConcreteConvRequirements requirements() const override;
 
@@ -45,7 +47,7 @@ Tensor corrmm_grad_weights(const ConvParams& params, const Tensor& image, const 
                            const Shape& kernel_spatial);
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 and float64 on the CPU, every
-// parameter.
+// parameter; every epilogue on the forward.
 ConvImplementationHooks corrmm_conv_hooks();
 
 }  // namespace convgraph

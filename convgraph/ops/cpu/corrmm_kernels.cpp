@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -352,8 +353,24 @@ void set_corr_gemm_tuning(const CorrGemmTuning& tuning) {
 
 namespace {
 
+// The epilogue on filters [0, M) of output columns [FIRST, FIRST + N) of image IMAGE (contiguous
+// output OUT), rows split between THREADS threads.
 template <typename T>
-void gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out) {
+void epilogue_columns(const CorrGeometry& geo, const CorrEpilogue<T>& ep, T* out,
+                      std::int64_t image, std::int64_t first, std::int64_t n, int threads) {
+  const std::int64_t positions = geo.positions();
+  const std::int64_t offset = image * geo.filters * positions + first;
+  parallel_range(threads, geo.filters, [&](std::int64_t begin, std::int64_t end) {
+    apply_conv_epilogue_block<T>(
+        ep.steps, out + offset + begin * positions, positions, end - begin, n,
+        ep.bias != nullptr ? ep.bias + begin : nullptr,
+        ep.residual != nullptr ? ep.residual + offset + begin * positions : nullptr);
+  });
+}
+
+template <typename T>
+void gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out,
+                  const CorrEpilogue<T>& ep) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const Workspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
@@ -380,8 +397,24 @@ void gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* o
       }
     }
     if (block.images > 1) scatter_out(geo, block, ws.staging(slot), n, out);
+    // The block's output was just written: apply the epilogue before it leaves the cache.
+    if (ep.steps.empty()) return;
+    if (block.images > 1) {
+      for (std::int64_t b = 0; b < block.images; ++b) {
+        epilogue_columns(geo, ep, out, block.image + b, 0, positions, threads);
+      }
+    } else {
+      epilogue_columns(geo, ep, out, block.image, first, n, threads);
+    }
   };
   run_blocks(geo, bl, false, Schedule::dynamic, body, [](int) {});
+}
+
+template <typename T>
+bool all_finite(const T* values, std::int64_t count) {
+  bool finite = true;
+  for (std::int64_t i = 0; i < count; ++i) finite &= std::isfinite(values[i]);
+  return finite;
 }
 
 template <typename T>
@@ -509,13 +542,28 @@ void gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad
 }  // namespace
 
 template <typename T>
-void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out) {
-  if (direct_conv_applies(geo)) {
+void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out,
+                       const CorrEpilogue<T>& epilogue) {
+  const bool direct = direct_conv_applies(geo);
+  // reconcile_forward_padding rewrites elements that a non-finite weight spoilt at the padding;
+  // the epilogue must come after it then, so it is applied per block only for finite weights.
+  const bool per_block =
+      !epilogue.steps.empty() && !direct &&
+      all_finite(kernel, geo.filters * geo.regions() * geo.channels_per_group * geo.taps());
+  if (direct) {
     direct_forward(geo, image, kernel, out, loop_threads(geo));
   } else {
-    gemm_forward(geo, image, kernel, out);
+    gemm_forward(geo, image, kernel, out, per_block ? epilogue : CorrEpilogue<T>{});
   }
   reconcile_forward_padding(geo, image, kernel, out);
+  if (epilogue.steps.empty() || per_block) return;
+  const int threads = loop_threads(geo);
+  const std::int64_t positions = geo.positions();
+  parallel_range(threads, geo.batch, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t b = begin; b < end; ++b) {
+      epilogue_columns(geo, epilogue, out, b, 0, positions, 1);
+    }
+  });
 }
 
 template <typename T>
@@ -538,8 +586,10 @@ void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* to
   reconcile_grad_inputs_padding(geo, kernel, topgrad, out);
 }
 
-template void corr_gemm_forward<float>(const CorrGeometry&, const float*, const float*, float*);
-template void corr_gemm_forward<double>(const CorrGeometry&, const double*, const double*, double*);
+template void corr_gemm_forward<float>(const CorrGeometry&, const float*, const float*, float*,
+                                       const CorrEpilogue<float>&);
+template void corr_gemm_forward<double>(const CorrGeometry&, const double*, const double*, double*,
+                                        const CorrEpilogue<double>&);
 template void corr_gemm_grad_inputs<float>(const CorrGeometry&, const float*, const float*, float*);
 template void corr_gemm_grad_inputs<double>(const CorrGeometry&, const double*, const double*,
                                             double*);

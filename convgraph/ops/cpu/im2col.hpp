@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "convgraph/ops/conv/conv_epilogue.hpp"
+
 namespace convgraph {
 
 using CorrAxes = std::array<std::int64_t, 3>;
@@ -103,10 +105,23 @@ void set_corr_gemm_tuning(const CorrGemmTuning& tuning);
 // every output size >= 1. They run on the configured number of threads ("threads" flag) and
 // leave the BLAS thread count as they found it.
 
-// OUT (B, M, o...) = the correlation of IMAGE (B, C, i...) with KERNEL (M, Cg, k...) or, when
-// unshared, (M, o..., Cg, k...).
+// A forward's epilogue (ops/conv/conv_epilogue.hpp): BIAS (M values) and RESIDUAL (laid out as
+// the output, contiguous) as its steps need them.
 template <typename T>
-void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out);
+struct CorrEpilogue {
+  ConvEpilogue steps;
+  const T* bias = nullptr;
+  const T* residual = nullptr;
+};
+
+// OUT (B, M, o...) = the correlation of IMAGE (B, C, i...) with KERNEL (M, Cg, k...) or, when
+// unshared, (M, o..., Cg, k...), followed by EPILOGUE. The GEMM path applies the epilogue to each
+// block of output columns right after its GEMM, while the block is in cache; the direct loops,
+// and weights with non-finite values (whose products with the padding are recomputed after the
+// GEMMs), take one pass over the result at the end.
+template <typename T>
+void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out,
+                       const CorrEpilogue<T>& epilogue = {});
 // OUT (B, C, i...) = the gradient of the forward with respect to the image.
 template <typename T>
 void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out);
@@ -115,9 +130,9 @@ template <typename T>
 void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out);
 
 extern template void corr_gemm_forward<float>(const CorrGeometry&, const float*, const float*,
-                                              float*);
+                                              float*, const CorrEpilogue<float>&);
 extern template void corr_gemm_forward<double>(const CorrGeometry&, const double*, const double*,
-                                               double*);
+                                               double*, const CorrEpilogue<double>&);
 extern template void corr_gemm_grad_inputs<float>(const CorrGeometry&, const float*, const float*,
                                                   float*);
 extern template void corr_gemm_grad_inputs<double>(const CorrGeometry&, const double*,

@@ -163,14 +163,19 @@ struct Argument {
   std::optional<dnnl::reorder> reorder;
 };
 
-// What a kernel keeps per combination of input shapes, thread count and layout policy.
+// What a kernel keeps per combination of input shapes, thread count, layout policy and epilogue.
 struct Compiled {
   Shape a, b, spatial;
   int threads = 0;
   OneDnnLayout layout = OneDnnLayout::automatic;
+  ConvEpilogue epilogue;
   Problem problem;
   dnnl::primitive conv;
   Argument in_a, in_b, out;
+  // With a residual and a reordered output: the residual into the primitive's output layout,
+  // where the sum post-op adds it.
+  std::optional<dnnl::reorder> residual_in;
+  memory::desc bias;              // the bias vector's, with a bias
   std::size_t scratch_bytes = 0;  // the largest scratchpad of the conv and the reorders
   std::string implementation;     // oneDNN's impl_info_str, and the layouts
 };
@@ -212,9 +217,23 @@ std::string layout_name(const memory::desc& md) {
   return s;
 }
 
-// Creates the primitives for PR. dnnl::error propagates to the caller, which names the problem.
+// The forward's epilogue as oneDNN attributes: the bias is the primitive's own argument; the
+// residual a sum post-op (the output buffer holds the residual when the primitive runs: it adds
+// conv + bias to it), then ReLU as an eltwise post-op, in that order as the graph had them.
+dnnl::primitive_attr epilogue_attr(const ConvEpilogue& epilogue) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::post_ops ops;
+  if (epilogue.residual) ops.append_sum(1.0f);
+  if (epilogue.relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  if (ops.len() > 0) attr.set_post_ops(ops);
+  return attr;
+}
+
+// Creates the primitives for PR (EPILOGUE: the forward's). dnnl::error propagates to the caller,
+// which names the problem.
 std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem& pr,
-                                          OneDnnLayout layout) {
+                                          OneDnnLayout layout, const ConvEpilogue& epilogue) {
   Runtime& rt = runtime();
   const bool three_d = pr.strides.size() == 3;
   const Tag act = three_d ? Tag::ncdhw : Tag::nchw;
@@ -229,15 +248,25 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
 
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  const dnnl::convolution_forward::desc fwd_desc(
-      dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md, wei_md,
-      dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after);
-  const dnnl::convolution_forward::primitive_desc fwd_pd(fwd_desc, attr, rt.engine);
+  const bool with_epilogue = direction == ConvDirection::forward && !epilogue.empty();
+  const memory::desc bias_md({pr.output[1]}, memory::data_type::f32, Tag::a);
+  const dnnl::convolution_forward::desc fwd_desc =
+      with_epilogue && epilogue.bias
+          ? dnnl::convolution_forward::desc(
+                dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
+                wei_md, bias_md, dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after)
+          : dnnl::convolution_forward::desc(
+                dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
+                wei_md, dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after);
+  const dnnl::convolution_forward::primitive_desc fwd_pd(
+      fwd_desc, with_epilogue ? epilogue_attr(epilogue) : attr, rt.engine);
 
   auto result = std::make_shared<Compiled>();
   Compiled& c = *result;
   c.problem = pr;
   c.layout = layout;
+  c.epilogue = with_epilogue ? epilogue : ConvEpilogue{};
+  if (c.epilogue.bias) c.bias = bias_md;
   memory::desc scratch;
   std::string impl;  // copied: the string belongs to the primitive descriptor
   switch (direction) {
@@ -288,14 +317,20 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   add_reorder(c.in_a, true);
   add_reorder(c.in_b, true);
   add_reorder(c.out, false);
+  if (c.epilogue.residual && c.out.reorder) {
+    const dnnl::reorder::primitive_desc pd(rt.engine, c.out.user, rt.engine, c.out.inner, attr);
+    c.scratch_bytes = std::max(c.scratch_bytes, pd.scratchpad_desc().get_size());
+    c.residual_in = dnnl::reorder(pd);
+  }
   // The activation whose layout says blocked or plain (the output, or for backward-weights the
   // image), and the weights.
   const Argument& activation = direction == ConvDirection::grad_weights ? c.in_a : c.out;
   const Argument& weights = direction == ConvDirection::forward       ? c.in_b
                             : direction == ConvDirection::grad_inputs ? c.in_a
                                                                       : c.out;
-  c.implementation = fmt::format("{}, {} (weights {})", impl, layout_name(activation.inner),
-                                 layout_name(weights.inner));
+  c.implementation = fmt::format("{}, {} (weights {}){}", impl, layout_name(activation.inner),
+                                 layout_name(weights.inner),
+                                 c.epilogue.empty() ? "" : ", epilogue " + c.epilogue.str());
   g_primitives_created.fetch_add(1, std::memory_order_relaxed);
   return result;
 }
@@ -331,9 +366,23 @@ std::int64_t spatial_size(const Shape& kernel) {
   return size;
 }
 
-// Runs C on contiguous float32 inputs A and B into OUT (of the problem's result shape).
+// Copies FROM into TO (contiguous float32 tensors of one size), in parallel when large.
+void copy_floats(const Tensor& from, Tensor& to) {
+  const std::int64_t n = from.numel();
+  const float* src = from.data<float>();
+  float* dst = to.data<float>();
+  const int threads = n >= kParallelFlip ? omp_get_max_threads() : 1;
+  const std::int64_t chunk = std::int64_t{1} << 14;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t i = 0; i < n; i += chunk) {
+    std::copy(src + i, src + std::min(n, i + chunk), dst + i);
+  }
+}
+
+// Runs C on contiguous float32 inputs A and B into OUT (of the problem's result shape), with the
+// epilogue's contiguous tensors ARGS when C has one.
 void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const Tensor& a,
-                  const Tensor& b, Tensor& out) {
+                  const Tensor& b, Tensor& out, const ConvEpilogueArgs& epilogue) {
   Runtime& rt = runtime();
   const Problem& pr = c.problem;
   const std::int64_t taps = spatial_size(pr.kernel);
@@ -386,6 +435,18 @@ void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const T
   } else {
     args.emplace(c.out.role, out_user);
   }
+  if (c.epilogue.bias) {
+    args.emplace(DNNL_ARG_BIAS, memory(c.bias, rt.engine, epilogue.bias.raw_data()));
+  }
+  // The sum post-op adds to what the output holds: the residual, in the primitive's layout.
+  if (c.epilogue.residual) {
+    if (c.residual_in) {
+      const memory residual(c.out.user, rt.engine, epilogue.residual.raw_data());
+      c.residual_in->execute(rt.stream, with_scratch(residual, *out_inner));
+    } else {
+      copy_floats(epilogue.residual, out);
+    }
+  }
   c.conv.execute(rt.stream, args);
   if (c.out.reorder) c.out.reorder->execute(rt.stream, with_scratch(*out_inner, out_user));
   rt.stream.wait();
@@ -419,7 +480,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     const Problem pr = prepare(resolve(a, b, spatial));
     const ScopedOmpThreads threads;
     try {
-      return compiled_for(pr, a, b, spatial)->implementation;
+      return compiled_for(pr, a, b, spatial, epilogue())->implementation;
     } catch (const dnnl::error& e) {
       throw_device_error(name(), "create", pr, params(), e);
     }
@@ -435,7 +496,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return;
     try {
       const ScopedOmpThreads threads;
-      compiled_for(pr, a, b, spatial);
+      compiled_for(pr, a, b, spatial, epilogue());
     } catch (const dnnl::error&) {
     }
   }
@@ -445,41 +506,65 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     // Empty problems: nothing to compute, or sums over nothing (zeros), as in the reference.
     if (shape_numel(pr.result) == 0) return Tensor::empty(DType::float32, pr.result);
     if (a.numel() == 0 || b.numel() == 0) return Tensor::zeros(DType::float32, pr.result);
-    const ScopedOmpThreads threads;
-    std::shared_ptr<const Compiled> c;
-    try {
-      c = compiled_for(pr, a.shape(), b.shape(), spatial);
-    } catch (const dnnl::error& e) {
-      throw_device_error(name(), "create", pr, params(), e);
+    return run(pr, a, b, spatial, {}, ConvEpilogue{});
+  }
+
+  // The epilogue in the primitive: the bias argument, the sum and ReLU post-ops.
+  Tensor execute_epilogue(const Problem& pr, const Tensor& a, const Tensor& b, const Shape& spatial,
+                          const ConvEpilogueArgs& args) const override {
+    if (shape_numel(pr.result) == 0 || a.numel() == 0 || b.numel() == 0) {
+      Tensor out = execute(pr, a, b, spatial);
+      apply_conv_epilogue(epilogue(), args, out);
+      return out;
     }
-    Tensor out = Tensor::empty(DType::float32, pr.result);
-    try {
-      run_compiled(direction(), params().filter_flip, *c, a.contiguous(), b.contiguous(), out);
-    } catch (const dnnl::error& e) {
-      throw_device_error(name(), "run", pr, params(), e);
-    }
-    return out;
+    ConvEpilogueArgs contiguous;
+    if (epilogue().bias) contiguous.bias = args.bias.contiguous();
+    if (epilogue().residual) contiguous.residual = args.residual.contiguous();
+    return run(pr, a, b, spatial, contiguous, epilogue());
   }
 
  private:
   // Enough for a node run with a handful of batch sizes under two thread counts.
   static constexpr std::size_t kCacheEntries = 8;
 
+  // The call on non-empty inputs, with EPILOGUE (empty, or the kernel's) and its tensors ARGS.
+  Tensor run(const Problem& pr, const Tensor& a, const Tensor& b, const Shape& spatial,
+             const ConvEpilogueArgs& args, const ConvEpilogue& epilogue) const {
+    const ScopedOmpThreads threads;
+    std::shared_ptr<const Compiled> c;
+    try {
+      c = compiled_for(pr, a.shape(), b.shape(), spatial, epilogue);
+    } catch (const dnnl::error& e) {
+      throw_device_error(name(), "create", pr, params(), e);
+    }
+    Tensor out = Tensor::empty(DType::float32, pr.result);
+    try {
+      run_compiled(direction(), params().filter_flip, *c, a.contiguous(), b.contiguous(), out,
+                   args);
+    } catch (const dnnl::error& e) {
+      throw_device_error(name(), "run", pr, params(), e);
+    }
+    return out;
+  }
+
+  // The primitives for these shapes, this thread count, the layout policy and EPILOGUE: each is
+  // part of the key, since the primitive is made for it.
   std::shared_ptr<const Compiled> compiled_for(const Problem& pr, const Shape& a, const Shape& b,
-                                               const Shape& spatial) const {
+                                               const Shape& spatial,
+                                               const ConvEpilogue& epilogue) const {
     const int threads = omp_get_max_threads();
     const OneDnnLayout layout = onednn_layout();
     const std::lock_guard<std::mutex> lock(mutex_);
     for (auto it = cache_.begin(); it != cache_.end(); ++it) {
       const Compiled& entry = **it;
-      if (entry.threads == threads && entry.layout == layout && entry.a == a && entry.b == b &&
-          entry.spatial == spatial) {
+      if (entry.threads == threads && entry.layout == layout && entry.epilogue == epilogue &&
+          entry.a == a && entry.b == b && entry.spatial == spatial) {
         std::rotate(it, it + 1, cache_.end());  // most recently used last
         return cache_.back();
       }
     }
     // Created under the lock: two threads meeting a new shape at once create it once.
-    const std::shared_ptr<Compiled> created = compile_problem(direction(), pr, layout);
+    const std::shared_ptr<Compiled> created = compile_problem(direction(), pr, layout, epilogue);
     created->a = a;
     created->b = b;
     created->spatial = spatial;
@@ -501,8 +586,8 @@ Tensor run_direction(ConvDirection direction, const ConvParams& params, const Te
 
 }  // namespace
 
-OneDnnConv::OneDnnConv(ConvDirection direction, ConvParams params)
-    : ConcreteConv(direction, std::move(params)) {}
+OneDnnConv::OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue)
+    : ConcreteConv(direction, std::move(params), epilogue) {}
 
 std::string OneDnnConv::name() const {
   return op_name(direction(), params().convdim);
@@ -574,6 +659,21 @@ ConvImplementationHooks onednn_conv_hooks() {
   };
   hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs, const Config&) {
     return convgraph::apply(std::make_shared<OneDnnConv>(s.direction, s.params), inputs);
+  };
+  // Every epilogue on the forwards it lowers: the bias argument, sum and eltwise_relu post-ops.
+  hooks.supports_epilogue = [](const ConvSignature& s,
+                               const ConvEpilogue&) -> std::optional<std::string> {
+    if (s.direction != ConvDirection::forward) {
+      return std::string("epilogues follow a forward convolution only");
+    }
+    if (s.dtype != DType::float32) {
+      return fmt::format("dtype {}: oneDNN convolutions run in float32 only", dtype_name(s.dtype));
+    }
+    return std::nullopt;
+  };
+  hooks.build_epilogue = [](const ConvSignature& s, const std::vector<Variable>& inputs,
+                            const ConvEpilogue& epilogue, const Config&) {
+    return convgraph::apply(std::make_shared<OneDnnConv>(s.direction, s.params, epilogue), inputs);
   };
   return hooks;
 }

@@ -31,10 +31,13 @@ namespace convgraph {
 // float16, float64 and non-CPU nodes before building this op; make_outputs refuses them too).
 class OneDnnConv final : public ConcreteConv {
  public:
-  OneDnnConv(ConvDirection direction, ConvParams params);
+  // EPILOGUE (forward only): the primitive's bias argument, a sum post-op for the residual and an
+  // eltwise_relu post-op.
+  OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue = {});
 
   // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...
   std::string name() const override;
+  std::string implementation() const override { return "onednn"; }
   // float32 on the CPU, shared kernels only.
   ConcreteConvRequirements requirements() const override;
 
@@ -70,7 +73,7 @@ void set_onednn_layout(OneDnnLayout layout);
 OneDnnLayout onednn_layout();
 
 // How many convolution primitives this process has created (each kernel creates one per new
-// combination of input shapes, thread count and layout policy), to observe the caches.
+// combination of input shapes, thread count, layout policy and epilogue), to observe the caches.
 std::uint64_t onednn_primitives_created();
 
 // "oneDNN 2.6.3 (cpu runtime: OpenMP, ISA: cpu_isa_avx512_core_bf16)": the library loaded at
@@ -85,7 +88,7 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
                                  const Shape& b, const Shape& spatial = {});
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 on the CPU, shared kernels;
-// declines everything under dnn.enabled=False.
+// declines everything under dnn.enabled=False; every epilogue on the forward.
 ConvImplementationHooks onednn_conv_hooks();
 
 }  // namespace convgraph
