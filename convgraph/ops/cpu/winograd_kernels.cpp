@@ -57,32 +57,132 @@ std::int64_t round_up(std::int64_t a, std::int64_t b) {
   return ceil_div(a, b) * b;
 }
 
-// Where one tile of a block reads and writes.
-struct TileRef {
-  std::int64_t b = 0;       // batch item
-  std::int64_t oy = 0;      // first output row and column of the tile
-  std::int64_t ox = 0;
-  bool inside = false;      // the 6x6 input patch lies inside the input
-  bool full = false;        // all 16 outputs exist
+// A run of at most one vector's worth of tiles of one tile row: the unit the transforms work on,
+// one tile per lane. Their 6x6 input patches overlap by two columns, so the run's input is a few
+// contiguous vectors per row, and the lanes are taken apart (and put back together in the output)
+// with shuffles rather than gathered element by element.
+struct Chunk {
+  std::int64_t b = 0;     // batch item
+  std::int64_t oy = 0;    // the tiles' first output row
+  std::int64_t ox = 0;    // the first tile's first output column
+  std::int64_t col = 0;   // the first tile's column in the block's matrices
+  int n = 0;              // tiles (lanes in use)
 };
 
-void fill_tiles(const WinogradGeometry& g, std::int64_t first, std::int64_t count,
-                std::vector<TileRef>& tiles) {
-  tiles.resize(static_cast<std::size_t>(count));
+// The chunks of tiles [FIRST, FIRST + COUNT) (row-major over batch, tile rows, tile columns).
+template <typename T>
+void fill_chunks(const WinogradGeometry& g, std::int64_t first, std::int64_t count,
+                 std::vector<Chunk>& chunks) {
+  chunks.clear();
   const std::int64_t th = g.tiles_h(), tw = g.tiles_w();
-  for (std::int64_t i = 0; i < count; ++i) {
-    const std::int64_t t = first + i;
-    TileRef& r = tiles[static_cast<std::size_t>(i)];
-    r.b = t / (th * tw);
-    r.oy = (t / tw) % th * kWinogradTile;
-    r.ox = t % tw * kWinogradTile;
-    const std::int64_t iy = r.oy + g.off_h, ix = r.ox + g.off_w;
-    r.inside = iy >= 0 && ix >= 0 && iy + kWinogradAlpha <= g.in_h && ix + kWinogradAlpha <= g.in_w;
-    r.full = r.oy + kWinogradTile <= g.out_h && r.ox + kWinogradTile <= g.out_w;
+  for (std::int64_t t = first; t < first + count;) {
+    const std::int64_t tx = t % tw;
+    const std::int64_t n = std::min({std::int64_t{kLanes<T>}, tw - tx, first + count - t});
+    Chunk c;
+    c.b = t / (th * tw);
+    c.oy = (t / tw) % th * kWinogradTile;
+    c.ox = tx * kWinogradTile;
+    c.col = t - first;
+    c.n = static_cast<int>(n);
+    chunks.push_back(c);
+    t += n;
   }
 }
 
-// ---- the 1-D transforms, on vectors at X[0], X[S], X[2S], ... into Y[0], Y[S'], ... ----
+// Integer vectors of the lane count of T, for shuffle masks and lane masks.
+template <typename T>
+struct MaskOf;
+template <>
+struct MaskOf<float> {
+  typedef std::int32_t type __attribute__((vector_size(32)));
+};
+template <>
+struct MaskOf<double> {
+  typedef std::int64_t type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Mask = typename MaskOf<T>::type;
+
+// Vectors holding a chunk's input row: 4 columns per tile and 2 more (5 vectors for either type).
+template <typename T>
+constexpr int kRowVectors = (4 * kLanes<T> + 2 + kLanes<T> - 1) / kLanes<T>;
+
+// OUT = the L elements of ROW (a row of W elements, or none: zeros) from X0 on, zero outside.
+template <typename T>
+[[gnu::always_inline]] inline void load_row(const T* row, std::int64_t x0, std::int64_t w,
+                                            Vec<T>& out) {
+  constexpr int L = kLanes<T>;
+  if (row == nullptr || x0 >= w || x0 + L <= 0) {
+    out = Vec<T>{};
+  } else if (x0 >= 0 && x0 + L <= w) {
+    std::memcpy(&out, row + x0, sizeof(out));
+  } else {
+    alignas(32) T buf[L];
+    for (int l = 0; l < L; ++l) buf[l] = x0 + l >= 0 && x0 + l < w ? row[x0 + l] : T(0);
+    std::memcpy(&out, buf, sizeof(out));
+  }
+}
+
+// D[s][l] = the element 4 l + s of the row R (kRowVectors vectors): tap s of each tile's patch.
+template <typename T>
+[[gnu::always_inline]] inline void split_tiles(const Vec<T>* r, Vec<T>* d) {
+  using M = Mask<T>;
+  if constexpr (kLanes<T> == 8) {
+    d[0] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{0, 4, 8, 12, 0, 4, 8, 12}),
+                             __builtin_shuffle(r[2], r[3], M{0, 4, 8, 12, 0, 4, 8, 12}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[1] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{1, 5, 9, 13, 1, 5, 9, 13}),
+                             __builtin_shuffle(r[2], r[3], M{1, 5, 9, 13, 1, 5, 9, 13}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[2] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{2, 6, 10, 14, 2, 6, 10, 14}),
+                             __builtin_shuffle(r[2], r[3], M{2, 6, 10, 14, 2, 6, 10, 14}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[3] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{3, 7, 11, 15, 3, 7, 11, 15}),
+                             __builtin_shuffle(r[2], r[3], M{3, 7, 11, 15, 3, 7, 11, 15}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[4] = __builtin_shuffle(d[0], r[4], M{1, 2, 3, 4, 5, 6, 7, 8});
+    d[5] = __builtin_shuffle(d[1], r[4], M{1, 2, 3, 4, 5, 6, 7, 9});
+  } else {
+    d[0] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{0, 4, 0, 4}),
+                             __builtin_shuffle(r[2], r[3], M{0, 4, 0, 4}), M{0, 1, 4, 5});
+    d[1] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{1, 5, 1, 5}),
+                             __builtin_shuffle(r[2], r[3], M{1, 5, 1, 5}), M{0, 1, 4, 5});
+    d[2] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{2, 6, 2, 6}),
+                             __builtin_shuffle(r[2], r[3], M{2, 6, 2, 6}), M{0, 1, 4, 5});
+    d[3] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{3, 7, 3, 7}),
+                             __builtin_shuffle(r[2], r[3], M{3, 7, 3, 7}), M{0, 1, 4, 5});
+    d[4] = __builtin_shuffle(d[0], r[4], M{1, 2, 3, 4});
+    d[5] = __builtin_shuffle(d[1], r[4], M{1, 2, 3, 5});
+  }
+}
+
+// The inverse for output rows: W (4 vectors) = the 4 L outputs of one row of the chunk, tile l's
+// column j at 4 l + j, from Y[j][l].
+template <typename T>
+[[gnu::always_inline]] inline void join_tiles(const Vec<T>* y, Vec<T>* w) {
+  using M = Mask<T>;
+  if constexpr (kLanes<T> == 8) {
+    const Vec<T> p = __builtin_shuffle(y[0], y[1], M{0, 8, 1, 9, 2, 10, 3, 11});
+    const Vec<T> q = __builtin_shuffle(y[2], y[3], M{0, 8, 1, 9, 2, 10, 3, 11});
+    const Vec<T> p2 = __builtin_shuffle(y[0], y[1], M{4, 12, 5, 13, 6, 14, 7, 15});
+    const Vec<T> q2 = __builtin_shuffle(y[2], y[3], M{4, 12, 5, 13, 6, 14, 7, 15});
+    w[0] = __builtin_shuffle(p, q, M{0, 1, 8, 9, 2, 3, 10, 11});
+    w[1] = __builtin_shuffle(p, q, M{4, 5, 12, 13, 6, 7, 14, 15});
+    w[2] = __builtin_shuffle(p2, q2, M{0, 1, 8, 9, 2, 3, 10, 11});
+    w[3] = __builtin_shuffle(p2, q2, M{4, 5, 12, 13, 6, 7, 14, 15});
+  } else {
+    const Vec<T> p = __builtin_shuffle(y[0], y[1], M{0, 4, 1, 5});
+    const Vec<T> q = __builtin_shuffle(y[2], y[3], M{0, 4, 1, 5});
+    const Vec<T> p2 = __builtin_shuffle(y[0], y[1], M{2, 6, 3, 7});
+    const Vec<T> q2 = __builtin_shuffle(y[2], y[3], M{2, 6, 3, 7});
+    w[0] = __builtin_shuffle(p, q, M{0, 1, 4, 5});
+    w[1] = __builtin_shuffle(p, q, M{2, 3, 6, 7});
+    w[2] = __builtin_shuffle(p2, q2, M{0, 1, 4, 5});
+    w[3] = __builtin_shuffle(p2, q2, M{2, 3, 6, 7});
+  }
+}
+
+// ---- the 1-D transforms, on vectors at X[0], X[S], X[2S], ... into Y[0], Y[T], ... ----
 
 // B^T: 6 inputs to 6.
 template <typename V>
@@ -123,98 +223,99 @@ template <typename T, typename V>
 
 // ---- the three steps of a block ----
 
-// V[e][c][i] for channels [C0, C1) of the COUNT tiles of TILES; columns up to the next multiple of
-// the lane count are written as zeros (the GEMMs run on whole vectors' worth of columns).
+// V[e][c][col] for channels [C0, C1) and the tiles of CHUNKS. Each chunk writes whole vectors:
+// the lanes past its tiles land in the next chunk's columns (written after it) or past the
+// block's last column (never read).
 template <typename T>
 [[gnu::always_inline]] inline void input_impl(const WinogradGeometry& g, const T* in,
-                                              const TileRef* tiles, std::int64_t count,
+                                              const Chunk* chunks, std::int64_t nchunks,
                                               std::int64_t c0, std::int64_t c1, T* v,
                                               std::int64_t ld) {
   using V = Vec<T>;
   constexpr int L = kLanes<T>;
+  constexpr int R = kRowVectors<T>;
   const std::int64_t plane = g.in_h * g.in_w;
-  alignas(32) T d[kWinogradElements][L];
+  const std::int64_t stride = g.in_channels * ld;  // from one element's matrix to the next
   for (std::int64_t c = c0; c < c1; ++c) {
-    for (std::int64_t first = 0; first < count; first += L) {
-      const int n = static_cast<int>(std::min<std::int64_t>(L, count - first));
-      for (int l = 0; l < L; ++l) {
-        if (l >= n) {
-          for (int k = 0; k < kWinogradElements; ++k) d[k][l] = T(0);
-          continue;
-        }
-        const TileRef& t = tiles[first + l];
-        const T* p = in + (t.b * g.in_channels + c) * plane;
-        const std::int64_t iy = t.oy + g.off_h, ix = t.ox + g.off_w;
-        if (t.inside) {
-          const T* q = p + iy * g.in_w + ix;
-          for (int r = 0; r < kWinogradAlpha; ++r) {
-            for (int s = 0; s < kWinogradAlpha; ++s) d[r * kWinogradAlpha + s][l] = q[r * g.in_w + s];
-          }
-          continue;
-        }
+    for (std::int64_t i = 0; i < nchunks; ++i) {
+      const Chunk& ch = chunks[i];
+      const T* p = in + (ch.b * g.in_channels + c) * plane;
+      const std::int64_t iy = ch.oy + g.off_h, ix = ch.ox + g.off_w;
+      // Along the rows first, on whole input rows: tmp[a][k] = (B^T d)[a] for row vector k.
+      V tmp[kWinogradAlpha][R];
+      {
+        V rows[kWinogradAlpha][R];
         for (int r = 0; r < kWinogradAlpha; ++r) {
           const std::int64_t y = iy + r;
-          const bool row = y >= 0 && y < g.in_h;
-          for (int s = 0; s < kWinogradAlpha; ++s) {
-            const std::int64_t x = ix + s;
-            d[r * kWinogradAlpha + s][l] = row && x >= 0 && x < g.in_w ? p[y * g.in_w + x] : T(0);
-          }
+          const T* row = y >= 0 && y < g.in_h ? p + y * g.in_w : nullptr;
+          for (int k = 0; k < R; ++k) load_row(row, ix + k * L, g.in_w, rows[r][k]);
         }
+        for (int k = 0; k < R; ++k) bt_1d(&rows[0][k], R, &tmp[0][k], R);
       }
-      V dv[kWinogradElements], tmp[kWinogradElements], e[kWinogradElements];
-      for (int k = 0; k < kWinogradElements; ++k) std::memcpy(&dv[k], d[k], sizeof(V));
-      for (int s = 0; s < kWinogradAlpha; ++s) bt_1d(dv + s, kWinogradAlpha, tmp + s, kWinogradAlpha);
-      for (int r = 0; r < kWinogradAlpha; ++r) {
-        bt_1d(tmp + r * kWinogradAlpha, 1, e + r * kWinogradAlpha, 1);
-      }
-      for (int k = 0; k < kWinogradElements; ++k) {
-        std::memcpy(v + (k * g.in_channels + c) * ld + first, &e[k], sizeof(V));
+      // Then along the columns, the tiles taken apart into lanes.
+      T* dst = v + c * ld + ch.col;
+      for (int a = 0; a < kWinogradAlpha; ++a) {
+        V d[kWinogradAlpha], e[kWinogradAlpha];
+        split_tiles<T>(tmp[a], d);
+        bt_1d(d, 1, e, 1);
+        for (int s = 0; s < kWinogradAlpha; ++s) {
+          std::memcpy(dst + (a * kWinogradAlpha + s) * stride, &e[s], sizeof(V));
+        }
       }
     }
   }
+  (void)L;
 }
 
-// The output of channels [K0, K1) for the COUNT tiles of TILES from M[e][k][i]. Returns false
-// when some output element is not finite.
+// The output of channels [K0, K1) for the tiles of CHUNKS from M[e][k][col]. Returns false when
+// some output element of the chunks' tiles is not finite.
 template <typename T>
 [[gnu::always_inline]] inline bool output_impl(const WinogradGeometry& g, const T* m,
-                                               const TileRef* tiles, std::int64_t count,
+                                               const Chunk* chunks, std::int64_t nchunks,
                                                std::int64_t k0, std::int64_t k1, T* out,
                                                std::int64_t ld) {
   using V = Vec<T>;
+  using M = Mask<T>;
   constexpr int L = kLanes<T>;
   const std::int64_t plane = g.out_h * g.out_w;
-  alignas(32) T y[kWinogradTile * kWinogradTile][L];
+  const std::int64_t stride = g.out_channels * ld;
+  M lane{};
+  for (int l = 0; l < L; ++l) lane[l] = l;
   // 0 while every value is finite: x - x is NaN exactly for Inf and NaN.
   V bad = {};
   for (std::int64_t k = k0; k < k1; ++k) {
-    for (std::int64_t first = 0; first < count; first += L) {
-      const int n = static_cast<int>(std::min<std::int64_t>(L, count - first));
-      V mv[kWinogradElements], tmp[kWinogradTile * kWinogradAlpha], yv[kWinogradTile * kWinogradTile];
-      for (int e = 0; e < kWinogradElements; ++e) {
-        std::memcpy(&mv[e], m + (e * g.out_channels + k) * ld + first, sizeof(V));
+    for (std::int64_t i = 0; i < nchunks; ++i) {
+      const Chunk& ch = chunks[i];
+      const T* src = m + k * ld + ch.col;
+      V mv[kWinogradElements], tmp[kWinogradTile * kWinogradAlpha];
+      V y[kWinogradTile * kWinogradTile];
+      for (int e = 0; e < kWinogradElements; ++e) std::memcpy(&mv[e], src + e * stride, sizeof(V));
+      for (int s = 0; s < kWinogradAlpha; ++s) {
+        at_1d(mv + s, kWinogradAlpha, tmp + s, kWinogradAlpha);
       }
-      for (int s = 0; s < kWinogradAlpha; ++s) at_1d(mv + s, kWinogradAlpha, tmp + s, kWinogradAlpha);
-      for (int i = 0; i < kWinogradTile; ++i) {
-        at_1d(tmp + i * kWinogradAlpha, 1, yv + i * kWinogradTile, 1);
+      for (int r = 0; r < kWinogradTile; ++r) {
+        at_1d(tmp + r * kWinogradAlpha, 1, y + r * kWinogradTile, 1);
       }
+      // Lanes past the chunk's tiles hold other columns' values: left out of the check.
+      const M used = lane < M{} + ch.n;
       for (int q = 0; q < kWinogradTile * kWinogradTile; ++q) {
-        bad += yv[q] - yv[q];
-        std::memcpy(y[q], &yv[q], sizeof(V));
+        bad += used ? y[q] - y[q] : V{};
       }
-      for (int l = 0; l < n; ++l) {
-        const TileRef& t = tiles[first + l];
-        T* p = out + (t.b * g.out_channels + k) * plane + t.oy * g.out_w + t.ox;
-        if (t.full) {
-          for (int i = 0; i < kWinogradTile; ++i) {
-            for (int j = 0; j < kWinogradTile; ++j) p[i * g.out_w + j] = y[i * kWinogradTile + j][l];
+      T* p = out + (ch.b * g.out_channels + k) * plane + ch.oy * g.out_w + ch.ox;
+      const int rows = static_cast<int>(std::min<std::int64_t>(kWinogradTile, g.out_h - ch.oy));
+      const std::int64_t cols = std::min<std::int64_t>(kWinogradTile * ch.n, g.out_w - ch.ox);
+      for (int r = 0; r < rows; ++r) {
+        V w[kWinogradTile];
+        join_tiles<T>(y + r * kWinogradTile, w);
+        T* row = p + r * g.out_w;
+        for (int q = 0; q < kWinogradTile; ++q) {
+          if ((q + 1) * L <= cols) {
+            std::memcpy(row + q * L, &w[q], sizeof(V));
+          } else if (q * L < cols) {
+            alignas(32) T buf[L];
+            std::memcpy(buf, &w[q], sizeof(V));
+            for (std::int64_t x = q * L; x < cols; ++x) row[x] = buf[x - q * L];
           }
-          continue;
-        }
-        const int rows = static_cast<int>(std::min<std::int64_t>(kWinogradTile, g.out_h - t.oy));
-        const int cols = static_cast<int>(std::min<std::int64_t>(kWinogradTile, g.out_w - t.ox));
-        for (int i = 0; i < rows; ++i) {
-          for (int j = 0; j < cols; ++j) p[i * g.out_w + j] = y[i * kWinogradTile + j][l];
         }
       }
     }
@@ -269,29 +370,29 @@ template <typename T>
 
 template <typename T>
 CONVGRAPH_WINOGRAD_AVX2 void input_avx2(const WinogradGeometry& g, const T* in,
-                                         const TileRef* tiles, std::int64_t count,
+                                         const Chunk* chunks, std::int64_t nchunks,
                                          std::int64_t c0, std::int64_t c1, T* v,
                                          std::int64_t ld) {
-  input_impl(g, in, tiles, count, c0, c1, v, ld);
+  input_impl(g, in, chunks, nchunks, c0, c1, v, ld);
 }
 template <typename T>
-[[gnu::noinline]] void input_base(const WinogradGeometry& g, const T* in, const TileRef* tiles,
-                                  std::int64_t count, std::int64_t c0, std::int64_t c1, T* v,
+[[gnu::noinline]] void input_base(const WinogradGeometry& g, const T* in, const Chunk* chunks,
+                                  std::int64_t nchunks, std::int64_t c0, std::int64_t c1, T* v,
                                   std::int64_t ld) {
-  input_impl(g, in, tiles, count, c0, c1, v, ld);
+  input_impl(g, in, chunks, nchunks, c0, c1, v, ld);
 }
 template <typename T>
 CONVGRAPH_WINOGRAD_AVX2 bool output_avx2(const WinogradGeometry& g, const T* m,
-                                          const TileRef* tiles, std::int64_t count,
+                                          const Chunk* chunks, std::int64_t nchunks,
                                           std::int64_t k0, std::int64_t k1, T* out,
                                           std::int64_t ld) {
-  return output_impl(g, m, tiles, count, k0, k1, out, ld);
+  return output_impl(g, m, chunks, nchunks, k0, k1, out, ld);
 }
 template <typename T>
-[[gnu::noinline]] bool output_base(const WinogradGeometry& g, const T* m, const TileRef* tiles,
-                                   std::int64_t count, std::int64_t k0, std::int64_t k1, T* out,
+[[gnu::noinline]] bool output_base(const WinogradGeometry& g, const T* m, const Chunk* chunks,
+                                   std::int64_t nchunks, std::int64_t k0, std::int64_t k1, T* out,
                                    std::int64_t ld) {
-  return output_impl(g, m, tiles, count, k0, k1, out, ld);
+  return output_impl(g, m, chunks, nchunks, k0, k1, out, ld);
 }
 template <typename T>
 CONVGRAPH_WINOGRAD_AVX2 void filters_avx2(const T* w, std::int64_t filters,
@@ -312,20 +413,20 @@ bool have_avx2() {
 }
 
 template <typename T>
-void input_step(const WinogradGeometry& g, const T* in, const TileRef* tiles, std::int64_t count,
+void input_step(const WinogradGeometry& g, const T* in, const Chunk* chunks, std::int64_t nchunks,
                 std::int64_t c0, std::int64_t c1, T* v, std::int64_t ld) {
   if (have_avx2()) {
-    input_avx2(g, in, tiles, count, c0, c1, v, ld);
+    input_avx2(g, in, chunks, nchunks, c0, c1, v, ld);
   } else {
-    input_base(g, in, tiles, count, c0, c1, v, ld);
+    input_base(g, in, chunks, nchunks, c0, c1, v, ld);
   }
 }
 
 template <typename T>
-bool output_step(const WinogradGeometry& g, const T* m, const TileRef* tiles, std::int64_t count,
+bool output_step(const WinogradGeometry& g, const T* m, const Chunk* chunks, std::int64_t nchunks,
                  std::int64_t k0, std::int64_t k1, T* out, std::int64_t ld) {
-  return have_avx2() ? output_avx2(g, m, tiles, count, k0, k1, out, ld)
-                     : output_base(g, m, tiles, count, k0, k1, out, ld);
+  return have_avx2() ? output_avx2(g, m, chunks, nchunks, k0, k1, out, ld)
+                     : output_base(g, m, chunks, nchunks, k0, k1, out, ld);
 }
 
 // The GEMMs of elements [E0, E1), output channels [K0, K1): M[e] = U[e] x V[e] on NCOLS columns.
@@ -461,7 +562,8 @@ template <typename T>
 bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* out) {
   const Plan plan = make_plan<T>(g, winograd_tuning());
   const std::int64_t tiles = g.tiles();
-  const std::int64_t ld = plan.block;
+  // Room for the last chunk's whole-vector writes past the block's last column.
+  const std::int64_t ld = plan.block + kLanes<T>;
   const std::int64_t v_size = kWinogradElements * g.in_channels * ld;
   const std::int64_t m_size = kWinogradElements * g.out_channels * ld;
   const int slots = plan.shared ? 1 : plan.threads;
@@ -478,17 +580,17 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
     auto run = [&](int slot, int parts) {
       T* v = base + slot * (v_size + m_size);
       T* m = v + v_size;
-      std::vector<TileRef> refs;
+      std::vector<Chunk> chunks;
       bool finite = true;
       const auto [b0, b1] = split(plan.blocks, parts, slot);
       for (std::int64_t blk = b0; blk < b1; ++blk) {
         const std::int64_t first = blk * plan.block;
         const std::int64_t count = std::min(plan.block, tiles - first);
-        fill_tiles(g, first, count, refs);
-        input_step(g, in, refs.data(), count, 0, g.in_channels, v, ld);
-        gemm_step(g, u, v, m, ld, round_up(count, kLanes<T>), 0, kWinogradElements, 0,
+        fill_chunks<T>(g, first, count, chunks);
+        input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0, g.in_channels, v, ld);
+        gemm_step(g, u, v, m, ld, count, 0, kWinogradElements, 0,
                   g.out_channels);
-        finite = output_step(g, m, refs.data(), count, 0, g.out_channels, out, ld) && finite;
+        finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0, g.out_channels, out, ld) && finite;
       }
       return finite;
     };
@@ -507,7 +609,7 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
   // too when there are more threads than elements to go round evenly.
   T* v = base;
   T* m = base + v_size;
-  std::vector<TileRef> refs;
+  std::vector<Chunk> chunks;
   const std::int64_t k_parts = ceil_div(2 * plan.threads, kWinogradElements);
   const std::int64_t items = kWinogradElements * k_parts;
 #pragma omp parallel num_threads(plan.threads) reduction(&& : all_finite)
@@ -518,11 +620,11 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
       const std::int64_t first = blk * plan.block;
       const std::int64_t count = std::min(plan.block, tiles - first);
 #pragma omp single
-      error.guard([&] { fill_tiles(g, first, count, refs); });
+      error.guard([&] { fill_chunks<T>(g, first, count, chunks); });
       // (the single's barrier: the tiles are known to all)
       error.guard([&] {
         const auto [c0, c1] = split(g.in_channels, team, me);
-        if (c0 < c1) input_step(g, in, refs.data(), count, c0, c1, v, ld);
+        if (c0 < c1) input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), c0, c1, v, ld);
       });
 #pragma omp barrier
       error.guard([&] {
@@ -530,16 +632,16 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
         for (std::int64_t i = i0; i < i1; ++i) {
           const auto [k0, k1] = split(g.out_channels, static_cast<int>(k_parts),
                                       static_cast<int>(i % k_parts));
-          if (k0 < k1) gemm_step(g, u, v, m, ld, round_up(count, kLanes<T>), i / k_parts,
+          if (k0 < k1) gemm_step(g, u, v, m, ld, count, i / k_parts,
                                  i / k_parts + 1, k0, k1);
         }
       });
 #pragma omp barrier
       error.guard([&] {
         const auto [k0, k1] = split(g.out_channels, team, me);
-        if (k0 < k1) finite = output_step(g, m, refs.data(), count, k0, k1, out, ld) && finite;
+        if (k0 < k1) finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), k0, k1, out, ld) && finite;
       });
-      // The next block's input transform overwrites V, and its tiles replace REFS.
+      // The next block's input transform overwrites V, and its chunks replace these.
 #pragma omp barrier
     }
     all_finite = finite ? 1 : 0;
