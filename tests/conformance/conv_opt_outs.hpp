@@ -58,8 +58,10 @@ inline const std::vector<ConvOptOut>& conv_opt_outs() {
       {"winograd", "dilations", [](C c, D) { return c.params.dilated(); }, "dilation",
        "F(4x4, 3x3) computes undilated convolutions; oneDNN and CorrMM take dilated ones"},
       {"winograd", "kernels other than 3x3",
-       [](C c, D) { return c.kernel_spatial() != Shape{3, 3}; }, "kernel size",
-       "F(4x4, 3x3) is specific to 3x3 filters; oneDNN and CorrMM take every size"},
+       [](C c, D) {
+         return c.kernel_spatial() != Shape{3, 3};
+       },
+       "kernel size", "F(4x4, 3x3) is specific to 3x3 filters; oneDNN and CorrMM take every size"},
       {"winograd", "kernel size unknown at compile time", [](C c, D) { return !c.static_shapes; },
        "unknown at compile time",
        "the lowering must know the kernel is 3x3 to choose Winograd; oneDNN and CorrMM take "

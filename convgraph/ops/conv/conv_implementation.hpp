@@ -40,6 +40,11 @@ struct ConvImplementationHooks {
   // The concrete node's output computing SIGNATURE from INPUTS (the abstract node's inputs). Called
   // only where supports() agreed; a TypeError or ValueError it throws is taken as a decline.
   std::function<Variable(const ConvSignature&, const std::vector<Variable>&, const Config&)> build;
+  // Optional, for a row with a lowering pass: std::nullopt when that pass should use it for
+  // SIGNATURE (a node it takes), else why it leaves the node to the passes after it (where it
+  // measured slower than they are). Unset: the pass uses it wherever it takes the node.
+  // conv.impl and conv_meta do not ask: a selection by name, or a timing, decides there.
+  std::function<std::optional<std::string>(const ConvSignature&, const Config&)> prefers;
 };
 
 }  // namespace convgraph

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <utility>
 
@@ -44,7 +45,8 @@ struct Prepared {
 class WinogradKernel final : public ConcreteConvKernel<Prepared> {
  public:
   WinogradKernel(std::string name, ConvDirection direction, ConvParams params)
-      : ConcreteConvKernel(std::move(name), direction, std::move(params), winograd_requirements()) {}
+      : ConcreteConvKernel(std::move(name), direction, std::move(params), winograd_requirements()) {
+  }
 
  protected:
   Prepared prepare(const ConvProblem& q) const override {
@@ -120,6 +122,45 @@ Tensor run_direction(ConvDirection direction, const ConvParams& params, const Te
   }
   return WinogradKernel(op_name(direction), direction, params)
       .compute(a, b, spatial, /*check_hints=*/false);
+}
+
+// The default lowering's rule (measured against oneDNN on the ResNet-50 layers, see
+// docs/convolution.md): float32, at least 32 channels on each side of the correlation, and enough
+// output tiles that the GEMMs are wide and reading the transformed filters (36 x in x out
+// elements, once per block of tiles) costs no more than the tiles' own data.
+std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
+  if (s.dtype != DType::float32) {
+    return fmt::format("dtype {}: the default lowering uses Winograd for float32 only",
+                       dtype_name(s.dtype));
+  }
+  // The correlation's input (image or output gradient) and the kernel, with static sizes.
+  const bool forward = s.direction == ConvDirection::forward;
+  const std::size_t data_input = forward ? 0 : 1, kernel_input = forward ? 1 : 0;
+  if (s.inputs.size() <= std::max(data_input, kernel_input)) return "no data input";
+  const StaticShape& data = s.inputs[data_input].dims;
+  const StaticShape& kernel = s.inputs[kernel_input].dims;
+  if (data.size() != 4 || kernel.size() != 4 || !data[0] || !data[2] || !data[3] || !kernel[0] ||
+      !kernel[1]) {
+    return std::string("sizes unknown at compile time: Winograd's gain depends on them");
+  }
+  const std::int64_t filters = *kernel[0], channels = *kernel[1];
+  const std::int64_t in = forward ? channels : filters, out = forward ? filters : channels;
+  constexpr std::int64_t kMinChannels = 32;
+  if (in < kMinChannels || out < kMinChannels) {
+    return fmt::format(
+        "{} input and {} output channels: below {}, the transforms cost more than Winograd saves",
+        in, out, kMinChannels);
+  }
+  // The output tiles (the output gradient's spatial size stands for the image's).
+  const std::int64_t tiles = *data[0] * ((*data[2] + 3) / 4) * ((*data[3] + 3) / 4);
+  const std::int64_t wanted = in * out / (in + out);
+  if (tiles < wanted) {
+    return fmt::format(
+        "{} output tiles for {} x {} channels: too few to pay for the transformed filters "
+        "(at least {})",
+        tiles, in, out, wanted);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -218,6 +259,7 @@ ConvImplementationHooks winograd_conv_hooks() {
   hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs, const Config&) {
     return convgraph::apply(std::make_shared<WinogradConv>(s.direction, s.params), inputs);
   };
+  hooks.prefers = [](const ConvSignature& s, const Config&) { return winograd_not_preferred(s); };
   return hooks;
 }
 

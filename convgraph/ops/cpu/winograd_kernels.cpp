@@ -62,11 +62,11 @@ std::int64_t round_up(std::int64_t a, std::int64_t b) {
 // contiguous vectors per row, and the lanes are taken apart (and put back together in the output)
 // with shuffles rather than gathered element by element.
 struct Chunk {
-  std::int64_t b = 0;     // batch item
-  std::int64_t oy = 0;    // the tiles' first output row
-  std::int64_t ox = 0;    // the first tile's first output column
-  std::int64_t col = 0;   // the first tile's column in the block's matrices
-  int n = 0;              // tiles (lanes in use)
+  std::int64_t b = 0;    // batch item
+  std::int64_t oy = 0;   // the tiles' first output row
+  std::int64_t ox = 0;   // the first tile's first output column
+  std::int64_t col = 0;  // the first tile's column in the block's matrices
+  int n = 0;             // tiles (lanes in use)
 };
 
 // The chunks of tiles [FIRST, FIRST + COUNT) (row-major over batch, tile rows, tile columns).
@@ -331,9 +331,8 @@ template <typename T>
 // Rows [ROW0, ROW1) of U[e][row][col] (see winograd_transform_filters).
 template <typename T>
 [[gnu::always_inline]] inline void filters_impl(const T* w, std::int64_t filters,
-                                                std::int64_t channels, bool transpose,
-                                                bool reverse, T* u, std::int64_t row0,
-                                                std::int64_t row1) {
+                                                std::int64_t channels, bool transpose, bool reverse,
+                                                T* u, std::int64_t row0, std::int64_t row1) {
   using V = Vec<T>;
   constexpr int L = kLanes<T>;
   const std::int64_t rows = transpose ? channels : filters;
@@ -369,10 +368,9 @@ template <typename T>
 #define CONVGRAPH_WINOGRAD_AVX2 [[gnu::noinline, gnu::target("avx2,fma")]]
 
 template <typename T>
-CONVGRAPH_WINOGRAD_AVX2 void input_avx2(const WinogradGeometry& g, const T* in,
-                                         const Chunk* chunks, std::int64_t nchunks,
-                                         std::int64_t c0, std::int64_t c1, T* v,
-                                         std::int64_t ld) {
+CONVGRAPH_WINOGRAD_AVX2 void input_avx2(const WinogradGeometry& g, const T* in, const Chunk* chunks,
+                                        std::int64_t nchunks, std::int64_t c0, std::int64_t c1,
+                                        T* v, std::int64_t ld) {
   input_impl(g, in, chunks, nchunks, c0, c1, v, ld);
 }
 template <typename T>
@@ -382,10 +380,9 @@ template <typename T>
   input_impl(g, in, chunks, nchunks, c0, c1, v, ld);
 }
 template <typename T>
-CONVGRAPH_WINOGRAD_AVX2 bool output_avx2(const WinogradGeometry& g, const T* m,
-                                          const Chunk* chunks, std::int64_t nchunks,
-                                          std::int64_t k0, std::int64_t k1, T* out,
-                                          std::int64_t ld) {
+CONVGRAPH_WINOGRAD_AVX2 bool output_avx2(const WinogradGeometry& g, const T* m, const Chunk* chunks,
+                                         std::int64_t nchunks, std::int64_t k0, std::int64_t k1,
+                                         T* out, std::int64_t ld) {
   return output_impl(g, m, chunks, nchunks, k0, k1, out, ld);
 }
 template <typename T>
@@ -395,9 +392,9 @@ template <typename T>
   return output_impl(g, m, chunks, nchunks, k0, k1, out, ld);
 }
 template <typename T>
-CONVGRAPH_WINOGRAD_AVX2 void filters_avx2(const T* w, std::int64_t filters,
-                                           std::int64_t channels, bool transpose, bool reverse,
-                                           T* u, std::int64_t row0, std::int64_t row1) {
+CONVGRAPH_WINOGRAD_AVX2 void filters_avx2(const T* w, std::int64_t filters, std::int64_t channels,
+                                          bool transpose, bool reverse, T* u, std::int64_t row0,
+                                          std::int64_t row1) {
   filters_impl(w, filters, channels, transpose, reverse, u, row0, row1);
 }
 template <typename T>
@@ -436,8 +433,8 @@ void gemm_step(const WinogradGeometry& g, const T* u, const T* v, T* m, std::int
                std::int64_t k1) {
   const std::int64_t cin = g.in_channels, cout = g.out_channels;
   for (std::int64_t e = e0; e < e1; ++e) {
-    gemm(false, false, k1 - k0, ncols, cin, T(1), u + (e * cout + k0) * cin, cin,
-         v + e * cin * ld, ld, T(0), m + (e * cout + k0) * ld, ld);
+    gemm(false, false, k1 - k0, ncols, cin, T(1), u + (e * cout + k0) * cin, cin, v + e * cin * ld,
+         ld, T(0), m + (e * cout + k0) * ld, ld);
   }
 }
 
@@ -500,7 +497,8 @@ Plan make_plan(const WinogradGeometry& g, const WinogradTuning& tuning) {
   // Wide enough that reading U costs no more than the block's data, narrow enough to stay in the
   // caches, and never wider than the problem.
   const std::int64_t cin = g.in_channels, cout = g.out_channels;
-  const std::int64_t per_tile = kWinogradElements * (cin + cout) * static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t per_tile =
+      kWinogradElements * (cin + cout) * static_cast<std::int64_t>(sizeof(T));
   const std::int64_t want = std::max(tuning.min_block_tiles, cin * cout / (cin + cout));
   const std::int64_t fit = std::max<std::int64_t>(L, tuning.block_bytes / per_tile);
   std::int64_t block = std::min(round_up(tiles, L), round_up(std::min(want, fit), L));
@@ -587,19 +585,19 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
         const std::int64_t first = blk * plan.block;
         const std::int64_t count = std::min(plan.block, tiles - first);
         fill_chunks<T>(g, first, count, chunks);
-        input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0, g.in_channels, v, ld);
-        gemm_step(g, u, v, m, ld, count, 0, kWinogradElements, 0,
-                  g.out_channels);
-        finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0, g.out_channels, out, ld) && finite;
+        input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0, g.in_channels,
+                   v, ld);
+        gemm_step(g, u, v, m, ld, count, 0, kWinogradElements, 0, g.out_channels);
+        finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0,
+                             g.out_channels, out, ld) &&
+                 finite;
       }
       return finite;
     };
     if (plan.threads <= 1) return run(0, 1);
 #pragma omp parallel num_threads(plan.threads) reduction(&& : all_finite)
     {
-      error.guard([&] {
-        all_finite = run(omp_get_thread_num(), omp_get_num_threads()) ? 1 : 0;
-      });
+      error.guard([&] { all_finite = run(omp_get_thread_num(), omp_get_num_threads()) ? 1 : 0; });
     }
     error.rethrow();
     return all_finite != 0;
@@ -624,22 +622,25 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
       // (the single's barrier: the tiles are known to all)
       error.guard([&] {
         const auto [c0, c1] = split(g.in_channels, team, me);
-        if (c0 < c1) input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), c0, c1, v, ld);
+        if (c0 < c1)
+          input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), c0, c1, v, ld);
       });
 #pragma omp barrier
       error.guard([&] {
         const auto [i0, i1] = split(items, team, me);
         for (std::int64_t i = i0; i < i1; ++i) {
-          const auto [k0, k1] = split(g.out_channels, static_cast<int>(k_parts),
-                                      static_cast<int>(i % k_parts));
-          if (k0 < k1) gemm_step(g, u, v, m, ld, count, i / k_parts,
-                                 i / k_parts + 1, k0, k1);
+          const auto [k0, k1] =
+              split(g.out_channels, static_cast<int>(k_parts), static_cast<int>(i % k_parts));
+          if (k0 < k1) gemm_step(g, u, v, m, ld, count, i / k_parts, i / k_parts + 1, k0, k1);
         }
       });
 #pragma omp barrier
       error.guard([&] {
         const auto [k0, k1] = split(g.out_channels, team, me);
-        if (k0 < k1) finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), k0, k1, out, ld) && finite;
+        if (k0 < k1)
+          finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), k0,
+                               k1, out, ld) &&
+                   finite;
       });
       // The next block's input transform overwrites V, and its chunks replace these.
 #pragma omp barrier

@@ -71,10 +71,10 @@ bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* u, T*
 
 extern template void winograd_transform_filters<float>(const float*, std::int64_t, std::int64_t,
                                                        bool, bool, float*);
-extern template void winograd_transform_filters<double>(const double*, std::int64_t,
-                                                        std::int64_t, bool, bool, double*);
-extern template bool winograd_correlate<float>(const WinogradGeometry&, const float*,
-                                               const float*, float*);
+extern template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t,
+                                                        bool, bool, double*);
+extern template bool winograd_correlate<float>(const WinogradGeometry&, const float*, const float*,
+                                               float*);
 extern template bool winograd_correlate<double>(const WinogradGeometry&, const double*,
                                                 const double*, double*);
 

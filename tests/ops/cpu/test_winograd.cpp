@@ -3,6 +3,7 @@
 // threads, every border form on odd image sizes (partial edge tiles) and 1-pixel images, channel
 // counts that are no multiple of the vector width, float32 accuracy on ResNet-sized layers,
 // Inf and NaN, empty problems, what it declines and why, and the op in compiled graphs.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -81,8 +82,8 @@ double terms_of(ConvDirection d, std::int64_t channels, std::int64_t filters) {
 // values of DTYPE through Winograd and the reference; "" when they agree within the suite's
 // tolerance.
 std::string compare_with_reference(const ConvParams& params, ConvDirection d,
-                                   const Shape& image_shape, const Shape& kernel_shape,
-                                   DType dtype, std::uint64_t seed) {
+                                   const Shape& image_shape, const Shape& kernel_shape, DType dtype,
+                                   std::uint64_t seed) {
   const Shape image_spatial = spatial_of(image_shape, 2);
   const Shape out_spatial =
       ConvCase::output_spatial_of(params, image_spatial, spatial_of(kernel_shape, 2));
@@ -93,8 +94,8 @@ std::string compare_with_reference(const ConvParams& params, ConvDirection d,
   Tensor result, expected;
   if (d == ConvDirection::forward) {
     result = winograd_conv_forward(params, image, kernel);
-    expected = reference_conv_forward(params, image.cast(DType::float64),
-                                      kernel.cast(DType::float64));
+    expected =
+        reference_conv_forward(params, image.cast(DType::float64), kernel.cast(DType::float64));
   } else {
     result = winograd_conv_grad_inputs(params, kernel, top, image_spatial);
     expected = reference_conv_grad_inputs(params, kernel.cast(DType::float64),
@@ -109,9 +110,8 @@ const ConvDirection kDirections[] = {ConvDirection::forward, ConvDirection::grad
 std::vector<ConvCase> winograd_grid_cases() {
   std::vector<ConvCase> out;
   for (const ConvCase& c : full_conformance_grid()) {
-    if (c.convdim() != 2 || c.params.unshared || c.params.num_groups != 1 ||
-        c.params.strided() || c.params.dilated() || c.kernel_spatial() != Shape{3, 3} ||
-        c.dtype == DType::float16) {
+    if (c.convdim() != 2 || c.params.unshared || c.params.num_groups != 1 || c.params.strided() ||
+        c.params.dilated() || c.kernel_spatial() != Shape{3, 3} || c.dtype == DType::float16) {
       continue;
     }
     out.push_back(c);
@@ -180,9 +180,9 @@ TEST_CASE("Winograd: channel counts that are no multiple of the vector width, an
     Shape image, kernel;
   };
   // CorrMM (checked against the reference by its own tests) is the oracle for the large ones.
-  for (const Case& c : {Case{{2, 1, 6, 7}, {1, 1, 3, 3}}, Case{{3, 7, 10, 9}, {13, 7, 3, 3}},
-                        Case{{2, 300, 9, 10}, {260, 300, 3, 3}},
-                        Case{{1, 64, 30, 29}, {72, 64, 3, 3}}}) {
+  for (const Case& c :
+       {Case{{2, 1, 6, 7}, {1, 1, 3, 3}}, Case{{3, 7, 10, 9}, {13, 7, 3, 3}},
+        Case{{2, 300, 9, 10}, {260, 300, 3, 3}}, Case{{1, 64, 30, 29}, {72, 64, 3, 3}}}) {
     for (DType dtype : {DType::float32, DType::float64}) {
       for (bool flip : {true, false}) {
         const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, flip);
@@ -190,14 +190,13 @@ TEST_CASE("Winograd: channel counts that are no multiple of the vector width, an
                       << dtype_name(dtype) << ", flip " << flip);
         const Tensor image = random_tensor(dtype, c.image, 5);
         const Tensor kernel = random_tensor(dtype, c.kernel, 6);
-        const Tensor top = random_tensor(
-            dtype, {c.image[0], c.kernel[0], c.image[2], c.image[3]}, 7);
+        const Tensor top =
+            random_tensor(dtype, {c.image[0], c.kernel[0], c.image[2], c.image[3]}, 7);
         const Shape spatial{c.image[2], c.image[3]};
-        CHECK(conv_mismatch(winograd_conv_forward(p, image, kernel),
-                            corrmm_forward(p, image.cast(DType::float64),
-                                           kernel.cast(DType::float64)),
-                            dtype, terms_of(ConvDirection::forward, c.image[1], c.kernel[0])) ==
-              "");
+        CHECK(conv_mismatch(
+                  winograd_conv_forward(p, image, kernel),
+                  corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64)), dtype,
+                  terms_of(ConvDirection::forward, c.image[1], c.kernel[0])) == "");
         CHECK(conv_mismatch(winograd_conv_grad_inputs(p, kernel, top, spatial),
                             corrmm_grad_inputs(p, kernel.cast(DType::float64),
                                                top.cast(DType::float64), spatial),
@@ -219,8 +218,7 @@ TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct s
     const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, false);
     const Tensor image = random_tensor(DType::float32, {2, channels, 14, 14}, 21);
     const Tensor kernel = random_tensor(DType::float32, {channels, channels, 3, 3}, 22);
-    const Tensor exact =
-        corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64));
+    const Tensor exact = corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64));
     double scale = 0;
     for (double v : exact.to_vector<double>()) scale = std::max(scale, std::abs(v));
     const double winograd =
@@ -293,9 +291,8 @@ TEST_CASE("Winograd: empty problems give zeros, impossible ones a ShapeError", "
   const Tensor none = winograd_conv_forward(p, Tensor::zeros(DType::float32, {0, 3, 5, 5}),
                                             Tensor::zeros(DType::float32, {2, 3, 3, 3}));
   CHECK(none.shape() == Shape{0, 2, 3, 3});
-  const Tensor no_channels =
-      winograd_conv_forward(p, Tensor::zeros(DType::float64, {2, 0, 5, 5}),
-                            Tensor::zeros(DType::float64, {2, 0, 3, 3}));
+  const Tensor no_channels = winograd_conv_forward(p, Tensor::zeros(DType::float64, {2, 0, 5, 5}),
+                                                   Tensor::zeros(DType::float64, {2, 0, 3, 3}));
   CHECK(no_channels.shape() == Shape{2, 2, 3, 3});
   CHECK(no_channels.to_vector<double>() == std::vector<double>(36, 0.0));
   CHECK_THROWS_AS(winograd_conv_forward(p, Tensor::zeros(DType::float32, {1, 3, 2, 5}),
@@ -316,9 +313,9 @@ TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[
   CHECK(contains(
       reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 2})),
       "dilation (1, 2)"));
-  CHECK(contains(reason(ConvDirection::forward,
-                        make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 2)),
-                 "groups 2"));
+  CHECK(contains(
+      reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 2)),
+      "groups 2"));
   CHECK(contains(reason(ConvDirection::forward,
                         make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 1, true)),
                  "unshared"));
@@ -350,8 +347,8 @@ TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[
   CHECK(decline(abstract_conv(ok, x, w3)) == "");
   CHECK(contains(decline(abstract_conv(ok, x, w5)), "kernel size 5x5"));
   CHECK(contains(decline(abstract_conv(ok, x, wu)), "kernel size unknown at compile time"));
-  const ConvParams hinted = make_conv_params(2, BorderMode("half"), {1, 1}, true, {1, 1}, 1,
-                                             false, {}, {8, 4, 3, 3});
+  const ConvParams hinted =
+      make_conv_params(2, BorderMode("half"), {1, 1}, true, {1, 1}, 1, false, {}, {8, 4, 3, 3});
   CHECK(decline(abstract_conv(hinted, x, wu)) == "");
   const Variable h = tensor("h", DType::float16, {1, 4, 6, 6});
   const Variable wh = tensor("wh", DType::float16, {8, 4, 3, 3});
@@ -390,5 +387,67 @@ TEST_CASE("Winograd in compiled graphs: conv.impl lists it before oneDNN or Corr
   for (std::size_t i = 0; i < got.size(); ++i) {
     INFO("output " << i);
     CHECK(allclose_report(got[i], want[i], 1e-9, 1e-9) == "");
+  }
+}
+
+TEST_CASE(
+    "The default lowering uses Winograd where it is preferred, and oneDNN or CorrMM elsewhere",
+    "[winograd]") {
+  // Which op the default flags give the forward and input-gradient nodes of a 3x3 'half'
+  // convolution of CHANNELS channels on a BATCH x channels x SIZE x SIZE image.
+  auto lowered = [](DType dtype, std::int64_t batch, std::int64_t channels, std::int64_t size,
+                    const std::string& flags) {
+    const Variable x = tensor("x", dtype, {batch, channels, size, size});
+    const Variable w = tensor("w", dtype, {channels, channels, 3, 3});
+    const ConvParams half = make_conv_params(2, BorderMode("half"), {1, 1}, true);
+    const Variable y = abstract_conv(half, x, w);
+    const Variable gx = grad(sum(y * y), std::vector<Variable>{x})[0];
+    CompileOptions options;
+    options.flags = flags;
+    const Function f = compile({x, w}, {y, gx}, options);
+    std::vector<std::string> names;
+    for (Node* node : f.graph().toposort()) {
+      if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
+        names.push_back(node->op->name());
+      }
+    }
+    return names;
+  };
+  auto count = [](const std::vector<std::string>& names, const std::string& prefix) {
+    return std::count_if(names.begin(), names.end(),
+                         [&](const std::string& n) { return n.rfind(prefix, 0) == 0; });
+  };
+  // ResNet-50's res3 block at batch 2: 2 x 7 x 7 = 98 tiles for 64 x 64 channels.
+  const std::vector<std::string> res = lowered(DType::float32, 2, 64, 28, "");
+  CHECK(count(res, "WinogradConv2d") == 2);
+  // Too few channels, too few tiles (a 7x7 image with 256 channels), float64, or excluded: the
+  // passes after it take the nodes.
+  CHECK(count(lowered(DType::float32, 2, 8, 28, ""), "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float32, 1, 256, 7, ""), "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float64, 2, 64, 28, ""), "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=winograd"),
+              "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_winograd"),
+              "WinogradConv2d") == 0);
+  // Excluding oneDNN leaves Winograd its layers.
+  CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_dnn"),
+              "WinogradConv2d") == 2);
+
+  // The hook says why, and the "no implementation" error lists it.
+  const ConvImplementation* row = conv_registry().find("winograd");
+  REQUIRE(row != nullptr);
+  const Variable x = tensor("x", DType::float32, {1, 256, 7, 7});
+  const Variable w = tensor("w", DType::float32, {256, 256, 3, 3});
+  const Variable y = abstract_conv(make_conv_params(2, BorderMode("half"), {1, 1}), x, w);
+  const ConvSignature s = ConvSignature::of(*y.owner());
+  CHECK_FALSE(row->declines(s, global_config()).has_value());
+  CHECK(contains(row->hooks.prefers(s, global_config()).value_or(""), "4 output tiles"));
+  try {
+    CompileOptions options;
+    options.flags = "optimizer_excluding=conv_dnn:conv_gemm";
+    (void)compile({x, w}, {y}, options);
+    FAIL("compiled without oneDNN and CorrMM");
+  } catch (const UnsupportedError& e) {
+    CHECK(contains(e.what(), "winograd (conv_winograd): not preferred here: 4 output tiles"));
   }
 }
