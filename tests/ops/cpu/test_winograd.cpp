@@ -211,8 +211,8 @@ TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct s
           "[winograd]") {
   // The largest error relative to the output's largest magnitude, measured against float64, for
   // Winograd and for CorrMM (a direct sum) on the same float32 data: F(4x4, 3x3) multiplies the
-  // rounding errors by its transforms' constants (up to 8 in A, 5 in B), so it may be a few times
-  // worse than the direct sum, never orders of magnitude.
+  // rounding errors by its transforms' constants (up to 8 in A, 5 in B): its largest error is
+  // 15-40 times the direct sum's, its mean error 4-7 times; a wrong transform would be far off.
   const ScopedFlags threads("threads=2");
   for (std::int64_t channels : {64, 256}) {
     const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, false);
@@ -226,8 +226,9 @@ TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct s
     const double direct =
         max_abs_diff(corrmm_forward(p, image, kernel).cast(DType::float64), exact) / scale;
     INFO(channels << " channels: Winograd " << winograd << ", direct " << direct);
-    CHECK(winograd < 2e-5);
-    CHECK(winograd < 40 * direct + 1e-7);
+    // Measured: 0.6-1.5e-5 for Winograd, 4-6e-7 for the direct sum (docs/convolution.md).
+    CHECK(winograd < 5e-5);
+    CHECK(winograd < 150 * direct + 1e-7);
   }
 }
 
