@@ -407,8 +407,10 @@ template <typename T>
 }
 
 bool have_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
+  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (!cpu) return false;
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  return tuning_value.avx2;
 }
 
 template <typename T>

@@ -51,6 +51,9 @@ struct WinogradTuning {
   Mode mode = Mode::automatic;
   // Below this many multiply-adds of the direct convolution a call runs on one thread.
   std::int64_t parallel_work = std::int64_t{1} << 20;
+  // Whether the transforms use their AVX2 + FMA version where the CPU has it (tests switch it
+  // off to run the baseline version, which CPUs without AVX2 run).
+  bool avx2 = true;
 };
 WinogradTuning winograd_tuning();
 void set_winograd_tuning(const WinogradTuning& tuning);

@@ -52,7 +52,8 @@ struct Setting {
 };
 
 // The ways the driver cuts the work, reached with small shapes: blocks of one vector of tiles,
-// each thread its own blocks or all threads on each block, with 1 to 3 threads.
+// each thread its own blocks or all threads on each block, with 1 to 3 threads; and the baseline
+// version of the transforms.
 std::vector<Setting> settings() {
   WinogradTuning defaults;
   WinogradTuning private_small;
@@ -65,7 +66,10 @@ std::vector<Setting> settings() {
   WinogradTuning shared_whole = shared_small;
   shared_whole.min_block_tiles = std::int64_t{1} << 20;
   shared_whole.block_bytes = std::int64_t{1} << 40;
+  WinogradTuning baseline = private_small;
+  baseline.avx2 = false;
   return {{"defaults, 1 thread", defaults, "threads=1"},
+          {"baseline (no AVX2) transforms, private blocks, 2 threads", baseline, "threads=2"},
           {"private one-vector blocks, 2 threads", private_small, "threads=2"},
           {"private one-vector blocks, 3 threads", private_small, "threads=3"},
           {"shared one-vector blocks, 2 threads", shared_small, "threads=2"},
