@@ -61,6 +61,17 @@ GraphPass conv_lowering_pass(std::string pass_name) {
     for (const ConvImplementation& row : conv_registry().all()) {
       if (row.pass != pass_name) continue;
       if (excluded_by_flags(row, ctx.config)) continue;
+      // A row that takes the node where it is faster than the passes after it (its prefers
+      // hook) leaves the others to them.
+      if (row.hooks.prefers && row.runs_on(node.output_data[0].type.device)) {
+        const ConvSignature signature = ConvSignature::of(node);
+        if (!row.declines(signature, ctx.config)) {
+          if (auto why = row.hooks.prefers(signature, ctx.config)) {
+            ctx.decline(node, implementation_label(row), "not preferred here: " + *why);
+            continue;
+          }
+        }
+      }
       std::vector<Variable> out = lower_with(row, node, ctx);
       if (!out.empty()) return out;
     }

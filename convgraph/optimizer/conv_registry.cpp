@@ -8,6 +8,7 @@
 #include "convgraph/build_config.hpp"
 #include "convgraph/ops/conv/reference_conv_op.hpp"
 #include "convgraph/ops/cpu/corrmm.hpp"
+#include "convgraph/ops/cpu/winograd.hpp"
 #if CONVGRAPH_HAVE_ONEDNN
 #include "convgraph/ops/cpu/onednn_conv.hpp"
 #endif
@@ -159,6 +160,18 @@ void register_conv_implementations(ConvRegistry& registry) {
       "oneDNN is not built into this convgraph (libdnnl-dev was not found at configure time)";
 #endif
   registry.add(std::move(onednn));
+
+  // Winograd F(4x4, 3x3) on the CPU: 3x3, stride 1, one group, 2-D, float32 and float64; the
+  // forward pass and the gradient with respect to the inputs. Its pass runs before conv_dnn and
+  // takes the float32 problems where it measured faster than oneDNN (its prefers hook).
+  ConvImplementation winograd =
+      row("winograd", DeviceKind::cpu, "conv_winograd", {"conv_winograd", "winograd"},
+          "Winograd F(4x4, 3x3) + GEMM (OpenBLAS) on the CPU: 3x3 stride-1 2-D, float32 and "
+          "float64");
+  winograd.directions = {ConvDirection::forward, ConvDirection::grad_inputs};
+  winograd.convdims = {2};
+  winograd.hooks = winograd_conv_hooks();
+  registry.add(std::move(winograd));
 
   // The GPU's vendor library: cuDNN, float16 / float32 / float64, shared kernels, symmetric pads.
   ConvImplementation cudnn = row("cudnn", DeviceKind::cuda, "conv_dnn_gpu", {"conv_dnn", "cudnn"},

@@ -336,26 +336,28 @@ TEST_CASE("conv_meta: candidates are selected by the metaopt counting rule", "[m
     return fmt::format("{}", fmt::join(select_conv_meta_candidates(config), " "));
   };
   REQUIRE(selected("") ==
-          "corrmm onednn corrmm_alt onednn_alt cudnn gpu_corrmm cudnn_alt gpu_corrmm_alt");
-  // Excluding a tag subtracts one per tag carried: only conv_gemm candidates stay.
+          "corrmm onednn winograd corrmm_alt onednn_alt winograd_alt cudnn gpu_corrmm cudnn_alt "
+          "gpu_corrmm_alt");
+  // Excluding a tag subtracts one per tag carried: the conv_gemm and Winograd candidates stay.
   REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn") ==
-          "corrmm corrmm_alt gpu_corrmm gpu_corrmm_alt");
-  REQUIRE(selected("metaopt.optimizer_excluding=alternative") == "corrmm onednn cudnn gpu_corrmm");
+          "corrmm winograd corrmm_alt winograd_alt gpu_corrmm gpu_corrmm_alt");
+  REQUIRE(selected("metaopt.optimizer_excluding=alternative") ==
+          "corrmm onednn winograd cudnn gpu_corrmm");
   // Nothing default survives excluding default and conv_dnn ...
   REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn:default").empty());
   // ... and including alternative brings back the gemm alternatives (the spec's example) and
   // conv3d2d, which is never default.
   REQUIRE(selected("metaopt.optimizer_including=alternative,"
                    "metaopt.optimizer_excluding=conv_dnn:default") ==
-          "corrmm_alt conv3d2d gpu_corrmm_alt gpu_conv3d2d");
+          "corrmm_alt winograd_alt conv3d2d gpu_corrmm_alt gpu_conv3d2d");
   REQUIRE(selected("metaopt.optimizer_including=conv3d2d") ==
-          "corrmm onednn corrmm_alt onednn_alt conv3d2d cudnn gpu_corrmm cudnn_alt "
-          "gpu_corrmm_alt gpu_conv3d2d");
+          "corrmm onednn winograd corrmm_alt onednn_alt winograd_alt conv3d2d cudnn gpu_corrmm "
+          "cudnn_alt gpu_corrmm_alt gpu_conv3d2d");
   // Each listed tag counts: conv_gemm included twice outweighs default excluded once.
   REQUIRE(selected("metaopt.optimizer_including=conv_gemm,"
                    "metaopt.optimizer_excluding=default:onednn") ==
           "corrmm corrmm_alt gpu_corrmm gpu_corrmm_alt");
-  REQUIRE(conv_meta_candidates().size() == 10);
+  REQUIRE(conv_meta_candidates().size() == 12);
 }
 
 TEST_CASE("conv_meta: every convolution becomes concrete and matches the reference", "[meta]") {
@@ -478,7 +480,8 @@ TEST_CASE("conv_meta: the metaopt flags decide which candidates compete", "[meta
     reset_conv_meta_stats();
     Function f = compile_with_meta(g.inputs, g.outputs,
                                    fmt::format("{},metaopt.optimizer_including=alternative,"
-                                               "metaopt.optimizer_excluding=conv_dnn:default",
+                                               "metaopt.optimizer_excluding=conv_dnn:default:"
+                                               "winograd",
                                                kNoDiskCache));
     const auto names = op_names(f);
     // forward -> kernel gradient; kernel gradient -> forward; input gradient -> forward 'full'.
@@ -492,7 +495,7 @@ TEST_CASE("conv_meta: the metaopt flags decide which candidates compete", "[meta
     reset_conv_meta_stats();
     Function f = compile_with_meta(
         g.inputs, g.outputs,
-        fmt::format("{},metaopt.optimizer_excluding=alternative:conv_dnn", kNoDiskCache));
+        fmt::format("{},metaopt.optimizer_excluding=alternative:conv_dnn:winograd", kNoDiskCache));
     const auto names = op_names(f);
     REQUIRE(count_of(names, "CorrMM") == 1);
     REQUIRE(count_of(names, "CorrMM_gradInputs") == 1);

@@ -91,8 +91,8 @@ ConvImplementation zeros_implementation(std::string name) {
 TEST_CASE("conv registry: one row per implementation, each complete", "[registry]") {
   const ConvRegistry& registry = conv_registry();
   const std::vector<std::string> names = registry.names();
-  REQUIRE(names ==
-          std::vector<std::string>{"corrmm", "onednn", "cudnn", "gpu_corrmm", "reference"});
+  REQUIRE(names == std::vector<std::string>{"corrmm", "onednn", "winograd", "cudnn", "gpu_corrmm",
+                                            "reference"});
   for (const ConvImplementation& row : registry.all()) {
     INFO(row.name);
     CHECK_FALSE(row.summary.empty());
@@ -101,8 +101,17 @@ TEST_CASE("conv registry: one row per implementation, each complete", "[registry
     if (!row.pass.empty()) CHECK(pass_database().find(row.pass) != nullptr);
     // Built in, or saying why not.
     CHECK((static_cast<bool>(row.hooks.build) || !row.unavailable.empty()));
-    CHECK(row.directions.size() == 3);
-    CHECK(row.convdims == std::vector<int>{2, 3});
+    // Every direction, 2-D and 3-D; Winograd F(4x4, 3x3): the forward pass and the input
+    // gradient, in 2-D.
+    if (row.name == "winograd") {
+      CHECK(row.directions ==
+            std::vector<ConvDirection>{ConvDirection::forward, ConvDirection::grad_inputs});
+      CHECK(row.convdims == std::vector<int>{2});
+      CHECK(static_cast<bool>(row.hooks.prefers));
+    } else {
+      CHECK(row.directions.size() == 3);
+      CHECK(row.convdims == std::vector<int>{2, 3});
+    }
   }
   CHECK(registry.find("corrmm")->hooks.build);
   CHECK(static_cast<bool>(registry.find("onednn")->hooks.build) == (CONVGRAPH_HAVE_ONEDNN != 0));
@@ -173,7 +182,7 @@ TEST_CASE("conv.impl: an unknown name is a flag error with a suggestion", "[regi
   CHECK(contains(msg, "conv.impl"));
   CHECK(contains(msg, "'onedn'"));
   CHECK(contains(msg, "did you mean 'onednn'"));
-  CHECK(contains(msg, "corrmm, onednn, cudnn, gpu_corrmm, reference"));
+  CHECK(contains(msg, "corrmm, onednn, winograd, cudnn, gpu_corrmm, reference"));
 }
 
 TEST_CASE("conv registry: an implementation a test adds is used only where selected",

@@ -51,6 +51,11 @@ struct ConvImplementationHooks {
   std::function<Variable(const ConvSignature&, const std::vector<Variable>&, const ConvEpilogue&,
                          const Config&)>
       build_epilogue;
+  // Optional, for a row with a lowering pass: std::nullopt when that pass should use it for
+  // SIGNATURE (a node it takes), else why it leaves the node to the passes after it (where it
+  // measured slower than they are). Unset: the pass uses it wherever it takes the node.
+  // conv.impl and conv_meta do not ask: a selection by name, or a timing, decides there.
+  std::function<std::optional<std::string>(const ConvSignature&, const Config&)> prefers;
 };
 
 }  // namespace convgraph

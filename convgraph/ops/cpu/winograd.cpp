@@ -1,0 +1,266 @@
+#include "convgraph/ops/cpu/winograd.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "convgraph/base/error.hpp"
+#include "convgraph/graph/op.hpp"
+#include "convgraph/ops/conv/conv_problem.hpp"
+#include "convgraph/ops/cpu/corrmm.hpp"
+#include "convgraph/ops/cpu/winograd_kernels.hpp"
+
+namespace convgraph {
+namespace {
+
+std::atomic<std::uint64_t> recomputed{0};
+
+std::string op_name(ConvDirection direction) {
+  return direction == ConvDirection::grad_inputs ? "WinogradConv2d_gradInputs" : "WinogradConv2d";
+}
+
+ConcreteConvRequirements winograd_requirements() {
+  ConcreteConvRequirements r;
+  r.library = "Winograd";
+  r.device = DeviceKind::cpu;
+  r.dtypes = {DType::float32, DType::float64};
+  r.unshared = false;
+  r.advice = "use oneDNN (conv_dnn) or CorrMM (conv_gemm)";
+  return r;
+}
+
+std::string kernel_size_reason(std::int64_t kh, std::int64_t kw) {
+  return fmt::format("kernel size {}x{}: Winograd F(4x4, 3x3) takes 3x3 kernels", kh, kw);
+}
+
+// What a call needs besides the data: the correlation it computes and the result's shape.
+struct Prepared {
+  WinogradGeometry geo;
+  Shape result;
+  bool empty = false;  // no batch, channels or filters: the result is zeros
+};
+
+class WinogradKernel final : public ConcreteConvKernel<Prepared> {
+ public:
+  WinogradKernel(std::string name, ConvDirection direction, ConvParams params)
+      : ConcreteConvKernel(std::move(name), direction, std::move(params), winograd_requirements()) {
+  }
+
+ protected:
+  Prepared prepare(const ConvProblem& q) const override {
+    if (auto why = winograd_declines(direction(), params())) {
+      throw UnsupportedError(fmt::format("{}: {}", name(), *why));
+    }
+    const std::int64_t kh = q.kernel_spatial[0], kw = q.kernel_spatial[1];
+    if (kh != 3 || kw != 3) {
+      throw UnsupportedError(fmt::format("{}: {}; use oneDNN (conv_dnn) or CorrMM (conv_gemm)",
+                                         name(), kernel_size_reason(kh, kw)));
+    }
+    Prepared out;
+    out.result = q.result;
+    out.empty = q.batch == 0 || q.channels == 0 || q.filters == 0;
+    WinogradGeometry& g = out.geo;
+    g.batch = q.batch;
+    if (direction() == ConvDirection::forward) {
+      g.in_channels = q.channels;
+      g.out_channels = q.filters;
+      g.in_h = q.image_spatial[0], g.in_w = q.image_spatial[1];
+      g.out_h = q.output_spatial[0], g.out_w = q.output_spatial[1];
+      g.off_h = -q.pad_before[0], g.off_w = -q.pad_before[1];
+    } else {
+      // The input gradient reads the output gradient through the taps turned around: image row y
+      // takes output rows y + pad - 2 .. y + pad.
+      g.in_channels = q.filters;
+      g.out_channels = q.channels;
+      g.in_h = q.output_spatial[0], g.in_w = q.output_spatial[1];
+      g.out_h = q.image_spatial[0], g.out_w = q.image_spatial[1];
+      g.off_h = q.pad_before[0] - 2, g.off_w = q.pad_before[1] - 2;
+    }
+    return out;
+  }
+
+  Tensor execute(const Prepared& prep, const Tensor& a, const Tensor& b,
+                 const Shape& spatial) const override {
+    const DType dtype = a.dtype();
+    if (prep.empty) return Tensor::zeros(dtype, prep.result);
+    Tensor out = Tensor::empty(dtype, prep.result);
+    if (out.numel() == 0) return out;
+    const bool forward = direction() == ConvDirection::forward;
+    const Tensor weights = (forward ? b : a).contiguous();
+    const Tensor data = (forward ? a : b).contiguous();
+    const WinogradGeometry& g = prep.geo;
+    const std::int64_t filters = weights.shape()[0], channels = weights.shape()[1];
+    // The correlation's taps: the stored ones for a forward cross-correlation, turned around for
+    // a convolution (filter_flip); the input gradient turns them around once more.
+    const bool reverse = forward == params().filter_flip;
+    bool finite = false;
+    auto compute_as = [&]<typename T>() {
+      Tensor u = Tensor::empty(dtype, {kWinogradElements * filters * channels});
+      winograd_transform_filters<T>(weights.data<T>(), filters, channels, !forward, reverse,
+                                    u.data<T>());
+      finite = winograd_correlate<T>(g, data.data<T>(), u.data<T>(), out.data<T>());
+    };
+    if (dtype == DType::float32) {
+      compute_as.operator()<float>();
+    } else {
+      compute_as.operator()<double>();
+    }
+    if (finite) return out;
+    // An Inf or NaN spread over whole tiles (or the transforms overflowed): CorrMM's path gives
+    // what the reference gives.
+    ++recomputed;
+    return forward ? corrmm_forward(params(), a, b) : corrmm_grad_inputs(params(), a, b, spatial);
+  }
+};
+
+Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
+                     const Tensor& b, const Shape& spatial) {
+  if (auto why = winograd_declines(direction, params)) {
+    throw UnsupportedError(fmt::format("{}: {}", op_name(direction), *why));
+  }
+  return WinogradKernel(op_name(direction), direction, params)
+      .compute(a, b, spatial, /*check_hints=*/false);
+}
+
+// The default lowering's rule (measured against oneDNN on the ResNet-50 layers, see
+// docs/convolution.md): float32, at least 32 channels on each side of the correlation, and enough
+// output tiles that the GEMMs are wide and reading the transformed filters (36 x in x out
+// elements, once per block of tiles) costs no more than the tiles' own data.
+std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
+  if (s.dtype != DType::float32) {
+    return fmt::format("dtype {}: the default lowering uses Winograd for float32 only",
+                       dtype_name(s.dtype));
+  }
+  // The correlation's input (image or output gradient) and the kernel, with static sizes.
+  const bool forward = s.direction == ConvDirection::forward;
+  const std::size_t data_input = forward ? 0 : 1, kernel_input = forward ? 1 : 0;
+  if (s.inputs.size() <= std::max(data_input, kernel_input)) return "no data input";
+  const StaticShape& data = s.inputs[data_input].dims;
+  const StaticShape& kernel = s.inputs[kernel_input].dims;
+  if (data.size() != 4 || kernel.size() != 4 || !data[0] || !data[2] || !data[3] || !kernel[0] ||
+      !kernel[1]) {
+    return std::string("sizes unknown at compile time: Winograd's gain depends on them");
+  }
+  const std::int64_t filters = *kernel[0], channels = *kernel[1];
+  const std::int64_t in = forward ? channels : filters, out = forward ? filters : channels;
+  constexpr std::int64_t kMinChannels = 32;
+  if (in < kMinChannels || out < kMinChannels) {
+    return fmt::format(
+        "{} input and {} output channels: below {}, the transforms cost more than Winograd saves",
+        in, out, kMinChannels);
+  }
+  // The output tiles (the output gradient's spatial size stands for the image's).
+  const std::int64_t tiles = *data[0] * ((*data[2] + 3) / 4) * ((*data[3] + 3) / 4);
+  const std::int64_t wanted = in * out / (in + out);
+  if (tiles < wanted) {
+    return fmt::format(
+        "{} output tiles for {} x {} channels: too few to pay for the transformed filters "
+        "(at least {})",
+        tiles, in, out, wanted);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> winograd_declines(ConvDirection direction, const ConvParams& params) {
+  if (direction == ConvDirection::grad_weights) {
+    return std::string(
+        "direction grad_weights: Winograd is implemented for the forward pass and the gradient "
+        "with respect to the inputs");
+  }
+  if (params.convdim != 2) {
+    return fmt::format("{}-D convolution: Winograd F(4x4, 3x3) is implemented in 2-D only",
+                       params.convdim);
+  }
+  if (params.unshared) {
+    return std::string(
+        "unshared kernels: Winograd needs one kernel shared by every output position");
+  }
+  if (params.num_groups != 1) {
+    return fmt::format("groups {}: Winograd is implemented for one group", params.num_groups);
+  }
+  if (params.strided()) {
+    return fmt::format("stride ({}): Winograd F(4x4, 3x3) computes stride-1 convolutions",
+                       fmt::join(params.subsample, ", "));
+  }
+  if (params.dilated()) {
+    return fmt::format("dilation ({}): Winograd F(4x4, 3x3) computes undilated convolutions",
+                       fmt::join(params.dilation, ", "));
+  }
+  return std::nullopt;
+}
+
+WinogradConv::WinogradConv(ConvDirection direction, ConvParams params)
+    : ConcreteConv(direction, std::move(params)) {
+  if (auto why = winograd_declines(this->direction(), this->params())) {
+    throw UnsupportedError(fmt::format("{}: {}", op_name(this->direction()), *why));
+  }
+}
+
+std::string WinogradConv::name() const {
+  return op_name(direction());
+}
+
+ConcreteConvRequirements WinogradConv::requirements() const {
+  return winograd_requirements();
+}
+
+std::shared_ptr<ConcreteConvKernelBase> WinogradConv::make_conv_kernel(std::string name) const {
+  return std::make_shared<WinogradKernel>(std::move(name), direction(), params());
+}
+
+Tensor winograd_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
+  return run_direction(ConvDirection::forward, params, image, kernel, {});
+}
+
+Tensor winograd_conv_grad_inputs(const ConvParams& params, const Tensor& kernel,
+                                 const Tensor& topgrad, const Shape& image_spatial) {
+  return run_direction(ConvDirection::grad_inputs, params, kernel, topgrad, image_spatial);
+}
+
+std::uint64_t winograd_recomputed_calls() {
+  return recomputed.load();
+}
+
+ConvImplementationHooks winograd_conv_hooks() {
+  ConvImplementationHooks hooks;
+  hooks.supports = [](const ConvSignature& s, const Config&) -> std::optional<std::string> {
+    if (s.dtype != DType::float32 && s.dtype != DType::float64) {
+      return fmt::format(
+          "dtype {}: Winograd computes in float32 and float64 (on the CPU, float16 convolutions "
+          "are not supported; cast to float32)",
+          dtype_name(s.dtype));
+    }
+    if (auto why = winograd_declines(s.direction, s.params)) return why;
+    // The kernel's spatial size, from its static type or the kshp hint.
+    const std::size_t kernel_input = s.direction == ConvDirection::forward ? 1 : 0;
+    if (s.inputs.size() <= kernel_input) return std::string("the node has no kernel input");
+    const StaticShape& dims = s.inputs[kernel_input].dims;
+    std::int64_t size[2] = {-1, -1};
+    for (int a = 0; a < 2; ++a) {
+      const std::size_t axis = dims.size() - 2 + static_cast<std::size_t>(a);
+      if (dims.size() >= 2 && dims[axis]) {
+        size[a] = *dims[axis];
+      } else if (s.params.kshp.size() == 4 && s.params.kshp[2 + a]) {
+        size[a] = *s.params.kshp[2 + a];
+      }
+    }
+    if (size[0] < 0 || size[1] < 0) {
+      return std::string(
+          "kernel size unknown at compile time: Winograd takes 3x3 kernels, and the lowering "
+          "must know the size");
+    }
+    if (size[0] != 3 || size[1] != 3) return kernel_size_reason(size[0], size[1]);
+    return std::nullopt;
+  };
+  hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs, const Config&) {
+    return convgraph::apply(std::make_shared<WinogradConv>(s.direction, s.params), inputs);
+  };
+  hooks.prefers = [](const ConvSignature& s, const Config&) { return winograd_not_preferred(s); };
+  return hooks;
+}
+
+}  // namespace convgraph

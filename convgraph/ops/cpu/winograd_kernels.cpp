@@ -1,0 +1,667 @@
+// The Winograd F(4x4, 3x3) loops (see winograd_kernels.hpp).
+//
+// The output tiles are cut into blocks of a few dozen to a few hundred tiles. A block goes through
+// three steps: the input transform writes V[e][channel][tile] (36 matrices, tiles contiguous),
+// 36 GEMMs give M[e][out channel][tile] = U[e] x V[e], and the output transform reads M back into
+// the output. A block's V and M are sized to stay in the caches between the steps, where 36
+// whole-problem matrices would go to memory and back; the block is at least as wide as the
+// transformed filters make worthwhile (each block reads all of U, 36 x out x in elements).
+//
+// Threads: with enough tiles each thread runs its own blocks with single-threaded GEMMs (no
+// barrier); otherwise (small images with many channels: ResNet's last stages) all threads work on
+// each block, the transforms split over channels and the GEMMs over the 36 elements, so that U is
+// read once per block rather than once per thread.
+//
+// The transforms work on 8 (float) or 4 (double) tiles at once, one per vector lane, with GCC's
+// vector extensions; an AVX2 + FMA version is chosen at run time where the CPU has it.
+#include "convgraph/ops/cpu/winograd_kernels.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <vector>
+
+#include "convgraph/runtime/blas.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
+#include "convgraph/runtime/tensor.hpp"
+
+namespace convgraph {
+namespace {
+
+std::mutex tuning_mutex;
+WinogradTuning tuning_value;
+
+// One AVX2 register of T.
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+template <typename T>
+constexpr int kLanes = static_cast<int>(32 / sizeof(T));
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+  return (a + b - 1) / b;
+}
+std::int64_t round_up(std::int64_t a, std::int64_t b) {
+  return ceil_div(a, b) * b;
+}
+
+// A run of at most one vector's worth of tiles of one tile row: the unit the transforms work on,
+// one tile per lane. Their 6x6 input patches overlap by two columns, so the run's input is a few
+// contiguous vectors per row, and the lanes are taken apart (and put back together in the output)
+// with shuffles rather than gathered element by element.
+struct Chunk {
+  std::int64_t b = 0;    // batch item
+  std::int64_t oy = 0;   // the tiles' first output row
+  std::int64_t ox = 0;   // the first tile's first output column
+  std::int64_t col = 0;  // the first tile's column in the block's matrices
+  int n = 0;             // tiles (lanes in use)
+};
+
+// The chunks of tiles [FIRST, FIRST + COUNT) (row-major over batch, tile rows, tile columns).
+template <typename T>
+void fill_chunks(const WinogradGeometry& g, std::int64_t first, std::int64_t count,
+                 std::vector<Chunk>& chunks) {
+  chunks.clear();
+  const std::int64_t th = g.tiles_h(), tw = g.tiles_w();
+  for (std::int64_t t = first; t < first + count;) {
+    const std::int64_t tx = t % tw;
+    const std::int64_t n = std::min({std::int64_t{kLanes<T>}, tw - tx, first + count - t});
+    Chunk c;
+    c.b = t / (th * tw);
+    c.oy = (t / tw) % th * kWinogradTile;
+    c.ox = tx * kWinogradTile;
+    c.col = t - first;
+    c.n = static_cast<int>(n);
+    chunks.push_back(c);
+    t += n;
+  }
+}
+
+// Integer vectors of the lane count of T, for shuffle masks and lane masks.
+template <typename T>
+struct MaskOf;
+template <>
+struct MaskOf<float> {
+  typedef std::int32_t type __attribute__((vector_size(32)));
+};
+template <>
+struct MaskOf<double> {
+  typedef std::int64_t type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Mask = typename MaskOf<T>::type;
+
+// Vectors holding a chunk's input row: 4 columns per tile and 2 more (5 vectors for either type).
+template <typename T>
+constexpr int kRowVectors = (4 * kLanes<T> + 2 + kLanes<T> - 1) / kLanes<T>;
+
+// OUT = the L elements of ROW (a row of W elements, or none: zeros) from X0 on, zero outside.
+template <typename T>
+[[gnu::always_inline]] inline void load_row(const T* row, std::int64_t x0, std::int64_t w,
+                                            Vec<T>& out) {
+  constexpr int L = kLanes<T>;
+  if (row == nullptr || x0 >= w || x0 + L <= 0) {
+    out = Vec<T>{};
+  } else if (x0 >= 0 && x0 + L <= w) {
+    std::memcpy(&out, row + x0, sizeof(out));
+  } else {
+    alignas(32) T buf[L];
+    for (int l = 0; l < L; ++l) buf[l] = x0 + l >= 0 && x0 + l < w ? row[x0 + l] : T(0);
+    std::memcpy(&out, buf, sizeof(out));
+  }
+}
+
+// D[s][l] = the element 4 l + s of the row R (kRowVectors vectors): tap s of each tile's patch.
+template <typename T>
+[[gnu::always_inline]] inline void split_tiles(const Vec<T>* r, Vec<T>* d) {
+  using M = Mask<T>;
+  if constexpr (kLanes<T> == 8) {
+    d[0] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{0, 4, 8, 12, 0, 4, 8, 12}),
+                             __builtin_shuffle(r[2], r[3], M{0, 4, 8, 12, 0, 4, 8, 12}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[1] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{1, 5, 9, 13, 1, 5, 9, 13}),
+                             __builtin_shuffle(r[2], r[3], M{1, 5, 9, 13, 1, 5, 9, 13}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[2] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{2, 6, 10, 14, 2, 6, 10, 14}),
+                             __builtin_shuffle(r[2], r[3], M{2, 6, 10, 14, 2, 6, 10, 14}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[3] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{3, 7, 11, 15, 3, 7, 11, 15}),
+                             __builtin_shuffle(r[2], r[3], M{3, 7, 11, 15, 3, 7, 11, 15}),
+                             M{0, 1, 2, 3, 8, 9, 10, 11});
+    d[4] = __builtin_shuffle(d[0], r[4], M{1, 2, 3, 4, 5, 6, 7, 8});
+    d[5] = __builtin_shuffle(d[1], r[4], M{1, 2, 3, 4, 5, 6, 7, 9});
+  } else {
+    d[0] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{0, 4, 0, 4}),
+                             __builtin_shuffle(r[2], r[3], M{0, 4, 0, 4}), M{0, 1, 4, 5});
+    d[1] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{1, 5, 1, 5}),
+                             __builtin_shuffle(r[2], r[3], M{1, 5, 1, 5}), M{0, 1, 4, 5});
+    d[2] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{2, 6, 2, 6}),
+                             __builtin_shuffle(r[2], r[3], M{2, 6, 2, 6}), M{0, 1, 4, 5});
+    d[3] = __builtin_shuffle(__builtin_shuffle(r[0], r[1], M{3, 7, 3, 7}),
+                             __builtin_shuffle(r[2], r[3], M{3, 7, 3, 7}), M{0, 1, 4, 5});
+    d[4] = __builtin_shuffle(d[0], r[4], M{1, 2, 3, 4});
+    d[5] = __builtin_shuffle(d[1], r[4], M{1, 2, 3, 5});
+  }
+}
+
+// The inverse for output rows: W (4 vectors) = the 4 L outputs of one row of the chunk, tile l's
+// column j at 4 l + j, from Y[j][l].
+template <typename T>
+[[gnu::always_inline]] inline void join_tiles(const Vec<T>* y, Vec<T>* w) {
+  using M = Mask<T>;
+  if constexpr (kLanes<T> == 8) {
+    const Vec<T> p = __builtin_shuffle(y[0], y[1], M{0, 8, 1, 9, 2, 10, 3, 11});
+    const Vec<T> q = __builtin_shuffle(y[2], y[3], M{0, 8, 1, 9, 2, 10, 3, 11});
+    const Vec<T> p2 = __builtin_shuffle(y[0], y[1], M{4, 12, 5, 13, 6, 14, 7, 15});
+    const Vec<T> q2 = __builtin_shuffle(y[2], y[3], M{4, 12, 5, 13, 6, 14, 7, 15});
+    w[0] = __builtin_shuffle(p, q, M{0, 1, 8, 9, 2, 3, 10, 11});
+    w[1] = __builtin_shuffle(p, q, M{4, 5, 12, 13, 6, 7, 14, 15});
+    w[2] = __builtin_shuffle(p2, q2, M{0, 1, 8, 9, 2, 3, 10, 11});
+    w[3] = __builtin_shuffle(p2, q2, M{4, 5, 12, 13, 6, 7, 14, 15});
+  } else {
+    const Vec<T> p = __builtin_shuffle(y[0], y[1], M{0, 4, 1, 5});
+    const Vec<T> q = __builtin_shuffle(y[2], y[3], M{0, 4, 1, 5});
+    const Vec<T> p2 = __builtin_shuffle(y[0], y[1], M{2, 6, 3, 7});
+    const Vec<T> q2 = __builtin_shuffle(y[2], y[3], M{2, 6, 3, 7});
+    w[0] = __builtin_shuffle(p, q, M{0, 1, 4, 5});
+    w[1] = __builtin_shuffle(p, q, M{2, 3, 6, 7});
+    w[2] = __builtin_shuffle(p2, q2, M{0, 1, 4, 5});
+    w[3] = __builtin_shuffle(p2, q2, M{2, 3, 6, 7});
+  }
+}
+
+// ---- the 1-D transforms, on vectors at X[0], X[S], X[2S], ... into Y[0], Y[T], ... ----
+
+// B^T: 6 inputs to 6.
+template <typename V>
+[[gnu::always_inline]] inline void bt_1d(const V* x, int s, V* y, int t) {
+  const V x0 = x[0], x1 = x[s], x2 = x[2 * s], x3 = x[3 * s], x4 = x[4 * s], x5 = x[5 * s];
+  y[0] = 4 * x0 - 5 * x2 + x4;
+  y[t] = (x3 + x4) - 4 * (x1 + x2);
+  y[2 * t] = (x4 - x3) + 4 * (x1 - x2);
+  y[3 * t] = (x4 - x2) + 2 * (x3 - x1);
+  y[4 * t] = (x4 - x2) - 2 * (x3 - x1);
+  y[5 * t] = 4 * x1 - 5 * x3 + x5;
+}
+
+// A^T: 6 inputs to 4.
+template <typename V>
+[[gnu::always_inline]] inline void at_1d(const V* m, int s, V* y, int t) {
+  const V a = m[s] + m[2 * s], b = m[s] - m[2 * s];
+  const V c = m[3 * s] + m[4 * s], d = m[3 * s] - m[4 * s];
+  y[0] = m[0] + a + c;
+  y[t] = b + 2 * d;
+  y[2 * t] = a + 4 * c;
+  y[3 * t] = b + 8 * d + m[5 * s];
+}
+
+// G: 3 taps to 6.
+template <typename T, typename V>
+[[gnu::always_inline]] inline void g_1d(const V* g, int s, V* y, int t) {
+  const V g0 = g[0], g1 = g[s], g2 = g[2 * s];
+  const V even = g0 + g2;
+  y[0] = g0 * T(0.25);
+  y[t] = (even + g1) * T(-1.0 / 6.0);
+  y[2 * t] = (even - g1) * T(-1.0 / 6.0);
+  const V e2 = g0 * T(1.0 / 24.0) + g2 * T(1.0 / 6.0);
+  y[3 * t] = e2 + g1 * T(1.0 / 12.0);
+  y[4 * t] = e2 - g1 * T(1.0 / 12.0);
+  y[5 * t] = g2;
+}
+
+// ---- the three steps of a block ----
+
+// V[e][c][col] for channels [C0, C1) and the tiles of CHUNKS. Each chunk writes whole vectors:
+// the lanes past its tiles land in the next chunk's columns (written after it) or past the
+// block's last column (never read).
+template <typename T>
+[[gnu::always_inline]] inline void input_impl(const WinogradGeometry& g, const T* in,
+                                              const Chunk* chunks, std::int64_t nchunks,
+                                              std::int64_t c0, std::int64_t c1, T* v,
+                                              std::int64_t ld) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  constexpr int R = kRowVectors<T>;
+  const std::int64_t plane = g.in_h * g.in_w;
+  const std::int64_t stride = g.in_channels * ld;  // from one element's matrix to the next
+  for (std::int64_t c = c0; c < c1; ++c) {
+    for (std::int64_t i = 0; i < nchunks; ++i) {
+      const Chunk& ch = chunks[i];
+      const T* p = in + (ch.b * g.in_channels + c) * plane;
+      const std::int64_t iy = ch.oy + g.off_h, ix = ch.ox + g.off_w;
+      // Along the rows first, on whole input rows: tmp[a][k] = (B^T d)[a] for row vector k.
+      V tmp[kWinogradAlpha][R];
+      {
+        V rows[kWinogradAlpha][R];
+        for (int r = 0; r < kWinogradAlpha; ++r) {
+          const std::int64_t y = iy + r;
+          const T* row = y >= 0 && y < g.in_h ? p + y * g.in_w : nullptr;
+          for (int k = 0; k < R; ++k) load_row(row, ix + k * L, g.in_w, rows[r][k]);
+        }
+        for (int k = 0; k < R; ++k) bt_1d(&rows[0][k], R, &tmp[0][k], R);
+      }
+      // Then along the columns, the tiles taken apart into lanes.
+      T* dst = v + c * ld + ch.col;
+      for (int a = 0; a < kWinogradAlpha; ++a) {
+        V d[kWinogradAlpha], e[kWinogradAlpha];
+        split_tiles<T>(tmp[a], d);
+        bt_1d(d, 1, e, 1);
+        for (int s = 0; s < kWinogradAlpha; ++s) {
+          std::memcpy(dst + (a * kWinogradAlpha + s) * stride, &e[s], sizeof(V));
+        }
+      }
+    }
+  }
+  (void)L;
+}
+
+// The output of channels [K0, K1) for the tiles of CHUNKS from M[e][k][col]. Returns false when
+// some output element of the chunks' tiles is not finite.
+template <typename T>
+[[gnu::always_inline]] inline bool output_impl(const WinogradGeometry& g, const T* m,
+                                               const Chunk* chunks, std::int64_t nchunks,
+                                               std::int64_t k0, std::int64_t k1, T* out,
+                                               std::int64_t ld) {
+  using V = Vec<T>;
+  using M = Mask<T>;
+  constexpr int L = kLanes<T>;
+  const std::int64_t plane = g.out_h * g.out_w;
+  const std::int64_t stride = g.out_channels * ld;
+  M lane{};
+  for (int l = 0; l < L; ++l) lane[l] = l;
+  // 0 while every value is finite: x - x is NaN exactly for Inf and NaN.
+  V bad = {};
+  for (std::int64_t k = k0; k < k1; ++k) {
+    for (std::int64_t i = 0; i < nchunks; ++i) {
+      const Chunk& ch = chunks[i];
+      const T* src = m + k * ld + ch.col;
+      V mv[kWinogradElements], tmp[kWinogradTile * kWinogradAlpha];
+      V y[kWinogradTile * kWinogradTile];
+      for (int e = 0; e < kWinogradElements; ++e) std::memcpy(&mv[e], src + e * stride, sizeof(V));
+      for (int s = 0; s < kWinogradAlpha; ++s) {
+        at_1d(mv + s, kWinogradAlpha, tmp + s, kWinogradAlpha);
+      }
+      for (int r = 0; r < kWinogradTile; ++r) {
+        at_1d(tmp + r * kWinogradAlpha, 1, y + r * kWinogradTile, 1);
+      }
+      // Lanes past the chunk's tiles hold other columns' values: left out of the check.
+      const M used = lane < M{} + ch.n;
+      for (int q = 0; q < kWinogradTile * kWinogradTile; ++q) {
+        bad += used ? y[q] - y[q] : V{};
+      }
+      T* p = out + (ch.b * g.out_channels + k) * plane + ch.oy * g.out_w + ch.ox;
+      const int rows = static_cast<int>(std::min<std::int64_t>(kWinogradTile, g.out_h - ch.oy));
+      const std::int64_t cols = std::min<std::int64_t>(kWinogradTile * ch.n, g.out_w - ch.ox);
+      for (int r = 0; r < rows; ++r) {
+        V w[kWinogradTile];
+        join_tiles<T>(y + r * kWinogradTile, w);
+        T* row = p + r * g.out_w;
+        for (int q = 0; q < kWinogradTile; ++q) {
+          if ((q + 1) * L <= cols) {
+            std::memcpy(row + q * L, &w[q], sizeof(V));
+          } else if (q * L < cols) {
+            alignas(32) T buf[L];
+            std::memcpy(buf, &w[q], sizeof(V));
+            for (std::int64_t x = q * L; x < cols; ++x) row[x] = buf[x - q * L];
+          }
+        }
+      }
+    }
+  }
+  alignas(32) T lanes[L];
+  std::memcpy(lanes, &bad, sizeof(V));
+  for (int l = 0; l < L; ++l) {
+    if (lanes[l] != T(0)) return false;
+  }
+  return true;
+}
+
+// Rows [ROW0, ROW1) of U[e][row][col] (see winograd_transform_filters).
+template <typename T>
+[[gnu::always_inline]] inline void filters_impl(const T* w, std::int64_t filters,
+                                                std::int64_t channels, bool transpose, bool reverse,
+                                                T* u, std::int64_t row0, std::int64_t row1) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  const std::int64_t rows = transpose ? channels : filters;
+  const std::int64_t cols = transpose ? filters : channels;
+  alignas(32) T taps[9][L];
+  alignas(32) T e[kWinogradElements][L];
+  for (std::int64_t row = row0; row < row1; ++row) {
+    for (std::int64_t first = 0; first < cols; first += L) {
+      const int n = static_cast<int>(std::min<std::int64_t>(L, cols - first));
+      for (int l = 0; l < L; ++l) {
+        const std::int64_t col = first + std::min(l, n - 1);
+        const T* src = w + (transpose ? col * channels + row : row * channels + col) * 9;
+        for (int q = 0; q < 9; ++q) taps[q][l] = src[reverse ? 8 - q : q];
+      }
+      V gv[9], tmp[kWinogradAlpha * 3], ev[kWinogradElements];
+      for (int q = 0; q < 9; ++q) std::memcpy(&gv[q], taps[q], sizeof(V));
+      for (int j = 0; j < 3; ++j) g_1d<T>(gv + j, 3, tmp + j, 3);
+      for (int a = 0; a < kWinogradAlpha; ++a) g_1d<T>(tmp + a * 3, 1, ev + a * kWinogradAlpha, 1);
+      for (int k = 0; k < kWinogradElements; ++k) {
+        T* dst = u + (k * rows + row) * cols + first;
+        if (n == L) {
+          std::memcpy(dst, &ev[k], sizeof(V));
+        } else {
+          std::memcpy(e[k], &ev[k], sizeof(V));
+          for (int l = 0; l < n; ++l) dst[l] = e[k][l];
+        }
+      }
+    }
+  }
+}
+
+// Each step in a baseline and an AVX2 + FMA version. The AVX2 version is tuned as for Haswell:
+// the generic tuning splits every unaligned 256-bit load and store in two, and the transforms
+// load and store whole vectors at any column.
+#define CONVGRAPH_WINOGRAD_AVX2 [[gnu::noinline, gnu::target("avx2,fma,tune=haswell")]]
+
+template <typename T>
+CONVGRAPH_WINOGRAD_AVX2 void input_avx2(const WinogradGeometry& g, const T* in, const Chunk* chunks,
+                                        std::int64_t nchunks, std::int64_t c0, std::int64_t c1,
+                                        T* v, std::int64_t ld) {
+  input_impl(g, in, chunks, nchunks, c0, c1, v, ld);
+}
+template <typename T>
+[[gnu::noinline]] void input_base(const WinogradGeometry& g, const T* in, const Chunk* chunks,
+                                  std::int64_t nchunks, std::int64_t c0, std::int64_t c1, T* v,
+                                  std::int64_t ld) {
+  input_impl(g, in, chunks, nchunks, c0, c1, v, ld);
+}
+template <typename T>
+CONVGRAPH_WINOGRAD_AVX2 bool output_avx2(const WinogradGeometry& g, const T* m, const Chunk* chunks,
+                                         std::int64_t nchunks, std::int64_t k0, std::int64_t k1,
+                                         T* out, std::int64_t ld) {
+  return output_impl(g, m, chunks, nchunks, k0, k1, out, ld);
+}
+template <typename T>
+[[gnu::noinline]] bool output_base(const WinogradGeometry& g, const T* m, const Chunk* chunks,
+                                   std::int64_t nchunks, std::int64_t k0, std::int64_t k1, T* out,
+                                   std::int64_t ld) {
+  return output_impl(g, m, chunks, nchunks, k0, k1, out, ld);
+}
+template <typename T>
+CONVGRAPH_WINOGRAD_AVX2 void filters_avx2(const T* w, std::int64_t filters, std::int64_t channels,
+                                          bool transpose, bool reverse, T* u, std::int64_t row0,
+                                          std::int64_t row1) {
+  filters_impl(w, filters, channels, transpose, reverse, u, row0, row1);
+}
+template <typename T>
+[[gnu::noinline]] void filters_base(const T* w, std::int64_t filters, std::int64_t channels,
+                                    bool transpose, bool reverse, T* u, std::int64_t row0,
+                                    std::int64_t row1) {
+  filters_impl(w, filters, channels, transpose, reverse, u, row0, row1);
+}
+
+bool have_avx2() {
+  static const bool cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (!cpu) return false;
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  return tuning_value.avx2;
+}
+
+template <typename T>
+void input_step(const WinogradGeometry& g, const T* in, const Chunk* chunks, std::int64_t nchunks,
+                std::int64_t c0, std::int64_t c1, T* v, std::int64_t ld) {
+  if (have_avx2()) {
+    input_avx2(g, in, chunks, nchunks, c0, c1, v, ld);
+  } else {
+    input_base(g, in, chunks, nchunks, c0, c1, v, ld);
+  }
+}
+
+template <typename T>
+bool output_step(const WinogradGeometry& g, const T* m, const Chunk* chunks, std::int64_t nchunks,
+                 std::int64_t k0, std::int64_t k1, T* out, std::int64_t ld) {
+  return have_avx2() ? output_avx2(g, m, chunks, nchunks, k0, k1, out, ld)
+                     : output_base(g, m, chunks, nchunks, k0, k1, out, ld);
+}
+
+// The GEMMs of elements [E0, E1), output channels [K0, K1): M[e] = U[e] x V[e] on NCOLS columns.
+template <typename T>
+void gemm_step(const WinogradGeometry& g, const T* u, const T* v, T* m, std::int64_t ld,
+               std::int64_t ncols, std::int64_t e0, std::int64_t e1, std::int64_t k0,
+               std::int64_t k1) {
+  const std::int64_t cin = g.in_channels, cout = g.out_channels;
+  for (std::int64_t e = e0; e < e1; ++e) {
+    gemm(false, false, k1 - k0, ncols, cin, T(1), u + (e * cout + k0) * cin, cin, v + e * cin * ld,
+         ld, T(0), m + (e * cout + k0) * ld, ld);
+  }
+}
+
+// Sets the BLAS thread count for a scope and restores it afterwards.
+class BlasThreads {
+ public:
+  explicit BlasThreads(int threads) : previous_(blas_num_threads()) {
+    if (previous_ != threads) set_blas_num_threads(threads);
+  }
+  ~BlasThreads() {
+    if (previous_ >= 1 && blas_num_threads() != previous_) set_blas_num_threads(previous_);
+  }
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  int previous_;
+};
+
+// The first exception of a parallel region, rethrown after it (exceptions must not cross it).
+class RegionError {
+ public:
+  template <typename Fn>
+  void guard(Fn&& fn) {
+    try {
+      fn();
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::exception_ptr error_;
+};
+
+// [begin, end) of part PART when COUNT items are split into PARTS contiguous runs.
+std::pair<std::int64_t, std::int64_t> split(std::int64_t count, int parts, int part) {
+  return {count * part / parts, count * (part + 1) / parts};
+}
+
+struct Plan {
+  int threads = 1;
+  bool shared = false;
+  std::int64_t block = 0;   // tiles per block (a multiple of the lane count): the workspace's ld
+  std::int64_t blocks = 0;  // number of blocks
+};
+
+template <typename T>
+Plan make_plan(const WinogradGeometry& g, const WinogradTuning& tuning) {
+  constexpr int L = kLanes<T>;
+  Plan plan;
+  const std::int64_t tiles = g.tiles();
+  const std::int64_t work = g.batch * g.out_h * g.out_w * g.in_channels * g.out_channels * 9;
+  plan.threads = work < tuning.parallel_work ? 1 : std::max(1, cpu_threads());
+  // Wide enough that reading U costs no more than the block's data, narrow enough to stay in the
+  // caches, and never wider than the problem.
+  const std::int64_t cin = g.in_channels, cout = g.out_channels;
+  const std::int64_t per_tile =
+      kWinogradElements * (cin + cout) * static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t want = std::max(tuning.min_block_tiles, cin * cout / (cin + cout));
+  const std::int64_t fit = std::max<std::int64_t>(L, tuning.block_bytes / per_tile);
+  std::int64_t block = std::min(round_up(tiles, L), round_up(std::min(want, fit), L));
+  switch (tuning.mode) {
+    case WinogradTuning::Mode::private_blocks:
+      plan.shared = false;
+      break;
+    case WinogradTuning::Mode::shared_blocks:
+      plan.shared = plan.threads > 1;
+      break;
+    case WinogradTuning::Mode::automatic:
+      plan.shared = plan.threads > 1 && tiles < plan.threads * block;
+      break;
+  }
+  // Blocks of equal size, and with private blocks a whole number of them per thread.
+  std::int64_t blocks = ceil_div(tiles, block);
+  if (!plan.shared && plan.threads > 1) blocks = round_up(blocks, plan.threads);
+  plan.block = round_up(ceil_div(tiles, blocks), L);
+  plan.blocks = ceil_div(tiles, plan.block);
+  return plan;
+}
+
+}  // namespace
+
+WinogradTuning winograd_tuning() {
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  return tuning_value;
+}
+
+void set_winograd_tuning(const WinogradTuning& tuning) {
+  const std::lock_guard<std::mutex> lock(tuning_mutex);
+  tuning_value = tuning;
+}
+
+template <typename T>
+void winograd_transform_filters(const T* w, std::int64_t filters, std::int64_t channels,
+                                bool transpose, bool reverse, T* u) {
+  const std::int64_t rows = transpose ? channels : filters;
+  const int threads = rows * filters * channels < (std::int64_t{1} << 16) ? 1 : cpu_threads();
+  auto run = [&](std::int64_t row0, std::int64_t row1) {
+    if (have_avx2()) {
+      filters_avx2(w, filters, channels, transpose, reverse, u, row0, row1);
+    } else {
+      filters_base(w, filters, channels, transpose, reverse, u, row0, row1);
+    }
+  };
+  if (threads <= 1) {
+    run(0, rows);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const auto [begin, end] = split(rows, omp_get_num_threads(), omp_get_thread_num());
+    if (begin < end) run(begin, end);
+  }
+}
+
+template <typename T>
+bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* out) {
+  const Plan plan = make_plan<T>(g, winograd_tuning());
+  const std::int64_t tiles = g.tiles();
+  // Room for the last chunk's whole-vector writes past the block's last column.
+  const std::int64_t ld = plan.block + kLanes<T>;
+  const std::int64_t v_size = kWinogradElements * g.in_channels * ld;
+  const std::int64_t m_size = kWinogradElements * g.out_channels * ld;
+  const int slots = plan.shared ? 1 : plan.threads;
+  // From the caching allocator: a call's workspace is not returned to the system and faulted in
+  // again on the next call.
+  Tensor workspace = Tensor::empty(dtype_of<T>(), {slots * (v_size + m_size)});
+  T* base = workspace.data<T>();
+  const BlasThreads blas(1);
+  RegionError error;
+  int all_finite = 1;
+
+  if (!plan.shared) {
+    // Each thread its own blocks: a whole number of equal runs of blocks, no barrier.
+    auto run = [&](int slot, int parts) {
+      T* v = base + slot * (v_size + m_size);
+      T* m = v + v_size;
+      std::vector<Chunk> chunks;
+      bool finite = true;
+      const auto [b0, b1] = split(plan.blocks, parts, slot);
+      for (std::int64_t blk = b0; blk < b1; ++blk) {
+        const std::int64_t first = blk * plan.block;
+        const std::int64_t count = std::min(plan.block, tiles - first);
+        fill_chunks<T>(g, first, count, chunks);
+        input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0, g.in_channels,
+                   v, ld);
+        gemm_step(g, u, v, m, ld, count, 0, kWinogradElements, 0, g.out_channels);
+        finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), 0,
+                             g.out_channels, out, ld) &&
+                 finite;
+      }
+      return finite;
+    };
+    if (plan.threads <= 1) return run(0, 1);
+#pragma omp parallel num_threads(plan.threads) reduction(&& : all_finite)
+    {
+      error.guard([&] { all_finite = run(omp_get_thread_num(), omp_get_num_threads()) ? 1 : 0; });
+    }
+    error.rethrow();
+    return all_finite != 0;
+  }
+
+  // All threads on each block. The GEMMs are split over the 36 elements, and over output channels
+  // too when there are more threads than elements to go round evenly.
+  T* v = base;
+  T* m = base + v_size;
+  std::vector<Chunk> chunks;
+  const std::int64_t k_parts = ceil_div(2 * plan.threads, kWinogradElements);
+  const std::int64_t items = kWinogradElements * k_parts;
+#pragma omp parallel num_threads(plan.threads) reduction(&& : all_finite)
+  {
+    const int team = omp_get_num_threads(), me = omp_get_thread_num();
+    bool finite = true;
+    for (std::int64_t blk = 0; blk < plan.blocks; ++blk) {
+      const std::int64_t first = blk * plan.block;
+      const std::int64_t count = std::min(plan.block, tiles - first);
+#pragma omp single
+      error.guard([&] { fill_chunks<T>(g, first, count, chunks); });
+      // (the single's barrier: the tiles are known to all)
+      error.guard([&] {
+        const auto [c0, c1] = split(g.in_channels, team, me);
+        if (c0 < c1)
+          input_step(g, in, chunks.data(), static_cast<std::int64_t>(chunks.size()), c0, c1, v, ld);
+      });
+#pragma omp barrier
+      error.guard([&] {
+        const auto [i0, i1] = split(items, team, me);
+        for (std::int64_t i = i0; i < i1; ++i) {
+          const auto [k0, k1] =
+              split(g.out_channels, static_cast<int>(k_parts), static_cast<int>(i % k_parts));
+          if (k0 < k1) gemm_step(g, u, v, m, ld, count, i / k_parts, i / k_parts + 1, k0, k1);
+        }
+      });
+#pragma omp barrier
+      error.guard([&] {
+        const auto [k0, k1] = split(g.out_channels, team, me);
+        if (k0 < k1)
+          finite = output_step(g, m, chunks.data(), static_cast<std::int64_t>(chunks.size()), k0,
+                               k1, out, ld) &&
+                   finite;
+      });
+      // The next block's input transform overwrites V, and its chunks replace these.
+#pragma omp barrier
+    }
+    all_finite = finite ? 1 : 0;
+  }
+  error.rethrow();
+  return all_finite != 0;
+}
+
+template void winograd_transform_filters<float>(const float*, std::int64_t, std::int64_t, bool,
+                                                bool, float*);
+template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t, bool,
+                                                 bool, double*);
+template bool winograd_correlate<float>(const WinogradGeometry&, const float*, const float*,
+                                        float*);
+template bool winograd_correlate<double>(const WinogradGeometry&, const double*, const double*,
+                                         double*);
+
+}  // namespace convgraph

@@ -1,0 +1,86 @@
+// The loops of the Winograd convolution (winograd.hpp): minimal filtering F(4x4, 3x3) (Lavin and
+// Gray, "Fast Algorithms for Convolutional Neural Networks", interpolation points 0, 1, -1, 2, -2
+// and infinity). Each 4x4 tile of the output is A^T [(G g G^T) . (B^T d B)] A, with g a 3x3
+// filter and d the 6x6 input patch under the tile: per tile and channel pair 36 multiplies
+// instead of 144. Summed over the channels, the 36 element-wise products become 36 independent
+// GEMMs, [out channels x in channels] x [in channels x tiles], which BLAS runs.
+//
+// Both directions the implementation takes are one computation, a stride-1 cross-correlation with
+// a 3x3 filter: the forward pass reads the image, and the gradient with respect to the inputs is
+// the correlation of the output gradient with the filters turned around (channels transposed,
+// taps reversed) and the padding mirrored (2 - pad, which may be negative: a crop).
+#pragma once
+
+#include <cstdint>
+
+namespace convgraph {
+
+// One correlation: OUT (batch, out_channels, out_h, out_w) from IN (batch, in_channels, in_h,
+// in_w), output (y, x) reading IN at (y + off_h + i, x + off_w + j) for taps i, j in 0..2, and
+// zero where that falls outside IN.
+struct WinogradGeometry {
+  std::int64_t batch = 0;
+  std::int64_t in_channels = 0, out_channels = 0;
+  std::int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  std::int64_t off_h = 0, off_w = 0;
+
+  std::int64_t tiles_h() const { return (out_h + 3) / 4; }
+  std::int64_t tiles_w() const { return (out_w + 3) / 4; }
+  std::int64_t tiles() const { return batch * tiles_h() * tiles_w(); }
+};
+
+// Input tiles of 6x6, output tiles of 4x4: 36 transformed elements per tile.
+inline constexpr int kWinogradAlpha = 6;
+inline constexpr int kWinogradTile = 4;
+inline constexpr int kWinogradElements = kWinogradAlpha * kWinogradAlpha;
+
+// How the driver cuts the work; process-wide, for tests (to reach every path with small shapes)
+// and benchmarks. Not meant to change while convolutions run.
+struct WinogradTuning {
+  // Tiles per block: at least this many (narrower GEMMs lose more to BLAS's packing and edges
+  // than the caches give back: measured on ResNet-50's layers, blocks of 256 tiles beat blocks
+  // that fit the L2 cache by 10-50%) ...
+  std::int64_t min_block_tiles = 256;
+  // ... and enough that the transformed filters, read once per block, cost no more than the
+  // block's own data, as long as the block's transformed input and output stay within this.
+  std::int64_t block_bytes = std::int64_t{20} << 20;
+  // Threads: automatic (each thread its own blocks where there are enough tiles, else all
+  // threads on each block: the transforms split over channels, the GEMMs over the 36 elements),
+  // or one of the two forced.
+  enum class Mode : unsigned char { automatic, private_blocks, shared_blocks };
+  Mode mode = Mode::automatic;
+  // Below this many multiply-adds of the direct convolution a call runs on one thread.
+  std::int64_t parallel_work = std::int64_t{1} << 20;
+  // Whether the transforms use their AVX2 + FMA version where the CPU has it (tests switch it
+  // off to run the baseline version, which CPUs without AVX2 run).
+  bool avx2 = true;
+};
+WinogradTuning winograd_tuning();
+void set_winograd_tuning(const WinogradTuning& tuning);
+
+// U[e][row][col], e over the 36 elements, = (G g G^T)[e] for the 3x3 filter g of (row, col):
+// W is (filters, channels, 3, 3); rows are the filters and columns the channels, or the other
+// way round when TRANSPOSE (the gradient with respect to the inputs); REVERSE turns each filter's
+// taps around. U holds 36 * filters * channels elements.
+template <typename T>
+void winograd_transform_filters(const T* w, std::int64_t filters, std::int64_t channels,
+                                bool transpose, bool reverse, T* u);
+
+// OUT = the correlation GEO describes of IN with the filters U transformed as above ([36]
+// [out_channels][in_channels]), on cpu_threads() threads; the BLAS thread count is left as found.
+// GEO must be non-empty (every size >= 1). Returns false when some output element is not finite
+// (Inf or NaN in the data, or an overflow in the transforms): the caller then computes the call
+// another way, since a tile mixes every input into every output.
+template <typename T>
+bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* u, T* out);
+
+extern template void winograd_transform_filters<float>(const float*, std::int64_t, std::int64_t,
+                                                       bool, bool, float*);
+extern template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t,
+                                                        bool, bool, double*);
+extern template bool winograd_correlate<float>(const WinogradGeometry&, const float*, const float*,
+                                               float*);
+extern template bool winograd_correlate<double>(const WinogradGeometry&, const double*,
+                                                const double*, double*);
+
+}  // namespace convgraph

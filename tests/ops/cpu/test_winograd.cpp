@@ -1,0 +1,458 @@
+// The Winograd F(4x4, 3x3) implementation beyond the conformance suite (which runs its registry
+// row over the grid): every 3x3 stride-1 case of the whole grid under both ways the driver uses
+// threads, every border form on odd image sizes (partial edge tiles) and 1-pixel images, channel
+// counts that are no multiple of the vector width, float32 accuracy on ResNet-sized layers,
+// Inf and NaN, empty problems, what it declines and why, and the op in compiled graphs.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conformance/conv_conformance.hpp"
+#include "convgraph/base/config.hpp"
+#include "convgraph/ops/conv/abstract_conv.hpp"
+#include "convgraph/ops/conv/conv_params.hpp"
+#include "convgraph/ops/cpu/corrmm.hpp"
+#include "convgraph/ops/cpu/winograd.hpp"
+#include "convgraph/ops/cpu/winograd_kernels.hpp"
+#include "convgraph/optimizer/conv_registry.hpp"
+#include "support/catch.hpp"
+#include "support/conv_checks.hpp"
+#include "support/messages.hpp"
+#include "support/test_util.hpp"
+
+using namespace convgraph;
+using namespace convgraph::testing;
+
+namespace {
+
+// Sets the driver's tuning (and the thread count) for a scope.
+class ScopedWinograd {
+ public:
+  ScopedWinograd(const WinogradTuning& tuning, const std::string& flags)
+      : previous_(winograd_tuning()), flags_(flags) {
+    set_winograd_tuning(tuning);
+  }
+  ~ScopedWinograd() { set_winograd_tuning(previous_); }
+  ScopedWinograd(const ScopedWinograd&) = delete;
+  ScopedWinograd& operator=(const ScopedWinograd&) = delete;
+
+ private:
+  WinogradTuning previous_;
+  ScopedFlags flags_;
+};
+
+struct Setting {
+  const char* name;
+  WinogradTuning tuning;
+  const char* flags;
+};
+
+// The ways the driver cuts the work, reached with small shapes: blocks of one vector of tiles,
+// each thread its own blocks or all threads on each block, with 1 to 3 threads; and the baseline
+// version of the transforms.
+std::vector<Setting> settings() {
+  WinogradTuning defaults;
+  WinogradTuning private_small;
+  private_small.min_block_tiles = 1;
+  private_small.block_bytes = 1;
+  private_small.parallel_work = 0;
+  private_small.mode = WinogradTuning::Mode::private_blocks;
+  WinogradTuning shared_small = private_small;
+  shared_small.mode = WinogradTuning::Mode::shared_blocks;
+  WinogradTuning shared_whole = shared_small;
+  shared_whole.min_block_tiles = std::int64_t{1} << 20;
+  shared_whole.block_bytes = std::int64_t{1} << 40;
+  WinogradTuning baseline = private_small;
+  baseline.avx2 = false;
+  return {{"defaults, 1 thread", defaults, "threads=1"},
+          {"baseline (no AVX2) transforms, private blocks, 2 threads", baseline, "threads=2"},
+          {"private one-vector blocks, 2 threads", private_small, "threads=2"},
+          {"private one-vector blocks, 3 threads", private_small, "threads=3"},
+          {"shared one-vector blocks, 2 threads", shared_small, "threads=2"},
+          {"shared one-vector blocks, 3 threads", shared_small, "threads=3"},
+          {"shared single block, 2 threads", shared_whole, "threads=2"}};
+}
+
+// The number of terms summed into each element of direction D (for the tolerance).
+double terms_of(ConvDirection d, std::int64_t channels, std::int64_t filters) {
+  return 9.0 * static_cast<double>(d == ConvDirection::forward ? channels : filters);
+}
+
+// Runs direction D (forward or grad_inputs) of PARAMS on IMAGE_SHAPE / KERNEL_SHAPE with random
+// values of DTYPE through Winograd and the reference; "" when they agree within the suite's
+// tolerance.
+std::string compare_with_reference(const ConvParams& params, ConvDirection d,
+                                   const Shape& image_shape, const Shape& kernel_shape, DType dtype,
+                                   std::uint64_t seed) {
+  const Shape image_spatial = spatial_of(image_shape, 2);
+  const Shape out_spatial =
+      ConvCase::output_spatial_of(params, image_spatial, spatial_of(kernel_shape, 2));
+  const Shape top_shape{image_shape[0], kernel_shape[0], out_spatial[0], out_spatial[1]};
+  const Tensor image = random_tensor(dtype, image_shape, seed);
+  const Tensor kernel = random_tensor(dtype, kernel_shape, seed + 1);
+  const Tensor top = random_tensor(dtype, top_shape, seed + 2);
+  Tensor result, expected;
+  if (d == ConvDirection::forward) {
+    result = winograd_conv_forward(params, image, kernel);
+    expected =
+        reference_conv_forward(params, image.cast(DType::float64), kernel.cast(DType::float64));
+  } else {
+    result = winograd_conv_grad_inputs(params, kernel, top, image_spatial);
+    expected = reference_conv_grad_inputs(params, kernel.cast(DType::float64),
+                                          top.cast(DType::float64), image_spatial);
+  }
+  return conv_mismatch(result, expected, dtype, terms_of(d, image_shape[1], kernel_shape[0]));
+}
+
+const ConvDirection kDirections[] = {ConvDirection::forward, ConvDirection::grad_inputs};
+
+// Every 3x3 stride-1 2-D case of the conformance grid that Winograd takes.
+std::vector<ConvCase> winograd_grid_cases() {
+  std::vector<ConvCase> out;
+  for (const ConvCase& c : full_conformance_grid()) {
+    if (c.convdim() != 2 || c.params.unshared || c.params.num_groups != 1 || c.params.strided() ||
+        c.params.dilated() || c.kernel_spatial() != Shape{3, 3} || c.dtype == DType::float16) {
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<BorderMode> borders() {
+  std::vector<BorderMode> b = conformance_borders_2d();
+  b.emplace_back(3);  // wider than the kernel: the input gradient crops the output gradient
+  b.push_back(BorderMode::pairs({{4, 0}, {0, 5}}));
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("Winograd conforms on every 3x3 stride-1 case of the grid under every setting",
+          "[winograd]") {
+  const ConvImplementation* row = conv_registry().find("winograd");
+  REQUIRE(row != nullptr);
+  const std::vector<ConvCase> cases = winograd_grid_cases();
+  REQUIRE(cases.size() >= 20);
+  for (const Setting& s : settings()) {
+    DYNAMIC_SECTION(s.name) {
+      const ScopedWinograd scoped(s.tuning, s.flags);
+      const ConformanceReport report = run_conformance(*row, cases);
+      check_conformance(report);
+      CHECK(report.checked >= cases.size());
+    }
+  }
+}
+
+TEST_CASE("Winograd: every border form, odd sizes, partial tiles, 1-pixel images, both flips",
+          "[winograd]") {
+  const std::vector<Shape> images{{1, 1}, {2, 3}, {4, 4}, {5, 7}, {9, 6}, {13, 11}, {8, 17}};
+  for (const Setting& s : settings()) {
+    const ScopedWinograd scoped(s.tuning, s.flags);
+    std::uint64_t seed = 11;
+    for (const BorderMode& border : borders()) {
+      for (const Shape& spatial : images) {
+        for (bool flip : {true, false}) {
+          for (DType dtype : {DType::float64, DType::float32}) {
+            const ConvParams p = make_conv_params(2, border, {1, 1}, flip);
+            const Shape out = ConvCase::output_spatial_of(p, spatial, {3, 3});
+            if (out[0] < 1 || out[1] < 1) continue;
+            const std::int64_t batch = 1 + static_cast<std::int64_t>(seed % 3);
+            const Shape image{batch, 3, spatial[0], spatial[1]};
+            const Shape kernel{5, 3, 3, 3};
+            for (ConvDirection d : kDirections) {
+              INFO(s.name << ", " << p.str() << ", image " << shape_str(image) << ", "
+                          << dtype_name(dtype) << ", "
+                          << (d == ConvDirection::forward ? "forward" : "gradInputs"));
+              CHECK(compare_with_reference(p, d, image, kernel, dtype, ++seed) == "");
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Winograd: channel counts that are no multiple of the vector width, and large ones",
+          "[winograd]") {
+  const ScopedFlags threads("threads=2");
+  struct Case {
+    Shape image, kernel;
+  };
+  // CorrMM (checked against the reference by its own tests) is the oracle for the large ones.
+  for (const Case& c :
+       {Case{{2, 1, 6, 7}, {1, 1, 3, 3}}, Case{{3, 7, 10, 9}, {13, 7, 3, 3}},
+        Case{{2, 300, 9, 10}, {260, 300, 3, 3}}, Case{{1, 64, 30, 29}, {72, 64, 3, 3}}}) {
+    for (DType dtype : {DType::float32, DType::float64}) {
+      for (bool flip : {true, false}) {
+        const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, flip);
+        INFO("image " << shape_str(c.image) << ", kernel " << shape_str(c.kernel) << ", "
+                      << dtype_name(dtype) << ", flip " << flip);
+        const Tensor image = random_tensor(dtype, c.image, 5);
+        const Tensor kernel = random_tensor(dtype, c.kernel, 6);
+        const Tensor top =
+            random_tensor(dtype, {c.image[0], c.kernel[0], c.image[2], c.image[3]}, 7);
+        const Shape spatial{c.image[2], c.image[3]};
+        CHECK(conv_mismatch(
+                  winograd_conv_forward(p, image, kernel),
+                  corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64)), dtype,
+                  terms_of(ConvDirection::forward, c.image[1], c.kernel[0])) == "");
+        CHECK(conv_mismatch(winograd_conv_grad_inputs(p, kernel, top, spatial),
+                            corrmm_grad_inputs(p, kernel.cast(DType::float64),
+                                               top.cast(DType::float64), spatial),
+                            dtype,
+                            terms_of(ConvDirection::grad_inputs, c.image[1], c.kernel[0])) == "");
+      }
+    }
+  }
+}
+
+TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct sum's",
+          "[winograd]") {
+  // The largest error relative to the output's largest magnitude, measured against float64, for
+  // Winograd and for CorrMM (a direct sum) on the same float32 data: F(4x4, 3x3) multiplies the
+  // rounding errors by its transforms' constants (up to 8 in A, 5 in B): its largest error is
+  // 15-40 times the direct sum's, its mean error 4-7 times; a wrong transform would be far off.
+  const ScopedFlags threads("threads=2");
+  for (std::int64_t channels : {64, 256}) {
+    const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, false);
+    const Tensor image = random_tensor(DType::float32, {2, channels, 14, 14}, 21);
+    const Tensor kernel = random_tensor(DType::float32, {channels, channels, 3, 3}, 22);
+    const Tensor exact = corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64));
+    double scale = 0;
+    for (double v : exact.to_vector<double>()) scale = std::max(scale, std::abs(v));
+    const double winograd =
+        max_abs_diff(winograd_conv_forward(p, image, kernel).cast(DType::float64), exact) / scale;
+    const double direct =
+        max_abs_diff(corrmm_forward(p, image, kernel).cast(DType::float64), exact) / scale;
+    INFO(channels << " channels: Winograd " << winograd << ", direct " << direct);
+    // Measured: 0.6-1.5e-5 for Winograd, 4-6e-7 for the direct sum (docs/convolution.md).
+    CHECK(winograd < 5e-5);
+    CHECK(winograd < 150 * direct + 1e-7);
+  }
+}
+
+TEST_CASE("Winograd agrees with the reference on Inf and NaN (CorrMM's path computes them)",
+          "[winograd]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (DType dtype : {DType::float32, DType::float64}) {
+    const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, true);
+    Tensor image = random_tensor(dtype, {2, 3, 9, 10}, 31);
+    Tensor kernel = random_tensor(dtype, {4, 3, 3, 3}, 32);
+    Tensor top = random_tensor(dtype, {2, 4, 9, 10}, 33);
+    auto put = [](Tensor& t, std::int64_t index, double value) {
+      if (t.dtype() == DType::float32) {
+        t.data<float>()[index] = static_cast<float>(value);
+      } else {
+        t.data<double>()[index] = value;
+      }
+    };
+    // An infinite weight at a corner tap (it meets the padding), a NaN in the image, an infinite
+    // output gradient.
+    put(kernel, 0, inf);
+    put(image, 95, nan);
+    put(top, 7, -inf);
+    const Shape spatial{9, 10};
+    const std::uint64_t before = winograd_recomputed_calls();
+    const Tensor fwd = winograd_conv_forward(p, image, kernel);
+    const Tensor gin = winograd_conv_grad_inputs(p, kernel, top, spatial);
+    CHECK(winograd_recomputed_calls() == before + 2);
+    const Tensor fwd_ref = reference_conv_forward(p, image, kernel);
+    const Tensor gin_ref = reference_conv_grad_inputs(p, kernel, top, spatial);
+    const std::vector<double> a = fwd.to_vector<double>(), e = fwd_ref.to_vector<double>();
+    const std::vector<double> ag = gin.to_vector<double>(), eg = gin_ref.to_vector<double>();
+    auto same = [](double x, double y) {
+      return std::isnan(y) ? std::isnan(x)
+                           : (std::isinf(y) ? x == y : std::abs(x - y) <= 1e-4 * (1 + std::abs(y)));
+    };
+    std::int64_t finite_seen = 0;
+    for (std::size_t i = 0; i < e.size(); ++i) {
+      INFO("forward element " << i << ": " << a[i] << ", reference " << e[i]);
+      REQUIRE(same(a[i], e[i]));
+      finite_seen += std::isfinite(e[i]) ? 1 : 0;
+    }
+    for (std::size_t i = 0; i < eg.size(); ++i) {
+      INFO("gradInputs element " << i << ": " << ag[i] << ", reference " << eg[i]);
+      REQUIRE(same(ag[i], eg[i]));
+    }
+    CHECK(finite_seen > 0);  // the infinite weight next to the padding leaves numbers there
+    // Finite data is not recomputed.
+    const std::uint64_t again = winograd_recomputed_calls();
+    (void)winograd_conv_forward(p, random_tensor(dtype, {2, 3, 9, 10}, 34), kernel);
+    CHECK(winograd_recomputed_calls() == again + 1);  // the infinite weight again
+    (void)winograd_conv_forward(p, random_tensor(dtype, {2, 3, 9, 10}, 34),
+                                random_tensor(dtype, {4, 3, 3, 3}, 35));
+    CHECK(winograd_recomputed_calls() == again + 1);
+  }
+}
+
+TEST_CASE("Winograd: empty problems give zeros, impossible ones a ShapeError", "[winograd]") {
+  const ConvParams p = make_conv_params(2, BorderMode("valid"), {1, 1}, true);
+  const Tensor none = winograd_conv_forward(p, Tensor::zeros(DType::float32, {0, 3, 5, 5}),
+                                            Tensor::zeros(DType::float32, {2, 3, 3, 3}));
+  CHECK(none.shape() == Shape{0, 2, 3, 3});
+  const Tensor no_channels = winograd_conv_forward(p, Tensor::zeros(DType::float64, {2, 0, 5, 5}),
+                                                   Tensor::zeros(DType::float64, {2, 0, 3, 3}));
+  CHECK(no_channels.shape() == Shape{2, 2, 3, 3});
+  CHECK(no_channels.to_vector<double>() == std::vector<double>(36, 0.0));
+  CHECK_THROWS_AS(winograd_conv_forward(p, Tensor::zeros(DType::float32, {1, 3, 2, 5}),
+                                        Tensor::zeros(DType::float32, {2, 3, 3, 3})),
+                  ShapeError);
+}
+
+TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[winograd]") {
+  const ConvParams ok = make_conv_params(2, BorderMode("half"), {1, 1}, true);
+  CHECK_FALSE(winograd_declines(ConvDirection::forward, ok).has_value());
+  CHECK_FALSE(winograd_declines(ConvDirection::grad_inputs, ok).has_value());
+  auto reason = [](ConvDirection d, const ConvParams& p) {
+    return winograd_declines(d, p).value_or("");
+  };
+  CHECK(contains(reason(ConvDirection::grad_weights, ok), "direction grad_weights"));
+  CHECK(contains(reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {2, 1})),
+                 "stride (2, 1)"));
+  CHECK(contains(
+      reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 2})),
+      "dilation (1, 2)"));
+  CHECK(contains(
+      reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 2)),
+      "groups 2"));
+  CHECK(contains(reason(ConvDirection::forward,
+                        make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 1, true)),
+                 "unshared"));
+  CHECK(contains(reason(ConvDirection::forward, make_conv_params(3, BorderMode(1))), "3-D"));
+  // The op refuses them too, and a kernel of another size is refused when it runs.
+  CHECK_THROWS_AS(WinogradConv(ConvDirection::forward, make_conv_params(2, BorderMode(1), {2, 2})),
+                  UnsupportedError);
+  try {
+    (void)winograd_conv_forward(ok, random_tensor(DType::float32, {1, 2, 6, 6}, 1),
+                                random_tensor(DType::float32, {2, 2, 5, 5}, 2));
+    FAIL("a 5x5 kernel ran");
+  } catch (const UnsupportedError& e) {
+    CHECK(contains(e.what(), "WinogradConv2d: kernel size 5x5"));
+  }
+  CHECK_THROWS_AS(winograd_conv_forward(ok, random_tensor(DType::float16, {1, 2, 6, 6}, 1),
+                                        random_tensor(DType::float16, {2, 2, 3, 3}, 2)),
+                  UnsupportedError);
+
+  // The hooks: float16, the kernel's size from its static type or the kshp hint.
+  const ConvImplementation* row = conv_registry().find("winograd");
+  REQUIRE(row != nullptr);
+  auto decline = [&](const Variable& out) {
+    return row->declines(ConvSignature::of(*out.owner()), global_config()).value_or("");
+  };
+  const Variable x = tensor("x", DType::float32, {std::nullopt, 4, std::nullopt, std::nullopt});
+  const Variable w3 = tensor("w", DType::float32, {8, 4, 3, 3});
+  const Variable w5 = tensor("w5", DType::float32, {8, 4, 5, 5});
+  const Variable wu = tensor("wu", DType::float32, {8, 4, std::nullopt, std::nullopt});
+  CHECK(decline(abstract_conv(ok, x, w3)) == "");
+  CHECK(contains(decline(abstract_conv(ok, x, w5)), "kernel size 5x5"));
+  CHECK(contains(decline(abstract_conv(ok, x, wu)), "kernel size unknown at compile time"));
+  const ConvParams hinted =
+      make_conv_params(2, BorderMode("half"), {1, 1}, true, {1, 1}, 1, false, {}, {8, 4, 3, 3});
+  CHECK(decline(abstract_conv(hinted, x, wu)) == "");
+  const Variable h = tensor("h", DType::float16, {1, 4, 6, 6});
+  const Variable wh = tensor("wh", DType::float16, {8, 4, 3, 3});
+  CHECK(contains(decline(abstract_conv(ok, h, wh)), "dtype float16"));
+}
+
+TEST_CASE("Winograd in compiled graphs: conv.impl lists it before oneDNN or CorrMM", "[winograd]") {
+  // A 3x3 convolution, a 1x1 one after it, and the gradient of a loss with respect to the input:
+  // with conv.impl=winograd:corrmm the 3x3 forward and its input gradient go to Winograd, the
+  // rest (the 1x1 layer, the weight gradients) to CorrMM, and the values are the reference's.
+  const Variable x = tensor("x", DType::float64, {2, 3, 7, 9});
+  const Variable w = tensor("w", DType::float64, {4, 3, 3, 3});
+  const Variable v = tensor("v", DType::float64, {2, 4, 1, 1});
+  const ConvParams half = make_conv_params(2, BorderMode("half"), {1, 1}, true);
+  const ConvParams valid = make_conv_params(2, BorderMode("valid"), {1, 1}, true);
+  const Variable y = abstract_conv(valid, abstract_conv(half, x, w), v);
+  const Variable loss = sum(y * y);
+  const std::vector<Variable> grads = grad(loss, {x, w});
+  const std::vector<Tensor> args{random_tensor(DType::float64, {2, 3, 7, 9}, 1),
+                                 random_tensor(DType::float64, {4, 3, 3, 3}, 2),
+                                 random_tensor(DType::float64, {2, 4, 1, 1}, 3)};
+  CompileOptions options;
+  options.flags = "conv.impl=winograd:corrmm";
+  const Function f = compile({x, w, v}, {loss, grads[0], grads[1]}, options);
+  int winograd_nodes = 0, corrmm_nodes = 0;
+  for (Node* node : f.graph().toposort()) {
+    if (dynamic_cast<const WinogradConv*>(node->op.get()) != nullptr) ++winograd_nodes;
+    if (dynamic_cast<const CorrMM*>(node->op.get()) != nullptr) ++corrmm_nodes;
+  }
+  CHECK(winograd_nodes == 2);  // the 3x3 forward and its input gradient
+  CHECK(corrmm_nodes >= 3);
+  CompileOptions reference;
+  reference.flags = "conv.impl=reference";
+  const Function r = compile({x, w, v}, {loss, grads[0], grads[1]}, reference);
+  const std::vector<Tensor> got = f(args), want = r(args);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO("output " << i);
+    CHECK(allclose_report(got[i], want[i], 1e-9, 1e-9) == "");
+  }
+}
+
+TEST_CASE(
+    "The default lowering uses Winograd where it is preferred, and oneDNN or CorrMM elsewhere",
+    "[winograd]") {
+  // Which op the default flags give the forward and input-gradient nodes of a 3x3 'half'
+  // convolution of CHANNELS channels on a BATCH x channels x SIZE x SIZE image.
+  auto lowered = [](DType dtype, std::int64_t batch, std::int64_t channels, std::int64_t size,
+                    const std::string& flags) {
+    const Variable x = tensor("x", dtype, {batch, channels, size, size});
+    const Variable w = tensor("w", dtype, {channels, channels, 3, 3});
+    const ConvParams half = make_conv_params(2, BorderMode("half"), {1, 1}, true);
+    const Variable y = abstract_conv(half, x, w);
+    const Variable gx = grad(sum(y * y), std::vector<Variable>{x})[0];
+    CompileOptions options;
+    options.flags = flags;
+    const Function f = compile({x, w}, {y, gx}, options);
+    std::vector<std::string> names;
+    for (Node* node : f.graph().toposort()) {
+      if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
+        names.push_back(node->op->name());
+      }
+    }
+    return names;
+  };
+  auto count = [](const std::vector<std::string>& names, const std::string& prefix) {
+    return std::count_if(names.begin(), names.end(),
+                         [&](const std::string& n) { return n.rfind(prefix, 0) == 0; });
+  };
+  // ResNet-50's res3 block at batch 2: 2 x 7 x 7 = 98 tiles for 64 x 64 channels.
+  const std::vector<std::string> res = lowered(DType::float32, 2, 64, 28, "");
+  CHECK(count(res, "WinogradConv2d") == 2);
+  // Too few channels, too few tiles (a 7x7 image with 256 channels), float64, or excluded: the
+  // passes after it take the nodes.
+  CHECK(count(lowered(DType::float32, 2, 8, 28, ""), "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float32, 1, 256, 7, ""), "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float64, 2, 64, 28, ""), "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=winograd"),
+              "WinogradConv2d") == 0);
+  CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_winograd"),
+              "WinogradConv2d") == 0);
+  // Excluding oneDNN leaves Winograd its layers.
+  CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_dnn"),
+              "WinogradConv2d") == 2);
+
+  // The hook says why, and the "no implementation" error lists it.
+  const ConvImplementation* row = conv_registry().find("winograd");
+  REQUIRE(row != nullptr);
+  const Variable x = tensor("x", DType::float32, {1, 256, 7, 7});
+  const Variable w = tensor("w", DType::float32, {256, 256, 3, 3});
+  const Variable y = abstract_conv(make_conv_params(2, BorderMode("half"), {1, 1}), x, w);
+  const ConvSignature s = ConvSignature::of(*y.owner());
+  CHECK_FALSE(row->declines(s, global_config()).has_value());
+  CHECK(contains(row->hooks.prefers(s, global_config()).value_or(""), "4 output tiles"));
+  try {
+    CompileOptions options;
+    options.flags = "optimizer_excluding=conv_dnn:conv_gemm";
+    (void)compile({x, w}, {y}, options);
+    FAIL("compiled without oneDNN and CorrMM");
+  } catch (const UnsupportedError& e) {
+    CHECK(contains(e.what(), "winograd (conv_winograd): not preferred here: 4 output tiles"));
+  }
+}
