@@ -380,7 +380,7 @@ void copy_floats(const Tensor& from, Tensor& to) {
 }
 
 // Runs C on contiguous float32 inputs A and B into OUT (of the problem's result shape), with the
-// epilogue's contiguous tensors ARGS when C has one.
+// contiguous tensors EPILOGUE of C's epilogue when it has one.
 void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const Tensor& a,
                   const Tensor& b, Tensor& out, const ConvEpilogueArgs& epilogue) {
   Runtime& rt = runtime();
