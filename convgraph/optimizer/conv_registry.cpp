@@ -153,7 +153,9 @@ void register_conv_implementations(ConvRegistry& registry) {
   ConvImplementation onednn = row("onednn", DeviceKind::cpu, "conv_dnn", {"conv_dnn", "onednn"},
                                   "oneDNN convolutions on the CPU, float32");
 #if CONVGRAPH_HAVE_ONEDNN
-  onednn.epilogues = "bias, add, relu (the bias argument, sum and eltwise_relu post-ops)";
+  onednn.epilogues =
+      "bias, add, relu (the bias argument, sum and eltwise_relu post-ops; after the primitive "
+      "on plain layouts)";
   onednn.hooks = onednn_conv_hooks();
 #else
   onednn.unavailable =

@@ -380,7 +380,7 @@ void copy_floats(const Tensor& from, Tensor& to) {
 }
 
 // Runs C on contiguous float32 inputs A and B into OUT (of the problem's result shape), with the
-// epilogue's contiguous tensors ARGS when C has one.
+// contiguous tensors EPILOGUE of C's epilogue when it has one.
 void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const Tensor& a,
                   const Tensor& b, Tensor& out, const ConvEpilogueArgs& epilogue) {
   Runtime& rt = runtime();
@@ -480,7 +480,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     const Problem pr = prepare(resolve(a, b, spatial));
     const ScopedOmpThreads threads;
     try {
-      return compiled_for(pr, a, b, spatial, epilogue())->implementation;
+      return compiled_for(pr, a, b, spatial, primitive_epilogue(pr))->implementation;
     } catch (const dnnl::error& e) {
       throw_device_error(name(), "create", pr, params(), e);
     }
@@ -496,7 +496,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return;
     try {
       const ScopedOmpThreads threads;
-      compiled_for(pr, a, b, spatial, epilogue());
+      compiled_for(pr, a, b, spatial, primitive_epilogue(pr));
     } catch (const dnnl::error&) {
     }
   }
@@ -509,10 +509,12 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     return run(pr, a, b, spatial, {}, ConvEpilogue{});
   }
 
-  // The epilogue in the primitive: the bias argument, the sum and ReLU post-ops.
+  // The epilogue in the primitive (the bias argument, the sum and ReLU post-ops) where the
+  // primitive works in blocked layouts; after it, in one pass, where it works on plain data.
   Tensor execute_epilogue(const Problem& pr, const Tensor& a, const Tensor& b, const Shape& spatial,
                           const ConvEpilogueArgs& args) const override {
-    if (shape_numel(pr.result) == 0 || a.numel() == 0 || b.numel() == 0) {
+    if (shape_numel(pr.result) == 0 || a.numel() == 0 || b.numel() == 0 ||
+        primitive_epilogue(pr).empty()) {
       Tensor out = execute(pr, a, b, spatial);
       apply_conv_epilogue(epilogue(), args, out);
       return out;
@@ -524,6 +526,14 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
   }
 
  private:
+  // The epilogue the primitive of PR applies: the kernel's, except on plain layouts. There
+  // oneDNN 2.6 runs its GEMM-based convolution, whose bias and post-ops cost more than the whole
+  // convolution (a 1x1 layer of ResNet-50 at N=8 took 2-3x as long with them): the kernel then
+  // applies the epilogue itself, in one parallel pass over the output.
+  ConvEpilogue primitive_epilogue(const Problem& pr) const {
+    return use_plain(direction(), pr, onednn_layout()) ? ConvEpilogue{} : epilogue();
+  }
+
   // Enough for a node run with a handful of batch sizes under two thread counts.
   static constexpr std::size_t kCacheEntries = 8;
 

@@ -32,7 +32,7 @@ namespace convgraph {
 class OneDnnConv final : public ConcreteConv {
  public:
   // EPILOGUE (forward only): the primitive's bias argument, a sum post-op for the residual and an
-  // eltwise_relu post-op.
+  // eltwise_relu post-op where it works in blocked layouts; one pass after it on plain ones.
   OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue = {});
 
   // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...
