@@ -15,6 +15,7 @@
 // finite data this costs nothing but a check folded into the output transform.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>

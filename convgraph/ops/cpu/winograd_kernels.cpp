@@ -241,7 +241,8 @@ template <typename T>
       const Chunk& ch = chunks[i];
       const T* p = in + (ch.b * g.in_channels + c) * plane;
       const std::int64_t iy = ch.oy + g.off_h, ix = ch.ox + g.off_w;
-      // Along the rows first, on whole input rows: tmp[a][k] = (B^T d)[a] for row vector k.
+      // First across the patch's six rows, on whole row vectors: tmp[a][k] = (B^T d)[a] for the
+      // columns of row vector k.
       V tmp[kWinogradAlpha][R];
       {
         V rows[kWinogradAlpha][R];
@@ -252,7 +253,7 @@ template <typename T>
         }
         for (int k = 0; k < R; ++k) bt_1d(&rows[0][k], R, &tmp[0][k], R);
       }
-      // Then along the columns, the tiles taken apart into lanes.
+      // Then along each row, the tiles taken apart into lanes.
       T* dst = v + c * ld + ch.col;
       for (int a = 0; a < kWinogradAlpha; ++a) {
         V d[kWinogradAlpha], e[kWinogradAlpha];
@@ -264,7 +265,6 @@ template <typename T>
       }
     }
   }
-  (void)L;
 }
 
 // The output of channels [K0, K1) for the tiles of CHUNKS from M[e][k][col]. Returns false when
