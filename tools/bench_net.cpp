@@ -225,6 +225,64 @@ Tensor random_normal(const Shape& shape, std::uint64_t seed) {
   return Tensor::from_vector(v, shape);
 }
 
+// The values alive at the peak of the last profiled call, by kind: forward values still held
+// (the loss depends on them: activations saved for the backward pass), gradients of the
+// parameters (read by an update), the updates' new values, and the other backward values
+// (gradients of activations and temporaries); then the biggest values.
+void print_peak_breakdown(const Function& f) {
+  const Plan& plan = f.plan();
+  const ProfileReport report = f.profile();
+  std::vector<int> producer(static_cast<std::size_t>(plan.num_slots), -1);
+  for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+    for (int s : plan.steps[i].outputs) producer[static_cast<std::size_t>(s)] = static_cast<int>(i);
+  }
+  const std::size_t num_updates = plan.updates.size();
+  const std::size_t first_update = plan.output_slots.size() - num_updates;
+  std::vector<bool> update_value(producer.size(), false), param_grad(producer.size(), false),
+      forward(producer.size(), false);
+  std::vector<bool> is_input(producer.size(), false);
+  for (int s : plan.input_slots) is_input[static_cast<std::size_t>(s)] = true;
+  for (std::size_t k = first_update; k < plan.output_slots.size(); ++k) {
+    const int s = plan.output_slots[k];
+    update_value[static_cast<std::size_t>(s)] = true;
+    const int p = producer[static_cast<std::size_t>(s)];
+    if (p < 0) continue;
+    for (int in : plan.steps[static_cast<std::size_t>(p)].inputs) {
+      if (!is_input[static_cast<std::size_t>(in)]) param_grad[static_cast<std::size_t>(in)] = true;
+    }
+  }
+  // Ancestors of the caller's results (the loss).
+  std::vector<int> stack;
+  for (std::size_t k = 0; k < first_update; ++k) stack.push_back(plan.output_slots[k]);
+  while (!stack.empty()) {
+    const int s = stack.back();
+    stack.pop_back();
+    if (forward[static_cast<std::size_t>(s)]) continue;
+    forward[static_cast<std::size_t>(s)] = true;
+    const int p = producer[static_cast<std::size_t>(s)];
+    if (p >= 0) {
+      for (int in : plan.steps[static_cast<std::size_t>(p)].inputs) stack.push_back(in);
+    }
+  }
+  std::int64_t by_kind[4] = {0, 0, 0, 0};
+  int count[4] = {0, 0, 0, 0};
+  const char* names[4] = {"forward values (saved for backward)", "parameter gradients",
+                          "updates' new values", "other backward values"};
+  for (const LiveValue& v : report.last_peak_values) {
+    const auto s = static_cast<std::size_t>(v.slot);
+    const int kind = update_value[s] ? 2 : param_grad[s] ? 1 : forward[s] ? 0 : 3;
+    by_kind[kind] += v.bytes;
+    ++count[kind];
+  }
+  std::printf("  peak after step %lld of %zu: %s\n", static_cast<long long>(report.last_peak_step),
+              plan.steps.size(), report.last_peak_node.c_str());
+  for (int k = 0; k < 4; ++k) {
+    std::printf("    %-40s %4d values %9.1f MiB\n", names[k], count[k],
+                static_cast<double>(by_kind[k]) / (1 << 20));
+  }
+  std::printf("%s", report.memory_table(25).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -252,6 +310,9 @@ int main(int argc, char** argv) {
                  "after the timed steps, profile this many more and print the per-node table")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--profile-out", profile_out, "write that table here instead of stdout");
+  bool peak_breakdown = false;
+  app.add_flag("--peak-breakdown", peak_breakdown,
+               "profile one more step and list the values alive at its peak, by kind");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -351,6 +412,14 @@ int main(int argc, char** argv) {
         f << table;
         if (!f) throw ValueError("cannot write " + profile_out);
       }
+    }
+
+    if (peak_breakdown) {
+      step.reset_profile();
+      step.enable_profiling();
+      step({x, target});
+      step.enable_profiling(false);
+      print_peak_breakdown(step);
     }
 
     if (!out.empty()) {

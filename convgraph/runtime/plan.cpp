@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -202,6 +204,46 @@ class LiveBytes {
   std::int64_t bytes_ = 0;
 };
 
+// For profiled calls: when each slot was written and dropped, and its buffer, so that the values
+// alive at the peak can be listed once the call is over (a walk over the slots at every new peak
+// would make a growing forward pass quadratic).
+class SlotHistory {
+ public:
+  explicit SlotHistory(std::size_t slots)
+      : written_(slots, -1), dropped_(slots, -1), buffer_(slots, nullptr), bytes_(slots, 0) {}
+
+  void written(int slot, int step, const Tensor& t, bool counted) {
+    const auto s = static_cast<std::size_t>(slot);
+    written_[s] = step;
+    buffer_[s] = counted && t.defined() ? t.storage().get() : nullptr;
+    bytes_[s] = buffer_[s] != nullptr ? static_cast<std::int64_t>(buffer_[s]->bytes()) : 0;
+  }
+  void dropped(int slot, int step) { dropped_[static_cast<std::size_t>(slot)] = step; }
+
+  // The buffers counted after step STEP: written at or before it and not dropped before it
+  // (a slot released after STEP still counts at STEP). Two slots alive at once with the same
+  // buffer address view one buffer. Biggest first.
+  std::vector<LiveValue> alive_at(int step) const {
+    std::vector<LiveValue> values;
+    std::unordered_set<const Storage*> seen;
+    for (std::size_t s = 0; s < written_.size(); ++s) {
+      if (buffer_[s] == nullptr || written_[s] > step || (dropped_[s] >= 0 && dropped_[s] < step)) {
+        continue;
+      }
+      if (!seen.insert(buffer_[s]).second) continue;
+      values.push_back({static_cast<int>(s), written_[s], std::string(), bytes_[s]});
+    }
+    std::stable_sort(values.begin(), values.end(),
+                     [](const LiveValue& a, const LiveValue& b) { return a.bytes > b.bytes; });
+    return values;
+  }
+
+ private:
+  std::vector<int> written_, dropped_;
+  std::vector<const Storage*> buffer_;
+  std::vector<std::int64_t> bytes_;
+};
+
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
                                   ExecutionStats* stats, Profiler* profiler, StreamScope& streams) {
   // Every clock read below is behind `if (profiler)`: an unprofiled call pays one branch per step.
@@ -232,6 +274,9 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
 
   LiveBytes live(external);
   std::int64_t peak = 0;
+  int peak_step = -1;
+  std::optional<SlotHistory> history;
+  if (profiler != nullptr) history.emplace(slots.size());
   std::int64_t inplace_outputs = 0;
 
   std::vector<Tensor> inputs;
@@ -294,7 +339,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     // What this call has allocated and still holds, the step's new outputs included: inputs are
     // released only after the step, so they count too.
     const std::int64_t live_bytes = live.bytes_with(outputs);
-    peak = std::max(peak, live_bytes);
+    if (live_bytes > peak) {
+      peak = live_bytes;
+      peak_step = static_cast<int>(index);
+    }
     if (profiler != nullptr) {
       StepSample& step_sample = sample.steps[index];
       step_sample.live_bytes = live_bytes;
@@ -310,6 +358,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       Tensor& slot = slots[static_cast<std::size_t>(step.outputs[k])];
       live.drop(slot);
       live.hold(outputs[k]);
+      if (history) {
+        history->written(step.outputs[k], static_cast<int>(index), outputs[k],
+                         external.count(outputs[k].storage().get()) == 0);
+      }
       slot = std::move(outputs[k]);
     }
     // A destroyed slot holds garbage and nobody reads it again: dropped whatever allow_gc says,
@@ -318,12 +370,14 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       Tensor& slot = slots[static_cast<std::size_t>(s)];
       live.drop(slot);
       slot = Tensor();
+      if (history) history->dropped(s, static_cast<int>(index));
     }
     if (plan.release_intermediates) {
       for (int s : step.release_after) {
         Tensor& slot = slots[static_cast<std::size_t>(s)];
         live.drop(slot);
         slot = Tensor();
+        if (history) history->dropped(s, static_cast<int>(index));
       }
     }
   }
@@ -342,6 +396,8 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
   }
   if (profiler != nullptr) {
     sample.peak_bytes = peak;
+    sample.peak_step = peak_step;
+    if (peak_step >= 0) sample.peak_values = history->alive_at(peak_step);
     sample.duration_ns = Profiler::now_ns() - sample.start_ns;
     profiler->record(std::move(sample));
   }
