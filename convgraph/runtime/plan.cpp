@@ -127,13 +127,15 @@ class StreamScope {
 };
 
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
-                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams);
+                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams,
+                                  const std::vector<bool>& donated);
 
 }  // namespace
 
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats, Profiler* profiler,
-                            const std::vector<std::shared_ptr<DeviceStream>>& streams, bool wait) {
+                            const std::vector<std::shared_ptr<DeviceStream>>& streams, bool wait,
+                            const std::vector<bool>& donated) {
   if (streams.size() != plan.devices.size()) {
     throw ConvGraphError(
         fmt::format("internal error: the plan runs on {} device(s) but {} stream(s) were given",
@@ -141,7 +143,7 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
   }
   const ScopedCpuThreads threads(plan.threads);
   StreamScope scope(streams);
-  std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope);
+  std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope, donated);
   if (wait || profiler != nullptr) {
     scope.synchronize();
   } else {
@@ -245,7 +247,8 @@ class SlotHistory {
 };
 
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
-                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams) {
+                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams,
+                                  const std::vector<bool>& donated) {
   // Every clock read below is behind `if (profiler)`: an unprofiled call pays one branch per step.
   CallSample sample;
   if (profiler != nullptr) {
@@ -259,6 +262,19 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
                                  plan.input_slots.size(), fmt::join(names, ", ")));
   }
   for (std::size_t i = 0; i < args.size(); ++i) check_argument(plan.input_specs[i], args[i], i);
+  if (!donated.empty() && donated.size() != args.size()) {
+    throw ConvGraphError(fmt::format("internal error: {} donation flags for {} arguments",
+                                     donated.size(), args.size()));
+  }
+  if (stats != nullptr) stats->overwritten_inputs.clear();
+  // The slots of donated arguments a step may write into: slot -> argument index.
+  std::unordered_map<int, int> donated_slots;
+  for (int i : plan.overwritable_inputs) {
+    if (!donated.empty() && donated[static_cast<std::size_t>(i)]) {
+      donated_slots.emplace(plan.input_slots[static_cast<std::size_t>(i)], i);
+    }
+  }
+  std::unordered_set<const Storage*> overwritten;  // donated buffers written into
 
   std::vector<Tensor> slots(static_cast<std::size_t>(plan.num_slots));
   // Buffers not allocated by this call (inputs and constants) are not counted in the peak.
@@ -282,22 +298,39 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
   std::vector<int> destroyed;  // the slots whose buffer the step's outputs took
+  struct Donation {
+    int output;
+    int argument;
+    const Storage* buffer;
+  };
+  std::vector<Donation> donations;  // the donated buffers handed to the step's kernel
   for (std::size_t index = 0; index < plan.steps.size(); ++index) {
     const PlanStep& step = plan.steps[index];
     inputs.clear();
     for (int s : step.inputs) inputs.push_back(slots[static_cast<std::size_t>(s)]);
     outputs.assign(step.outputs.size(), Tensor());
     destroyed.clear();
+    donations.clear();
     for (const auto& [k, j] : step.inplace) {
       // Two holders, the slot and INPUTS, mean nobody else sees the buffer: no view of it in
       // another slot, no caller's argument, constant or shared variable's container.
       const Tensor& victim = inputs[static_cast<std::size_t>(j)];
-      if (victim.defined() && victim.storage().use_count() == 2 &&
-          victim.dtype() == step.output_specs[static_cast<std::size_t>(k)].dtype &&
+      const int victim_slot = step.inputs[static_cast<std::size_t>(j)];
+      // A donated argument is held by the caller's container too, which gave it up for the call.
+      const auto donor = donated_slots.find(victim_slot);
+      const bool free_buffer = donor != donated_slots.end()
+                                   ? victim.defined()
+                                   : victim.defined() && victim.storage().use_count() == 2;
+      if (free_buffer && victim.dtype() == step.output_specs[static_cast<std::size_t>(k)].dtype &&
           victim.device().is_cpu() && victim.is_contiguous()) {
         outputs[static_cast<std::size_t>(k)] = victim;
-        destroyed.push_back(step.inputs[static_cast<std::size_t>(j)]);
+        destroyed.push_back(victim_slot);
         ++inplace_outputs;
+        if (donor != donated_slots.end()) {
+          // Recorded before the kernel runs: if it fails, the buffer may be partly written.
+          donations.push_back({k, donor->second, victim.storage().get()});
+          if (stats != nullptr) stats->overwritten_inputs.push_back(donor->second);
+        }
       }
     }
     const std::int64_t start_ns = profiler != nullptr ? Profiler::now_ns() : 0;
@@ -310,6 +343,18 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       rethrow_with_context(step.label + ": ");
     } catch (...) {
       rethrow_with_context(step.label + ": ");
+    }
+    // A kernel may leave a buffer handed to it and allocate (runtime/kernel.hpp).
+    for (const Donation& d : donations) {
+      const Tensor& out = outputs[static_cast<std::size_t>(d.output)];
+      if (out.defined() && out.storage().get() == d.buffer) {
+        overwritten.insert(d.buffer);
+      } else if (stats != nullptr) {
+        auto& list = stats->overwritten_inputs;
+        if (auto it = std::find(list.begin(), list.end(), d.argument); it != list.end()) {
+          list.erase(it);
+        }
+      }
     }
     if (profiler != nullptr) {
       sample.steps[index].start_ns = start_ns;
@@ -388,7 +433,8 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     // Never hand out the caller's own buffers (or a constant's) as a result: a later write to
     // the result would change them.
     const Tensor& value = slots[static_cast<std::size_t>(s)];
-    results.push_back(external.count(value.storage().get()) ? value.clone() : value);
+    const Storage* buffer = value.storage().get();
+    results.push_back(external.count(buffer) && !overwritten.count(buffer) ? value.clone() : value);
   }
   if (stats != nullptr) {
     stats->peak_bytes = peak;
