@@ -37,6 +37,7 @@
 
 #include "bench_util.hpp"
 #include "convgraph/convgraph.hpp"
+#include "convgraph/runtime/allocator.hpp"
 
 using namespace convgraph;
 
@@ -281,6 +282,28 @@ void print_peak_breakdown(const Function& f) {
                 static_cast<double>(by_kind[k]) / (1 << 20));
   }
   std::printf("%s", report.memory_table(25).c_str());
+  // Updates computed into new buffers (all of them with updates_inplace=atomic).
+  std::vector<bool> input_slot(producer.size(), false);
+  for (int s : plan.input_slots) input_slot[static_cast<std::size_t>(s)] = true;
+  int into_own = 0;
+  std::vector<std::string> others;
+  for (std::size_t k = first_update; k < plan.output_slots.size(); ++k) {
+    const int p = producer[static_cast<std::size_t>(plan.output_slots[k])];
+    if (p < 0) continue;
+    const PlanStep& st = plan.steps[static_cast<std::size_t>(p)];
+    bool own = false;
+    for (const auto& [o, i] : st.inplace) {
+      own = own || input_slot[static_cast<std::size_t>(st.inputs[static_cast<std::size_t>(i)])];
+    }
+    if (own) {
+      ++into_own;
+    } else if (others.size() < 8) {
+      others.push_back(st.label);
+    }
+  }
+  std::printf("  %d of %zu updates computed into their shared variable's buffer%s\n", into_own,
+              num_updates, others.empty() ? "" : "; others, e.g.:");
+  for (const std::string& label : others) std::printf("    %s\n", label.c_str());
 }
 
 }  // namespace
@@ -343,6 +366,8 @@ int main(int argc, char** argv) {
     std::int64_t param_count = 0;
     for (const SharedVariable& p : net.params) param_count += p.get_value(true).numel();
 
+    cpu_allocator().reset_peak();
+    const AllocatorStats alloc_before = cpu_allocator().stats();
     const std::int64_t hwm_before = vm_status_bytes("VmHWM");
     std::vector<double> losses, warm_ms;
     for (int i = 0; i < warmup; ++i) {
@@ -396,6 +421,16 @@ int main(int argc, char** argv) {
     std::printf("  peak: executor %.3f GiB, process growth (VmHWM) %.3f GiB; foreign load %.2f\n",
                 static_cast<double>(step.last_peak_bytes()) / (1 << 30),
                 static_cast<double>(hwm_after - hwm_before) / (1 << 30), foreign_load);
+    const AllocatorStats alloc_after = cpu_allocator().stats();
+    const double gib = 1 << 30;
+    std::printf(
+        "  CPU allocator over the steps: peak in use %.3f GiB (%.3f before them), %.3f GiB "
+        "cached now, %llu of %llu allocations from the cache\n",
+        static_cast<double>(alloc_after.peak_bytes_in_use) / gib,
+        static_cast<double>(alloc_before.bytes_in_use) / gib,
+        static_cast<double>(alloc_after.bytes_cached) / gib,
+        static_cast<unsigned long long>(alloc_after.cache_hits - alloc_before.cache_hits),
+        static_cast<unsigned long long>(alloc_after.allocations - alloc_before.allocations));
     std::printf("  loss %.6g -> %.6g%s\n", losses.front(), losses.back(),
                 finite ? "" : " (NOT FINITE)");
 
@@ -415,11 +450,19 @@ int main(int argc, char** argv) {
     }
 
     if (peak_breakdown) {
+      std::vector<const void*> buffers;
+      for (const SharedVariable& p : net.params) buffers.push_back(p.get_value(true).raw_data());
       step.reset_profile();
       step.enable_profiling();
       step({x, target});
       step.enable_profiling(false);
       print_peak_breakdown(step);
+      int kept = 0;
+      for (std::size_t i = 0; i < buffers.size(); ++i) {
+        kept += net.params[i].get_value(true).raw_data() == buffers[i] ? 1 : 0;
+      }
+      std::printf("  %d of %zu parameters kept their buffer over that step\n", kept,
+                  buffers.size());
     }
 
     if (!out.empty()) {
