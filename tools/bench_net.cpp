@@ -301,6 +301,17 @@ void print_peak_breakdown(const Function& f) {
       others.push_back(st.label);
     }
   }
+  // Values computed and never read (a fused node's output nobody needs, say).
+  std::vector<int> reads(producer.size(), 0);
+  for (const PlanStep& st : plan.steps) {
+    for (int in : st.inputs) ++reads[static_cast<std::size_t>(in)];
+  }
+  for (int s : plan.output_slots) ++reads[static_cast<std::size_t>(s)];
+  int unread = 0;
+  for (const PlanStep& st : plan.steps) {
+    for (int out : st.outputs) unread += reads[static_cast<std::size_t>(out)] == 0 ? 1 : 0;
+  }
+  std::printf("  %d step outputs are never read\n", unread);
   std::printf("  %d of %zu updates computed into their shared variable's buffer%s\n", into_own,
               num_updates, others.empty() ? "" : "; others, e.g.:");
   for (const std::string& label : others) std::printf("    %s\n", label.c_str());
@@ -458,11 +469,15 @@ int main(int argc, char** argv) {
       step.enable_profiling(false);
       print_peak_breakdown(step);
       int kept = 0;
+      std::vector<std::string> moved;
       for (std::size_t i = 0; i < buffers.size(); ++i) {
-        kept += net.params[i].get_value(true).raw_data() == buffers[i] ? 1 : 0;
+        const bool same = net.params[i].get_value(true).raw_data() == buffers[i];
+        kept += same ? 1 : 0;
+        if (!same && moved.size() < 8) moved.push_back(net.params[i].label());
       }
-      std::printf("  %d of %zu parameters kept their buffer over that step\n", kept,
-                  buffers.size());
+      std::printf(
+          "  %d of %zu parameters kept their buffer over that step%s %s\n", kept, buffers.size(),
+          moved.empty() ? "" : "; not, e.g.:", fmt::format("{}", fmt::join(moved, ", ")).c_str());
     }
 
     if (!out.empty()) {

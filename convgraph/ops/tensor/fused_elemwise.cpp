@@ -272,12 +272,15 @@ std::vector<std::pair<int, int>> FusedElemwise::inplace_candidates(const Node& n
         continue;
       }
       // The kernel broadcasts no axis of it, and no static dim says the shapes differ (an
-      // unknown dim equals the iteration's at run time, which the kernel checks).
+      // unknown dim equals the iteration's at run time, which the kernel checks). An axis the IR
+      // marks broadcast (a static dim 1) where the output's dim is 1 too is no broadcast: the
+      // 1x1 filters of a convolution have two.
       bool broadcast = false;
       for (int d = 0; d < in.rank() && !broadcast; ++d) {
         const auto a = in.dims[static_cast<std::size_t>(d)];
         const auto b = out.dims[static_cast<std::size_t>(d)];
-        broadcast = specs[i].broadcast[static_cast<std::size_t>(d)] || (a && b && *a != *b);
+        const bool flagged = specs[i].broadcast[static_cast<std::size_t>(d)];
+        broadcast = (flagged && !(b && *b == 1)) || (a && b && *a != *b);
       }
       if (!broadcast) pairs.emplace_back(k, static_cast<int>(i));
     }
