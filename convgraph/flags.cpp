@@ -35,7 +35,7 @@ std::vector<FlagSpec> declare_all_flags() {
   declare_autotune_cache_flags(flags);  // autotune.cache, autotune.cache_path
   declare_cpu_flags(flags);             // threads, blas.coretype
   declare_codegen_flags(flags);         // codegen.*
-  declare_plan_flags(flags);            // allow_gc
+  declare_plan_flags(flags);            // allow_gc, schedule
   declare_profile_flags(flags);         // profile, profile.trace_file
   declare_debug_mode_flags(flags);      // debugmode.rtol, debugmode.atol
   return flags;

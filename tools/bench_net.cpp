@@ -38,6 +38,7 @@
 #include "bench_util.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/convgraph.hpp"
+#include "convgraph/runtime/allocator.hpp"
 
 using namespace convgraph;
 
@@ -226,6 +227,97 @@ Tensor random_normal(const Shape& shape, std::uint64_t seed) {
   return Tensor::from_vector(v, shape);
 }
 
+// The values alive at the peak of the last profiled call, by kind: forward values still held
+// (the loss depends on them: activations saved for the backward pass), gradients of the
+// parameters (read by an update), the updates' new values, and the other backward values
+// (gradients of activations and temporaries); then the biggest values.
+void print_peak_breakdown(const Function& f) {
+  const Plan& plan = f.plan();
+  const ProfileReport report = f.profile();
+  std::vector<int> producer(static_cast<std::size_t>(plan.num_slots), -1);
+  for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+    for (int s : plan.steps[i].outputs) producer[static_cast<std::size_t>(s)] = static_cast<int>(i);
+  }
+  const std::size_t num_updates = plan.updates.size();
+  const std::size_t first_update = plan.output_slots.size() - num_updates;
+  std::vector<bool> update_value(producer.size(), false), param_grad(producer.size(), false),
+      forward(producer.size(), false);
+  std::vector<bool> is_input(producer.size(), false);
+  for (int s : plan.input_slots) is_input[static_cast<std::size_t>(s)] = true;
+  for (std::size_t k = first_update; k < plan.output_slots.size(); ++k) {
+    const int s = plan.output_slots[k];
+    update_value[static_cast<std::size_t>(s)] = true;
+    const int p = producer[static_cast<std::size_t>(s)];
+    if (p < 0) continue;
+    for (int in : plan.steps[static_cast<std::size_t>(p)].inputs) {
+      if (!is_input[static_cast<std::size_t>(in)]) param_grad[static_cast<std::size_t>(in)] = true;
+    }
+  }
+  // Ancestors of the caller's results (the loss).
+  std::vector<int> stack;
+  for (std::size_t k = 0; k < first_update; ++k) stack.push_back(plan.output_slots[k]);
+  while (!stack.empty()) {
+    const int s = stack.back();
+    stack.pop_back();
+    if (forward[static_cast<std::size_t>(s)]) continue;
+    forward[static_cast<std::size_t>(s)] = true;
+    const int p = producer[static_cast<std::size_t>(s)];
+    if (p >= 0) {
+      for (int in : plan.steps[static_cast<std::size_t>(p)].inputs) stack.push_back(in);
+    }
+  }
+  std::int64_t by_kind[4] = {0, 0, 0, 0};
+  int count[4] = {0, 0, 0, 0};
+  const char* names[4] = {"forward values (saved for backward)", "parameter gradients",
+                          "updates' new values", "other backward values"};
+  for (const LiveValue& v : report.last_peak_values) {
+    const auto s = static_cast<std::size_t>(v.slot);
+    const int kind = update_value[s] ? 2 : param_grad[s] ? 1 : forward[s] ? 0 : 3;
+    by_kind[kind] += v.bytes;
+    ++count[kind];
+  }
+  std::printf("  peak after step %lld of %zu: %s\n", static_cast<long long>(report.last_peak_step),
+              plan.steps.size(), report.last_peak_node.c_str());
+  for (int k = 0; k < 4; ++k) {
+    std::printf("    %-40s %4d values %9.1f MiB\n", names[k], count[k],
+                static_cast<double>(by_kind[k]) / (1 << 20));
+  }
+  std::printf("%s", report.memory_table(25).c_str());
+  // Updates computed into new buffers (all of them with updates_inplace=atomic).
+  std::vector<bool> input_slot(producer.size(), false);
+  for (int s : plan.input_slots) input_slot[static_cast<std::size_t>(s)] = true;
+  int into_own = 0;
+  std::vector<std::string> others;
+  for (std::size_t k = first_update; k < plan.output_slots.size(); ++k) {
+    const int p = producer[static_cast<std::size_t>(plan.output_slots[k])];
+    if (p < 0) continue;
+    const PlanStep& st = plan.steps[static_cast<std::size_t>(p)];
+    bool own = false;
+    for (const auto& [o, i] : st.inplace) {
+      own = own || input_slot[static_cast<std::size_t>(st.inputs[static_cast<std::size_t>(i)])];
+    }
+    if (own) {
+      ++into_own;
+    } else if (others.size() < 8) {
+      others.push_back(st.label);
+    }
+  }
+  // Values computed and never read (a fused node's output nobody needs, say).
+  std::vector<int> reads(producer.size(), 0);
+  for (const PlanStep& st : plan.steps) {
+    for (int in : st.inputs) ++reads[static_cast<std::size_t>(in)];
+  }
+  for (int s : plan.output_slots) ++reads[static_cast<std::size_t>(s)];
+  int unread = 0;
+  for (const PlanStep& st : plan.steps) {
+    for (int out : st.outputs) unread += reads[static_cast<std::size_t>(out)] == 0 ? 1 : 0;
+  }
+  std::printf("  %d step outputs are never read\n", unread);
+  std::printf("  %d of %zu updates computed into their shared variable's buffer%s\n", into_own,
+              num_updates, others.empty() ? "" : "; others, e.g.:");
+  for (const std::string& label : others) std::printf("    %s\n", label.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -253,6 +345,9 @@ int main(int argc, char** argv) {
                  "after the timed steps, profile this many more and print the per-node table")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--profile-out", profile_out, "write that table here instead of stdout");
+  bool peak_breakdown = false;
+  app.add_flag("--peak-breakdown", peak_breakdown,
+               "profile one more step and list the values alive at its peak, by kind");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -293,6 +388,8 @@ int main(int argc, char** argv) {
     std::int64_t param_count = 0;
     for (const SharedVariable& p : net.params) param_count += p.get_value(true).numel();
 
+    cpu_allocator().reset_peak();
+    const AllocatorStats alloc_before = cpu_allocator().stats();
     const std::int64_t hwm_before = vm_status_bytes("VmHWM");
     std::vector<double> losses, warm_ms;
     for (int i = 0; i < warmup; ++i) {
@@ -351,6 +448,16 @@ int main(int argc, char** argv) {
     std::printf("  peak: executor %.3f GiB, process growth (VmHWM) %.3f GiB; foreign load %.2f\n",
                 static_cast<double>(step.last_peak_bytes()) / (1 << 30),
                 static_cast<double>(hwm_after - hwm_before) / (1 << 30), foreign_load);
+    const AllocatorStats alloc_after = cpu_allocator().stats();
+    const double gib = 1 << 30;
+    std::printf(
+        "  CPU allocator over the steps: peak in use %.3f GiB (%.3f before them), %.3f GiB "
+        "cached now, %llu of %llu allocations from the cache\n",
+        static_cast<double>(alloc_after.peak_bytes_in_use) / gib,
+        static_cast<double>(alloc_before.bytes_in_use) / gib,
+        static_cast<double>(alloc_after.bytes_cached) / gib,
+        static_cast<unsigned long long>(alloc_after.cache_hits - alloc_before.cache_hits),
+        static_cast<unsigned long long>(alloc_after.allocations - alloc_before.allocations));
     std::printf("  loss %.6g -> %.6g%s\n", losses.front(), losses.back(),
                 finite ? "" : " (NOT FINITE)");
 
@@ -367,6 +474,26 @@ int main(int argc, char** argv) {
         f << table;
         if (!f) throw ValueError("cannot write " + profile_out);
       }
+    }
+
+    if (peak_breakdown) {
+      std::vector<const void*> buffers;
+      for (const SharedVariable& p : net.params) buffers.push_back(p.get_value(true).raw_data());
+      step.reset_profile();
+      step.enable_profiling();
+      step({x, target});
+      step.enable_profiling(false);
+      print_peak_breakdown(step);
+      int kept = 0;
+      std::vector<std::string> moved;
+      for (std::size_t i = 0; i < buffers.size(); ++i) {
+        const bool same = net.params[i].get_value(true).raw_data() == buffers[i];
+        kept += same ? 1 : 0;
+        if (!same && moved.size() < 8) moved.push_back(net.params[i].label());
+      }
+      std::printf(
+          "  %d of %zu parameters kept their buffer over that step%s %s\n", kept, buffers.size(),
+          moved.empty() ? "" : "; not, e.g.:", fmt::format("{}", fmt::join(moved, ", ")).c_str());
     }
 
     if (!out.empty()) {

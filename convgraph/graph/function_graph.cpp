@@ -350,6 +350,7 @@ int FunctionGraph::merge_equal_nodes() {
 
 std::unique_ptr<FunctionGraph> FunctionGraph::clone() const {
   auto copy = std::make_unique<FunctionGraph>(inputs_, outputs_);
+  copy->updates_ = updates_;
   return copy;
 }
 

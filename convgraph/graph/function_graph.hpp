@@ -30,6 +30,11 @@ class FunctionGraph {
 
   const std::vector<Variable>& inputs() const { return inputs_; }
   const std::vector<Variable>& outputs() const { return outputs_; }
+  // Outputs whose values replace inputs' values after a call (a compiled function's updates of
+  // shared variables): (output index, input index) pairs. The in-place pass may let such an
+  // output be computed into its input's own buffer (optimizer/inplace_pass.hpp).
+  void set_updates(std::vector<std::pair<int, int>> updates) { updates_ = std::move(updates); }
+  const std::vector<std::pair<int, int>>& updates() const { return updates_; }
   // The copy of a variable of the graph this one was built from (inputs and computed variables;
   // constants map to themselves). Throws ValueError if ORIGINAL was not part of it.
   Variable copy_of(const Variable& original) const;
@@ -91,6 +96,7 @@ class FunctionGraph {
 
   std::vector<Variable> inputs_;
   std::vector<Variable> outputs_;
+  std::vector<std::pair<int, int>> updates_;
   std::unordered_set<const VariableData*> input_set_;
   std::unordered_map<const Node*, std::shared_ptr<Node>> nodes_;
   std::unordered_map<const VariableData*, Readers> clients_;

@@ -17,6 +17,7 @@
 #include "convgraph/ops/tensor/transfer.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/planner/debug_mode.hpp"
+#include "convgraph/planner/schedule.hpp"
 #include "convgraph/runtime/blas_config.hpp"
 #include "convgraph/runtime/cpu_threads.hpp"
 
@@ -159,7 +160,7 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   plan->release_intermediates = config.get_bool("allow_gc");
   plan->threads = config.get_int("threads");
   const bool debug_mode = config.get("mode") == "DebugMode";
-  const auto& order = graph.toposort();
+  const std::vector<Node*> order = schedule_nodes(graph, config.get("schedule") == "memory");
   std::unordered_map<const VariableData*, int> slot_of;
   slot_of.reserve(graph.inputs().size() + 2 * order.size());
   auto new_slot = [&](const Variable& v) {
@@ -287,11 +288,39 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   // In-place steps (the in-place pass chose them): the destroyed input must be read last by its
   // destroyer, once, and be none of the values the function keeps. The pass only picks values
   // whose every other reader precedes the destroyer in any order, so a failure here is a bug.
+  std::unordered_map<int, int> input_of_slot;  // slot -> index among the inputs
+  for (std::size_t i = 0; i < plan->input_slots.size(); ++i) {
+    input_of_slot.emplace(plan->input_slots[i], static_cast<int>(i));
+  }
   for (std::size_t i = 0; i < plan->steps.size(); ++i) {
     PlanStep& step = plan->steps[i];
     for (const auto& [k, j] : destroy_map_of(*step_nodes[i]->op)) {
       const int s = step.inputs.at(static_cast<std::size_t>(j));
       const bool once = std::count(step.inputs.begin(), step.inputs.end(), s) == 1;
+      if (const auto input = input_of_slot.find(s); input != input_of_slot.end()) {
+        // A shared variable computed into by its update (updates_inplace=early): the step
+        // writes the function output that updates it, and reads the old value last.
+        const int out_slot = step.outputs.at(static_cast<std::size_t>(k));
+        bool updates_it = false;
+        for (const PlanUpdate& u : plan->updates) {
+          updates_it =
+              updates_it || (u.input == input->second &&
+                             plan->output_slots[static_cast<std::size_t>(u.output)] == out_slot);
+        }
+        const bool returned = std::count(plan->output_slots.begin(), plan->output_slots.end(), s);
+        if (!updates_it || returned || !once ||
+            last[static_cast<std::size_t>(s)] != static_cast<int>(i)) {
+          throw ConvGraphError(fmt::format(
+              "internal error: {} writes output {} into input {}, function input {}, which it "
+              "does not update or which is read again later",
+              step.label, k, j, input->second));
+        }
+        if (!step_checked[i]) {
+          step.inplace.emplace_back(k, j);
+          plan->overwritable_inputs.push_back(input->second);
+        }
+        continue;
+      }
       if (keep[static_cast<std::size_t>(s)] ||
           last[static_cast<std::size_t>(s)] != static_cast<int>(i) || !once) {
         throw ConvGraphError(
@@ -334,6 +363,15 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
   std::vector<Variable> all_inputs = inputs;
   all_inputs.insert(all_inputs.end(), shared.begin(), shared.end());
   auto graph = std::make_shared<FunctionGraph>(all_inputs, roots);
+  std::vector<std::pair<int, int>> update_pairs;
+  for (std::size_t k = 0; k < options.updates.size(); ++k) {
+    const VariableData* var = options.updates[k].variable.get();
+    const auto target = std::find_if(shared.begin(), shared.end(),
+                                     [&](const SharedVariable& v) { return v.get() == var; });
+    update_pairs.emplace_back(static_cast<int>(outputs.size() + k),
+                              static_cast<int>(inputs.size() + (target - shared.begin())));
+  }
+  graph->set_updates(std::move(update_pairs));
   optimize(*graph, config);
   auto plan = build_plan(*graph, config, options, shared);
   Function function(std::move(plan), std::move(graph), shared);

@@ -91,22 +91,62 @@ void Function::store_updates(std::vector<Tensor>& new_values) const {
 std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args) const {
   if (!plan_) throw ValueError("call of an empty Function (default-constructed, never compiled)");
   Profiler* profiler = profiling_ ? profiler_.get() : nullptr;
-  std::vector<Tensor> results =
-      shared_.empty() ? execute(*plan_, args, stats_.get(), profiler, streams_)
-                      : execute(*plan_, with_shared_values(args), stats_.get(), profiler, streams_);
-  // Checked before the trace is written and stored after it, so that a call that throws leaves
-  // every shared variable as it was.
-  std::vector<Tensor> new_values = take_updates(results);
-  if (profiler != nullptr && !trace_file_.empty()) {
-    try {
-      profiler_->write_chrome_trace(trace_file_);
-    } catch (ConvGraphError& e) {
-      e.prepend("profile.trace_file: ");
-      throw;
+  if (shared_.empty()) {
+    std::vector<Tensor> results = execute(*plan_, args, stats_.get(), profiler, streams_);
+    write_trace(profiler);
+    return results;
+  }
+  std::vector<Tensor> all = with_shared_values(args);
+  // With updates_inplace=early, a shared variable's buffer is given to the call when nobody but
+  // its container holds it (the container and ALL): no tensor borrowed with get_value(true), no
+  // result of an earlier call, no argument of this one sees it.
+  std::vector<bool> donated;
+  if (!plan_->overwritable_inputs.empty()) {
+    donated.assign(all.size(), false);
+    for (int i : plan_->overwritable_inputs) {
+      const Tensor& value = all[static_cast<std::size_t>(i)];
+      donated[static_cast<std::size_t>(i)] = value.defined() && value.storage().use_count() == 2;
     }
   }
+  std::vector<Tensor> results;
+  std::vector<Tensor> new_values;
+  try {
+    results = execute(*plan_, all, stats_.get(), profiler, streams_, /*wait=*/true, donated);
+    // Checked before the trace is written and stored after it, so that a call that throws leaves
+    // every shared variable as it was (but those already written in place).
+    new_values = take_updates(results);
+  } catch (ConvGraphError& e) {
+    note_written_in_place(e);
+    throw;
+  }
+  write_trace(profiler);
   store_updates(new_values);
   return results;
+}
+
+void Function::write_trace(Profiler* profiler) const {
+  if (profiler == nullptr || trace_file_.empty()) return;
+  try {
+    profiler_->write_chrome_trace(trace_file_);
+  } catch (ConvGraphError& e) {
+    e.prepend("profile.trace_file: ");
+    throw;
+  }
+}
+
+void Function::note_written_in_place(ConvGraphError& e) const {
+  const std::vector<int>& written = stats_->overwritten_inputs;
+  if (written.empty()) return;
+  const std::size_t num_args = plan_->input_slots.size() - shared_.size();
+  std::vector<std::string> names;
+  for (int i : written) {
+    names.push_back(shared_[static_cast<std::size_t>(i) - num_args].label());
+  }
+  e.prepend(fmt::format(
+      "updates_inplace=early: the call failed after computing the update of shared variable(s) "
+      "{} into their own buffers, so they hold their new values (the last one possibly in part, "
+      "if its own step failed) and every other shared variable keeps its old value; the error: ",
+      fmt::join(names, ", ")));
 }
 
 std::vector<std::pair<SharedVariable, Variable>> Function::updates() const {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "convgraph/base/error.hpp"
 #include "convgraph/graph/shared.hpp"
 #include "convgraph/runtime/plan.hpp"
 #include "convgraph/runtime/profile.hpp"
@@ -30,6 +31,13 @@ class Function {
   // value is read and replaced whole (a mutex per shared variable), but calls are not
   // serialized: two calls at once that update the same shared variable both start from the
   // values they found, and the one finishing last wins, so run a training step from one thread.
+  //
+  // With the flag updates_inplace=early, an update may instead be computed into its shared
+  // variable's own buffer during the call, as soon as nothing reads the old value any more (and
+  // only when nobody else holds that buffer: a tensor borrowed with get_value(true) keeps the
+  // old value, and then that variable is updated into a new buffer as usual). A call that throws
+  // after such an update leaves those variables at their new values and every other one at its
+  // old value, and its error names the variables written (docs/planner.md).
   std::vector<Tensor> operator()(const std::vector<Tensor>& args) const;
   std::vector<Tensor> call(const std::vector<Tensor>& args) const { return (*this)(args); }
 
@@ -92,6 +100,11 @@ class Function {
   std::vector<Tensor> take_updates(std::vector<Tensor>& results) const;
   // Stores the new values NEW_VALUES (from take_updates); never throws.
   void store_updates(std::vector<Tensor>& new_values) const;
+  // Writes the Chrome trace after a profiled call (PROFILER not null) when a trace file is set.
+  void write_trace(Profiler* profiler) const;
+  // Puts in front of E, the error of a failed call, which shared variables the call had already
+  // updated in their own buffers (updates_inplace=early); nothing when none.
+  void note_written_in_place(ConvGraphError& e) const;
 
   std::shared_ptr<const Plan> plan_;
   std::shared_ptr<const FunctionGraph> graph_;

@@ -7,8 +7,8 @@
 
 namespace convgraph {
 
-// Appends allow_gc (whether a plan releases intermediate buffers after their last reader) to
-// FLAGS.
+// Appends allow_gc (whether a plan releases intermediate buffers after their last reader) and
+// schedule (the order of its steps) to FLAGS.
 void declare_plan_flags(std::vector<FlagSpec>& flags);
 
 }  // namespace convgraph

@@ -22,6 +22,10 @@ namespace {
 constexpr std::size_t kAlignment = 64;
 constexpr std::size_t kHugeAlignment = std::size_t{2} << 20;  // 2 MiB: transparent huge pages
 constexpr std::size_t kHugeThreshold = std::size_t{4} << 20;
+// Blocks from this size up are mapped from the system directly, so that giving one back really
+// returns its pages (malloc keeps freed blocks below its adaptive threshold, up to 32 MiB, in
+// its heaps), and a miss in their size class first gives back cached blocks of other classes.
+constexpr std::size_t kMappedThreshold = std::size_t{1} << 20;
 // Cached bytes above this are returned to the system (oldest size classes first).
 constexpr std::size_t kCacheLimit = std::size_t{4} << 30;
 
@@ -51,7 +55,15 @@ class CachingCpuAllocator final : public Allocator {
       stats_.bytes_cached -= cls;
       ++stats_.cache_hits;
     } else {
+      // A miss for a large block: the cache's other large blocks do not fit it, and keeping them
+      // while mapping a new one would make the process hold the sum over size classes of each
+      // class's own peak rather than the peak of what is in use. Give back at least as many
+      // cached bytes first (the largest classes, the least likely to fit what comes next), so
+      // that what the process holds grows only when what is in use does.
+      std::vector<std::pair<void*, std::size_t>> to_free;
+      if (cls >= kMappedThreshold) take_cached_for(cls, to_free);
       lock.unlock();
+      for (auto& [p, size] : to_free) system_free(p, size);
       ptr = system_allocate(cls);
       if (ptr == nullptr) {
         release_cached();
@@ -92,7 +104,7 @@ class CachingCpuAllocator final : public Allocator {
         stats_.bytes_cached -= last->first;
       }
     }
-    for (auto& [p, size] : to_free) std::free(p);
+    for (auto& [p, size] : to_free) system_free(p, size);
   }
 
   Device device() const override { return Device::cpu(); }
@@ -115,19 +127,59 @@ class CachingCpuAllocator final : public Allocator {
       stats_.bytes_cached = 0;
     }
     for (auto& [size, list] : blocks) {
-      for (void* p : list) std::free(p);
+      for (void* p : list) system_free(p, size);
     }
   }
 
  private:
-  static void* system_allocate(std::size_t cls) {
-    if (cls >= kHugeThreshold) {
-      const std::size_t rounded = (cls + kHugeAlignment - 1) / kHugeAlignment * kHugeAlignment;
-      void* p = std::aligned_alloc(kHugeAlignment, rounded);
-      if (p != nullptr) madvise(p, rounded, MADV_HUGEPAGE);
-      return p;
+  // Moves cached blocks of at least kMappedThreshold bytes, other than of class CLS, to TO_FREE
+  // until they add up to CLS or none is left. Called with the mutex held.
+  void take_cached_for(std::size_t cls, std::vector<std::pair<void*, std::size_t>>& to_free) {
+    std::size_t taken = 0;
+    for (auto it = free_.rbegin(); it != free_.rend() && taken < cls; ++it) {
+      if (it->first < kMappedThreshold) break;
+      if (it->first == cls) continue;
+      while (!it->second.empty() && taken < cls) {
+        to_free.emplace_back(it->second.back(), it->first);
+        it->second.pop_back();
+        stats_.bytes_cached -= it->first;
+        taken += it->first;
+      }
     }
-    return std::aligned_alloc(kAlignment, cls);
+  }
+
+  // Blocks of kMappedThreshold bytes and more are mappings of their own (2 MiB aligned from
+  // kHugeThreshold, for transparent huge pages); smaller ones come from malloc.
+  static std::size_t mapped_length(std::size_t cls) {
+    const std::size_t page = cls >= kHugeThreshold ? kHugeAlignment : 4096;
+    return (cls + page - 1) / page * page;
+  }
+
+  static void* system_allocate(std::size_t cls) {
+    if (cls < kMappedThreshold) return std::aligned_alloc(kAlignment, cls);
+    const std::size_t length = mapped_length(cls);
+    const std::size_t align = cls >= kHugeThreshold ? kHugeAlignment : 4096;
+    // Over-map by the alignment and unmap what lies outside the aligned block.
+    const std::size_t span = length + (align > 4096 ? align : 0);
+    void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    const auto start = reinterpret_cast<std::uintptr_t>(raw);
+    const std::uintptr_t aligned = (start + align - 1) / align * align;
+    if (aligned > start) munmap(raw, aligned - start);
+    const std::uintptr_t end = start + span;
+    if (end > aligned + length)
+      munmap(reinterpret_cast<void*>(aligned + length), end - aligned - length);
+    void* p = reinterpret_cast<void*>(aligned);
+    if (cls >= kHugeThreshold) madvise(p, length, MADV_HUGEPAGE);
+    return p;
+  }
+
+  static void system_free(void* p, std::size_t cls) {
+    if (cls < kMappedThreshold) {
+      std::free(p);
+    } else {
+      munmap(p, mapped_length(cls));
+    }
   }
 
   mutable std::mutex mutex_;

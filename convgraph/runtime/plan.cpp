@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -125,13 +127,15 @@ class StreamScope {
 };
 
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
-                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams);
+                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams,
+                                  const std::vector<bool>& donated);
 
 }  // namespace
 
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats, Profiler* profiler,
-                            const std::vector<std::shared_ptr<DeviceStream>>& streams, bool wait) {
+                            const std::vector<std::shared_ptr<DeviceStream>>& streams, bool wait,
+                            const std::vector<bool>& donated) {
   if (streams.size() != plan.devices.size()) {
     throw ConvGraphError(
         fmt::format("internal error: the plan runs on {} device(s) but {} stream(s) were given",
@@ -139,7 +143,7 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
   }
   const ScopedCpuThreads threads(plan.threads);
   StreamScope scope(streams);
-  std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope);
+  std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope, donated);
   if (wait || profiler != nullptr) {
     scope.synchronize();
   } else {
@@ -202,8 +206,49 @@ class LiveBytes {
   std::int64_t bytes_ = 0;
 };
 
+// For profiled calls: when each slot was written and dropped, and its buffer, so that the values
+// alive at the peak can be listed once the call is over (a walk over the slots at every new peak
+// would make a growing forward pass quadratic).
+class SlotHistory {
+ public:
+  explicit SlotHistory(std::size_t slots)
+      : written_(slots, -1), dropped_(slots, -1), buffer_(slots, nullptr), bytes_(slots, 0) {}
+
+  void written(int slot, int step, const Tensor& t, bool counted) {
+    const auto s = static_cast<std::size_t>(slot);
+    written_[s] = step;
+    buffer_[s] = counted && t.defined() ? t.storage().get() : nullptr;
+    bytes_[s] = buffer_[s] != nullptr ? static_cast<std::int64_t>(buffer_[s]->bytes()) : 0;
+  }
+  void dropped(int slot, int step) { dropped_[static_cast<std::size_t>(slot)] = step; }
+
+  // The buffers counted after step STEP: written at or before it and not dropped before it
+  // (a slot released after STEP still counts at STEP). Two slots alive at once with the same
+  // buffer address view one buffer. Biggest first.
+  std::vector<LiveValue> alive_at(int step) const {
+    std::vector<LiveValue> values;
+    std::unordered_set<const Storage*> seen;
+    for (std::size_t s = 0; s < written_.size(); ++s) {
+      if (buffer_[s] == nullptr || written_[s] > step || (dropped_[s] >= 0 && dropped_[s] < step)) {
+        continue;
+      }
+      if (!seen.insert(buffer_[s]).second) continue;
+      values.push_back({static_cast<int>(s), written_[s], std::string(), bytes_[s]});
+    }
+    std::stable_sort(values.begin(), values.end(),
+                     [](const LiveValue& a, const LiveValue& b) { return a.bytes > b.bytes; });
+    return values;
+  }
+
+ private:
+  std::vector<int> written_, dropped_;
+  std::vector<const Storage*> buffer_;
+  std::vector<std::int64_t> bytes_;
+};
+
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
-                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams) {
+                                  ExecutionStats* stats, Profiler* profiler, StreamScope& streams,
+                                  const std::vector<bool>& donated) {
   // Every clock read below is behind `if (profiler)`: an unprofiled call pays one branch per step.
   CallSample sample;
   if (profiler != nullptr) {
@@ -217,6 +262,19 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
                                  plan.input_slots.size(), fmt::join(names, ", ")));
   }
   for (std::size_t i = 0; i < args.size(); ++i) check_argument(plan.input_specs[i], args[i], i);
+  if (!donated.empty() && donated.size() != args.size()) {
+    throw ConvGraphError(fmt::format("internal error: {} donation flags for {} arguments",
+                                     donated.size(), args.size()));
+  }
+  if (stats != nullptr) stats->overwritten_inputs.clear();
+  // The slots of donated arguments a step may write into: slot -> argument index.
+  std::unordered_map<int, int> donated_slots;
+  for (int i : plan.overwritable_inputs) {
+    if (!donated.empty() && donated[static_cast<std::size_t>(i)]) {
+      donated_slots.emplace(plan.input_slots[static_cast<std::size_t>(i)], i);
+    }
+  }
+  std::unordered_set<const Storage*> overwritten;  // donated buffers written into
 
   std::vector<Tensor> slots(static_cast<std::size_t>(plan.num_slots));
   // Buffers not allocated by this call (inputs and constants) are not counted in the peak.
@@ -232,27 +290,47 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
 
   LiveBytes live(external);
   std::int64_t peak = 0;
+  int peak_step = -1;
+  std::optional<SlotHistory> history;
+  if (profiler != nullptr) history.emplace(slots.size());
   std::int64_t inplace_outputs = 0;
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
   std::vector<int> destroyed;  // the slots whose buffer the step's outputs took
+  struct Donation {
+    int output;
+    int argument;
+    const Storage* buffer;
+  };
+  std::vector<Donation> donations;  // the donated buffers handed to the step's kernel
   for (std::size_t index = 0; index < plan.steps.size(); ++index) {
     const PlanStep& step = plan.steps[index];
     inputs.clear();
     for (int s : step.inputs) inputs.push_back(slots[static_cast<std::size_t>(s)]);
     outputs.assign(step.outputs.size(), Tensor());
     destroyed.clear();
+    donations.clear();
     for (const auto& [k, j] : step.inplace) {
       // Two holders, the slot and INPUTS, mean nobody else sees the buffer: no view of it in
       // another slot, no caller's argument, constant or shared variable's container.
       const Tensor& victim = inputs[static_cast<std::size_t>(j)];
-      if (victim.defined() && victim.storage().use_count() == 2 &&
-          victim.dtype() == step.output_specs[static_cast<std::size_t>(k)].dtype &&
+      const int victim_slot = step.inputs[static_cast<std::size_t>(j)];
+      // A donated argument is held by the caller's container too, which gave it up for the call.
+      const auto donor = donated_slots.find(victim_slot);
+      const bool free_buffer = donor != donated_slots.end()
+                                   ? victim.defined()
+                                   : victim.defined() && victim.storage().use_count() == 2;
+      if (free_buffer && victim.dtype() == step.output_specs[static_cast<std::size_t>(k)].dtype &&
           victim.device().is_cpu() && victim.is_contiguous()) {
         outputs[static_cast<std::size_t>(k)] = victim;
-        destroyed.push_back(step.inputs[static_cast<std::size_t>(j)]);
+        destroyed.push_back(victim_slot);
         ++inplace_outputs;
+        if (donor != donated_slots.end()) {
+          // Recorded before the kernel runs: if it fails, the buffer may be partly written.
+          donations.push_back({k, donor->second, victim.storage().get()});
+          if (stats != nullptr) stats->overwritten_inputs.push_back(donor->second);
+        }
       }
     }
     const std::int64_t start_ns = profiler != nullptr ? Profiler::now_ns() : 0;
@@ -265,6 +343,18 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       rethrow_with_context(step.label + ": ");
     } catch (...) {
       rethrow_with_context(step.label + ": ");
+    }
+    // A kernel may leave a buffer handed to it and allocate (runtime/kernel.hpp).
+    for (const Donation& d : donations) {
+      const Tensor& out = outputs[static_cast<std::size_t>(d.output)];
+      if (out.defined() && out.storage().get() == d.buffer) {
+        overwritten.insert(d.buffer);
+      } else if (stats != nullptr) {
+        auto& list = stats->overwritten_inputs;
+        if (auto it = std::find(list.begin(), list.end(), d.argument); it != list.end()) {
+          list.erase(it);
+        }
+      }
     }
     if (profiler != nullptr) {
       sample.steps[index].start_ns = start_ns;
@@ -294,7 +384,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     // What this call has allocated and still holds, the step's new outputs included: inputs are
     // released only after the step, so they count too.
     const std::int64_t live_bytes = live.bytes_with(outputs);
-    peak = std::max(peak, live_bytes);
+    if (live_bytes > peak) {
+      peak = live_bytes;
+      peak_step = static_cast<int>(index);
+    }
     if (profiler != nullptr) {
       StepSample& step_sample = sample.steps[index];
       step_sample.live_bytes = live_bytes;
@@ -310,6 +403,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       Tensor& slot = slots[static_cast<std::size_t>(step.outputs[k])];
       live.drop(slot);
       live.hold(outputs[k]);
+      if (history) {
+        history->written(step.outputs[k], static_cast<int>(index), outputs[k],
+                         external.count(outputs[k].storage().get()) == 0);
+      }
       slot = std::move(outputs[k]);
     }
     // A destroyed slot holds garbage and nobody reads it again: dropped whatever allow_gc says,
@@ -318,12 +415,14 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
       Tensor& slot = slots[static_cast<std::size_t>(s)];
       live.drop(slot);
       slot = Tensor();
+      if (history) history->dropped(s, static_cast<int>(index));
     }
     if (plan.release_intermediates) {
       for (int s : step.release_after) {
         Tensor& slot = slots[static_cast<std::size_t>(s)];
         live.drop(slot);
         slot = Tensor();
+        if (history) history->dropped(s, static_cast<int>(index));
       }
     }
   }
@@ -334,7 +433,8 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     // Never hand out the caller's own buffers (or a constant's) as a result: a later write to
     // the result would change them.
     const Tensor& value = slots[static_cast<std::size_t>(s)];
-    results.push_back(external.count(value.storage().get()) ? value.clone() : value);
+    const Storage* buffer = value.storage().get();
+    results.push_back(external.count(buffer) && !overwritten.count(buffer) ? value.clone() : value);
   }
   if (stats != nullptr) {
     stats->peak_bytes = peak;
@@ -342,6 +442,8 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
   }
   if (profiler != nullptr) {
     sample.peak_bytes = peak;
+    sample.peak_step = peak_step;
+    if (peak_step >= 0) sample.peak_values = history->alive_at(peak_step);
     sample.duration_ns = Profiler::now_ns() - sample.start_ns;
     profiler->record(std::move(sample));
   }

@@ -70,6 +70,10 @@ struct Plan {
   // input or constant) and the Function stores them once the call has succeeded.
   int num_shared_inputs = 0;
   std::vector<PlanUpdate> updates;
+  // Inputs (indices into input_slots, shared variables' values) that a step may compute its
+  // output into (PlanStep::inplace), the update of that shared variable, when the caller donates
+  // the buffer for the call (execute()'s DONATED). Steps reading the old value all run before.
+  std::vector<int> overwritable_inputs;
   std::vector<std::pair<int, Tensor>> constants;  // slot, value
   std::vector<PlanStep> steps;
   bool release_intermediates = true;
@@ -85,6 +89,10 @@ struct ExecutionStats {
   std::int64_t peak_bytes = 0;
   // Outputs that took an input's buffer (PlanStep::inplace) in the call.
   std::int64_t inplace_outputs = 0;
+  // The donated inputs (indices into the arguments) whose buffers a step has written into, in
+  // the order it happened; kept up to date during the call, so that after a failure it says which
+  // ones hold new contents.
+  std::vector<int> overwritten_inputs;
 };
 
 class Profiler;
@@ -98,9 +106,14 @@ class DeviceStream;
 // STREAMS (one per entry of plan.devices) receive the device work of the call; execute() returns
 // when it is done, or, with WAIT false, once it is queued (a call that fails still waits). With a
 // profiler, every device step is waited for, so its time is its own.
+//
+// DONATED (empty, or one flag per argument): argument i's buffer is the caller's to give for the
+// call, and a step of Plan::overwritable_inputs may write its output into it; the result read
+// from such a step is then returned without a copy, in that buffer. A buffer not donated is never
+// written, whatever the plan says.
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats = nullptr, Profiler* profiler = nullptr,
                             const std::vector<std::shared_ptr<DeviceStream>>& streams = {},
-                            bool wait = true);
+                            bool wait = true, const std::vector<bool>& donated = {});
 
 }  // namespace convgraph

@@ -103,6 +103,10 @@ void Profiler::record(CallSample call) {
   total_ns_ += call.duration_ns;
   peak_bytes_ = std::max(peak_bytes_, call.peak_bytes);
   last_peak_bytes_ = call.peak_bytes;
+  last_peak_step_ = call.peak_step;
+  // Kept for the last call only: the trace does not show them.
+  last_peak_values_ = std::move(call.peak_values);
+  call.peak_values.clear();
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     StepTotals& t = steps_[i];
     const StepSample& s = call.steps[i];
@@ -128,6 +132,15 @@ ProfileReport Profiler::report() const {
   r.total_ms = ms(total_ns_);
   r.peak_bytes = peak_bytes_;
   r.last_peak_bytes = last_peak_bytes_;
+  r.last_peak_step = last_peak_step_;
+  r.last_peak_values = last_peak_values_;
+  const auto label = [&](std::int64_t step) {
+    return step >= 0 && static_cast<std::size_t>(step) < plan_->steps.size()
+               ? plan_->steps[static_cast<std::size_t>(step)].label
+               : std::string();
+  };
+  r.last_peak_node = label(last_peak_step_);
+  for (LiveValue& v : r.last_peak_values) v.node = label(v.step);
   r.first_recent_call = calls_ - static_cast<std::int64_t>(recent_.size()) + 1;
   r.recent_calls.assign(recent_.begin(), recent_.end());
   if (calls_ == 0) return r;
@@ -179,6 +192,8 @@ void Profiler::reset() {
   total_ns_ = 0;
   peak_bytes_ = 0;
   last_peak_bytes_ = 0;
+  last_peak_step_ = -1;
+  last_peak_values_.clear();
   std::fill(steps_.begin(), steps_.end(), StepTotals{});
   recent_.clear();
 }
@@ -251,6 +266,29 @@ std::string ProfileReport::table() const {
     }
     out += text + "\n";
   }
+  return out;
+}
+
+std::string ProfileReport::memory_table(std::size_t max_rows) const {
+  if (last_peak_step < 0) {
+    return "Peak memory: no profiled call has allocated anything yet.\n";
+  }
+  std::string out = fmt::format(
+      "Peak memory of the last call: {} after step {} ({}); {} values alive:\n",
+      bytes_str(last_peak_bytes), last_peak_step, last_peak_node, last_peak_values.size());
+  std::int64_t rest = 0;
+  std::size_t rest_count = 0;
+  for (std::size_t i = 0; i < last_peak_values.size(); ++i) {
+    const LiveValue& v = last_peak_values[i];
+    if (i < max_rows) {
+      out += fmt::format("  {:>10}  step {:>5}  {}\n", bytes_str(v.bytes), v.step, v.node);
+    } else {
+      rest += v.bytes;
+      ++rest_count;
+    }
+  }
+  if (rest_count > 0)
+    out += fmt::format("  {:>10}  in {} more values\n", bytes_str(rest), rest_count);
   return out;
 }
 

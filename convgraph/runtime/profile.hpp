@@ -29,6 +29,15 @@ struct StepSample {
   std::int64_t live_bytes = 0;
 };
 
+// A buffer held by the executor at the peak of a call: the slot holding it (the first, when
+// several view it), the step that wrote that slot, and its size.
+struct LiveValue {
+  int slot = 0;
+  int step = -1;     // index in the plan
+  std::string node;  // that step's label (filled in by Profiler::report)
+  std::int64_t bytes = 0;
+};
+
 // One complete call. Calls that throw are not recorded: their partial timings would skew the
 // averages of the steps that did run.
 struct CallSample {
@@ -36,6 +45,10 @@ struct CallSample {
   std::int64_t duration_ns = 0;  // the whole call: argument checks and executor included
   std::int64_t peak_bytes = 0;
   std::vector<StepSample> steps;  // one per plan step, in plan order
+  // The first step after which the live bytes reached PEAK_BYTES, and the buffers alive then,
+  // biggest first (-1 and none when the call allocated nothing).
+  std::int64_t peak_step = -1;
+  std::vector<LiveValue> peak_values;
 };
 
 // One plan step (one node), accumulated over the profiled calls.
@@ -69,6 +82,11 @@ struct ProfileReport {
   std::int64_t peak_bytes = 0;              // highest peak of one call (buffers the call allocated)
   std::int64_t last_peak_bytes = 0;         // the peak of the last profiled call
   std::vector<ProfileRow> rows;             // one per step, sorted by total time, longest first
+  // Of the last profiled call: the step where its peak was reached and the values alive there,
+  // biggest first (what a memory plan or a change of schedule can act on).
+  std::int64_t last_peak_step = -1;
+  std::string last_peak_node;
+  std::vector<LiveValue> last_peak_values;
   // The most recent calls step by step, oldest first (bounded: see ProfilerOptions).
   std::vector<CallSample> recent_calls;
   std::int64_t first_recent_call = 1;  // the number (from 1) of recent_calls[0]
@@ -76,6 +94,9 @@ struct ProfileReport {
 
   // An aligned text table: a summary line, then one line per node, longest first.
   std::string table() const;
+  // The values alive at the peak of the last profiled call, biggest first: at most MAX_ROWS
+  // lines, then one line summing the rest.
+  std::string memory_table(std::size_t max_rows = 20) const;
   // The recent calls in the Trace Event Format (chrome://tracing, ui.perfetto.dev): one "X"
   // event per call and per step, a "C" counter of live bytes, and metadata naming the thread.
   std::string chrome_trace_json() const;
@@ -125,6 +146,8 @@ class Profiler {
   std::int64_t total_ns_ = 0;
   std::int64_t peak_bytes_ = 0;
   std::int64_t last_peak_bytes_ = 0;
+  std::int64_t last_peak_step_ = -1;
+  std::vector<LiveValue> last_peak_values_;
   std::vector<StepTotals> steps_;
   std::deque<CallSample> recent_;
   mutable std::mutex write_mutex_;  // one trace write at a time per function

@@ -412,3 +412,33 @@ TEST_CASE("profile: without profiling nothing is timed", "[profile]") {
   f(args);
   REQUIRE(f.profile().calls == 1);
 }
+
+TEST_CASE("profile: the values alive at the peak are listed with their producers", "[profile]") {
+  // a = x * 2 and b = x * 3 are both alive when c = a + b is computed: the peak is after the
+  // add, with the three 4,000-byte buffers alive (the argument is not counted).
+  const Variable x = tensor("x", DType::float32, {1000});
+  const Variable a = x * 2.0;
+  const Variable b = x * 3.0;
+  const Variable c = a + b;
+  Function f = compile({x}, {exp(c)}, {.flags = "profile=True,optimizer_excluding=fusion:inplace"});
+  f({Tensor::full(DType::float32, {1000}, 1.0)});
+  const ProfileReport report = f.profile();
+  REQUIRE(report.last_peak_bytes == 12000);
+  REQUIRE(report.last_peak_step >= 0);
+  const PlanStep& peak_step = f.plan().steps[static_cast<std::size_t>(report.last_peak_step)];
+  REQUIRE(peak_step.op_text == "Elemwise{add}");
+  REQUIRE(report.last_peak_node == peak_step.label);
+  REQUIRE(report.last_peak_values.size() == 3);
+  std::int64_t total = 0;
+  for (const LiveValue& v : report.last_peak_values) {
+    REQUIRE(v.bytes == 4000);
+    REQUIRE(v.step <= report.last_peak_step);
+    REQUIRE(v.node == f.plan().steps[static_cast<std::size_t>(v.step)].label);
+    total += v.bytes;
+  }
+  REQUIRE(total == report.last_peak_bytes);
+  const std::string table = report.memory_table(2);
+  REQUIRE(table.find("3 values alive") != std::string::npos);
+  REQUIRE(table.find("in 1 more values") != std::string::npos);
+  REQUIRE(table.find(peak_step.label) != std::string::npos);
+}

@@ -195,7 +195,15 @@ class FusedElemwiseKernel final : public Kernel {
     const Shape shape = codegen::infer_iteration_shape(ir, inputs);
     outputs.resize(ir.outputs().size());
     for (std::size_t k = 0; k < outputs.size(); ++k) {
-      outputs[k] = Tensor::empty(ir.output_dtype(k), codegen::fused_output_shape(ir, k, shape));
+      // An output handed in (an input's buffer, for an in-place step) is written into when it
+      // is what the kernel would allocate: the generated loop writes element i of each output
+      // only after reading element i of every input.
+      const Shape out_shape = codegen::fused_output_shape(ir, k, shape);
+      const Tensor& given = outputs[k];
+      const bool fits = given.defined() && given.dtype() == ir.output_dtype(k) &&
+                        given.shape() == out_shape && given.is_contiguous() &&
+                        given.device().is_cpu();
+      if (!fits) outputs[k] = Tensor::empty(ir.output_dtype(k), out_shape);
     }
     kernel_->run(inputs, outputs, shape);
   }
@@ -223,16 +231,72 @@ FusedElemwise::FusedElemwise(codegen::FusedIR ir, FusedSubgraph reference,
 }
 
 std::string FusedElemwise::str() const {
-  return fmt::format("Fused{{{}}}", description_);
+  if (inplace_input_ < 0) return fmt::format("Fused{{{}}}", description_);
+  if (inplace_output_ == 0 && inplace_input_ == 0) {
+    return fmt::format("Fused{{{},inplace}}", description_);
+  }
+  if (inplace_output_ == 0)
+    return fmt::format("Fused{{{},inplace={}}}", description_, inplace_input_);
+  return fmt::format("Fused{{{},inplace={}:{}}}", description_, inplace_output_, inplace_input_);
 }
 
 bool FusedElemwise::equals(const Op& other) const {
   const auto* o = dynamic_cast<const FusedElemwise*>(&other);
-  return o != nullptr && o->ir_ == ir_ && o->backend_ == backend_;
+  return o != nullptr && o->ir_ == ir_ && o->backend_ == backend_ &&
+         o->inplace_output_ == inplace_output_ && o->inplace_input_ == inplace_input_;
 }
 
 std::size_t FusedElemwise::hash() const {
-  return hash_values(std::string("FusedElemwise"), ir_.hash(), static_cast<int>(backend_));
+  return hash_values(std::string("FusedElemwise"), ir_.hash(), static_cast<int>(backend_),
+                     inplace_output_, inplace_input_);
+}
+
+std::vector<std::pair<int, int>> FusedElemwise::inplace_candidates(const Node& node) const {
+  std::vector<std::pair<int, int>> pairs;
+  // A reduction's output is smaller than its inputs and is accumulated over them.
+  if (ir_.has_reduction()) return pairs;
+  const auto& specs = ir_.inputs();
+  for (int k = 0; k < node.num_outputs(); ++k) {
+    const TensorType& out = node.output_data.at(static_cast<std::size_t>(k)).type;
+    if (!out.device.is_cpu()) continue;
+    for (std::size_t i = 0; i < node.inputs.size() && i < specs.size(); ++i) {
+      const TensorType& in = node.inputs[i].type();
+      if (in.dtype != out.dtype || in.device != out.device || in.rank() != out.rank() ||
+          in.rank() != ir_.rank()) {
+        continue;
+      }
+      // The kernel broadcasts no axis of it, and no static dim says the shapes differ (an
+      // unknown dim equals the iteration's at run time, which the kernel checks). An axis the IR
+      // marks broadcast (a static dim 1) where the output's dim is 1 too is no broadcast: the
+      // 1x1 filters of a convolution have two.
+      bool broadcast = false;
+      for (int d = 0; d < in.rank() && !broadcast; ++d) {
+        const auto a = in.dims[static_cast<std::size_t>(d)];
+        const auto b = out.dims[static_cast<std::size_t>(d)];
+        const bool flagged = specs[i].broadcast[static_cast<std::size_t>(d)];
+        broadcast = (flagged && !(b && *b == 1)) || (a && b && *a != *b);
+      }
+      if (!broadcast) pairs.emplace_back(k, static_cast<int>(i));
+    }
+  }
+  return pairs;
+}
+
+std::shared_ptr<const Op> FusedElemwise::with_inplace(int output, int input) const {
+  if (ir_.has_reduction() || output < 0 || output >= static_cast<int>(ir_.outputs().size()) ||
+      input < 0 || input >= static_cast<int>(ir_.inputs().size())) {
+    throw ValueError(
+        fmt::format("{}: no in-place form writing output {} into input {}", str(), output, input));
+  }
+  auto op = std::make_shared<FusedElemwise>(*this);
+  op->inplace_output_ = output;
+  op->inplace_input_ = input;
+  return op;
+}
+
+std::vector<std::pair<int, int>> FusedElemwise::destroy_map() const {
+  if (inplace_input_ < 0) return {};
+  return {{inplace_output_, inplace_input_}};
 }
 
 std::vector<TensorType> FusedElemwise::make_outputs(const std::vector<Variable>& inputs) const {

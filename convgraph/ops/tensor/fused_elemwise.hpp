@@ -14,6 +14,7 @@
 
 #include "convgraph/codegen/fused_ir.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
+#include "convgraph/graph/inplace.hpp"
 #include "convgraph/ops/kernel_op.hpp"
 
 namespace convgraph {
@@ -64,7 +65,13 @@ class FusedSubgraphOp final : public Op {
 // Iteration axes are those of the IR (rank ir.rank()); input I has the IR's broadcast flags, so
 // its static dims must be 1 where they are set. Outputs have the iteration shape, or for a
 // reduced output that shape without its reduced axes (kept as 1 where its reduction keeps dims).
-class FusedElemwise final : public KernelOp {
+//
+// In place (graph/inplace.hpp): when no output is reduced, an output may be computed into any input
+// of its dtype that the kernel does not broadcast (the generated loop and the interpreter read
+// every input's element before writing the outputs' element at the same index). The in-place form
+// prints as "Fused{...,inplace}" (output 0 into input 0), "Fused{...,inplace=J}" (output 0 into
+// input J) or "Fused{...,inplace=K:J}".
+class FusedElemwise final : public KernelOp, public InplaceCapable {
  public:
   // REFERENCE must compute what IR computes (DebugMode checks that each run); BACKEND is where
   // make_kernel compiles the IR.
@@ -99,11 +106,17 @@ class FusedElemwise final : public KernelOp {
   std::shared_ptr<const Kernel> make_kernel(const Node& node) const override;
   std::shared_ptr<const Op> reference_op() const override { return reference_; }
 
+  std::vector<std::pair<int, int>> inplace_candidates(const Node& node) const override;
+  std::shared_ptr<const Op> with_inplace(int output, int input) const override;
+  std::vector<std::pair<int, int>> destroy_map() const override;
+
  private:
   codegen::FusedIR ir_;
   std::shared_ptr<const FusedSubgraphOp> reference_;
   codegen::FusedBackend backend_;
   std::string description_;
+  int inplace_output_ = -1;  // with INPLACE_INPUT_: the destroy_map pair, or -1
+  int inplace_input_ = -1;
 };
 
 }  // namespace convgraph
