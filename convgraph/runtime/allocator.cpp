@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "convgraph/base/error.hpp"
@@ -26,6 +27,17 @@ constexpr std::size_t kHugeThreshold = std::size_t{4} << 20;
 // returns its pages (malloc keeps freed blocks below its adaptive threshold, up to 32 MiB, in
 // its heaps), and a miss in their size class first gives back cached blocks of other classes.
 constexpr std::size_t kMappedThreshold = std::size_t{1} << 20;
+// Whether a miss for a large block first gives back cached large blocks of other sizes: the
+// process then holds about the peak in use, at the cost of fresh pages (page faults) in every
+// call whose sizes change between steps. CONVGRAPH_ALLOCATOR_GIVE_BACK=1 turns it on.
+bool give_back_on_miss() {
+  static const bool on = [] {
+    const char* v = std::getenv("CONVGRAPH_ALLOCATOR_GIVE_BACK");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return on;
+}
+
 // Cached bytes above this are returned to the system (oldest size classes first).
 constexpr std::size_t kCacheLimit = std::size_t{4} << 30;
 
@@ -61,7 +73,7 @@ class CachingCpuAllocator final : public Allocator {
       // cached bytes first (the largest classes, the least likely to fit what comes next), so
       // that what the process holds grows only when what is in use does.
       std::vector<std::pair<void*, std::size_t>> to_free;
-      if (cls >= kMappedThreshold) take_cached_for(cls, to_free);
+      if (cls >= kMappedThreshold && give_back_on_miss()) take_cached_for(cls, to_free);
       lock.unlock();
       for (auto& [p, size] : to_free) system_free(p, size);
       ptr = system_allocate(cls);

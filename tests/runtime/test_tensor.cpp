@@ -1,5 +1,6 @@
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 
 #include "support/catch.hpp"
@@ -94,8 +95,12 @@ TEST_CASE("allocator: freed blocks are reused, statistics add up", "[tensor]") {
   REQUIRE_THROWS_AS(Tensor::empty(DType::float64, {1LL << 40, 1LL << 20}), MemoryError);
 }
 
-TEST_CASE("allocator: a miss for a large block gives back cached blocks of other sizes",
-          "[tensor]") {
+TEST_CASE(
+    "allocator: large blocks are mappings; with CONVGRAPH_ALLOCATOR_GIVE_BACK=1 a miss gives "
+    "back cached blocks of other sizes",
+    "[tensor]") {
+  const char* env = std::getenv("CONVGRAPH_ALLOCATOR_GIVE_BACK");
+  const bool give_back = env != nullptr && std::string(env) == "1";
   Allocator& a = cpu_allocator();
   a.release_cached();
   // Sizes no other test of this process uses, so that their classes start empty.
@@ -110,7 +115,11 @@ TEST_CASE("allocator: a miss for a large block gives back cached blocks of other
   void* q = a.allocate(other);
   const AllocatorStats after = a.stats();
   REQUIRE(after.cache_hits == cached.cache_hits);
-  REQUIRE(after.bytes_cached + big <= cached.bytes_cached);
+  if (give_back) {
+    REQUIRE(after.bytes_cached + big <= cached.bytes_cached);
+  } else {
+    REQUIRE(after.bytes_cached == cached.bytes_cached);  // kept for the next call of that size
+  }
   // Mapped blocks are written and read like any other (2 MiB aligned from 4 MiB).
   REQUIRE(reinterpret_cast<std::uintptr_t>(q) % (std::size_t{2} << 20) == 0);
   static_cast<char*>(q)[0] = 1;
