@@ -258,7 +258,6 @@ class LlvmKernel final : public FusedKernel {
       ++codegen_counters().memory_hits;
       return it->second;
     }
-    const auto started = std::chrono::steady_clock::now();
     struct CountTime {
       std::chrono::steady_clock::time_point since;
       ~CountTime() {
@@ -266,7 +265,7 @@ class LlvmKernel final : public FusedKernel {
                                                 std::chrono::steady_clock::now() - since)
                                                 .count();
       }
-    } count_time{started};
+    } count_time{std::chrono::steady_clock::now()};
     const ObjectCacheOptions cache = object_cache_options();
     const bool use_disk = cache.enabled && !cache.dir.empty();
     std::optional<std::string> object;
