@@ -7,8 +7,8 @@
 
 namespace convgraph {
 
-// Appends allow_gc (whether a plan releases intermediate buffers after their last reader) to
-// FLAGS.
+// Appends allow_gc (whether a plan releases intermediate buffers after their last reader) and
+// memory_plan (whether calls run with a static memory plan) to FLAGS.
 void declare_plan_flags(std::vector<FlagSpec>& flags);
 
 }  // namespace convgraph

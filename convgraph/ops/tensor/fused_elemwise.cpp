@@ -9,6 +9,7 @@
 #include "convgraph/codegen/loop_plan.hpp"
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "convgraph/ops/tensor/reduce.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -184,7 +185,8 @@ void FusedSubgraphOp::perform(const std::vector<Tensor>& inputs,
 
 namespace {
 
-// Runs a compiled fused kernel: allocates the outputs for the inputs' iteration shape.
+// Runs a compiled fused kernel: allocates the outputs for the inputs' iteration shape (or writes
+// the ones the memory plan gave).
 class FusedElemwiseKernel final : public Kernel {
  public:
   FusedElemwiseKernel(std::shared_ptr<const codegen::FusedKernel> kernel, bool keepdims,
@@ -201,10 +203,11 @@ class FusedElemwiseKernel final : public Kernel {
     }
     outputs.resize(ir.outputs().size());
     for (std::size_t k = 0; k < outputs.size(); ++k) {
-      outputs[k] = Tensor::empty(ir.output_dtype(k), out_shape);
+      outputs[k] = output_buffer(outputs[k], ir.output_dtype(k), out_shape);
     }
     kernel_->run(inputs, outputs, shape);
   }
+  bool writes_given_outputs() const override { return true; }
 
   std::string name() const override {
     return fmt::format("{} [{}]", label_, codegen::fused_backend_name(kernel_->backend()));
