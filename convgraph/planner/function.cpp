@@ -20,6 +20,10 @@ struct Function::Pending {
 struct Function::MemoryState {
   struct Entry {
     std::shared_ptr<const MemoryPlan> plan;
+    // What the plan was made from, and whether it has the kernels' unannounced temporaries yet
+    // (measured by the first call that runs with it, when the plan was made at compile time).
+    MemoryPlanInput input;
+    bool measured = false;
     // Arenas no call is using; a call takes one (or makes one) and gives it back.
     std::vector<std::unique_ptr<Arena>> idle;
   };
@@ -134,7 +138,9 @@ Function::Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const Funct
     if (auto input = static_plan_input(*plan_, key)) {
       auto memory_plan =
           std::make_shared<const MemoryPlan>(build_memory_plan(*plan_, *input, plan_->memory_plan));
-      memory_->plans[key].plan = memory_plan;
+      MemoryState::Entry& entry = memory_->plans[key];
+      entry.plan = memory_plan;
+      entry.input = std::move(*input);
       memory_->current = std::move(memory_plan);
       memory_->built = 1;
     }
@@ -146,11 +152,13 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
   std::vector<Shape> key = shapes_of(inputs);
   std::shared_ptr<const MemoryPlan> memory_plan;
   std::unique_ptr<Arena> arena;
+  bool measure = false;
   {
     const std::lock_guard<std::mutex> lock(memory_->mutex);
     auto it = memory_->plans.find(key);
     if (it != memory_->plans.end()) {
       memory_plan = it->second.plan;
+      measure = !it->second.measured;
       memory_->current = memory_plan;
       if (!it->second.idle.empty()) {
         arena = std::move(it->second.idle.back());
@@ -169,14 +177,17 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     MemoryPlanInput observed;
     MemoryRun run;
     run.observe = &observed;
+    run.temporaries = &observed.temporaries;
     std::vector<Tensor> results =
         execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
-    auto made = std::make_shared<const MemoryPlan>(build_memory_plan(
-        *plan_, observed_plan_input(*plan_, std::move(observed)), plan_->memory_plan));
+    MemoryPlanInput input = observed_plan_input(*plan_, std::move(observed));
+    auto made = std::make_shared<const MemoryPlan>(build_memory_plan(*plan_, input, plan_->memory_plan));
     const std::lock_guard<std::mutex> lock(memory_->mutex);
     auto [it, fresh] = memory_->plans.try_emplace(std::move(key));
     if (fresh) {
       it->second.plan = std::move(made);
+      it->second.input = std::move(input);
+      it->second.measured = true;
       ++memory_->built;
     }
     memory_->current = it->second.plan;
@@ -190,8 +201,26 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     device_arena = device_arena ||
                    (!memory_plan->devices[d].is_cpu() && memory_plan->arena_bytes[d] > 0);
   }
+  std::vector<std::int64_t> temporaries;
+  // After a call that measured the kernels' unannounced temporaries: the plan counts them.
+  auto note_temporaries = [&] {
+    if (!measure) return;
+    const std::lock_guard<std::mutex> lock(memory_->mutex);
+    auto it = memory_->plans.find(key);
+    if (it == memory_->plans.end() || it->second.measured) return;
+    it->second.input.temporaries = std::move(temporaries);
+    it->second.plan = std::make_shared<const MemoryPlan>(
+        build_memory_plan(*plan_, it->second.input, plan_->memory_plan));
+    it->second.measured = true;
+    memory_->current = it->second.plan;
+  };
   if (!memory_plan->placed || (!wait && device_arena)) {
-    return execute(*plan_, inputs, stats_.get(), profiler, streams_, wait);
+    MemoryRun run;
+    run.temporaries = measure ? &temporaries : nullptr;
+    std::vector<Tensor> results =
+        execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
+    note_temporaries();
+    return results;
   }
   if (arena == nullptr) arena = std::make_unique<Arena>(*memory_plan);
   // The arena goes back to the idle ones when the call ends, also when it throws.
@@ -208,11 +237,13 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
   MemoryRun run;
   run.plan = memory_plan.get();
   run.arena = arena.get();
+  run.temporaries = measure ? &temporaries : nullptr;
   std::vector<Tensor> results = execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
   {
     const std::lock_guard<std::mutex> lock(memory_->mutex);
     memory_->misses = run.misses;
   }
+  note_temporaries();
   return results;
 }
 

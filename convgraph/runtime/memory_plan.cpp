@@ -375,6 +375,14 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
     mp.blocks.push_back(b);
   }
 
+  // Temporaries kernels took without announcing them: counted during their step.
+  mp.temporaries = input.temporaries;
+  for (std::size_t i = 0; i < input.temporaries.size() && i <= plan.steps.size(); ++i) {
+    if (input.temporaries[i] > 0) {
+      allocated.push_back({0, static_cast<int>(i), static_cast<int>(i), input.temporaries[i]});
+    }
+  }
+
   // Offsets, device by device; then each arena and each peak.
   mp.arena_bytes.assign(mp.devices.size(), 0);
   mp.peak_bytes.assign(mp.devices.size(), 0);
@@ -415,8 +423,10 @@ std::string MemoryPlan::str(const Plan& plan) const {
                        bytes_str(peak_bytes[d]), peak_bytes[d],
                        peak_exact ? "" : " (not exact: some sizes unknown or observed)");
   }
-  out += fmt::format("  {} values in the arena, {} allocated at each call{}\n", planned_values(),
-                     allocated_values(), placed ? "" : " (the plan is off: counting only)");
+  out += fmt::format("  {} values in the arena, {} allocated at each call{}{}\n", planned_values(),
+                     allocated_values(), placed ? "" : " (the plan is off: counting only)",
+                     temporaries.empty() ? "; kernels' unannounced temporaries not measured yet"
+                                         : "");
   for (std::size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
@@ -452,14 +462,26 @@ std::string MemoryPlan::str(const Plan& plan) const {
     } else if (workspace_bytes[i] < 0) {
       out += fmt::format("  step {} workspace: unknown (not counted)\n", i);
     }
+    if (i < temporaries.size() && temporaries[i] > 0) {
+      out += fmt::format("  step {} temporaries not announced by its kernel (measured): {}\n", i,
+                         bytes_str(temporaries[i]));
+    }
+  }
+  if (temporaries.size() > plan.steps.size() && temporaries.back() > 0) {
+    out += fmt::format("  end of the call: temporaries (measured): {}\n",
+                       bytes_str(temporaries.back()));
   }
   return out;
 }
 
 Arena::Arena(const MemoryPlan& plan) {
+  // A device with no block gets no buffer (a plan over host and device values often has blocks
+  // on the host only).
   for (std::size_t d = 0; d < plan.devices.size(); ++d) {
-    regions_.push_back(std::make_shared<Storage>(
-        static_cast<std::size_t>(plan.arena_bytes[d]), plan.devices[d]));
+    regions_.push_back(plan.arena_bytes[d] > 0
+                           ? std::make_shared<Storage>(
+                                 static_cast<std::size_t>(plan.arena_bytes[d]), plan.devices[d])
+                           : nullptr);
   }
   blocks_.reserve(plan.blocks.size());
   for (const MemoryBlock& b : plan.blocks) {
@@ -471,7 +493,8 @@ Arena::Arena(const MemoryPlan& plan) {
 }
 
 std::int64_t Arena::bytes(std::size_t device_index) const {
-  return static_cast<std::int64_t>(regions_[device_index]->bytes());
+  const auto& region = regions_[device_index];
+  return region != nullptr ? static_cast<std::int64_t>(region->bytes()) : 0;
 }
 
 }  // namespace convgraph

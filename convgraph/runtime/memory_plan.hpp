@@ -82,6 +82,9 @@ struct MemoryPlan {
   std::vector<int> workspace_block;
   std::vector<std::int64_t> workspace_bytes;
   std::vector<std::vector<std::pair<int, int>>> inplace;
+  // Per step: the measured bytes of temporaries its kernel did not announce (counted in the peak,
+  // not placed); empty until a call has measured them.
+  std::vector<std::int64_t> temporaries;
 
   // For DEVICE (0 when it has none).
   std::int64_t arena_bytes_on(Device device) const;
@@ -104,6 +107,10 @@ struct MemoryPlanInput {
   // input values; the shape above, if any, is one observed call's): such a value is allocated at
   // each call, counted at that size, and the peak is not exact.
   std::vector<bool> varies;
+  // Per step: the host bytes its kernel took for temporaries it did not announce (beyond its
+  // outputs and its workspace), measured in a call, then those of the end of the call (copies of
+  // results); empty when not measured yet.
+  std::vector<std::int64_t> temporaries;
 };
 
 // The memory plan of PLAN for calls whose values have the shapes in INPUT. With PLACE false
@@ -136,6 +143,9 @@ struct MemoryRun {
   // When set: the shape of every value and the workspace bytes of every step, recorded by the
   // call.
   MemoryPlanInput* observe = nullptr;
+  // When set: the bytes of temporaries each step's kernel took beyond its outputs and announced
+  // workspace (MemoryPlanInput::temporaries), measured by the call.
+  std::vector<std::int64_t>* temporaries = nullptr;
   // Written by the call: outputs the plan placed that the kernel put elsewhere.
   std::int64_t misses = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -209,6 +210,9 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
   }
   std::int64_t inplace_outputs = 0;
   std::int64_t misses = 0;
+  std::vector<std::int64_t>* temporaries = memory != nullptr ? memory->temporaries : nullptr;
+  // One entry per step, and one for the end of the call (copies of results).
+  if (temporaries != nullptr) temporaries->assign(plan.steps.size() + 1, 0);
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
@@ -253,8 +257,17 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     try {
       const int workspace = memory_plan != nullptr ? memory_plan->workspace_block[index] : -1;
       const ScopedStepWorkspace step_workspace(workspace >= 0 ? arena->block(workspace) : nullptr);
+      if (temporaries != nullptr) meter->start_step();
       step.kernel->run(inputs, outputs);
       if (observe != nullptr) observe->workspaces[index] = step_workspace.requested_bytes();
+      if (temporaries != nullptr) {
+        // What the step held at its highest beyond what it holds now (its inputs and outputs),
+        // less the workspace it allocated itself (which the plan counts already).
+        const std::int64_t transient = meter->step_peak_bytes(Device::cpu()) -
+                                       meter->live_bytes(Device::cpu()) -
+                                       step_workspace.allocated_bytes();
+        (*temporaries)[index] = std::max<std::int64_t>(0, transient);
+      }
       // A device kernel only queued its work: wait for it, so that the time is its own.
       if (profiler != nullptr) streams.synchronize();
     } catch (ConvGraphError& e) {
@@ -330,6 +343,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     }
   }
 
+  // The last step's inputs would otherwise stay alive until the call returns.
+  inputs.clear();
+  outputs.clear();
+  if (temporaries != nullptr) meter->start_step();
   std::vector<Tensor> results;
   results.reserve(plan.output_slots.size());
   for (int s : plan.output_slots) {
@@ -339,6 +356,10 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     results.push_back(external.count(value.storage().get()) || value.storage()->borrowed()
                           ? value.clone()
                           : value);
+  }
+  if (temporaries != nullptr) {
+    temporaries->back() = std::max<std::int64_t>(
+        0, meter->step_peak_bytes(Device::cpu()) - meter->live_bytes(Device::cpu()));
   }
   const std::int64_t peak = arena_host + meter->peak_bytes(Device::cpu());
   if (stats != nullptr) {

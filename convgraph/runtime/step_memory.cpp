@@ -33,6 +33,7 @@ Workspace::Workspace(std::int64_t bytes, Device device) : device_(device) {
       return;
     }
   }
+  if (t_step != nullptr) t_step->allocated_ += bytes;
   storage_ = Tensor::empty(DType::int8, {bytes}, device).storage();
 }
 

@@ -49,14 +49,17 @@ class ScopedStepWorkspace {
   ~ScopedStepWorkspace();
   ScopedStepWorkspace(const ScopedStepWorkspace&) = delete;
   ScopedStepWorkspace& operator=(const ScopedStepWorkspace&) = delete;
-  // The bytes of the Workspaces made during the step (their announced totals), summed.
+  // The bytes of the Workspaces made during the step (their announced totals), summed, and those
+  // of them that were allocated rather than the planned block.
   std::int64_t requested_bytes() const { return requested_; }
+  std::int64_t allocated_bytes() const { return allocated_; }
 
  private:
   friend class Workspace;
   std::shared_ptr<Storage> block_;
   bool taken_ = false;
   std::int64_t requested_ = 0;
+  std::int64_t allocated_ = 0;
   ScopedStepWorkspace* previous_ = nullptr;
 };
 

@@ -96,11 +96,23 @@ std::int64_t AllocationMeter::peak_bytes(Device device) const {
   return peak_[index(device)].load(std::memory_order_relaxed);
 }
 
+std::int64_t AllocationMeter::step_peak_bytes(Device device) const {
+  return step_peak_[index(device)].load(std::memory_order_relaxed);
+}
+
+void AllocationMeter::start_step() {
+  for (int i = 0; i < 2; ++i) {
+    step_peak_[i].store(live_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+}
+
 void AllocationMeter::add(Device device, std::int64_t bytes) {
   const int i = index(device);
   const std::int64_t now = live_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  std::int64_t peak = peak_[i].load(std::memory_order_relaxed);
-  while (now > peak && !peak_[i].compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  for (std::atomic<std::int64_t>* peak : {&peak_[i], &step_peak_[i]}) {
+    std::int64_t seen = peak->load(std::memory_order_relaxed);
+    while (now > seen && !peak->compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
+    }
   }
 }
 

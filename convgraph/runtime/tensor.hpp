@@ -43,6 +43,9 @@ class AllocationMeter {
  public:
   std::int64_t live_bytes(Device device) const;
   std::int64_t peak_bytes(Device device) const;
+  // The peak since the last start_step() (the live bytes then, at least).
+  std::int64_t step_peak_bytes(Device device) const;
+  void start_step();
   void add(Device device, std::int64_t bytes);
   void remove(Device device, std::int64_t bytes);
 
@@ -51,6 +54,7 @@ class AllocationMeter {
   static int index(Device device) { return device.is_cpu() ? 0 : 1; }
   std::atomic<std::int64_t> live_[2] = {0, 0};
   std::atomic<std::int64_t> peak_[2] = {0, 0};
+  std::atomic<std::int64_t> step_peak_[2] = {0, 0};
 };
 
 // Makes METER the current thread's meter until destroyed (the previous one is restored).

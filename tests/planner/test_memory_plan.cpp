@@ -151,7 +151,9 @@ TEST_CASE("memory plan: random graphs give the same results with and without it"
       }
       REQUIRE(with.last_plan_misses() == 0);
       // The planned peak is the measured one (every size is static here).
+      INFO(with.memory_plan_str() << "\n" << with.str());
       CHECK(with.last_peak_bytes() == with.planned_peak_bytes());
+      INFO(without.memory_plan_str());
       CHECK(without.last_peak_bytes() == without.planned_peak_bytes());
     }
   }
