@@ -178,6 +178,7 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     MemoryRun run;
     run.observe = &observed;
     run.temporaries = &observed.temporaries;
+    run.copied_views = &observed.copied_views;
     std::vector<Tensor> results =
         execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
     MemoryPlanInput input = observed_plan_input(*plan_, std::move(observed));
@@ -202,6 +203,7 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
                    (!memory_plan->devices[d].is_cpu() && memory_plan->arena_bytes[d] > 0);
   }
   std::vector<std::int64_t> temporaries;
+  std::vector<bool> copied_views;
   // After a call that measured the kernels' unannounced temporaries: the plan counts them.
   auto note_temporaries = [&] {
     if (!measure) return;
@@ -209,14 +211,19 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     auto it = memory_->plans.find(key);
     if (it == memory_->plans.end() || it->second.measured) return;
     it->second.input.temporaries = std::move(temporaries);
+    it->second.input.copied_views = std::move(copied_views);
     it->second.plan = std::make_shared<const MemoryPlan>(
         build_memory_plan(*plan_, it->second.input, plan_->memory_plan));
     it->second.measured = true;
+    // The layout may differ (a view found to be a copy has a block of its own now): arenas made
+    // for the previous plan are not reused.
+    it->second.idle.clear();
     memory_->current = it->second.plan;
   };
   if (!memory_plan->placed || (!wait && device_arena)) {
     MemoryRun run;
     run.temporaries = measure ? &temporaries : nullptr;
+    run.copied_views = measure ? &copied_views : nullptr;
     std::vector<Tensor> results =
         execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
     note_temporaries();
@@ -224,20 +231,25 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
   }
   if (arena == nullptr) arena = std::make_unique<Arena>(*memory_plan);
   // The arena goes back to the idle ones when the call ends, also when it throws.
+  // An arena made for a plan that has since been replaced is dropped.
   struct GiveBack {
     MemoryState& state;
     const std::vector<Shape>& key;
+    const std::shared_ptr<const MemoryPlan>& plan;
     std::unique_ptr<Arena>& arena;
     ~GiveBack() {
       const std::lock_guard<std::mutex> lock(state.mutex);
       auto it = state.plans.find(key);
-      if (it != state.plans.end()) it->second.idle.push_back(std::move(arena));
+      if (it != state.plans.end() && it->second.plan == plan) {
+        it->second.idle.push_back(std::move(arena));
+      }
     }
-  } give_back{*memory_, key, arena};
+  } give_back{*memory_, key, memory_plan, arena};
   MemoryRun run;
   run.plan = memory_plan.get();
   run.arena = arena.get();
   run.temporaries = measure ? &temporaries : nullptr;
+  run.copied_views = measure ? &copied_views : nullptr;
   std::vector<Tensor> results = execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
   {
     const std::lock_guard<std::mutex> lock(memory_->mutex);

@@ -229,8 +229,10 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
                                                       dtype_size(dtype[static_cast<std::size_t>(o)]))
                         : -1;
       int base = -1;
+      const bool copied = static_cast<std::size_t>(o) < input.copied_views.size() &&
+                          input.copied_views[static_cast<std::size_t>(o)];
       for (const auto& [vk, j] : step.views) {
-        if (vk == static_cast<int>(k)) {
+        if (vk == static_cast<int>(k) && !copied) {
           base = step.inputs[static_cast<std::size_t>(j)];
           break;
         }

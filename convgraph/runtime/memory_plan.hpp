@@ -111,6 +111,9 @@ struct MemoryPlanInput {
   // outputs and its workspace), measured in a call, then those of the end of the call (copies of
   // results); empty when not measured yet.
   std::vector<std::int64_t> temporaries;
+  // Per slot: an output the op declares as a view that its kernel computed as a copy in a
+  // measured call (a reshape of non-contiguous data): it has a buffer of its own.
+  std::vector<bool> copied_views;
 };
 
 // The memory plan of PLAN for calls whose values have the shapes in INPUT. With PLACE false
@@ -146,6 +149,8 @@ struct MemoryRun {
   // When set: the bytes of temporaries each step's kernel took beyond its outputs and announced
   // workspace (MemoryPlanInput::temporaries), measured by the call.
   std::vector<std::int64_t>* temporaries = nullptr;
+  // When set: which declared views the call got as copies (MemoryPlanInput::copied_views).
+  std::vector<bool>* copied_views = nullptr;
   // Written by the call: outputs the plan placed that the kernel put elsewhere.
   std::int64_t misses = 0;
 };

@@ -213,6 +213,9 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
   std::vector<std::int64_t>* temporaries = memory != nullptr ? memory->temporaries : nullptr;
   // One entry per step, and one for the end of the call (copies of results).
   if (temporaries != nullptr) temporaries->assign(plan.steps.size() + 1, 0);
+  if (memory != nullptr && memory->copied_views != nullptr) {
+    memory->copied_views->assign(static_cast<std::size_t>(plan.num_slots), false);
+  }
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
@@ -312,6 +315,15 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
         // Memory of the arena that the plan did not give this value (a view the op did not
         // declare): its block may be reused while the value lives, so the value gets a copy.
         if (got->borrowed()) outputs[k] = outputs[k].clone();
+      }
+    }
+    if (memory != nullptr && memory->copied_views != nullptr) {
+      for (const auto& [k, j] : step.views) {
+        const Tensor& out = outputs[static_cast<std::size_t>(k)];
+        const Tensor& in = inputs[static_cast<std::size_t>(j)];
+        if (out.defined() && in.defined() && !out.shares_storage_with(in)) {
+          (*memory->copied_views)[static_cast<std::size_t>(step.outputs[static_cast<std::size_t>(k)])] = true;
+        }
       }
     }
     if (observe != nullptr) {
