@@ -341,9 +341,9 @@ int main(int argc, char** argv) {
         "  peak memory: planned %.3f GiB (arena %.3f GiB), measured %.3f GiB (executor), process "
         "growth (VmHWM) %.3f GiB; foreign load %.2f\n",
         static_cast<double>(planned) / (1 << 30),
-        step.memory_plan() ? static_cast<double>(step.memory_plan()->arena_bytes_on(Device::cpu())) /
-                                 (1 << 30)
-                           : 0.0,
+        step.memory_plan()
+            ? static_cast<double>(step.memory_plan()->arena_bytes_on(Device::cpu())) / (1 << 30)
+            : 0.0,
         static_cast<double>(step.last_peak_bytes()) / (1 << 30),
         static_cast<double>(hwm_after - hwm_before) / (1 << 30), foreign_load);
     std::printf("  loss %.6g -> %.6g%s\n", losses.front(), losses.back(),

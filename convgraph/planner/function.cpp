@@ -101,10 +101,12 @@ std::optional<MemoryPlanInput> static_plan_input(const Plan& plan, std::vector<S
 MemoryPlanInput observed_plan_input(const Plan& plan, MemoryPlanInput observed) {
   std::vector<bool> determined(static_cast<std::size_t>(plan.num_slots), false);
   for (int s : plan.input_slots) determined[static_cast<std::size_t>(s)] = true;
-  for (const auto& [slot, value] : plan.constants) determined[static_cast<std::size_t>(slot)] = true;
+  for (const auto& [slot, value] : plan.constants)
+    determined[static_cast<std::size_t>(slot)] = true;
   for (const PlanStep& step : plan.steps) {
     bool inputs_known = true;
-    for (int s : step.inputs) inputs_known = inputs_known && determined[static_cast<std::size_t>(s)];
+    for (int s : step.inputs)
+      inputs_known = inputs_known && determined[static_cast<std::size_t>(s)];
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
       const bool follows = k < step.shape_follows_inputs.size() && step.shape_follows_inputs[k];
       determined[static_cast<std::size_t>(step.outputs[k])] =
@@ -182,7 +184,8 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     std::vector<Tensor> results =
         execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
     MemoryPlanInput input = observed_plan_input(*plan_, std::move(observed));
-    auto made = std::make_shared<const MemoryPlan>(build_memory_plan(*plan_, input, plan_->memory_plan));
+    auto made =
+        std::make_shared<const MemoryPlan>(build_memory_plan(*plan_, input, plan_->memory_plan));
     const std::lock_guard<std::mutex> lock(memory_->mutex);
     auto [it, fresh] = memory_->plans.try_emplace(std::move(key));
     if (fresh) {
@@ -199,8 +202,8 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
   // call runs without the plan.
   bool device_arena = false;
   for (std::size_t d = 0; d < memory_plan->devices.size(); ++d) {
-    device_arena = device_arena ||
-                   (!memory_plan->devices[d].is_cpu() && memory_plan->arena_bytes[d] > 0);
+    device_arena =
+        device_arena || (!memory_plan->devices[d].is_cpu() && memory_plan->arena_bytes[d] > 0);
   }
   std::vector<std::int64_t> temporaries;
   std::vector<bool> copied_views;
@@ -250,7 +253,8 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
   run.arena = arena.get();
   run.temporaries = measure ? &temporaries : nullptr;
   run.copied_views = measure ? &copied_views : nullptr;
-  std::vector<Tensor> results = execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
+  std::vector<Tensor> results =
+      execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, &run);
   {
     const std::lock_guard<std::mutex> lock(memory_->mutex);
     memory_->misses = run.misses;
@@ -317,9 +321,9 @@ void Function::store_updates(std::vector<Tensor>& new_values) const {
 std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args) const {
   if (!plan_) throw ValueError("call of an empty Function (default-constructed, never compiled)");
   Profiler* profiler = profiling_ ? profiler_.get() : nullptr;
-  std::vector<Tensor> results = shared_.empty()
-                                    ? run_planned(args, profiler, /*wait=*/true)
-                                    : run_planned(with_shared_values(args), profiler, /*wait=*/true);
+  std::vector<Tensor> results =
+      shared_.empty() ? run_planned(args, profiler, /*wait=*/true)
+                      : run_planned(with_shared_values(args), profiler, /*wait=*/true);
   // Checked before the trace is written and stored after it, so that a call that throws leaves
   // every shared variable as it was.
   std::vector<Tensor> new_values = take_updates(results);

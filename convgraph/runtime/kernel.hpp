@@ -32,8 +32,8 @@ class Kernel {
   // The bytes of temporary memory run() takes through a Workspace (runtime/step_memory.hpp) on
   // inputs of these shapes and dtypes: 0 when it takes none; std::nullopt when it cannot tell
   // without running (the plan then uses what an observed call asked for).
-  virtual std::optional<std::int64_t> workspace_bytes(const std::vector<Shape>& input_shapes,
-                                                      const std::vector<DType>& input_dtypes) const {
+  virtual std::optional<std::int64_t> workspace_bytes(
+      const std::vector<Shape>& input_shapes, const std::vector<DType>& input_dtypes) const {
     (void)input_shapes;
     (void)input_dtypes;
     return 0;

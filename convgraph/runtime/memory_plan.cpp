@@ -60,9 +60,9 @@ void place_linear(std::vector<MemoryBlock*>& blocks) {
   std::stable_sort(blocks.begin(), blocks.end(), [](const MemoryBlock* a, const MemoryBlock* b) {
     return a->first_step != b->first_step ? a->first_step < b->first_step : a->bytes > b->bytes;
   });
-  std::map<std::int64_t, std::int64_t> free_by_offset;             // offset -> size
+  std::map<std::int64_t, std::int64_t> free_by_offset;           // offset -> size
   std::set<std::pair<std::int64_t, std::int64_t>> free_by_size;  // (size, offset)
-  using Ending = std::pair<int, const MemoryBlock*>;                // (last step, block)
+  using Ending = std::pair<int, const MemoryBlock*>;             // (last step, block)
   std::priority_queue<Ending, std::vector<Ending>, std::greater<>> live;
   std::int64_t top = 0;
   auto give_back = [&](std::int64_t offset, std::int64_t size) {
@@ -212,7 +212,8 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
   std::iota(parent.begin(), parent.end(), 0);
   auto find = [&](int s) {
     while (parent[static_cast<std::size_t>(s)] != s) {
-      parent[static_cast<std::size_t>(s)] = parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(s)])];
+      parent[static_cast<std::size_t>(s)] =
+          parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(s)])];
       s = parent[static_cast<std::size_t>(s)];
     }
     return s;
@@ -225,9 +226,10 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
       const int o = step.outputs[k];
       PlannedValue& v = mp.values[static_cast<std::size_t>(o)];
       v.shape = shape_of(o);
-      v.bytes = v.shape ? shape_numel(*v.shape) * static_cast<std::int64_t>(
-                                                      dtype_size(dtype[static_cast<std::size_t>(o)]))
-                        : -1;
+      v.bytes = v.shape
+                    ? shape_numel(*v.shape) *
+                          static_cast<std::int64_t>(dtype_size(dtype[static_cast<std::size_t>(o)]))
+                    : -1;
       int base = -1;
       const bool copied = static_cast<std::size_t>(o) < input.copied_views.size() &&
                           input.copied_views[static_cast<std::size_t>(o)];
@@ -287,7 +289,9 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
     const bool escapes = group_result[s];
     const int first = def[s];
     // Results live past the last step (the end of the call is step NUM_STEPS of the sweep).
-    const int end = escapes ? num_steps : !plan.release_intermediates ? num_steps - 1 : group_last[s];
+    const int end = escapes                       ? num_steps
+                    : !plan.release_intermediates ? num_steps - 1
+                                                  : group_last[s];
     std::string reason;
     if (!place) {
       reason = "the memory plan is off (memory_plan=False)";
@@ -345,7 +349,8 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
       mp.peak_exact = false;
       continue;
     }
-    const std::int64_t bytes = shape_numel(*shape) * static_cast<std::int64_t>(dtype_size(dtype[slot]));
+    const std::int64_t bytes =
+        shape_numel(*shape) * static_cast<std::int64_t>(dtype_size(dtype[slot]));
     if (bytes > 0) allocated.push_back({device_index(device[slot]), num_steps, num_steps, bytes});
   }
 
@@ -353,8 +358,8 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
   for (int i = 0; i < num_steps; ++i) {
     const PlanStep& step = plan.steps[static_cast<std::size_t>(i)];
     const auto w = static_cast<std::size_t>(i);
-    const std::optional<std::int64_t> bytes = w < input.workspaces.size() ? input.workspaces[w]
-                                                                          : std::nullopt;
+    const std::optional<std::int64_t> bytes =
+        w < input.workspaces.size() ? input.workspaces[w] : std::nullopt;
     if (!bytes) {
       mp.peak_exact = false;
       continue;
@@ -388,19 +393,41 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
   // Offsets, device by device; then each arena and each peak.
   mp.arena_bytes.assign(mp.devices.size(), 0);
   mp.peak_bytes.assign(mp.devices.size(), 0);
+  mp.lower_bound_bytes.assign(mp.devices.size(), 0);
   for (std::size_t d = 0; d < mp.devices.size(); ++d) {
     std::vector<MemoryBlock*> blocks;
     for (MemoryBlock& b : mp.blocks) {
       if (b.device == static_cast<int>(d)) blocks.push_back(&b);
     }
+    auto top_of = [&] {
+      std::int64_t top = 0;
+      for (const MemoryBlock* b : blocks) top = std::max(top, b->offset + aligned(b->bytes));
+      return top;
+    };
+    // Both methods where the greedy one is affordable, keeping the smaller arena: neither wins
+    // on every graph.
+    place_linear(blocks);
     if (blocks.size() <= kGreedyLimit) {
+      std::vector<std::pair<MemoryBlock*, std::int64_t>> linear;
+      for (MemoryBlock* b : blocks) linear.emplace_back(b, b->offset);
+      const std::int64_t linear_top = top_of();
       place_greedy(blocks);
-    } else {
-      place_linear(blocks);
+      if (top_of() > linear_top) {
+        for (auto& [b, offset] : linear) b->offset = offset;
+      }
     }
+    // The most the blocks hold at once: no placement needs less.
+    std::vector<std::int64_t> held(static_cast<std::size_t>(num_steps) + 2, 0);
     for (const MemoryBlock* b : blocks) {
-      mp.arena_bytes[d] = std::max(mp.arena_bytes[d], b->offset + aligned(b->bytes));
+      held[static_cast<std::size_t>(b->first_step)] += aligned(b->bytes);
+      held[static_cast<std::size_t>(b->last_step) + 1] -= aligned(b->bytes);
     }
+    std::int64_t holding = 0;
+    for (const std::int64_t change : held) {
+      holding += change;
+      mp.lower_bound_bytes[d] = std::max(mp.lower_bound_bytes[d], holding);
+    }
+    mp.arena_bytes[d] = top_of();
     std::vector<std::int64_t> change(static_cast<std::size_t>(num_steps) + 2, 0);
     for (const Interval& a : allocated) {
       if (a.device != static_cast<int>(d)) continue;
@@ -420,15 +447,17 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
 std::string MemoryPlan::str(const Plan& plan) const {
   std::string out;
   for (std::size_t d = 0; d < devices.size(); ++d) {
-    out += fmt::format("Memory plan on {}: arena {} ({} bytes), planned peak {} ({} bytes){}\n",
-                       devices[d].str(), bytes_str(arena_bytes[d]), arena_bytes[d],
-                       bytes_str(peak_bytes[d]), peak_bytes[d],
-                       peak_exact ? "" : " (not exact: some sizes unknown or observed)");
+    out += fmt::format(
+        "Memory plan on {}: arena {} ({} bytes; its values and workspaces hold at "
+        "most {} at once), planned peak {} ({} bytes){}\n",
+        devices[d].str(), bytes_str(arena_bytes[d]), arena_bytes[d],
+        bytes_str(lower_bound_bytes[d]), bytes_str(peak_bytes[d]), peak_bytes[d],
+        peak_exact ? "" : " (not exact: some sizes unknown or observed)");
   }
-  out += fmt::format("  {} values in the arena, {} allocated at each call{}{}\n", planned_values(),
-                     allocated_values(), placed ? "" : " (the plan is off: counting only)",
-                     temporaries.empty() ? "; kernels' unannounced temporaries not measured yet"
-                                         : "");
+  out +=
+      fmt::format("  {} values in the arena, {} allocated at each call{}{}\n", planned_values(),
+                  allocated_values(), placed ? "" : " (the plan is off: counting only)",
+                  temporaries.empty() ? "; kernels' unannounced temporaries not measured yet" : "");
   for (std::size_t i = 0; i < plan.steps.size(); ++i) {
     const PlanStep& step = plan.steps[i];
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
@@ -489,8 +518,8 @@ Arena::Arena(const MemoryPlan& plan) {
   for (const MemoryBlock& b : plan.blocks) {
     const auto& region = regions_[static_cast<std::size_t>(b.device)];
     blocks_.push_back(std::make_shared<Storage>(static_cast<char*>(region->data()) + b.offset,
-                                                static_cast<std::size_t>(b.bytes),
-                                                region->device(), region));
+                                                static_cast<std::size_t>(b.bytes), region->device(),
+                                                region));
   }
 }
 

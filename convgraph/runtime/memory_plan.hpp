@@ -19,7 +19,8 @@
 //
 // Offsets: blocks are placed largest first, each at the lowest-waste gap between the blocks
 // already placed whose lifetimes overlap its own (best fit), as TFLite's and XLA's heap simulators
-// do; past kGreedyLimit blocks a linear best-fit in step order replaces it.
+// do, and by a linear best fit in step order (a free list by size); the smaller arena wins. Past
+// kGreedyLimit blocks only the linear method runs.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +68,9 @@ struct MemoryPlan {
   // The devices with an arena, the CPU first; the arena of each, in bytes.
   std::vector<Device> devices;
   std::vector<std::int64_t> arena_bytes;
+  // The most the arena's blocks hold at once, per device: no placement needs less (the arena's
+  // excess over it is fragmentation).
+  std::vector<std::int64_t> lower_bound_bytes;
   // The peak of a call: the arena plus the most that values allocated at each call hold at once,
   // per device.
   std::vector<std::int64_t> peak_bytes;

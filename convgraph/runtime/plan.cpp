@@ -322,7 +322,8 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
         const Tensor& out = outputs[static_cast<std::size_t>(k)];
         const Tensor& in = inputs[static_cast<std::size_t>(j)];
         if (out.defined() && in.defined() && !out.shares_storage_with(in)) {
-          (*memory->copied_views)[static_cast<std::size_t>(step.outputs[static_cast<std::size_t>(k)])] = true;
+          (*memory->copied_views)[static_cast<std::size_t>(
+              step.outputs[static_cast<std::size_t>(k)])] = true;
         }
       }
     }

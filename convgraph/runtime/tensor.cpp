@@ -149,10 +149,11 @@ Tensor Tensor::wrap(std::shared_ptr<Storage> storage, DType dtype, const Shape& 
   const std::size_t elem = dtype_size(dtype);
   if (storage == nullptr ||
       static_cast<std::uint64_t>(n) > storage->bytes() / static_cast<std::uint64_t>(elem)) {
-    throw ValueError(fmt::format("Tensor::wrap: a tensor of shape {} and dtype {} needs {} bytes; "
-                                 "the buffer has {}",
-                                 shape_str(shape), dtype_name(dtype), n * static_cast<std::int64_t>(elem),
-                                 storage == nullptr ? 0 : storage->bytes()));
+    throw ValueError(
+        fmt::format("Tensor::wrap: a tensor of shape {} and dtype {} needs {} bytes; "
+                    "the buffer has {}",
+                    shape_str(shape), dtype_name(dtype), n * static_cast<std::int64_t>(elem),
+                    storage == nullptr ? 0 : storage->bytes()));
   }
   Tensor t;
   t.storage_ = std::move(storage);

@@ -122,19 +122,20 @@ std::vector<Tensor> clones(const std::vector<Tensor>& ts) {
 
 }  // namespace
 
-TEST_CASE("memory plan: random graphs give the same results with and without it",
-          "[memory_plan]") {
+TEST_CASE("memory plan: random graphs give the same results with and without it", "[memory_plan]") {
   int planned = 0;
   for (const char* flags : {"", "optimizer_excluding=fusion"}) {
     for (std::uint64_t seed = 1; seed <= 150; ++seed) {
       CAPTURE(flags, seed);
       const RandomGraph g = random_graph(seed);
       Function with = compile_with(g.inputs, g.outputs, flags);
-      Function without = compile_with(g.inputs, g.outputs,
-                                      std::string(flags) + (*flags ? "," : "") + "memory_plan=False");
+      Function without = compile_with(
+          g.inputs, g.outputs, std::string(flags) + (*flags ? "," : "") + "memory_plan=False");
       REQUIRE(with.memory_plan() != nullptr);  // static shapes: planned at compile time
       REQUIRE(with.memory_plans_built() == 1);
       planned += with.memory_plan()->planned_values();
+      // No placement needs less than the most the blocks hold at once.
+      REQUIRE(with.memory_plan()->arena_bytes[0] >= with.memory_plan()->lower_bound_bytes[0]);
       REQUIRE(without.memory_plan()->planned_values() == 0);
       // Two calls with different arguments: the first call's results stay what they were.
       const std::vector<Tensor> args1 = random_args(seed * 11);
@@ -193,8 +194,8 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
   const Tensor filters0 = random_tensor(DType::float32, {8, 3, 3, 3}, 3, -0.5, 0.5);
   const Tensor filters1 = random_tensor(DType::float32, {8, 8, 3, 3}, 5, -0.5, 0.5);
   const Tensor bias0 = random_tensor(DType::float32, {8}, 4, -0.1, 0.1);
-  for (const char* flags : {"", "optimizer_excluding=fusion", "memory_plan=False",
-                            "allow_gc=False", "optimizer_excluding=onednn"}) {
+  for (const char* flags : {"", "optimizer_excluding=fusion", "memory_plan=False", "allow_gc=False",
+                            "optimizer_excluding=onednn"}) {
     CAPTURE(flags);
     SharedVariable w0 = shared("w0", filters0.clone());
     SharedVariable w1 = shared("w1", filters1.clone());
@@ -205,9 +206,9 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
     Variable y = conv2d(h, w1, {.border_mode = "half"});
     Variable loss = mean((y - target) * (y - target));
     const std::vector<Variable> g = grad(loss, {w0, w1, b});
-    Function step = compile_with(
-        {x, target}, {loss}, flags,
-        {{w0, w0 - 0.01 * g[0]}, {w1, w1 - 0.01 * g[1]}, {b, b - 0.01 * g[2]}});
+    Function step =
+        compile_with({x, target}, {loss}, flags,
+                     {{w0, w0 - 0.01 * g[0]}, {w1, w1 - 0.01 * g[1]}, {b, b - 0.01 * g[2]}});
     REQUIRE(step.planned_peak_bytes() > 0);  // known after compile
     for (int call = 0; call < 3; ++call) {
       const Tensor images = random_tensor(DType::float32, {4, 3, 16, 16}, 30 + call);

@@ -471,8 +471,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return 0;
     try {
       const ScopedOmpThreads threads;
-      return workspace_total(direction(), params().filter_flip,
-                             *compiled_for(pr, a, b, spatial));
+      return workspace_total(direction(), params().filter_flip, *compiled_for(pr, a, b, spatial));
     } catch (const dnnl::error&) {
       return std::nullopt;  // the call reports it
     }

@@ -15,8 +15,8 @@
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/ops/tensor/shape.hpp"
-#include "convgraph/runtime/strided.hpp"
 #include "convgraph/runtime/step_memory.hpp"
+#include "convgraph/runtime/strided.hpp"
 
 namespace convgraph {
 namespace {
