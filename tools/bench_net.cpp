@@ -14,9 +14,10 @@
 //                  tuned to one network. tools/peer_net_mobilenet.py is its PyTorch peer.
 //
 // Reports, as a table and JSON (--out): build, grad and compile times; the first call; the
-// median, mean and minimum of the timed steps; the loss of every step; the executor's peak of
-// bytes held by a call (Function::last_peak_bytes) and the process's peak resident memory
-// growth over the steps (VmHWM, as peer_net.py measures it).
+// median, mean and minimum of the timed steps; the loss of every step; peak memory planned and
+// measured: the memory plan's peak of a call (Function::planned_peak_bytes), the executor's
+// measured peak (Function::last_peak_bytes) and the process's peak resident memory growth over
+// the steps (VmHWM, as peer_net.py measures it). --memory-plan-out writes the plan's text.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -348,6 +349,9 @@ int main(int argc, char** argv) {
   bool peak_breakdown = false;
   app.add_flag("--peak-breakdown", peak_breakdown,
                "profile one more step and list the values alive at its peak, by kind");
+  std::string memory_plan_out;
+  app.add_option("--memory-plan-out", memory_plan_out,
+                 "write the memory plan (Function::memory_plan_str) here");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -445,9 +449,16 @@ int main(int argc, char** argv) {
         *std::min_element(step_ms.begin(), step_ms.end()),
         *std::max_element(step_ms.begin(), step_ms.end()), steps,
         static_cast<double>(batch) / (med * 1e-3), step_flops / (med * 1e-3) / 1e9);
-    std::printf("  peak: executor %.3f GiB, process growth (VmHWM) %.3f GiB; foreign load %.2f\n",
-                static_cast<double>(step.last_peak_bytes()) / (1 << 30),
-                static_cast<double>(hwm_after - hwm_before) / (1 << 30), foreign_load);
+    const std::int64_t planned = step.planned_peak_bytes();
+    std::printf(
+        "  peak memory: planned %.3f GiB (arena %.3f GiB), measured %.3f GiB (executor), process "
+        "growth (VmHWM) %.3f GiB; foreign load %.2f\n",
+        static_cast<double>(planned) / (1 << 30),
+        step.memory_plan()
+            ? static_cast<double>(step.memory_plan()->arena_bytes_on(Device::cpu())) / (1 << 30)
+            : 0.0,
+        static_cast<double>(step.last_peak_bytes()) / (1 << 30),
+        static_cast<double>(hwm_after - hwm_before) / (1 << 30), foreign_load);
     const AllocatorStats alloc_after = cpu_allocator().stats();
     const double gib = 1 << 30;
     std::printf(
@@ -460,6 +471,12 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(alloc_after.allocations - alloc_before.allocations));
     std::printf("  loss %.6g -> %.6g%s\n", losses.front(), losses.back(),
                 finite ? "" : " (NOT FINITE)");
+
+    if (!memory_plan_out.empty()) {
+      std::ofstream f(memory_plan_out);
+      f << step.memory_plan_str();
+      if (!f) throw ValueError("cannot write " + memory_plan_out);
+    }
 
     if (profile_steps > 0) {
       // Profiled separately: reading the clock per node must not touch the timed steps.
@@ -522,6 +539,10 @@ int main(int argc, char** argv) {
           {"images_per_s", static_cast<double>(batch) / (med * 1e-3)},
           {"flops_step", step_flops},
           {"executor_peak_bytes", step.last_peak_bytes()},
+          {"planned_peak_bytes", planned},
+          {"planned_arena_bytes",
+           step.memory_plan() ? step.memory_plan()->arena_bytes_on(Device::cpu()) : -1},
+          {"memory_plans_built", step.memory_plans_built()},
           {"peak_mem_bytes", hwm_after - hwm_before},
           {"vmhwm_before_bytes", hwm_before},
           {"vmhwm_after_bytes", hwm_after},

@@ -60,6 +60,11 @@ class Op {
   // allocates OUTPUTS (passed in empty, one per output) and never writes to its inputs.
   virtual void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const = 0;
 
+  // Whether perform() writes each output into the tensor it comes in as when that has the dtype,
+  // shape, device and contiguous layout perform() would allocate (Kernel::writes_given_outputs):
+  // what lets the memory plan place its outputs in its arena.
+  virtual bool writes_given_outputs() const { return false; }
+
   // Output I may be a view of input J, for each pair (I, J) returned.
   virtual std::vector<std::pair<int, int>> view_map() const { return {}; }
   // Whether constant folding may evaluate this op at compile time.

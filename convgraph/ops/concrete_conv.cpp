@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <typeinfo>
+#include <utility>
 
 #include "convgraph/ops/conv/conv_checks.hpp"
 #include "convgraph/runtime/device_backend.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -198,6 +200,11 @@ std::optional<ConcreteConv::StaticShapes> ConcreteConv::static_shapes(const Node
 
 // ---- the kernel ----
 
+namespace {
+// The output run() was given, until the family takes it (result_buffer) or the run ends.
+thread_local const Tensor* t_given_output = nullptr;
+}  // namespace
+
 ConcreteConvKernelBase::ConcreteConvKernelBase(std::string name, ConvDirection direction,
                                                ConvParams params,
                                                ConcreteConvRequirements requirements)
@@ -234,7 +241,22 @@ void ConcreteConvKernelBase::run(const std::vector<Tensor>& inputs,
     if (epilogue_.bias) args.bias = inputs[next++];
     if (epilogue_.residual) args.residual = inputs[next++];
   }
-  outputs.at(0) = compute(inputs[0], inputs[1], spatial, true, args);
+  // The given output reaches result_buffer() through the thread: compute() has no outputs.
+  const Tensor* previous = std::exchange(t_given_output, &outputs.at(0));
+  try {
+    Tensor result = compute(inputs[0], inputs[1], spatial, true, args);
+    t_given_output = previous;
+    outputs[0] = std::move(result);
+  } catch (...) {
+    t_given_output = previous;
+    throw;
+  }
+}
+
+Tensor ConcreteConvKernelBase::result_buffer(DType dtype, const Shape& shape, Device device) {
+  const Tensor* given = std::exchange(t_given_output, nullptr);
+  return given != nullptr ? output_buffer(*given, dtype, shape, device)
+                          : Tensor::empty(dtype, shape, device);
 }
 
 Tensor ConcreteConvKernelBase::compute(const Tensor& a, const Tensor& b, const Shape& spatial,

@@ -177,6 +177,11 @@ class ConcreteConvKernelBase : public Kernel {
   virtual void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) = 0;
 
  protected:
+  // The result's buffer: the output the plan gave run() when it has DTYPE, SHAPE and DEVICE
+  // (runtime/step_memory.hpp), else a fresh tensor. A family that takes its result from here
+  // says so with writes_given_outputs().
+  static Tensor result_buffer(DType dtype, const Shape& shape, Device device = Device::cpu());
+
   // After the checks: the family's part of compute.
   virtual Tensor compute_checked(const Tensor& a, const Tensor& b, const Shape& spatial,
                                  bool check_hints, const ConvEpilogueArgs& epilogue) const = 0;
@@ -205,6 +210,27 @@ class ConcreteConvKernel : public ConcreteConvKernelBase {
  public:
   using ConcreteConvKernelBase::ConcreteConvKernelBase;
 
+  // The family's workspace_for() of the problem of these input shapes: the forward's from its
+  // shapes alone; a gradient's (whose spatial argument is a value) from the problem prepared at
+  // compile time when the shapes are its shapes, else unknown.
+  std::optional<std::int64_t> workspace_bytes(const std::vector<Shape>& input_shapes,
+                                              const std::vector<DType>& input_dtypes) const final {
+    if (input_shapes.size() < 2 || input_dtypes.empty()) return std::nullopt;
+    const Shape& a = input_shapes[0];
+    const Shape& b = input_shapes[1];
+    if (cached_ && cached_->dtype == input_dtypes[0] && cached_->a == a && cached_->b == b) {
+      return workspace_for(cached_->prepared, a, b, cached_->spatial);
+    }
+    if (direction() != ConvDirection::forward || !requirements().accepts(input_dtypes[0])) {
+      return std::nullopt;
+    }
+    try {
+      return workspace_for(prepare(resolve(a, b, {})), a, b, {});
+    } catch (const ConvGraphError&) {
+      return std::nullopt;  // the call reports it
+    }
+  }
+
   void precompute(DType dtype, const Shape& a, const Shape& b, const Shape& spatial) final {
     cached_.reset();
     if (!requirements().accepts(dtype)) return;
@@ -227,6 +253,13 @@ class ConcreteConvKernel : public ConcreteConvKernelBase {
   virtual void warm(const Prepared& prepared, const Shape& a, const Shape& b,
                     const Shape& spatial) const {
     (void)prepared, (void)a, (void)b, (void)spatial;
+  }
+  // The bytes execute() takes through a Workspace (runtime/step_memory.hpp) for this problem:
+  // 0 for a family that takes none, std::nullopt when it cannot tell.
+  virtual std::optional<std::int64_t> workspace_for(const Prepared& prepared, const Shape& a,
+                                                    const Shape& b, const Shape& spatial) const {
+    (void)prepared, (void)a, (void)b, (void)spatial;
+    return 0;
   }
   // Computes the prepared problem on the checked tensors A, B (SPATIAL: the call's spatial
   // argument, for caches keyed by shapes).

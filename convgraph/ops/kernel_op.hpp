@@ -27,6 +27,7 @@ class PerformKernel final : public Kernel {
     op_->perform(inputs, outputs);
   }
   std::string name() const override { return op_->str(); }
+  bool writes_given_outputs() const override { return op_->writes_given_outputs(); }
 
  private:
   std::shared_ptr<const Op> op_;

@@ -14,6 +14,7 @@
 #include "convgraph/graph/printing.hpp"
 #include "convgraph/graph/shared.hpp"
 #include "convgraph/ops/kernel_op.hpp"
+#include "convgraph/ops/tensor/shape.hpp"
 #include "convgraph/ops/tensor/transfer.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/planner/debug_mode.hpp"
@@ -52,6 +53,64 @@ void describe_for_profile(const Node& node, bool debug_mode, PlanStep& step) {
       return op->flops(in, out);
     };
   }
+}
+
+// Per output of NODE: whether its shape follows from the shapes of the node's inputs alone. A
+// static shape does; otherwise the op's infer_shape, given each input's dims as Shape_i of that
+// input, must give dims that are constants or expressions reaching the inputs only through
+// Shape / Shape_i. Unknown dims, and expressions reading an input's values (an Alloc's dims, a
+// Reshape's shape vector), do not: the memory plan then leaves those values to each call.
+std::vector<bool> shapes_follow_inputs(const Node& node) {
+  std::vector<bool> follows;
+  bool all_static = true;
+  for (const auto& out : node.output_data) {
+    follows.push_back(out.type.fully_known());
+    all_static = all_static && follows.back();
+  }
+  if (all_static) return follows;
+  std::vector<ShapeDims> inferred;
+  try {
+    std::vector<ShapeDims> input_shapes;
+    for (const Variable& in : node.inputs) input_shapes.push_back(shape_dims(in));
+    inferred = node.op->infer_shape(node, input_shapes);
+  } catch (const ConvGraphError&) {
+    return follows;  // no inference: left to each call
+  }
+  std::unordered_set<const VariableData*> inputs;
+  for (const Variable& in : node.inputs) inputs.insert(in.get());
+  // Whether VAR is computed from constants and the inputs' shapes only (a bounded walk: a longer
+  // expression counts as not).
+  auto from_shapes = [&](const Variable& var) {
+    std::vector<Variable> stack{var};
+    int budget = 256;
+    while (!stack.empty()) {
+      if (--budget < 0) return false;
+      const Variable v = stack.back();
+      stack.pop_back();
+      if (v.is_constant()) continue;
+      if (inputs.count(v.get()) != 0) return false;  // an input's values
+      const Node* owner = v.owner();
+      if (owner == nullptr) return false;
+      const Op& op = *owner->op;
+      if ((dynamic_cast<const ShapeI*>(&op) != nullptr ||
+           dynamic_cast<const ShapeOp*>(&op) != nullptr) &&
+          inputs.count(owner->inputs.at(0).get()) != 0) {
+        continue;
+      }
+      for (const Variable& in : owner->inputs) stack.push_back(in);
+    }
+    return true;
+  };
+  for (std::size_t k = 0; k < follows.size() && k < inferred.size(); ++k) {
+    if (follows[k]) continue;
+    bool ok = inferred[k].size() == node.output_data[k].type.dims.size();
+    for (const Dim& d : inferred[k]) {
+      if (!ok) break;
+      ok = d.is_constant() || (d.is_symbolic() && from_shapes(d.variable()));
+    }
+    follows[k] = ok;
+  }
+  return follows;
 }
 
 // The variable a function output is read from: with outputs on the device, the device value a
@@ -159,6 +218,7 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
   auto plan = std::make_shared<Plan>();
   plan->release_intermediates = config.get_bool("allow_gc");
   plan->threads = config.get_int("threads");
+  plan->memory_plan = config.get_bool("memory_plan");
   const bool debug_mode = config.get("mode") == "DebugMode";
   const std::vector<Node*> order = schedule_nodes(graph, config.get("schedule") == "memory");
   std::unordered_map<const VariableData*, int> slot_of;
@@ -257,6 +317,8 @@ std::shared_ptr<Plan> build_plan(const FunctionGraph& graph, const Config& confi
       step.outputs.push_back(new_slot(out));
       step.output_specs.push_back(spec_of(out));
     }
+    step.views = node->op->view_map();
+    step.shape_follows_inputs = shapes_follow_inputs(*node);
     plan->steps.push_back(std::move(step));
   }
   for (const Variable& out : outputs) plan->output_slots.push_back(slot_for_read(out));

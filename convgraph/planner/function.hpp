@@ -8,6 +8,7 @@
 
 #include "convgraph/base/error.hpp"
 #include "convgraph/graph/shared.hpp"
+#include "convgraph/runtime/memory_plan.hpp"
 #include "convgraph/runtime/plan.hpp"
 #include "convgraph/runtime/profile.hpp"
 #include "convgraph/runtime/tensor.hpp"
@@ -55,9 +56,34 @@ class Function {
   // use. To record events around calls, or to order other work with them.
   std::shared_ptr<DeviceStream> stream(Device device) const;
 
-  // Peak bytes held by buffers allocated during the last call (intermediates, outputs and
-  // workspaces; inputs and constants are not counted).
+  // Peak bytes held by buffers allocated during the last call on the host (intermediates,
+  // outputs and kernels' temporaries, the memory plan's arena included; inputs and constants are
+  // not counted), and on devices.
   std::int64_t last_peak_bytes() const;
+  std::int64_t last_device_peak_bytes() const;
+
+  // ---- the static memory plan (runtime/memory_plan.hpp, docs/runtime.md) ----
+  // Calls run with a memory plan unless the flag memory_plan is off: intermediates and kernel
+  // workspaces at offsets of one arena per device, so that a call allocates only its results and
+  // what the plan cannot place. The plan depends on the input shapes (shared variables' included):
+  // with every shape static it is made at compile time; otherwise the first call with new input
+  // shapes runs without one, and a plan made from what it saw serves the later calls with those
+  // shapes (one plan per set of shapes, cached). Each concurrent call has an arena of its own.
+  //
+  // The planned peak bytes of a call on DEVICE (the host by default): its arena plus what it
+  // allocates besides (results, values the plan cannot place), as last_peak_bytes() measures
+  // it. Of the plan of the last call's shapes (or the compile-time plan); -1 when there is none
+  // yet. With memory_plan off, the same count without an arena.
+  std::int64_t planned_peak_bytes(Device device = Device::cpu()) const;
+  // That plan as text: each arena, then every value (its offset and lifetime, or why it is
+  // allocated at each call) and workspace in step order. Empty when there is none yet.
+  std::string memory_plan_str() const;
+  // The plan itself (null when there is none yet).
+  std::shared_ptr<const MemoryPlan> memory_plan() const;
+  // How many memory plans this function (and its copies) has made: one per set of input shapes.
+  std::int64_t memory_plans_built() const;
+  // Outputs of the last call that the plan placed in the arena but whose kernel put elsewhere.
+  std::int64_t last_plan_misses() const;
   // The optimized graph, for printing and inspection.
   const FunctionGraph& graph() const { return *graph_; }
   const Plan& plan() const { return *plan_; }
@@ -114,6 +140,13 @@ class Function {
   // The device tensors of queued calls, kept alive until synchronize() (shared by copies).
   struct Pending;
   std::shared_ptr<Pending> pending_;
+  // The memory plans by input shapes and their idle arenas (shared by copies).
+  struct MemoryState;
+  std::shared_ptr<MemoryState> memory_;
+  // Runs the plan on ARGS (with the shared variables' values) with the memory plan of their
+  // shapes, making it first when there is none; DONATED as execute() takes it.
+  std::vector<Tensor> run_planned(const std::vector<Tensor>& inputs, Profiler* profiler, bool wait,
+                                  const std::vector<bool>& donated = {}) const;
   // Created on the first enable_profiling(true); kept when profiling stops, for profile().
   std::shared_ptr<Profiler> profiler_;
   bool profiling_ = false;

@@ -17,6 +17,10 @@ void declare_plan_flags(std::vector<FlagSpec>& flags) {
       "call succeeds: a call that fails changes no shared variable) or early (into the shared "
       "variable's own buffer as soon as its old value is no longer read: a call that fails "
       "after that leaves the variables updated so far at their new values, and says which)"));
+  flags.push_back(boolean_flag(
+      "memory_plan", "True",
+      "Run calls with a static memory plan: intermediates and kernel workspaces at offsets of one "
+      "arena per device, computed from their lifetimes (docs/runtime.md)"));
 }
 
 }  // namespace convgraph

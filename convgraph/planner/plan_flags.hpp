@@ -7,8 +7,9 @@
 
 namespace convgraph {
 
-// Appends allow_gc (whether a plan releases intermediate buffers after their last reader) and
-// schedule (the order of its steps) to FLAGS.
+// Appends allow_gc (whether a plan releases intermediate buffers after their last reader),
+// schedule (the order of its steps), updates_inplace and memory_plan (whether calls run with a
+// static memory plan) to FLAGS.
 void declare_plan_flags(std::vector<FlagSpec>& flags);
 
 }  // namespace convgraph

@@ -10,7 +10,9 @@
 
 #include "convgraph/runtime/cpu_threads.hpp"
 #include "convgraph/runtime/device_backend.hpp"
+#include "convgraph/runtime/memory_plan.hpp"
 #include "convgraph/runtime/profile.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -128,14 +130,14 @@ class StreamScope {
 
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
                                   ExecutionStats* stats, Profiler* profiler, StreamScope& streams,
-                                  const std::vector<bool>& donated);
+                                  const std::vector<bool>& donated, MemoryRun* memory);
 
 }  // namespace
 
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats, Profiler* profiler,
                             const std::vector<std::shared_ptr<DeviceStream>>& streams, bool wait,
-                            const std::vector<bool>& donated) {
+                            const std::vector<bool>& donated, MemoryRun* memory) {
   if (streams.size() != plan.devices.size()) {
     throw ConvGraphError(
         fmt::format("internal error: the plan runs on {} device(s) but {} stream(s) were given",
@@ -143,7 +145,7 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
   }
   const ScopedCpuThreads threads(plan.threads);
   StreamScope scope(streams);
-  std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope, donated);
+  std::vector<Tensor> results = execute_steps(plan, args, stats, profiler, scope, donated, memory);
   if (wait || profiler != nullptr) {
     scope.synchronize();
   } else {
@@ -153,58 +155,6 @@ std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
 }
 
 namespace {
-
-// The bytes of the buffers a call has allocated that its slots still hold, each buffer counted
-// once however many slots view it. Kept up to date as slots are written and released, so that
-// measuring after each step costs the step's own outputs, not a walk over every slot.
-class LiveBytes {
- public:
-  // Buffers in EXTERNAL (the arguments and constants) are never counted.
-  explicit LiveBytes(const std::unordered_set<const Storage*>& external) : external_(external) {}
-
-  // A slot now holds T.
-  void hold(const Tensor& t) {
-    if (const Storage* s = counted(t); s != nullptr && holders_[s]++ == 0) {
-      bytes_ += static_cast<std::int64_t>(s->bytes());
-    }
-  }
-  // A slot no longer holds T.
-  void drop(const Tensor& t) {
-    const Storage* s = counted(t);
-    if (s == nullptr) return;
-    auto it = holders_.find(s);
-    if (it == holders_.end()) return;
-    if (--it->second == 0) {
-      bytes_ -= static_cast<std::int64_t>(s->bytes());
-      holders_.erase(it);
-    }
-  }
-  // The live bytes if EXTRA were held too.
-  std::int64_t bytes_with(const std::vector<Tensor>& extra) const {
-    std::int64_t total = bytes_;
-    for (std::size_t i = 0; i < extra.size(); ++i) {
-      const Storage* s = counted(extra[i]);
-      if (s == nullptr || holders_.count(s) != 0) continue;
-      bool earlier = false;
-      for (std::size_t j = 0; j < i && !earlier; ++j) {
-        earlier = extra[j].defined() && extra[j].storage().get() == s;
-      }
-      if (!earlier) total += static_cast<std::int64_t>(s->bytes());
-    }
-    return total;
-  }
-
- private:
-  const Storage* counted(const Tensor& t) const {
-    if (!t.defined()) return nullptr;
-    const Storage* s = t.storage().get();
-    return external_.count(s) != 0 ? nullptr : s;
-  }
-
-  const std::unordered_set<const Storage*>& external_;
-  std::unordered_map<const Storage*, int> holders_;  // buffer -> slots holding it
-  std::int64_t bytes_ = 0;
-};
 
 // For profiled calls: when each slot was written and dropped, and its buffer, so that the values
 // alive at the peak can be listed once the call is over (a walk over the slots at every new peak
@@ -248,7 +198,7 @@ class SlotHistory {
 
 std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& args,
                                   ExecutionStats* stats, Profiler* profiler, StreamScope& streams,
-                                  const std::vector<bool>& donated) {
+                                  const std::vector<bool>& donated, MemoryRun* memory) {
   // Every clock read below is behind `if (profiler)`: an unprofiled call pays one branch per step.
   CallSample sample;
   if (profiler != nullptr) {
@@ -288,12 +238,43 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     external.insert(value.storage().get());
   }
 
-  LiveBytes live(external);
-  std::int64_t peak = 0;
+  // Profiled calls: the step after which the most was alive, and what was alive then.
+  std::int64_t peak_seen = -1;
   int peak_step = -1;
   std::optional<SlotHistory> history;
   if (profiler != nullptr) history.emplace(slots.size());
+  // Everything this thread allocates from here on is counted, kernels' temporaries included; the
+  // arena was allocated before the call and is added whole.
+  const auto meter = std::make_shared<AllocationMeter>();
+  const ScopedAllocationMeter metering(meter);
+  const MemoryPlan* memory_plan =
+      memory != nullptr && memory->arena != nullptr ? memory->plan : nullptr;
+  const Arena* arena = memory_plan != nullptr ? memory->arena : nullptr;
+  std::int64_t arena_host = 0, arena_device = 0;
+  if (memory_plan != nullptr) {
+    for (std::size_t d = 0; d < memory_plan->devices.size(); ++d) {
+      (memory_plan->devices[d].is_cpu() ? arena_host : arena_device) += arena->bytes(d);
+    }
+  }
+  MemoryPlanInput* observe = memory != nullptr ? memory->observe : nullptr;
+  if (observe != nullptr) {
+    observe->shapes.assign(static_cast<std::size_t>(plan.num_slots), std::nullopt);
+    observe->workspaces.assign(plan.steps.size(), std::nullopt);
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      observe->shapes[static_cast<std::size_t>(plan.input_slots[i])] = args[i].shape();
+    }
+    for (const auto& [slot, value] : plan.constants) {
+      observe->shapes[static_cast<std::size_t>(slot)] = value.shape();
+    }
+  }
   std::int64_t inplace_outputs = 0;
+  std::int64_t misses = 0;
+  std::vector<std::int64_t>* temporaries = memory != nullptr ? memory->temporaries : nullptr;
+  // One entry per step, and one for the end of the call (copies of results).
+  if (temporaries != nullptr) temporaries->assign(plan.steps.size() + 1, 0);
+  if (memory != nullptr && memory->copied_views != nullptr) {
+    memory->copied_views->assign(static_cast<std::size_t>(plan.num_slots), false);
+  }
 
   std::vector<Tensor> inputs;
   std::vector<Tensor> outputs;
@@ -311,16 +292,33 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     outputs.assign(step.outputs.size(), Tensor());
     destroyed.clear();
     donations.clear();
+    if (memory_plan != nullptr) {
+      for (std::size_t k = 0; k < step.outputs.size(); ++k) {
+        const PlannedValue& v = memory_plan->values[static_cast<std::size_t>(step.outputs[k])];
+        if (v.placement == ValuePlacement::arena && v.base < 0) {
+          outputs[k] = Tensor::wrap(arena->block(v.block), step.output_specs[k].dtype, *v.shape);
+        }
+      }
+    }
     for (const auto& [k, j] : step.inplace) {
       // Two holders, the slot and INPUTS, mean nobody else sees the buffer: no view of it in
-      // another slot, no caller's argument, constant or shared variable's container.
+      // another slot, no caller's argument, constant or shared variable's container. A block of
+      // the arena has a third, the arena, and is taken only where the memory plan says so.
       const Tensor& victim = inputs[static_cast<std::size_t>(j)];
+      if (!victim.defined()) continue;
       const int victim_slot = step.inputs[static_cast<std::size_t>(j)];
       // A donated argument is held by the caller's container too, which gave it up for the call.
       const auto donor = donated_slots.find(victim_slot);
-      const bool free_buffer = donor != donated_slots.end()
-                                   ? victim.defined()
-                                   : victim.defined() && victim.storage().use_count() == 2;
+      const bool in_arena = victim.storage()->borrowed();
+      if (in_arena) {
+        if (memory_plan == nullptr) continue;
+        const auto& pairs = memory_plan->inplace[index];
+        if (std::find(pairs.begin(), pairs.end(), std::pair<int, int>(k, j)) == pairs.end()) {
+          continue;
+        }
+      }
+      const bool free_buffer =
+          donor != donated_slots.end() || victim.storage().use_count() == (in_arena ? 3 : 2);
       if (free_buffer && victim.dtype() == step.output_specs[static_cast<std::size_t>(k)].dtype &&
           victim.device().is_cpu() && victim.is_contiguous()) {
         outputs[static_cast<std::size_t>(k)] = victim;
@@ -335,7 +333,19 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     }
     const std::int64_t start_ns = profiler != nullptr ? Profiler::now_ns() : 0;
     try {
+      const int workspace = memory_plan != nullptr ? memory_plan->workspace_block[index] : -1;
+      const ScopedStepWorkspace step_workspace(workspace >= 0 ? arena->block(workspace) : nullptr);
+      if (temporaries != nullptr) meter->start_step();
       step.kernel->run(inputs, outputs);
+      if (observe != nullptr) observe->workspaces[index] = step_workspace.requested_bytes();
+      if (temporaries != nullptr) {
+        // What the step held at its highest beyond what it holds now (its inputs and outputs),
+        // less the workspace it allocated itself (which the plan counts already).
+        const std::int64_t transient = meter->step_peak_bytes(Device::cpu()) -
+                                       meter->live_bytes(Device::cpu()) -
+                                       step_workspace.allocated_bytes();
+        (*temporaries)[index] = std::max<std::int64_t>(0, transient);
+      }
       // A device kernel only queued its work: wait for it, so that the time is its own.
       if (profiler != nullptr) streams.synchronize();
     } catch (ConvGraphError& e) {
@@ -381,16 +391,44 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
         }
       }
     }
-    // What this call has allocated and still holds, the step's new outputs included: inputs are
-    // released only after the step, so they count too.
-    const std::int64_t live_bytes = live.bytes_with(outputs);
-    if (live_bytes > peak) {
-      peak = live_bytes;
-      peak_step = static_cast<int>(index);
+    if (memory_plan != nullptr) {
+      for (std::size_t k = 0; k < step.outputs.size(); ++k) {
+        const PlannedValue& v = memory_plan->values[static_cast<std::size_t>(step.outputs[k])];
+        const Storage* planned =
+            v.placement == ValuePlacement::arena ? arena->block(v.block).get() : nullptr;
+        Storage* got = outputs[k].storage().get();
+        if (got == planned) continue;
+        // A donated argument written in place is the update's own buffer, not a miss.
+        if (planned != nullptr && !overwritten.count(got)) ++misses;
+        // Memory of the arena that the plan did not give this value (a view the op did not
+        // declare): its block may be reused while the value lives, so the value gets a copy.
+        if (got->borrowed()) outputs[k] = outputs[k].clone();
+      }
+    }
+    if (memory != nullptr && memory->copied_views != nullptr) {
+      for (const auto& [k, j] : step.views) {
+        const Tensor& out = outputs[static_cast<std::size_t>(k)];
+        const Tensor& in = inputs[static_cast<std::size_t>(j)];
+        if (out.defined() && in.defined() && !out.shares_storage_with(in)) {
+          (*memory->copied_views)[static_cast<std::size_t>(
+              step.outputs[static_cast<std::size_t>(k)])] = true;
+        }
+      }
+    }
+    if (observe != nullptr) {
+      for (std::size_t k = 0; k < step.outputs.size(); ++k) {
+        observe->shapes[static_cast<std::size_t>(step.outputs[k])] = outputs[k].shape();
+      }
     }
     if (profiler != nullptr) {
       StepSample& step_sample = sample.steps[index];
-      step_sample.live_bytes = live_bytes;
+      // What this call has allocated and still holds, the step's new outputs included (inputs
+      // are released only after the step, so they count too).
+      step_sample.live_bytes = arena_host + meter->live_bytes(Device::cpu());
+      if (step_sample.live_bytes > peak_seen) {
+        peak_seen = step_sample.live_bytes;
+        peak_step = static_cast<int>(index);
+      }
       // Counted from this call's shapes (they may differ between calls), outside the timed span.
       if (step.flops) {
         std::vector<Shape> input_shapes, output_shapes;
@@ -401,8 +439,6 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     }
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
       Tensor& slot = slots[static_cast<std::size_t>(step.outputs[k])];
-      live.drop(slot);
-      live.hold(outputs[k]);
       if (history) {
         history->written(step.outputs[k], static_cast<int>(index), outputs[k],
                          external.count(outputs[k].storage().get()) == 0);
@@ -413,33 +449,45 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
     // so that the next step in place on the same buffer finds it held once.
     for (int s : destroyed) {
       Tensor& slot = slots[static_cast<std::size_t>(s)];
-      live.drop(slot);
       slot = Tensor();
       if (history) history->dropped(s, static_cast<int>(index));
     }
     if (plan.release_intermediates) {
       for (int s : step.release_after) {
         Tensor& slot = slots[static_cast<std::size_t>(s)];
-        live.drop(slot);
         slot = Tensor();
         if (history) history->dropped(s, static_cast<int>(index));
       }
     }
   }
 
+  // The last step's inputs would otherwise stay alive until the call returns.
+  inputs.clear();
+  outputs.clear();
+  if (temporaries != nullptr) meter->start_step();
   std::vector<Tensor> results;
   results.reserve(plan.output_slots.size());
   for (int s : plan.output_slots) {
     // Never hand out the caller's own buffers (or a constant's) as a result: a later write to
-    // the result would change them.
+    // the result would change them. Nor the arena's: the next call overwrites it.
     const Tensor& value = slots[static_cast<std::size_t>(s)];
     const Storage* buffer = value.storage().get();
-    results.push_back(external.count(buffer) && !overwritten.count(buffer) ? value.clone() : value);
+    results.push_back((external.count(buffer) && !overwritten.count(buffer)) || buffer->borrowed()
+                          ? value.clone()
+                          : value);
   }
+  if (temporaries != nullptr) {
+    temporaries->back() = std::max<std::int64_t>(
+        0, meter->step_peak_bytes(Device::cpu()) - meter->live_bytes(Device::cpu()));
+  }
+  const std::int64_t peak = arena_host + meter->peak_bytes(Device::cpu());
   if (stats != nullptr) {
     stats->peak_bytes = peak;
+    stats->device_peak_bytes = arena_device + meter->peak_bytes(Device::cuda(0));
     stats->inplace_outputs = inplace_outputs;
+    stats->plan_misses = misses;
   }
+  if (memory != nullptr) memory->misses = misses;
   if (profiler != nullptr) {
     sample.peak_bytes = peak;
     sample.peak_step = peak_step;

@@ -38,6 +38,12 @@ struct PlanStep {
   // container, no caller), it is contiguous and has the output's dtype; the kernel writes into it
   // or, when it does not fit, allocates as usual (runtime/kernel.hpp).
   std::vector<std::pair<int, int>> inplace;
+  // (output k, input j) pairs where output k may be a view of input j (the op's view_map): the
+  // memory plan keeps input j's buffer alive as long as the view.
+  std::vector<std::pair<int, int>> views;
+  // Per output: whether its shape follows from the shapes of the step's inputs alone (not from
+  // their values), so that a memory plan made for one set of input shapes can place it.
+  std::vector<bool> shape_follows_inputs;
   // The node as debugprint of the compiled graph shows it, for errors and profiles
   // ("Elemwise{add} [id C]"); OP_TEXT is its op alone ("Elemwise{add}"), which a kernel's own
   // message may already start with.
@@ -82,11 +88,19 @@ struct Plan {
   std::int64_t threads = 0;
   // The devices other than the CPU that steps run on; execute() runs their work on streams.
   std::vector<Device> devices;
+  // The flag memory_plan: whether calls run with a static memory plan (runtime/memory_plan.hpp).
+  bool memory_plan = true;
 };
 
 // Per-call statistics, written by execute().
 struct ExecutionStats {
+  // The peak bytes of the buffers the call allocated (its arena included), on the host and on
+  // devices: intermediates, results and kernels' temporaries, as runtime/tensor.hpp's
+  // AllocationMeter counts them.
   std::int64_t peak_bytes = 0;
+  std::int64_t device_peak_bytes = 0;
+  // Outputs that the memory plan placed in its arena but the kernel put elsewhere.
+  std::int64_t plan_misses = 0;
   // Outputs that took an input's buffer (PlanStep::inplace) in the call.
   std::int64_t inplace_outputs = 0;
   // The donated inputs (indices into the arguments) whose buffers a step has written into, in
@@ -97,6 +111,7 @@ struct ExecutionStats {
 
 class Profiler;
 class DeviceStream;
+struct MemoryRun;
 
 // Checks ARGS against the plan's input specs and runs every step. Errors from kernels are
 // rethrown with the step's label prepended, keeping their type; where the message already starts
@@ -110,10 +125,12 @@ class DeviceStream;
 // DONATED (empty, or one flag per argument): argument i's buffer is the caller's to give for the
 // call, and a step of Plan::overwritable_inputs may write its output into it; the result read
 // from such a step is then returned without a copy, in that buffer. A buffer not donated is never
-// written, whatever the plan says.
+// written, whatever the plan says. With MEMORY (and its plan), outputs and workspaces go into its
+// arena; a result that would share the arena is copied out.
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats = nullptr, Profiler* profiler = nullptr,
                             const std::vector<std::shared_ptr<DeviceStream>>& streams = {},
-                            bool wait = true, const std::vector<bool>& donated = {});
+                            bool wait = true, const std::vector<bool>& donated = {},
+                            MemoryRun* memory = nullptr);
 
 }  // namespace convgraph

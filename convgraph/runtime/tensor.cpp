@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "convgraph/base/checked_math.hpp"
 #include "convgraph/runtime/strided.hpp"
@@ -83,13 +84,83 @@ std::string view_bounds_problem(const Shape& shape, const Strides& strides, std:
   return "";
 }
 
+namespace {
+thread_local std::shared_ptr<AllocationMeter> t_meter;
+}  // namespace
+
+std::int64_t AllocationMeter::live_bytes(Device device) const {
+  return live_[index(device)].load(std::memory_order_relaxed);
+}
+
+std::int64_t AllocationMeter::peak_bytes(Device device) const {
+  return peak_[index(device)].load(std::memory_order_relaxed);
+}
+
+std::int64_t AllocationMeter::step_peak_bytes(Device device) const {
+  return step_peak_[index(device)].load(std::memory_order_relaxed);
+}
+
+void AllocationMeter::start_step() {
+  for (int i = 0; i < 2; ++i) {
+    step_peak_[i].store(live_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+}
+
+void AllocationMeter::add(Device device, std::int64_t bytes) {
+  const int i = index(device);
+  const std::int64_t now = live_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  for (std::atomic<std::int64_t>* peak : {&peak_[i], &step_peak_[i]}) {
+    std::int64_t seen = peak->load(std::memory_order_relaxed);
+    while (now > seen && !peak->compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
+    }
+  }
+}
+
+void AllocationMeter::remove(Device device, std::int64_t bytes) {
+  live_[index(device)].fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+ScopedAllocationMeter::ScopedAllocationMeter(std::shared_ptr<AllocationMeter> meter)
+    : previous_(std::exchange(t_meter, std::move(meter))) {}
+
+ScopedAllocationMeter::~ScopedAllocationMeter() {
+  t_meter = std::move(previous_);
+}
+
 Storage::Storage(std::size_t bytes, Device device)
     : bytes_(bytes), device_(device), allocator_(&allocator_for(device)) {
   data_ = allocator_->allocate(bytes);
+  if (t_meter != nullptr) {
+    meter_ = t_meter;
+    meter_->add(device_, static_cast<std::int64_t>(bytes_));
+  }
 }
 
+Storage::Storage(void* data, std::size_t bytes, Device device, std::shared_ptr<const void> owner)
+    : data_(data), bytes_(bytes), device_(device), owner_(std::move(owner)) {}
+
 Storage::~Storage() {
-  allocator_->deallocate(data_, bytes_);
+  if (allocator_ != nullptr) allocator_->deallocate(data_, bytes_);
+  if (meter_ != nullptr) meter_->remove(device_, static_cast<std::int64_t>(bytes_));
+}
+
+Tensor Tensor::wrap(std::shared_ptr<Storage> storage, DType dtype, const Shape& shape) {
+  const std::int64_t n = shape_numel(shape);
+  const std::size_t elem = dtype_size(dtype);
+  if (storage == nullptr ||
+      static_cast<std::uint64_t>(n) > storage->bytes() / static_cast<std::uint64_t>(elem)) {
+    throw ValueError(
+        fmt::format("Tensor::wrap: a tensor of shape {} and dtype {} needs {} bytes; "
+                    "the buffer has {}",
+                    shape_str(shape), dtype_name(dtype), n * static_cast<std::int64_t>(elem),
+                    storage == nullptr ? 0 : storage->bytes()));
+  }
+  Tensor t;
+  t.storage_ = std::move(storage);
+  t.dtype_ = dtype;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  return t;
 }
 
 Tensor Tensor::empty(DType dtype, const Shape& shape, Device device) {

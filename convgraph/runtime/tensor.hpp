@@ -3,6 +3,7 @@
 // and offsets are int64 and counted in elements.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -33,10 +34,48 @@ Strides contiguous_strides(const Shape& shape);
 std::string view_bounds_problem(const Shape& shape, const Strides& strides, std::int64_t offset,
                                 std::int64_t storage_elements);
 
-// An owned block of device memory returned to its allocator when the last reference goes.
+// Counts the bytes of the buffers allocated while it is the current meter of the allocating
+// thread (ScopedAllocationMeter), until each is freed, and the peak of that count per device kind.
+// A call of a Function measures its peak with one: its intermediates, outputs and the temporaries
+// of its kernels. Buffers allocated on other threads (inside a kernel's parallel region) are not
+// seen.
+class AllocationMeter {
+ public:
+  std::int64_t live_bytes(Device device) const;
+  std::int64_t peak_bytes(Device device) const;
+  // The peak since the last start_step() (the live bytes then, at least).
+  std::int64_t step_peak_bytes(Device device) const;
+  void start_step();
+  void add(Device device, std::int64_t bytes);
+  void remove(Device device, std::int64_t bytes);
+
+ private:
+  // CPU, then devices: [0] CPU, [1] any other device (one device per plan in practice).
+  static int index(Device device) { return device.is_cpu() ? 0 : 1; }
+  std::atomic<std::int64_t> live_[2] = {0, 0};
+  std::atomic<std::int64_t> peak_[2] = {0, 0};
+  std::atomic<std::int64_t> step_peak_[2] = {0, 0};
+};
+
+// Makes METER the current thread's meter until destroyed (the previous one is restored).
+class ScopedAllocationMeter {
+ public:
+  explicit ScopedAllocationMeter(std::shared_ptr<AllocationMeter> meter);
+  ~ScopedAllocationMeter();
+  ScopedAllocationMeter(const ScopedAllocationMeter&) = delete;
+  ScopedAllocationMeter& operator=(const ScopedAllocationMeter&) = delete;
+
+ private:
+  std::shared_ptr<AllocationMeter> previous_;
+};
+
+// A block of device memory. Owned: allocated from the device's allocator and returned to it when
+// the last reference goes. Borrowed: a range of memory that OWNER keeps alive (a block of a
+// memory-plan arena, runtime/memory_plan.hpp), never freed by the Storage itself.
 class Storage {
  public:
   Storage(std::size_t bytes, Device device);
+  Storage(void* data, std::size_t bytes, Device device, std::shared_ptr<const void> owner);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -44,12 +83,16 @@ class Storage {
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+  // Whether this is a borrowed range (of an arena) rather than memory of its own.
+  bool borrowed() const { return allocator_ == nullptr; }
 
  private:
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   Device device_;
   Allocator* allocator_ = nullptr;
+  std::shared_ptr<const void> owner_;
+  std::shared_ptr<AllocationMeter> meter_;  // the meter that counted it, if any
 };
 
 class Tensor {
@@ -59,6 +102,9 @@ class Tensor {
 
   // Uninitialised contents.
   static Tensor empty(DType dtype, const Shape& shape, Device device = Device::cpu());
+  // A contiguous tensor of DTYPE and SHAPE over STORAGE from its first byte (which must hold it:
+  // ValueError otherwise). The memory plan's outputs and workspaces are made so.
+  static Tensor wrap(std::shared_ptr<Storage> storage, DType dtype, const Shape& shape);
   static Tensor zeros(DType dtype, const Shape& shape);
   static Tensor full(DType dtype, const Shape& shape, double value);
   // Copies VALUES (row-major, numel(SHAPE) of them) into a new tensor of T's dtype.

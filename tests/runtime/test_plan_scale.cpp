@@ -52,9 +52,11 @@ TEST_CASE("runtime: last_peak_bytes counts each buffer once, while some slot hol
   constexpr std::int64_t kBytes = 1000 * 4;  // one float32 vector of 1000
   Variable x = tensor("x", DType::float32, {1000});
   const Tensor arg = Tensor::full(DType::float32, {1000}, 0.5);
-  // The accounting is the point: without fusion each elementwise op is a step with a buffer.
-  const std::string unfused = "optimizer_excluding=fusion";
-  const std::string unfused_out_of_place = "optimizer_excluding=fusion:inplace";
+  // The accounting is the point: without fusion each elementwise op is a step with a buffer, and
+  // without the memory plan each buffer is allocated when its value is computed (the plan's arena
+  // holds every block for the whole call; tests/planner/test_memory_plan.cpp checks it).
+  const std::string unfused = "optimizer_excluding=fusion,memory_plan=False";
+  const std::string unfused_out_of_place = "optimizer_excluding=fusion:inplace,memory_plan=False";
 
   // exp -> mul -> add: at most the input and the output of one step are alive (the argument
   // and the constants are not counted). Out of place, to count separate buffers.
@@ -89,8 +91,10 @@ TEST_CASE("runtime: last_peak_bytes counts each buffer once, while some slot hol
   shared({arg});
   REQUIRE(shared.last_peak_bytes() == 3 * kBytes);
 
-  // Returning the argument itself allocates nothing.
+  // Returning the argument itself allocates its copy only (a result never shares the caller's
+  // buffer), which the plan counts too.
   Function identity = compile({x}, {x});
   identity({arg});
-  REQUIRE(identity.last_peak_bytes() == 0);
+  REQUIRE(identity.last_peak_bytes() == kBytes);
+  REQUIRE(identity.planned_peak_bytes() == kBytes);
 }

@@ -43,6 +43,8 @@ class CorrMMKernel final : public ConcreteConvKernel<Prepared> {
   CorrMMKernel(std::string name, ConvDirection direction, ConvParams params)
       : ConcreteConvKernel(std::move(name), direction, std::move(params), corrmm_requirements()) {}
 
+  bool writes_given_outputs() const override { return true; }
+
  protected:
   Prepared prepare(const ConvProblem& q) const override {
     Prepared out;
@@ -69,7 +71,7 @@ class CorrMMKernel final : public ConcreteConvKernel<Prepared> {
     if (geo.batch == 0 || geo.channels == 0 || geo.filters == 0) {
       return Tensor::zeros(dtype, prep.result);
     }
-    Tensor out = Tensor::empty(dtype, prep.result);
+    Tensor out = result_buffer(dtype, prep.result);
     if (out.numel() == 0) return out;
     const Tensor ca = a.contiguous();
     const Tensor cb = b.contiguous();
@@ -105,7 +107,7 @@ class CorrMMKernel final : public ConcreteConvKernel<Prepared> {
       return out;
     }
     const DType dtype = a.dtype();
-    Tensor out = Tensor::empty(dtype, prep.result);
+    Tensor out = result_buffer(dtype, prep.result);
     const Tensor ca = a.contiguous();
     const Tensor cb = b.contiguous();
     const Tensor bias = epilogue().bias ? args.bias.contiguous() : Tensor();

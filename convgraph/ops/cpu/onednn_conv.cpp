@@ -28,6 +28,7 @@
 #include "convgraph/base/error.hpp"
 #include "convgraph/graph/op.hpp"
 #include "convgraph/runtime/cpu_threads.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -335,9 +336,9 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   return result;
 }
 
-// A byte buffer from the caching allocator.
-Tensor byte_buffer(std::size_t bytes) {
-  return Tensor::empty(DType::int8, {static_cast<std::int64_t>(bytes)});
+// A byte buffer from the run's workspace.
+Tensor byte_buffer(Workspace& workspace, std::size_t bytes) {
+  return workspace.take(DType::int8, {static_cast<std::int64_t>(bytes)});
 }
 
 // Below this many elements a parallel region costs more than the copy.
@@ -379,6 +380,28 @@ void copy_floats(const Tensor& from, Tensor& to) {
   }
 }
 
+// Whether the run flips a copy of the kernel before the primitive reads it.
+bool flips_kernel_copy(ConvDirection direction, bool flip, const Problem& pr) {
+  return flip && spatial_size(pr.kernel) > 1 && direction != ConvDirection::grad_weights;
+}
+
+// The bytes of the workspace run_compiled takes: the flipped kernel, the scratchpad and the
+// staging buffers of the reorders, each a piece of its own.
+std::int64_t workspace_total(ConvDirection direction, bool flip, const Compiled& c) {
+  auto piece = [](std::size_t bytes) {
+    return bytes > 0 ? workspace_piece_bytes(static_cast<std::int64_t>(bytes)) : 0;
+  };
+  std::int64_t total = 0;
+  if (flips_kernel_copy(direction, flip, c.problem)) {
+    total += piece(static_cast<std::size_t>(shape_numel(c.problem.kernel)) * sizeof(float));
+  }
+  total += piece(c.scratch_bytes);
+  for (const Argument* arg : {&c.in_a, &c.in_b, &c.out}) {
+    if (arg->reorder) total += piece(arg->inner.get_size());
+  }
+  return total;
+}
+
 // Runs C on contiguous float32 inputs A and B into OUT (of the problem's result shape), with the
 // contiguous tensors EPILOGUE of C's epilogue when it has one.
 void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const Tensor& a,
@@ -387,20 +410,21 @@ void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const T
   const Problem& pr = c.problem;
   const std::int64_t taps = spatial_size(pr.kernel);
   const std::int64_t kernel_blocks = pr.kernel[0] * pr.kernel[1];
+  Workspace workspace(workspace_total(direction, flip, c));
   // oneDNN correlates: a convolution is a correlation with the kernel flipped.
   Tensor flipped;
   const Tensor* user_a = &a;
   const Tensor* user_b = &b;
-  if (flip && taps > 1 && direction != ConvDirection::grad_weights) {
+  if (flips_kernel_copy(direction, flip, pr)) {
     const Tensor& kernel = direction == ConvDirection::forward ? b : a;
-    flipped = Tensor::empty(DType::float32, kernel.shape());
+    flipped = workspace.take(DType::float32, kernel.shape());
     flip_blocks(kernel.data<float>(), flipped.data<float>(), kernel_blocks, taps);
     (direction == ConvDirection::forward ? user_b : user_a) = &flipped;
   }
   std::unordered_map<int, memory> args;
   Tensor scratch;
   if (c.scratch_bytes > 0) {
-    scratch = byte_buffer(c.scratch_bytes);
+    scratch = byte_buffer(workspace, c.scratch_bytes);
     args.emplace(DNNL_ARG_SCRATCHPAD,
                  memory(memory::desc({static_cast<memory::dim>(c.scratch_bytes)},
                                      memory::data_type::u8, Tag::a),
@@ -419,7 +443,7 @@ void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const T
       args.emplace(arg.role, user_memory);
       return;
     }
-    staged = byte_buffer(arg.inner.get_size());
+    staged = byte_buffer(workspace, arg.inner.get_size());
     const memory inner(arg.inner, rt.engine, staged.raw_data());
     arg.reorder->execute(rt.stream, with_scratch(user_memory, inner));
     args.emplace(arg.role, inner);
@@ -429,7 +453,7 @@ void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const T
   const memory out_user(c.out.user, rt.engine, out.raw_data());
   std::optional<memory> out_inner;
   if (c.out.reorder) {
-    staged_out = byte_buffer(c.out.inner.get_size());
+    staged_out = byte_buffer(workspace, c.out.inner.get_size());
     out_inner.emplace(c.out.inner, rt.engine, staged_out.raw_data());
     args.emplace(c.out.role, *out_inner);
   } else {
@@ -476,6 +500,8 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
   OneDnnConvKernel(std::string name, ConvDirection direction, ConvParams params)
       : ConcreteConvKernel(std::move(name), direction, std::move(params), onednn_requirements()) {}
 
+  bool writes_given_outputs() const override { return true; }
+
   std::string describe(const Shape& a, const Shape& b, const Shape& spatial) const {
     const Problem pr = prepare(resolve(a, b, spatial));
     const ScopedOmpThreads threads;
@@ -498,6 +524,18 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
       const ScopedOmpThreads threads;
       compiled_for(pr, a, b, spatial, primitive_epilogue(pr));
     } catch (const dnnl::error&) {
+    }
+  }
+
+  std::optional<std::int64_t> workspace_for(const Problem& pr, const Shape& a, const Shape& b,
+                                            const Shape& spatial) const override {
+    if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return 0;
+    try {
+      const ScopedOmpThreads threads;
+      return workspace_total(direction(), params().filter_flip,
+                             *compiled_for(pr, a, b, spatial, primitive_epilogue(pr)));
+    } catch (const dnnl::error&) {
+      return std::nullopt;  // the call reports it
     }
   }
 
@@ -547,7 +585,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     } catch (const dnnl::error& e) {
       throw_device_error(name(), "create", pr, params(), e);
     }
-    Tensor out = Tensor::empty(DType::float32, pr.result);
+    Tensor out = result_buffer(DType::float32, pr.result);
     try {
       run_compiled(direction(), params().filter_flip, *c, a.contiguous(), b.contiguous(), out,
                    args);

@@ -48,6 +48,8 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       : ConcreteConvKernel(std::move(name), direction, std::move(params), winograd_requirements()) {
   }
 
+  bool writes_given_outputs() const override { return true; }
+
  protected:
   Prepared prepare(const ConvProblem& q) const override {
     if (auto why = winograd_declines(direction(), params())) {
@@ -85,7 +87,7 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
                  const Shape& spatial) const override {
     const DType dtype = a.dtype();
     if (prep.empty) return Tensor::zeros(dtype, prep.result);
-    Tensor out = Tensor::empty(dtype, prep.result);
+    Tensor out = result_buffer(dtype, prep.result);
     if (out.numel() == 0) return out;
     const bool forward = direction() == ConvDirection::forward;
     const Tensor weights = (forward ? b : a).contiguous();

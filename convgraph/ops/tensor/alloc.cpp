@@ -6,6 +6,7 @@
 
 #include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/ops/tensor/shape.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -166,7 +167,7 @@ void Alloc::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outp
       fail();
     }
   }
-  Tensor out = Tensor::empty(value.dtype(), out_shape, value.device());
+  Tensor out = output_buffer(outputs.at(0), value.dtype(), out_shape, value.device());
   out.copy_from(value.as_strided(out_shape, strides, value.offset()));
   outputs.at(0) = out;
 }

@@ -46,6 +46,7 @@ class Alloc final : public Op {
                              const std::vector<Variable>& outputs,
                              const std::vector<Variable>& eval_points) const override;
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool writes_given_outputs() const override { return true; }
   // Folding would store the filled tensor in the graph; filling it at run time costs no more
   // than reading it.
   bool foldable() const override { return false; }

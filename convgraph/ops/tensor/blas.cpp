@@ -11,6 +11,7 @@
 #include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/runtime/blas.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -317,7 +318,7 @@ void Dot::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& output
   Shape out_shape;
   if (ra == 2) out_shape.push_back(a.shape()[0]);
   if (rb == 2) out_shape.push_back(b.shape()[1]);
-  Tensor out = Tensor::empty(a.dtype(), out_shape);
+  Tensor out = output_buffer(outputs.at(0), a.dtype(), out_shape);
   dispatch_dtype(a.dtype(), [&]<typename T>() {
     if constexpr (!std::is_same_v<T, bool>) {
       product_2d(matrix_of<T>(a, false), matrix_of<T>(b, true), out.data<T>());
@@ -590,7 +591,7 @@ void MatMul::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& out
   Shape out_shape = batch_shape;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Tensor::empty(a.dtype(), out_shape);
+  Tensor out = output_buffer(outputs.at(0), a.dtype(), out_shape);
   const std::int64_t count = shape_numel(batch_shape);
   dispatch_dtype(a.dtype(), [&]<typename T>() {
     if constexpr (!std::is_same_v<T, bool>) {

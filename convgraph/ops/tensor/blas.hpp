@@ -38,6 +38,7 @@ class Dot : public Op {
                              const std::vector<Variable>& outputs,
                              const std::vector<Variable>& eval_points) const override;
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool writes_given_outputs() const override { return true; }
 };
 
 // MatMul: a batch of matrix products, a[..., m, k] x b[..., k, n] -> [..., m, n], both operands
@@ -72,6 +73,7 @@ class MatMul : public Op {
                              const std::vector<Variable>& outputs,
                              const std::vector<Variable>& eval_points) const override;
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool writes_given_outputs() const override { return true; }
 
  private:
   std::vector<bool> broadcast_a_, broadcast_b_;

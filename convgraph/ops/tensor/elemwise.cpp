@@ -11,6 +11,7 @@
 #include "convgraph/ops/tensor/alloc.hpp"
 #include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/ops/tensor/shape.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 
@@ -763,7 +764,7 @@ void Cast::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outpu
     throw ValueError(fmt::format("{}: expected one defined input", str()));
   }
   outputs.resize(1);
-  outputs[0] = Tensor::empty(target_, inputs[0].shape());
+  outputs[0] = output_buffer(outputs[0], target_, inputs[0].shape());
   cast_kernel(inputs[0], outputs[0]);
 }
 

@@ -120,6 +120,7 @@ class Elemwise : public Op, public InplaceCapable {
   // OUTPUTS[0] may come in allocated (the in-place form): it is written when it has the
   // output's dtype and shape and is contiguous, and replaced otherwise.
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool writes_given_outputs() const override { return true; }
 
   std::vector<std::pair<int, int>> inplace_candidates(const Node& node) const override;
   std::shared_ptr<const Op> with_inplace(int output, int input) const override;
@@ -154,6 +155,7 @@ class Cast : public Op {
                              const std::vector<Variable>& outputs,
                              const std::vector<Variable>& eval_points) const override;
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool writes_given_outputs() const override { return true; }
 
  private:
   DType target_;

@@ -9,6 +9,7 @@
 #include "convgraph/codegen/loop_plan.hpp"
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "convgraph/ops/tensor/reduce.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -184,7 +185,8 @@ void FusedSubgraphOp::perform(const std::vector<Tensor>& inputs,
 
 namespace {
 
-// Runs a compiled fused kernel: allocates the outputs for the inputs' iteration shape.
+// Runs a compiled fused kernel: allocates the outputs for the inputs' iteration shape (or writes
+// the ones the memory plan gave).
 class FusedElemwiseKernel final : public Kernel {
  public:
   FusedElemwiseKernel(std::shared_ptr<const codegen::FusedKernel> kernel, std::string label)
@@ -195,18 +197,15 @@ class FusedElemwiseKernel final : public Kernel {
     const Shape shape = codegen::infer_iteration_shape(ir, inputs);
     outputs.resize(ir.outputs().size());
     for (std::size_t k = 0; k < outputs.size(); ++k) {
-      // An output handed in (an input's buffer, for an in-place step) is written into when it
-      // is what the kernel would allocate: the generated loop writes element i of each output
-      // only after reading element i of every input.
+      // An output handed in (the memory plan's buffer, or an input's for an in-place step) is
+      // written into when it is what the kernel would allocate: the generated loop writes element
+      // i of each output only after reading element i of every input.
       const Shape out_shape = codegen::fused_output_shape(ir, k, shape);
-      const Tensor& given = outputs[k];
-      const bool fits = given.defined() && given.dtype() == ir.output_dtype(k) &&
-                        given.shape() == out_shape && given.is_contiguous() &&
-                        given.device().is_cpu();
-      if (!fits) outputs[k] = Tensor::empty(ir.output_dtype(k), out_shape);
+      outputs[k] = output_buffer(outputs[k], ir.output_dtype(k), out_shape);
     }
     kernel_->run(inputs, outputs, shape);
   }
+  bool writes_given_outputs() const override { return true; }
 
   std::string name() const override {
     return fmt::format("{} [{}]", label_, codegen::fused_backend_name(kernel_->backend()));

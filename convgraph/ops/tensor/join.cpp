@@ -9,6 +9,7 @@
 #include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/ops/tensor/shape.hpp"
 #include "convgraph/ops/tensor/subtensor.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -187,7 +188,7 @@ void Join::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outpu
     }
     out_shape[static_cast<std::size_t>(axis_)] += t.dim(axis_);
   }
-  Tensor out = Tensor::empty(first.dtype(), out_shape, first.device());
+  Tensor out = output_buffer(outputs.at(0), first.dtype(), out_shape, first.device());
   std::int64_t offset = 0;
   for (const Tensor& t : inputs) {
     const std::int64_t n = t.dim(axis_);

@@ -43,6 +43,7 @@ class Join final : public Op {
                              const std::vector<Variable>& outputs,
                              const std::vector<Variable>& eval_points) const override;
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool writes_given_outputs() const override { return true; }
 
  private:
   int axis_;

@@ -15,6 +15,7 @@
 #include "convgraph/ops/tensor/elemwise.hpp"
 #include "convgraph/ops/tensor/reshape.hpp"
 #include "convgraph/ops/tensor/shape.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 #include "convgraph/runtime/strided.hpp"
 
 namespace convgraph {
@@ -490,7 +491,7 @@ void Reduce::perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& out
       out_shape.push_back(1);
     }
   }
-  Tensor out = Tensor::empty(reduce_output_dtype(op_, x.dtype()), out_shape);
+  Tensor out = output_buffer(outputs.at(0), reduce_output_dtype(op_, x.dtype()), out_shape);
   const auto n_out = static_cast<std::size_t>(out.numel());
 
   dispatch_dtype(x.dtype(), [&]<typename T>() {

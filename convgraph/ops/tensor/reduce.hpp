@@ -71,6 +71,7 @@ class Reduce : public Op {
                              const std::vector<Variable>& outputs,
                              const std::vector<Variable>& eval_points) const override;
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
+  bool writes_given_outputs() const override { return true; }
 
   // Whether input axis AXIS is reduced.
   bool reduces(int axis) const;
