@@ -194,6 +194,12 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
     device[static_cast<std::size_t>(s)] = value.device();
   }
   for (int s : plan.output_slots) result[static_cast<std::size_t>(s)] = true;
+  // Shared variables' values an update may be computed into (updates_inplace=early): the plan
+  // counts them donated, as they are whenever nobody but the variable holds the buffer.
+  std::vector<bool> donatable(num_slots, false);
+  for (int i : plan.overwritable_inputs) {
+    donatable[static_cast<std::size_t>(plan.input_slots[static_cast<std::size_t>(i)])] = true;
+  }
   for (int i = 0; i < num_steps; ++i) {
     const PlanStep& step = plan.steps[static_cast<std::size_t>(i)];
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
@@ -218,6 +224,7 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
     }
     return s;
   };
+  std::vector<bool> donated(num_slots, false);  // updates computed into their variable
   std::vector<int> group_last(last);
   std::vector<bool> group_result(result);
   for (int i = 0; i < num_steps; ++i) {
@@ -247,11 +254,20 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
           const PlannedValue& rv = mp.values[static_cast<std::size_t>(root)];
           // The input's block becomes the output's only when nothing reads the block after this
           // step and the output fits in it.
-          if (def[static_cast<std::size_t>(root)] >= 0 &&
-              group_last[static_cast<std::size_t>(root)] <= i &&
+          if (def[static_cast<std::size_t>(root)] == -1 &&
+              donatable[static_cast<std::size_t>(in)] && in == root &&
               dtype[static_cast<std::size_t>(in)] == dtype[static_cast<std::size_t>(o)] &&
-              v.bytes >= 0 && rv.bytes >= v.bytes &&
+              v.shape && shape_of(in) == v.shape &&
               device[static_cast<std::size_t>(in)] == device[static_cast<std::size_t>(o)]) {
+            // The update written into its shared variable's own buffer.
+            base = in;
+            donated[static_cast<std::size_t>(o)] = true;
+            v.reason = "an update computed into its shared variable's buffer";
+          } else if (def[static_cast<std::size_t>(root)] >= 0 &&
+                     group_last[static_cast<std::size_t>(root)] <= i &&
+                     dtype[static_cast<std::size_t>(in)] == dtype[static_cast<std::size_t>(o)] &&
+                     v.bytes >= 0 && rv.bytes >= v.bytes &&
+                     device[static_cast<std::size_t>(in)] == device[static_cast<std::size_t>(o)]) {
             base = in;
             mp.inplace[static_cast<std::size_t>(i)].emplace_back(static_cast<int>(k), j);
           }
@@ -343,7 +359,7 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
   // A result that is an argument or a constant, or views one, is copied at the end of the call.
   for (int s : plan.output_slots) {
     const auto slot = static_cast<std::size_t>(s);
-    if (def[static_cast<std::size_t>(find(s))] != -1) continue;
+    if (def[static_cast<std::size_t>(find(s))] != -1 || donated[slot]) continue;
     const std::optional<Shape> shape = shape_of(s);
     if (!shape) {
       mp.peak_exact = false;
@@ -474,7 +490,8 @@ std::string MemoryPlan::str(const Plan& plan) const {
           where += fmt::format(", {}, steps {}-{}", bytes_str(b.bytes), b.first_step, b.last_step);
         }
       } else if (v.placement == ValuePlacement::external) {
-        where = fmt::format("view of an argument or constant (slot {})", v.base);
+        where = v.reason.empty() ? fmt::format("view of an argument or constant (slot {})", v.base)
+                                 : fmt::format("{} (slot {})", v.reason, v.base);
       } else {
         where = fmt::format("allocated each call, {}: {}", bytes_str(v.bytes), v.reason);
       }

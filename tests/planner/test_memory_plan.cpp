@@ -194,8 +194,9 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
   const Tensor filters0 = random_tensor(DType::float32, {8, 3, 3, 3}, 3, -0.5, 0.5);
   const Tensor filters1 = random_tensor(DType::float32, {8, 8, 3, 3}, 5, -0.5, 0.5);
   const Tensor bias0 = random_tensor(DType::float32, {8}, 4, -0.1, 0.1);
-  for (const char* flags : {"", "optimizer_excluding=fusion", "memory_plan=False", "allow_gc=False",
-                            "optimizer_excluding=onednn"}) {
+  for (const char* flags :
+       {"", "optimizer_excluding=fusion", "memory_plan=False", "allow_gc=False",
+        "optimizer_excluding=onednn", "updates_inplace=atomic", "updates_inplace=early"}) {
     CAPTURE(flags);
     SharedVariable w0 = shared("w0", filters0.clone());
     SharedVariable w1 = shared("w1", filters1.clone());
@@ -216,6 +217,18 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
       step({images, wanted});
       CHECK(step.last_plan_misses() == 0);
       CHECK(step.last_peak_bytes() == step.planned_peak_bytes());
+    }
+    // Updates computed into their variables' buffers take no memory of the plan's: the values
+    // of w0, w1 and b are not counted.
+    if (std::string(flags) == "updates_inplace=early") {
+      const std::string text = step.memory_plan_str();
+      std::size_t count = 0;
+      for (std::size_t at = text.find("computed into its shared variable's buffer");
+           at != std::string::npos;
+           at = text.find("computed into its shared variable's buffer", at + 1)) {
+        ++count;
+      }
+      CHECK(count == 3);
     }
   }
 }
