@@ -33,7 +33,7 @@ namespace {
 
 struct Counters {
   std::atomic<std::int64_t> nodes_replaced{0}, cache_hits{0}, nodes_timed{0}, candidates_timed{0},
-      nodes_left{0}, candidates_rejected{0}, candidates_cut{0};
+      nodes_left{0}, candidates_rejected{0}, candidates_cut{0}, candidates_cut_at_warm_up{0};
 };
 
 Counters& counters() {
@@ -137,12 +137,22 @@ struct Timing {
   bool ran = false;        // compiled and timed
   bool attempted = false;  // applicable: it was compiled (and may have thrown)
   double seconds = 0;
+  bool warm_up_only = false;         // SECONDS is its warm-up call's: a clear loser already
   std::string why_not;               // not applicable, or the exception
   std::optional<Function> function;  // kept for the check of the winner
 };
 
+// How much slower than the fastest first call so far a warm-up call may be before the candidate
+// is cut without a timed call: twice the clear-loser margin, since a warm-up also pays one-time
+// costs (first touch of its buffers) that the timed calls do not.
+constexpr double kWarmUpLoserFactor = 2.0;
+
+// Compiles candidate C and runs it once (the warm-up); on the host, then times one call, unless
+// the warm-up alone took more than WARM_UP_LIMIT seconds (a clear loser: its warm-up time is kept,
+// and it is not timed again).
 Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const ProblemShapes& shapes,
-                      const TimingInputs& in, const PassContext& ctx, const Config& timing_config) {
+                      const TimingInputs& in, const PassContext& ctx, const Config& timing_config,
+                      double warm_up_limit) {
   Timing timing;
   timing.candidate = &c;
   try {
@@ -155,10 +165,20 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
     // On a device, the result stays there: a copy to the host is not the candidate's cost.
     options.outputs_on_device = !in.a.type().device.is_cpu();
     Function f = compile({in.a, in.b}, {lowered}, options);
-    f(in.values);  // warm-up: first-touch allocation and one-time set-up are not what we compare
-    // On the host one timed call first; the contenders are timed again once every candidate
-    // has had its first call (refine_contenders).
-    timing.seconds = time_function(f, in.values, in.a.type().device.is_cpu() ? 1 : 10);
+    // Warm-up: first-touch allocation and one-time set-up are not what we compare.
+    const bool host = in.a.type().device.is_cpu();
+    const auto t0 = std::chrono::steady_clock::now();
+    f(in.values);
+    const double warm_up =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (host && warm_up > warm_up_limit) {
+      timing.seconds = warm_up;
+      timing.warm_up_only = true;
+    } else {
+      // On the host one timed call first; the contenders are timed again once every candidate
+      // has had its first call (refine_contenders).
+      timing.seconds = time_function(f, in.values, host ? 1 : 10);
+    }
     timing.function = std::move(f);
     timing.ran = true;
   } catch (const std::exception& e) {
@@ -190,9 +210,11 @@ void refine_contenders(std::vector<Timing>& timings, const TimingInputs& in,
     if (!t.ran) continue;
     if (t.seconds > factor * best) {
       ++counters().candidates_cut;
+      if (t.warm_up_only) ++counters().candidates_cut_at_warm_up;
       if (verbose >= 2) {
-        say(fmt::format("  * {}: {:.5g} s (one call, over {}% of the fastest: not timed again)",
-                        t.candidate->name, t.seconds, loser_percent));
+        say(fmt::format("  * {}: {:.5g} s ({}, over {}% of the fastest: not timed again)",
+                        t.candidate->name, t.seconds,
+                        t.warm_up_only ? "its warm-up call" : "one call", loser_percent));
       }
       continue;
     }
@@ -218,6 +240,9 @@ Config make_timing_config(const Config& base) {
   c.set("optimizer.list_passes", "False");
   c.set("mode", "FAST_RUN");
   c.set("profile", "False");
+  // A candidate's calls allocate from the caching allocator, warm after the warm-up call; a memory
+  // plan's arena would be built by the first timed call and first touched by the second.
+  c.set("memory_plan", "False");
   return c;
 }
 
@@ -418,8 +443,15 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
   const TimingInputs inputs = make_timing_inputs(node, *shapes);
   std::vector<Timing> timings;
   timings.reserve(offered.size());
+  const std::int64_t loser_percent = ctx.config.get_int("metaopt.clear_loser_percent");
+  double best_first = std::numeric_limits<double>::infinity();
   for (const MetaCandidate* c : offered) {
-    Timing t = time_candidate(*c, op, *shapes, inputs, ctx, timing_config);
+    const double warm_up_limit =
+        loser_percent > 0
+            ? kWarmUpLoserFactor * static_cast<double>(loser_percent) / 100.0 * best_first
+            : std::numeric_limits<double>::infinity();
+    Timing t = time_candidate(*c, op, *shapes, inputs, ctx, timing_config, warm_up_limit);
+    if (t.ran && !t.warm_up_only) best_first = std::min(best_first, t.seconds);
     if (t.attempted) ++counters().candidates_timed;
     if (t.ran) {
       // Said below, once its timing is final.
@@ -430,7 +462,7 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
     }
     timings.push_back(std::move(t));
   }
-  refine_contenders(timings, inputs, ctx.config.get_int("metaopt.clear_loser_percent"), verbose);
+  refine_contenders(timings, inputs, loser_percent, verbose);
   std::vector<Timing*> ranked;
   AutotuneResult result;
   for (Timing& t : timings) {
@@ -539,9 +571,10 @@ Variable build_conv_meta_candidate(const std::string& name, Node& node, const Pa
 
 ConvMetaStats conv_meta_stats() {
   const Counters& c = counters();
-  return {c.nodes_replaced.load(),   c.cache_hits.load(), c.nodes_timed.load(),
-          c.candidates_timed.load(), c.nodes_left.load(), c.candidates_rejected.load(),
-          c.candidates_cut.load()};
+  return {c.nodes_replaced.load(), c.cache_hits.load(),
+          c.nodes_timed.load(),    c.candidates_timed.load(),
+          c.nodes_left.load(),     c.candidates_rejected.load(),
+          c.candidates_cut.load(), c.candidates_cut_at_warm_up.load()};
 }
 
 void reset_conv_meta_stats() {
@@ -553,6 +586,7 @@ void reset_conv_meta_stats() {
   c.nodes_left = 0;
   c.candidates_rejected = 0;
   c.candidates_cut = 0;
+  c.candidates_cut_at_warm_up = 0;
 }
 
 }  // namespace convgraph

@@ -53,6 +53,9 @@ struct ConvMetaStats {
   // Host candidates timed once only: their first call was a clear loser's (over 1.5x the
   // fastest first call of the node's candidates).
   std::int64_t candidates_cut = 0;
+  // Of those, the ones cut after their warm-up call alone: it took over twice the clear-loser
+  // margin of the fastest first call so far (3x at the default 150%).
+  std::int64_t candidates_cut_at_warm_up = 0;
 };
 ConvMetaStats conv_meta_stats();
 void reset_conv_meta_stats();
