@@ -41,10 +41,6 @@ inline const std::vector<ConvOptOut>& conv_opt_outs() {
        "takes float16"},
       {"onednn", "unshared", [](C c, D) { return c.params.unshared; }, "unshared",
        "oneDNN has no locally connected convolution; CorrMM takes them on the CPU"},
-      {"winograd", "gradWeights", [](C, D d) { return d == D::grad_weights; },
-       "direction grad_weights",
-       "Winograd is implemented for the forward pass and the input gradient; oneDNN and CorrMM "
-       "take the weight gradient"},
       {"winograd", "3-D", [](C c, D) { return c.convdim() == 3; }, "3-D convolution",
        "F(4x4, 3x3) is implemented in 2-D; oneDNN and CorrMM take 3-D convolutions"},
       {"winograd", "float16", [](C c, D) { return c.dtype == DType::float16; }, "dtype float16",
@@ -62,10 +58,10 @@ inline const std::vector<ConvOptOut>& conv_opt_outs() {
          return c.kernel_spatial() != Shape{3, 3};
        },
        "kernel size", "F(4x4, 3x3) is specific to 3x3 filters; oneDNN and CorrMM take every size"},
-      {"winograd", "kernel size unknown at compile time", [](C c, D) { return !c.static_shapes; },
-       "unknown at compile time",
-       "the lowering must know the kernel is 3x3 to choose Winograd; oneDNN and CorrMM take "
-       "kernels of any size"},
+      {"winograd", "kernel size unknown at compile time",
+       [](C c, D d) { return !c.static_shapes && d != D::grad_weights; }, "unknown at compile time",
+       "the lowering must know the kernel is 3x3 to choose Winograd (the weight gradient's shape "
+       "input, a constant, tells it); oneDNN and CorrMM take kernels of any size"},
       {"cudnn", "unshared", [](C c, D) { return c.params.unshared; }, "unshared",
        "cuDNN has no locally connected convolution; GpuCorrMM takes them on the GPU"},
       {"cudnn", "asymmetric pads", [](C c, D) { return c.params.any_asymmetric(); },

@@ -19,6 +19,7 @@ ConvSignature ConvSignature::of(const Node& node) {
   signature.dtype = node.output_data[0].type.dtype;
   signature.device = node.output_data[0].type.device;
   for (const Variable& in : node.inputs) signature.inputs.push_back(in.type());
+  signature.output = node.output_data[0].type;
   return signature;
 }
 

@@ -26,6 +26,7 @@ struct ConvSignature {
   DType dtype = DType::float32;  // the output's
   Device device;                 // where the node runs: its output's device
   std::vector<TensorType> inputs;
+  TensorType output;  // the node's output
 
   // The signature of NODE, an AbstractConv node (ValueError otherwise).
   static ConvSignature of(const Node& node);

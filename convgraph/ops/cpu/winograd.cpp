@@ -18,7 +18,15 @@ namespace {
 std::atomic<std::uint64_t> recomputed{0};
 
 std::string op_name(ConvDirection direction) {
-  return direction == ConvDirection::grad_inputs ? "WinogradConv2d_gradInputs" : "WinogradConv2d";
+  switch (direction) {
+    case ConvDirection::grad_inputs:
+      return "WinogradConv2d_gradInputs";
+    case ConvDirection::grad_weights:
+      return "WinogradConv2d_gradWeights";
+    case ConvDirection::forward:
+      break;
+  }
+  return "WinogradConv2d";
 }
 
 ConcreteConvRequirements winograd_requirements() {
@@ -65,7 +73,8 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     out.empty = q.batch == 0 || q.channels == 0 || q.filters == 0;
     WinogradGeometry& g = out.geo;
     g.batch = q.batch;
-    if (direction() == ConvDirection::forward) {
+    if (direction() != ConvDirection::grad_inputs) {
+      // The forward correlation; the weight gradient is its gradient with respect to the filters.
       g.in_channels = q.channels;
       g.out_channels = q.filters;
       g.in_h = q.image_spatial[0], g.in_w = q.image_spatial[1];
@@ -89,6 +98,8 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     if (prep.empty) return Tensor::zeros(dtype, prep.result);
     Tensor out = result_buffer(dtype, prep.result);
     if (out.numel() == 0) return out;
+    if (direction() == ConvDirection::grad_weights)
+      return weight_gradient(prep, a, b, spatial, out);
     const bool forward = direction() == ConvDirection::forward;
     const Tensor weights = (forward ? b : a).contiguous();
     const Tensor data = (forward ? a : b).contiguous();
@@ -115,6 +126,27 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     ++recomputed;
     return forward ? corrmm_forward(params(), a, b) : corrmm_grad_inputs(params(), a, b, spatial);
   }
+
+ private:
+  // The gradient of the forward correlation with respect to its filters, from IMAGE and TOPGRAD
+  // into OUT; the taps turned around for a convolution (filter_flip).
+  Tensor weight_gradient(const Prepared& prep, const Tensor& image, const Tensor& topgrad,
+                         const Shape& spatial, Tensor& out) const {
+    const Tensor data = image.contiguous();
+    const Tensor grad = topgrad.contiguous();
+    bool finite = false;
+    if (out.dtype() == DType::float32) {
+      finite = winograd_correlate_weights<float>(prep.geo, data.data<float>(), grad.data<float>(),
+                                                 params().filter_flip, out.data<float>());
+    } else {
+      finite =
+          winograd_correlate_weights<double>(prep.geo, data.data<double>(), grad.data<double>(),
+                                             params().filter_flip, out.data<double>());
+    }
+    if (finite) return out;
+    ++recomputed;
+    return corrmm_grad_weights(params(), image, topgrad, spatial);
+  }
 };
 
 Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
@@ -135,18 +167,24 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
     return fmt::format("dtype {}: the default lowering uses Winograd for float32 only",
                        dtype_name(s.dtype));
   }
-  // The correlation's input (image or output gradient) and the kernel, with static sizes.
+  // The correlation's input (image or output gradient) and the kernel (or, for the weight
+  // gradient, the image and the output gradient: their channel counts), with static sizes.
   const bool forward = s.direction == ConvDirection::forward;
+  const bool weights = s.direction == ConvDirection::grad_weights;
   const std::size_t data_input = forward ? 0 : 1, kernel_input = forward ? 1 : 0;
   if (s.inputs.size() <= std::max(data_input, kernel_input)) return "no data input";
   const StaticShape& data = s.inputs[data_input].dims;
   const StaticShape& kernel = s.inputs[kernel_input].dims;
   if (data.size() != 4 || kernel.size() != 4 || !data[0] || !data[2] || !data[3] || !kernel[0] ||
-      !kernel[1]) {
+      !kernel[1] || (weights && !data[1])) {
     return std::string("sizes unknown at compile time: Winograd's gain depends on them");
   }
-  const std::int64_t filters = *kernel[0], channels = *kernel[1];
-  const std::int64_t in = forward ? channels : filters, out = forward ? filters : channels;
+  // The weight gradient's GEMMs are [filters x tiles] x [tiles x channels]: the same sizes as the
+  // forward's, with the tiles as the inner dimension.
+  const std::int64_t filters = weights ? *data[1] : *kernel[0];
+  const std::int64_t channels = *kernel[1];
+  const std::int64_t in = forward || weights ? channels : filters;
+  const std::int64_t out = forward || weights ? filters : channels;
   constexpr std::int64_t kMinChannels = 32;
   if (in < kMinChannels || out < kMinChannels) {
     return fmt::format(
@@ -168,11 +206,7 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
 }  // namespace
 
 std::optional<std::string> winograd_declines(ConvDirection direction, const ConvParams& params) {
-  if (direction == ConvDirection::grad_weights) {
-    return std::string(
-        "direction grad_weights: Winograd is implemented for the forward pass and the gradient "
-        "with respect to the inputs");
-  }
+  (void)direction;  // every direction is implemented
   if (params.convdim != 2) {
     return fmt::format("{}-D convolution: Winograd F(4x4, 3x3) is implemented in 2-D only",
                        params.convdim);
@@ -223,6 +257,11 @@ Tensor winograd_conv_grad_inputs(const ConvParams& params, const Tensor& kernel,
   return run_direction(ConvDirection::grad_inputs, params, kernel, topgrad, image_spatial);
 }
 
+Tensor winograd_conv_grad_weights(const ConvParams& params, const Tensor& image,
+                                  const Tensor& topgrad, const Shape& kernel_spatial) {
+  return run_direction(ConvDirection::grad_weights, params, image, topgrad, kernel_spatial);
+}
+
 std::uint64_t winograd_recomputed_calls() {
   return recomputed.load();
 }
@@ -237,10 +276,14 @@ ConvImplementationHooks winograd_conv_hooks() {
           dtype_name(s.dtype));
     }
     if (auto why = winograd_declines(s.direction, s.params)) return why;
-    // The kernel's spatial size, from its static type or the kshp hint.
+    // The kernel's spatial size, from its static type (the output's, for the weight gradient)
+    // or the kshp hint.
     const std::size_t kernel_input = s.direction == ConvDirection::forward ? 1 : 0;
-    if (s.inputs.size() <= kernel_input) return std::string("the node has no kernel input");
-    const StaticShape& dims = s.inputs[kernel_input].dims;
+    if (s.direction != ConvDirection::grad_weights && s.inputs.size() <= kernel_input) {
+      return std::string("the node has no kernel input");
+    }
+    const StaticShape& dims =
+        s.direction == ConvDirection::grad_weights ? s.output.dims : s.inputs[kernel_input].dims;
     std::int64_t size[2] = {-1, -1};
     for (int a = 0; a < 2; ++a) {
       const std::size_t axis = dims.size() - 2 + static_cast<std::size_t>(a);

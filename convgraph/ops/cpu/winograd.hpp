@@ -1,6 +1,7 @@
 // The Winograd convolution family on the CPU: 3x3 filters, stride 1, no dilation, one group,
-// shared kernels, 2-D, float32 and float64, forward and gradient with respect to the inputs
-// ("WinogradConv2d", "WinogradConv2d_gradInputs"), by minimal filtering F(4x4, 3x3)
+// shared kernels, 2-D, float32 and float64, forward and gradients with respect to the inputs and
+// the weights ("WinogradConv2d", "WinogradConv2d_gradInputs", "WinogradConv2d_gradWeights"), by
+// minimal filtering F(4x4, 3x3)
 // (winograd_kernels.hpp): 36 GEMMs on transformed tiles instead of 144 multiply-adds per output
 // tile and channel pair, 4x fewer than a direct or im2col convolution. Any padding (valid, full,
 // half, explicit, asymmetric), any image size (partial edge tiles), both flips, any batch.
@@ -12,7 +13,8 @@
 // Inf or NaN (in the data, or from an overflow in the transforms) would spread over whole tiles
 // and through the padding. A call whose result has any non-finite element is computed again by
 // CorrMM's path, which agrees with the reference element by element (docs/convolution.md): on
-// finite data this costs nothing but a check folded into the output transform.
+// finite data this costs nothing but a check folded into the output transform (for the weight
+// gradient, into the filters' inverse transform).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,7 @@ namespace convgraph {
 // Inputs by direction, as AbstractConv:
 //   forward:      (image, kernel)
 //   grad_inputs:  (kernel, topgrad, shape)   shape = the image's spatial sizes
+//   grad_weights: (image, topgrad, shape)    shape = the kernel's spatial sizes (3, 3)
 // float32 and float64 on the CPU. Parameters or shapes it does not take (see
 // winograd_declines) are an UnsupportedError when the node is built or run.
 class WinogradConv final : public ConcreteConv {
@@ -37,7 +40,7 @@ class WinogradConv final : public ConcreteConv {
   // UnsupportedError for a direction or parameters it does not take.
   WinogradConv(ConvDirection direction, ConvParams params);
 
-  // "WinogradConv2d", "WinogradConv2d_gradInputs".
+  // "WinogradConv2d", "WinogradConv2d_gradInputs", "WinogradConv2d_gradWeights".
   std::string name() const override;
   ConcreteConvRequirements requirements() const override;
 
@@ -54,6 +57,8 @@ std::optional<std::string> winograd_declines(ConvDirection direction, const Conv
 Tensor winograd_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel);
 Tensor winograd_conv_grad_inputs(const ConvParams& params, const Tensor& kernel,
                                  const Tensor& topgrad, const Shape& image_spatial);
+Tensor winograd_conv_grad_weights(const ConvParams& params, const Tensor& image,
+                                  const Tensor& topgrad, const Shape& kernel_spatial);
 
 // How many calls found a non-finite element in their result and were computed again by CorrMM
 // (for tests).

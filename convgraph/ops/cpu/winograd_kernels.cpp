@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -525,6 +526,132 @@ Plan make_plan(const WinogradGeometry& g, const WinogradTuning& tuning) {
   return plan;
 }
 
+// ---- the weight gradient ----
+//
+// The forward tile is A^T [U . V] A with U = G g G^T; so the gradient of the 3x3 filter g is
+// G^T [sum over tiles of (A dY A^T) . V] G, with dY the output gradient's 4x4 tile and V the
+// input patch's transform (the forward's own). Summed over the tiles, the 36 element-wise products
+// become 36 GEMMs, [out channels x tiles] x [tiles x in channels], accumulated block by block.
+
+// A: 4 values to 6 (the transpose of A^T above).
+template <typename V>
+[[gnu::always_inline]] inline void a_1d(const V* p, int s, V* z, int t) {
+  const V p0 = p[0], p1 = p[s], p2 = p[2 * s], p3 = p[3 * s];
+  const V even = p0 + p2, odd = p1 + p3;
+  const V even4 = p0 + 4 * p2, odd8 = 2 * p1 + 8 * p3;
+  z[0] = p0;
+  z[t] = even + odd;
+  z[2 * t] = even - odd;
+  z[3 * t] = even4 + odd8;
+  z[4 * t] = even4 - odd8;
+  z[5 * t] = p3;
+}
+
+// W[e][k][col] = (A dY A^T)[e] for output channels [K0, K1) and the tiles of CHUNKS (element e
+// = 6 a + s, a along rows, as V's), one tile per lane. Like V, whole vectors are written: lanes
+// past a chunk's tiles land in the next chunk's columns or past the block's last one.
+template <typename T>
+[[gnu::always_inline]] inline void topgrad_impl(const WinogradGeometry& g, const T* dy,
+                                                const Chunk* chunks, std::int64_t nchunks,
+                                                std::int64_t k0, std::int64_t k1, T* w,
+                                                std::int64_t ld) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  constexpr int R = kRowVectors<T>;
+  const std::int64_t plane = g.out_h * g.out_w;
+  const std::int64_t stride = g.out_channels * ld;
+  for (std::int64_t k = k0; k < k1; ++k) {
+    for (std::int64_t i = 0; i < nchunks; ++i) {
+      const Chunk& ch = chunks[i];
+      const T* p = dy + (ch.b * g.out_channels + k) * plane;
+      // tile[r][j]: row r, column j of each lane's 4x4 tile (zero outside the output gradient).
+      V tile[kWinogradTile][kWinogradTile];
+      for (int r = 0; r < kWinogradTile; ++r) {
+        const std::int64_t y = ch.oy + r;
+        const T* row = y < g.out_h ? p + y * g.out_w : nullptr;
+        V rows[R];
+        for (int v = 0; v < R - 1; ++v) load_row(row, ch.ox + v * L, g.out_w, rows[v]);
+        rows[R - 1] = V{};  // the patches' two extra columns: not part of a 4x4 tile
+        V d[kWinogradAlpha];
+        split_tiles<T>(rows, d);
+        for (int j = 0; j < kWinogradTile; ++j) tile[r][j] = d[j];
+      }
+      // A down each column, then along each of the six rows.
+      V t[kWinogradAlpha][kWinogradTile];
+      for (int j = 0; j < kWinogradTile; ++j)
+        a_1d(&tile[0][j], kWinogradTile, &t[0][j], kWinogradTile);
+      T* dst = w + k * ld + ch.col;
+      for (int a = 0; a < kWinogradAlpha; ++a) {
+        V z[kWinogradAlpha];
+        a_1d(t[a], 1, z, 1);
+        for (int e = 0; e < kWinogradAlpha; ++e) {
+          std::memcpy(dst + (a * kWinogradAlpha + e) * stride, &z[e], sizeof(V));
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+CONVGRAPH_WINOGRAD_AVX2 void topgrad_avx2(const WinogradGeometry& g, const T* dy,
+                                          const Chunk* chunks, std::int64_t nchunks,
+                                          std::int64_t k0, std::int64_t k1, T* w, std::int64_t ld) {
+  topgrad_impl(g, dy, chunks, nchunks, k0, k1, w, ld);
+}
+template <typename T>
+[[gnu::noinline]] void topgrad_base(const WinogradGeometry& g, const T* dy, const Chunk* chunks,
+                                    std::int64_t nchunks, std::int64_t k0, std::int64_t k1, T* w,
+                                    std::int64_t ld) {
+  topgrad_impl(g, dy, chunks, nchunks, k0, k1, w, ld);
+}
+template <typename T>
+void topgrad_step(const WinogradGeometry& g, const T* dy, const Chunk* chunks, std::int64_t nchunks,
+                  std::int64_t k0, std::int64_t k1, T* w, std::int64_t ld) {
+  if (have_avx2()) {
+    topgrad_avx2(g, dy, chunks, nchunks, k0, k1, w, ld);
+  } else {
+    topgrad_base(g, dy, chunks, nchunks, k0, k1, w, ld);
+  }
+}
+
+// G^T: 6 values to 3 (the transpose of G above).
+template <typename T>
+[[gnu::always_inline]] inline void gt_1d(const T* m, int s, T* r, int t) {
+  const T m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s], m4 = m[4 * s], m5 = m[5 * s];
+  const T sum12 = m1 + m2, dif12 = m1 - m2, sum34 = m3 + m4, dif34 = m3 - m4;
+  r[0] = m0 * T(0.25) - sum12 * T(1.0 / 6.0) + sum34 * T(1.0 / 24.0);
+  r[t] = -dif12 * T(1.0 / 6.0) + dif34 * T(1.0 / 12.0);
+  r[2 * t] = (sum34 - sum12) * T(1.0 / 6.0) + m5;
+}
+
+// OUT[k][c][3][3] from M[e][k][c] for the (k, c) pairs [P0, P1), taps turned around when REVERSE.
+// Returns false when some element is not finite.
+template <typename T>
+bool filter_gradient_step(const WinogradGeometry& g, const T* m, bool reverse, std::int64_t p0,
+                          std::int64_t p1, T* out) {
+  const std::int64_t pairs = g.out_channels * g.in_channels;
+  bool finite = true;
+  for (std::int64_t p = p0; p < p1; ++p) {
+    T rows[3 * kWinogradAlpha];  // G^T along a: [i][s]
+    for (int s = 0; s < kWinogradAlpha; ++s)
+      gt_1d(m + s * pairs + p, kWinogradAlpha * pairs, rows + s, kWinogradAlpha);
+    T* dst = out + p * 9;
+    for (int i = 0; i < 3; ++i) {
+      T r[3];
+      gt_1d(rows + i * kWinogradAlpha, 1, r, 1);
+      for (int j = 0; j < 3; ++j) {
+        finite = finite && std::isfinite(r[j]);
+        if (reverse) {
+          dst[(2 - i) * 3 + (2 - j)] = r[j];
+        } else {
+          dst[i * 3 + j] = r[j];
+        }
+      }
+    }
+  }
+  return finite;
+}
+
 }  // namespace
 
 WinogradTuning winograd_tuning() {
@@ -655,6 +782,67 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
   return all_finite != 0;
 }
 
+template <typename T>
+bool winograd_correlate_weights(const WinogradGeometry& g, const T* in, const T* dy, bool reverse,
+                                T* out) {
+  WinogradTuning tuning = winograd_tuning();
+  // All threads on each block: each GEMM accumulates into its own element's matrix of M, which
+  // private blocks would need a copy of per thread.
+  tuning.mode = WinogradTuning::Mode::shared_blocks;
+  const Plan plan = make_plan<T>(g, tuning);
+  const std::int64_t tiles = g.tiles();
+  const std::int64_t ld = plan.block + kLanes<T>;
+  const std::int64_t cin = g.in_channels, cout = g.out_channels;
+  const std::int64_t v_size = kWinogradElements * cin * ld;
+  const std::int64_t w_size = kWinogradElements * cout * ld;
+  const std::int64_t m_size = kWinogradElements * cout * cin;
+  Tensor workspace = Tensor::empty(dtype_of<T>(), {v_size + w_size + m_size});
+  T* v = workspace.data<T>();
+  T* w = v + v_size;
+  T* m = w + w_size;
+  const BlasThreads blas(1);
+  RegionError error;
+  int all_finite = 1;
+  std::vector<Chunk> chunks;
+#pragma omp parallel num_threads(plan.threads) reduction(&& : all_finite)
+  {
+    const int team = omp_get_num_threads(), me = omp_get_thread_num();
+    for (std::int64_t blk = 0; blk < plan.blocks; ++blk) {
+      const std::int64_t first = blk * plan.block;
+      const std::int64_t count = std::min(plan.block, tiles - first);
+#pragma omp single
+      error.guard([&] { fill_chunks<T>(g, first, count, chunks); });
+      // (the single's barrier: the tiles are known to all)
+      error.guard([&] {
+        const auto nchunks = static_cast<std::int64_t>(chunks.size());
+        const auto [c0, c1] = split(cin, team, me);
+        if (c0 < c1) input_step(g, in, chunks.data(), nchunks, c0, c1, v, ld);
+        const auto [k0, k1] = split(cout, team, me);
+        if (k0 < k1) topgrad_step(g, dy, chunks.data(), nchunks, k0, k1, w, ld);
+      });
+#pragma omp barrier
+      // Each thread keeps the same elements over the blocks: M[e] is its alone.
+      error.guard([&] {
+        const auto [e0, e1] = split(kWinogradElements, team, me);
+        for (std::int64_t e = e0; e < e1; ++e) {
+          gemm(false, true, cout, cin, count, T(1), w + e * cout * ld, ld, v + e * cin * ld, ld,
+               blk == 0 ? T(0) : T(1), m + e * cout * cin, cin);
+        }
+      });
+      // The next block's transforms overwrite V and W, and its chunks replace these.
+#pragma omp barrier
+    }
+    bool finite = true;
+    error.guard([&] {
+      const auto [p0, p1] = split(cout * cin, team, me);
+      if (p0 < p1) finite = filter_gradient_step(g, m, reverse, p0, p1, out);
+    });
+    all_finite = finite ? 1 : 0;
+  }
+  error.rethrow();
+  return all_finite != 0;
+}
+
 template void winograd_transform_filters<float>(const float*, std::int64_t, std::int64_t, bool,
                                                 bool, float*);
 template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t, bool,
@@ -663,5 +851,10 @@ template bool winograd_correlate<float>(const WinogradGeometry&, const float*, c
                                         float*);
 template bool winograd_correlate<double>(const WinogradGeometry&, const double*, const double*,
                                          double*);
+
+template bool winograd_correlate_weights<float>(const WinogradGeometry&, const float*, const float*,
+                                                bool, float*);
+template bool winograd_correlate_weights<double>(const WinogradGeometry&, const double*,
+                                                 const double*, bool, double*);
 
 }  // namespace convgraph

@@ -74,6 +74,15 @@ void winograd_transform_filters(const T* w, std::int64_t filters, std::int64_t c
 template <typename T>
 bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* u, T* out);
 
+// OUT = the gradient of the correlation GEO describes with respect to its 3x3 filters:
+// OUT[k][c][i][j] = sum over batch items and output positions (y, x) of DY[k] (batch, out_channels,
+// out_h, out_w) times IN[c] at (y + off_h + i, x + off_w + j) (zero outside IN); taps turned
+// around (OUT[k][c][2 - i][2 - j]) when REVERSE. On cpu_threads() threads; GEO non-empty. Returns
+// false when some element is not finite (the caller then computes it another way).
+template <typename T>
+bool winograd_correlate_weights(const WinogradGeometry& geo, const T* in, const T* dy, bool reverse,
+                                T* out);
+
 extern template void winograd_transform_filters<float>(const float*, std::int64_t, std::int64_t,
                                                        bool, bool, float*);
 extern template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t,
@@ -82,5 +91,10 @@ extern template bool winograd_correlate<float>(const WinogradGeometry&, const fl
                                                float*);
 extern template bool winograd_correlate<double>(const WinogradGeometry&, const double*,
                                                 const double*, double*);
+
+extern template bool winograd_correlate_weights<float>(const WinogradGeometry&, const float*,
+                                                       const float*, bool, float*);
+extern template bool winograd_correlate_weights<double>(const WinogradGeometry&, const double*,
+                                                        const double*, bool, double*);
 
 }  // namespace convgraph

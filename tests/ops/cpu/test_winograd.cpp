@@ -100,15 +100,23 @@ std::string compare_with_reference(const ConvParams& params, ConvDirection d,
     result = winograd_conv_forward(params, image, kernel);
     expected =
         reference_conv_forward(params, image.cast(DType::float64), kernel.cast(DType::float64));
-  } else {
+  } else if (d == ConvDirection::grad_inputs) {
     result = winograd_conv_grad_inputs(params, kernel, top, image_spatial);
     expected = reference_conv_grad_inputs(params, kernel.cast(DType::float64),
                                           top.cast(DType::float64), image_spatial);
+  } else {
+    // Each weight sums over every batch item and output position.
+    result = winograd_conv_grad_weights(params, image, top, {3, 3});
+    expected = reference_conv_grad_weights(params, image.cast(DType::float64),
+                                           top.cast(DType::float64), {3, 3});
+    return conv_mismatch(result, expected, dtype,
+                         static_cast<double>(top_shape[0] * top_shape[2] * top_shape[3]));
   }
   return conv_mismatch(result, expected, dtype, terms_of(d, image_shape[1], kernel_shape[0]));
 }
 
-const ConvDirection kDirections[] = {ConvDirection::forward, ConvDirection::grad_inputs};
+const ConvDirection kDirections[] = {ConvDirection::forward, ConvDirection::grad_inputs,
+                                     ConvDirection::grad_weights};
 
 // Every 3x3 stride-1 2-D case of the conformance grid that Winograd takes.
 std::vector<ConvCase> winograd_grid_cases() {
@@ -166,8 +174,7 @@ TEST_CASE("Winograd: every border form, odd sizes, partial tiles, 1-pixel images
             const Shape kernel{5, 3, 3, 3};
             for (ConvDirection d : kDirections) {
               INFO(s.name << ", " << p.str() << ", image " << shape_str(image) << ", "
-                          << dtype_name(dtype) << ", "
-                          << (d == ConvDirection::forward ? "forward" : "gradInputs"));
+                          << dtype_name(dtype) << ", " << direction_label(d));
               CHECK(compare_with_reference(p, d, image, kernel, dtype, ++seed) == "");
             }
           }
@@ -206,6 +213,11 @@ TEST_CASE("Winograd: channel counts that are no multiple of the vector width, an
                                                top.cast(DType::float64), spatial),
                             dtype,
                             terms_of(ConvDirection::grad_inputs, c.image[1], c.kernel[0])) == "");
+        CHECK(conv_mismatch(winograd_conv_grad_weights(p, image, top, {3, 3}),
+                            corrmm_grad_weights(p, image.cast(DType::float64),
+                                                top.cast(DType::float64), {3, 3}),
+                            dtype,
+                            static_cast<double>(c.image[0] * c.image[2] * c.image[3])) == "");
       }
     }
   }
@@ -233,7 +245,48 @@ TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct s
     // Measured: 0.6-1.5e-5 for Winograd, 4-6e-7 for the direct sum (docs/convolution.md).
     CHECK(winograd < 5e-5);
     CHECK(winograd < 150 * direct + 1e-7);
+
+    // The weight gradient sums over every tile of the batch (2 x 16 tiles here; 8 x 196 in
+    // ResNet-50's first stage at N=8), in the transformed domain.
+    const Tensor top = random_tensor(DType::float32, {2, channels, 14, 14}, 23);
+    const Shape taps{3, 3};
+    const Tensor exact_w =
+        corrmm_grad_weights(p, image.cast(DType::float64), top.cast(DType::float64), taps);
+    double scale_w = 0;
+    for (double v : exact_w.to_vector<double>()) scale_w = std::max(scale_w, std::abs(v));
+    const double winograd_w =
+        max_abs_diff(winograd_conv_grad_weights(p, image, top, taps).cast(DType::float64),
+                     exact_w) /
+        scale_w;
+    const double direct_w =
+        max_abs_diff(corrmm_grad_weights(p, image, top, taps).cast(DType::float64), exact_w) /
+        scale_w;
+    INFO(channels << " channels, weight gradient: Winograd " << winograd_w << ", direct "
+                  << direct_w);
+    CHECK(winograd_w < 5e-5);
+    CHECK(winograd_w < 150 * direct_w + 1e-7);
   }
+}
+
+TEST_CASE("Winograd's float32 weight gradient over a ResNet-50 stage-1 batch", "[winograd]") {
+  // 8 x 56 x 56 positions summed into each weight: the transformed sums are 1568 tiles long.
+  const ScopedFlags threads("threads=2");
+  const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, true);
+  const Tensor image = random_tensor(DType::float32, {8, 64, 56, 56}, 41);
+  const Tensor top = random_tensor(DType::float32, {8, 64, 56, 56}, 42);
+  const Shape taps{3, 3};
+  const Tensor exact =
+      corrmm_grad_weights(p, image.cast(DType::float64), top.cast(DType::float64), taps);
+  double scale = 0;
+  for (double v : exact.to_vector<double>()) scale = std::max(scale, std::abs(v));
+  const double winograd =
+      max_abs_diff(winograd_conv_grad_weights(p, image, top, taps).cast(DType::float64), exact) /
+      scale;
+  const double direct =
+      max_abs_diff(corrmm_grad_weights(p, image, top, taps).cast(DType::float64), exact) / scale;
+  INFO("Winograd " << winograd << ", direct " << direct);
+  CHECK(winograd < 1e-4);
+  CHECK(winograd < 150 * direct + 1e-7);
 }
 
 TEST_CASE("Winograd agrees with the reference on Inf and NaN (CorrMM's path computes them)",
@@ -312,7 +365,9 @@ TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[
   auto reason = [](ConvDirection d, const ConvParams& p) {
     return winograd_declines(d, p).value_or("");
   };
-  CHECK(contains(reason(ConvDirection::grad_weights, ok), "direction grad_weights"));
+  CHECK_FALSE(winograd_declines(ConvDirection::grad_weights, ok).has_value());
+  CHECK(contains(reason(ConvDirection::grad_weights, make_conv_params(2, BorderMode(1), {2, 2})),
+                 "stride (2, 2)"));
   CHECK(contains(reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {2, 1})),
                  "stride (2, 1)"));
   CHECK(contains(
@@ -362,8 +417,8 @@ TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[
 
 TEST_CASE("Winograd in compiled graphs: conv.impl lists it before oneDNN or CorrMM", "[winograd]") {
   // A 3x3 convolution, a 1x1 one after it, and the gradient of a loss with respect to the input:
-  // with conv.impl=winograd:corrmm the 3x3 forward and its input gradient go to Winograd, the
-  // rest (the 1x1 layer, the weight gradients) to CorrMM, and the values are the reference's.
+  // with conv.impl=winograd:corrmm the 3x3 forward and both its gradients go to Winograd, the
+  // rest (the 1x1 layer's three directions) to CorrMM, and the values are the reference's.
   const Variable x = tensor("x", DType::float64, {2, 3, 7, 9});
   const Variable w = tensor("w", DType::float64, {4, 3, 3, 3});
   const Variable v = tensor("v", DType::float64, {2, 4, 1, 1});
@@ -383,8 +438,8 @@ TEST_CASE("Winograd in compiled graphs: conv.impl lists it before oneDNN or Corr
     if (dynamic_cast<const WinogradConv*>(node->op.get()) != nullptr) ++winograd_nodes;
     if (dynamic_cast<const CorrMM*>(node->op.get()) != nullptr) ++corrmm_nodes;
   }
-  CHECK(winograd_nodes == 2);  // the 3x3 forward and its input gradient
-  CHECK(corrmm_nodes >= 3);
+  CHECK(winograd_nodes == 3);  // the 3x3 forward and its two gradients
+  CHECK(corrmm_nodes >= 2);
   CompileOptions reference;
   reference.flags = "conv.impl=reference";
   const Function r = compile({x, w, v}, {loss, grads[0], grads[1]}, reference);
