@@ -559,12 +559,16 @@ TEST_CASE("fusion: on the interpreter, nothing is generated; without LLVM it is 
   for (const char* flags : interpreted) {
     INFO("flags '" << flags << "'");
     const auto before = generated();
-    Function f = compile_with({x, b}, {y}, flags);
+    Function f = compile_with({x, b}, {y}, std::string(flags) + ",profile=True");
     const auto ops = fused_ops(f);
     REQUIRE(ops.size() == 1);
     CHECK(ops[0]->backend() == codegen::FusedBackend::interpreter);
     REQUIRE_BITWISE(f({xv, bv})[0], want);
     CHECK(generated() == before);
+    // The profile says which back end ran the node.
+    const ProfileReport report = f.profile();
+    REQUIRE(report.rows.size() == 1);
+    CHECK(report.rows[0].implementation == "FusedElemwise [interpreter]");
   }
 }
 
@@ -585,13 +589,15 @@ TEST_CASE("fusion: with LLVM, the code is generated at compile time, not on the 
            counters.disk_hits.load();
   };
   const auto before_compile = counters.llvm_compilations.load();
-  Function f = compile_with({x, b}, {y}, "codegen.backend=llvm");
+  Function f = compile_with({x, b}, {y}, "codegen.backend=llvm,profile=True");
   CHECK(counters.llvm_compilations.load() > before_compile);
   const auto before_call = generated();
   const Tensor xv = random_tensor(DType::float32, {3, 5, 7}, 22);
   const Tensor bv = random_tensor(DType::float32, {1, 5, 1}, 23);
   const auto got = f({xv, bv});
   CHECK(generated() == before_call);
+  REQUIRE(f.profile().rows.size() == 1);
+  CHECK(f.profile().rows[0].implementation == "FusedElemwise [llvm]");
   REQUIRE_CLOSE(got[0], compile_with({x, b}, {y}, kUnfused)({xv, bv})[0], 1e-6, 1e-6);
 
   // A gradient and its bias gradient, whose loop order depends on whether the batch splits
