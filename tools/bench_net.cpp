@@ -458,12 +458,15 @@ int main(int argc, char** argv) {
         "fused, kernels on: %s)\n",
         net.convs, static_cast<long long>(param_count), net.params.size(), step.graph().num_nodes(),
         static_cast<long long>(fused_nodes), fused_backend.c_str());
+    // With --warmup 0 the first call is a timed step: there is no separate figure.
+    const std::string first_step =
+        warm_ms.empty() ? "not measured (--warmup 0)" : fmt::format("{:.1f} ms", warm_ms[0]);
     std::printf(
         "  build %.1f ms, grad %.1f ms, compile %.1f ms (optimize %.1f, codegen %.1f: %lld kernels "
-        "generated, %lld loaded from the disk cache), first step %.1f ms (codegen %.1f)\n",
+        "generated, %lld loaded from the disk cache), first step %s (codegen %.1f)\n",
         build_ms, grad_ms, compile_ms, compile_ms - compile_codegen_ms, compile_codegen_ms,
         static_cast<long long>(kernels_generated), static_cast<long long>(kernels_loaded),
-        warm_ms.empty() ? 0.0 : warm_ms[0], first_call_codegen_ms);
+        first_step.c_str(), first_call_codegen_ms);
     std::printf(
         "  step: median %.1f ms (min %.1f, max %.1f over %d), %.2f images/s, %.1f GFLOP/s\n", med,
         *std::min_element(step_ms.begin(), step_ms.end()),
