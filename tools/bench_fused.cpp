@@ -165,9 +165,14 @@ int main(int argc, char** argv) {
           "kernels)\n",
           name, one_kernel, with_reduce / one_kernel, two_kernels / one_kernel);
     }
-    const CodegenCounters& c = codegen_counters();
-    fmt::print("LLVM: {} generated, {} loaded from the disk cache\n", c.llvm_compilations.load(),
-               c.disk_hits.load());
+    if (llvm_backend_built_in()) {
+      const CodegenCounters& c = codegen_counters();
+      fmt::print("LLVM: {} generated, {} loaded from the disk cache\n", c.llvm_compilations.load(),
+                 c.disk_hits.load());
+    } else {
+      fmt::print("LLVM: not built in ({}); the interpreter's rows only\n",
+                 llvm_backend_missing_reason());
+    }
   } catch (const std::exception& e) {
     fmt::print(stderr, "convgraph_bench_fused: {}\n", e.what());
     return 2;

@@ -39,6 +39,7 @@
 #include "bench_util.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/convgraph.hpp"
+#include "convgraph/ops/tensor/fused_elemwise.hpp"
 #include "convgraph/runtime/allocator.hpp"
 
 using namespace convgraph;
@@ -386,6 +387,23 @@ int main(int argc, char** argv) {
     const double compile_codegen_ms = codegen_ms() - codegen0;
     const std::int64_t kernels_generated = counters.llvm_compilations.load() - generated0;
     const std::int64_t kernels_loaded = counters.disk_hits.load() - loaded0;
+    // The fused nodes and the back ends their kernels run on (the interpreter in a build without
+    // LLVM, where nothing is generated).
+    std::int64_t fused_nodes = 0;
+    std::vector<std::string> fused_backends;
+    for (Node* n : step.graph().toposort()) {
+      const auto* fused = dynamic_cast<const FusedElemwise*>(n->op.get());
+      if (fused == nullptr) continue;
+      ++fused_nodes;
+      const std::string backend(codegen::fused_backend_name(fused->backend()));
+      if (std::find(fused_backends.begin(), fused_backends.end(), backend) ==
+          fused_backends.end()) {
+        fused_backends.push_back(backend);
+      }
+    }
+    const std::string fused_backend = fused_backends.empty()
+                                          ? std::string("none")
+                                          : fmt::format("{}", fmt::join(fused_backends, "+"));
 
     const Tensor x = random_normal({batch, 3, image, image}, 1234);
     const Tensor target = random_normal({batch, 1000}, 1235);
@@ -435,15 +453,20 @@ int main(int argc, char** argv) {
     std::printf("%s, N=%lld, %lldx%lld, %lld threads, flags '%s'\n", net_name.c_str(),
                 static_cast<long long>(batch), static_cast<long long>(image),
                 static_cast<long long>(image), static_cast<long long>(threads), all_flags.c_str());
-    std::printf("  %d convolutions, %lld parameters in %zu tensors, %zu nodes after optimization\n",
-                net.convs, static_cast<long long>(param_count), net.params.size(),
-                step.graph().num_nodes());
+    std::printf(
+        "  %d convolutions, %lld parameters in %zu tensors, %zu nodes after optimization (%lld "
+        "fused, kernels on: %s)\n",
+        net.convs, static_cast<long long>(param_count), net.params.size(), step.graph().num_nodes(),
+        static_cast<long long>(fused_nodes), fused_backend.c_str());
+    // With --warmup 0 the first call is a timed step: there is no separate figure.
+    const std::string first_step =
+        warm_ms.empty() ? "not measured (--warmup 0)" : fmt::format("{:.1f} ms", warm_ms[0]);
     std::printf(
         "  build %.1f ms, grad %.1f ms, compile %.1f ms (optimize %.1f, codegen %.1f: %lld kernels "
-        "generated, %lld loaded from the disk cache), first step %.1f ms (codegen %.1f)\n",
+        "generated, %lld loaded from the disk cache), first step %s (codegen %.1f)\n",
         build_ms, grad_ms, compile_ms, compile_ms - compile_codegen_ms, compile_codegen_ms,
         static_cast<long long>(kernels_generated), static_cast<long long>(kernels_loaded),
-        warm_ms.empty() ? 0.0 : warm_ms[0], first_call_codegen_ms);
+        first_step.c_str(), first_call_codegen_ms);
     std::printf(
         "  step: median %.1f ms (min %.1f, max %.1f over %d), %.2f images/s, %.1f GFLOP/s\n", med,
         *std::min_element(step_ms.begin(), step_ms.end()),
@@ -523,6 +546,8 @@ int main(int argc, char** argv) {
           {"convs", net.convs},
           {"params", param_count},
           {"nodes", step.graph().num_nodes()},
+          {"fused_nodes", fused_nodes},
+          {"fused_backend", fused_backend},
           {"build_ms", build_ms},
           {"grad_ms", grad_ms},
           {"compile_ms", compile_ms},

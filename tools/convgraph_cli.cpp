@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cli_build_info.hpp"
+#include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/convgraph.hpp"
 #include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
@@ -38,7 +39,8 @@ std::string llvm_state() {
   if (CONVGRAPH_HAVE_LLVM) {
     return std::string("yes (") + CONVGRAPH_CLI_LLVM_VERSION + ", the fused-kernel JIT back end)";
   }
-  return std::string("no (") + CONVGRAPH_CLI_LLVM_WHY + "; fused kernels run on the interpreter)";
+  return std::string("no (") + std::string(codegen::llvm_backend_missing_reason()) +
+         "; fused kernels run on the interpreter)";
 }
 
 std::string version_text() {

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "convgraph/base/config.hpp"
+#include "convgraph/base/error.hpp"
 #include "convgraph/build_config.hpp"
 #include "convgraph/codegen/interpreter.hpp"
 #include "convgraph/codegen/llvm_backend.hpp"
@@ -33,6 +34,21 @@ std::string_view fused_backend_name(FusedBackend backend) {
 
 bool llvm_backend_built_in() {
   return CONVGRAPH_HAVE_LLVM != 0;
+}
+
+std::string_view llvm_backend_missing_reason() {
+  return CONVGRAPH_LLVM_WHY;
+}
+
+FusedBackend fused_backend_for(std::string_view choice) {
+  if (choice == "interpreter") return FusedBackend::interpreter;
+  if (choice == "llvm" && !llvm_backend_built_in()) {
+    throw FlagError(fmt::format(
+        "codegen.backend=llvm but this build of convgraph has no LLVM back end ({}); use "
+        "codegen.backend=auto or interpreter",
+        llvm_backend_missing_reason()));
+  }
+  return llvm_backend_built_in() ? FusedBackend::llvm : FusedBackend::interpreter;
 }
 
 void FusedKernel::run_bound(const BoundCall& call) const {
@@ -66,24 +82,15 @@ std::shared_ptr<const FusedKernel> compile_fused(const FusedIR& ir, FusedBackend
     return make_llvm_kernel(ir);
 #else
     throw UnsupportedError(
-        fmt::format("{}: the LLVM back end is not built in (configure found no "
-                    "LLVM development files); use the interpreter",
-                    ir.label()));
+        fmt::format("{}: the LLVM back end is not built in ({}); use the interpreter", ir.label(),
+                    llvm_backend_missing_reason()));
 #endif
   }
   return std::make_shared<InterpretedKernel>(ir);
 }
 
 std::shared_ptr<const FusedKernel> compile_fused(const FusedIR& ir) {
-  const std::string choice = global_config().get("codegen.backend");
-  if (choice == "interpreter") return compile_fused(ir, FusedBackend::interpreter);
-  if (choice == "llvm" && !llvm_backend_built_in()) {
-    throw FlagError(
-        "codegen.backend=llvm but this build of convgraph has no LLVM back end (configure found "
-        "no LLVM development files); use codegen.backend=auto or interpreter");
-  }
-  return compile_fused(ir,
-                       llvm_backend_built_in() ? FusedBackend::llvm : FusedBackend::interpreter);
+  return compile_fused(ir, fused_backend_for(global_config().get("codegen.backend")));
 }
 
 CodegenCounters& codegen_counters() {

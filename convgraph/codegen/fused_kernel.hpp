@@ -34,6 +34,12 @@ enum class FusedBackend { interpreter, llvm };
 std::string_view fused_backend_name(FusedBackend backend);
 // Whether this build has the LLVM back end.
 bool llvm_backend_built_in();
+// Why this build has no LLVM back end, as configure found it ("CONVGRAPH_WITH_LLVM=OFF", "LLVM
+// development files (llvm-dev) not found", ...); empty when it has one.
+std::string_view llvm_backend_missing_reason();
+// The back end that the codegen.backend value CHOICE names: auto gives LLVM where it is built in,
+// else the interpreter. FlagError for llvm in a build without it (never a silent fallback).
+FusedBackend fused_backend_for(std::string_view choice);
 
 class FusedKernel {
  public:

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "convgraph/graph/op.hpp"
 #include "convgraph/runtime/kernel.hpp"
@@ -17,6 +18,9 @@ class KernelOp : public Op {
   // The op whose reference perform() computes the same outputs from the same inputs (the
   // abstract op this implementation replaced), for DebugMode; null when there is none.
   virtual std::shared_ptr<const Op> reference_op() const { return nullptr; }
+  // What a profile names as the implementation that ran the node: the op's name unless the op
+  // has more to say (a fused node adds the back end its kernel runs on).
+  virtual std::string implementation_name() const { return name(); }
 };
 
 // Runs an op's perform().

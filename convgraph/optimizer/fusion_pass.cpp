@@ -76,14 +76,7 @@ std::optional<codegen::FusedReduceKind> fusible_reduction(const Node& n) {
 }
 
 FusedBackend backend_from(const Config& config) {
-  const std::string choice = config.get("codegen.backend");
-  if (choice == "interpreter") return FusedBackend::interpreter;
-  if (choice == "llvm" && !codegen::llvm_backend_built_in()) {
-    throw FlagError(
-        "codegen.backend=llvm but this build of convgraph has no LLVM back end (configure found "
-        "no LLVM development files); use codegen.backend=auto or interpreter");
-  }
-  return codegen::llvm_backend_built_in() ? FusedBackend::llvm : FusedBackend::interpreter;
+  return codegen::fused_backend_for(config.get("codegen.backend"));
 }
 
 // What a valid group looks like: its iteration rank and the members (topological positions)

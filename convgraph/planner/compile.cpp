@@ -36,7 +36,7 @@ void describe_for_profile(const Node& node, bool debug_mode, PlanStep& step) {
   step.op_name = node.op->name();
   step.implementation = "perform";
   if (const auto* concrete = dynamic_cast<const KernelOp*>(node.op.get())) {
-    step.implementation = node.op->name();
+    step.implementation = concrete->implementation_name();
     if (auto reference = concrete->reference_op()) {
       step.op_name = reference->name();
       // DebugMode runs the reference beside it (see build_plan): the time includes both.

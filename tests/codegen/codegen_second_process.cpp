@@ -1,10 +1,12 @@
 // Helper of the disk-cache test (test_llvm_backend.cpp): runs two fused kernels with the
-// generated-code cache in folder ARGV[1] and prints how many kernels LLVM generated and how many
-// were loaded from the cache, as "generated=N loaded=M". Exits 1 when the results are wrong.
+// generated-code cache in folder ARGV[1] and prints the back end that ran them, how many kernels
+// LLVM generated and how many were loaded from the cache, as "backend=B generated=N loaded=M".
+// Exits 1 when the results are wrong or the two kernels ran on different back ends.
 #include <fmt/format.h>
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 #include "convgraph/base/config.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
@@ -36,7 +38,9 @@ int main(int argc, char** argv) {
     bool ok = true;
     for (float v : r.to_vector<float>()) ok = ok && v == 1.5f;
     for (double v : s.to_vector<double>()) ok = ok && v == 25.0;
-    std::printf("generated=%lld loaded=%lld\n",
+    ok = ok && elementwise->backend() == reduction->backend();
+    std::printf("backend=%s generated=%lld loaded=%lld\n",
+                std::string(fused_backend_name(elementwise->backend())).c_str(),
                 static_cast<long long>(codegen_counters().llvm_compilations.load()),
                 static_cast<long long>(codegen_counters().disk_hits.load()));
     return ok ? 0 : 1;

@@ -11,6 +11,7 @@
 #include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/planner/debug_mode.hpp"
 #include "support/catch.hpp"
+#include "support/messages.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
@@ -533,9 +534,50 @@ TEST_CASE("fusion: gradients of a small conv net are the same with fusion on and
   REQUIRE_NOTHROW(compile_with(inputs, outputs, "mode=DebugMode")(args));
 }
 
+TEST_CASE("fusion: on the interpreter, nothing is generated; without LLVM it is the default",
+          "[fusion]") {
+  Variable x = tensor("x", DType::float32, {3, 5, 7});
+  Variable b = tensor("b", DType::float32, {1, 5, 1});
+  Variable y = softplus(x * b + 0.6875) - 0.0625;
+  auto& counters = codegen::codegen_counters();
+  const auto generated = [&] {
+    return counters.llvm_compilations.load() + counters.memory_hits.load() +
+           counters.disk_hits.load();
+  };
+  const Tensor xv = random_tensor(DType::float32, {3, 5, 7}, 26);
+  const Tensor bv = random_tensor(DType::float32, {1, 5, 1}, 27);
+  const Tensor want = compile_with({x, b}, {y}, kUnfused)({xv, bv})[0];
+  std::vector<const char*> interpreted = {kInterpreter};
+  if (!codegen::llvm_backend_built_in()) {
+    interpreted.push_back("");
+    // Asking for LLVM in a build without it is an error at compile time, not a silent fallback.
+    const std::string msg = convgraph::testing::message_of<FlagError>([&] {
+      compile_with({x, b}, {y}, "codegen.backend=llvm");
+    });
+    CHECK(convgraph::testing::contains(msg, "no LLVM back end"));
+  }
+  for (const char* flags : interpreted) {
+    INFO("flags '" << flags << "'");
+    const auto before = generated();
+    Function f = compile_with({x, b}, {y}, std::string(flags) + ",profile=True");
+    const auto ops = fused_ops(f);
+    REQUIRE(ops.size() == 1);
+    CHECK(ops[0]->backend() == codegen::FusedBackend::interpreter);
+    REQUIRE_BITWISE(f({xv, bv})[0], want);
+    CHECK(generated() == before);
+    // The profile says which back end ran the node.
+    const ProfileReport report = f.profile();
+    REQUIRE(report.rows.size() == 1);
+    CHECK(report.rows[0].implementation == "FusedElemwise [interpreter]");
+  }
+}
+
 TEST_CASE("fusion: with LLVM, the code is generated at compile time, not on the first call",
           "[fusion]") {
-  if (!codegen::llvm_backend_built_in()) return;  // nothing is generated without LLVM
+  if (!codegen::llvm_backend_built_in()) {
+    convgraph::testing::skip_test("this build has no LLVM back end: nothing is generated");
+    return;
+  }
   ScopedFlags no_disk("codegen.disk_cache=off");
   Variable x = tensor("x", DType::float32, {3, 5, 7});
   Variable b = tensor("b", DType::float32, {1, 5, 1});
@@ -547,13 +589,15 @@ TEST_CASE("fusion: with LLVM, the code is generated at compile time, not on the 
            counters.disk_hits.load();
   };
   const auto before_compile = counters.llvm_compilations.load();
-  Function f = compile_with({x, b}, {y}, "codegen.backend=llvm");
+  Function f = compile_with({x, b}, {y}, "codegen.backend=llvm,profile=True");
   CHECK(counters.llvm_compilations.load() > before_compile);
   const auto before_call = generated();
   const Tensor xv = random_tensor(DType::float32, {3, 5, 7}, 22);
   const Tensor bv = random_tensor(DType::float32, {1, 5, 1}, 23);
   const auto got = f({xv, bv});
   CHECK(generated() == before_call);
+  REQUIRE(f.profile().rows.size() == 1);
+  CHECK(f.profile().rows[0].implementation == "FusedElemwise [llvm]");
   REQUIRE_CLOSE(got[0], compile_with({x, b}, {y}, kUnfused)({xv, bv})[0], 1e-6, 1e-6);
 
   // A gradient and its bias gradient, whose loop order depends on whether the batch splits

@@ -7,6 +7,8 @@
 #include <iostream>
 #include <random>
 
+#include "support/catch.hpp"
+
 namespace convgraph::testing {
 
 Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double low, double high) {
@@ -147,6 +149,10 @@ std::string check_rop(const std::function<Variable(const std::vector<Variable>&)
     }
   }
   return "";
+}
+
+void skip_test(const std::string& why) {
+  WARN(kSkipMarker << why);
 }
 
 void require_gpu_or_skip() {

@@ -229,6 +229,10 @@ FusedElemwise::FusedElemwise(codegen::FusedIR ir, FusedSubgraph reference,
   reference_ = std::make_shared<const FusedSubgraphOp>(std::move(reference));
 }
 
+std::string FusedElemwise::implementation_name() const {
+  return fmt::format("{} [{}]", name(), codegen::fused_backend_name(backend_));
+}
+
 std::string FusedElemwise::str() const {
   if (inplace_input_ < 0) return fmt::format("Fused{{{}}}", description_);
   if (inplace_output_ == 0 && inplace_input_ == 0) {

@@ -82,6 +82,9 @@ class FusedElemwise final : public KernelOp, public InplaceCapable {
   const FusedSubgraph& reference() const { return reference_->subgraph(); }
 
   std::string name() const override { return "FusedElemwise"; }
+  // "FusedElemwise [llvm]" or "FusedElemwise [interpreter]": the profile's implementation column
+  // says which back end runs the kernel.
+  std::string implementation_name() const override;
   // "Fused{relu(add(i0, i1))}" or "Fused{5 ops: gt, where, ...}".
   std::string str() const override;
   // Equal IR text (the cache key of the generated code) and back end.
