@@ -219,13 +219,13 @@ class ConcreteConvKernel : public ConcreteConvKernelBase {
     const Shape& a = input_shapes[0];
     const Shape& b = input_shapes[1];
     if (cached_ && cached_->dtype == input_dtypes[0] && cached_->a == a && cached_->b == b) {
-      return workspace_for(cached_->prepared, a, b, cached_->spatial);
+      return workspace_for(cached_->prepared, input_dtypes[0], a, b, cached_->spatial);
     }
     if (direction() != ConvDirection::forward || !requirements().accepts(input_dtypes[0])) {
       return std::nullopt;
     }
     try {
-      return workspace_for(prepare(resolve(a, b, {})), a, b, {});
+      return workspace_for(prepare(resolve(a, b, {})), input_dtypes[0], a, b, {});
     } catch (const ConvGraphError&) {
       return std::nullopt;  // the call reports it
     }
@@ -254,11 +254,12 @@ class ConcreteConvKernel : public ConcreteConvKernelBase {
                     const Shape& spatial) const {
     (void)prepared, (void)a, (void)b, (void)spatial;
   }
-  // The bytes execute() takes through a Workspace (runtime/step_memory.hpp) for this problem:
-  // 0 for a family that takes none, std::nullopt when it cannot tell.
-  virtual std::optional<std::int64_t> workspace_for(const Prepared& prepared, const Shape& a,
-                                                    const Shape& b, const Shape& spatial) const {
-    (void)prepared, (void)a, (void)b, (void)spatial;
+  // The bytes execute() takes through a Workspace (runtime/step_memory.hpp) for this problem on
+  // inputs of DTYPE: 0 for a family that takes none, std::nullopt when it cannot tell.
+  virtual std::optional<std::int64_t> workspace_for(const Prepared& prepared, DType dtype,
+                                                    const Shape& a, const Shape& b,
+                                                    const Shape& spatial) const {
+    (void)prepared, (void)dtype, (void)a, (void)b, (void)spatial;
     return 0;
   }
   // Computes the prepared problem on the checked tensors A, B (SPATIAL: the call's spatial

@@ -527,8 +527,9 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     }
   }
 
-  std::optional<std::int64_t> workspace_for(const Problem& pr, const Shape& a, const Shape& b,
-                                            const Shape& spatial) const override {
+  std::optional<std::int64_t> workspace_for(const Problem& pr, DType dtype, const Shape& a,
+                                            const Shape& b, const Shape& spatial) const override {
+    (void)dtype;  // float32 only
     if (shape_numel(pr.result) == 0 || shape_numel(a) == 0 || shape_numel(b) == 0) return 0;
     try {
       const ScopedOmpThreads threads;

@@ -11,6 +11,7 @@
 #include "convgraph/ops/conv/conv_problem.hpp"
 #include "convgraph/ops/cpu/corrmm.hpp"
 #include "convgraph/ops/cpu/winograd_kernels.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 
 namespace convgraph {
 namespace {
@@ -92,6 +93,13 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     return out;
   }
 
+  std::optional<std::int64_t> workspace_for(const Prepared& prep, DType dtype, const Shape& a,
+                                            const Shape& b, const Shape& spatial) const override {
+    (void)a, (void)b, (void)spatial;
+    if (prep.empty || shape_numel(prep.result) == 0) return 0;
+    return dtype == DType::float64 ? workspace_of<double>(prep) : workspace_of<float>(prep);
+  }
+
   Tensor execute(const Prepared& prep, const Tensor& a, const Tensor& b,
                  const Shape& spatial) const override {
     const DType dtype = a.dtype();
@@ -110,10 +118,17 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     const bool reverse = forward == params().filter_flip;
     bool finite = false;
     auto compute_as = [&]<typename T>() {
-      Tensor u = Tensor::empty(dtype, {kWinogradElements * filters * channels});
+      // The transformed filters and the blocks' data: the memory plan's workspace when the call
+      // runs with one.
+      const std::int64_t u_size = kWinogradElements * filters * channels;
+      const std::int64_t work_size = winograd_correlate_workspace<T>(g);
+      Workspace workspace(workspace_piece_bytes(u_size * static_cast<std::int64_t>(sizeof(T))) +
+                          workspace_piece_bytes(work_size * static_cast<std::int64_t>(sizeof(T))));
+      Tensor u = workspace.take(dtype, {u_size});
+      Tensor work = workspace.take(dtype, {work_size});
       winograd_transform_filters<T>(weights.data<T>(), filters, channels, !forward, reverse,
                                     u.data<T>());
-      finite = winograd_correlate<T>(g, data.data<T>(), u.data<T>(), out.data<T>());
+      finite = winograd_correlate<T>(g, data.data<T>(), u.data<T>(), out.data<T>(), work.data<T>());
     };
     if (dtype == DType::float32) {
       compute_as.operator()<float>();
@@ -128,6 +143,19 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
   }
 
  private:
+  // The bytes execute() takes through its Workspace for PREP in T.
+  template <typename T>
+  std::int64_t workspace_of(const Prepared& prep) const {
+    const auto bytes = [](std::int64_t elements) {
+      return workspace_piece_bytes(elements * static_cast<std::int64_t>(sizeof(T)));
+    };
+    if (direction() == ConvDirection::grad_weights) {
+      return bytes(winograd_weights_workspace<T>(prep.geo));
+    }
+    return bytes(kWinogradElements * prep.geo.in_channels * prep.geo.out_channels) +
+           bytes(winograd_correlate_workspace<T>(prep.geo));
+  }
+
   // The gradient of the forward correlation with respect to its filters, from IMAGE and TOPGRAD
   // into OUT; the taps turned around for a convolution (filter_flip).
   Tensor weight_gradient(const Prepared& prep, const Tensor& image, const Tensor& topgrad,
@@ -135,13 +163,17 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     const Tensor data = image.contiguous();
     const Tensor grad = topgrad.contiguous();
     bool finite = false;
+    auto compute_as = [&]<typename T>() {
+      const std::int64_t size = winograd_weights_workspace<T>(prep.geo);
+      Workspace workspace(workspace_piece_bytes(size * static_cast<std::int64_t>(sizeof(T))));
+      Tensor work = workspace.take(out.dtype(), {size});
+      finite = winograd_correlate_weights<T>(prep.geo, data.data<T>(), grad.data<T>(),
+                                             params().filter_flip, out.data<T>(), work.data<T>());
+    };
     if (out.dtype() == DType::float32) {
-      finite = winograd_correlate_weights<float>(prep.geo, data.data<float>(), grad.data<float>(),
-                                                 params().filter_flip, out.data<float>());
+      compute_as.operator()<float>();
     } else {
-      finite =
-          winograd_correlate_weights<double>(prep.geo, data.data<double>(), grad.data<double>(),
-                                             params().filter_flip, out.data<double>());
+      compute_as.operator()<double>();
     }
     if (finite) return out;
     ++recomputed;

@@ -688,7 +688,16 @@ void winograd_transform_filters(const T* w, std::int64_t filters, std::int64_t c
 }
 
 template <typename T>
-bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* out) {
+std::int64_t winograd_correlate_workspace(const WinogradGeometry& g) {
+  const Plan plan = make_plan<T>(g, winograd_tuning());
+  // Room for the last chunk's whole-vector writes past the block's last column.
+  const std::int64_t ld = plan.block + kLanes<T>;
+  const int slots = plan.shared ? 1 : plan.threads;
+  return slots * kWinogradElements * (g.in_channels + g.out_channels) * ld;
+}
+
+template <typename T>
+bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* out, T* workspace) {
   const Plan plan = make_plan<T>(g, winograd_tuning());
   const std::int64_t tiles = g.tiles();
   // Room for the last chunk's whole-vector writes past the block's last column.
@@ -696,10 +705,14 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
   const std::int64_t v_size = kWinogradElements * g.in_channels * ld;
   const std::int64_t m_size = kWinogradElements * g.out_channels * ld;
   const int slots = plan.shared ? 1 : plan.threads;
-  // From the caching allocator: a call's workspace is not returned to the system and faulted in
-  // again on the next call.
-  Tensor workspace = Tensor::empty(dtype_of<T>(), {slots * (v_size + m_size)});
-  T* base = workspace.data<T>();
+  // Without one given, from the caching allocator: a call's workspace is not returned to the
+  // system and faulted in again on the next call.
+  Tensor own;
+  if (workspace == nullptr) {
+    own = Tensor::empty(dtype_of<T>(), {slots * (v_size + m_size)});
+    workspace = own.data<T>();
+  }
+  T* base = workspace;
   const BlasThreads blas(1);
   RegionError error;
   int all_finite = 1;
@@ -782,22 +795,40 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
   return all_finite != 0;
 }
 
+namespace {
+// The weight gradient's plan: all threads on each block, since each GEMM accumulates into its own
+// element's matrix of M, which private blocks would need a copy of per thread.
+template <typename T>
+Plan weights_plan(const WinogradGeometry& g) {
+  WinogradTuning tuning = winograd_tuning();
+  tuning.mode = WinogradTuning::Mode::shared_blocks;
+  return make_plan<T>(g, tuning);
+}
+}  // namespace
+
+template <typename T>
+std::int64_t winograd_weights_workspace(const WinogradGeometry& g) {
+  const Plan plan = weights_plan<T>(g);
+  const std::int64_t ld = plan.block + kLanes<T>;
+  return kWinogradElements *
+         ((g.in_channels + g.out_channels) * ld + g.out_channels * g.in_channels);
+}
+
 template <typename T>
 bool winograd_correlate_weights(const WinogradGeometry& g, const T* in, const T* dy, bool reverse,
-                                T* out) {
-  WinogradTuning tuning = winograd_tuning();
-  // All threads on each block: each GEMM accumulates into its own element's matrix of M, which
-  // private blocks would need a copy of per thread.
-  tuning.mode = WinogradTuning::Mode::shared_blocks;
-  const Plan plan = make_plan<T>(g, tuning);
+                                T* out, T* workspace) {
+  const Plan plan = weights_plan<T>(g);
   const std::int64_t tiles = g.tiles();
   const std::int64_t ld = plan.block + kLanes<T>;
   const std::int64_t cin = g.in_channels, cout = g.out_channels;
   const std::int64_t v_size = kWinogradElements * cin * ld;
   const std::int64_t w_size = kWinogradElements * cout * ld;
-  const std::int64_t m_size = kWinogradElements * cout * cin;
-  Tensor workspace = Tensor::empty(dtype_of<T>(), {v_size + w_size + m_size});
-  T* v = workspace.data<T>();
+  Tensor own;
+  if (workspace == nullptr) {
+    own = Tensor::empty(dtype_of<T>(), {winograd_weights_workspace<T>(g)});
+    workspace = own.data<T>();
+  }
+  T* v = workspace;
   T* w = v + v_size;
   T* m = w + w_size;
   const BlasThreads blas(1);
@@ -847,14 +878,17 @@ template void winograd_transform_filters<float>(const float*, std::int64_t, std:
                                                 bool, float*);
 template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t, bool,
                                                  bool, double*);
-template bool winograd_correlate<float>(const WinogradGeometry&, const float*, const float*,
+template bool winograd_correlate<float>(const WinogradGeometry&, const float*, const float*, float*,
                                         float*);
 template bool winograd_correlate<double>(const WinogradGeometry&, const double*, const double*,
-                                         double*);
-
+                                         double*, double*);
+template std::int64_t winograd_correlate_workspace<float>(const WinogradGeometry&);
+template std::int64_t winograd_correlate_workspace<double>(const WinogradGeometry&);
 template bool winograd_correlate_weights<float>(const WinogradGeometry&, const float*, const float*,
-                                                bool, float*);
+                                                bool, float*, float*);
 template bool winograd_correlate_weights<double>(const WinogradGeometry&, const double*,
-                                                 const double*, bool, double*);
+                                                 const double*, bool, double*, double*);
+template std::int64_t winograd_weights_workspace<float>(const WinogradGeometry&);
+template std::int64_t winograd_weights_workspace<double>(const WinogradGeometry&);
 
 }  // namespace convgraph

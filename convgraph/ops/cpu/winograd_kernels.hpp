@@ -72,7 +72,12 @@ void winograd_transform_filters(const T* w, std::int64_t filters, std::int64_t c
 // (Inf or NaN in the data, or an overflow in the transforms): the caller then computes the call
 // another way, since a tile mixes every input into every output.
 template <typename T>
-bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* u, T* out);
+bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* u, T* out,
+                        T* workspace = nullptr);
+// The elements of the WORKSPACE winograd_correlate takes for GEO (the blocks' transformed data,
+// per thread with private blocks); without one it allocates it.
+template <typename T>
+std::int64_t winograd_correlate_workspace(const WinogradGeometry& geo);
 
 // OUT = the gradient of the correlation GEO describes with respect to its 3x3 filters:
 // OUT[k][c][i][j] = sum over batch items and output positions (y, x) of DY[k] (batch, out_channels,
@@ -81,20 +86,27 @@ bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* u, T*
 // false when some element is not finite (the caller then computes it another way).
 template <typename T>
 bool winograd_correlate_weights(const WinogradGeometry& geo, const T* in, const T* dy, bool reverse,
-                                T* out);
+                                T* out, T* workspace = nullptr);
+// The elements of the WORKSPACE winograd_correlate_weights takes for GEO (a block's transformed
+// data and the 36 accumulated sums); without one it allocates it.
+template <typename T>
+std::int64_t winograd_weights_workspace(const WinogradGeometry& geo);
 
 extern template void winograd_transform_filters<float>(const float*, std::int64_t, std::int64_t,
                                                        bool, bool, float*);
 extern template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t,
                                                         bool, bool, double*);
 extern template bool winograd_correlate<float>(const WinogradGeometry&, const float*, const float*,
-                                               float*);
+                                               float*, float*);
 extern template bool winograd_correlate<double>(const WinogradGeometry&, const double*,
-                                                const double*, double*);
-
+                                                const double*, double*, double*);
+extern template std::int64_t winograd_correlate_workspace<float>(const WinogradGeometry&);
+extern template std::int64_t winograd_correlate_workspace<double>(const WinogradGeometry&);
 extern template bool winograd_correlate_weights<float>(const WinogradGeometry&, const float*,
-                                                       const float*, bool, float*);
+                                                       const float*, bool, float*, float*);
 extern template bool winograd_correlate_weights<double>(const WinogradGeometry&, const double*,
-                                                        const double*, bool, double*);
+                                                        const double*, bool, double*, double*);
+extern template std::int64_t winograd_weights_workspace<float>(const WinogradGeometry&);
+extern template std::int64_t winograd_weights_workspace<double>(const WinogradGeometry&);
 
 }  // namespace convgraph
