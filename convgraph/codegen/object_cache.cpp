@@ -91,13 +91,31 @@ std::string default_codegen_cache_dir() {
   return "";
 }
 
-ObjectCacheOptions object_cache_options() {
-  const Config& config = global_config();
+namespace {
+
+thread_local const ObjectCacheOptions* t_options = nullptr;
+
+ObjectCacheOptions options_of(const Config& config) {
   ObjectCacheOptions options;
   options.enabled = config.get("codegen.disk_cache") == "on";
   options.dir = config.get("codegen.cache_dir");
   if (options.dir.empty()) options.dir = default_codegen_cache_dir();
   return options;
+}
+
+}  // namespace
+
+ObjectCacheOptions object_cache_options() {
+  return t_options != nullptr ? *t_options : options_of(global_config());
+}
+
+ScopedObjectCacheOptions::ScopedObjectCacheOptions(const Config& config)
+    : options_(options_of(config)), previous_(t_options) {
+  t_options = &options_;
+}
+
+ScopedObjectCacheOptions::~ScopedObjectCacheOptions() {
+  t_options = previous_;
 }
 
 std::string object_cache_path(const std::string& dir, const std::string& key) {

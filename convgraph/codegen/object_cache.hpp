@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 
+#include "convgraph/base/config.hpp"
+
 namespace convgraph::codegen {
 
 struct ObjectCacheOptions {
@@ -20,8 +22,22 @@ struct ObjectCacheOptions {
   std::string dir;  // empty: no folder could be determined (no HOME), so nothing is cached
 };
 
-// From the flags: codegen.disk_cache and codegen.cache_dir.
+// From the flags codegen.disk_cache and codegen.cache_dir: those of the compile() in progress on
+// this thread (ScopedObjectCacheOptions), else the process-wide flags.
 ObjectCacheOptions object_cache_options();
+// The cache options of CONFIG for this thread while it lives: compile() sets them, so that a
+// function's flags (not only the process's) choose where its kernels are cached.
+class ScopedObjectCacheOptions {
+ public:
+  explicit ScopedObjectCacheOptions(const Config& config);
+  ~ScopedObjectCacheOptions();
+  ScopedObjectCacheOptions(const ScopedObjectCacheOptions&) = delete;
+  ScopedObjectCacheOptions& operator=(const ScopedObjectCacheOptions&) = delete;
+
+ private:
+  ObjectCacheOptions options_;
+  const ObjectCacheOptions* previous_;
+};
 // $XDG_CACHE_HOME/convgraph/codegen, else ~/.cache/convgraph/codegen, else empty.
 std::string default_codegen_cache_dir();
 // The entry's path for KEY in DIR.

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "convgraph/codegen/object_cache.hpp"
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/inplace.hpp"
 #include "convgraph/graph/op.hpp"
@@ -408,6 +409,8 @@ Function compile(const std::vector<Variable>& inputs, const std::vector<Variable
   configure_blas_coretype(config.get("blas.coretype"));
   // Kernels run while optimizing (conv_meta's timings) use this function's thread count.
   const ScopedCpuThreads threads(config.get_int("threads"));
+  // Kernels generated while compiling are cached where this function's flags say.
+  const codegen::ScopedObjectCacheOptions cache_options(config);
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     if (inputs[i].defined() && inputs[i].is_shared()) {
       throw ValueError(fmt::format(

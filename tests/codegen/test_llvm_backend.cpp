@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -11,6 +12,7 @@
 #include "convgraph/base/config.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/codegen/object_cache.hpp"
+#include "convgraph/convgraph.hpp"
 #include "support/catch.hpp"
 #include "support/messages.hpp"
 #include "support/test_util.hpp"
@@ -270,4 +272,30 @@ TEST_CASE("llvm: an LLVM failure is an error naming the kernel, or a logged fall
   const std::int64_t compiled = codegen_counters().llvm_compilations;
   REQUIRE(compare_tensors((*kernel)({xt})[0], reference_outputs(ir, {xt}, {1000})[0]).empty());
   CHECK(codegen_counters().llvm_compilations == compiled);
+}
+
+TEST_CASE("llvm: a function's own codegen.cache_dir flag chooses where its kernels are cached",
+          "[codegen][llvm]") {
+  if (skip_without_llvm()) return;
+  // The flag given to compile(), not the process's: kernels made while compiling go there.
+  TempCacheDir dir;
+  const Variable x = tensor("x", DType::float32, {33, 7});
+  const Variable y = tanh(x * 0.7654321) + x;  // an expression no other test fuses
+  CompileOptions options;
+  options.flags = "codegen.disk_cache=on,codegen.cache_dir=" + dir.path.string();
+  clear_codegen_memory_cache();
+  const Function f = compile({x}, {y}, options);
+  std::size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path)) {
+    if (e.path().extension() == ".o") ++entries;
+  }
+  CHECK(entries >= 1);
+  // Outside the compile the process's flags apply again.
+  CHECK(object_cache_options().dir != dir.path.string());
+  const Tensor xt = random_tensor(DType::float32, {33, 7}, 4);
+  const std::vector<float> got = f({xt})[0].to_vector<float>();
+  const std::vector<float> in = xt.to_vector<float>();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    CHECK(std::abs(got[i] - (std::tanh(in[i] * 0.7654321f) + in[i])) <= 1e-5f);
+  }
 }
