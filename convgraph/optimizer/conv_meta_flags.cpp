@@ -19,7 +19,8 @@ void declare_conv_meta_flags(std::vector<FlagSpec>& flags) {
   flags.push_back(integer_flag(
       "metaopt.clear_loser_percent", 150, 0, 100000,
       "On the CPU each candidate is timed once first; one whose call took more than this percent "
-      "of the fastest is a clear loser and is not timed again (0: time every candidate in full)"));
+      "of the fastest is a clear loser and is not timed again, and one whose warm-up call alone "
+      "took more than twice that is cut before its timed call (0: time every candidate in full)"));
 }
 
 }  // namespace convgraph
