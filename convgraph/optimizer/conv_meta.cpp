@@ -444,11 +444,14 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
   std::vector<Timing> timings;
   timings.reserve(offered.size());
   const std::int64_t loser_percent = ctx.config.get_int("metaopt.clear_loser_percent");
+  const double warm_up_floor =
+      static_cast<double>(ctx.config.get_int("metaopt.warm_up_cut_ms")) / 1000.0;
   double best_first = std::numeric_limits<double>::infinity();
   for (const MetaCandidate* c : offered) {
     const double warm_up_limit =
         loser_percent > 0
-            ? kWarmUpLoserFactor * static_cast<double>(loser_percent) / 100.0 * best_first
+            ? std::max(warm_up_floor,
+                       kWarmUpLoserFactor * static_cast<double>(loser_percent) / 100.0 * best_first)
             : std::numeric_limits<double>::infinity();
     Timing t = time_candidate(*c, op, *shapes, inputs, ctx, timing_config, warm_up_limit);
     if (t.ran && !t.warm_up_only) best_first = std::min(best_first, t.seconds);

@@ -21,6 +21,10 @@ void declare_conv_meta_flags(std::vector<FlagSpec>& flags) {
       "On the CPU each candidate is timed once first; one whose call took more than this percent "
       "of the fastest is a clear loser and is not timed again, and one whose warm-up call alone "
       "took more than twice that is cut before its timed call (0: time every candidate in full)"));
+  flags.push_back(integer_flag(
+      "metaopt.warm_up_cut_ms", 5, 0, 1000000,
+      "A candidate is cut after its warm-up call only when that call took at least this many "
+      "milliseconds: below, a warm-up's one-time costs can outweigh the call itself"));
 }
 
 }  // namespace convgraph

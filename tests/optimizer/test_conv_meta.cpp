@@ -679,12 +679,13 @@ TEST_CASE("conv_meta: clear losers are timed once, contenders in full", "[meta]"
   REQUIRE(stats.nodes_replaced == 3);
   require_matches_reference(g, cut);
 
-  // At 1% a warm-up call over 2% of the fastest first call so far cuts its candidate before any
-  // timed call: every candidate after the first one that ran, on each node.
+  // At 1% (and no floor) a warm-up call over 2% of the fastest first call so far cuts its
+  // candidate before any timed call: every candidate after the first one that ran, on each node.
   clear_autotune_memory_cache();
   reset_conv_meta_stats();
-  Function early =
-      compile_with_meta(g.inputs, g.outputs, "autotune.cache=off,metaopt.clear_loser_percent=1");
+  Function early = compile_with_meta(
+      g.inputs, g.outputs,
+      "autotune.cache=off,metaopt.clear_loser_percent=1,metaopt.warm_up_cut_ms=0");
   const ConvMetaStats at_warm_up = conv_meta_stats();
   REQUIRE(at_warm_up.nodes_replaced == 3);
   REQUIRE(at_warm_up.candidates_cut_at_warm_up >= 3);
