@@ -122,8 +122,7 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       // runs with one.
       const std::int64_t u_size = kWinogradElements * filters * channels;
       const std::int64_t work_size = winograd_correlate_workspace<T>(g);
-      Workspace workspace(workspace_piece_bytes(u_size * static_cast<std::int64_t>(sizeof(T))) +
-                          workspace_piece_bytes(work_size * static_cast<std::int64_t>(sizeof(T))));
+      Workspace workspace(workspace_of<T>(prep));
       Tensor u = workspace.take(dtype, {u_size});
       Tensor work = workspace.take(dtype, {work_size});
       winograd_transform_filters<T>(weights.data<T>(), filters, channels, !forward, reverse,
@@ -165,7 +164,7 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     bool finite = false;
     auto compute_as = [&]<typename T>() {
       const std::int64_t size = winograd_weights_workspace<T>(prep.geo);
-      Workspace workspace(workspace_piece_bytes(size * static_cast<std::int64_t>(sizeof(T))));
+      Workspace workspace(workspace_of<T>(prep));
       Tensor work = workspace.take(out.dtype(), {size});
       finite = winograd_correlate_weights<T>(prep.geo, data.data<T>(), grad.data<T>(),
                                              params().filter_flip, out.data<T>(), work.data<T>());
