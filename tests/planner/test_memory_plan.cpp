@@ -341,3 +341,48 @@ TEST_CASE("memory plan: concurrent calls of one function each have their own are
   for (std::thread& t : threads) t.join();
   for (int t = 0; t < kThreads; ++t) CHECK(wrong[t] == 0);
 }
+
+TEST_CASE("memory plan: device intermediates go into the device's arena, planned = measured",
+          "[cuda][memory_plan]") {
+  testing::require_gpu_or_skip();
+  const Device gpu = Device::cuda(0);
+  const Variable x = tensor("x", DType::float32, {4, 3, 20, 20});
+  const Variable w0 = tensor("w0", DType::float32, {8, 3, 3, 3});
+  const Variable w1 = tensor("w1", DType::float32, {8, 8, 3, 3});
+  const Variable w2 = tensor("w2", DType::float32, {6, 8, 1, 1});
+  // Two intermediates live only on the device, between the three convolutions.
+  const Variable y = conv2d(conv2d(conv2d(x, w0, {.border_mode = "half"}), w1), w2);
+  const Tensor hx = random_tensor(DType::float32, {4, 3, 20, 20}, 1);
+  const Tensor h0 = random_tensor(DType::float32, {8, 3, 3, 3}, 2);
+  const Tensor h1 = random_tensor(DType::float32, {8, 8, 3, 3}, 3);
+  const Tensor h2 = random_tensor(DType::float32, {6, 8, 1, 1}, 4);
+  std::vector<Tensor> expected;
+  for (const char* impl : {"", ",optimizer_excluding=conv_dnn"}) {
+    CAPTURE(impl);
+    for (const char* plan : {"memory_plan=True", "memory_plan=False"}) {
+      CAPTURE(plan);
+      CompileOptions options;
+      options.flags = std::string("device=cuda,") + plan + impl;
+      options.inputs_on_device = true;
+      options.outputs_on_device = true;
+      const Function f = compile({x, w0, w1, w2}, {y}, options);
+      const std::vector<Tensor> args{hx.to(gpu), h0.to(gpu), h1.to(gpu), h2.to(gpu)};
+      REQUIRE(f.planned_peak_bytes(gpu) > 0);
+      for (int call = 0; call < 2; ++call) {
+        const Tensor out = f(args).at(0);
+        REQUIRE(out.device() == gpu);
+        CHECK(f.last_plan_misses() == 0);
+        CHECK(f.last_device_peak_bytes() == f.planned_peak_bytes(gpu));
+        if (expected.empty()) {
+          expected.push_back(out.to(Device::cpu()));
+        } else {
+          REQUIRE_ALLCLOSE(out.to(Device::cpu()), expected[0], 1e-5, 1e-5);
+        }
+      }
+      if (std::string(plan) == "memory_plan=True") {
+        const std::string text = f.memory_plan_str();
+        CHECK(text.find("Memory plan on cuda") != std::string::npos);
+      }
+    }
+  }
+}
