@@ -25,6 +25,16 @@ void declare_conv_meta_flags(std::vector<FlagSpec>& flags) {
       "metaopt.warm_up_cut_ms", 5, 0, 1000000,
       "A candidate is cut after its warm-up call only when that call took at least this many "
       "milliseconds: below, a warm-up's one-time costs can outweigh the call itself"));
+  flags.push_back(integer_flag(
+      "metaopt.refine_runs", 3, 0, 100,
+      "On the CPU, how many more calls (within about 0.2 s) each contender left after the first "
+      "calls gets; its fastest call counts (0: the first call only). A contender left alone is "
+      "not timed again"));
+  flags.push_back(integer_flag(
+      "metaopt.skip_after_warm_up_cuts", 2, 0, 1000,
+      "On the CPU, a candidate cut at its warm-up call on this many problems in a row of the same "
+      "kind (direction, parameters, kernel size, dtype) is not tried on further problems of that "
+      "kind in the same compile (0: always try every candidate)"));
 }
 
 }  // namespace convgraph
