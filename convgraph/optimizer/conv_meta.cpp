@@ -34,7 +34,7 @@ namespace {
 struct Counters {
   std::atomic<std::int64_t> nodes_replaced{0}, cache_hits{0}, nodes_timed{0}, candidates_timed{0},
       nodes_left{0}, candidates_rejected{0}, candidates_cut{0}, candidates_cut_at_warm_up{0},
-      nodes_decided_by_first_calls{0}, candidates_skipped{0};
+      nodes_decided_by_first_calls{0}, candidates_skipped{0}, candidates_dropped_in_refine{0};
   // Where the pass's time goes (wall seconds), accumulated over every node; see ConvMetaStats.
   std::atomic<double> seconds_total{0}, seconds_inputs{0}, seconds_build{0}, seconds_compile{0},
       seconds_warm_up{0}, seconds_timed{0}, seconds_refine{0}, seconds_check{0};
@@ -185,6 +185,7 @@ struct Timing {
   // Wall time of each step, for the pass's time split (ConvMetaStats, metaopt.verbose=2).
   double build_seconds = 0, compile_seconds = 0, warm_up_seconds = 0, timed_seconds = 0,
          refine_seconds = 0;
+  int refine_calls = 0;
 };
 
 // How much slower than the fastest first call so far a warm-up call may be before the candidate
@@ -255,12 +256,17 @@ std::string cost_of(const Timing& t) {
       1e3 * t.timed_seconds, 1e3 * t.refine_seconds);
 }
 
-// Times again, up to REFINE_RUNS more calls each, the host candidates whose first call took at
-// most LOSER_PERCENT of the fastest first call; the clear losers keep their one call's time. A
-// call's noise on a quiet machine is a few percent: under load a loser may be kept for the
-// repeats, and the winner is only dropped if its first call was slower than its best by the whole
-// margin. When the first calls leave one contender alone, nothing is timed again: more calls
-// could only lower its time, and the others are out of the race already.
+// How long one contender's repeated calls may take in all; its later rounds are skipped past it.
+constexpr double kRefineBudgetSeconds = 0.2;
+
+// Times again the host candidates whose first call took at most LOSER_PERCENT of the fastest first
+// call; the clear losers keep their one call's time. The contenders are called in rounds, one call
+// each, at most REFINE_RUNS rounds; each keeps its fastest call. After round r a contender over
+// 100 + (LOSER_PERCENT - 100) / 2^r percent of the leader's fastest call (125%, then 112.5%, ... at
+// the default 150) leaves the race: the margin shrinks as the leader's time firms up. The race ends
+// when one contender is left; when the first calls leave one alone, nothing is timed again (more
+// calls could only lower its time). A call's noise on a quiet machine is a few percent: under load
+// a loser may stay longer, and the leader itself is never dropped.
 void refine_contenders(std::vector<Timing>& timings, const TimingInputs& in,
                        std::int64_t loser_percent, std::int64_t refine_runs, std::int64_t verbose) {
   if (!in.a.type().device.is_cpu()) {  // device candidates are timed in full at once
@@ -273,47 +279,67 @@ void refine_contenders(std::vector<Timing>& timings, const TimingInputs& in,
   }
   const double factor = loser_percent > 0 ? static_cast<double>(loser_percent) / 100.0
                                           : std::numeric_limits<double>::infinity();
-  double best = std::numeric_limits<double>::infinity();
-  for (const Timing& t : timings) {
-    if (t.ran) best = std::min(best, t.seconds);
-  }
-  const auto contenders = std::count_if(timings.begin(), timings.end(), [&](const Timing& t) {
-    return t.ran && t.seconds <= factor * best;
-  });
-  const bool alone = loser_percent > 0 && contenders == 1;
-  if (alone) ++counters().nodes_decided_by_first_calls;
+  auto fastest = [&]() {
+    double best = std::numeric_limits<double>::infinity();
+    for (const Timing& t : timings) {
+      if (t.ran) best = std::min(best, t.seconds);
+    }
+    return best;
+  };
+  const double best_first = fastest();
+  std::vector<Timing*> racing;
+  std::vector<std::string> notes(timings.size());
   for (Timing& t : timings) {
     if (!t.ran) continue;
-    if (t.seconds > factor * best) {
+    if (t.seconds > factor * best_first) {
       ++counters().candidates_cut;
       if (t.warm_up_only) ++counters().candidates_cut_at_warm_up;
-      if (verbose >= 2) {
-        say(fmt::format("  * {}: {:.5g} s ({}, over {}% of the fastest: not timed again){}",
-                        t.candidate->name, t.seconds,
-                        t.warm_up_only ? "its warm-up call" : "one call", loser_percent,
-                        cost_of(t)));
-      }
+      notes[static_cast<std::size_t>(&t - timings.data())] =
+          fmt::format(" ({}, over {}% of the fastest: not timed again)",
+                      t.warm_up_only ? "its warm-up call" : "one call", loser_percent);
       continue;
     }
-    if (alone || refine_runs == 0) {
-      if (verbose >= 2) {
-        say(fmt::format("  * {}: {:.5g} s ({}){}", t.candidate->name, t.seconds,
-                        alone ? "the only contender: not timed again" : "metaopt.refine_runs=0",
-                        cost_of(t)));
+    racing.push_back(&t);
+  }
+  if (loser_percent > 0 && racing.size() == 1) {
+    ++counters().nodes_decided_by_first_calls;
+    notes[static_cast<std::size_t>(racing.front() - timings.data())] =
+        " (the only contender: not timed again)";
+    racing.clear();
+  }
+  for (std::int64_t round = 1; round <= refine_runs && racing.size() > 1; ++round) {
+    for (Timing* t : racing) {
+      if (t->refine_seconds + t->seconds > kRefineBudgetSeconds) continue;
+      try {
+        const Clock::time_point t0 = Clock::now();
+        (*t->function)(in.values);
+        const double call = seconds_since(t0);
+        t->seconds = std::min(t->seconds, call);
+        t->refine_seconds += call;
+        ++t->refine_calls;
+      } catch (const std::exception& e) {
+        t->ran = false;
+        t->why_not = e.what();
+        if (verbose >= 1) say(fmt::format("  * {}: exception: {}", t->candidate->name, t->why_not));
       }
-      continue;
     }
-    try {
-      const Clock::time_point t0 = Clock::now();
-      t.seconds =
-          std::min(t.seconds, time_function(*t.function, in.values, static_cast<int>(refine_runs)));
-      t.refine_seconds = seconds_since(t0);
-      if (verbose >= 2)
-        say(fmt::format("  * {}: {:.5g} s{}", t.candidate->name, t.seconds, cost_of(t)));
-    } catch (const std::exception& e) {
-      t.ran = false;
-      t.why_not = e.what();
-      if (verbose >= 1) say(fmt::format("  * {}: exception: {}", t.candidate->name, t.why_not));
+    std::erase_if(racing, [](const Timing* t) { return !t->ran; });
+    const double leader = fastest();
+    const double margin = 1.0 + (factor - 1.0) / static_cast<double>(std::int64_t{1} << round);
+    std::erase_if(racing, [&](Timing* t) {
+      if (t->seconds <= margin * leader) return false;
+      ++counters().candidates_dropped_in_refine;
+      notes[static_cast<std::size_t>(t - timings.data())] =
+          fmt::format(" (over {:.4g}% of the leader after {} more calls: not timed again)",
+                      100.0 * margin, t->refine_calls);
+      return true;
+    });
+  }
+  if (verbose >= 2) {
+    for (std::size_t i = 0; i < timings.size(); ++i) {
+      const Timing& t = timings[i];
+      if (!t.ran) continue;
+      say(fmt::format("  * {}: {:.5g} s{}{}", t.candidate->name, t.seconds, notes[i], cost_of(t)));
     }
   }
 }
@@ -688,13 +714,14 @@ void run_conv_meta(FunctionGraph& graph, const PassContext& ctx) {
     auto part = [&](double ConvMetaStats::*field) { return after.*field - before.*field; };
     say(fmt::format(
         "timed {} convolutions ({} candidate timings, {} cut as clear losers, {} skipped, {} "
-        "decided by the first calls) in {:.2f} s: "
+        "decided by the first calls, {} dropped while refining) in {:.2f} s: "
         "inputs {:.2f}, build {:.2f}, compile {:.2f}, warm-up {:.2f}, timed {:.2f}, refine {:.2f}, "
         "check {:.2f}",
         after.nodes_timed - before.nodes_timed, after.candidates_timed - before.candidates_timed,
         after.candidates_cut - before.candidates_cut,
         after.candidates_skipped - before.candidates_skipped,
         after.nodes_decided_by_first_calls - before.nodes_decided_by_first_calls,
+        after.candidates_dropped_in_refine - before.candidates_dropped_in_refine,
         part(&ConvMetaStats::seconds_total), part(&ConvMetaStats::seconds_inputs),
         part(&ConvMetaStats::seconds_build), part(&ConvMetaStats::seconds_compile),
         part(&ConvMetaStats::seconds_warm_up), part(&ConvMetaStats::seconds_timed),
@@ -758,6 +785,7 @@ ConvMetaStats conv_meta_stats() {
   s.candidates_cut_at_warm_up = c.candidates_cut_at_warm_up.load();
   s.nodes_decided_by_first_calls = c.nodes_decided_by_first_calls.load();
   s.candidates_skipped = c.candidates_skipped.load();
+  s.candidates_dropped_in_refine = c.candidates_dropped_in_refine.load();
   s.seconds_total = c.seconds_total.load();
   s.seconds_inputs = c.seconds_inputs.load();
   s.seconds_build = c.seconds_build.load();
@@ -774,7 +802,7 @@ void reset_conv_meta_stats() {
   for (auto* n :
        {&c.nodes_replaced, &c.cache_hits, &c.nodes_timed, &c.candidates_timed, &c.nodes_left,
         &c.candidates_rejected, &c.candidates_cut, &c.candidates_cut_at_warm_up,
-        &c.nodes_decided_by_first_calls, &c.candidates_skipped}) {
+        &c.nodes_decided_by_first_calls, &c.candidates_skipped, &c.candidates_dropped_in_refine}) {
     *n = 0;
   }
   for (auto* d : {&c.seconds_total, &c.seconds_inputs, &c.seconds_build, &c.seconds_compile,

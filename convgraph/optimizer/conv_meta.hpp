@@ -63,6 +63,9 @@ struct ConvMetaStats {
   // kind (direction, parameters, kernel size, dtype, device) in this run of the pass, they were
   // cut at their warm-up call.
   std::int64_t candidates_skipped = 0;
+  // Contenders that left the race after some of their metaopt.refine_runs rounds: over the
+  // shrinking margin of the leader (refine_contenders in conv_meta.cpp, docs/autotune.md).
+  std::int64_t candidates_dropped_in_refine = 0;
   // Where the time of the timed nodes went (wall seconds): all of it, then its parts: making the
   // random inputs, building the candidates' graphs, compiling their Functions, warm-up calls,
   // first timed calls, the contenders' repeated calls, and checking the winner (reference or

@@ -27,9 +27,10 @@ void declare_conv_meta_flags(std::vector<FlagSpec>& flags) {
       "milliseconds: below, a warm-up's one-time costs can outweigh the call itself"));
   flags.push_back(integer_flag(
       "metaopt.refine_runs", 3, 0, 100,
-      "On the CPU, how many more calls (within about 0.2 s) each contender left after the first "
-      "calls gets; its fastest call counts (0: the first call only). A contender left alone is "
-      "not timed again"));
+      "On the CPU, how many rounds of one more call each the contenders left after the first calls "
+      "get (within about 0.2 s each); each keeps its fastest call, and after each round those over "
+      "a margin of the leader halved each round (125%, 112.5%, ... at the default "
+      "clear_loser_percent) leave the race (0: the first call only)"));
   flags.push_back(integer_flag(
       "metaopt.skip_after_warm_up_cuts", 2, 0, 1000,
       "On the CPU, a candidate cut at its warm-up call on this many problems in a row of the same "

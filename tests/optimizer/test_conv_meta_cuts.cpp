@@ -111,6 +111,25 @@ TEST_CASE("conv_meta: a contender left alone by the first calls is not timed aga
           static_cast<std::size_t>(conv_meta_stats().nodes_decided_by_first_calls));
 }
 
+TEST_CASE("conv_meta: contenders leave the refine rounds as the margin shrinks", "[meta]") {
+  const SmallGraph g = small_graph();
+  // At 100000% hardly anybody is a clear loser after the first calls, but the margin halves its
+  // excess each round: 1 + 999 / 2^20 after twenty rounds, 0.1%. By then every contender but the
+  // leader (and exact ties) has left.
+  Function rounds = compile_meta(g.inputs, g.outputs,
+                                 "metaopt.clear_loser_percent=100000,metaopt.refine_runs=20");
+  const ConvMetaStats stats = conv_meta_stats();
+  REQUIRE(stats.nodes_timed == 3);
+  REQUIRE(stats.candidates_dropped_in_refine >= 1);
+  REQUIRE(stats.candidates_dropped_in_refine + stats.candidates_cut <=
+          stats.candidates_timed - stats.nodes_timed);
+  require_matches_reference(g, rounds);
+
+  // With the cut off (0), the margin is infinite: nobody leaves.
+  compile_meta(g.inputs, g.outputs, "metaopt.clear_loser_percent=0,metaopt.refine_runs=20");
+  REQUIRE(conv_meta_stats().candidates_dropped_in_refine == 0);
+}
+
 TEST_CASE("conv_meta: metaopt.refine_runs=0 times each contender once", "[meta]") {
   const SmallGraph g = small_graph();
   Function once =
