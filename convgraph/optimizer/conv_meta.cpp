@@ -179,6 +179,7 @@ struct Timing {
   bool attempted = false;  // applicable: it was compiled (and may have thrown)
   double seconds = 0;
   bool warm_up_only = false;         // SECONDS is its warm-up call's: a clear loser already
+  bool heavy_loser = false;          // that warm-up took over kHeavyLossFactor times the limit
   std::string why_not;               // not applicable, or the exception
   std::optional<Function> function;  // kept for the check of the winner
   std::optional<Tensor> result;      // of its first timed call on the host, for the check
@@ -192,6 +193,10 @@ struct Timing {
 // is cut without a timed call: twice the clear-loser margin, since a warm-up also pays one-time
 // costs (first touch of its buffers) that the timed calls do not.
 constexpr double kWarmUpLoserFactor = 2.0;
+// A warm-up call over this many times the warm-up cut's limit (6x the fastest first call at the
+// default margin) counts toward metaopt.skip_after_warm_up_cuts. A busy machine can stretch one
+// call past the limit; twice past it on consecutive problems is the candidate, not the machine.
+constexpr double kHeavyLossFactor = 2.0;
 
 // Compiles candidate C and runs it once (the warm-up); on the host, then times one call, unless
 // the warm-up alone took more than WARM_UP_LIMIT seconds (a clear loser: its warm-up time is kept,
@@ -224,6 +229,7 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
     if (host && warm_up > warm_up_limit) {
       timing.seconds = warm_up;
       timing.warm_up_only = true;
+      timing.heavy_loser = warm_up > kHeavyLossFactor * warm_up_limit;
     } else {
       // On the host one timed call first; the contenders are timed again once every candidate
       // has had its first call (refine_contenders). Its result is kept for the check of the
@@ -516,7 +522,7 @@ AutotuneKey make_key(const Node& node, const AbstractConv& op, const ProblemShap
 }
 
 // What one run of the pass remembers between nodes: per kind of problem (problem_kind), how many
-// problems in a row each candidate was cut at its warm-up call.
+// problems in a row each candidate was cut at its warm-up call by a wide margin (heavy_loser).
 struct KindHistory {
   std::map<std::string, std::map<std::string, int>> cuts;
 };
@@ -631,7 +637,7 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
   for (const Timing& t : timings) {
     if (!t.ran) continue;
     int& cuts = cuts_of_kind[t.candidate->name];
-    cuts = t.warm_up_only ? cuts + 1 : 0;
+    cuts = t.heavy_loser ? cuts + 1 : 0;
   }
   for (const Timing& t : timings) {
     add_seconds(counters().seconds_build, t.build_seconds);

@@ -61,7 +61,7 @@ struct ConvMetaStats {
   std::int64_t nodes_decided_by_first_calls = 0;
   // Candidates not built at all: on the last metaopt.skip_after_warm_up_cuts problems of the same
   // kind (direction, parameters, kernel size, dtype, device) in this run of the pass, they were
-  // cut at their warm-up call.
+  // cut at their warm-up call by twice the cut's margin.
   std::int64_t candidates_skipped = 0;
   // Contenders that left the race after some of their metaopt.refine_runs rounds: over the
   // shrinking margin of the leader (refine_contenders in conv_meta.cpp, docs/autotune.md).
