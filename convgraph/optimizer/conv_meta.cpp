@@ -7,8 +7,8 @@
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <optional>
-#include <random>
 
 #include "convgraph/build_config.hpp"
 #include "convgraph/graph/op.hpp"
@@ -33,8 +33,24 @@ namespace {
 
 struct Counters {
   std::atomic<std::int64_t> nodes_replaced{0}, cache_hits{0}, nodes_timed{0}, candidates_timed{0},
-      nodes_left{0}, candidates_rejected{0}, candidates_cut{0}, candidates_cut_at_warm_up{0};
+      nodes_left{0}, candidates_rejected{0}, candidates_cut{0}, candidates_cut_at_warm_up{0},
+      nodes_decided_by_first_calls{0}, candidates_skipped{0}, candidates_dropped_in_refine{0};
+  // Where the pass's time goes (wall seconds), accumulated over every node; see ConvMetaStats.
+  std::atomic<double> seconds_total{0}, seconds_inputs{0}, seconds_build{0}, seconds_compile{0},
+      seconds_warm_up{0}, seconds_timed{0}, seconds_refine{0}, seconds_check{0};
 };
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void add_seconds(std::atomic<double>& into, double seconds) {
+  double old = into.load();
+  while (!into.compare_exchange_weak(old, old + seconds)) {
+  }
+}
 
 Counters& counters() {
   static Counters instance;
@@ -81,12 +97,38 @@ Variable build_on_node(const MetaCandidate& c, Node& node, const AbstractConv& o
 
 // ---- timing ----
 
+// Uniform values in [-1, 1) from a splitmix64 stream: what the timing needs is data of the right
+// shape that is not all zeros (nor denormal), made fast, since a network's inputs are large (a
+// Mersenne Twister through a vector of doubles took seconds over resnet50's convolutions).
+template <typename T>
+void fill_uniform(T* out, std::int64_t n, std::uint64_t seed) {
+  std::uint64_t state = seed * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
+  for (std::int64_t i = 0; i < n; ++i) {
+    state += 0x9E3779B97F4A7C15ULL;
+    std::uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    // The top 53 bits as a double in [0, 1), then scaled to [-1, 1).
+    const double unit = static_cast<double>(z >> 11) * 0x1.0p-53;
+    out[i] = static_cast<T>(2.0 * unit - 1.0);
+  }
+}
+
 Tensor random_input(const TensorType& type, const Shape& shape, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-  std::vector<double> values(static_cast<std::size_t>(shape_numel(shape)));
-  for (double& v : values) v = uniform(rng);
-  Tensor t = Tensor::from_vector<double>(values, shape).cast(type.dtype);
+  const std::int64_t n = shape_numel(shape);
+  Tensor t;
+  if (type.dtype == DType::float32) {
+    t = Tensor::empty(DType::float32, shape);
+    fill_uniform(t.data<float>(), n, seed);
+  } else if (type.dtype == DType::float64) {
+    t = Tensor::empty(DType::float64, shape);
+    fill_uniform(t.data<double>(), n, seed);
+  } else {
+    std::vector<double> values(static_cast<std::size_t>(n));
+    fill_uniform(values.data(), n, seed);
+    t = Tensor::from_vector<double>(values, shape).cast(type.dtype);
+  }
   return type.device.is_cpu() ? t : t.to(type.device);
 }
 
@@ -95,7 +137,6 @@ Tensor random_input(const TensorType& type, const Shape& shape, std::uint64_t se
 double time_function(const Function& f, const std::vector<Tensor>& args, int max_host_runs = 10) {
   if (!f.plan().devices.empty()) {
     if (const std::shared_ptr<DeviceStream> stream = f.stream(f.plan().devices.front())) {
-      using Clock = std::chrono::steady_clock;
       // One call alone: how long the host takes to queue it, and about how long it runs.
       const Clock::time_point t0 = Clock::now();
       f.call_async(args);
@@ -138,14 +179,24 @@ struct Timing {
   bool attempted = false;  // applicable: it was compiled (and may have thrown)
   double seconds = 0;
   bool warm_up_only = false;         // SECONDS is its warm-up call's: a clear loser already
+  bool heavy_loser = false;          // that warm-up took over kHeavyLossFactor times the limit
   std::string why_not;               // not applicable, or the exception
   std::optional<Function> function;  // kept for the check of the winner
+  std::optional<Tensor> result;      // of its first timed call on the host, for the check
+  // Wall time of each step, for the pass's time split (ConvMetaStats, metaopt.verbose=2).
+  double build_seconds = 0, compile_seconds = 0, warm_up_seconds = 0, timed_seconds = 0,
+         refine_seconds = 0;
+  int refine_calls = 0;
 };
 
 // How much slower than the fastest first call so far a warm-up call may be before the candidate
 // is cut without a timed call: twice the clear-loser margin, since a warm-up also pays one-time
 // costs (first touch of its buffers) that the timed calls do not.
 constexpr double kWarmUpLoserFactor = 2.0;
+// A warm-up call over this many times the warm-up cut's limit (6x the fastest first call at the
+// default margin) counts toward metaopt.skip_after_warm_up_cuts. A busy machine can stretch one
+// call past the limit; twice past it on consecutive problems is the candidate, not the machine.
+constexpr double kHeavyLossFactor = 2.0;
 
 // Compiles candidate C and runs it once (the warm-up); on the host, then times one call, unless
 // the warm-up alone took more than WARM_UP_LIMIT seconds (a clear loser: its warm-up time is kept,
@@ -155,29 +206,43 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
                       double warm_up_limit) {
   Timing timing;
   timing.candidate = &c;
+  Clock::time_point t0 = Clock::now();
   try {
     const Variable lowered =
         build_meta_candidate(c, op, in.graph_inputs, shapes, ctx, &timing.why_not);
+    timing.build_seconds = seconds_since(t0);
     if (!lowered.defined()) return timing;
     timing.attempted = true;
     CompileOptions options;
     options.config = timing_config;
     // On a device, the result stays there: a copy to the host is not the candidate's cost.
     options.outputs_on_device = !in.a.type().device.is_cpu();
+    t0 = Clock::now();
     Function f = compile({in.a, in.b}, {lowered}, options);
+    timing.compile_seconds = seconds_since(t0);
     // Warm-up: first-touch allocation and one-time set-up are not what we compare.
     const bool host = in.a.type().device.is_cpu();
-    const auto t0 = std::chrono::steady_clock::now();
+    t0 = Clock::now();
     f(in.values);
-    const double warm_up =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double warm_up = seconds_since(t0);
+    timing.warm_up_seconds = warm_up;
     if (host && warm_up > warm_up_limit) {
       timing.seconds = warm_up;
       timing.warm_up_only = true;
+      timing.heavy_loser = warm_up > kHeavyLossFactor * warm_up_limit;
     } else {
       // On the host one timed call first; the contenders are timed again once every candidate
-      // has had its first call (refine_contenders).
-      timing.seconds = time_function(f, in.values, host ? 1 : 10);
+      // has had its first call (refine_contenders). Its result is kept for the check of the
+      // winner, which then needs no call of its own.
+      t0 = Clock::now();
+      if (host) {
+        std::vector<Tensor> out = f(in.values);
+        timing.seconds = seconds_since(t0);
+        timing.result = std::move(out.at(0));
+      } else {
+        timing.seconds = time_function(f, in.values, 10);
+      }
+      timing.timed_seconds = seconds_since(t0);
     }
     timing.function = std::move(f);
     timing.ran = true;
@@ -188,43 +253,99 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
   return timing;
 }
 
-// Times again, with the full number of runs, the host candidates whose first call took at most
-// LOSER_PERCENT of the fastest first call; the clear losers keep their one call's time. A call's
-// noise on a quiet machine is a few percent: under load a loser may be kept for the repeats, and
-// the winner is only dropped if its first call was slower than its best by the whole margin.
+// What timing T cost the compile, for metaopt.verbose=2.
+std::string cost_of(const Timing& t) {
+  return fmt::format(
+      " [cost: build {:.0f} ms, compile {:.0f} ms, warm-up {:.0f} ms, timed {:.0f} ms, "
+      "refine {:.0f} ms]",
+      1e3 * t.build_seconds, 1e3 * t.compile_seconds, 1e3 * t.warm_up_seconds,
+      1e3 * t.timed_seconds, 1e3 * t.refine_seconds);
+}
+
+// How long one contender's repeated calls may take in all; its later rounds are skipped past it.
+constexpr double kRefineBudgetSeconds = 0.2;
+
+// Times again the host candidates whose first call took at most LOSER_PERCENT of the fastest first
+// call; the clear losers keep their one call's time. The contenders are called in rounds, one call
+// each, at most REFINE_RUNS rounds; each keeps its fastest call. After round r a contender over
+// 100 + (LOSER_PERCENT - 100) / 2^r percent of the leader's fastest call (125%, then 112.5%, ... at
+// the default 150) leaves the race: the margin shrinks as the leader's time firms up. The race ends
+// when one contender is left; when the first calls leave one alone, nothing is timed again (more
+// calls could only lower its time). A call's noise on a quiet machine is a few percent: under load
+// a loser may stay longer, and the leader itself is never dropped.
 void refine_contenders(std::vector<Timing>& timings, const TimingInputs& in,
-                       std::int64_t loser_percent, std::int64_t verbose) {
+                       std::int64_t loser_percent, std::int64_t refine_runs, std::int64_t verbose) {
   if (!in.a.type().device.is_cpu()) {  // device candidates are timed in full at once
     for (const Timing& t : timings) {
-      if (t.ran && verbose >= 2) say(fmt::format("  * {}: {:.5g} s", t.candidate->name, t.seconds));
+      if (t.ran && verbose >= 2) {
+        say(fmt::format("  * {}: {:.5g} s{}", t.candidate->name, t.seconds, cost_of(t)));
+      }
     }
     return;
   }
   const double factor = loser_percent > 0 ? static_cast<double>(loser_percent) / 100.0
                                           : std::numeric_limits<double>::infinity();
-  double best = std::numeric_limits<double>::infinity();
-  for (const Timing& t : timings) {
-    if (t.ran) best = std::min(best, t.seconds);
-  }
+  auto fastest = [&]() {
+    double best = std::numeric_limits<double>::infinity();
+    for (const Timing& t : timings) {
+      if (t.ran) best = std::min(best, t.seconds);
+    }
+    return best;
+  };
+  const double best_first = fastest();
+  std::vector<Timing*> racing;
+  std::vector<std::string> notes(timings.size());
   for (Timing& t : timings) {
     if (!t.ran) continue;
-    if (t.seconds > factor * best) {
+    if (t.seconds > factor * best_first) {
       ++counters().candidates_cut;
       if (t.warm_up_only) ++counters().candidates_cut_at_warm_up;
-      if (verbose >= 2) {
-        say(fmt::format("  * {}: {:.5g} s ({}, over {}% of the fastest: not timed again)",
-                        t.candidate->name, t.seconds,
-                        t.warm_up_only ? "its warm-up call" : "one call", loser_percent));
-      }
+      notes[static_cast<std::size_t>(&t - timings.data())] =
+          fmt::format(" ({}, over {}% of the fastest: not timed again)",
+                      t.warm_up_only ? "its warm-up call" : "one call", loser_percent);
       continue;
     }
-    try {
-      t.seconds = std::min(t.seconds, time_function(*t.function, in.values));
-      if (verbose >= 2) say(fmt::format("  * {}: {:.5g} s", t.candidate->name, t.seconds));
-    } catch (const std::exception& e) {
-      t.ran = false;
-      t.why_not = e.what();
-      if (verbose >= 1) say(fmt::format("  * {}: exception: {}", t.candidate->name, t.why_not));
+    racing.push_back(&t);
+  }
+  if (loser_percent > 0 && racing.size() == 1) {
+    ++counters().nodes_decided_by_first_calls;
+    notes[static_cast<std::size_t>(racing.front() - timings.data())] =
+        " (the only contender: not timed again)";
+    racing.clear();
+  }
+  for (std::int64_t round = 1; round <= refine_runs && racing.size() > 1; ++round) {
+    for (Timing* t : racing) {
+      if (t->refine_seconds + t->seconds > kRefineBudgetSeconds) continue;
+      try {
+        const Clock::time_point t0 = Clock::now();
+        (*t->function)(in.values);
+        const double call = seconds_since(t0);
+        t->seconds = std::min(t->seconds, call);
+        t->refine_seconds += call;
+        ++t->refine_calls;
+      } catch (const std::exception& e) {
+        t->ran = false;
+        t->why_not = e.what();
+        if (verbose >= 1) say(fmt::format("  * {}: exception: {}", t->candidate->name, t->why_not));
+      }
+    }
+    std::erase_if(racing, [](const Timing* t) { return !t->ran; });
+    const double leader = fastest();
+    const double margin = 1.0 + (factor - 1.0) / static_cast<double>(std::int64_t{1} << round);
+    std::erase_if(racing, [&](Timing* t) {
+      if (t->seconds <= margin * leader) return false;
+      ++counters().candidates_dropped_in_refine;
+      notes[static_cast<std::size_t>(t - timings.data())] =
+          fmt::format(" (over {:.4g}% of the leader after {} more calls: not timed again)",
+                      100.0 * margin, t->refine_calls);
+      return true;
+    });
+  }
+  if (verbose >= 2) {
+    for (std::size_t i = 0; i < timings.size(); ++i) {
+      const Timing& t = timings[i];
+      if (!t.ran) continue;
+      say(fmt::format("  * {}: {:.5g} s{}{}", t.candidate->name, t.seconds, notes[i], cost_of(t)));
     }
   }
 }
@@ -255,7 +376,7 @@ class WinnerCheck {
       : op_(op), shapes_(shapes), in_(in) {
     const TensorType& out = in.a.type();
     tolerance_ = meta_tolerance(out.dtype, config.get_bool("dnn.conv.allow_tf32"));
-    flops_ = conv_flops(op.params(), image_shape(), kernel_shape(), shapes.output);
+    flops_ = conv_flops(op.params(), image_shape(), kernel_shape(), forward_output_shape());
   }
 
   // Whether T's result agrees with the reference, or (above kMetaReferenceMaxFlops) with another
@@ -285,6 +406,12 @@ class WinnerCheck {
   Shape image_shape() const {
     return op_.direction() == ConvDirection::grad_inputs ? shapes_.output : shapes_.first;
   }
+  // The forward convolution's output: the gradients' topgrad. (Counting the gradients' own
+  // output instead, a weight gradient's kernel-sized one, made large problems look tiny and sent
+  // them to the slow reference.)
+  Shape forward_output_shape() const {
+    return op_.direction() == ConvDirection::forward ? shapes_.output : shapes_.second;
+  }
   Shape kernel_shape() const {
     switch (op_.direction()) {
       case ConvDirection::forward:
@@ -300,7 +427,7 @@ class WinnerCheck {
     auto it = std::find_if(results_.begin(), results_.end(),
                            [&](const auto& entry) { return entry.first == &t; });
     if (it != results_.end()) return it->second;
-    Tensor out = (*t.function)(in_.values)[0];
+    Tensor out = t.result ? *t.result : (*t.function)(in_.values)[0];
     results_.emplace_back(&t, out);
     return out;
   }
@@ -394,9 +521,29 @@ AutotuneKey make_key(const Node& node, const AbstractConv& op, const ProblemShap
   return key;
 }
 
+// What one run of the pass remembers between nodes: per kind of problem (problem_kind), how many
+// problems in a row each candidate was cut at its warm-up call by a wide margin (heavy_loser).
+struct KindHistory {
+  std::map<std::string, std::map<std::string, int>> cuts;
+};
+
+// Problems of one kind differ only in their batch, channels and image size: same direction,
+// parameters, kernel size, dtype and device. How the direction alternatives fare depends mostly on
+// these (a 1x1 forward computed as a weight gradient is many times slower at every size).
+std::string problem_kind(const AbstractConv& op, const ProblemShapes& s, const Node& node) {
+  const Shape& kernel = op.direction() == ConvDirection::forward       ? s.second
+                        : op.direction() == ConvDirection::grad_inputs ? s.first
+                                                                       : s.output;
+  const auto n = static_cast<std::ptrdiff_t>(op.params().convdim);
+  const Shape taps(kernel.end() - std::min<std::ptrdiff_t>(n, std::ssize(kernel)), kernel.end());
+  return fmt::format("{} {} kernel {} {} {}", direction_name(op.direction()), op.params().str(),
+                     shape_str(taps), dtype_name(node.inputs[0].dtype()),
+                     node.output_data[0].type.device.str());
+}
+
 Variable meta_optimize(Node& node, const AbstractConv& op,
                        const std::vector<MetaCandidate>& selected, const PassContext& ctx,
-                       const Config& timing_config, std::int64_t verbose) {
+                       const Config& timing_config, std::int64_t verbose, KindHistory& history) {
   const std::string who = fmt::format("{} (node #{})", op.str(), node.id);
   const char* left = "left to the conv_impl / conv_dnn / conv_gemm passes";
   std::string why;
@@ -440,14 +587,34 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
 
   ++counters().nodes_timed;
   if (verbose >= 2) say(fmt::format("meta-optimizing {} ({} choices):", problem, offered.size()));
+  const Clock::time_point node_start = Clock::now();
+  // Whatever way the node ends, its time counts.
+  struct NodeClock {
+    Clock::time_point start;
+    ~NodeClock() { add_seconds(counters().seconds_total, seconds_since(start)); }
+  } node_clock{node_start};
   const TimingInputs inputs = make_timing_inputs(node, *shapes);
+  add_seconds(counters().seconds_inputs, seconds_since(node_start));
   std::vector<Timing> timings;
   timings.reserve(offered.size());
   const std::int64_t loser_percent = ctx.config.get_int("metaopt.clear_loser_percent");
   const double warm_up_floor =
       static_cast<double>(ctx.config.get_int("metaopt.warm_up_cut_ms")) / 1000.0;
+  const std::int64_t skip_after = ctx.config.get_int("metaopt.skip_after_warm_up_cuts");
+  const bool host = device.is_cpu();
+  std::map<std::string, int>& cuts_of_kind = history.cuts[problem_kind(op, *shapes, node)];
   double best_first = std::numeric_limits<double>::infinity();
   for (const MetaCandidate* c : offered) {
+    if (host && skip_after > 0 && cuts_of_kind[c->name] >= skip_after) {
+      ++counters().candidates_skipped;
+      if (verbose >= 2) {
+        say(
+            fmt::format("  * {}: skipped (cut at its warm-up on the last {} problems of this kind: "
+                        "metaopt.skip_after_warm_up_cuts)",
+                        c->name, cuts_of_kind[c->name]));
+      }
+      continue;
+    }
     const double warm_up_limit =
         loser_percent > 0
             ? std::max(warm_up_floor,
@@ -465,7 +632,25 @@ Variable meta_optimize(Node& node, const AbstractConv& op,
     }
     timings.push_back(std::move(t));
   }
-  refine_contenders(timings, inputs, loser_percent, verbose);
+  refine_contenders(timings, inputs, loser_percent, ctx.config.get_int("metaopt.refine_runs"),
+                    verbose);
+  for (const Timing& t : timings) {
+    if (!t.ran) continue;
+    int& cuts = cuts_of_kind[t.candidate->name];
+    cuts = t.heavy_loser ? cuts + 1 : 0;
+  }
+  for (const Timing& t : timings) {
+    add_seconds(counters().seconds_build, t.build_seconds);
+    add_seconds(counters().seconds_compile, t.compile_seconds);
+    add_seconds(counters().seconds_warm_up, t.warm_up_seconds);
+    add_seconds(counters().seconds_timed, t.timed_seconds);
+    add_seconds(counters().seconds_refine, t.refine_seconds);
+  }
+  const Clock::time_point check_start = Clock::now();
+  struct CheckClock {
+    Clock::time_point start;
+    ~CheckClock() { add_seconds(counters().seconds_check, seconds_since(start)); }
+  } check_clock{check_start};
   std::vector<Timing*> ranked;
   AutotuneResult result;
   for (Timing& t : timings) {
@@ -518,14 +703,35 @@ void run_conv_meta(FunctionGraph& graph, const PassContext& ctx) {
   // Read here, at compile time, so that changing the flag between compiles takes effect.
   const std::int64_t verbose = ctx.config.get_int("metaopt.verbose");
   const Config timing_config = make_timing_config(ctx.config);
+  const ConvMetaStats before = conv_meta_stats();
+  KindHistory history;
   const std::vector<Node*> order = graph.toposort();  // a copy: replace() changes the order
   for (Node* node : order) {
     if (!graph.contains(node)) continue;
     const auto* op = dynamic_cast<const AbstractConv*>(node->op.get());
     if (op == nullptr) continue;
     const std::shared_ptr<Node> keep = node->shared_from_this();
-    const Variable replacement = meta_optimize(*node, *op, selected, ctx, timing_config, verbose);
+    const Variable replacement =
+        meta_optimize(*node, *op, selected, ctx, timing_config, verbose, history);
     if (replacement.defined()) graph.replace(keep->output(0), replacement, "conv_meta");
+  }
+  const ConvMetaStats after = conv_meta_stats();
+  if (verbose >= 1 && after.nodes_timed > before.nodes_timed) {
+    auto part = [&](double ConvMetaStats::*field) { return after.*field - before.*field; };
+    say(fmt::format(
+        "timed {} convolutions ({} candidate timings, {} cut as clear losers, {} skipped, {} "
+        "decided by the first calls, {} dropped while refining) in {:.2f} s: "
+        "inputs {:.2f}, build {:.2f}, compile {:.2f}, warm-up {:.2f}, timed {:.2f}, refine {:.2f}, "
+        "check {:.2f}",
+        after.nodes_timed - before.nodes_timed, after.candidates_timed - before.candidates_timed,
+        after.candidates_cut - before.candidates_cut,
+        after.candidates_skipped - before.candidates_skipped,
+        after.nodes_decided_by_first_calls - before.nodes_decided_by_first_calls,
+        after.candidates_dropped_in_refine - before.candidates_dropped_in_refine,
+        part(&ConvMetaStats::seconds_total), part(&ConvMetaStats::seconds_inputs),
+        part(&ConvMetaStats::seconds_build), part(&ConvMetaStats::seconds_compile),
+        part(&ConvMetaStats::seconds_warm_up), part(&ConvMetaStats::seconds_timed),
+        part(&ConvMetaStats::seconds_refine), part(&ConvMetaStats::seconds_check)));
   }
 }
 
@@ -574,22 +780,41 @@ Variable build_conv_meta_candidate(const std::string& name, Node& node, const Pa
 
 ConvMetaStats conv_meta_stats() {
   const Counters& c = counters();
-  return {c.nodes_replaced.load(), c.cache_hits.load(),
-          c.nodes_timed.load(),    c.candidates_timed.load(),
-          c.nodes_left.load(),     c.candidates_rejected.load(),
-          c.candidates_cut.load(), c.candidates_cut_at_warm_up.load()};
+  ConvMetaStats s;
+  s.nodes_replaced = c.nodes_replaced.load();
+  s.cache_hits = c.cache_hits.load();
+  s.nodes_timed = c.nodes_timed.load();
+  s.candidates_timed = c.candidates_timed.load();
+  s.nodes_left = c.nodes_left.load();
+  s.candidates_rejected = c.candidates_rejected.load();
+  s.candidates_cut = c.candidates_cut.load();
+  s.candidates_cut_at_warm_up = c.candidates_cut_at_warm_up.load();
+  s.nodes_decided_by_first_calls = c.nodes_decided_by_first_calls.load();
+  s.candidates_skipped = c.candidates_skipped.load();
+  s.candidates_dropped_in_refine = c.candidates_dropped_in_refine.load();
+  s.seconds_total = c.seconds_total.load();
+  s.seconds_inputs = c.seconds_inputs.load();
+  s.seconds_build = c.seconds_build.load();
+  s.seconds_compile = c.seconds_compile.load();
+  s.seconds_warm_up = c.seconds_warm_up.load();
+  s.seconds_timed = c.seconds_timed.load();
+  s.seconds_refine = c.seconds_refine.load();
+  s.seconds_check = c.seconds_check.load();
+  return s;
 }
 
 void reset_conv_meta_stats() {
   Counters& c = counters();
-  c.nodes_replaced = 0;
-  c.cache_hits = 0;
-  c.nodes_timed = 0;
-  c.candidates_timed = 0;
-  c.nodes_left = 0;
-  c.candidates_rejected = 0;
-  c.candidates_cut = 0;
-  c.candidates_cut_at_warm_up = 0;
+  for (auto* n :
+       {&c.nodes_replaced, &c.cache_hits, &c.nodes_timed, &c.candidates_timed, &c.nodes_left,
+        &c.candidates_rejected, &c.candidates_cut, &c.candidates_cut_at_warm_up,
+        &c.nodes_decided_by_first_calls, &c.candidates_skipped, &c.candidates_dropped_in_refine}) {
+    *n = 0;
+  }
+  for (auto* d : {&c.seconds_total, &c.seconds_inputs, &c.seconds_build, &c.seconds_compile,
+                  &c.seconds_warm_up, &c.seconds_timed, &c.seconds_refine, &c.seconds_check}) {
+    *d = 0;
+  }
 }
 
 }  // namespace convgraph

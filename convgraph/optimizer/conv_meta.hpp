@@ -56,6 +56,22 @@ struct ConvMetaStats {
   // Of those, the ones cut after their warm-up call alone: it took over twice the clear-loser
   // margin of the fastest first call so far (3x at the default 150%).
   std::int64_t candidates_cut_at_warm_up = 0;
+  // Host nodes whose first calls left one contender (every other candidate a clear loser): it is
+  // not timed again.
+  std::int64_t nodes_decided_by_first_calls = 0;
+  // Candidates not built at all: on the last metaopt.skip_after_warm_up_cuts problems of the same
+  // kind (direction, parameters, kernel size, dtype, device) in this run of the pass, they were
+  // cut at their warm-up call by twice the cut's margin.
+  std::int64_t candidates_skipped = 0;
+  // Contenders that left the race after some of their metaopt.refine_runs rounds: over the
+  // shrinking margin of the leader (refine_contenders in conv_meta.cpp, docs/autotune.md).
+  std::int64_t candidates_dropped_in_refine = 0;
+  // Where the time of the timed nodes went (wall seconds): all of it, then its parts: making the
+  // random inputs, building the candidates' graphs, compiling their Functions, warm-up calls,
+  // first timed calls, the contenders' repeated calls, and checking the winner (reference or
+  // agreement) and building it on the node.
+  double seconds_total = 0, seconds_inputs = 0, seconds_build = 0, seconds_compile = 0,
+         seconds_warm_up = 0, seconds_timed = 0, seconds_refine = 0, seconds_check = 0;
 };
 ConvMetaStats conv_meta_stats();
 void reset_conv_meta_stats();

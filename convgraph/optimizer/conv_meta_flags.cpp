@@ -25,6 +25,18 @@ void declare_conv_meta_flags(std::vector<FlagSpec>& flags) {
       "metaopt.warm_up_cut_ms", 5, 0, 1000000,
       "A candidate is cut after its warm-up call only when that call took at least this many "
       "milliseconds: below, a warm-up's one-time costs can outweigh the call itself"));
+  flags.push_back(integer_flag(
+      "metaopt.refine_runs", 3, 0, 100,
+      "On the CPU, how many rounds of one more call each the contenders left after the first calls "
+      "get (within about 0.2 s each); each keeps its fastest call, and after each round those over "
+      "a margin of the leader halved each round (125%, 112.5%, ... at the default "
+      "clear_loser_percent) leave the race (0: the first call only)"));
+  flags.push_back(integer_flag(
+      "metaopt.skip_after_warm_up_cuts", 2, 0, 1000,
+      "On the CPU, a candidate cut at its warm-up call by twice the cut's margin (6x the fastest "
+      "first call at the default clear_loser_percent) on this many problems in a row of the same "
+      "kind (direction, parameters, kernel size, dtype) is not tried on further problems of that "
+      "kind in the same compile (0: always try every candidate)"));
 }
 
 }  // namespace convgraph

@@ -8,8 +8,7 @@
 
 namespace convgraph {
 
-// Appends metaopt.optimizer_including, metaopt.optimizer_excluding and metaopt.verbose to FLAGS,
-// in display order.
+// Appends the metaopt.* flags to FLAGS, in display order.
 void declare_conv_meta_flags(std::vector<FlagSpec>& flags);
 
 }  // namespace convgraph

@@ -21,9 +21,12 @@
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/runtime/autotune_cache.hpp"
 #include "support/catch.hpp"
+#include "support/stderr_capture.hpp"
 #include "support/test_util.hpp"
 
 using namespace convgraph;
+using testing::count_substr;
+using testing::StderrCapture;
 
 namespace {
 
@@ -112,48 +115,6 @@ void require_matches_reference(const CacheGraph& g, const Function& f) {
     INFO("output " << i);
     REQUIRE_ALLCLOSE(actual[i], expected[i], 1e-4, 1e-4);
   }
-}
-
-// Captures what the process writes to stderr (file descriptor 2) while it lives.
-class StderrCapture {
- public:
-  StderrCapture() {
-    std::fflush(stderr);
-    saved_ = ::dup(2);
-    file_ = std::tmpfile();
-    ::dup2(::fileno(file_), 2);
-  }
-  ~StderrCapture() { finish(); }
-  StderrCapture(const StderrCapture&) = delete;
-  StderrCapture& operator=(const StderrCapture&) = delete;
-
-  std::string finish() {
-    if (file_ != nullptr) {
-      std::fflush(stderr);
-      ::dup2(saved_, 2);
-      ::close(saved_);
-      std::rewind(file_);
-      char buffer[4096];
-      std::size_t n = 0;
-      while ((n = std::fread(buffer, 1, sizeof buffer, file_)) > 0) text_.append(buffer, n);
-      std::fclose(file_);
-      file_ = nullptr;
-    }
-    return text_;
-  }
-
- private:
-  int saved_ = -1;
-  std::FILE* file_ = nullptr;
-  std::string text_;
-};
-
-std::size_t count_substr(const std::string& text, const std::string& what) {
-  std::size_t count = 0;
-  for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) {
-    ++count;
-  }
-  return count;
 }
 
 // The temporary files of this test program, removed when it exits (failed tests included).
