@@ -194,6 +194,15 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
     device[static_cast<std::size_t>(s)] = value.device();
   }
   for (int s : plan.output_slots) result[static_cast<std::size_t>(s)] = true;
+  // New values of shared variables, and how often each slot is returned: a value returned once,
+  // as an update only, may stay in the arena to the end of the call (a staged update).
+  std::vector<bool> update_value(num_slots, false);
+  std::vector<int> returned(num_slots, 0);
+  for (int s : plan.output_slots) ++returned[static_cast<std::size_t>(s)];
+  for (const PlanUpdate& u : plan.updates) {
+    update_value[static_cast<std::size_t>(plan.output_slots[static_cast<std::size_t>(u.output)])] =
+        true;
+  }
   // Shared variables' values an update may be computed into (updates_inplace=early): the plan
   // counts them donated, as they are whenever nobody but the variable holds the buffer.
   std::vector<bool> donatable(num_slots, false);
@@ -227,6 +236,13 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
   std::vector<bool> donated(num_slots, false);  // updates computed into their variable
   std::vector<int> group_last(last);
   std::vector<bool> group_result(result);
+  // Per group: its members returned as results (counting repeats) and whether one of them is
+  // returned other than as an update.
+  std::vector<int> group_returned(returned);
+  std::vector<bool> group_plain_result(num_slots, false);
+  for (std::size_t s = 0; s < num_slots; ++s) {
+    group_plain_result[s] = result[s] && !update_value[s];
+  }
   for (int i = 0; i < num_steps; ++i) {
     const PlanStep& step = plan.steps[static_cast<std::size_t>(i)];
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
@@ -282,6 +298,10 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
             std::max(group_last[static_cast<std::size_t>(root)], last[static_cast<std::size_t>(o)]);
         group_result[static_cast<std::size_t>(root)] =
             group_result[static_cast<std::size_t>(root)] || result[static_cast<std::size_t>(o)];
+        group_returned[static_cast<std::size_t>(root)] += returned[static_cast<std::size_t>(o)];
+        group_plain_result[static_cast<std::size_t>(root)] =
+            group_plain_result[static_cast<std::size_t>(root)] ||
+            group_plain_result[static_cast<std::size_t>(o)];
       }
     }
   }
@@ -302,10 +322,14 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
     if (def[s] < 0 || find(static_cast<int>(s)) != static_cast<int>(s)) continue;
     PlannedValue& v = mp.values[s];
     const PlanStep& step = plan.steps[static_cast<std::size_t>(def[s])];
-    const bool escapes = group_result[s];
+    // A group returned once, as a shared variable's new value on the host, stays in the arena
+    // to the end of the call (the Function copies it out before the arena is reused).
+    const bool staged = place && group_result[s] && !group_plain_result[s] &&
+                        group_returned[s] == 1 && device[s].is_cpu();
+    const bool escapes = group_result[s] && !staged;
     const int first = def[s];
     // Results live past the last step (the end of the call is step NUM_STEPS of the sweep).
-    const int end = escapes                       ? num_steps
+    const int end = escapes || staged             ? num_steps
                     : !plan.release_intermediates ? num_steps - 1
                                                   : group_last[s];
     std::string reason;
@@ -326,11 +350,13 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
       continue;
     }
     v.placement = ValuePlacement::arena;
+    v.staged_update = staged;
     MemoryBlock b;
     b.device = device_index(device[s]);
     b.bytes = v.bytes;
     b.first_step = first;
-    b.last_step = end;
+    // The end of the call is step NUM_STEPS; a block's lifetime ends at the last step.
+    b.last_step = std::min(end, num_steps - 1);
     b.slot = static_cast<int>(s);
     group_block[s] = static_cast<int>(mp.blocks.size());
     v.block = group_block[s];
@@ -348,6 +374,7 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
     } else if (group_block[root] >= 0) {
       v.placement = ValuePlacement::arena;
       v.block = group_block[root];
+      v.staged_update = mp.values[root].staged_update;
     } else {
       v.placement = ValuePlacement::allocated;
       v.reason = "shares the buffer of a value allocated at each call";
@@ -489,6 +516,8 @@ std::string MemoryPlan::str(const Plan& plan) const {
         } else {
           where += fmt::format(", {}, steps {}-{}", bytes_str(b.bytes), b.first_step, b.last_step);
         }
+        if (v.staged_update)
+          where += ", a new value copied into its shared variable after the call";
       } else if (v.placement == ValuePlacement::external) {
         where = v.reason.empty() ? fmt::format("view of an argument or constant (slot {})", v.base)
                                  : fmt::format("{} (slot {})", v.reason, v.base);

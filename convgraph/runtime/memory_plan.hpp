@@ -12,10 +12,15 @@
 //   - an in-place output (PlanStep::inplace) takes its input's block when nothing else reads that
 //     block afterwards;
 //   - a step's workspace (Kernel::workspace_bytes) lives during its step only.
-// What is not, and is allocated at each call (and said so by str()): the function's results and
-// the new values of shared variables (a result must stay valid after the next call, so it has a
-// buffer of its own), values viewing an argument or constant, values whose shape depends on input
-// values, and outputs of kernels that allocate their own.
+//   - a shared variable's new value on the host (an update) lives in the arena from its step to
+//     the end of the call, when nothing else returns its buffer: the Function copies it into the
+//     variable's own buffer once the call has succeeded (PlannedValue::staged_update), so that
+//     the new parameters of a training step take the place of activations dead by then instead
+//     of adding to the arena.
+// What is not, and is allocated at each call (and said so by str()): the function's results (a
+// result must stay valid after the next call, so it has a buffer of its own), new values that
+// share a buffer with a result or another new value, values viewing an argument or constant,
+// values whose shape depends on input values, and outputs of kernels that allocate their own.
 //
 // Offsets: blocks are placed largest first, each at the lowest-waste gap between the blocks
 // already placed whose lifetimes overlap its own (best fit), as TFLite's and XLA's heap simulators
@@ -52,6 +57,10 @@ struct PlannedValue {
   int base = -1;
   // Allocated: why ("a result of the function", "its kernel allocates its outputs", ...).
   std::string reason;
+  // Arena: a shared variable's new value (or a value sharing its buffer) kept in the arena to the
+  // end of the call; execute() returns it there and the Function copies it into the variable's
+  // buffer before the arena serves another call.
+  bool staged_update = false;
 };
 
 struct MemoryBlock {

@@ -233,6 +233,82 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
   }
 }
 
+TEST_CASE("memory plan: updates stay in the arena and are copied into the variables' buffers",
+          "[memory_plan]") {
+  const Tensor filters0 = random_tensor(DType::float32, {8, 3, 3, 3}, 3, -0.5, 0.5);
+  const Tensor filters1 = random_tensor(DType::float32, {8, 8, 3, 3}, 5, -0.5, 0.5);
+  const Tensor bias0 = random_tensor(DType::float32, {8}, 4, -0.1, 0.1);
+  struct Net {
+    SharedVariable w0, w1, b;
+    Function step;
+  };
+  // RETURN_W1: the new value of w1 is also a result of the function.
+  auto make = [&](const std::string& flags, bool return_w1) {
+    Net n{shared("w0", filters0.clone()), shared("w1", filters1.clone()),
+          shared("b", bias0.clone()), Function()};
+    Variable x = tensor("x", DType::float32, {4, 3, 16, 16});
+    Variable h = relu(conv2d(x, n.w0, {.border_mode = "half"}) + dimshuffle(n.b, {-1, 0, -1, -1}));
+    Variable y = conv2d(h, n.w1, {.border_mode = "half"});
+    Variable loss = mean(y * y);
+    const std::vector<Variable> g = grad(loss, {n.w0, n.w1, n.b});
+    Variable new_w1 = n.w1 - 0.01 * g[1];
+    std::vector<Variable> outputs{loss};
+    if (return_w1) outputs.push_back(new_w1);
+    n.step = compile_with({x}, outputs, flags,
+                          {{n.w0, n.w0 - 0.01 * g[0]}, {n.w1, new_w1}, {n.b, n.b - 0.01 * g[2]}});
+    return n;
+  };
+  auto images = [](int call) { return random_tensor(DType::float32, {4, 3, 16, 16}, 60 + call); };
+  Net reference = make("memory_plan=False", false);
+  for (int call = 0; call < 2; ++call) reference.step({images(call)});
+
+  SECTION("new values take the variables' own buffers, planned peak equal to the measured one") {
+    Net net = make("", false);
+    // Nothing but the loss is allocated at each call: the three new values are in the arena.
+    REQUIRE(net.step.memory_plan() != nullptr);
+    CHECK(net.step.memory_plan()->allocated_values() == 1);
+    CHECK(net.step.memory_plan_str().find("copied into its shared variable") != std::string::npos);
+    const void* w0_buffer = net.w0.get_value(true).raw_data();
+    const void* b_buffer = net.b.get_value(true).raw_data();
+    for (int call = 0; call < 2; ++call) {
+      net.step({images(call)});
+      CHECK(net.step.last_plan_misses() == 0);
+      CHECK(net.step.last_peak_bytes() == net.step.planned_peak_bytes());
+    }
+    CHECK(net.w0.get_value(true).raw_data() == w0_buffer);
+    CHECK(net.b.get_value(true).raw_data() == b_buffer);
+    CHECK(same_values(net.w0.get_value(), reference.w0.get_value()));
+    CHECK(same_values(net.w1.get_value(), reference.w1.get_value()));
+    CHECK(same_values(net.b.get_value(), reference.b.get_value()));
+    CHECK_FALSE(same_values(net.w0.get_value(), filters0));
+  }
+  SECTION("a borrowed value keeps the old value; the variable gets a new buffer") {
+    Net net = make("", false);
+    net.step({images(0)});
+    const Tensor borrowed = net.w1.get_value(true);
+    const Tensor before = borrowed.clone();
+    net.step({images(1)});
+    CHECK(same_values(borrowed, before));
+    CHECK(net.w1.get_value(true).raw_data() != borrowed.raw_data());
+    CHECK(same_values(net.w1.get_value(), reference.w1.get_value()));
+  }
+  SECTION("a new value also returned as a result is allocated, and the two do not share") {
+    Net net = make("", true);
+    REQUIRE(net.step.memory_plan() != nullptr);
+    // The loss, and w1's gradient with the new value computed over it.
+    CHECK(net.step.memory_plan()->allocated_values() == 3);
+    std::vector<Tensor> out;
+    for (int call = 0; call < 2; ++call) {
+      out = net.step({images(call)});
+      CHECK(net.step.last_peak_bytes() == net.step.planned_peak_bytes());
+    }
+    CHECK(same_values(out[1], reference.w1.get_value()));
+    CHECK(same_values(net.w1.get_value(), reference.w1.get_value()));
+    CHECK(out[1].raw_data() != net.w1.get_value(true).raw_data());
+    CHECK(same_values(net.w0.get_value(), reference.w0.get_value()));
+  }
+}
+
 TEST_CASE("memory plan: the same steps and values with it as without it, over SGD steps",
           "[memory_plan]") {
   std::vector<std::vector<float>> losses(2);
