@@ -8,6 +8,7 @@
 
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/printing.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 
 namespace convgraph {
@@ -55,6 +56,8 @@ std::optional<Shape> static_shape(const ValueSpec& spec) {
 // What the plan's static types say of every value and workspace, when they say it all: then
 // the memory plan is made at compile time. KEY receives the input shapes.
 std::optional<MemoryPlanInput> static_plan_input(const Plan& plan, std::vector<Shape>& key) {
+  // Workspaces sized per thread are asked with the thread count the calls will run with.
+  const ScopedCpuThreads threads(plan.threads);
   MemoryPlanInput in;
   in.shapes.assign(static_cast<std::size_t>(plan.num_slots), std::nullopt);
   std::vector<DType> dtypes(static_cast<std::size_t>(plan.num_slots), DType::float32);
