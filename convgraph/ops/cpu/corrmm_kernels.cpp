@@ -164,33 +164,40 @@ Blocking plan_blocks(const CorrGeometry& geo, std::int64_t element_size) {
 }
 
 // Workspace: one slot per thread that works on its own blocks (one in all when the threads share
-// each block), each with a column matrix, a staging matrix for multi-image blocks and EXTRA
-// elements; slots start on cache-line boundaries. With FROM_STEP, the memory comes through the
-// step's Workspace (runtime/step_memory.hpp): the memory plan's block when the kernel announced
-// elements() of it.
+// each block), each with a column matrix and a staging matrix for multi-image blocks, then EXTRA
+// elements for each slot but the first (the weight gradient's partial sums: the first thread's go
+// to the result itself); pieces start on cache-line boundaries. With FROM_STEP, the memory comes
+// through the step's Workspace (runtime/step_memory.hpp): the memory plan's block when the kernel
+// announced elements_for() of it.
 template <typename T>
 class ColumnWorkspace {
  public:
   ColumnWorkspace(const CorrGeometry& geo, const Blocking& bl, std::int64_t extra,
                   bool from_step = false)
-      : col_(columns(geo, bl)), staging_(staged(geo, bl)), extra_(extra) {
-    stride_ = slot_stride(col_ + staging_ + extra_);
-    elements_ = slots(bl) * stride_;
-    if (elements_ <= 0) return;
+      : col_(columns(geo, bl)),
+        staging_(staged(geo, bl)),
+        stride_(aligned(col_ + staging_)),
+        extra_stride_(aligned(extra)),
+        slots_(slots(bl)) {
+    const std::int64_t elements = elements_for(geo, bl, extra);
+    if (elements <= 0) return;
     if (from_step) {
-      Workspace step(workspace_piece_bytes(elements_ * static_cast<std::int64_t>(sizeof(T))));
-      buffer_ = step.take(dtype_of<T>(), {elements_});
+      Workspace step(workspace_piece_bytes(elements * static_cast<std::int64_t>(sizeof(T))));
+      buffer_ = step.take(dtype_of<T>(), {elements});
     } else {
-      buffer_ = Tensor::empty(dtype_of<T>(), {elements_});
+      buffer_ = Tensor::empty(dtype_of<T>(), {elements});
     }
   }
-  T* col(int slot) const { return base(slot); }
-  T* staging(int slot) const { return base(slot) + col_; }
-  T* extra(int slot) const { return base(slot) + col_ + staging_; }
+  T* col(int slot) const { return at(slot * stride_); }
+  T* staging(int slot) const { return at(slot * stride_ + col_); }
+  // Slot 1 and up.
+  T* extra(int slot) const { return at(slots_ * stride_ + (slot - 1) * extra_stride_); }
+
   // The elements a workspace of these arguments takes, without making it.
   static std::int64_t elements_for(const CorrGeometry& geo, const Blocking& bl,
                                    std::int64_t extra) {
-    return slots(bl) * slot_stride(columns(geo, bl) + staged(geo, bl) + extra);
+    const std::int64_t n = slots(bl);
+    return n * aligned(columns(geo, bl) + staged(geo, bl)) + (n - 1) * aligned(extra);
   }
 
  private:
@@ -200,15 +207,16 @@ class ColumnWorkspace {
   static std::int64_t staged(const CorrGeometry& geo, const Blocking& bl) {
     return bl.images > 1 ? geo.filters * bl.max_columns : 0;
   }
-  static std::int64_t slot_stride(std::int64_t elements) {
+  static std::int64_t aligned(std::int64_t elements) {
     constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(T));
     return ceil_div(elements, line) * line;
   }
   static std::int64_t slots(const Blocking& bl) { return bl.batch_parallel ? bl.threads : 1; }
-  T* base(int slot) const {
-    return buffer_.defined() ? buffer_.data<T>() + slot * stride_ : nullptr;
+  T* at(std::int64_t offset) const {
+    return buffer_.defined() ? buffer_.data<T>() + offset : nullptr;
   }
-  std::int64_t col_ = 0, staging_ = 0, extra_ = 0, stride_ = 0, elements_ = 0;
+
+  std::int64_t col_ = 0, staging_ = 0, stride_ = 0, extra_stride_ = 0, slots_ = 1;
   Tensor buffer_;
 };
 
