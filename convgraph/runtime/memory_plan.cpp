@@ -22,13 +22,39 @@ bool overlaps(const MemoryBlock& a, const MemoryBlock& b) {
   return a.first_step <= b.last_step && b.first_step <= a.last_step;
 }
 
-// Largest first, each into the smallest gap that holds it between the blocks already placed whose
-// lifetimes overlap its own, or above them all.
-void place_greedy(std::vector<MemoryBlock*>& blocks) {
-  std::stable_sort(blocks.begin(), blocks.end(), [](const MemoryBlock* a, const MemoryBlock* b) {
-    return a->bytes != b->bytes ? a->bytes > b->bytes : a->first_step < b->first_step;
+// The orders place_greedy tries.
+enum class GreedyOrder {
+  size,          // largest first, earlier first among equals
+  mib_end,       // by size in whole MiB, later-ending first among equals
+  mib_lifetime,  // by size in whole MiB, longer-lived first among equals
+  mib4_lifetime  // by size in units of 4 MiB, longer-lived first among equals
+};
+
+void sort_blocks(std::vector<MemoryBlock*>& blocks, GreedyOrder order) {
+  constexpr std::int64_t kMiB = std::int64_t{1} << 20;
+  const std::int64_t unit = order == GreedyOrder::mib4_lifetime ? 4 * kMiB : kMiB;
+  auto units = [unit](const MemoryBlock* b) { return (b->bytes + unit / 2) / unit; };
+  auto lifetime = [](const MemoryBlock* b) { return b->last_step - b->first_step; };
+  std::stable_sort(blocks.begin(), blocks.end(), [&](const MemoryBlock* a, const MemoryBlock* b) {
+    switch (order) {
+      case GreedyOrder::size:
+        return a->bytes != b->bytes ? a->bytes > b->bytes : a->first_step < b->first_step;
+      case GreedyOrder::mib_end:
+        return units(a) != units(b) ? units(a) > units(b) : a->last_step > b->last_step;
+      case GreedyOrder::mib_lifetime:
+      case GreedyOrder::mib4_lifetime:
+        return units(a) != units(b) ? units(a) > units(b) : lifetime(a) > lifetime(b);
+    }
+    return false;
   });
+}
+
+// In the order of BLOCKS, each block into a gap that holds it between the blocks already placed
+// whose lifetimes overlap its own (the smallest such gap, or with FIRST_FIT the lowest), or above
+// them all. Returns the top.
+std::int64_t place_in_order(const std::vector<MemoryBlock*>& blocks, bool first_fit) {
   std::vector<MemoryBlock*> placed;
+  std::int64_t arena_top = 0;
   std::vector<const MemoryBlock*> conflicts;
   for (MemoryBlock* b : blocks) {
     conflicts.clear();
@@ -43,7 +69,7 @@ void place_greedy(std::vector<MemoryBlock*>& blocks) {
     std::int64_t top = 0;
     for (const MemoryBlock* c : conflicts) {
       const std::int64_t gap = c->offset - top;
-      if (gap >= size && gap < best_gap) {
+      if (gap >= size && gap < best_gap && !(first_fit && best >= 0)) {
         best = top;
         best_gap = gap;
       }
@@ -51,8 +77,41 @@ void place_greedy(std::vector<MemoryBlock*>& blocks) {
     }
     b->offset = best >= 0 ? best : top;
     placed.push_back(b);
+    arena_top = std::max(arena_top, b->offset + size);
   }
+  return arena_top;
 }
+
+// Largest first into the smallest gap (the classic), or, with FIRST_FIT, in ORDER into the lowest
+// gap, then again with the blocks that ended near the top moved to the front, a few times (a
+// "squeaky wheel" search: the blocks that made the arena tall get placed before the others).
+// Leaves the best placement found in the blocks.
+// NEAR_TOP: how close to the top a block must end to move to the front.
+void place_greedy(std::vector<MemoryBlock*>& blocks, GreedyOrder order = GreedyOrder::size,
+                  bool first_fit = false, std::int64_t near_top = std::int64_t{2} << 20) {
+  sort_blocks(blocks, order);
+  if (!first_fit) {
+    place_in_order(blocks, false);
+    return;
+  }
+  constexpr int kRounds = 6;
+  std::vector<std::int64_t> best_offsets;
+  std::int64_t best_top = std::numeric_limits<std::int64_t>::max();
+  std::vector<MemoryBlock*> order_now = blocks;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::int64_t top = place_in_order(order_now, true);
+    if (top < best_top) {
+      best_top = top;
+      best_offsets.clear();
+      for (const MemoryBlock* b : blocks) best_offsets.push_back(b->offset);
+    }
+    std::stable_partition(order_now.begin(), order_now.end(), [&](const MemoryBlock* b) {
+      return b->offset + aligned(b->bytes) > top - near_top;
+    });
+  }
+  for (std::size_t i = 0; i < blocks.size(); ++i) blocks[i]->offset = best_offsets[i];
+}
+
 
 // In step order: blocks whose lifetime has ended give their range back (merged with free
 // neighbours), and each new block takes the smallest free range that holds it, or the top.
@@ -447,17 +506,32 @@ MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, boo
       for (const MemoryBlock* b : blocks) top = std::max(top, b->offset + aligned(b->bytes));
       return top;
     };
-    // Both methods where the greedy one is affordable, keeping the smaller arena: neither wins
-    // on every graph.
+    // Both methods where the greedy one is affordable (its variants on smaller plans), keeping
+    // the smallest arena: none wins on every graph. On resnet50_conv's training step the first
+    // fit with its search made the arena 8 MiB (2%) smaller than the classic did.
     place_linear(blocks);
     if (blocks.size() <= kGreedyLimit) {
-      std::vector<std::pair<MemoryBlock*, std::int64_t>> linear;
-      for (MemoryBlock* b : blocks) linear.emplace_back(b, b->offset);
-      const std::int64_t linear_top = top_of();
-      place_greedy(blocks);
-      if (top_of() > linear_top) {
-        for (auto& [b, offset] : linear) b->offset = offset;
+      std::vector<std::pair<MemoryBlock*, std::int64_t>> best;
+      auto keep = [&] {
+        best.clear();
+        for (MemoryBlock* b : blocks) best.emplace_back(b, b->offset);
+      };
+      keep();
+      std::int64_t best_top = top_of();
+      auto attempt = [&](GreedyOrder order, bool first_fit, std::int64_t near_top = 2 << 20) {
+        place_greedy(blocks, order, first_fit, near_top);
+        if (const std::int64_t top = top_of(); top < best_top) {
+          best_top = top;
+          keep();
+        }
+      };
+      attempt(GreedyOrder::size, false);
+      if (blocks.size() <= kGreedyVariantsLimit) {
+        attempt(GreedyOrder::mib_end, true);
+        attempt(GreedyOrder::mib_lifetime, true);
+        attempt(GreedyOrder::mib4_lifetime, true, std::int64_t{8} << 20);
       }
+      for (auto& [b, offset] : best) b->offset = offset;
     }
     // The most the blocks hold at once: no placement needs less.
     std::vector<std::int64_t> held(static_cast<std::size_t>(num_steps) + 2, 0);

@@ -24,8 +24,9 @@
 //
 // Offsets: blocks are placed largest first, each at the lowest-waste gap between the blocks
 // already placed whose lifetimes overlap its own (best fit), as TFLite's and XLA's heap simulators
-// do, and by a linear best fit in step order (a free list by size); the smaller arena wins. Past
-// kGreedyLimit blocks only the linear method runs.
+// do; then, on plans of at most kGreedyVariantsLimit blocks, in variants of that order each at the
+// lowest gap that holds it (first fit); and by a linear best fit in step order (a free list by
+// size); the smallest arena wins. Past kGreedyLimit blocks only the linear method runs.
 #pragma once
 
 #include <cstdint>
@@ -133,8 +134,10 @@ struct MemoryPlanInput {
 // nothing goes into an arena: the plan only counts what each call allocates.
 MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, bool place = true);
 
-// Blocks above this count are placed by the linear method.
+// Blocks above this count are placed by the linear method; above the second, by the linear
+// method and the classic greedy one only.
 inline constexpr std::size_t kGreedyLimit = 4096;
+inline constexpr std::size_t kGreedyVariantsLimit = 1024;
 
 // The memory of one plan for one call at a time: one buffer per device, cut into the plan's
 // blocks (each a Storage of its own, so that the executor can tell who holds which).
