@@ -52,22 +52,6 @@ std::vector<Variable> lower_with(const ConvImplementation& implementation, Node&
   return {};
 }
 
-namespace {
-
-// Whether a row other than ROW, applied by a lowering pass and not excluded by the flags, takes
-// SIGNATURE (the rows of earlier passes have declined the node already).
-bool another_lowering_takes(const ConvImplementation& row, const ConvSignature& signature,
-                            const Config& config) {
-  for (const ConvImplementation& other : conv_registry().all()) {
-    if (&other == &row || other.pass.empty() || !other.runs_on(signature.device)) continue;
-    if (excluded_by_flags(other, config)) continue;
-    if (!other.declines(signature, config)) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 GraphPass conv_lowering_pass(std::string pass_name) {
   LocalRewrite rewrite = [pass_name](Node& node, const PassContext& ctx) -> std::vector<Variable> {
     if (!is_abstract_conv(node)) return {};
@@ -78,16 +62,13 @@ GraphPass conv_lowering_pass(std::string pass_name) {
       if (row.pass != pass_name) continue;
       if (excluded_by_flags(row, ctx.config)) continue;
       // A row that takes the node where it is faster than the passes after it (its prefers
-      // hook) leaves the others to them, unless no other lowering would take the node (the flags
-      // exclude the rest): a slower implementation beats none.
+      // hook) leaves the others to them.
       if (row.hooks.prefers && row.runs_on(node.output_data[0].type.device)) {
         const ConvSignature signature = ConvSignature::of(node);
         if (!row.declines(signature, ctx.config)) {
           if (auto why = row.hooks.prefers(signature, ctx.config)) {
-            if (another_lowering_takes(row, signature, ctx.config)) {
-              ctx.decline(node, implementation_label(row), "not preferred here: " + *why);
-              continue;
-            }
+            ctx.decline(node, implementation_label(row), "not preferred here: " + *why);
+            continue;
           }
         }
       }

@@ -114,6 +114,31 @@ std::vector<Tensor> random_args(std::uint64_t seed) {
   return args;
 }
 
+// No two blocks alive at a common step share a byte; the arena holds every block and is at least
+// the plan's lower bound.
+void check_placement(const MemoryPlan& mp) {
+  for (std::size_t d = 0; d < mp.devices.size(); ++d) {
+    CHECK(mp.arena_bytes[d] >= mp.lower_bound_bytes[d]);
+  }
+  for (std::size_t i = 0; i < mp.blocks.size(); ++i) {
+    const MemoryBlock& a = mp.blocks[i];
+    CHECK(a.offset + a.bytes <= mp.arena_bytes[static_cast<std::size_t>(a.device)]);
+    for (std::size_t j = i + 1; j < mp.blocks.size(); ++j) {
+      const MemoryBlock& b = mp.blocks[j];
+      if (a.device != b.device || a.last_step < b.first_step || b.last_step < a.first_step) {
+        continue;
+      }
+      const bool apart = a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset;
+      if (!apart) {
+        FAIL_CHECK("blocks " << i << " and " << j << " overlap: [" << a.offset << ", +"
+                             << a.bytes << ") steps " << a.first_step << "-" << a.last_step
+                             << " and [" << b.offset << ", +" << b.bytes << ") steps "
+                             << b.first_step << "-" << b.last_step);
+      }
+    }
+  }
+}
+
 std::vector<Tensor> clones(const std::vector<Tensor>& ts) {
   std::vector<Tensor> out;
   for (const Tensor& t : ts) out.push_back(t.clone());
@@ -134,8 +159,8 @@ TEST_CASE("memory plan: random graphs give the same results with and without it"
       REQUIRE(with.memory_plan() != nullptr);  // static shapes: planned at compile time
       REQUIRE(with.memory_plans_built() == 1);
       planned += with.memory_plan()->planned_values();
-      // No placement needs less than the most the blocks hold at once.
-      REQUIRE(with.memory_plan()->arena_bytes[0] >= with.memory_plan()->lower_bound_bytes[0]);
+      // No placement needs less than the most the blocks hold at once; none overlaps.
+      check_placement(*with.memory_plan());
       REQUIRE(without.memory_plan()->planned_values() == 0);
       // Two calls with different arguments: the first call's results stay what they were.
       const std::vector<Tensor> args1 = random_args(seed * 11);
@@ -211,6 +236,7 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
         compile_with({x, target}, {loss}, flags,
                      {{w0, w0 - 0.01 * g[0]}, {w1, w1 - 0.01 * g[1]}, {b, b - 0.01 * g[2]}});
     REQUIRE(step.planned_peak_bytes() > 0);  // known after compile
+    if (step.memory_plan() != nullptr) check_placement(*step.memory_plan());
     for (int call = 0; call < 3; ++call) {
       const Tensor images = random_tensor(DType::float32, {4, 3, 16, 16}, 30 + call);
       const Tensor wanted = random_tensor(DType::float32, {4, 8, 16, 16}, 40 + call);
@@ -306,6 +332,51 @@ TEST_CASE("memory plan: updates stay in the arena and are copied into the variab
     CHECK(same_values(net.w1.get_value(), reference.w1.get_value()));
     CHECK(out[1].raw_data() != net.w1.get_value(true).raw_data());
     CHECK(same_values(net.w0.get_value(), reference.w0.get_value()));
+  }
+}
+
+TEST_CASE("memory plan: CorrMM's weight gradient takes its workspace from the arena",
+          "[memory_plan]") {
+  // A 1x1 layer over 7x7 positions (CorrMM groups images into one GEMM and, on two threads, keeps
+  // partial sums for the second) and a 3x3 one.
+  for (const char* threads : {"threads=1", "threads=2"}) {
+    CAPTURE(threads);
+    SharedVariable w1 = shared("w1", random_tensor(DType::float32, {96, 64, 1, 1}, 8, -0.1, 0.1));
+    SharedVariable w3 = shared("w3", random_tensor(DType::float32, {32, 96, 3, 3}, 9, -0.1, 0.1));
+    Variable x = tensor("x", DType::float32, {8, 64, 7, 7});
+    Variable y = conv2d(relu(conv2d(x, w1)), w3, {.border_mode = "half"});
+    Variable loss = mean(y * y);
+    const std::vector<Variable> g = grad(loss, {w1, w3});
+    std::vector<Tensor> results[2];
+    for (int plan = 0; plan < 2; ++plan) {
+      Function step = compile_with({x}, {loss, g[0], g[1]},
+                                   std::string(threads) + ",conv.impl=corrmm" +
+                                       (plan == 0 ? ",memory_plan=False" : ""));
+      results[plan] = step({random_tensor(DType::float32, {8, 64, 7, 7}, 70)});
+      if (plan == 0) continue;
+      const std::shared_ptr<const MemoryPlan> mp = step.memory_plan();
+      REQUIRE(mp != nullptr);
+      check_placement(*mp);
+      const std::string text = step.memory_plan_str();
+      INFO(text);
+      // Each weight gradient's step has a workspace in the arena.
+      int gradient_workspaces = 0;
+      for (std::size_t i = 0; i < step.plan().steps.size(); ++i) {
+        if (step.plan().steps[i].label.rfind("CorrMM_gradWeights", 0) != 0) continue;
+        CHECK(mp->workspace_block[i] >= 0);
+        CHECK(mp->workspace_bytes[i] > 0);
+        ++gradient_workspaces;
+      }
+      CHECK(gradient_workspaces == 2);
+      for (int call = 0; call < 2; ++call) {
+        step({random_tensor(DType::float32, {8, 64, 7, 7}, 71 + call)});
+        CHECK(step.last_plan_misses() == 0);
+        CHECK(step.last_peak_bytes() == step.planned_peak_bytes());
+      }
+    }
+    for (std::size_t k = 0; k < results[0].size(); ++k) {
+      CHECK(same_values(results[0][k], results[1][k]));
+    }
   }
 }
 

@@ -691,7 +691,12 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
   return kernel.describe(a, b, spatial);
 }
 
-std::optional<std::string> onednn_not_preferred(const ConvSignature& s) {
+std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Config& config) {
+  // Only where CorrMM, which the pass leaves the node to, is not excluded (by its tag, its pass
+  // or its name): a slower implementation beats none.
+  for (const std::string& excluded : config.get_list("optimizer_excluding")) {
+    if (excluded == "conv_gemm" || excluded == "corrmm") return std::nullopt;
+  }
   if (s.direction != ConvDirection::grad_weights || s.params.convdim != 2 ||
       s.params.num_groups != 1 || s.params.unshared || !s.params.all_valid() ||
       s.params.dilated()) {
@@ -745,7 +750,9 @@ ConvImplementationHooks onednn_conv_hooks() {
                             const ConvEpilogue& epilogue, const Config&) {
     return convgraph::apply(std::make_shared<OneDnnConv>(s.direction, s.params, epilogue), inputs);
   };
-  hooks.prefers = [](const ConvSignature& s, const Config&) { return onednn_not_preferred(s); };
+  hooks.prefers = [](const ConvSignature& s, const Config& config) {
+    return onednn_not_preferred(s, config);
+  };
   return hooks;
 }
 

@@ -101,6 +101,8 @@ ConvImplementationHooks onednn_conv_hooks();
 // strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
 // im2col + GEMM measured as fast there, with one copy of the weights for the second thread.
 inline constexpr std::int64_t kOneDnnSmall1x1Positions = 7 * 7;
-std::optional<std::string> onednn_not_preferred(const ConvSignature& signature);
+// Under CONFIG's optimizer_excluding naming conv_gemm or corrmm, oneDNN is preferred everywhere.
+std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
+                                                const Config& config);
 
 }  // namespace convgraph
