@@ -112,7 +112,6 @@ void place_greedy(std::vector<MemoryBlock*>& blocks, GreedyOrder order = GreedyO
   for (std::size_t i = 0; i < blocks.size(); ++i) blocks[i]->offset = best_offsets[i];
 }
 
-
 // In step order: blocks whose lifetime has ended give their range back (merged with free
 // neighbours), and each new block takes the smallest free range that holds it, or the top.
 void place_linear(std::vector<MemoryBlock*>& blocks) {

@@ -130,10 +130,10 @@ void check_placement(const MemoryPlan& mp) {
       }
       const bool apart = a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset;
       if (!apart) {
-        FAIL_CHECK("blocks " << i << " and " << j << " overlap: [" << a.offset << ", +"
-                             << a.bytes << ") steps " << a.first_step << "-" << a.last_step
-                             << " and [" << b.offset << ", +" << b.bytes << ") steps "
-                             << b.first_step << "-" << b.last_step);
+        FAIL_CHECK("blocks " << i << " and " << j << " overlap: [" << a.offset << ", +" << a.bytes
+                             << ") steps " << a.first_step << "-" << a.last_step << " and ["
+                             << b.offset << ", +" << b.bytes << ") steps " << b.first_step << "-"
+                             << b.last_step);
       }
     }
   }
@@ -349,9 +349,9 @@ TEST_CASE("memory plan: CorrMM's weight gradient takes its workspace from the ar
     const std::vector<Variable> g = grad(loss, {w1, w3});
     std::vector<Tensor> results[2];
     for (int plan = 0; plan < 2; ++plan) {
-      Function step = compile_with({x}, {loss, g[0], g[1]},
-                                   std::string(threads) + ",conv.impl=corrmm" +
-                                       (plan == 0 ? ",memory_plan=False" : ""));
+      Function step = compile_with(
+          {x}, {loss, g[0], g[1]},
+          std::string(threads) + ",conv.impl=corrmm" + (plan == 0 ? ",memory_plan=False" : ""));
       results[plan] = step({random_tensor(DType::float32, {8, 64, 7, 7}, 70)});
       if (plan == 0) continue;
       const std::shared_ptr<const MemoryPlan> mp = step.memory_plan();

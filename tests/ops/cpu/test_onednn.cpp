@@ -747,8 +747,7 @@ TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[
   // More positions, or a larger kernel: oneDNN keeps it.
   CHECK(count_ops(lower(8, 1, "").f, "OneDnnConv2d_gradWeights") == 1);
   // CorrMM excluded: oneDNN takes it rather than nobody.
-  CHECK(count_ops(lower(7, 1, "optimizer_excluding=conv_gemm").f, "OneDnnConv2d_gradWeights") ==
-        1);
+  CHECK(count_ops(lower(7, 1, "optimizer_excluding=conv_gemm").f, "OneDnnConv2d_gradWeights") == 1);
   CHECK(count_ops(lower(7, 1, "optimizer_excluding=corrmm").f, "OneDnnConv2d_gradWeights") == 1);
   // The hook says why.
   const Variable x = tensor("x", f32, {2, 16, 7, 7});
