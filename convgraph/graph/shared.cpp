@@ -20,6 +20,24 @@ void SharedValue::store(Tensor new_value) {
   // OLD's buffer, when this was its last holder, is freed here, outside the lock.
 }
 
+bool SharedValue::held_only_by(long holders) const {
+  const std::lock_guard<std::mutex> lock(mutex);
+  return value.defined() && value.storage().use_count() == holders;
+}
+
+void SharedValue::store_copy(const Tensor& staged, long holders) {
+  Tensor old;
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (value.defined() && value.storage().use_count() == holders) {
+      value.copy_from(staged);
+      return;
+    }
+    // Somebody borrowed the old value (get_value(true), a call in flight): it keeps it.
+    old = std::exchange(value, staged.clone());
+  }
+}
+
 void SharedValue::check(const Tensor& v, const std::string& who) const {
   if (!v.defined())
     throw ValueError(fmt::format("{}: expected {}, got no tensor", who, type.str()));

@@ -27,6 +27,13 @@ struct SharedValue {
   Tensor load() const;
   // Holds VALUE from now on (no copy, no check).
   void store(Tensor value);
+  // Whether the held buffer has HOLDERS holders in all (this container and HOLDERS - 1 that the
+  // caller knows of), so that nobody else would see a write into it.
+  bool held_only_by(long holders) const;
+  // Copies STAGED (of this variable's type) into the held buffer when it has HOLDERS holders in
+  // all (as held_only_by), else holds a copy of STAGED in a new buffer; either way, under the
+  // lock, so that a reader sees the old value or the new one whole.
+  void store_copy(const Tensor& staged, long holders);
   // Checks that VALUE may be held (dtype, device and shape of TYPE, a view inside its buffer);
   // otherwise throws TypeError (dtype, device), ShapeError (shape) or ValueError (no tensor, a
   // view outside its buffer): "WHO: expected float32[3, 4], got a value of shape [3, 5]".

@@ -8,6 +8,7 @@
 
 #include "convgraph/graph/function_graph.hpp"
 #include "convgraph/graph/printing.hpp"
+#include "convgraph/runtime/cpu_threads.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 
 namespace convgraph {
@@ -55,6 +56,8 @@ std::optional<Shape> static_shape(const ValueSpec& spec) {
 // What the plan's static types say of every value and workspace, when they say it all: then
 // the memory plan is made at compile time. KEY receives the input shapes.
 std::optional<MemoryPlanInput> static_plan_input(const Plan& plan, std::vector<Shape>& key) {
+  // Workspaces sized per thread are asked with the thread count the calls will run with.
+  const ScopedCpuThreads threads(plan.threads);
   MemoryPlanInput in;
   in.shapes.assign(static_cast<std::size_t>(plan.num_slots), std::nullopt);
   std::vector<DType> dtypes(static_cast<std::size_t>(plan.num_slots), DType::float32);
@@ -120,6 +123,12 @@ MemoryPlanInput observed_plan_input(const Plan& plan, MemoryPlanInput observed) 
 
 }  // namespace
 
+namespace {
+// The holders of a shared variable's buffer during a call when nobody else sees it: its
+// container and the call's list of inputs.
+constexpr long kCallHolders = 2;
+}  // namespace
+
 Function::Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const FunctionGraph> graph,
                    std::vector<SharedVariable> shared)
     : plan_(std::move(plan)),
@@ -150,7 +159,8 @@ Function::Function(std::shared_ptr<const Plan> plan, std::shared_ptr<const Funct
 }
 
 std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Profiler* profiler,
-                                          bool wait, const std::vector<bool>& donated) const {
+                                          bool wait, const std::vector<bool>& donated,
+                                          const Finish& finish) const {
   std::vector<Shape> key = shapes_of(inputs);
   std::shared_ptr<const MemoryPlan> memory_plan;
   std::unique_ptr<Arena> arena;
@@ -186,16 +196,19 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     MemoryPlanInput input = observed_plan_input(*plan_, std::move(observed));
     auto made =
         std::make_shared<const MemoryPlan>(build_memory_plan(*plan_, input, plan_->memory_plan));
-    const std::lock_guard<std::mutex> lock(memory_->mutex);
-    auto [it, fresh] = memory_->plans.try_emplace(std::move(key));
-    if (fresh) {
-      it->second.plan = std::move(made);
-      it->second.input = std::move(input);
-      it->second.measured = true;
-      ++memory_->built;
+    {
+      const std::lock_guard<std::mutex> lock(memory_->mutex);
+      auto [it, fresh] = memory_->plans.try_emplace(std::move(key));
+      if (fresh) {
+        it->second.plan = std::move(made);
+        it->second.input = std::move(input);
+        it->second.measured = true;
+        ++memory_->built;
+      }
+      memory_->current = it->second.plan;
+      memory_->misses = 0;
     }
-    memory_->current = it->second.plan;
-    memory_->misses = 0;
+    if (finish) finish(results);
     return results;
   }
   // Without waiting, device work may still use a device arena after the call returns: such a
@@ -230,6 +243,7 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     std::vector<Tensor> results =
         execute(*plan_, inputs, stats_.get(), profiler, streams_, wait, donated, &run);
     note_temporaries();
+    if (finish) finish(results);
     return results;
   }
   if (arena == nullptr) arena = std::make_unique<Arena>(*memory_plan);
@@ -260,6 +274,8 @@ std::vector<Tensor> Function::run_planned(const std::vector<Tensor>& inputs, Pro
     memory_->misses = run.misses;
   }
   note_temporaries();
+  // Before the arena goes back (GIVE_BACK): staged updates are still in it.
+  if (finish) finish(results);
   return results;
 }
 
@@ -293,6 +309,14 @@ std::vector<Tensor> Function::take_updates(std::vector<Tensor>& results) const {
     var.container().check(
         value, fmt::format("the update of shared variable {} (no shared variable was changed)",
                            var.label()));
+    if (value.storage()->borrowed()) {
+      // A staged update, in the arena (the memory plan gave it no other result to share a buffer
+      // with): copied into the variable's buffer by store_updates, unless somebody else holds
+      // that buffer; then into a new one, made here so that storing cannot fail.
+      if (!var.container().held_only_by(kCallHolders)) value = value.clone();
+      new_values.push_back(std::move(value));
+      continue;
+    }
     // The value becomes the variable's own (no copy), unless the caller or another update holds
     // its buffer too: a later write through one must not change the other. execute() already
     // copied values sharing a buffer with an input, so with a shared variable's old value too.
@@ -313,8 +337,12 @@ void Function::store_updates(std::vector<Tensor>& new_values) const {
   const std::size_t num_args = plan_->input_slots.size() - shared_.size();
   for (std::size_t k = 0; k < new_values.size(); ++k) {
     const PlanUpdate& u = plan_->updates[k];
-    shared_[static_cast<std::size_t>(u.input) - num_args].container_ptr()->store(
-        std::move(new_values[k]));
+    SharedValue& container = *shared_[static_cast<std::size_t>(u.input) - num_args].container_ptr();
+    if (new_values[k].storage()->borrowed()) {
+      container.store_copy(new_values[k], kCallHolders);
+    } else {
+      container.store(std::move(new_values[k]));
+    }
   }
 }
 
@@ -339,18 +367,20 @@ std::vector<Tensor> Function::operator()(const std::vector<Tensor>& args) const 
     }
   }
   std::vector<Tensor> results;
-  std::vector<Tensor> new_values;
+  // Checked before the trace is written and stored after it, so that a call that throws leaves
+  // every shared variable as it was (but those already written in place). Done while the call
+  // still holds its arena: staged updates are copied out of it.
+  auto finish = [&](std::vector<Tensor>& call_results) {
+    std::vector<Tensor> new_values = take_updates(call_results);
+    write_trace(profiler);
+    store_updates(new_values);
+  };
   try {
-    results = run_planned(all, profiler, /*wait=*/true, donated);
-    // Checked before the trace is written and stored after it, so that a call that throws leaves
-    // every shared variable as it was (but those already written in place).
-    new_values = take_updates(results);
+    results = run_planned(all, profiler, /*wait=*/true, donated, finish);
   } catch (ConvGraphError& e) {
     note_written_in_place(e);
     throw;
   }
-  write_trace(profiler);
-  store_updates(new_values);
   return results;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -124,7 +125,9 @@ class Function {
   // variables (ShapeError naming one whose dims were unknown until now); copies a value sharing a
   // buffer with a result the caller gets or with another new value. Changes no shared variable.
   std::vector<Tensor> take_updates(std::vector<Tensor>& results) const;
-  // Stores the new values NEW_VALUES (from take_updates); never throws.
+  // Stores the new values NEW_VALUES (from take_updates): a staged update (in the arena) is
+  // copied into its variable's buffer, or, when another thread borrowed that buffer since
+  // take_updates, into a new one; never throws, but for memory running out in that race.
   void store_updates(std::vector<Tensor>& new_values) const;
   // Writes the Chrome trace after a profiled call (PROFILER not null) when a trace file is set.
   void write_trace(Profiler* profiler) const;
@@ -144,9 +147,12 @@ class Function {
   struct MemoryState;
   std::shared_ptr<MemoryState> memory_;
   // Runs the plan on ARGS (with the shared variables' values) with the memory plan of their
-  // shapes, making it first when there is none; DONATED as execute() takes it.
+  // shapes, making it first when there is none; DONATED as execute() takes it. FINISH, when
+  // given, receives the results while the call still holds its arena (staged updates are there).
+  using Finish = std::function<void(std::vector<Tensor>&)>;
   std::vector<Tensor> run_planned(const std::vector<Tensor>& inputs, Profiler* profiler, bool wait,
-                                  const std::vector<bool>& donated = {}) const;
+                                  const std::vector<bool>& donated = {},
+                                  const Finish& finish = {}) const;
   // Created on the first enable_profiling(true); kept when profiling stops, for profile().
   std::shared_ptr<Profiler> profiler_;
   bool profiling_ = false;

@@ -12,15 +12,21 @@
 //   - an in-place output (PlanStep::inplace) takes its input's block when nothing else reads that
 //     block afterwards;
 //   - a step's workspace (Kernel::workspace_bytes) lives during its step only.
-// What is not, and is allocated at each call (and said so by str()): the function's results and
-// the new values of shared variables (a result must stay valid after the next call, so it has a
-// buffer of its own), values viewing an argument or constant, values whose shape depends on input
-// values, and outputs of kernels that allocate their own.
+//   - a shared variable's new value on the host (an update) lives in the arena from its step to
+//     the end of the call, when nothing else returns its buffer: the Function copies it into the
+//     variable's own buffer once the call has succeeded (PlannedValue::staged_update), so that
+//     the new parameters of a training step take the place of activations dead by then instead
+//     of adding to the arena.
+// What is not, and is allocated at each call (and said so by str()): the function's results (a
+// result must stay valid after the next call, so it has a buffer of its own), new values that
+// share a buffer with a result or another new value, values viewing an argument or constant,
+// values whose shape depends on input values, and outputs of kernels that allocate their own.
 //
 // Offsets: blocks are placed largest first, each at the lowest-waste gap between the blocks
 // already placed whose lifetimes overlap its own (best fit), as TFLite's and XLA's heap simulators
-// do, and by a linear best fit in step order (a free list by size); the smaller arena wins. Past
-// kGreedyLimit blocks only the linear method runs.
+// do; then, on plans of at most kGreedyVariantsLimit blocks, in variants of that order each at the
+// lowest gap that holds it (first fit); and by a linear best fit in step order (a free list by
+// size); the smallest arena wins. Past kGreedyLimit blocks only the linear method runs.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +58,10 @@ struct PlannedValue {
   int base = -1;
   // Allocated: why ("a result of the function", "its kernel allocates its outputs", ...).
   std::string reason;
+  // Arena: a shared variable's new value (or a value sharing its buffer) kept in the arena to the
+  // end of the call; execute() returns it there and the Function copies it into the variable's
+  // buffer before the arena serves another call.
+  bool staged_update = false;
 };
 
 struct MemoryBlock {
@@ -124,8 +134,10 @@ struct MemoryPlanInput {
 // nothing goes into an arena: the plan only counts what each call allocates.
 MemoryPlan build_memory_plan(const Plan& plan, const MemoryPlanInput& input, bool place = true);
 
-// Blocks above this count are placed by the linear method.
+// Blocks above this count are placed by the linear method; above the second, by the linear
+// method and the classic greedy one only.
 inline constexpr std::size_t kGreedyLimit = 4096;
+inline constexpr std::size_t kGreedyVariantsLimit = 1024;
 
 // The memory of one plan for one call at a time: one buffer per device, cut into the plan's
 // blocks (each a Storage of its own, so that the executor can tell who holds which).

@@ -469,10 +469,15 @@ std::vector<Tensor> execute_steps(const Plan& plan, const std::vector<Tensor>& a
   results.reserve(plan.output_slots.size());
   for (int s : plan.output_slots) {
     // Never hand out the caller's own buffers (or a constant's) as a result: a later write to
-    // the result would change them. Nor the arena's: the next call overwrites it.
+    // the result would change them. Nor the arena's: the next call overwrites it, except for a
+    // staged update, which the caller copies out before the arena serves another call.
     const Tensor& value = slots[static_cast<std::size_t>(s)];
     const Storage* buffer = value.storage().get();
-    results.push_back((external.count(buffer) && !overwritten.count(buffer)) || buffer->borrowed()
+    const bool staged = memory_plan != nullptr &&
+                        memory_plan->values[static_cast<std::size_t>(s)].staged_update &&
+                        buffer->borrowed();
+    results.push_back((external.count(buffer) && !overwritten.count(buffer)) ||
+                              (buffer->borrowed() && !staged)
                           ? value.clone()
                           : value);
   }

@@ -126,7 +126,9 @@ struct MemoryRun;
 // call, and a step of Plan::overwritable_inputs may write its output into it; the result read
 // from such a step is then returned without a copy, in that buffer. A buffer not donated is never
 // written, whatever the plan says. With MEMORY (and its plan), outputs and workspaces go into its
-// arena; a result that would share the arena is copied out.
+// arena; a result that would share the arena is copied out, except a staged update
+// (PlannedValue::staged_update), returned in the arena: the caller must copy it out before the
+// arena serves another call.
 std::vector<Tensor> execute(const Plan& plan, const std::vector<Tensor>& args,
                             ExecutionStats* stats = nullptr, Profiler* profiler = nullptr,
                             const std::vector<std::shared_ptr<DeviceStream>>& streams = {},

@@ -114,6 +114,31 @@ std::vector<Tensor> random_args(std::uint64_t seed) {
   return args;
 }
 
+// No two blocks alive at a common step share a byte; the arena holds every block and is at least
+// the plan's lower bound.
+void check_placement(const MemoryPlan& mp) {
+  for (std::size_t d = 0; d < mp.devices.size(); ++d) {
+    CHECK(mp.arena_bytes[d] >= mp.lower_bound_bytes[d]);
+  }
+  for (std::size_t i = 0; i < mp.blocks.size(); ++i) {
+    const MemoryBlock& a = mp.blocks[i];
+    CHECK(a.offset + a.bytes <= mp.arena_bytes[static_cast<std::size_t>(a.device)]);
+    for (std::size_t j = i + 1; j < mp.blocks.size(); ++j) {
+      const MemoryBlock& b = mp.blocks[j];
+      if (a.device != b.device || a.last_step < b.first_step || b.last_step < a.first_step) {
+        continue;
+      }
+      const bool apart = a.offset + a.bytes <= b.offset || b.offset + b.bytes <= a.offset;
+      if (!apart) {
+        FAIL_CHECK("blocks " << i << " and " << j << " overlap: [" << a.offset << ", +" << a.bytes
+                             << ") steps " << a.first_step << "-" << a.last_step << " and ["
+                             << b.offset << ", +" << b.bytes << ") steps " << b.first_step << "-"
+                             << b.last_step);
+      }
+    }
+  }
+}
+
 std::vector<Tensor> clones(const std::vector<Tensor>& ts) {
   std::vector<Tensor> out;
   for (const Tensor& t : ts) out.push_back(t.clone());
@@ -134,8 +159,8 @@ TEST_CASE("memory plan: random graphs give the same results with and without it"
       REQUIRE(with.memory_plan() != nullptr);  // static shapes: planned at compile time
       REQUIRE(with.memory_plans_built() == 1);
       planned += with.memory_plan()->planned_values();
-      // No placement needs less than the most the blocks hold at once.
-      REQUIRE(with.memory_plan()->arena_bytes[0] >= with.memory_plan()->lower_bound_bytes[0]);
+      // No placement needs less than the most the blocks hold at once; none overlaps.
+      check_placement(*with.memory_plan());
       REQUIRE(without.memory_plan()->planned_values() == 0);
       // Two calls with different arguments: the first call's results stay what they were.
       const std::vector<Tensor> args1 = random_args(seed * 11);
@@ -211,6 +236,7 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
         compile_with({x, target}, {loss}, flags,
                      {{w0, w0 - 0.01 * g[0]}, {w1, w1 - 0.01 * g[1]}, {b, b - 0.01 * g[2]}});
     REQUIRE(step.planned_peak_bytes() > 0);  // known after compile
+    if (step.memory_plan() != nullptr) check_placement(*step.memory_plan());
     for (int call = 0; call < 3; ++call) {
       const Tensor images = random_tensor(DType::float32, {4, 3, 16, 16}, 30 + call);
       const Tensor wanted = random_tensor(DType::float32, {4, 8, 16, 16}, 40 + call);
@@ -229,6 +255,127 @@ TEST_CASE("memory plan: a conv net step with updates, workspaces included", "[me
         ++count;
       }
       CHECK(count == 3);
+    }
+  }
+}
+
+TEST_CASE("memory plan: updates stay in the arena and are copied into the variables' buffers",
+          "[memory_plan]") {
+  const Tensor filters0 = random_tensor(DType::float32, {8, 3, 3, 3}, 3, -0.5, 0.5);
+  const Tensor filters1 = random_tensor(DType::float32, {8, 8, 3, 3}, 5, -0.5, 0.5);
+  const Tensor bias0 = random_tensor(DType::float32, {8}, 4, -0.1, 0.1);
+  struct Net {
+    SharedVariable w0, w1, b;
+    Function step;
+  };
+  // RETURN_W1: the new value of w1 is also a result of the function.
+  auto make = [&](const std::string& flags, bool return_w1) {
+    Net n{shared("w0", filters0.clone()), shared("w1", filters1.clone()),
+          shared("b", bias0.clone()), Function()};
+    Variable x = tensor("x", DType::float32, {4, 3, 16, 16});
+    Variable h = relu(conv2d(x, n.w0, {.border_mode = "half"}) + dimshuffle(n.b, {-1, 0, -1, -1}));
+    Variable y = conv2d(h, n.w1, {.border_mode = "half"});
+    Variable loss = mean(y * y);
+    const std::vector<Variable> g = grad(loss, {n.w0, n.w1, n.b});
+    Variable new_w1 = n.w1 - 0.01 * g[1];
+    std::vector<Variable> outputs{loss};
+    if (return_w1) outputs.push_back(new_w1);
+    n.step = compile_with({x}, outputs, flags,
+                          {{n.w0, n.w0 - 0.01 * g[0]}, {n.w1, new_w1}, {n.b, n.b - 0.01 * g[2]}});
+    return n;
+  };
+  auto images = [](int call) { return random_tensor(DType::float32, {4, 3, 16, 16}, 60 + call); };
+  Net reference = make("memory_plan=False", false);
+  for (int call = 0; call < 2; ++call) reference.step({images(call)});
+
+  SECTION("new values take the variables' own buffers, planned peak equal to the measured one") {
+    Net net = make("", false);
+    // Nothing but the loss is allocated at each call: the three new values are in the arena.
+    REQUIRE(net.step.memory_plan() != nullptr);
+    CHECK(net.step.memory_plan()->allocated_values() == 1);
+    CHECK(net.step.memory_plan_str().find("copied into its shared variable") != std::string::npos);
+    const void* w0_buffer = net.w0.get_value(true).raw_data();
+    const void* b_buffer = net.b.get_value(true).raw_data();
+    for (int call = 0; call < 2; ++call) {
+      net.step({images(call)});
+      CHECK(net.step.last_plan_misses() == 0);
+      CHECK(net.step.last_peak_bytes() == net.step.planned_peak_bytes());
+    }
+    CHECK(net.w0.get_value(true).raw_data() == w0_buffer);
+    CHECK(net.b.get_value(true).raw_data() == b_buffer);
+    CHECK(same_values(net.w0.get_value(), reference.w0.get_value()));
+    CHECK(same_values(net.w1.get_value(), reference.w1.get_value()));
+    CHECK(same_values(net.b.get_value(), reference.b.get_value()));
+    CHECK_FALSE(same_values(net.w0.get_value(), filters0));
+  }
+  SECTION("a borrowed value keeps the old value; the variable gets a new buffer") {
+    Net net = make("", false);
+    net.step({images(0)});
+    const Tensor borrowed = net.w1.get_value(true);
+    const Tensor before = borrowed.clone();
+    net.step({images(1)});
+    CHECK(same_values(borrowed, before));
+    CHECK(net.w1.get_value(true).raw_data() != borrowed.raw_data());
+    CHECK(same_values(net.w1.get_value(), reference.w1.get_value()));
+  }
+  SECTION("a new value also returned as a result is allocated, and the two do not share") {
+    Net net = make("", true);
+    REQUIRE(net.step.memory_plan() != nullptr);
+    // The loss, and w1's gradient with the new value computed over it.
+    CHECK(net.step.memory_plan()->allocated_values() == 3);
+    std::vector<Tensor> out;
+    for (int call = 0; call < 2; ++call) {
+      out = net.step({images(call)});
+      CHECK(net.step.last_peak_bytes() == net.step.planned_peak_bytes());
+    }
+    CHECK(same_values(out[1], reference.w1.get_value()));
+    CHECK(same_values(net.w1.get_value(), reference.w1.get_value()));
+    CHECK(out[1].raw_data() != net.w1.get_value(true).raw_data());
+    CHECK(same_values(net.w0.get_value(), reference.w0.get_value()));
+  }
+}
+
+TEST_CASE("memory plan: CorrMM's weight gradient takes its workspace from the arena",
+          "[memory_plan]") {
+  // A 1x1 layer over 7x7 positions (CorrMM groups images into one GEMM and, on two threads, keeps
+  // partial sums for the second) and a 3x3 one.
+  for (const char* threads : {"threads=1", "threads=2"}) {
+    CAPTURE(threads);
+    SharedVariable w1 = shared("w1", random_tensor(DType::float32, {96, 64, 1, 1}, 8, -0.1, 0.1));
+    SharedVariable w3 = shared("w3", random_tensor(DType::float32, {32, 96, 3, 3}, 9, -0.1, 0.1));
+    Variable x = tensor("x", DType::float32, {8, 64, 7, 7});
+    Variable y = conv2d(relu(conv2d(x, w1)), w3, {.border_mode = "half"});
+    Variable loss = mean(y * y);
+    const std::vector<Variable> g = grad(loss, {w1, w3});
+    std::vector<Tensor> results[2];
+    for (int plan = 0; plan < 2; ++plan) {
+      Function step = compile_with(
+          {x}, {loss, g[0], g[1]},
+          std::string(threads) + ",conv.impl=corrmm" + (plan == 0 ? ",memory_plan=False" : ""));
+      results[plan] = step({random_tensor(DType::float32, {8, 64, 7, 7}, 70)});
+      if (plan == 0) continue;
+      const std::shared_ptr<const MemoryPlan> mp = step.memory_plan();
+      REQUIRE(mp != nullptr);
+      check_placement(*mp);
+      const std::string text = step.memory_plan_str();
+      INFO(text);
+      // Each weight gradient's step has a workspace in the arena.
+      int gradient_workspaces = 0;
+      for (std::size_t i = 0; i < step.plan().steps.size(); ++i) {
+        if (step.plan().steps[i].label.rfind("CorrMM_gradWeights", 0) != 0) continue;
+        CHECK(mp->workspace_block[i] >= 0);
+        CHECK(mp->workspace_bytes[i] > 0);
+        ++gradient_workspaces;
+      }
+      CHECK(gradient_workspaces == 2);
+      for (int call = 0; call < 2; ++call) {
+        step({random_tensor(DType::float32, {8, 64, 7, 7}, 71 + call)});
+        CHECK(step.last_plan_misses() == 0);
+        CHECK(step.last_peak_bytes() == step.planned_peak_bytes());
+      }
+    }
+    for (std::size_t k = 0; k < results[0].size(); ++k) {
+      CHECK(same_values(results[0][k], results[1][k]));
     }
   }
 }

@@ -61,6 +61,20 @@ class CorrMMKernel final : public ConcreteConvKernel<Prepared> {
     return out;
   }
 
+  // The weight gradient takes its column matrices and partial sums through a Workspace; the
+  // other directions allocate theirs (counted as unannounced temporaries by the memory plan).
+  std::optional<std::int64_t> workspace_for(const Prepared& prep, DType dtype, const Shape& a,
+                                            const Shape& b, const Shape& spatial) const override {
+    (void)a, (void)b, (void)spatial;
+    const CorrGeometry& geo = prep.geo;
+    if (direction() != ConvDirection::grad_weights || geo.batch == 0 || geo.channels == 0 ||
+        geo.filters == 0 || shape_numel(prep.result) == 0) {
+      return 0;
+    }
+    return dtype == DType::float64 ? corr_gemm_grad_weights_workspace_bytes<double>(geo)
+                                   : corr_gemm_grad_weights_workspace_bytes<float>(geo);
+  }
+
   // Empty problems (no batch, channels or filters) give zeros, like the reference; everything
   // else goes to the GEMM drivers on contiguous data.
   Tensor execute(const Prepared& prep, const Tensor& a, const Tensor& b,

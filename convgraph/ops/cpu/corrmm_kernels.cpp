@@ -26,6 +26,7 @@
 #include "convgraph/ops/cpu/im2col.hpp"
 #include "convgraph/runtime/blas.hpp"
 #include "convgraph/runtime/cpu_threads.hpp"
+#include "convgraph/runtime/step_memory.hpp"
 #include "convgraph/runtime/tensor.hpp"
 
 namespace convgraph {
@@ -163,29 +164,59 @@ Blocking plan_blocks(const CorrGeometry& geo, std::int64_t element_size) {
 }
 
 // Workspace: one slot per thread that works on its own blocks (one in all when the threads share
-// each block), each with a column matrix, a staging matrix for multi-image blocks and EXTRA
-// elements; slots start on cache-line boundaries.
+// each block), each with a column matrix and a staging matrix for multi-image blocks, then EXTRA
+// elements for each slot but the first (the weight gradient's partial sums: the first thread's go
+// to the result itself); pieces start on cache-line boundaries. With FROM_STEP, the memory comes
+// through the step's Workspace (runtime/step_memory.hpp): the memory plan's block when the kernel
+// announced elements_for() of it.
 template <typename T>
-class Workspace {
+class ColumnWorkspace {
  public:
-  Workspace(const CorrGeometry& geo, const Blocking& bl, std::int64_t extra) {
-    col_ = bl.direct ? 0 : geo.rows() * bl.max_columns;
-    staging_ = bl.images > 1 ? geo.filters * bl.max_columns : 0;
-    extra_ = extra;
-    constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(T));
-    stride_ = ceil_div(col_ + staging_ + extra_, line) * line;
-    const std::int64_t slots = bl.batch_parallel ? bl.threads : 1;
-    if (stride_ > 0) buffer_ = Tensor::empty(dtype_of<T>(), {slots * stride_});
+  ColumnWorkspace(const CorrGeometry& geo, const Blocking& bl, std::int64_t extra,
+                  bool from_step = false)
+      : col_(columns(geo, bl)),
+        staging_(staged(geo, bl)),
+        stride_(aligned(col_ + staging_)),
+        extra_stride_(aligned(extra)),
+        slots_(slots(bl)) {
+    const std::int64_t elements = elements_for(geo, bl, extra);
+    if (elements <= 0) return;
+    if (from_step) {
+      Workspace step(workspace_piece_bytes(elements * static_cast<std::int64_t>(sizeof(T))));
+      buffer_ = step.take(dtype_of<T>(), {elements});
+    } else {
+      buffer_ = Tensor::empty(dtype_of<T>(), {elements});
+    }
   }
-  T* col(int slot) const { return base(slot); }
-  T* staging(int slot) const { return base(slot) + col_; }
-  T* extra(int slot) const { return base(slot) + col_ + staging_; }
+  T* col(int slot) const { return at(slot * stride_); }
+  T* staging(int slot) const { return at(slot * stride_ + col_); }
+  // Slot 1 and up.
+  T* extra(int slot) const { return at(slots_ * stride_ + (slot - 1) * extra_stride_); }
+
+  // The elements a workspace of these arguments takes, without making it.
+  static std::int64_t elements_for(const CorrGeometry& geo, const Blocking& bl,
+                                   std::int64_t extra) {
+    const std::int64_t n = slots(bl);
+    return n * aligned(columns(geo, bl) + staged(geo, bl)) + (n - 1) * aligned(extra);
+  }
 
  private:
-  T* base(int slot) const {
-    return buffer_.defined() ? buffer_.data<T>() + slot * stride_ : nullptr;
+  static std::int64_t columns(const CorrGeometry& geo, const Blocking& bl) {
+    return bl.direct ? 0 : geo.rows() * bl.max_columns;
   }
-  std::int64_t col_ = 0, staging_ = 0, extra_ = 0, stride_ = 0;
+  static std::int64_t staged(const CorrGeometry& geo, const Blocking& bl) {
+    return bl.images > 1 ? geo.filters * bl.max_columns : 0;
+  }
+  static std::int64_t aligned(std::int64_t elements) {
+    constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(T));
+    return ceil_div(elements, line) * line;
+  }
+  static std::int64_t slots(const Blocking& bl) { return bl.batch_parallel ? bl.threads : 1; }
+  T* at(std::int64_t offset) const {
+    return buffer_.defined() ? buffer_.data<T>() + offset : nullptr;
+  }
+
+  std::int64_t col_ = 0, staging_ = 0, stride_ = 0, extra_stride_ = 0, slots_ = 1;
   Tensor buffer_;
 };
 
@@ -372,7 +403,7 @@ template <typename T>
 void gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel, T* out,
                   const CorrEpilogue<T>& ep) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
-  const Workspace<T> ws(geo, bl, 0);
+  const ColumnWorkspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
   const std::int64_t mg = geo.filters_per_group, k = geo.group_rows();
   auto body = [&](int slot, const Block& block, int threads) {
@@ -417,13 +448,19 @@ bool all_finite(const T* values, std::int64_t count) {
   return finite;
 }
 
+// The elements of the weight gradient's workspace beyond the column matrices: a copy of the
+// weights for each thread but the first, which accumulate into their own copy, summed into the
+// result at the end.
+std::int64_t grad_weights_private_sums(const CorrGeometry& geo, const Blocking& bl) {
+  const bool private_sums = bl.batch_parallel && bl.threads > 1;
+  return private_sums ? geo.filters * geo.regions() * geo.group_rows() : 0;
+}
+
 template <typename T>
 void gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
   const std::int64_t weights = geo.filters * geo.regions() * geo.group_rows();
-  // Threads other than the first accumulate into their own copy, summed into OUT at the end.
-  const bool private_sums = bl.batch_parallel && bl.threads > 1;
-  const Workspace<T> ws(geo, bl, private_sums ? weights : 0);
+  const ColumnWorkspace<T> ws(geo, bl, grad_weights_private_sums(geo, bl), /*from_step=*/true);
   const std::int64_t positions = geo.positions();
   const std::int64_t mg = geo.filters_per_group, k = geo.group_rows();
   auto sums = [&](int slot) { return slot == 0 ? out : ws.extra(slot); };
@@ -470,7 +507,7 @@ void gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad
 template <typename T>
 void gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
-  const Workspace<T> ws(geo, bl, 0);
+  const ColumnWorkspace<T> ws(geo, bl, 0);
   const std::int64_t positions = geo.positions();
   const std::int64_t image_stride = geo.channels * geo.image_size();
   const std::int64_t mg = geo.filters_per_group, k = geo.group_rows();
@@ -577,6 +614,15 @@ void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* to
 }
 
 template <typename T>
+std::int64_t corr_gemm_grad_weights_workspace_bytes(const CorrGeometry& geo) {
+  if (direct_grad_weights_applies(geo)) return 0;
+  const Blocking bl = plan_blocks(geo, sizeof(T));
+  const std::int64_t elements =
+      ColumnWorkspace<T>::elements_for(geo, bl, grad_weights_private_sums(geo, bl));
+  return elements > 0 ? workspace_piece_bytes(elements * static_cast<std::int64_t>(sizeof(T))) : 0;
+}
+
+template <typename T>
 void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
   if (direct_conv_applies(geo)) {
     direct_grad_inputs(geo, kernel, topgrad, out, loop_threads(geo));
@@ -597,5 +643,7 @@ template void corr_gemm_grad_weights<float>(const CorrGeometry&, const float*, c
                                             float*);
 template void corr_gemm_grad_weights<double>(const CorrGeometry&, const double*, const double*,
                                              double*);
+template std::int64_t corr_gemm_grad_weights_workspace_bytes<float>(const CorrGeometry&);
+template std::int64_t corr_gemm_grad_weights_workspace_bytes<double>(const CorrGeometry&);
 
 }  // namespace convgraph

@@ -125,9 +125,15 @@ void corr_gemm_forward(const CorrGeometry& geo, const T* image, const T* kernel,
 // OUT (B, C, i...) = the gradient of the forward with respect to the image.
 template <typename T>
 void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out);
-// OUT (the kernel's shape) = the gradient of the forward with respect to the kernel.
+// OUT (the kernel's shape) = the gradient of the forward with respect to the kernel. Its column
+// matrices and the other threads' partial sums come through the step's Workspace
+// (runtime/step_memory.hpp): the bytes below, announced by the kernel, are the memory plan's.
 template <typename T>
 void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad, T* out);
+// The workspace bytes corr_gemm_grad_weights takes for GEO with the threads of the calling
+// thread's configuration (runtime/cpu_threads.hpp).
+template <typename T>
+std::int64_t corr_gemm_grad_weights_workspace_bytes(const CorrGeometry& geo);
 
 extern template void corr_gemm_forward<float>(const CorrGeometry&, const float*, const float*,
                                               float*, const CorrEpilogue<float>&);
@@ -141,5 +147,7 @@ extern template void corr_gemm_grad_weights<float>(const CorrGeometry&, const fl
                                                    float*);
 extern template void corr_gemm_grad_weights<double>(const CorrGeometry&, const double*,
                                                     const double*, double*);
+extern template std::int64_t corr_gemm_grad_weights_workspace_bytes<float>(const CorrGeometry&);
+extern template std::int64_t corr_gemm_grad_weights_workspace_bytes<double>(const CorrGeometry&);
 
 }  // namespace convgraph

@@ -691,6 +691,32 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
   return kernel.describe(a, b, spatial);
 }
 
+std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Config& config) {
+  // Only where CorrMM, which the pass leaves the node to, is not excluded (by its tag, its pass
+  // or its name): a slower implementation beats none.
+  for (const std::string& excluded : config.get_list("optimizer_excluding")) {
+    if (excluded == "conv_gemm" || excluded == "corrmm") return std::nullopt;
+  }
+  if (s.direction != ConvDirection::grad_weights || s.params.convdim != 2 ||
+      s.params.num_groups != 1 || s.params.unshared || !s.params.all_valid() ||
+      s.params.dilated()) {
+    return std::nullopt;
+  }
+  // The weight gradient's inputs: the image and the output gradient; its output: the kernel.
+  const StaticShape& kernel = s.output.dims;
+  if (kernel.size() != 4 || kernel[2] != 1 || kernel[3] != 1 || s.inputs.size() < 2) {
+    return std::nullopt;
+  }
+  const StaticShape& top = s.inputs[1].dims;
+  if (top.size() != 4 || !top[2] || !top[3]) return std::nullopt;
+  const std::int64_t positions = *top[2] * *top[3];
+  if (positions > kOneDnnSmall1x1Positions) return std::nullopt;
+  return fmt::format(
+      "1x1 weight gradient over {} output positions per image: oneDNN's scratchpad holds about "
+      "four copies of the weights per thread, CorrMM's GEMM is as fast without it",
+      positions);
+}
+
 ConvImplementationHooks onednn_conv_hooks() {
   ConvImplementationHooks hooks;
   hooks.supports = [](const ConvSignature& s, const Config& config) -> std::optional<std::string> {
@@ -723,6 +749,9 @@ ConvImplementationHooks onednn_conv_hooks() {
   hooks.build_epilogue = [](const ConvSignature& s, const std::vector<Variable>& inputs,
                             const ConvEpilogue& epilogue, const Config&) {
     return convgraph::apply(std::make_shared<OneDnnConv>(s.direction, s.params, epilogue), inputs);
+  };
+  hooks.prefers = [](const ConvSignature& s, const Config& config) {
+    return onednn_not_preferred(s, config);
   };
   return hooks;
 }

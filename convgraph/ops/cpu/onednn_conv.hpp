@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,7 +89,20 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
                                  const Shape& b, const Shape& spatial = {});
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 on the CPU, shared kernels;
-// declines everything under dnn.enabled=False; every epilogue on the forward.
+// declines everything under dnn.enabled=False; every epilogue on the forward. Its prefers hook
+// (onednn_not_preferred) leaves the weight gradients of small 1x1 layers to CorrMM.
 ConvImplementationHooks onednn_conv_hooks();
+
+// Why the default lowering leaves SIGNATURE to the passes after conv_dnn, or std::nullopt where
+// oneDNN is used. Not preferred: the weight gradient of a 2-D 1x1 convolution (one group, no
+// padding, no dilation, any stride) with at most kOneDnnSmall1x1Positions output positions per
+// image (ResNet's 7x7 stage). oneDNN runs it as im2col + GEMM with a scratchpad of about four
+// copies of the weights per thread (32 MiB for a 2048 x 512 layer on two threads, 64 MiB for the
+// strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
+// im2col + GEMM measured as fast there, with one copy of the weights for the second thread.
+inline constexpr std::int64_t kOneDnnSmall1x1Positions = 7 * 7;
+// Under CONFIG's optimizer_excluding naming conv_gemm or corrmm, oneDNN is preferred everywhere.
+std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
+                                                const Config& config);
 
 }  // namespace convgraph

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "convgraph/base/config.hpp"
+#include "convgraph/graph/function_graph.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv_params.hpp"
 #include "convgraph/ops/cpu/onednn_conv.hpp"
@@ -708,6 +709,63 @@ TEST_CASE("oneDNN convolutions through compile(), in every direction, 2-D and 3-
   CompileOptions debug = options;
   debug.flags += std::string(debug.flags.empty() ? "" : ",") + "mode=DebugMode";
   REQUIRE_NOTHROW(compile({x, w, v, k}, outputs, debug)(args));
+}
+
+TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[onednn]") {
+  // A 1x1 convolution of CHANNELS -> FILTERS channels at STRIDE on a SIZE x SIZE image, its
+  // gradients, and the ops the default lowering (plus FLAGS) gives it.
+  struct Lowered {
+    Function f;
+    std::vector<Variable> outputs;
+  };
+  auto lower = [](std::int64_t size, std::int64_t stride, const std::string& flags) {
+    const Variable x = tensor("x", f32, {2, 16, size, size});
+    const Variable w = tensor("w", f32, {24, 16, 1, 1});
+    const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
+    const Variable y = abstract_conv(p, x, w);
+    const std::vector<Variable> g = grad(sum(y * y), {x, w});
+    CompileOptions options;
+    options.flags = flags;
+    return Lowered{compile({x, w}, {y, g[0], g[1]}, options), {y, g[0], g[1]}};
+  };
+  // 7x7 output positions: the weight gradient goes to CorrMM (stride 1, and stride 2 from
+  // 14x14); the forward and the input gradient stay with oneDNN.
+  for (const auto& [size, stride] : {std::pair<std::int64_t, std::int64_t>{7, 1}, {14, 2}}) {
+    const Lowered l = lower(size, stride, "");
+    INFO("size " << size << ", stride " << stride << "\n" << l.f.str());
+    CHECK(count_ops(l.f, "CorrMM_gradWeights") == 1);
+    CHECK(count_ops(l.f, "OneDnnConv2d_gradWeights") == 0);
+    CHECK(count_ops(l.f, "OneDnnConv2d_gradInputs") == 1);
+    // Its results are the reference's.
+    const Tensor image = random_tensor(f32, {2, 16, size, size}, 31);
+    const Tensor kernel = random_tensor(f32, {24, 16, 1, 1}, 32);
+    const std::vector<Tensor> out = l.f({image, kernel});
+    const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
+    const Tensor top = twice(reference_conv_forward(p, image, kernel));
+    require_close(out[2], reference_conv_grad_weights(p, image, top, {1, 1}), 100);
+  }
+  // More positions, or a larger kernel: oneDNN keeps it.
+  CHECK(count_ops(lower(8, 1, "").f, "OneDnnConv2d_gradWeights") == 1);
+  // CorrMM excluded: oneDNN takes it rather than nobody.
+  CHECK(count_ops(lower(7, 1, "optimizer_excluding=conv_gemm").f, "OneDnnConv2d_gradWeights") == 1);
+  CHECK(count_ops(lower(7, 1, "optimizer_excluding=corrmm").f, "OneDnnConv2d_gradWeights") == 1);
+  // The hook says why.
+  const Variable x = tensor("x", f32, {2, 16, 7, 7});
+  const Variable w = tensor("w", f32, {24, 16, 1, 1});
+  const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);
+  const Variable gw = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{w})[0];
+  const FunctionGraph graph({x, w}, {gw});
+  Node* node = nullptr;
+  for (Node* n : graph.toposort()) {
+    if (n->op->name() == "AbstractConv2d_gradWeights") node = n;
+  }
+  REQUIRE(node != nullptr);
+  const ConvSignature s = ConvSignature::of(*node);
+  CHECK(contains(onednn_not_preferred(s, global_config()).value_or(""),
+                 "1x1 weight gradient over 49 output positions"));
+  Config no_corrmm = global_config();
+  no_corrmm.apply("optimizer_excluding=conv_gemm");
+  CHECK_FALSE(onednn_not_preferred(s, no_corrmm).has_value());
 }
 
 #else  // !CONVGRAPH_HAVE_ONEDNN
