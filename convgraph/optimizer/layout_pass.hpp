@@ -23,9 +23,10 @@
 //   - every other reader (a graph output, a reduction, an op that knows no layouts) reads one
 //     LayoutReorder to the logical order, shared by all of them.
 // So the pass only removes reorders: each blocked value had its reorder out of the producer's
-// primitive and one into each blocked reader's; it keeps at most one. On the network benchmark
-// that is about 50 ms a step of reorders on a 2-core AVX2 host (docs/optimizer.md has numbers).
-// Off with optimizer_excluding=layout. Without oneDNN in the build it changes nothing.
+// primitive and one into each blocked reader's; it keeps at most one. It can cost memory: a
+// blocked value that a later node (a weight gradient) reads lives beside its logical copy.
+// docs/optimizer.md has what it finds on the network benchmark. Off with
+// optimizer_excluding=layout. Without oneDNN in the build it changes nothing.
 #pragma once
 
 #include "convgraph/base/config.hpp"
