@@ -123,9 +123,16 @@ class LayoutChooser {
     // Drop what no reader takes as it is, until nothing changes.
     for (bool changed = true; changed;) {
       changed = false;
+      // An elementwise node is kept or dropped with all its outputs.
       for (auto it = elementwise_.begin(); it != elementwise_.end();) {
         Node* node = *it;
-        if (elementwise_layout(*node) && elementwise_pays(*node)) {
+        bool read_blocked = false;
+        if (const std::optional<Layout> l = elementwise_layout(*node)) {
+          for (const VariableData& out : node->output_data) {
+            read_blocked = read_blocked || blocked_readers(&out, *l) > 0;
+          }
+        }
+        if (read_blocked && elementwise_pays(*node)) {
           ++it;
           continue;
         }
@@ -134,7 +141,8 @@ class LayoutChooser {
         changed = true;
       }
       for (auto it = chosen_.begin(); it != chosen_.end();) {
-        if (blocked_readers(it->first, it->second) > 0) {
+        if (elementwise_.count(it->first->owner) != 0 ||
+            blocked_readers(it->first, it->second) > 0) {
           ++it;
           continue;
         }

@@ -291,6 +291,15 @@ TEST_CASE("layout: the rule's limits", "[layout]") {
     const Function f = compile({x, w}, {relu(conv2d(x, w, {.border_mode = "half"}))}, options);
     CHECK(count_layouts(f).blocked == 0);
   }
+  SECTION("an elementwise node that only a function output reads stays logical") {
+    const Variable x = tensor("x", DType::float32, {2, 16, 8, 8});
+    const Variable w = tensor("w", DType::float32, {16, 16, 3, 3});
+    CompileOptions options;
+    options.flags = base;
+    const Function f = compile({x, w}, {exp(conv2d(x, w, {.border_mode = "half"}))}, options);
+    CHECK(count_layouts(f).blocked == 0);
+    CHECK(count_layouts(f).reorders == 0);
+  }
   SECTION("a per-channel broadcast keeps the elementwise node logical") {
     const Variable x = tensor("x", DType::float32, {2, 16, 8, 8});
     const Variable w1 = tensor("w1", DType::float32, {16, 16, 3, 3});
