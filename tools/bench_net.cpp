@@ -37,10 +37,14 @@
 #include <vector>
 
 #include "bench_util.hpp"
+#include "convgraph/build_config.hpp"
 #include "convgraph/codegen/fused_kernel.hpp"
 #include "convgraph/convgraph.hpp"
 #include "convgraph/ops/tensor/fused_elemwise.hpp"
 #include "convgraph/runtime/allocator.hpp"
+#if CONVGRAPH_HAVE_ONEDNN
+#include "convgraph/ops/cpu/onednn_conv.hpp"
+#endif
 
 using namespace convgraph;
 
@@ -353,7 +357,17 @@ int main(int argc, char** argv) {
   std::string memory_plan_out;
   app.add_option("--memory-plan-out", memory_plan_out,
                  "write the memory plan (Function::memory_plan_str) here");
+  std::string onednn_layout_policy = "automatic";
+  app.add_option("--onednn-layout", onednn_layout_policy,
+                 "oneDNN's layout policy: automatic (per layer, what measured faster), blocked or "
+                 "plain (set_onednn_layout)")
+      ->check(CLI::IsMember({"automatic", "blocked", "plain"}));
   CLI11_PARSE(app, argc, argv);
+#if CONVGRAPH_HAVE_ONEDNN
+  set_onednn_layout(onednn_layout_policy == "blocked" ? OneDnnLayout::blocked
+                    : onednn_layout_policy == "plain" ? OneDnnLayout::plain
+                                                      : OneDnnLayout::automatic);
+#endif
 
   try {
     std::string all_flags = fmt::format("threads={}", threads);

@@ -67,6 +67,10 @@ class Op {
 
   // Output I may be a view of input J, for each pair (I, J) returned.
   virtual std::vector<std::pair<int, int>> view_map() const { return {}; }
+  // Whether the op takes inputs in a layout other than the logical one (runtime/layout.hpp) and
+  // checks them in make_outputs. make_node refuses a non-logical input of any other op
+  // (TypeError): every op reads the logical order unless it says otherwise.
+  virtual bool understands_layouts() const { return false; }
   // Whether constant folding may evaluate this op at compile time.
   virtual bool foldable() const { return true; }
   // Floating-point operations of one application to inputs and outputs of these shapes, for

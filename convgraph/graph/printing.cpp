@@ -79,7 +79,7 @@ class DebugPrinter {
       out_ += " (see above)\n";
       return false;
     }
-    if (options_.print_types) out_ += " " + var.type().str();
+    if (options_.print_types) out_ += " " + var.type().str(options_.print_layouts);
     out_ += '\n';
     return true;
   }

@@ -12,7 +12,10 @@ namespace convgraph {
 
 struct DebugPrintOptions {
   bool print_types = true;  // dtype and static shape of every variable
-  int max_depth = -1;       // levels of inputs shown below each output; -1: unlimited
+  // With print_types: the layout of every variable ("{logical}" too), not only of those the
+  // layout pass keeps in another one ("{nChw8c}").
+  bool print_layouts = false;
+  int max_depth = -1;  // levels of inputs shown below each output; -1: unlimited
   // Levels drawn as " |" bars. A line deeper than this keeps max_indent bars and shows its depth
   // as "[depth N] " before the op, so that the text grows linearly with the graph however deep
   // it is. -1: no limit (a chain of n nodes then prints about n^2 characters).
@@ -23,7 +26,8 @@ struct DebugPrintOptions {
 // after the id for a shared variable, or the constant's value), an id ([id A], [id B], ... in order
 // of first appearance), the variable's name if it has one, and its type. A node that was already
 // printed is shown again by its id only, without its inputs, so shared subgraphs appear once.
-// Multi-output nodes print "Op.k" for output k.
+// Multi-output nodes print "Op.k" for output k. A value kept in a blocked layout shows it after its
+// type: "float32[8, 64, 56, 56]{nChw8c}".
 //   Elemwise{add} [id A] 'z' float32[8, ?]
 //    |Elemwise{mul} [id B] float32[8, ?]
 //    | |x [id C] float32[8, ?]

@@ -89,9 +89,10 @@ std::string static_shape_str(const StaticShape& dims) {
   return out + "]";
 }
 
-std::string TensorType::str() const {
+std::string TensorType::str(bool always_layout) const {
   std::string s = fmt::format("{}{}", dtype_name(dtype), static_shape_str(dims));
   if (!device.is_cpu()) s += "@" + device.str();
+  if (always_layout || layout != Layout::logical) s += "{" + layout_name(layout, rank()) + "}";
   return s;
 }
 

@@ -8,6 +8,7 @@
 
 #include "convgraph/base/dtype.hpp"
 #include "convgraph/runtime/device.hpp"
+#include "convgraph/runtime/layout.hpp"
 #include "convgraph/runtime/tensor.hpp"
 
 namespace convgraph {
@@ -16,14 +17,13 @@ namespace convgraph {
 using StaticDim = std::optional<std::int64_t>;
 using StaticShape = std::vector<StaticDim>;
 
-// Memory layout of a tensor. Every op works on the logical (row-major, NCHW) order; later passes
-// may choose other layouts between ops that agree and insert explicit reorders at the boundaries.
-enum class Layout : unsigned char { logical };
-
 struct TensorType {
   DType dtype = DType::float32;
   StaticShape dims;  // one entry per axis; rank = dims.size()
   Device device = Device::cpu();
+  // The order of the value's elements in memory (runtime/layout.hpp): the logical one unless the
+  // layout pass chose a blocked one between ops that understand it. The dims stay the logical
+  // shape whatever the layout.
   Layout layout = Layout::logical;
 
   TensorType() = default;
@@ -47,8 +47,10 @@ struct TensorType {
   // Empty when VALUE fits this type, else what is wrong ("dtype float64, expected float32").
   std::string mismatch(const Tensor& value) const;
 
-  // "float32[8, 3, ?, ?]" (a device suffix when not on the CPU: "float32[8, 3]@cuda0").
-  std::string str() const;
+  // "float32[8, 3, ?, ?]" (a device suffix when not on the CPU: "float32[8, 3]@cuda0"; a layout
+  // suffix when not the logical one, or always with ALWAYS_LAYOUT: "float32[8, 64, 56, 56]
+  // {nChw8c}", "float32[8, 3]{logical}").
+  std::string str(bool always_layout = false) const;
 };
 
 std::string static_shape_str(const StaticShape& dims);

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <optional>
 
+#include "convgraph/base/error.hpp"
 #include "convgraph/graph/op.hpp"
 
 namespace convgraph {
@@ -100,6 +102,12 @@ std::shared_ptr<Node> make_node(std::shared_ptr<const Op> op, std::vector<Variab
       throw ValueError(fmt::format("{}: input {} is an undefined gradient ({})", op->str(), i,
                                    inputs[i].undefined_reason()));
     }
+    if (inputs[i].type().layout != Layout::logical && !op->understands_layouts()) {
+      throw TypeError(fmt::format(
+          "{}: input {} ({}) is in layout {}; this op reads the logical order: reorder it first",
+          op->str(), i, inputs[i].label(), inputs[i].type().str(),
+          layout_name(inputs[i].type().layout, inputs[i].ndim())));
+    }
   }
   std::vector<TensorType> types = op->make_outputs(inputs);
   auto node = std::make_shared<Node>();
@@ -161,6 +169,42 @@ Variable tensor5(const std::string& name, DType dtype) {
 Variable tensor(const std::string& name, DType dtype, StaticShape dims) {
   check_static_shape(dims, fmt::format("tensor '{}'", name));
   return make_input(TensorType(dtype, std::move(dims)), name);
+}
+
+Layout elementwise_layout(const std::vector<Variable>& inputs, const StaticShape& out,
+                          const std::string& op) {
+  auto single = [](const TensorType& t) {
+    for (const StaticDim& d : t.dims) {
+      if (d != StaticDim{1}) return false;
+    }
+    return true;
+  };
+  std::optional<std::size_t> blocked;  // the first input in a blocked layout
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const TensorType& t = inputs[i].type();
+    if (t.layout != Layout::logical && !blocked) blocked = i;
+  }
+  if (!blocked) return Layout::logical;
+  const Variable& first = inputs[*blocked];
+  const Layout layout = first.type().layout;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const TensorType& t = inputs[i].type();
+    if (single(t)) continue;
+    if (t.layout != layout) {
+      throw TypeError(
+          fmt::format("{}: input {} ({}) is in layout {} but input {} ({}) in {}; "
+                      "reorder one of them first",
+                      op, i, inputs[i].label(), layout_name(t.layout, t.rank()), *blocked,
+                      first.label(), layout_name(layout, t.rank())));
+    }
+    if (t.dims != out || !t.fully_known()) {
+      throw TypeError(fmt::format(
+          "{}: input {} ({}) in layout {} must have the result's static "
+          "shape {}: a broadcast in a blocked order is not the logical one",
+          op, i, inputs[i].label(), layout_name(layout, t.rank()), static_shape_str(out)));
+    }
+  }
+  return layout;
 }
 
 }  // namespace convgraph

@@ -93,6 +93,15 @@ struct Node : std::enable_shared_from_this<Node> {
   std::vector<Variable> outputs();
 };
 
+// The layout (runtime/layout.hpp) of the result of an elementwise op on INPUTS whose result has
+// static dims OUT: the layout every input holding more than one element shares (a scalar or a
+// tensor of dims 1 reads the same in every order). Logical inputs give a logical result. A mix of
+// layouts is a TypeError, and so is a blocked input beside another input that broadcasts against
+// the result, or any input whose dims are not all known and equal to OUT's (a broadcast in a
+// blocked order is not the logical one). OP names the op in messages.
+Layout elementwise_layout(const std::vector<Variable>& inputs, const StaticShape& out,
+                          const std::string& op);
+
 // A free input of a graph.
 Variable make_input(TensorType type, std::string name = "");
 // A constant holding VALUE (the tensor is shared, never modified by convgraph).

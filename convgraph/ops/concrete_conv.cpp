@@ -123,7 +123,18 @@ std::vector<TensorType> ConcreteConv::make_outputs(const std::vector<Variable>& 
     if (!r.accepts(type.dtype)) refuse_dtype(fn, who, type.dtype, r);
   }
   if (r.check_data && !inputs.empty()) r.check_data(fn, inputs[0].dtype());
-  return reference_->make_outputs(inputs);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const TensorType& type = inputs[i].type();
+    const Layout expected = input_layout(static_cast<int>(i));
+    if (type.layout != expected) {
+      throw TypeError(fmt::format(
+          "{}: input {} ({}) is in layout {}, expected {}", fn, inputs[i].label(), type.str(),
+          layout_name(type.layout, type.rank()), layout_name(expected, type.rank())));
+    }
+  }
+  std::vector<TensorType> outputs = reference_->make_outputs(inputs);
+  for (TensorType& t : outputs) t.layout = output_layout();
+  return outputs;
 }
 
 std::vector<ShapeDims> ConcreteConv::infer_shape(const Node& node,

@@ -111,6 +111,17 @@ class ConcreteConv : public KernelOp {
   // What the implementation takes (devices, dtypes, parameters).
   virtual ConcreteConvRequirements requirements() const = 0;
 
+  // The memory layout (runtime/layout.hpp) input I must come in, and the one the output is
+  // written in: the logical order unless the layout pass gave an implementation that keeps
+  // blocked layouts across layers (OneDnnConv) other ones. make_outputs checks the inputs' types
+  // against them (TypeError) and gives the output its layout.
+  virtual Layout input_layout(int i) const {
+    (void)i;
+    return Layout::logical;
+  }
+  virtual Layout output_layout() const { return Layout::logical; }
+  bool understands_layouts() const final { return true; }
+
  protected:
   // A new kernel of the implementation, named NAME in its errors.
   virtual std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const = 0;

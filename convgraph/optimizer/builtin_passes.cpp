@@ -14,6 +14,7 @@
 #include "convgraph/optimizer/fusion_pass.hpp"
 #include "convgraph/optimizer/gpu_placement.hpp"
 #include "convgraph/optimizer/inplace_pass.hpp"
+#include "convgraph/optimizer/layout_pass.hpp"
 
 namespace convgraph {
 namespace {
@@ -213,6 +214,15 @@ void register_builtin_passes(PassDatabase& db) {
           "fuse connected elementwise subgraphs on the CPU (and a sum or mean ending one) into one "
           "generated kernel",
           [](FunctionGraph& g, const PassContext& ctx) { fuse_elementwise(g, ctx.config); }});
+  // Layouts kept across layers: after the epilogues and fusion, which decide what sits between
+  // two convolutions, and before in-place, which must see the final graph.
+  db.add({"layout",
+          96,
+          {"fast_run", "layout"},
+          "keep oneDNN's blocked layouts on the values passed between convolutions (directly or "
+          "through elementwise nodes), with a LayoutReorder where a reader needs the logical "
+          "order",
+          [](FunctionGraph& g, const PassContext& ctx) { choose_layouts(g, ctx.config); }});
   // Last: nothing may rewrite the graph after it, since merging or replacing nodes could give a
   // destroyed value a reader after its destroyer.
   db.add({"inplace",

@@ -6,18 +6,25 @@
 
 #include "convgraph/graph/op.hpp"
 #include "convgraph/graph/printing.hpp"
+#include "convgraph/runtime/layout.hpp"
 
 namespace convgraph {
 namespace {
 
 class DebugCheckedKernel final : public Kernel {
  public:
+  // INPUT_LAYOUTS and OUTPUT_LAYOUTS: the node's (runtime/layout.hpp). The reference computes in
+  // the logical order: blocked inputs are reordered for it, and its results into the node's
+  // output layouts before the comparison.
   DebugCheckedKernel(std::shared_ptr<const Kernel> kernel, std::shared_ptr<const Op> reference,
-                     std::string node_text, std::vector<DebugTolerance> tolerances)
+                     std::string node_text, std::vector<DebugTolerance> tolerances,
+                     std::vector<Layout> input_layouts, std::vector<Layout> output_layouts)
       : kernel_(std::move(kernel)),
         reference_(std::move(reference)),
         node_text_(std::move(node_text)),
-        tolerances_(std::move(tolerances)) {}
+        tolerances_(std::move(tolerances)),
+        input_layouts_(std::move(input_layouts)),
+        output_layouts_(std::move(output_layouts)) {}
 
   void run(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override {
     kernel_->run(inputs, outputs);
@@ -26,10 +33,20 @@ class DebugCheckedKernel final : public Kernel {
     // copies device outputs the same way).
     std::vector<Tensor> host_inputs;
     host_inputs.reserve(inputs.size());
-    for (const Tensor& t : inputs) {
-      host_inputs.push_back(t.defined() && !t.device().is_cpu() ? t.to(Device::cpu()) : t);
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const Tensor& t = inputs[i];
+      Tensor host = t.defined() && !t.device().is_cpu() ? t.to(Device::cpu()) : t;
+      if (i < input_layouts_.size() && input_layouts_[i] != Layout::logical && host.defined()) {
+        host = reorder_layout(host, input_layouts_[i], Layout::logical);
+      }
+      host_inputs.push_back(std::move(host));
     }
     reference_->perform(host_inputs, expected);
+    for (std::size_t k = 0; k < expected.size() && k < output_layouts_.size(); ++k) {
+      if (output_layouts_[k] != Layout::logical && expected[k].defined()) {
+        expected[k] = reorder_layout(expected[k], Layout::logical, output_layouts_[k]);
+      }
+    }
     for (std::size_t k = 0; k < outputs.size(); ++k) compare(k, outputs[k], expected[k]);
   }
 
@@ -91,6 +108,7 @@ class DebugCheckedKernel final : public Kernel {
   std::shared_ptr<const Op> reference_;
   std::string node_text_;
   std::vector<DebugTolerance> tolerances_;
+  std::vector<Layout> input_layouts_, output_layouts_;
 };
 
 }  // namespace
@@ -112,8 +130,12 @@ std::shared_ptr<const Kernel> debug_checked_kernel(std::shared_ptr<const Kernel>
     tolerances.push_back(debug_tolerance(out.type.dtype, config));
   Node& mutable_node = const_cast<Node&>(node);
   const std::string text = "the node:\n" + debugprint(mutable_node.outputs());
+  std::vector<Layout> input_layouts, output_layouts;
+  for (const Variable& in : node.inputs) input_layouts.push_back(in.type().layout);
+  for (const auto& out : node.output_data) output_layouts.push_back(out.type.layout);
   return std::make_shared<DebugCheckedKernel>(std::move(kernel), std::move(reference), text,
-                                              std::move(tolerances));
+                                              std::move(tolerances), std::move(input_layouts),
+                                              std::move(output_layouts));
 }
 
 }  // namespace convgraph

@@ -167,14 +167,16 @@ struct Argument {
 // What a kernel keeps per combination of input shapes, thread count, layout policy and epilogue.
 struct Compiled {
   Shape a, b, spatial;
+  OneDnnLayouts layouts;
   int threads = 0;
   OneDnnLayout layout = OneDnnLayout::automatic;
   ConvEpilogue epilogue;
   Problem problem;
   dnnl::primitive conv;
   Argument in_a, in_b, out;
-  // With a residual and a reordered output: the residual into the primitive's output layout,
-  // where the sum post-op adds it.
+  // With a residual: its layout, and the reorder into the primitive's output layout (where the
+  // sum post-op adds it) when the two differ; when they agree it is copied.
+  memory::desc residual_user;
   std::optional<dnnl::reorder> residual_in;
   memory::desc bias;              // the bias vector's, with a bias
   std::size_t scratch_bytes = 0;  // the largest scratchpad of the conv and the reorders
@@ -206,6 +208,31 @@ memory::desc with_tag(const memory::desc& plain, Tag tag) {
   return memory::desc(plain.dims(), memory::data_type::f32, tag);
 }
 
+// oneDNN's tag for a blocked LAYOUT of an activation (2-D or 3-D convolution).
+Tag blocked_tag(Layout layout, bool three_d) {
+  if (layout == Layout::blocked_c16) return three_d ? Tag::nCdhw16c : Tag::nChw16c;
+  return three_d ? Tag::nCdhw8c : Tag::nChw8c;
+}
+
+// The activation descriptor of USER_PLAIN's dims in LAYOUT: the plain one, or the blocked tag.
+memory::desc in_layout(const memory::desc& user_plain, Layout layout, bool three_d) {
+  return layout == Layout::logical ? user_plain
+                                   : with_tag(user_plain, blocked_tag(layout, three_d));
+}
+
+// Our Layout for an activation descriptor MD of logical shape SHAPE: logical for the plain
+// order, the blocked layout for oneDNN's nChw8c / nChw16c when the shape fits it unpadded,
+// std::nullopt for anything else.
+std::optional<Layout> layout_of(const memory::desc& md, const Shape& shape, bool three_d) {
+  const memory::desc plain(to_dims(shape), memory::data_type::f32,
+                           three_d ? Tag::ncdhw : Tag::nchw);
+  if (md == plain) return Layout::logical;
+  for (const Layout l : {Layout::blocked_c8, Layout::blocked_c16}) {
+    if (layout_fits(l, shape) && md == with_tag(plain, blocked_tag(l, three_d))) return l;
+  }
+  return std::nullopt;
+}
+
 std::string layout_name(const memory::desc& md) {
   const dnnl_memory_desc_t& d = md.data;
   if (d.format_kind != dnnl_blocked) return "?";
@@ -234,16 +261,26 @@ dnnl::primitive_attr epilogue_attr(const ConvEpilogue& epilogue) {
 // Creates the primitives for PR (EPILOGUE: the forward's). dnnl::error propagates to the caller,
 // which names the problem.
 std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem& pr,
-                                          OneDnnLayout layout, const ConvEpilogue& epilogue) {
+                                          OneDnnLayout layout, const ConvEpilogue& epilogue,
+                                          const OneDnnLayouts& layouts) {
   Runtime& rt = runtime();
   const bool three_d = pr.strides.size() == 3;
   const Tag act = three_d ? Tag::ncdhw : Tag::nchw;
-  const memory::desc src_user(to_dims(pr.image), memory::data_type::f32, act);
-  const memory::desc dst_user(to_dims(pr.output), memory::data_type::f32, act);
+  // The layouts the node was given for the primitive's source and destination (in a gradient,
+  // their gradients): those are the user's, bound to the primitive as they are.
+  const Layout src_layout = direction == ConvDirection::grad_inputs ? layouts.out : layouts.a;
+  const Layout dst_layout = direction == ConvDirection::forward ? layouts.out : layouts.b;
+  const memory::desc src_plain(to_dims(pr.image), memory::data_type::f32, act);
+  const memory::desc dst_plain(to_dims(pr.output), memory::data_type::f32, act);
+  const memory::desc src_user = in_layout(src_plain, src_layout, three_d);
+  const memory::desc dst_user = in_layout(dst_plain, dst_layout, three_d);
   const memory::desc wei_user = plain_weights(pr);
-  const bool plain = use_plain(direction, pr, layout);
-  const memory::desc src_md = plain ? src_user : with_tag(src_user, Tag::any);
-  const memory::desc dst_md = plain ? dst_user : with_tag(dst_user, Tag::any);
+  // A node given blocked layouts runs blocked whatever the policy says.
+  const bool plain = !layouts.any_blocked() && use_plain(direction, pr, layout);
+  const memory::desc src_md =
+      plain || src_layout != Layout::logical ? src_user : with_tag(src_user, Tag::any);
+  const memory::desc dst_md =
+      plain || dst_layout != Layout::logical ? dst_user : with_tag(dst_user, Tag::any);
   // The weights are small: letting oneDNN choose their layout costs little in either mode.
   const memory::desc wei_md = with_tag(wei_user, Tag::any);
 
@@ -266,6 +303,7 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   Compiled& c = *result;
   c.problem = pr;
   c.layout = layout;
+  c.layouts = layouts;
   c.epilogue = with_epilogue ? epilogue : ConvEpilogue{};
   if (c.epilogue.bias) c.bias = bias_md;
   memory::desc scratch;
@@ -318,10 +356,14 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   add_reorder(c.in_a, true);
   add_reorder(c.in_b, true);
   add_reorder(c.out, false);
-  if (c.epilogue.residual && c.out.reorder) {
-    const dnnl::reorder::primitive_desc pd(rt.engine, c.out.user, rt.engine, c.out.inner, attr);
-    c.scratch_bytes = std::max(c.scratch_bytes, pd.scratchpad_desc().get_size());
-    c.residual_in = dnnl::reorder(pd);
+  if (c.epilogue.residual) {
+    c.residual_user = in_layout(dst_plain, layouts.residual, three_d);
+    if (c.residual_user != c.out.inner) {
+      const dnnl::reorder::primitive_desc pd(rt.engine, c.residual_user, rt.engine, c.out.inner,
+                                             attr);
+      c.scratch_bytes = std::max(c.scratch_bytes, pd.scratchpad_desc().get_size());
+      c.residual_in = dnnl::reorder(pd);
+    }
   }
   // The activation whose layout says blocked or plain (the output, or for backward-weights the
   // image), and the weights.
@@ -367,11 +409,8 @@ std::int64_t spatial_size(const Shape& kernel) {
   return size;
 }
 
-// Copies FROM into TO (contiguous float32 tensors of one size), in parallel when large.
-void copy_floats(const Tensor& from, Tensor& to) {
-  const std::int64_t n = from.numel();
-  const float* src = from.data<float>();
-  float* dst = to.data<float>();
+// Copies N floats from SRC to DST, in parallel when large.
+void copy_floats(const float* src, float* dst, std::int64_t n) {
   const int threads = n >= kParallelFlip ? omp_get_max_threads() : 1;
   const std::int64_t chunk = std::int64_t{1} << 14;
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -464,11 +503,13 @@ void run_compiled(ConvDirection direction, bool flip, const Compiled& c, const T
   }
   // The sum post-op adds to what the output holds: the residual, in the primitive's layout.
   if (c.epilogue.residual) {
+    const memory target = out_inner ? *out_inner : out_user;
     if (c.residual_in) {
-      const memory residual(c.out.user, rt.engine, epilogue.residual.raw_data());
-      c.residual_in->execute(rt.stream, with_scratch(residual, *out_inner));
+      const memory residual(c.residual_user, rt.engine, epilogue.residual.raw_data());
+      c.residual_in->execute(rt.stream, with_scratch(residual, target));
     } else {
-      copy_floats(epilogue.residual, out);
+      copy_floats(epilogue.residual.data<float>(), static_cast<float*>(target.get_data_handle()),
+                  epilogue.residual.numel());
     }
   }
   c.conv.execute(rt.stream, args);
@@ -497,8 +538,40 @@ std::string problem_text(const Problem& pr, const ConvParams& p) {
 // scratchpad, so concurrent runs of one node are safe).
 class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
  public:
-  OneDnnConvKernel(std::string name, ConvDirection direction, ConvParams params)
-      : ConcreteConvKernel(std::move(name), direction, std::move(params), onednn_requirements()) {}
+  OneDnnConvKernel(std::string name, ConvDirection direction, ConvParams params,
+                   OneDnnLayouts layouts = {})
+      : ConcreteConvKernel(std::move(name), direction, std::move(params), onednn_requirements()),
+        layouts_(layouts) {}
+
+  // The activation layouts the primitive for these shapes picks (no layouts given).
+  OneDnnActivationLayouts activation_layouts(const Shape& a, const Shape& b,
+                                             const Shape& spatial) const {
+    const Problem pr = prepare(resolve(a, b, spatial));
+    const ScopedOmpThreads threads;
+    std::shared_ptr<const Compiled> c;
+    try {
+      c = compiled_for(pr, a, b, spatial, primitive_epilogue(pr));
+    } catch (const dnnl::error& e) {
+      throw_device_error(name(), "create", pr, params(), e);
+    }
+    const bool three_d = pr.strides.size() == 3;
+    OneDnnActivationLayouts out;
+    switch (direction()) {
+      case ConvDirection::forward:
+        out.a = layout_of(c->in_a.inner, pr.image, three_d);
+        out.out = layout_of(c->out.inner, pr.output, three_d);
+        break;
+      case ConvDirection::grad_inputs:
+        out.b = layout_of(c->in_b.inner, pr.output, three_d);
+        out.out = layout_of(c->out.inner, pr.image, three_d);
+        break;
+      case ConvDirection::grad_weights:
+        out.a = layout_of(c->in_a.inner, pr.image, three_d);
+        out.b = layout_of(c->in_b.inner, pr.output, three_d);
+        break;
+    }
+    return out;
+  }
 
   bool writes_given_outputs() const override { return true; }
 
@@ -570,7 +643,8 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
   // convolution (a 1x1 layer of ResNet-50 at N=8 took 2-3x as long with them): the kernel then
   // applies the epilogue itself, in one parallel pass over the output.
   ConvEpilogue primitive_epilogue(const Problem& pr) const {
-    return use_plain(direction(), pr, onednn_layout()) ? ConvEpilogue{} : epilogue();
+    return !layouts_.any_blocked() && use_plain(direction(), pr, onednn_layout()) ? ConvEpilogue{}
+                                                                                  : epilogue();
   }
 
   // Enough for a node run with a handful of batch sizes under two thread counts.
@@ -613,7 +687,8 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
       }
     }
     // Created under the lock: two threads meeting a new shape at once create it once.
-    const std::shared_ptr<Compiled> created = compile_problem(direction(), pr, layout, epilogue);
+    const std::shared_ptr<Compiled> created =
+        compile_problem(direction(), pr, layout, epilogue, layouts_);
     created->a = a;
     created->b = b;
     created->spatial = spatial;
@@ -623,6 +698,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     return created;
   }
 
+  OneDnnLayouts layouts_;
   mutable std::mutex mutex_;
   mutable std::vector<std::shared_ptr<const Compiled>> cache_;
 };
@@ -635,9 +711,6 @@ Tensor run_direction(ConvDirection direction, const ConvParams& params, const Te
 
 }  // namespace
 
-OneDnnConv::OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue)
-    : ConcreteConv(direction, std::move(params), epilogue) {}
-
 std::string OneDnnConv::name() const {
   return op_name(direction(), params().convdim);
 }
@@ -647,7 +720,7 @@ ConcreteConvRequirements OneDnnConv::requirements() const {
 }
 
 std::shared_ptr<ConcreteConvKernelBase> OneDnnConv::make_conv_kernel(std::string name) const {
-  return std::make_shared<OneDnnConvKernel>(std::move(name), direction(), params());
+  return std::make_shared<OneDnnConvKernel>(std::move(name), direction(), params(), layouts_);
 }
 
 Tensor onednn_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
@@ -715,6 +788,15 @@ std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Co
       "1x1 weight gradient over {} output positions per image: oneDNN's scratchpad holds about "
       "four copies of the weights per thread, CorrMM's GEMM is as fast without it",
       positions);
+}
+
+OneDnnActivationLayouts onednn_conv_activation_layouts(ConvDirection direction,
+                                                       const ConvParams& params,
+                                                       const ConvEpilogue& epilogue, const Shape& a,
+                                                       const Shape& b, const Shape& spatial) {
+  OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
+  kernel.set_epilogue(epilogue);
+  return kernel.activation_layouts(a, b, spatial);
 }
 
 ConvImplementationHooks onednn_conv_hooks() {

@@ -21,8 +21,29 @@
 #include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv_implementation.hpp"
+#include "convgraph/runtime/layout.hpp"
 
 namespace convgraph {
+
+// The memory layouts (runtime/layout.hpp) of a OneDnnConv node's activations, set by the layout
+// pass (optimizer/layout_pass.hpp) so that a blocked value passes from one convolution to the
+// next without the reorders to and from the logical order around each one. A blocked slot is
+// bound to the primitive directly; a logical one is reordered in or out as the primitive needs.
+// The slots a direction may block: forward the image (A), the residual and the output; gradient
+// with respect to the inputs the output gradient (B) and the result; gradient with respect to
+// the weights the image (A) and the output gradient (B). Weights are always logical.
+struct OneDnnLayouts {
+  Layout a = Layout::logical;
+  Layout b = Layout::logical;
+  Layout residual = Layout::logical;
+  Layout out = Layout::logical;
+
+  bool any_blocked() const;
+  // "a=nChw8c, out=nChw8c" (the blocked slots only; empty when none).
+  std::string str() const;
+  std::size_t hash() const;
+  bool operator==(const OneDnnLayouts&) const = default;
+};
 
 // Inputs by direction, as AbstractConv:
 //   forward:      (image, kernel)
@@ -34,7 +55,17 @@ class OneDnnConv final : public ConcreteConv {
  public:
   // EPILOGUE (forward only): the primitive's bias argument, a sum post-op for the residual and an
   // eltwise_relu post-op where it works in blocked layouts; one pass after it on plain ones.
-  OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue = {});
+  // LAYOUTS: blocked slots the direction does not have are a ValueError.
+  OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue = {},
+             OneDnnLayouts layouts = {});
+
+  const OneDnnLayouts& layouts() const { return layouts_; }
+  // This node with other LAYOUTS.
+  std::shared_ptr<OneDnnConv> with_layouts(OneDnnLayouts layouts) const;
+  // The input index of each slot: A is 0, B is 1, the residual 2 or 3 (after the bias); -1 for
+  // an input that is not an activation (weights, bias, shape).
+  Layout input_layout(int i) const override;
+  Layout output_layout() const override { return layouts_.out; }
 
   // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...
   std::string name() const override;
@@ -46,7 +77,26 @@ class OneDnnConv final : public ConcreteConv {
   // A kernel that caches its oneDNN primitives per input shape; when the node's shapes are
   // static, the primitives for them are created when it is made, at compile time.
   std::shared_ptr<ConcreteConvKernelBase> make_conv_kernel(std::string name) const override;
+  bool same_options(const ConcreteConv& other) const override;
+  std::size_t options_hash() const override;
+  std::string options_str() const override;
+
+ private:
+  OneDnnLayouts layouts_;
 };
+
+// The layouts the primitive of DIRECTION picks for its activations on these input shapes under
+// the process-wide policy (set_onednn_layout), with no layout given: logical where it reads or
+// writes the plain order, a blocked Layout where it uses oneDNN's nChw8c / nChw16c (nCdhw... in
+// 3-D) and the shape fits it without padding (layout_fits), std::nullopt for any other order.
+// The layout pass asks it which neighbouring convolutions agree. Throws as the kernel would.
+struct OneDnnActivationLayouts {
+  std::optional<Layout> a, b, out;
+};
+OneDnnActivationLayouts onednn_conv_activation_layouts(ConvDirection direction,
+                                                       const ConvParams& params,
+                                                       const ConvEpilogue& epilogue, const Shape& a,
+                                                       const Shape& b, const Shape& spatial = {});
 
 // The computations on tensors, with the same checks, results and errors as the reference_conv_*
 // functions of abstract_conv.hpp (plus UnsupportedError for float16 / float64 / unshared, and

@@ -467,7 +467,9 @@ std::vector<TensorType> Elemwise::make_outputs(const std::vector<Variable>& inpu
         "these; make it with Elemwise::for_inputs or the builder functions",
         label));
   }
-  return {TensorType(out_dtype, broadcast_static(scalar_op_, inputs), inputs[0].type().device)};
+  TensorType out(out_dtype, broadcast_static(scalar_op_, inputs), inputs[0].type().device);
+  out.layout = elementwise_layout(inputs, out.dims, label);
+  return {out};
 }
 
 std::vector<ShapeDims> Elemwise::infer_shape(const Node& node,

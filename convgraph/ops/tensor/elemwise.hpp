@@ -121,6 +121,9 @@ class Elemwise : public Op, public InplaceCapable {
   // output's dtype and shape and is contiguous, and replaced otherwise.
   void perform(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) const override;
   bool writes_given_outputs() const override { return true; }
+  // Inputs in one blocked layout, of the result's shape (or single elements), give a result in
+  // that layout (elementwise_layout in graph/variable.hpp).
+  bool understands_layouts() const override { return true; }
 
   std::vector<std::pair<int, int>> inplace_candidates(const Node& node) const override;
   std::shared_ptr<const Op> with_inplace(int output, int input) const override;

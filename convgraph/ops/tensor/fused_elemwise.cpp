@@ -367,6 +367,21 @@ std::vector<TensorType> FusedElemwise::make_outputs(const std::vector<Variable>&
     }
     types.emplace_back(ir_.output_dtype(k), out_dims);
   }
+  // Blocked operands are taken as they are when no output is reduced (the loop then visits
+  // every element once, in any order).
+  if (!ir_.has_reduction()) {
+    const Layout layout = elementwise_layout(inputs, dims, str());
+    for (TensorType& t : types) t.layout = layout;
+  } else {
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i].type().layout != Layout::logical) {
+        throw TypeError(fmt::format(
+            "{}: input {} ({}) is in layout {}; a reduction reads the "
+            "logical order",
+            str(), i, inputs[i].label(), layout_name(inputs[i].type().layout, inputs[i].ndim())));
+      }
+    }
+  }
   return types;
 }
 

@@ -90,7 +90,10 @@ class FusedElemwise final : public KernelOp, public InplaceCapable {
   // Equal IR text (the cache key of the generated code) and back end.
   bool equals(const Op& other) const override;
   std::size_t hash() const override;
+  // Without a reduction, inputs in one blocked layout give outputs in that layout, as Elemwise
+  // (a reduction reads logical inputs only).
   std::vector<TensorType> make_outputs(const std::vector<Variable>& inputs) const override;
+  bool understands_layouts() const override { return true; }
   std::vector<ShapeDims> infer_shape(const Node& node,
                                      const std::vector<ShapeDims>& input_shapes) const override;
   // Fused nodes are made by the fusion pass inside compile(), after gradients were built: they
