@@ -11,36 +11,6 @@
 namespace convgraph {
 namespace {
 
-// Copies the elements of one (channel block, image) pair: BLOCK rows of POSITIONS elements in
-// the logical order against POSITIONS rows of BLOCK elements in the blocked one. TO_BLOCKED says
-// which way. Elements are moved as whole words of their size.
-template <typename Word>
-void move_block(const Word* src, Word* dst, std::int64_t block, std::int64_t positions,
-                bool to_blocked) {
-  if (to_blocked) {
-    for (std::int64_t s = 0; s < positions; ++s) {
-      for (std::int64_t j = 0; j < block; ++j) dst[s * block + j] = src[j * positions + s];
-    }
-  } else {
-    for (std::int64_t j = 0; j < block; ++j) {
-      for (std::int64_t s = 0; s < positions; ++s) dst[j * positions + s] = src[s * block + j];
-    }
-  }
-}
-
-template <typename Word>
-void move_all(const void* src, void* dst, std::int64_t groups, std::int64_t block,
-              std::int64_t positions, bool to_blocked) {
-  const auto* from = static_cast<const Word*>(src);
-  auto* to = static_cast<Word*>(dst);
-  const std::int64_t group_size = block * positions;
-  const int threads = groups * group_size >= (std::int64_t{1} << 15) ? cpu_threads() : 1;
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (std::int64_t g = 0; g < groups; ++g) {
-    move_block(from + g * group_size, to + g * group_size, block, positions, to_blocked);
-  }
-}
-
 void check_fits(Layout layout, const Shape& shape, const char* which) {
   if (!layout_fits(layout, shape)) {
     throw ValueError(fmt::format(
@@ -105,28 +75,23 @@ Tensor reorder_layout(const Tensor& value, Layout from, Layout to, const Tensor&
   if (from != Layout::logical && to != Layout::logical) {
     return reorder_layout(reorder_layout(src, from, Layout::logical), Layout::logical, to, given);
   }
+  // The logical order is [N, C / block, block, positions], the blocked one [N, C / block,
+  // positions, block]: a reorder is a copy through a view with the last two axes swapped.
   const bool to_blocked = from == Layout::logical;
   const std::int64_t block = layout_block(to_blocked ? to : from);
   const Shape& shape = value.shape();
   std::int64_t positions = 1;
   for (std::size_t a = 2; a < shape.size(); ++a) positions *= shape[a];
+  const Shape grouped{shape[0], shape[1] / block, block, positions};
+  const Shape blocked{shape[0], shape[1] / block, positions, block};
+  const Tensor source = src.reshape(to_blocked ? grouped : blocked).permute({0, 1, 3, 2});
+  const Tensor target = out.reshape(to_blocked ? blocked : grouped);
   const std::int64_t groups = shape[0] * (shape[1] / block);
-  switch (dtype_size(value.dtype())) {
-    case 1:
-      move_all<std::uint8_t>(src.raw_data(), out.raw_data(), groups, block, positions, to_blocked);
-      break;
-    case 2:
-      move_all<std::uint16_t>(src.raw_data(), out.raw_data(), groups, block, positions, to_blocked);
-      break;
-    case 4:
-      move_all<std::uint32_t>(src.raw_data(), out.raw_data(), groups, block, positions, to_blocked);
-      break;
-    case 8:
-      move_all<std::uint64_t>(src.raw_data(), out.raw_data(), groups, block, positions, to_blocked);
-      break;
-    default:
-      throw UnsupportedError(fmt::format("reorder_layout: elements of {} bytes ({})",
-                                         dtype_size(value.dtype()), dtype_name(value.dtype())));
+  const int threads = out.numel() >= (std::int64_t{1} << 15) ? cpu_threads() : 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const std::int64_t n = g / grouped[1], c = g % grouped[1];
+    target.select(0, n).select(0, c).copy_from(source.select(0, n).select(0, c));
   }
   return out;
 }
