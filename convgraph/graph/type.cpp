@@ -27,6 +27,16 @@ void check_static_shape(const StaticShape& dims, const std::string& who) {
   }
 }
 
+std::optional<Shape> known_shape(const StaticShape& dims) {
+  Shape shape;
+  shape.reserve(dims.size());
+  for (const StaticDim& d : dims) {
+    if (!d) return std::nullopt;
+    shape.push_back(*d);
+  }
+  return shape;
+}
+
 TensorType TensorType::of(const Tensor& value) {
   StaticShape dims(value.shape().begin(), value.shape().end());
   return TensorType(value.dtype(), std::move(dims), value.device());

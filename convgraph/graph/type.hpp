@@ -55,6 +55,9 @@ struct TensorType {
 
 std::string static_shape_str(const StaticShape& dims);
 
+// The shape when every dim of DIMS is known, else nothing.
+std::optional<Shape> known_shape(const StaticShape& dims);
+
 // Static dims are sizes: known ones must be >= 0. Throws ValueError naming WHO (e.g. "tensor
 // 'x'"), the dim's index and its value otherwise.
 void check_static_shape(const StaticShape& dims, const std::string& who);

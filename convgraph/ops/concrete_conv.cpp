@@ -189,17 +189,9 @@ std::string ConcreteConv::kernel_name(const Node& node) const {
 }
 
 std::optional<ConcreteConv::StaticShapes> ConcreteConv::static_shapes(const Node& node) const {
-  auto known = [](const TensorType& type) -> std::optional<Shape> {
-    Shape shape;
-    for (const StaticDim& d : type.dims) {
-      if (!d) return std::nullopt;
-      shape.push_back(*d);
-    }
-    return shape;
-  };
   if (node.inputs.size() < 2) return std::nullopt;
-  const std::optional<Shape> a = known(node.inputs[0].type());
-  const std::optional<Shape> b = known(node.inputs[1].type());
+  const std::optional<Shape> a = known_shape(node.inputs[0].type().dims);
+  const std::optional<Shape> b = known_shape(node.inputs[1].type().dims);
   if (!a || !b) return std::nullopt;
   StaticShapes shapes{*a, *b, {}};
   if (direction_ != ConvDirection::forward) {

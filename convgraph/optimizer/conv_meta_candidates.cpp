@@ -27,15 +27,6 @@ StaticShape merged(const StaticShape& dims, const StaticShape& hint) {
   return out;
 }
 
-std::optional<Shape> known(const StaticShape& dims) {
-  Shape shape;
-  for (const StaticDim& d : dims) {
-    if (!d) return std::nullopt;
-    shape.push_back(*d);
-  }
-  return shape;
-}
-
 StaticShape as_static(const Shape& shape) {
   return StaticShape(shape.begin(), shape.end());
 }
@@ -61,7 +52,7 @@ std::optional<ProblemShapes> resolve_shapes_impl(const Node& node, const Abstrac
   int unknown = 0, total = 2;
   std::vector<std::string> missing;
   auto need = [&](const char* what, const StaticShape& dims, Shape& into) {
-    if (auto k = known(dims)) {
+    if (auto k = known_shape(dims)) {
       into = *k;
     } else {
       ++unknown;
@@ -121,7 +112,7 @@ std::optional<ProblemShapes> resolve_shapes_impl(const Node& node, const Abstrac
         fmt::format("{} of {} input shapes unknown ({})", unknown, total, fmt::join(missing, ", "));
     return std::nullopt;
   }
-  auto output = known(out);
+  auto output = known_shape(out);
   if (!output) {
     *why_not = fmt::format("the output shape {} cannot be inferred", static_shape_str(out));
     return std::nullopt;

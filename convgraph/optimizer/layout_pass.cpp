@@ -24,15 +24,6 @@ namespace convgraph {
 #if CONVGRAPH_HAVE_ONEDNN
 namespace {
 
-std::optional<Shape> static_shape(const TensorType& type) {
-  Shape shape;
-  for (const StaticDim& d : type.dims) {
-    if (!d) return std::nullopt;
-    shape.push_back(*d);
-  }
-  return shape;
-}
-
 // One element whatever the order: a scalar, or a tensor whose static dims are all 1.
 bool single_element(const TensorType& type) {
   for (const StaticDim& d : type.dims) {
@@ -57,8 +48,8 @@ struct ConvInfo {
 
 std::optional<ConvInfo> conv_info(const Node& node, const OneDnnConv& conv) {
   if (conv.layouts().any_blocked() || node.inputs.size() < 2) return std::nullopt;
-  const std::optional<Shape> a = static_shape(node.inputs[0].type());
-  const std::optional<Shape> b = static_shape(node.inputs[1].type());
+  const std::optional<Shape> a = known_shape(node.inputs[0].type().dims);
+  const std::optional<Shape> b = known_shape(node.inputs[1].type().dims);
   if (!a || !b || !node.inputs[0].type().device.is_cpu()) return std::nullopt;
   Shape spatial;
   if (conv.direction() != ConvDirection::forward) {
@@ -157,7 +148,7 @@ class LayoutChooser {
   std::optional<Layout> elementwise_layout(const Node& node) const {
     std::optional<Shape> shape;
     for (const VariableData& out : node.output_data) {
-      const std::optional<Shape> s = static_shape(out.type);
+      const std::optional<Shape> s = known_shape(out.type.dims);
       if (!s || (shape && *s != *shape) || !out.type.device.is_cpu()) return std::nullopt;
       shape = s;
     }
@@ -169,7 +160,7 @@ class LayoutChooser {
         if (single_element(in.type())) continue;
         return std::nullopt;
       }
-      if ((layout && *layout != it->second) || static_shape(in.type()) != shape) {
+      if ((layout && *layout != it->second) || known_shape(in.type().dims) != shape) {
         return std::nullopt;
       }
       layout = it->second;

@@ -44,15 +44,6 @@ std::vector<Shape> shapes_of(const std::vector<Tensor>& inputs) {
   return shapes;
 }
 
-std::optional<Shape> static_shape(const ValueSpec& spec) {
-  Shape shape;
-  for (const auto& d : spec.dims) {
-    if (!d) return std::nullopt;
-    shape.push_back(*d);
-  }
-  return shape;
-}
-
 // What the plan's static types say of every value and workspace, when they say it all: then
 // the memory plan is made at compile time. KEY receives the input shapes.
 std::optional<MemoryPlanInput> static_plan_input(const Plan& plan, std::vector<Shape>& key) {
@@ -63,7 +54,7 @@ std::optional<MemoryPlanInput> static_plan_input(const Plan& plan, std::vector<S
   std::vector<DType> dtypes(static_cast<std::size_t>(plan.num_slots), DType::float32);
   key.clear();
   for (std::size_t i = 0; i < plan.input_slots.size(); ++i) {
-    auto shape = static_shape(plan.input_specs[i]);
+    auto shape = known_shape(plan.input_specs[i].dims);
     if (!shape) return std::nullopt;
     key.push_back(*shape);
     const auto slot = static_cast<std::size_t>(plan.input_slots[i]);
@@ -88,7 +79,7 @@ std::optional<MemoryPlanInput> static_plan_input(const Plan& plan, std::vector<S
     in.workspaces.push_back(step.kernel->workspace_bytes(input_shapes, input_dtypes));
     if (!in.workspaces.back()) return std::nullopt;
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
-      auto shape = static_shape(step.output_specs[k]);
+      auto shape = known_shape(step.output_specs[k].dims);
       if (!shape) return std::nullopt;
       const auto slot = static_cast<std::size_t>(step.outputs[k]);
       in.shapes[slot] = std::move(shape);
@@ -113,7 +104,7 @@ MemoryPlanInput observed_plan_input(const Plan& plan, MemoryPlanInput observed) 
     for (std::size_t k = 0; k < step.outputs.size(); ++k) {
       const bool follows = k < step.shape_follows_inputs.size() && step.shape_follows_inputs[k];
       determined[static_cast<std::size_t>(step.outputs[k])] =
-          static_shape(step.output_specs[k]).has_value() || (inputs_known && follows);
+          known_shape(step.output_specs[k].dims).has_value() || (inputs_known && follows);
     }
   }
   observed.varies.resize(determined.size());
