@@ -140,19 +140,34 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 on the CPU, shared kernels;
 // declines everything under dnn.enabled=False; every epilogue on the forward. Its prefers hook
-// (onednn_not_preferred) leaves the weight gradients of small 1x1 layers to CorrMM.
+// (onednn_not_preferred) leaves some 1x1 weight and input gradients to CorrMM.
 ConvImplementationHooks onednn_conv_hooks();
 
 // Why the default lowering leaves SIGNATURE to the passes after conv_dnn, or std::nullopt where
-// oneDNN is used. Not preferred: the weight gradient of a 2-D 1x1 convolution (one group, no
-// padding, no dilation, any stride) with at most kOneDnnSmall1x1Positions output positions per
-// image (ResNet's 7x7 stage). oneDNN runs it as im2col + GEMM with a scratchpad of about four
-// copies of the weights per thread (32 MiB for a 2048 x 512 layer on two threads, 64 MiB for the
-// strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
-// im2col + GEMM measured as fast there, with one copy of the weights for the second thread.
+// oneDNN is used. Only 2-D 1x1 convolutions (one group, no padding, no dilation, any stride) are
+// left, in two cases:
+// - the weight gradient with at most kOneDnnSmall1x1Positions output positions per image
+//   (ResNet's 7x7 stage). oneDNN runs it as im2col + GEMM with a scratchpad of about four copies
+//   of the weights per thread (32 MiB for a 2048 x 512 layer on two threads, 64 MiB for the
+//   strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
+//   im2col + GEMM measured as fast there, with one copy of the weights for the second thread.
+// - without AVX-512 (oneDNN's ISA on this CPU; AVX2 hosts), the input gradient of an image of at
+//   least kOneDnnAvx2Wide1x1Channels channels or over at most kOneDnnSmall1x1Positions output
+//   positions. oneDNN picks its GEMM-based kernel (x64:gemm:jit) for these and, on a 2-core AVX2
+//   Zen 3 with ResNet-50's layers at batch 8, ran them at 38-58 GFLOP/s (1024 channels at 14x14,
+//   the strided 1024 -> 2048 layer, 2048 and 512 channels at 7x7) where CorrMM ran 60-90; below
+//   1024 channels with more positions oneDNN was as fast or faster (104-139). AVX-512 hosts were
+//   not measured: oneDNN keeps them.
 inline constexpr std::int64_t kOneDnnSmall1x1Positions = 7 * 7;
+inline constexpr std::int64_t kOneDnnAvx2Wide1x1Channels = 1024;
 // Under CONFIG's optimizer_excluding naming conv_gemm or corrmm, oneDNN is preferred everywhere.
+// The first form asks onednn_runs_avx512(); the second is told AVX512 (for tests).
 std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
                                                 const Config& config);
+std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
+                                                const Config& config, bool avx512);
+
+// Whether oneDNN runs AVX-512 code (avx512_core or later) on this CPU.
+bool onednn_runs_avx512();
 
 }  // namespace convgraph

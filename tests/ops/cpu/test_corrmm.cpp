@@ -230,6 +230,33 @@ TEST_CASE("CorrMM with the default thresholds: line blocks and multi-image GEMMs
   }
 }
 
+TEST_CASE("CorrMM 1x1 kernels: several images per GEMM at strides 1 and 2, odd sizes, batch 1",
+          "[corrmm]") {
+  // With the default thresholds, images of fewer than 256 output positions share a GEMM: at
+  // stride 1 the input gradient then copies each image's columns out whole, at stride 2 it
+  // scatters them into the even positions of a zeroed image. Batches of 1 and 5 (uneven shares),
+  // odd sizes, float32 and float64, 1 to 3 threads (the 64-channel problems of 5 images are
+  // large enough to be shared between threads).
+  for (const char* flags : {"threads=1", "threads=2", "threads=3"}) {
+    INFO(flags);
+    const ScopedTuning tuning(CorrGemmTuning{}, flags);
+    const ConvParams s1 = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);
+    const ConvParams s2 = make_conv_params(2, "valid", {2, 2}, true, {1, 1}, 1);
+    std::uint64_t seed = 1200;
+    for (DType dtype : {DType::float32, DType::float64}) {
+      for (std::int64_t batch : {1, 5}) {
+        check_problem(s1, {batch, 64, 7, 7}, {48, 64, 1, 1}, dtype, seed++);
+        check_problem(s1, {batch, 19, 5, 9}, {33, 19, 1, 1}, dtype, seed++);
+        check_problem(s2, {batch, 64, 14, 14}, {48, 64, 1, 1}, dtype, seed++);
+        check_problem(s2, {batch, 19, 13, 11}, {33, 19, 1, 1}, dtype, seed++);
+        // Two groups: each group's rows of the column matrix are copied out as they are.
+        const ConvParams grouped = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 2);
+        check_problem(grouped, {batch, 12, 6, 5}, {10, 6, 1, 1}, dtype, seed++);
+      }
+    }
+  }
+}
+
 TEST_CASE("CorrMM empty problems give zeros, like the reference", "[corrmm]") {
   const ConvParams p = make_conv_params(2, "full", {1, 2}, true, {1, 1}, 1);
   const ConvParams g = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 2);

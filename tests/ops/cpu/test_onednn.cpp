@@ -729,13 +729,17 @@ TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[
     return Lowered{compile({x, w}, {y, g[0], g[1]}, options), {y, g[0], g[1]}};
   };
   // 7x7 output positions: the weight gradient goes to CorrMM (stride 1, and stride 2 from
-  // 14x14); the forward and the input gradient stay with oneDNN.
+  // 14x14); the forward stays with oneDNN, the input gradient too where oneDNN runs AVX-512
+  // (without it, over so few positions, the input gradient goes to CorrMM as well).
+  const bool avx512 = onednn_runs_avx512();
   for (const auto& [size, stride] : {std::pair<std::int64_t, std::int64_t>{7, 1}, {14, 2}}) {
     const Lowered l = lower(size, stride, "");
-    INFO("size " << size << ", stride " << stride << "\n" << l.f.str());
+    INFO("size " << size << ", stride " << stride << ", AVX-512 " << avx512 << "\n" << l.f.str());
     CHECK(count_ops(l.f, "CorrMM_gradWeights") == 1);
     CHECK(count_ops(l.f, "OneDnnConv2d_gradWeights") == 0);
-    CHECK(count_ops(l.f, "OneDnnConv2d_gradInputs") == 1);
+    CHECK(count_ops(l.f, "OneDnnConv2d") == 1);
+    CHECK(count_ops(l.f, "OneDnnConv2d_gradInputs") == (avx512 ? 1 : 0));
+    CHECK(count_ops(l.f, "CorrMM_gradInputs") == (avx512 ? 0 : 1));
     // Its results are the reference's.
     const Tensor image = random_tensor(f32, {2, 16, size, size}, 31);
     const Tensor kernel = random_tensor(f32, {24, 16, 1, 1}, 32);
@@ -744,11 +748,13 @@ TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[
     const Tensor top = twice(reference_conv_forward(p, image, kernel));
     require_close(out[2], reference_conv_grad_weights(p, image, top, {1, 1}), 100);
   }
-  // More positions, or a larger kernel: oneDNN keeps it.
+  // More positions, or a larger kernel: oneDNN keeps it (the input gradient too: 16 channels).
   CHECK(count_ops(lower(8, 1, "").f, "OneDnnConv2d_gradWeights") == 1);
+  CHECK(count_ops(lower(8, 1, "").f, "OneDnnConv2d_gradInputs") == 1);
   // CorrMM excluded: oneDNN takes it rather than nobody.
   CHECK(count_ops(lower(7, 1, "optimizer_excluding=conv_gemm").f, "OneDnnConv2d_gradWeights") == 1);
   CHECK(count_ops(lower(7, 1, "optimizer_excluding=corrmm").f, "OneDnnConv2d_gradWeights") == 1);
+  CHECK(count_ops(lower(7, 1, "optimizer_excluding=corrmm").f, "OneDnnConv2d_gradInputs") == 1);
   // The hook says why.
   const Variable x = tensor("x", f32, {2, 16, 7, 7});
   const Variable w = tensor("w", f32, {24, 16, 1, 1});
@@ -766,6 +772,45 @@ TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[
   Config no_corrmm = global_config();
   no_corrmm.apply("optimizer_excluding=conv_gemm");
   CHECK_FALSE(onednn_not_preferred(s, no_corrmm).has_value());
+}
+
+TEST_CASE(
+    "Without AVX-512, oneDNN leaves the input gradients of wide or small 1x1 layers to CorrMM",
+    "[onednn]") {
+  // The hook on the input gradient of a 1x1 (or KSIZE) convolution of CHANNELS -> FILTERS on a
+  // SIZE x SIZE image at STRIDE, told whether oneDNN runs AVX-512.
+  auto why = [](std::int64_t channels, std::int64_t filters, std::int64_t size, std::int64_t stride,
+                std::int64_t ksize, bool avx512, const std::string& flags) {
+    const Variable x = tensor("x", f32, {8, channels, size, size});
+    const Variable w = tensor("w", f32, {filters, channels, ksize, ksize});
+    const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
+    const Variable gx = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{x})[0];
+    const FunctionGraph graph({x, w}, {gx});
+    Node* node = nullptr;
+    for (Node* n : graph.toposort()) {
+      if (n->op->name() == "AbstractConv2d_gradInputs") node = n;
+    }
+    REQUIRE(node != nullptr);
+    Config config = global_config();
+    if (!flags.empty()) config.apply(flags);
+    return onednn_not_preferred(ConvSignature::of(*node), config, avx512);
+  };
+  // ResNet-50's layers that measured faster on CorrMM: 1024 channels at 14x14, the strided
+  // 1024 -> 2048 one, 512 and 2048 channels at 7x7.
+  CHECK(contains(why(1024, 256, 14, 1, 1, false, "").value_or(""),
+                 "1x1 input gradient of 1024 channels over 196 output positions"));
+  CHECK(why(1024, 2048, 14, 2, 1, false, "").has_value());
+  CHECK(why(512, 2048, 7, 1, 1, false, "").has_value());
+  CHECK(why(2048, 512, 7, 1, 1, false, "").has_value());
+  // Fewer channels over more positions: oneDNN keeps them.
+  CHECK_FALSE(why(256, 1024, 14, 1, 1, false, "").has_value());
+  CHECK_FALSE(why(512, 1024, 28, 2, 1, false, "").has_value());
+  CHECK_FALSE(why(1023, 256, 8, 1, 1, false, "").has_value());
+  // AVX-512, a 3x3 kernel, or CorrMM excluded: oneDNN keeps every one.
+  CHECK_FALSE(why(1024, 256, 14, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(2048, 512, 7, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(1024, 256, 14, 1, 3, false, "").has_value());
+  CHECK_FALSE(why(1024, 256, 14, 1, 1, false, "optimizer_excluding=corrmm").has_value());
 }
 
 #else  // !CONVGRAPH_HAVE_ONEDNN
