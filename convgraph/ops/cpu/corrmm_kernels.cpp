@@ -504,6 +504,32 @@ void gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* topgrad
   }
 }
 
+// A 1x1 kernel without padding at a stride above 1 (the pointwise path takes stride 1): output
+// (z, y, x) reads image element (z sz, y sy, x sx) and nothing else.
+bool strided_1x1(const CorrGeometry& geo) {
+  for (std::size_t a = 0; a < 3; ++a) {
+    if (geo.kernel[a] != 1 || geo.pad_before[a] != 0 || geo.pad_after[a] != 0) return false;
+  }
+  return !geo.pointwise();
+}
+
+// PLANE (one channel of one image's gradient) <- SRC (that channel's output positions, in
+// order) at the image positions the outputs read, zeros everywhere else; each row written once.
+template <typename T>
+void scatter_1x1(const CorrGeometry& geo, const T* src, T* plane) {
+  const std::int64_t rows = geo.image[0] * geo.image[1], w = geo.image[2];
+  const std::int64_t sz = geo.stride[0], sy = geo.stride[1], sx = geo.stride[2];
+  const std::int64_t oh = geo.output[1], ow = geo.output[2];
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T* row = plane + r * w;
+    std::memset(static_cast<void*>(row), 0, static_cast<std::size_t>(w) * sizeof(T));
+    const std::int64_t z = r / geo.image[1], y = r - z * geo.image[1];
+    if (z % sz != 0 || y % sy != 0 || z / sz >= geo.output[0] || y / sy >= oh) continue;
+    const T* line = src + ((z / sz) * oh + y / sy) * ow;
+    for (std::int64_t x = 0; x < ow; ++x) row[x * sx] = line[x];
+  }
+}
+
 template <typename T>
 void gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
@@ -569,6 +595,20 @@ void gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad
                           static_cast<std::size_t>(positions) * sizeof(T));
             }
           });
+      return;
+    }
+    if (strided_1x1(geo) && block.line_begin == 0 && block.line_end == geo.lines()) {
+      // Whole images of a strided 1x1 kernel: each plane written once, zeros between the
+      // outputs' positions (col2im would zero it, then add one short output line at a time).
+      parallel_range(threads, geo.channels * block.images,
+                     [&](std::int64_t begin, std::int64_t end) {
+                       for (std::int64_t i = begin; i < end; ++i) {
+                         const std::int64_t b = i / geo.channels;
+                         const std::int64_t c = i - b * geo.channels;
+                         scatter_1x1(geo, col + c * n + b * per_image,
+                                     dimage + b * image_stride + c * geo.image_size());
+                       }
+                     });
       return;
     }
     // The first line block of an image zeroes it; the same thread adds the later ones.
