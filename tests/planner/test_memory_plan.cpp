@@ -335,10 +335,11 @@ TEST_CASE("memory plan: updates stay in the arena and are copied into the variab
   }
 }
 
-TEST_CASE("memory plan: CorrMM's weight gradient takes its workspace from the arena",
+TEST_CASE("memory plan: CorrMM's weight and input gradients take their workspaces from the arena",
           "[memory_plan]") {
   // A 1x1 layer over 7x7 positions (CorrMM groups images into one GEMM and, on two threads, keeps
-  // partial sums for the second) and a 3x3 one.
+  // partial sums for the second) and a 3x3 one; the input gradients (of both, the image's too)
+  // stage their multi-image GEMMs in workspaces.
   for (const char* threads : {"threads=1", "threads=2"}) {
     CAPTURE(threads);
     SharedVariable w1 = shared("w1", random_tensor(DType::float32, {96, 64, 1, 1}, 8, -0.1, 0.1));
@@ -346,11 +347,11 @@ TEST_CASE("memory plan: CorrMM's weight gradient takes its workspace from the ar
     Variable x = tensor("x", DType::float32, {8, 64, 7, 7});
     Variable y = conv2d(relu(conv2d(x, w1)), w3, {.border_mode = "half"});
     Variable loss = mean(y * y);
-    const std::vector<Variable> g = grad(loss, {w1, w3});
+    const std::vector<Variable> g = grad(loss, {w1, w3, x});
     std::vector<Tensor> results[2];
     for (int plan = 0; plan < 2; ++plan) {
       Function step = compile_with(
-          {x}, {loss, g[0], g[1]},
+          {x}, {loss, g[0], g[1], g[2]},
           std::string(threads) + ",conv.impl=corrmm" + (plan == 0 ? ",memory_plan=False" : ""));
       results[plan] = step({random_tensor(DType::float32, {8, 64, 7, 7}, 70)});
       if (plan == 0) continue;
@@ -359,15 +360,20 @@ TEST_CASE("memory plan: CorrMM's weight gradient takes its workspace from the ar
       check_placement(*mp);
       const std::string text = step.memory_plan_str();
       INFO(text);
-      // Each weight gradient's step has a workspace in the arena.
-      int gradient_workspaces = 0;
+      // Each weight and input gradient's step has a workspace in the arena.
+      int weight_workspaces = 0, input_workspaces = 0;
       for (std::size_t i = 0; i < step.plan().steps.size(); ++i) {
-        if (step.plan().steps[i].label.rfind("CorrMM_gradWeights", 0) != 0) continue;
+        const std::string& label = step.plan().steps[i].label;
+        const bool weights = label.rfind("CorrMM_gradWeights", 0) == 0;
+        const bool inputs = label.rfind("CorrMM_gradInputs", 0) == 0;
+        if (!weights && !inputs) continue;
+        INFO(label);
         CHECK(mp->workspace_block[i] >= 0);
         CHECK(mp->workspace_bytes[i] > 0);
-        ++gradient_workspaces;
+        ++(weights ? weight_workspaces : input_workspaces);
       }
-      CHECK(gradient_workspaces == 2);
+      CHECK(weight_workspaces == 2);
+      CHECK(input_workspaces == 2);
       for (int call = 0; call < 2; ++call) {
         step({random_tensor(DType::float32, {8, 64, 7, 7}, 71 + call)});
         CHECK(step.last_plan_misses() == 0);

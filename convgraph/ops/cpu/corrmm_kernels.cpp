@@ -533,7 +533,7 @@ void scatter_1x1(const CorrGeometry& geo, const T* src, T* plane) {
 template <typename T>
 void gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
   const Blocking bl = plan_blocks(geo, sizeof(T));
-  const ColumnWorkspace<T> ws(geo, bl, 0);
+  const ColumnWorkspace<T> ws(geo, bl, 0, /*from_step=*/true);
   const std::int64_t positions = geo.positions();
   const std::int64_t image_stride = geo.channels * geo.image_size();
   const std::int64_t mg = geo.filters_per_group, k = geo.group_rows();
@@ -677,6 +677,14 @@ std::int64_t corr_gemm_grad_weights_workspace_bytes(const CorrGeometry& geo) {
 }
 
 template <typename T>
+std::int64_t corr_gemm_grad_inputs_workspace_bytes(const CorrGeometry& geo) {
+  if (direct_conv_applies(geo)) return 0;
+  const Blocking bl = plan_blocks(geo, sizeof(T));
+  const std::int64_t elements = ColumnWorkspace<T>::elements_for(geo, bl, 0);
+  return elements > 0 ? workspace_piece_bytes(elements * static_cast<std::int64_t>(sizeof(T))) : 0;
+}
+
+template <typename T>
 void corr_gemm_grad_inputs(const CorrGeometry& geo, const T* kernel, const T* topgrad, T* out) {
   // Only the direct loops need the reconciliation: they read a zero-padded topgrad, where the
   // GEMMs only sum products of existing outputs (and it scans every weight, serially: 7% of a
@@ -702,5 +710,7 @@ template void corr_gemm_grad_weights<double>(const CorrGeometry&, const double*,
                                              double*);
 template std::int64_t corr_gemm_grad_weights_workspace_bytes<float>(const CorrGeometry&);
 template std::int64_t corr_gemm_grad_weights_workspace_bytes<double>(const CorrGeometry&);
+template std::int64_t corr_gemm_grad_inputs_workspace_bytes<float>(const CorrGeometry&);
+template std::int64_t corr_gemm_grad_inputs_workspace_bytes<double>(const CorrGeometry&);
 
 }  // namespace convgraph

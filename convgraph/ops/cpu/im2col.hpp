@@ -134,6 +134,9 @@ void corr_gemm_grad_weights(const CorrGeometry& geo, const T* image, const T* to
 // thread's configuration (runtime/cpu_threads.hpp).
 template <typename T>
 std::int64_t corr_gemm_grad_weights_workspace_bytes(const CorrGeometry& geo);
+// The same for corr_gemm_grad_inputs (its column matrices and staging).
+template <typename T>
+std::int64_t corr_gemm_grad_inputs_workspace_bytes(const CorrGeometry& geo);
 
 extern template void corr_gemm_forward<float>(const CorrGeometry&, const float*, const float*,
                                               float*, const CorrEpilogue<float>&);
@@ -149,5 +152,7 @@ extern template void corr_gemm_grad_weights<double>(const CorrGeometry&, const d
                                                     const double*, double*);
 extern template std::int64_t corr_gemm_grad_weights_workspace_bytes<float>(const CorrGeometry&);
 extern template std::int64_t corr_gemm_grad_weights_workspace_bytes<double>(const CorrGeometry&);
+extern template std::int64_t corr_gemm_grad_inputs_workspace_bytes<float>(const CorrGeometry&);
+extern template std::int64_t corr_gemm_grad_inputs_workspace_bytes<double>(const CorrGeometry&);
 
 }  // namespace convgraph
