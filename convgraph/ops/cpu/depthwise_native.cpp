@@ -19,8 +19,8 @@ template <typename T, int R, int K>
 }
 
 template <typename T>
-[[gnu::target("avx2,fma")]] void weights_avx2(const Problem<T>& p, Scratch<T>& s,
-                                              std::int64_t unit, const T* topgrad, T* sums) {
+[[gnu::target("avx2,fma")]] void weights_avx2(const Problem<T>& p, Scratch<T>& s, std::int64_t unit,
+                                              const T* topgrad, T* sums) {
   native_weight_unit<T, 32>(p, s, unit, topgrad, sums);
 }
 
