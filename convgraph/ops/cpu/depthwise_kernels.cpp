@@ -288,12 +288,16 @@ void run_conv(Problem<T>& p, int threads) {
       p.geo->batch * p.out_channels * p.out_plane * std::int64_t{sizeof(T)};
   int taps = 0;
   if (native_applies(p, taps)) {
-    if (const RingFn<T> plane = native_plane_fn<T>(direct_conv_isa(), taps)) {
+    if (const NativePlaneFn<T> plane = native_plane_fn<T>(direct_conv_isa(), taps)) {
       p.stream = out_bytes >= stream_bytes;
       const std::int64_t groups = p.geo->groups;
       run_units<T>(threads, p.geo->batch * groups, false,
-                   [&](Scratch<T>& s, int, std::int64_t u, std::int64_t) {
-                     plane(p, s, u / groups, u % groups);
+                   [&](Scratch<T>& s, int, std::int64_t u, std::int64_t next) {
+                     const T* next_src =
+                         next < 0 ? nullptr
+                                  : p.src + (next / groups * p.src_channels + next % groups) *
+                                                p.src_plane;
+                     plane(p, s, u / groups, u % groups, next_src);
                    });
       return;
     }

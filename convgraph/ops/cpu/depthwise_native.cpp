@@ -8,14 +8,15 @@ namespace {
 
 template <typename T, int R, int K>
 [[gnu::noinline, gnu::target("avx2,fma")]] void plane_avx2(const Problem<T>& p, Scratch<T>& s,
-                                                           std::int64_t b, std::int64_t g) {
-  native_plane<T, 32, R, K>(p, s, b, g);
+                                                           std::int64_t b, std::int64_t g,
+                                                           const T* next) {
+  native_plane<T, 32, R, K>(p, s, b, g, next);
 }
 
 template <typename T, int R, int K>
 [[gnu::noinline]] void plane_baseline(const Problem<T>& p, Scratch<T>& s, std::int64_t b,
-                                      std::int64_t g) {
-  native_plane<T, 16, R, K>(p, s, b, g);
+                                      std::int64_t g, const T* next) {
+  native_plane<T, 16, R, K>(p, s, b, g, next);
 }
 
 template <typename T>
@@ -33,7 +34,7 @@ void weights_baseline(const Problem<T>& p, Scratch<T>& s, std::int64_t unit, con
 }  // namespace
 
 template <typename T>
-RingFn<T> native_plane_fn(DirectIsa isa, int taps) {
+NativePlaneFn<T> native_plane_fn(DirectIsa isa, int taps) {
   switch (isa) {
     case DirectIsa::avx2:
       return taps == 3 ? &plane_avx2<T, 3, 3> : &plane_avx2<T, 5, 5>;
@@ -58,8 +59,8 @@ WeightUnitFn<T> native_weight_fn(DirectIsa isa) {
   return nullptr;
 }
 
-template RingFn<float> native_plane_fn<float>(DirectIsa, int);
-template RingFn<double> native_plane_fn<double>(DirectIsa, int);
+template NativePlaneFn<float> native_plane_fn<float>(DirectIsa, int);
+template NativePlaneFn<double> native_plane_fn<double>(DirectIsa, int);
 template WeightUnitFn<float> native_weight_fn<float>(DirectIsa);
 template WeightUnitFn<double> native_weight_fn<double>(DirectIsa);
 

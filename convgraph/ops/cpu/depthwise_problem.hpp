@@ -177,7 +177,10 @@ WeightUnitFn<T> weight_unit_fn();
 // and the 3 x 3 weight-gradient unit, or null for AVX-512, whose 64-byte loops are already its
 // own width.
 template <typename T>
-RingFn<T> native_plane_fn(DirectIsa isa, int taps);
+using NativePlaneFn = void (*)(const Problem<T>&, Scratch<T>&, std::int64_t b, std::int64_t g,
+                               const T* next);  // NEXT: the source plane to prefetch after it
+template <typename T>
+NativePlaneFn<T> native_plane_fn(DirectIsa isa, int taps);
 template <typename T>
 WeightUnitFn<T> native_weight_fn(DirectIsa isa);
 

@@ -140,7 +140,8 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 on the CPU, shared kernels;
 // declines everything under dnn.enabled=False; every epilogue on the forward. Its prefers hook
-// (onednn_not_preferred) leaves the weight gradients of small 1x1 layers to CorrMM.
+// (onednn_not_preferred) leaves the weight gradients of small 1x1 layers and small depthwise
+// convolutions to CorrMM.
 ConvImplementationHooks onednn_conv_hooks();
 
 // Why the default lowering leaves SIGNATURE to the passes after conv_dnn, or std::nullopt where
@@ -151,6 +152,11 @@ ConvImplementationHooks onednn_conv_hooks();
 // strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
 // im2col + GEMM measured as fast there, with one copy of the weights for the second thread.
 inline constexpr std::int64_t kOneDnnSmall1x1Positions = 7 * 7;
+// Not preferred either: 2-D depthwise convolutions of multiplier 1 (one input channel and one
+// filter per group) with 3 x 3 or 5 x 5 kernels at stride 1, any padding and dilation (the weight
+// gradient: 3 x 3 only). CorrMM's direct loops have specialised versions for them (the native
+// vector width on AVX2, the 64-byte ring loops on AVX-512), which measured 2 to 4 times faster
+// than oneDNN's on both kinds of CPU in every direction.
 // Under CONFIG's optimizer_excluding naming conv_gemm or corrmm, oneDNN is preferred everywhere.
 std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
                                                 const Config& config);
