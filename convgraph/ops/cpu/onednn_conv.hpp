@@ -152,11 +152,14 @@ ConvImplementationHooks onednn_conv_hooks();
 // strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
 // im2col + GEMM measured as fast there, with one copy of the weights for the second thread.
 inline constexpr std::int64_t kOneDnnSmall1x1Positions = 7 * 7;
-// Not preferred either: 2-D depthwise convolutions of multiplier 1 (one input channel and one
-// filter per group) with 3 x 3 or 5 x 5 kernels at stride 1, any padding and dilation (the weight
-// gradient: 3 x 3 only). CorrMM's direct loops have specialised versions for them (the native
-// vector width on AVX2, the 64-byte ring loops on AVX-512), which measured 2 to 4 times faster
-// than oneDNN's on both kinds of CPU in every direction.
+// Not preferred either: 2-D depthwise 3 x 3 convolutions of multiplier 1 (one input channel and
+// one filter per group) at stride 1, any padding and dilation, on images at least
+// kOneDnnDepthwiseMinWidth wide. CorrMM's direct loops have specialised versions for them (the
+// native vector width on AVX2, the 64-byte ring loops on AVX-512): on MobileNet's 112 x 112 layer
+// they measured 2 to 4 times faster than oneDNN's in every direction on both kinds of CPU, and
+// faster on AVX2 down to 28 x 28. Narrower planes (14 x 14 even, 7 x 7 three times slower: rows
+// shorter than a vector) and 5 x 5 kernels stay with oneDNN, whose kernels run across channels.
+inline constexpr std::int64_t kOneDnnDepthwiseMinWidth = 28;
 // Under CONFIG's optimizer_excluding naming conv_gemm or corrmm, oneDNN is preferred everywhere.
 std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
                                                 const Config& config);
