@@ -25,7 +25,7 @@ namespace convgraph {
 
 // Bump when the fields of a key, or how a result is interpreted, change: old records then stop
 // matching instead of being misread.
-inline constexpr int kAutotuneKeyVersion = 2;
+inline constexpr int kAutotuneKeyVersion = 3;
 
 enum class AutotuneCacheMode : unsigned char {
   read_write,  // read the file, append new results

@@ -147,6 +147,37 @@ bool ring_applies(const Problem<T>& p) {
   return (r == 3 && k == 3) || (r == 5 && k == 5);
 }
 
+// Depthwise planes (multiplier 1) in 2-D with 3 x 3 or 5 x 5 taps, a single y phase of output
+// step 1 (any y stride or dilation in the forward, stride 1 in the input gradient) and a single
+// stride-1 x phase (any dilation): the native-width loops take them on the versions that have
+// them (native_plane_fn). TAPS is the tap count per row.
+template <typename T>
+bool native_applies(const Problem<T>& p, int& taps) {
+  const AxisPlan &az = p.axes[0], &ay = p.axes[1], &ax = p.axes[2];
+  if (p.outs != 1 || p.srcs != 1) return false;
+  if (az.src_size != 1 || az.out_size != 1 || az.phases.size() != 1 ||
+      az.phases[0].offsets.size() != 1 || az.phases[0].offsets[0] != 0) {
+    return false;
+  }
+  if (ay.phases.size() != 1 || ay.out_step != 1 || ax.phases.size() != 1 || ax.src_step != 1 ||
+      ax.out_step != 1) {
+    return false;
+  }
+  const std::size_t r = ay.phases[0].taps.size(), k = ax.phases[0].taps.size();
+  taps = static_cast<int>(r);
+  return (r == 3 && k == 3) || (r == 5 && k == 5);
+}
+
+// The weight gradient's units of 2-D 3 x 3 kernels with an x stride of 1 (any y stride,
+// dilation, padding or multiplier) go to native_weight_fn where the version has it.
+template <typename T>
+bool native_weights_apply(const Problem<T>& p) {
+  const AxisPlan &az = p.axes[0], &ay = p.axes[1], &ax = p.axes[2];
+  return az.out_size == 1 && az.src_size == 1 && az.phases[0].offsets.size() == 1 &&
+         az.phases[0].offsets[0] == 0 && ay.phases[0].taps.size() == 3 &&
+         ax.phases[0].taps.size() == 3 && ax.src_step == 1;
+}
+
 // Outputs of at least this many bytes are written by ring_plane with non-temporal stores, that
 // do not read each output line into the cache before writing it and leave the cache to the
 // sources (the depthwise layer of the suite, 12 MiB of output, took a tenth less time).
@@ -253,9 +284,26 @@ int run_units(int threads, std::int64_t units, bool fixed, Fn&& fn) {
 template <typename T>
 void run_conv(Problem<T>& p, int threads) {
   plan_padding(p);
+  const std::int64_t out_bytes =
+      p.geo->batch * p.out_channels * p.out_plane * std::int64_t{sizeof(T)};
+  int taps = 0;
+  if (native_applies(p, taps)) {
+    if (const NativePlaneFn<T> plane = native_plane_fn<T>(direct_conv_isa(), taps)) {
+      p.stream = out_bytes >= stream_bytes;
+      const std::int64_t groups = p.geo->groups;
+      run_units<T>(threads, p.geo->batch * groups, false,
+                   [&](Scratch<T>& s, int, std::int64_t u, std::int64_t next) {
+                     const T* next_src =
+                         next < 0 ? nullptr
+                                  : p.src + (next / groups * p.src_channels + next % groups) *
+                                                p.src_plane;
+                     plane(p, s, u / groups, u % groups, next_src);
+                   });
+      return;
+    }
+  }
   p.ring = ring_applies(p);
-  p.stream = p.ring &&
-             p.geo->batch * p.out_channels * p.out_plane * std::int64_t{sizeof(T)} >= stream_bytes;
+  p.stream = p.ring && out_bytes >= stream_bytes;
   const Units<T>& units = units_for<T>(direct_conv_isa());
   p.parts = &units.parts;
   run_units<T>(
@@ -346,10 +394,12 @@ void direct_grad_weights(const CorrGeometry& geo, const T* image, const T* topgr
   // Each thread sums its units into its own copy; the copies are added in slot order.
   std::vector<T> partial(slots > 1 ? static_cast<std::size_t>(slots * weights) : 0, T(0));
   if (slots <= 1) std::fill(out, out + weights, T(0));
-  const Units<T>& fns = units_for<T>(direct_conv_isa());
+  const DirectIsa isa = direct_conv_isa();
+  WeightUnitFn<T> unit_fn = native_weights_apply(p) ? native_weight_fn<T>(isa) : nullptr;
+  if (unit_fn == nullptr) unit_fn = units_for<T>(isa).weights;
   const int used =
       run_units<T>(slots, units, true, [&](Scratch<T>& s, int slot, std::int64_t u, std::int64_t) {
-        fns.weights(p, s, u, topgrad, slots > 1 ? partial.data() + slot * weights : out);
+        unit_fn(p, s, u, topgrad, slots > 1 ? partial.data() + slot * weights : out);
       });
   if (slots > 1) {
     std::fill(out, out + weights, T(0));

@@ -85,6 +85,10 @@ struct Scratch {
   std::vector<T> ring;
   std::int64_t ring_layout[4] = {-1, -1, -1, -1};
   T* ring_base = nullptr;
+  // The same for the native-width loops (RowRing, depthwise_native_loops.hpp).
+  std::vector<T> native_ring;
+  std::int64_t native_layout[4] = {-1, -1, -1, -1};
+  T* native_base = nullptr;
 };
 
 // Copies source planes [FIRST, FIRST + COUNT) of batch item B into the padded buffer.
@@ -167,6 +171,18 @@ template <DirectIsa ISA, typename T, int NO>
 BlockFn<T> block_fn();
 template <DirectIsa ISA, typename T>
 WeightUnitFn<T> weight_unit_fn();
+
+// The loops in the CPU's own vector width (depthwise_native_loops.hpp, compiled in
+// depthwise_native.cpp) of version ISA: the forward / input-gradient plane of 3 x 3 or 5 x 5 taps
+// and the 3 x 3 weight-gradient unit, or null for AVX-512, whose 64-byte loops are already its
+// own width.
+template <typename T>
+using NativePlaneFn = void (*)(const Problem<T>&, Scratch<T>&, std::int64_t b, std::int64_t g,
+                               const T* next);  // NEXT: the source plane to prefetch after it
+template <typename T>
+NativePlaneFn<T> native_plane_fn(DirectIsa isa, int taps);
+template <typename T>
+WeightUnitFn<T> native_weight_fn(DirectIsa isa);
 
 #define CONVGRAPH_DEPTHWISE_VERSION(ISA, T)        \
   template <>                                      \

@@ -770,48 +770,6 @@ bool onednn_runs_avx512() {
   return (isa & avx512) == avx512;
 }
 
-std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Config& config) {
-  return onednn_not_preferred(s, config, onednn_runs_avx512());
-}
-
-std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Config& config,
-                                                bool avx512) {
-  // Only where CorrMM, which the pass leaves the node to, is not excluded (by its tag, its pass
-  // or its name): a slower implementation beats none.
-  for (const std::string& excluded : config.get_list("optimizer_excluding")) {
-    if (excluded == "conv_gemm" || excluded == "corrmm") return std::nullopt;
-  }
-  if (s.direction == ConvDirection::forward || s.params.convdim != 2 || s.params.num_groups != 1 ||
-      s.params.unshared || !s.params.all_valid() || s.params.dilated()) {
-    return std::nullopt;
-  }
-  // The weight gradient's inputs: the image and the output gradient; its output: the kernel. The
-  // input gradient's: the kernel and the output gradient; its output: the image.
-  const bool weights = s.direction == ConvDirection::grad_weights;
-  if (s.inputs.size() < 2) return std::nullopt;
-  const StaticShape& kernel = weights ? s.output.dims : s.inputs[0].dims;
-  if (kernel.size() != 4 || kernel[2] != 1 || kernel[3] != 1) return std::nullopt;
-  const StaticShape& top = s.inputs[1].dims;
-  if (top.size() != 4 || !top[2] || !top[3]) return std::nullopt;
-  const std::int64_t positions = *top[2] * *top[3];
-  if (weights) {
-    if (positions > kOneDnnSmall1x1Positions) return std::nullopt;
-    return fmt::format(
-        "1x1 weight gradient over {} output positions per image: oneDNN's scratchpad holds about "
-        "four copies of the weights per thread, CorrMM's GEMM is as fast without it",
-        positions);
-  }
-  if (avx512 || !kernel[1]) return std::nullopt;
-  const std::int64_t channels = *kernel[1];
-  if (channels < kOneDnnAvx2Wide1x1Channels && positions > kOneDnnSmall1x1Positions) {
-    return std::nullopt;
-  }
-  return fmt::format(
-      "1x1 input gradient of {} channels over {} output positions per image without AVX-512: "
-      "oneDNN's GEMM-based kernel runs at 40-60 GFLOP/s there, CorrMM's GEMMs faster",
-      channels, positions);
-}
-
 OneDnnActivationLayouts onednn_conv_activation_layouts(ConvDirection direction,
                                                        const ConvParams& params,
                                                        const ConvEpilogue& epilogue, const Shape& a,

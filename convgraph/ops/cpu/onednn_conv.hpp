@@ -140,12 +140,13 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 on the CPU, shared kernels;
 // declines everything under dnn.enabled=False; every epilogue on the forward. Its prefers hook
-// (onednn_not_preferred) leaves some 1x1 weight and input gradients to CorrMM.
+// (onednn_not_preferred) leaves some 1x1 weight and input gradients and the depthwise
+// convolutions CorrMM's direct loops run faster to CorrMM.
 ConvImplementationHooks onednn_conv_hooks();
 
 // Why the default lowering leaves SIGNATURE to the passes after conv_dnn, or std::nullopt where
-// oneDNN is used. Only 2-D 1x1 convolutions (one group, no padding, no dilation, any stride) are
-// left, in two cases:
+// oneDNN is used. Two kinds of 2-D 1x1 convolutions (one group, no padding, no dilation, any
+// stride) are left, and the depthwise ones below:
 // - the weight gradient with at most kOneDnnSmall1x1Positions output positions per image
 //   (ResNet's 7x7 stage). oneDNN runs it as im2col + GEMM with a scratchpad of about four copies
 //   of the weights per thread (32 MiB for a 2048 x 512 layer on two threads, 64 MiB for the
@@ -160,6 +161,14 @@ ConvImplementationHooks onednn_conv_hooks();
 //   not measured: oneDNN keeps them.
 inline constexpr std::int64_t kOneDnnSmall1x1Positions = 7 * 7;
 inline constexpr std::int64_t kOneDnnAvx2Wide1x1Channels = 1024;
+// Not preferred either: 2-D depthwise 3 x 3 convolutions of multiplier 1 (one input channel and
+// one filter per group) at stride 1, any padding and dilation, on images at least
+// kOneDnnDepthwiseMinWidth wide. CorrMM's direct loops have specialised versions for them (the
+// native vector width on AVX2, the 64-byte ring loops on AVX-512): on MobileNet's 112 x 112 layer
+// they measured 2 to 4 times faster than oneDNN's in every direction on both kinds of CPU, and
+// faster on AVX2 down to 28 x 28. Narrower planes (14 x 14 even, 7 x 7 three times slower: rows
+// shorter than a vector) and 5 x 5 kernels stay with oneDNN, whose kernels run across channels.
+inline constexpr std::int64_t kOneDnnDepthwiseMinWidth = 28;
 // Under CONFIG's optimizer_excluding naming conv_gemm or corrmm, oneDNN is preferred everywhere.
 // The first form asks onednn_runs_avx512(); the second is told AVX512 (for tests).
 std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,

@@ -289,6 +289,52 @@ TEST_CASE("Direct loops: multiplier 1 with source rows padded one at a time",
   }
 }
 
+// Multiplier-1 problems of the native-width loops (AVX2 and the baseline ISA; others reach the
+// ring or the block loops): widths around their vector widths (2 and 4 doubles, 4 and 8 floats)
+// and below them, one to a few rows, paddings of 0, 1 and 2 (and asymmetric), y strides 1 and 2
+// and dilations; the weight gradient also with a channel multiplier of 2. EVERY > 1 runs every
+// EVERY-th problem only.
+int run_native_grid(DType dtype, int every, std::uint64_t seed) {
+  const std::vector<BorderMode> borders = {BorderMode("valid"), BorderMode(1), BorderMode(2),
+                                           BorderMode("full"), BorderMode::pairs({{0, 2}, {1, 0}})};
+  const std::vector<std::vector<std::int64_t>> strides = {{1, 1}, {2, 1}};
+  const std::vector<std::vector<std::int64_t>> dilations = {{1, 1}, {2, 2}, {1, 2}};
+  int ran = 0;
+  for (std::int64_t k : {3, 5}) {
+    for (const BorderMode& border : borders) {
+      for (const auto& stride : strides) {
+        for (const auto& dilation : dilations) {
+          for (std::int64_t width : {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 17, 23, 33}) {
+            for (std::int64_t height : {1, 3, 6}) {
+              for (std::int64_t multiplier : {1, 2}) {
+                if (multiplier == 2 && (k != 3 || width % 4 != 1)) continue;
+                if (seed++ % static_cast<std::uint64_t>(every) != 0) continue;
+                const ConvParams p =
+                    make_conv_params(2, border, stride, seed % 2 == 0, dilation, 2);
+                ran +=
+                    check_problem(p, {2, 2, height, width}, {2 * multiplier, 1, k, k}, dtype, seed);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return ran;
+}
+
+TEST_CASE("Direct loops: depthwise planes in the CPU's own vector width", "[corrmm][depthwise]") {
+  for (DirectIsa isa : isas()) {
+    INFO("isa: " << isa_name(isa));
+    for (const char* threads : {"threads=1", "threads=2"}) {
+      INFO(threads);
+      const Scoped scoped(isa, threaded(), threads);
+      CHECK(run_native_grid(DType::float32, 2, 5000) > 400);
+      CHECK(run_native_grid(DType::float64, 3, 6000) > 250);
+    }
+  }
+}
+
 TEST_CASE("Direct loops: outputs large enough for non-temporal stores", "[corrmm][depthwise]") {
   // At least 8 MiB of output, in rows of whole vectors (non-temporal stores) and with a tail.
   for (DirectIsa isa : isas()) {

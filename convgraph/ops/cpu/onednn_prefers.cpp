@@ -1,0 +1,100 @@
+// Where the default lowering leaves a float32 CPU convolution to CorrMM rather than oneDNN
+// (onednn_not_preferred, onednn_conv.hpp says why for each kind of node).
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "convgraph/base/config.hpp"
+#include "convgraph/ops/conv/conv_implementation.hpp"
+#include "convgraph/ops/cpu/onednn_conv.hpp"
+
+namespace convgraph {
+
+namespace {
+
+// The kernel's shape in SIGNATURE: an input of the forward and the input gradient, the output of
+// the weight gradient.
+const StaticShape& kernel_dims(const ConvSignature& s) {
+  static const StaticShape none;
+  switch (s.direction) {
+    case ConvDirection::forward:
+      return s.inputs.size() > 1 ? s.inputs[1].dims : none;
+    case ConvDirection::grad_inputs:
+      return s.inputs.empty() ? none : s.inputs[0].dims;
+    case ConvDirection::grad_weights:
+      break;
+  }
+  return s.output.dims;
+}
+
+// The image's shape: the output of the input gradient, else the first input.
+const StaticShape& image_dims(const ConvSignature& s) {
+  static const StaticShape none;
+  if (s.direction == ConvDirection::grad_inputs) return s.output.dims;
+  return s.inputs.empty() ? none : s.inputs[0].dims;
+}
+
+std::optional<std::string> depthwise_not_preferred(const ConvSignature& s) {
+  const ConvParams& p = s.params;
+  if (p.convdim != 2 || p.unshared || p.strided() || p.num_groups < 2) return std::nullopt;
+  const StaticShape& k = kernel_dims(s);
+  const StaticShape& image = image_dims(s);
+  if (k.size() != 4 || image.size() != 4 || !k[0] || !k[1] || !k[2] || !k[3] || !image[3]) {
+    return std::nullopt;
+  }
+  if (*k[0] != p.num_groups || *k[1] != 1 || *k[2] != 3 || *k[3] != 3) return std::nullopt;
+  if (*image[3] < kOneDnnDepthwiseMinWidth) return std::nullopt;
+  return fmt::format(
+      "depthwise 3x3 at stride 1 on rows of {} elements: CorrMM's direct loops run it at about "
+      "the speed of its memory traffic, faster than oneDNN",
+      *image[3]);
+}
+
+}  // namespace
+
+std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Config& config) {
+  return onednn_not_preferred(s, config, onednn_runs_avx512());
+}
+
+std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Config& config,
+                                                bool avx512) {
+  // Only where CorrMM, which the pass leaves the node to, is not excluded (by its tag, its pass
+  // or its name): a slower implementation beats none.
+  for (const std::string& excluded : config.get_list("optimizer_excluding")) {
+    if (excluded == "conv_gemm" || excluded == "corrmm") return std::nullopt;
+  }
+  if (auto why = depthwise_not_preferred(s)) return why;
+  if (s.direction == ConvDirection::forward || s.params.convdim != 2 || s.params.num_groups != 1 ||
+      s.params.unshared || !s.params.all_valid() || s.params.dilated()) {
+    return std::nullopt;
+  }
+  // The weight gradient's inputs: the image and the output gradient; its output: the kernel. The
+  // input gradient's: the kernel and the output gradient; its output: the image.
+  const bool weights = s.direction == ConvDirection::grad_weights;
+  if (s.inputs.size() < 2) return std::nullopt;
+  const StaticShape& kernel = kernel_dims(s);
+  if (kernel.size() != 4 || kernel[2] != 1 || kernel[3] != 1) return std::nullopt;
+  const StaticShape& top = s.inputs[1].dims;
+  if (top.size() != 4 || !top[2] || !top[3]) return std::nullopt;
+  const std::int64_t positions = *top[2] * *top[3];
+  if (weights) {
+    if (positions > kOneDnnSmall1x1Positions) return std::nullopt;
+    return fmt::format(
+        "1x1 weight gradient over {} output positions per image: oneDNN's scratchpad holds about "
+        "four copies of the weights per thread, CorrMM's GEMM is as fast without it",
+        positions);
+  }
+  if (avx512 || !kernel[1]) return std::nullopt;
+  const std::int64_t channels = *kernel[1];
+  if (channels < kOneDnnAvx2Wide1x1Channels && positions > kOneDnnSmall1x1Positions) {
+    return std::nullopt;
+  }
+  return fmt::format(
+      "1x1 input gradient of {} channels over {} output positions per image without AVX-512: "
+      "oneDNN's GEMM-based kernel runs at 40-60 GFLOP/s there, CorrMM's GEMMs faster",
+      channels, positions);
+}
+
+}  // namespace convgraph
