@@ -16,6 +16,7 @@
 // vector extensions; an AVX2 + FMA version is chosen at run time where the CPU has it.
 #include "convgraph/ops/cpu/winograd_kernels.hpp"
 
+#include <emmintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -56,6 +57,17 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
 }
 std::int64_t round_up(std::int64_t a, std::int64_t b) {
   return ceil_div(a, b) * b;
+}
+
+// The distance between two consecutive elements' matrices of a block (V, M or the weight
+// gradient's W: ROWS rows of LD), in elements: an odd number of cache lines. The transforms write
+// (or read) one vector in each of the 36 matrices in turn; a matrix of power-of-two size would put
+// all 36 in one or two cache sets, where a line is evicted before the next chunk completes it
+// (res2's input transform wrote V at a quarter of the speed it does with the padding).
+template <typename T>
+std::int64_t element_stride(std::int64_t rows, std::int64_t ld) {
+  constexpr std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(T));
+  return (ceil_div(rows * ld, line) | 1) * line;
 }
 
 // A run of at most one vector's worth of tiles of one tile row: the unit the transforms work on,
@@ -236,7 +248,7 @@ template <typename T>
   constexpr int L = kLanes<T>;
   constexpr int R = kRowVectors<T>;
   const std::int64_t plane = g.in_h * g.in_w;
-  const std::int64_t stride = g.in_channels * ld;  // from one element's matrix to the next
+  const std::int64_t stride = element_stride<T>(g.in_channels, ld);
   for (std::int64_t c = c0; c < c1; ++c) {
     for (std::int64_t i = 0; i < nchunks; ++i) {
       const Chunk& ch = chunks[i];
@@ -279,7 +291,7 @@ template <typename T>
   using M = Mask<T>;
   constexpr int L = kLanes<T>;
   const std::int64_t plane = g.out_h * g.out_w;
-  const std::int64_t stride = g.out_channels * ld;
+  const std::int64_t stride = element_stride<T>(g.out_channels, ld);
   M lane{};
   for (int l = 0; l < L; ++l) lane[l] = l;
   // 0 while every value is finite: x - x is NaN exactly for Inf and NaN.
@@ -329,41 +341,77 @@ template <typename T>
   return true;
 }
 
+// DST[0, N) = SRC[0, N) by non-temporal stores (16 bytes at a time: SSE2, which every x86-64 CPU
+// has); DST 16-byte aligned, N a whole number of 16-byte pieces.
+[[gnu::always_inline]] inline void stream_run(float* dst, const float* src, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+}
+[[gnu::always_inline]] inline void stream_run(double* dst, const double* src, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+}
+
 // Rows [ROW0, ROW1) of U[e][row][col] (see winograd_transform_filters).
 //
 // The 36 matrices of U lie a whole matrix apart (a power of two apart for power-of-two channel
 // counts), so 36 stores of one vector each, one per matrix, all fall in the same cache set and
 // evict one another before their lines are complete (on res5's 512 x 512 filters the transform
 // took 40% of the call). A group of columns is transformed into a small buffer first, then each
-// matrix's run of the group is copied out as whole lines. With TRANSPOSE the filters of a column
-// group are a channel count apart in W: a few rows at a time read the same filters' neighbouring
-// taps from the cache.
+// matrix's run of the group is copied out as whole lines. The taps are first copied, a block of
+// rows at a time, into a scratch laid out tap by tap ([row][tap][col]), from which the transform
+// loads whole vectors of columns (gathering them from W one lane at a time stalled every load
+// behind eight scalar stores); with TRANSPOSE that copy also reads W a filter at a time, the
+// block's rows of a filter being one contiguous run of W.
+//
+// STREAM: U is written with non-temporal stores, where the matrices are larger than the caches
+// (res5's 36 x 512 x 512 elements: 36 MiB): they would be read from memory before being
+// overwritten, and evict everything else on the way to memory.
 template <typename T>
 [[gnu::always_inline]] inline void filters_impl(const T* w, std::int64_t filters,
                                                 std::int64_t channels, bool transpose, bool reverse,
-                                                T* u, std::int64_t row0, std::int64_t row1) {
+                                                bool stream, T* u, std::int64_t row0,
+                                                std::int64_t row1) {
   using V = Vec<T>;
   constexpr int L = kLanes<T>;
   constexpr int kGroup = 8 * L;  // columns per group
+  constexpr std::int64_t kRowBlock = 16;
   const std::int64_t rows = transpose ? channels : filters;
   const std::int64_t cols = transpose ? filters : channels;
-  const std::int64_t row_block = transpose ? 8 : 1;
-  alignas(32) T taps[9][L];
+  // [row in block][tap][column]; the columns past COLS are zeros, transformed and never stored.
+  // Rows an odd number of cache lines long: the copy writes 9 (or 9 x 16) of them in turn.
+  const std::int64_t line = 64 / static_cast<std::int64_t>(sizeof(T));
+  const std::int64_t padded = (ceil_div(cols, line) | 1) * line;
+  // (Through a pointer: std::vector's members are not compiled for AVX2, so they are not inlined
+  // into this function's AVX2 version.)
+  std::vector<T> storage(static_cast<std::size_t>(kRowBlock * 9 * padded), T(0));
+  T* const scratch = storage.data();
   alignas(32) T buf[kWinogradElements][kGroup];
-  for (std::int64_t rb = row0; rb < row1; rb += row_block) {
-    const std::int64_t rb_end = std::min(row1, rb + row_block);
-    for (std::int64_t g0 = 0; g0 < cols; g0 += kGroup) {
-      const std::int64_t gn = std::min<std::int64_t>(kGroup, cols - g0);
-      for (std::int64_t row = rb; row < rb_end; ++row) {
+  for (std::int64_t rb = row0; rb < row1; rb += kRowBlock) {
+    const std::int64_t rn = std::min(row1 - rb, kRowBlock);
+    if (transpose) {
+      for (std::int64_t col = 0; col < cols; ++col) {
+        const T* src = w + (col * channels + rb) * 9;
+        for (std::int64_t r = 0; r < rn; ++r) {
+          for (int q = 0; q < 9; ++q) scratch[(r * 9 + q) * padded + col] = src[r * 9 + q];
+        }
+      }
+    } else {
+      for (std::int64_t r = 0; r < rn; ++r) {
+        const T* src = w + (rb + r) * channels * 9;
+        for (std::int64_t col = 0; col < cols; ++col) {
+          for (int q = 0; q < 9; ++q) scratch[(r * 9 + q) * padded + col] = src[col * 9 + q];
+        }
+      }
+    }
+    for (std::int64_t r = 0; r < rn; ++r) {
+      const std::int64_t row = rb + r;
+      const T* taps = scratch + r * 9 * padded;
+      for (std::int64_t g0 = 0; g0 < cols; g0 += kGroup) {
+        const std::int64_t gn = std::min<std::int64_t>(kGroup, cols - g0);
         for (std::int64_t first = g0; first < g0 + gn; first += L) {
-          const int n = static_cast<int>(std::min<std::int64_t>(L, cols - first));
-          for (int l = 0; l < L; ++l) {
-            const std::int64_t col = first + std::min(l, n - 1);
-            const T* src = w + (transpose ? col * channels + row : row * channels + col) * 9;
-            for (int q = 0; q < 9; ++q) taps[q][l] = src[reverse ? 8 - q : q];
-          }
           V gv[9], tmp[kWinogradAlpha * 3], ev[kWinogradElements];
-          for (int q = 0; q < 9; ++q) std::memcpy(&gv[q], taps[q], sizeof(V));
+          for (int q = 0; q < 9; ++q) {
+            std::memcpy(&gv[q], taps + (reverse ? 8 - q : q) * padded + first, sizeof(V));
+          }
           for (int j = 0; j < 3; ++j) g_1d<T>(gv + j, 3, tmp + j, 3);
           for (int a = 0; a < kWinogradAlpha; ++a) {
             g_1d<T>(tmp + a * 3, 1, ev + a * kWinogradAlpha, 1);
@@ -373,12 +421,18 @@ template <typename T>
           }
         }
         for (int k = 0; k < kWinogradElements; ++k) {
-          std::memcpy(u + (k * rows + row) * cols + g0, buf[k],
-                      static_cast<std::size_t>(gn) * sizeof(T));
+          T* dst = u + (k * rows + row) * cols + g0;
+          if (stream && gn == kGroup && reinterpret_cast<std::uintptr_t>(dst) % 16 == 0) {
+            stream_run(dst, buf[k], kGroup);
+          } else {
+            std::memcpy(dst, buf[k], static_cast<std::size_t>(gn) * sizeof(T));
+          }
         }
       }
     }
   }
+  // Non-temporal stores are weakly ordered: complete them before the GEMMs read U.
+  if (stream) _mm_sfence();
 }
 
 // Each step in a baseline and an AVX2 + FMA version. The AVX2 version is tuned as for Haswell:
@@ -412,15 +466,15 @@ template <typename T>
 }
 template <typename T>
 CONVGRAPH_WINOGRAD_AVX2 void filters_avx2(const T* w, std::int64_t filters, std::int64_t channels,
-                                          bool transpose, bool reverse, T* u, std::int64_t row0,
-                                          std::int64_t row1) {
-  filters_impl(w, filters, channels, transpose, reverse, u, row0, row1);
+                                          bool transpose, bool reverse, bool stream, T* u,
+                                          std::int64_t row0, std::int64_t row1) {
+  filters_impl(w, filters, channels, transpose, reverse, stream, u, row0, row1);
 }
 template <typename T>
 [[gnu::noinline]] void filters_base(const T* w, std::int64_t filters, std::int64_t channels,
-                                    bool transpose, bool reverse, T* u, std::int64_t row0,
-                                    std::int64_t row1) {
-  filters_impl(w, filters, channels, transpose, reverse, u, row0, row1);
+                                    bool transpose, bool reverse, bool stream, T* u,
+                                    std::int64_t row0, std::int64_t row1) {
+  filters_impl(w, filters, channels, transpose, reverse, stream, u, row0, row1);
 }
 
 bool have_avx2() {
@@ -453,9 +507,10 @@ void gemm_step(const WinogradGeometry& g, const T* u, const T* v, T* m, std::int
                std::int64_t ncols, std::int64_t e0, std::int64_t e1, std::int64_t k0,
                std::int64_t k1) {
   const std::int64_t cin = g.in_channels, cout = g.out_channels;
+  const std::int64_t v_stride = element_stride<T>(cin, ld), m_stride = element_stride<T>(cout, ld);
   for (std::int64_t e = e0; e < e1; ++e) {
-    gemm(false, false, k1 - k0, ncols, cin, T(1), u + (e * cout + k0) * cin, cin, v + e * cin * ld,
-         ld, T(0), m + (e * cout + k0) * ld, ld);
+    gemm(false, false, k1 - k0, ncols, cin, T(1), u + (e * cout + k0) * cin, cin, v + e * v_stride,
+         ld, T(0), m + e * m_stride + k0 * ld, ld);
   }
 }
 
@@ -575,7 +630,7 @@ template <typename T>
   constexpr int L = kLanes<T>;
   constexpr int R = kRowVectors<T>;
   const std::int64_t plane = g.out_h * g.out_w;
-  const std::int64_t stride = g.out_channels * ld;
+  const std::int64_t stride = element_stride<T>(g.out_channels, ld);
   for (std::int64_t k = k0; k < k1; ++k) {
     for (std::int64_t i = 0; i < nchunks; ++i) {
       const Chunk& ch = chunks[i];
@@ -742,11 +797,15 @@ void winograd_transform_filters(const T* w, std::int64_t filters, std::int64_t c
                                 bool transpose, bool reverse, T* u) {
   const std::int64_t rows = transpose ? channels : filters;
   const int threads = rows * filters * channels < (std::int64_t{1} << 16) ? 1 : cpu_threads();
+  // Past half the last-level cache of this class of machines (32 MiB), U goes to memory anyway.
+  constexpr std::int64_t kStreamBytes = std::int64_t{16} << 20;
+  const bool stream =
+      kWinogradElements * filters * channels * static_cast<std::int64_t>(sizeof(T)) > kStreamBytes;
   auto run = [&](std::int64_t row0, std::int64_t row1) {
     if (have_avx2()) {
-      filters_avx2(w, filters, channels, transpose, reverse, u, row0, row1);
+      filters_avx2(w, filters, channels, transpose, reverse, stream, u, row0, row1);
     } else {
-      filters_base(w, filters, channels, transpose, reverse, u, row0, row1);
+      filters_base(w, filters, channels, transpose, reverse, stream, u, row0, row1);
     }
   };
   if (threads <= 1) {
@@ -766,7 +825,8 @@ std::int64_t winograd_correlate_workspace(const WinogradGeometry& g) {
   // Room for the last chunk's whole-vector writes past the block's last column.
   const std::int64_t ld = plan.block + kLanes<T>;
   const int slots = plan.shared ? 1 : plan.threads;
-  return slots * kWinogradElements * (g.in_channels + g.out_channels) * ld;
+  return slots * kWinogradElements *
+         (element_stride<T>(g.in_channels, ld) + element_stride<T>(g.out_channels, ld));
 }
 
 template <typename T>
@@ -775,8 +835,8 @@ bool winograd_correlate(const WinogradGeometry& g, const T* in, const T* u, T* o
   const std::int64_t tiles = g.tiles();
   // Room for the last chunk's whole-vector writes past the block's last column.
   const std::int64_t ld = plan.block + kLanes<T>;
-  const std::int64_t v_size = kWinogradElements * g.in_channels * ld;
-  const std::int64_t m_size = kWinogradElements * g.out_channels * ld;
+  const std::int64_t v_size = kWinogradElements * element_stride<T>(g.in_channels, ld);
+  const std::int64_t m_size = kWinogradElements * element_stride<T>(g.out_channels, ld);
   const int slots = plan.shared ? 1 : plan.threads;
   // Without one given, from the caching allocator: a call's workspace is not returned to the
   // system and faulted in again on the next call.
@@ -884,7 +944,8 @@ std::int64_t winograd_weights_workspace(const WinogradGeometry& g) {
   const Plan plan = weights_plan<T>(g);
   const std::int64_t ld = plan.block + kLanes<T>;
   return kWinogradElements *
-         ((g.in_channels + g.out_channels) * ld + g.out_channels * g.in_channels);
+         (element_stride<T>(g.in_channels, ld) + element_stride<T>(g.out_channels, ld) +
+          g.out_channels * g.in_channels);
 }
 
 template <typename T>
@@ -894,8 +955,9 @@ bool winograd_correlate_weights(const WinogradGeometry& g, const T* in, const T*
   const std::int64_t tiles = g.tiles();
   const std::int64_t ld = plan.block + kLanes<T>;
   const std::int64_t cin = g.in_channels, cout = g.out_channels;
-  const std::int64_t v_size = kWinogradElements * cin * ld;
-  const std::int64_t w_size = kWinogradElements * cout * ld;
+  const std::int64_t v_stride = element_stride<T>(cin, ld), w_stride = element_stride<T>(cout, ld);
+  const std::int64_t v_size = kWinogradElements * v_stride;
+  const std::int64_t w_size = kWinogradElements * w_stride;
   Tensor own;
   if (workspace == nullptr) {
     own = Tensor::empty(dtype_of<T>(), {winograd_weights_workspace<T>(g)});
@@ -929,7 +991,7 @@ bool winograd_correlate_weights(const WinogradGeometry& g, const T* in, const T*
       error.guard([&] {
         const auto [e0, e1] = split(kWinogradElements, team, me);
         for (std::int64_t e = e0; e < e1; ++e) {
-          gemm(false, true, cout, cin, count, T(1), w + e * cout * ld, ld, v + e * cin * ld, ld,
+          gemm(false, true, cout, cin, count, T(1), w + e * w_stride, ld, v + e * v_stride, ld,
                blk == 0 ? T(0) : T(1), m + e * cout * cin, cin);
         }
       });
