@@ -192,7 +192,8 @@ Tensor run_direction(ConvDirection direction, const ConvParams& params, const Te
 // The default lowering's rule (measured against oneDNN on the ResNet-50 layers, see
 // docs/convolution.md): float32, at least 32 channels on each side of the correlation, and enough
 // output tiles that the GEMMs are wide and reading the transformed filters (36 x in x out
-// elements, once per block of tiles) costs no more than the tiles' own data.
+// elements, once per block of tiles) costs no more than the tiles' own data; on small images
+// (res5), at least 32 tiles.
 std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
   if (s.dtype != DType::float32) {
     return fmt::format("dtype {}: the default lowering uses Winograd for float32 only",
@@ -224,7 +225,17 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
   }
   // The output tiles (the output gradient's spatial size stands for the image's).
   const std::int64_t tiles = *data[0] * ((*data[2] + 3) / 4) * ((*data[3] + 3) / 4);
-  const std::int64_t wanted = in * out / (in + out);
+  std::int64_t wanted = in * out / (in + out);
+  // Images of at most 2x2 tiles (ResNet-50's res5, 7x7): oneDNN has too few positions to block
+  // over, and from 32 tiles on Winograd is faster even though it reads its transformed filters
+  // (36 MiB at 512 x 512 channels) for that few tiles. Measured on res5 (512 channels, 7x7, CPU
+  // time per call, one thread, Zen 3): at N=8 (32 tiles) Winograd 21 / 27 / 35 ms forward /
+  // input gradient / weight gradient against oneDNN's 36 / 35 / 49; at N=4 (16 tiles) 24 / 20 /
+  // 24 against 18 / 16 / 23: the filters' transform then costs more than the multiplies saved.
+  constexpr std::int64_t kSmallImageTiles = 32;
+  if (*data[2] <= 2 * kWinogradTile && *data[3] <= 2 * kWinogradTile) {
+    wanted = std::min(wanted, kSmallImageTiles);
+  }
   if (tiles < wanted) {
     return fmt::format(
         "{} output tiles for {} x {} channels: too few to pay for the transformed filters "

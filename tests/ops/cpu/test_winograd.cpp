@@ -223,6 +223,54 @@ TEST_CASE("Winograd: channel counts that are no multiple of the vector width, an
   }
 }
 
+TEST_CASE("Winograd on 7x7 images (res5's shape): partial 2x2 tiles, every direction, both flips",
+          "[winograd]") {
+  const ScopedFlags threads("threads=2");
+  // Against the reference: the 7x7 image is covered by 2x2 tiles of 4x4, the last row and column
+  // of tiles partial ('half', 'valid' and 'full' give 7x7, 5x5 and 9x9 outputs).
+  for (const BorderMode& border : {BorderMode("half"), BorderMode("valid"), BorderMode("full")}) {
+    for (bool flip : {true, false}) {
+      const ConvParams p = make_conv_params(2, border, {1, 1}, flip);
+      for (ConvDirection d : kDirections) {
+        INFO(border.str() << ", flip " << flip << ", direction " << static_cast<int>(d));
+        CHECK(compare_with_reference(p, d, {3, 20, 7, 7}, {24, 20, 3, 3}, DType::float32, 51) ==
+              "");
+      }
+    }
+  }
+  // Many channels: transformed filters past 16 MiB are written with non-temporal stores (512 x
+  // 512, and 400 x 300, whose rows end in a partial group of columns). CorrMM in float64 (checked
+  // against the reference by its own tests) is the oracle.
+  struct Case {
+    Shape image, kernel;
+  };
+  for (const Case& c :
+       {Case{{2, 512, 7, 7}, {512, 512, 3, 3}}, Case{{2, 300, 7, 7}, {400, 300, 3, 3}}}) {
+    for (bool flip : {true, false}) {
+      const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, flip);
+      INFO("image " << shape_str(c.image) << ", kernel " << shape_str(c.kernel) << ", flip "
+                    << flip);
+      const Tensor image = random_tensor(DType::float32, c.image, 52);
+      const Tensor kernel = random_tensor(DType::float32, c.kernel, 53);
+      const Tensor top = random_tensor(DType::float32, {c.image[0], c.kernel[0], 7, 7}, 54);
+      const Shape spatial{7, 7};
+      CHECK(conv_mismatch(
+                winograd_conv_forward(p, image, kernel),
+                corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64)),
+                DType::float32, terms_of(ConvDirection::forward, c.image[1], c.kernel[0])) == "");
+      CHECK(
+          conv_mismatch(
+              winograd_conv_grad_inputs(p, kernel, top, spatial),
+              corrmm_grad_inputs(p, kernel.cast(DType::float64), top.cast(DType::float64), spatial),
+              DType::float32, terms_of(ConvDirection::grad_inputs, c.image[1], c.kernel[0])) == "");
+      CHECK(conv_mismatch(winograd_conv_grad_weights(p, image, top, {3, 3}),
+                          corrmm_grad_weights(p, image.cast(DType::float64),
+                                              top.cast(DType::float64), {3, 3}),
+                          DType::float32, static_cast<double>(c.image[0] * 49)) == "");
+    }
+  }
+}
+
 TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct sum's",
           "[winograd]") {
   // The largest error relative to the output's largest magnitude, measured against float64, for
@@ -484,6 +532,9 @@ TEST_CASE(
   // passes after it take the nodes.
   CHECK(count(lowered(DType::float32, 2, 8, 28, ""), "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float32, 1, 256, 7, ""), "WinogradConv2d") == 0);
+  // ResNet-50's res5 (7x7 images, 512 channels): from 32 tiles (batch 8) on, not at 16.
+  CHECK(count(lowered(DType::float32, 8, 512, 7, ""), "WinogradConv2d") == 2);
+  CHECK(count(lowered(DType::float32, 4, 512, 7, ""), "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float64, 2, 64, 28, ""), "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=winograd"),
               "WinogradConv2d") == 0);
