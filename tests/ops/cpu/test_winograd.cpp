@@ -123,7 +123,7 @@ std::vector<ConvCase> winograd_grid_cases() {
   std::vector<ConvCase> out;
   for (const ConvCase& c : full_conformance_grid()) {
     if (c.convdim() != 2 || c.params.unshared || c.params.num_groups != 1 || c.params.strided() ||
-        c.params.dilated() || c.kernel_spatial() != Shape{3, 3} || c.dtype == DType::float16) {
+        c.kernel_spatial() != Shape{3, 3} || c.dtype == DType::float16) {
       continue;
     }
     out.push_back(c);
@@ -184,6 +184,59 @@ TEST_CASE("Winograd: every border form, odd sizes, partial tiles, 1-pixel images
   }
 }
 
+TEST_CASE("Winograd: dilated correlations, phase by phase: pads, odd sizes, both flips",
+          "[winograd]") {
+  // Images smaller than the dilation (empty input phases), sizes that are no multiple of it
+  // (phases of unequal sizes), every border form (offsets of every residue), each direction.
+  const std::vector<Shape> images{{1, 1}, {2, 3}, {5, 4}, {9, 11}, {12, 7}};
+  const std::vector<std::vector<std::int64_t>> dilations{{2, 2}, {1, 3}, {3, 2}};
+  // Finite data: every call is Winograd's own, none computed again by CorrMM.
+  const std::uint64_t recomputed = winograd_recomputed_calls();
+  for (const Setting& s : {settings()[0], settings()[2], settings()[5]}) {
+    const ScopedWinograd scoped(s.tuning, s.flags);
+    std::uint64_t seed = 61;
+    for (const std::vector<std::int64_t>& dilation : dilations) {
+      for (const BorderMode& border : borders()) {
+        for (const Shape& spatial : images) {
+          for (bool flip : {true, false}) {
+            const ConvParams p = make_conv_params(2, border, {1, 1}, flip, dilation);
+            const Shape out = ConvCase::output_spatial_of(p, spatial, {3, 3});
+            if (out[0] < 1 || out[1] < 1) continue;
+            const DType dtype = seed % 2 == 0 ? DType::float64 : DType::float32;
+            const Shape image{1 + static_cast<std::int64_t>(seed % 2), 3, spatial[0], spatial[1]};
+            const Shape kernel{5, 3, 3, 3};
+            for (ConvDirection d : kDirections) {
+              INFO(s.name << ", " << p.str() << ", image " << shape_str(image) << ", "
+                          << dtype_name(dtype) << ", " << direction_label(d));
+              CHECK(compare_with_reference(p, d, image, kernel, dtype, ++seed) == "");
+            }
+          }
+        }
+      }
+    }
+  }
+  // The suite's layer (64 channels, 56x56, dilation 2, pad 2) at batch 2, against CorrMM in
+  // float64.
+  const ScopedFlags threads("threads=2");
+  const ConvParams p = make_conv_params(2, BorderMode(2), {1, 1}, true, {2, 2});
+  const Tensor image = random_tensor(DType::float32, {2, 64, 56, 56}, 71);
+  const Tensor kernel = random_tensor(DType::float32, {64, 64, 3, 3}, 72);
+  const Tensor top = random_tensor(DType::float32, {2, 64, 56, 56}, 73);
+  const Shape spatial{56, 56};
+  CHECK(conv_mismatch(winograd_conv_forward(p, image, kernel),
+                      corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64)),
+                      DType::float32, terms_of(ConvDirection::forward, 64, 64)) == "");
+  CHECK(conv_mismatch(
+            winograd_conv_grad_inputs(p, kernel, top, spatial),
+            corrmm_grad_inputs(p, kernel.cast(DType::float64), top.cast(DType::float64), spatial),
+            DType::float32, terms_of(ConvDirection::grad_inputs, 64, 64)) == "");
+  CHECK(conv_mismatch(
+            winograd_conv_grad_weights(p, image, top, {3, 3}),
+            corrmm_grad_weights(p, image.cast(DType::float64), top.cast(DType::float64), {3, 3}),
+            DType::float32, 2.0 * 56 * 56) == "");
+  CHECK(winograd_recomputed_calls() == recomputed);
+}
+
 TEST_CASE("Winograd: channel counts that are no multiple of the vector width, and large ones",
           "[winograd]") {
   const ScopedFlags threads("threads=2");
@@ -232,7 +285,7 @@ TEST_CASE("Winograd on 7x7 images (res5's shape): partial 2x2 tiles, every direc
     for (bool flip : {true, false}) {
       const ConvParams p = make_conv_params(2, border, {1, 1}, flip);
       for (ConvDirection d : kDirections) {
-        INFO(border.str() << ", flip " << flip << ", direction " << static_cast<int>(d));
+        INFO(border.str() << ", flip " << flip << ", " << direction_label(d));
         CHECK(compare_with_reference(p, d, {3, 20, 7, 7}, {24, 20, 3, 3}, DType::float32, 51) ==
               "");
       }
@@ -418,9 +471,10 @@ TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[
                  "stride (2, 2)"));
   CHECK(contains(reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {2, 1})),
                  "stride (2, 1)"));
-  CHECK(contains(
-      reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 2})),
-      "dilation (1, 2)"));
+  // Dilations are taken (one undilated correlation per phase).
+  CHECK_FALSE(winograd_declines(ConvDirection::forward,
+                                make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 2}))
+                  .has_value());
   CHECK(contains(
       reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 2)),
       "groups 2"));
