@@ -594,6 +594,26 @@ TEST_CASE(
               "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_winograd"),
               "WinogradConv2d") == 0);
+  // A dilated layer: the weight gradient only.
+  {
+    const Variable x = tensor("x", DType::float32, {2, 64, 28, 28});
+    const Variable w = tensor("w", DType::float32, {64, 64, 3, 3});
+    const ConvParams dilated = make_conv_params(2, BorderMode(2), {1, 1}, true, {2, 2});
+    const Variable y = abstract_conv(dilated, x, w);
+    const std::vector<Variable> g = grad(sum(y * y), std::vector<Variable>{x, w});
+    const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
+    std::vector<std::string> names;
+    for (Node* node : f.graph().toposort()) {
+      if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
+        names.push_back(node->op->name());
+      }
+    }
+    std::string listed;
+    for (const std::string& n : names) listed += n + " ";
+    INFO(listed);
+    CHECK(count(names, "WinogradConv2d_gradWeights") == 1);
+    CHECK(count(names, "WinogradConv2d") == 1);  // the prefix counts the weight gradient too
+  }
   // Excluding oneDNN leaves Winograd its layers.
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_dnn"),
               "WinogradConv2d") == 2);
