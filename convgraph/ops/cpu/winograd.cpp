@@ -210,24 +210,20 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     const Tensor weights = (forward ? b : a).contiguous();
     const Tensor data = (forward ? a : b).contiguous();
     const WinogradGeometry& g = prep.geo;
-    const std::int64_t filters = weights.shape()[0], channels = weights.shape()[1];
     // The correlation's taps: the stored ones for a forward cross-correlation, turned around for
     // a convolution (filter_flip); the input gradient turns them around once more.
     const bool reverse = forward == params().filter_flip;
     bool finite = false;
     auto compute_as = [&]<typename T>() {
-      // The transformed filters and the blocks' data: the memory plan's workspace when the call
-      // runs with one.
-      const std::int64_t u_size = kWinogradElements * filters * channels;
+      // The blocks of transformed filters and the blocks' data: the memory plan's workspace when
+      // the call runs with one.
       const Sizes sizes = sizes_of<T>(prep);
       Workspace workspace(workspace_of<T>(prep));
-      Tensor u = workspace.take(dtype, {u_size});
       Tensor work = workspace.take(dtype, {sizes.work});
-      winograd_transform_filters<T>(weights.data<T>(), filters, channels, !forward, reverse,
-                                    u.data<T>());
+      const T* w = weights.data<T>();
       if (prep.phases.empty()) {
-        finite =
-            winograd_correlate<T>(g, data.data<T>(), u.data<T>(), out.data<T>(), work.data<T>());
+        finite = winograd_correlate<T>(g, data.data<T>(), w, !forward, reverse, out.data<T>(),
+                                       work.data<T>());
         return;
       }
       Tensor in_phase = workspace.take(dtype, {sizes.in_phase});
@@ -245,8 +241,11 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
           continue;
         }
         const T* dense_in = in_phase.data<T>() + in_res.offset(ph.in_h, ph.in_w);
+        // (Each phase transforms the filters again: dilated layers' forward and input gradient are
+        // not in the default rule.)
         finite =
-            winograd_correlate<T>(s, dense_in, u.data<T>(), dense_out, work.data<T>()) && finite;
+            winograd_correlate<T>(s, dense_in, w, !forward, reverse, dense_out, work.data<T>()) &&
+            finite;
       }
       move_residues<T>(false, out_res, out_phase.data<T>(), out.data<T>());
     };
@@ -300,10 +299,7 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
                            : workspace_piece_bytes(elements * static_cast<std::int64_t>(sizeof(T)));
     };
     const Sizes s = sizes_of<T>(prep);
-    const std::int64_t phases = bytes(s.in_phase) + bytes(s.out_phase) + bytes(s.filters);
-    if (direction() == ConvDirection::grad_weights) return bytes(s.work) + phases;
-    return bytes(kWinogradElements * prep.geo.in_channels * prep.geo.out_channels) + bytes(s.work) +
-           phases;
+    return bytes(s.work) + bytes(s.in_phase) + bytes(s.out_phase) + bytes(s.filters);
   }
 
   // The gradient of the forward correlation with respect to its filters, from IMAGE and TOPGRAD

@@ -51,14 +51,15 @@ struct Setting {
   const char* flags;
 };
 
-// The ways the driver cuts the work, reached with small shapes: blocks of one vector of tiles,
-// each thread its own blocks or all threads on each block, with 1 to 3 threads; and the baseline
-// version of the transforms.
+// The ways the driver cuts the work, reached with small shapes: blocks of one vector of tiles and
+// of one output channel's transformed filters, each thread its own blocks or all threads on each
+// block, with 1 to 3 threads; one block of everything; and the baseline version of the transforms.
 std::vector<Setting> settings() {
   WinogradTuning defaults;
   WinogradTuning private_small;
   private_small.min_block_tiles = 1;
   private_small.block_bytes = 1;
+  private_small.filter_bytes = 1;
   private_small.parallel_work = 0;
   private_small.mode = WinogradTuning::Mode::private_blocks;
   WinogradTuning shared_small = private_small;
@@ -66,6 +67,7 @@ std::vector<Setting> settings() {
   WinogradTuning shared_whole = shared_small;
   shared_whole.min_block_tiles = std::int64_t{1} << 20;
   shared_whole.block_bytes = std::int64_t{1} << 40;
+  shared_whole.filter_bytes = std::int64_t{1} << 40;
   WinogradTuning baseline = private_small;
   baseline.avx2 = false;
   return {{"defaults, 1 thread", defaults, "threads=1"},
@@ -291,18 +293,24 @@ TEST_CASE("Winograd on 7x7 images (res5's shape): partial 2x2 tiles, every direc
       }
     }
   }
-  // Many channels: transformed filters past 16 MiB are written with non-temporal stores (512 x
-  // 512, and 400 x 300, whose rows end in a partial group of columns). CorrMM in float64 (checked
-  // against the reference by its own tests) is the oracle.
+  // Many channels: by default the transformed filters go in blocks of output channels; whole,
+  // past 16 MiB they are written with non-temporal stores (512 x 512, and 400 x 300, whose rows
+  // end in a partial group of columns). CorrMM in float64 (checked against the reference by its
+  // own tests) is the oracle.
   struct Case {
     Shape image, kernel;
   };
+  WinogradTuning whole_filters;
+  whole_filters.filter_bytes = std::int64_t{1} << 40;
   for (const Case& c :
        {Case{{2, 512, 7, 7}, {512, 512, 3, 3}}, Case{{2, 300, 7, 7}, {400, 300, 3, 3}}}) {
-    for (bool flip : {true, false}) {
+    for (const auto& [tuning, flip] :
+         {std::pair{WinogradTuning{}, true}, std::pair{whole_filters, true},
+          std::pair{whole_filters, false}}) {
+      const ScopedWinograd scoped(tuning, "threads=2");
       const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, flip);
-      INFO("image " << shape_str(c.image) << ", kernel " << shape_str(c.kernel) << ", flip "
-                    << flip);
+      INFO("image " << shape_str(c.image) << ", kernel " << shape_str(c.kernel) << ", flip " << flip
+                    << ", filter blocks of at most " << tuning.filter_bytes << " bytes");
       const Tensor image = random_tensor(DType::float32, c.image, 52);
       const Tensor kernel = random_tensor(DType::float32, c.kernel, 53);
       const Tensor top = random_tensor(DType::float32, {c.image[0], c.kernel[0], 7, 7}, 54);
@@ -322,6 +330,67 @@ TEST_CASE("Winograd on 7x7 images (res5's shape): partial 2x2 tiles, every direc
                           DType::float32, static_cast<double>(c.image[0] * 49)) == "");
     }
   }
+}
+
+TEST_CASE("Winograd: blocks of output channels' filters that do not divide the channel counts",
+          "[winograd]") {
+  // 19 filters of 13 channels: the rows of the forward's and the weight gradient's transformed
+  // filters are the 19 filters (36 x 13 elements each), the input gradient's the 13 channels (36 x
+  // 19 each). Bounds of 5 and 3 rows of 13 give blocks of 5, 5, 5, 4 and 3 x 6, 1 rows (forward,
+  // weight gradient), and of 3 x 4, 1 and 2 x 6, 1 rows (input gradient).
+  const std::int64_t row_bytes = kWinogradElements * 13 * static_cast<std::int64_t>(sizeof(float));
+  for (std::int64_t rows : {std::int64_t{5}, std::int64_t{3}}) {
+    for (WinogradTuning::Mode mode :
+         {WinogradTuning::Mode::private_blocks, WinogradTuning::Mode::shared_blocks}) {
+      for (const char* flags : {"threads=1", "threads=2", "threads=3"}) {
+        WinogradTuning tuning;
+        tuning.filter_bytes = rows * row_bytes;
+        tuning.mode = mode;
+        tuning.parallel_work = 0;
+        tuning.min_block_tiles = 8;  // several blocks of tiles on the 13x11 images
+        tuning.block_bytes = 1;
+        const ScopedWinograd scoped(tuning, flags);
+        std::uint64_t seed = 90;
+        for (const Shape& image : {Shape{3, 13, 7, 7}, Shape{2, 13, 13, 11}}) {
+          for (bool flip : {true, false}) {
+            const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, flip);
+            for (ConvDirection d : kDirections) {
+              for (DType dtype : {DType::float32, DType::float64}) {
+                INFO(rows << " rows' bytes, " << flags << ", shared "
+                          << (mode == WinogradTuning::Mode::shared_blocks) << ", image "
+                          << shape_str(image) << ", flip " << flip << ", " << direction_label(d)
+                          << ", " << dtype_name(dtype));
+                CHECK(compare_with_reference(p, d, image, {19, 13, 3, 3}, dtype, ++seed) == "");
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Winograd's workspace on res5: a block of transformed filters rather than all of them",
+          "[winograd]") {
+  const ScopedFlags threads("threads=2");
+  // res5's 3x3 layers at N=8: 7x7 images, 512 channels on each side; the whole transformed filters
+  // would take 36 x 512 x 512 floats (36 MiB).
+  WinogradGeometry g;
+  g.batch = 8;
+  g.in_channels = g.out_channels = 512;
+  g.in_h = g.in_w = g.out_h = g.out_w = 7;
+  g.off_h = g.off_w = -1;
+  const std::int64_t whole = kWinogradElements * 512 * 512;
+  // A block of filters, and the blocks' transformed data (V and M of 32 tiles, or V and W).
+  const std::int64_t bound = winograd_tuning().filter_bytes / 4 + whole / 4;
+  CHECK(winograd_correlate_workspace<float>(g) <= bound);
+  CHECK(winograd_weights_workspace<float>(g) <= bound);
+  // One block of rows when the bound holds all of them: the whole filters.
+  WinogradTuning tuning;
+  tuning.filter_bytes = std::int64_t{1} << 40;
+  const ScopedWinograd scoped(tuning, "threads=2");
+  CHECK(winograd_correlate_workspace<float>(g) > whole);
+  CHECK(winograd_weights_workspace<float>(g) > whole);
 }
 
 TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct sum's",
