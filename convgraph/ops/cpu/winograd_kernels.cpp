@@ -7,10 +7,16 @@
 // whole-problem matrices would go to memory and back; the block is at least as wide as the
 // transformed filters make worthwhile (each block reads all of U, 36 x out x in elements).
 //
+// U itself is bounded (WinogradTuning::filter_bytes): past the bound it is never held whole, but
+// transformed a block of output channels at a time, just before that block's GEMMs and output
+// transform (the memory plan reserves the workspace at the peak of a training step, where res5's
+// whole U took 36 MiB).
+//
 // Threads: with enough tiles each thread runs its own blocks with single-threaded GEMMs (no
 // barrier); otherwise (small images with many channels: ResNet's last stages) all threads work on
-// each block, the transforms split over channels and the GEMMs over the 36 elements, so that U is
-// read once per block rather than once per thread.
+// each block, the input transform split over channels, then the GEMMs over the 36 elements (a
+// whole U, read once per block rather than once per thread) or whole blocks of output channels
+// per thread (blocks of U).
 //
 // The transforms work on 8 (float) or 4 (double) tiles at once, one per vector lane, with GCC's
 // vector extensions; an AVX2 + FMA version is chosen at run time where the CPU has it.
