@@ -45,11 +45,11 @@ struct WinogradTuning {
   // block's own data, as long as the block's transformed input and output stay within this.
   std::int64_t block_bytes = std::int64_t{20} << 20;
   // The transformed filters (36 x out channels x in channels elements: 36 MiB for ResNet's res5)
-  // are cut into blocks of output channels of at most this many bytes (at least one channel), each
-  // transformed into a buffer of that size just before its GEMMs: the workspace stays bounded
-  // (the memory plan reserves it at the peak of a training step) and the block is read from the
-  // caches. One block: transformed once per call.
-  std::int64_t filter_bytes = std::int64_t{4} << 20;
+  // are held whole when they take at most this many bytes; else they are cut into blocks of output
+  // channels (at least one), each thread transforming one block at a time just before its GEMMs,
+  // the threads' blocks together within this bound: the workspace stays bounded (the memory plan
+  // reserves it at the peak of a training step) and a block is read back from the caches.
+  std::int64_t filter_bytes = std::int64_t{8} << 20;
   // Threads: automatic (each thread its own blocks where there are enough tiles, else all
   // threads on each block: the transforms split over channels, the GEMMs over the 36 elements),
   // or one of the two forced.
