@@ -163,13 +163,13 @@ void register_conv_implementations(ConvRegistry& registry) {
 #endif
   registry.add(std::move(onednn));
 
-  // Winograd F(4x4, 3x3) on the CPU: 3x3, stride 1, one group, 2-D, float32 and float64; every
-  // direction. Its pass runs before conv_dnn and takes the float32 problems where it measured
-  // faster than oneDNN (its prefers hook).
+  // Winograd F(4x4, 3x3) on the CPU: 3x3, stride 1, any dilation, one group, 2-D, float32 and
+  // float64; every direction. Its pass runs before conv_dnn and takes the float32 problems where
+  // it measured faster than oneDNN (its prefers hook).
   ConvImplementation winograd =
       row("winograd", DeviceKind::cpu, "conv_winograd", {"conv_winograd", "winograd"},
-          "Winograd F(4x4, 3x3) + GEMM (OpenBLAS) on the CPU: 3x3 stride-1 2-D, float32 and "
-          "float64");
+          "Winograd F(4x4, 3x3) + GEMM (OpenBLAS) on the CPU: 3x3 stride-1 2-D (any dilation), "
+          "float32 and float64");
   winograd.directions = {ConvDirection::forward, ConvDirection::grad_inputs,
                          ConvDirection::grad_weights};
   winograd.convdims = {2};

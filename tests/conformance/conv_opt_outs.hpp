@@ -51,8 +51,6 @@ inline const std::vector<ConvOptOut>& conv_opt_outs() {
        "implemented for one group; oneDNN and CorrMM take grouped convolutions"},
       {"winograd", "strides", [](C c, D) { return c.params.strided(); }, "stride",
        "F(4x4, 3x3) computes stride-1 convolutions; oneDNN and CorrMM take strided ones"},
-      {"winograd", "dilations", [](C c, D) { return c.params.dilated(); }, "dilation",
-       "F(4x4, 3x3) computes undilated convolutions; oneDNN and CorrMM take dilated ones"},
       {"winograd", "kernels other than 3x3",
        [](C c, D) {
          return c.kernel_spatial() != Shape{3, 3};

@@ -1,7 +1,8 @@
-// The Winograd convolution family on the CPU: 3x3 filters, stride 1, no dilation, one group,
-// shared kernels, 2-D, float32 and float64, forward and gradients with respect to the inputs and
-// the weights ("WinogradConv2d", "WinogradConv2d_gradInputs", "WinogradConv2d_gradWeights"), by
-// minimal filtering F(4x4, 3x3)
+// The Winograd convolution family on the CPU: 3x3 filters, stride 1, any dilation (one undilated
+// correlation per phase of the output: see winograd.cpp), one group, shared kernels, 2-D, float32
+// and float64, forward and gradients with respect to the inputs and the weights
+// ("WinogradConv2d", "WinogradConv2d_gradInputs", "WinogradConv2d_gradWeights"), by minimal
+// filtering F(4x4, 3x3)
 // (winograd_kernels.hpp): 36 GEMMs on transformed tiles instead of 144 multiply-adds per output
 // tile and channel pair, 4x fewer than a direct or im2col convolution. Any padding (valid, full,
 // half, explicit, asymmetric), any image size (partial edge tiles), both flips, any batch.
@@ -65,7 +66,7 @@ Tensor winograd_conv_grad_weights(const ConvParams& params, const Tensor& image,
 std::uint64_t winograd_recomputed_calls();
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 and float64 on the CPU, 3x3
-// kernels whose size is known at compile time, stride 1, no dilation, one group, shared kernels.
+// kernels whose size is known at compile time, stride 1, any dilation, one group, shared kernels.
 // Its prefers hook keeps the default lowering to the problems where it measured faster than
 // oneDNN (see docs/convolution.md).
 ConvImplementationHooks winograd_conv_hooks();

@@ -44,6 +44,12 @@ struct WinogradTuning {
   // ... and enough that the transformed filters, read once per block, cost no more than the
   // block's own data, as long as the block's transformed input and output stay within this.
   std::int64_t block_bytes = std::int64_t{20} << 20;
+  // The transformed filters (36 x out channels x in channels elements: 36 MiB for ResNet's res5)
+  // are held whole when they take at most this many bytes; else they are cut into blocks of output
+  // channels (at least one), each thread transforming one block at a time just before its GEMMs,
+  // the threads' blocks together within this bound: the workspace stays bounded (the memory plan
+  // reserves it at the peak of a training step) and a block is read back from the caches.
+  std::int64_t filter_bytes = std::int64_t{8} << 20;
   // Threads: automatic (each thread its own blocks where there are enough tiles, else all
   // threads on each block: the transforms split over channels, the GEMMs over the 36 elements),
   // or one of the two forced.
@@ -66,16 +72,17 @@ template <typename T>
 void winograd_transform_filters(const T* w, std::int64_t filters, std::int64_t channels,
                                 bool transpose, bool reverse, T* u);
 
-// OUT = the correlation GEO describes of IN with the filters U transformed as above ([36]
-// [out_channels][in_channels]), on cpu_threads() threads; the BLAS thread count is left as found.
+// OUT = the correlation GEO describes of IN with the filters W, transformed as above (TRANSPOSE,
+// REVERSE; rows the output channels) a block of output channels at a time (WinogradTuning::
+// filter_bytes), on cpu_threads() threads; the BLAS thread count is left as found.
 // GEO must be non-empty (every size >= 1). Returns false when some output element is not finite
 // (Inf or NaN in the data, or an overflow in the transforms): the caller then computes the call
 // another way, since a tile mixes every input into every output.
 template <typename T>
-bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* u, T* out,
-                        T* workspace = nullptr);
-// The elements of the WORKSPACE winograd_correlate takes for GEO (the blocks' transformed data,
-// per thread with private blocks); without one it allocates it.
+bool winograd_correlate(const WinogradGeometry& geo, const T* in, const T* w, bool transpose,
+                        bool reverse, T* out, T* workspace = nullptr);
+// The elements of the WORKSPACE winograd_correlate takes for GEO (a block of transformed filters
+// and the blocks' transformed data, per thread with private blocks); without one it allocates it.
 template <typename T>
 std::int64_t winograd_correlate_workspace(const WinogradGeometry& geo);
 
@@ -88,7 +95,8 @@ template <typename T>
 bool winograd_correlate_weights(const WinogradGeometry& geo, const T* in, const T* dy, bool reverse,
                                 T* out, T* workspace = nullptr);
 // The elements of the WORKSPACE winograd_correlate_weights takes for GEO (a block's transformed
-// data and the 36 accumulated sums); without one it allocates it.
+// data and the 36 sums of a block of output channels, as WinogradTuning::filter_bytes bounds);
+// without one it allocates it.
 template <typename T>
 std::int64_t winograd_weights_workspace(const WinogradGeometry& geo);
 
@@ -97,9 +105,9 @@ extern template void winograd_transform_filters<float>(const float*, std::int64_
 extern template void winograd_transform_filters<double>(const double*, std::int64_t, std::int64_t,
                                                         bool, bool, double*);
 extern template bool winograd_correlate<float>(const WinogradGeometry&, const float*, const float*,
-                                               float*, float*);
+                                               bool, bool, float*, float*);
 extern template bool winograd_correlate<double>(const WinogradGeometry&, const double*,
-                                                const double*, double*, double*);
+                                                const double*, bool, bool, double*, double*);
 extern template std::int64_t winograd_correlate_workspace<float>(const WinogradGeometry&);
 extern template std::int64_t winograd_correlate_workspace<double>(const WinogradGeometry&);
 extern template bool winograd_correlate_weights<float>(const WinogradGeometry&, const float*,

@@ -51,14 +51,15 @@ struct Setting {
   const char* flags;
 };
 
-// The ways the driver cuts the work, reached with small shapes: blocks of one vector of tiles,
-// each thread its own blocks or all threads on each block, with 1 to 3 threads; and the baseline
-// version of the transforms.
+// The ways the driver cuts the work, reached with small shapes: blocks of one vector of tiles and
+// of one output channel's transformed filters, each thread its own blocks or all threads on each
+// block, with 1 to 3 threads; one block of everything; and the baseline version of the transforms.
 std::vector<Setting> settings() {
   WinogradTuning defaults;
   WinogradTuning private_small;
   private_small.min_block_tiles = 1;
   private_small.block_bytes = 1;
+  private_small.filter_bytes = 1;
   private_small.parallel_work = 0;
   private_small.mode = WinogradTuning::Mode::private_blocks;
   WinogradTuning shared_small = private_small;
@@ -66,6 +67,7 @@ std::vector<Setting> settings() {
   WinogradTuning shared_whole = shared_small;
   shared_whole.min_block_tiles = std::int64_t{1} << 20;
   shared_whole.block_bytes = std::int64_t{1} << 40;
+  shared_whole.filter_bytes = std::int64_t{1} << 40;
   WinogradTuning baseline = private_small;
   baseline.avx2 = false;
   return {{"defaults, 1 thread", defaults, "threads=1"},
@@ -123,7 +125,7 @@ std::vector<ConvCase> winograd_grid_cases() {
   std::vector<ConvCase> out;
   for (const ConvCase& c : full_conformance_grid()) {
     if (c.convdim() != 2 || c.params.unshared || c.params.num_groups != 1 || c.params.strided() ||
-        c.params.dilated() || c.kernel_spatial() != Shape{3, 3} || c.dtype == DType::float16) {
+        c.kernel_spatial() != Shape{3, 3} || c.dtype == DType::float16) {
       continue;
     }
     out.push_back(c);
@@ -184,6 +186,59 @@ TEST_CASE("Winograd: every border form, odd sizes, partial tiles, 1-pixel images
   }
 }
 
+TEST_CASE("Winograd: dilated correlations, phase by phase: pads, odd sizes, both flips",
+          "[winograd]") {
+  // Images smaller than the dilation (empty input phases), sizes that are no multiple of it
+  // (phases of unequal sizes), every border form (offsets of every residue), each direction.
+  const std::vector<Shape> images{{1, 1}, {2, 3}, {5, 4}, {9, 11}, {12, 7}};
+  const std::vector<std::vector<std::int64_t>> dilations{{2, 2}, {1, 3}, {3, 2}};
+  // Finite data: every call is Winograd's own, none computed again by CorrMM.
+  const std::uint64_t recomputed = winograd_recomputed_calls();
+  for (const Setting& s : {settings()[0], settings()[2], settings()[5]}) {
+    const ScopedWinograd scoped(s.tuning, s.flags);
+    std::uint64_t seed = 61;
+    for (const std::vector<std::int64_t>& dilation : dilations) {
+      for (const BorderMode& border : borders()) {
+        for (const Shape& spatial : images) {
+          for (bool flip : {true, false}) {
+            const ConvParams p = make_conv_params(2, border, {1, 1}, flip, dilation);
+            const Shape out = ConvCase::output_spatial_of(p, spatial, {3, 3});
+            if (out[0] < 1 || out[1] < 1) continue;
+            const DType dtype = seed % 2 == 0 ? DType::float64 : DType::float32;
+            const Shape image{1 + static_cast<std::int64_t>(seed % 2), 3, spatial[0], spatial[1]};
+            const Shape kernel{5, 3, 3, 3};
+            for (ConvDirection d : kDirections) {
+              INFO(s.name << ", " << p.str() << ", image " << shape_str(image) << ", "
+                          << dtype_name(dtype) << ", " << direction_label(d));
+              CHECK(compare_with_reference(p, d, image, kernel, dtype, ++seed) == "");
+            }
+          }
+        }
+      }
+    }
+  }
+  // The suite's layer (64 channels, 56x56, dilation 2, pad 2) at batch 2, against CorrMM in
+  // float64.
+  const ScopedFlags threads("threads=2");
+  const ConvParams p = make_conv_params(2, BorderMode(2), {1, 1}, true, {2, 2});
+  const Tensor image = random_tensor(DType::float32, {2, 64, 56, 56}, 71);
+  const Tensor kernel = random_tensor(DType::float32, {64, 64, 3, 3}, 72);
+  const Tensor top = random_tensor(DType::float32, {2, 64, 56, 56}, 73);
+  const Shape spatial{56, 56};
+  CHECK(conv_mismatch(winograd_conv_forward(p, image, kernel),
+                      corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64)),
+                      DType::float32, terms_of(ConvDirection::forward, 64, 64)) == "");
+  CHECK(conv_mismatch(
+            winograd_conv_grad_inputs(p, kernel, top, spatial),
+            corrmm_grad_inputs(p, kernel.cast(DType::float64), top.cast(DType::float64), spatial),
+            DType::float32, terms_of(ConvDirection::grad_inputs, 64, 64)) == "");
+  CHECK(conv_mismatch(
+            winograd_conv_grad_weights(p, image, top, {3, 3}),
+            corrmm_grad_weights(p, image.cast(DType::float64), top.cast(DType::float64), {3, 3}),
+            DType::float32, 2.0 * 56 * 56) == "");
+  CHECK(winograd_recomputed_calls() == recomputed);
+}
+
 TEST_CASE("Winograd: channel counts that are no multiple of the vector width, and large ones",
           "[winograd]") {
   const ScopedFlags threads("threads=2");
@@ -221,6 +276,121 @@ TEST_CASE("Winograd: channel counts that are no multiple of the vector width, an
       }
     }
   }
+}
+
+TEST_CASE("Winograd on 7x7 images (res5's shape): partial 2x2 tiles, every direction, both flips",
+          "[winograd]") {
+  const ScopedFlags threads("threads=2");
+  // Against the reference: the 7x7 image is covered by 2x2 tiles of 4x4, the last row and column
+  // of tiles partial ('half', 'valid' and 'full' give 7x7, 5x5 and 9x9 outputs).
+  for (const BorderMode& border : {BorderMode("half"), BorderMode("valid"), BorderMode("full")}) {
+    for (bool flip : {true, false}) {
+      const ConvParams p = make_conv_params(2, border, {1, 1}, flip);
+      for (ConvDirection d : kDirections) {
+        INFO(border.str() << ", flip " << flip << ", " << direction_label(d));
+        CHECK(compare_with_reference(p, d, {3, 20, 7, 7}, {24, 20, 3, 3}, DType::float32, 51) ==
+              "");
+      }
+    }
+  }
+  // Many channels: by default the transformed filters go in blocks of output channels; whole,
+  // past 16 MiB they are written with non-temporal stores (512 x 512, and 400 x 300, whose rows
+  // end in a partial group of columns). CorrMM in float64 (checked against the reference by its
+  // own tests) is the oracle.
+  struct Case {
+    Shape image, kernel;
+  };
+  WinogradTuning whole_filters;
+  whole_filters.filter_bytes = std::int64_t{1} << 40;
+  for (const Case& c :
+       {Case{{2, 512, 7, 7}, {512, 512, 3, 3}}, Case{{2, 300, 7, 7}, {400, 300, 3, 3}}}) {
+    for (const auto& [tuning, flip] :
+         {std::pair{WinogradTuning{}, true}, std::pair{whole_filters, true},
+          std::pair{whole_filters, false}}) {
+      const ScopedWinograd scoped(tuning, "threads=2");
+      const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, flip);
+      INFO("image " << shape_str(c.image) << ", kernel " << shape_str(c.kernel) << ", flip " << flip
+                    << ", filter blocks of at most " << tuning.filter_bytes << " bytes");
+      const Tensor image = random_tensor(DType::float32, c.image, 52);
+      const Tensor kernel = random_tensor(DType::float32, c.kernel, 53);
+      const Tensor top = random_tensor(DType::float32, {c.image[0], c.kernel[0], 7, 7}, 54);
+      const Shape spatial{7, 7};
+      CHECK(conv_mismatch(
+                winograd_conv_forward(p, image, kernel),
+                corrmm_forward(p, image.cast(DType::float64), kernel.cast(DType::float64)),
+                DType::float32, terms_of(ConvDirection::forward, c.image[1], c.kernel[0])) == "");
+      CHECK(
+          conv_mismatch(
+              winograd_conv_grad_inputs(p, kernel, top, spatial),
+              corrmm_grad_inputs(p, kernel.cast(DType::float64), top.cast(DType::float64), spatial),
+              DType::float32, terms_of(ConvDirection::grad_inputs, c.image[1], c.kernel[0])) == "");
+      CHECK(conv_mismatch(winograd_conv_grad_weights(p, image, top, {3, 3}),
+                          corrmm_grad_weights(p, image.cast(DType::float64),
+                                              top.cast(DType::float64), {3, 3}),
+                          DType::float32, static_cast<double>(c.image[0] * 49)) == "");
+    }
+  }
+}
+
+TEST_CASE("Winograd: blocks of output channels' filters that do not divide the channel counts",
+          "[winograd]") {
+  // 19 filters of 13 channels: the rows of the forward's and the weight gradient's transformed
+  // filters are the 19 filters (36 x 13 elements each), the input gradient's the 13 channels (36 x
+  // 19 each). Bounds of 5 and 3 rows of 13 give blocks of 5, 5, 5, 4 and 3 x 6, 1 rows (forward,
+  // weight gradient), and of 3 x 4, 1 and 2 x 6, 1 rows (input gradient).
+  const std::int64_t row_bytes = kWinogradElements * 13 * static_cast<std::int64_t>(sizeof(float));
+  for (std::int64_t rows : {std::int64_t{5}, std::int64_t{3}}) {
+    for (WinogradTuning::Mode mode :
+         {WinogradTuning::Mode::private_blocks, WinogradTuning::Mode::shared_blocks}) {
+      for (const char* flags : {"threads=1", "threads=2", "threads=3"}) {
+        WinogradTuning tuning;
+        tuning.filter_bytes = rows * row_bytes;
+        tuning.mode = mode;
+        tuning.parallel_work = 0;
+        tuning.min_block_tiles = 8;  // several blocks of tiles on the 13x11 images
+        tuning.block_bytes = 1;
+        const ScopedWinograd scoped(tuning, flags);
+        std::uint64_t seed = 90;
+        for (const Shape& image : {Shape{3, 13, 7, 7}, Shape{2, 13, 13, 11}}) {
+          for (bool flip : {true, false}) {
+            const ConvParams p = make_conv_params(2, BorderMode("half"), {1, 1}, flip);
+            for (ConvDirection d : kDirections) {
+              for (DType dtype : {DType::float32, DType::float64}) {
+                INFO(rows << " rows' bytes, " << flags << ", shared "
+                          << (mode == WinogradTuning::Mode::shared_blocks) << ", image "
+                          << shape_str(image) << ", flip " << flip << ", " << direction_label(d)
+                          << ", " << dtype_name(dtype));
+                CHECK(compare_with_reference(p, d, image, {19, 13, 3, 3}, dtype, ++seed) == "");
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Winograd's workspace on res5: a block of transformed filters rather than all of them",
+          "[winograd]") {
+  const ScopedFlags threads("threads=2");
+  // res5's 3x3 layers at N=8: 7x7 images, 512 channels on each side; the whole transformed filters
+  // would take 36 x 512 x 512 floats (36 MiB).
+  WinogradGeometry g;
+  g.batch = 8;
+  g.in_channels = g.out_channels = 512;
+  g.in_h = g.in_w = g.out_h = g.out_w = 7;
+  g.off_h = g.off_w = -1;
+  const std::int64_t whole = kWinogradElements * 512 * 512;
+  // A block of filters, and the blocks' transformed data (V and M of 32 tiles, or V and W).
+  const std::int64_t bound = winograd_tuning().filter_bytes / 4 + whole / 4;
+  CHECK(winograd_correlate_workspace<float>(g) <= bound);
+  CHECK(winograd_weights_workspace<float>(g) <= bound);
+  // One block of rows when the bound holds all of them: the whole filters.
+  WinogradTuning tuning;
+  tuning.filter_bytes = std::int64_t{1} << 40;
+  const ScopedWinograd scoped(tuning, "threads=2");
+  CHECK(winograd_correlate_workspace<float>(g) > whole);
+  CHECK(winograd_weights_workspace<float>(g) > whole);
 }
 
 TEST_CASE("Winograd's float32 error on ResNet-sized layers stays near a direct sum's",
@@ -370,9 +540,10 @@ TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[
                  "stride (2, 2)"));
   CHECK(contains(reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {2, 1})),
                  "stride (2, 1)"));
-  CHECK(contains(
-      reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 2})),
-      "dilation (1, 2)"));
+  // Dilations are taken (one undilated correlation per phase).
+  CHECK_FALSE(winograd_declines(ConvDirection::forward,
+                                make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 2}))
+                  .has_value());
   CHECK(contains(
       reason(ConvDirection::forward, make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 2)),
       "groups 2"));
@@ -484,11 +655,34 @@ TEST_CASE(
   // passes after it take the nodes.
   CHECK(count(lowered(DType::float32, 2, 8, 28, ""), "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float32, 1, 256, 7, ""), "WinogradConv2d") == 0);
+  // ResNet-50's res5 (7x7 images, 512 channels): from 32 tiles (batch 8) on, not at 16.
+  CHECK(count(lowered(DType::float32, 8, 512, 7, ""), "WinogradConv2d") == 2);
+  CHECK(count(lowered(DType::float32, 4, 512, 7, ""), "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float64, 2, 64, 28, ""), "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=winograd"),
               "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_winograd"),
               "WinogradConv2d") == 0);
+  // A dilated layer: the weight gradient only.
+  {
+    const Variable x = tensor("x", DType::float32, {2, 64, 28, 28});
+    const Variable w = tensor("w", DType::float32, {64, 64, 3, 3});
+    const ConvParams dilated = make_conv_params(2, BorderMode(2), {1, 1}, true, {2, 2});
+    const Variable y = abstract_conv(dilated, x, w);
+    const std::vector<Variable> g = grad(sum(y * y), std::vector<Variable>{x, w});
+    const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
+    std::vector<std::string> names;
+    for (Node* node : f.graph().toposort()) {
+      if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
+        names.push_back(node->op->name());
+      }
+    }
+    std::string listed;
+    for (const std::string& n : names) listed += n + " ";
+    INFO(listed);
+    CHECK(count(names, "WinogradConv2d_gradWeights") == 1);
+    CHECK(count(names, "WinogradConv2d") == 1);  // the prefix counts the weight gradient too
+  }
   // Excluding oneDNN leaves Winograd its layers.
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_dnn"),
               "WinogradConv2d") == 2);
