@@ -1,7 +1,8 @@
 // The nodes oneDNN's prefers hook (onednn_not_preferred) leaves to CorrMM in the default lowering:
-// the weight gradients of small 1x1 layers, the input gradients of wide or small 1x1 layers without
-// AVX-512, and stride-1 3x3 depthwise convolutions of wide images; what the lowering then builds,
-// its results against the reference, and where oneDNN keeps the nodes.
+// the weight gradients of small 1x1 layers; without AVX-512, the input gradients of wide or small
+// 1x1 layers and the weight gradients of stride-2 3x3 layers; stride-1 3x3 depthwise convolutions
+// of wide images. What the lowering then builds, its results against the reference, and where
+// oneDNN keeps the nodes.
 #include "convgraph/build_config.hpp"
 #include "support/catch.hpp"
 
@@ -154,6 +155,57 @@ TEST_CASE(
   CHECK_FALSE(why(2048, 512, 7, 1, 1, true, "").has_value());
   CHECK_FALSE(why(1024, 256, 14, 1, 3, false, "").has_value());
   CHECK_FALSE(why(1024, 256, 14, 1, 1, false, "optimizer_excluding=corrmm").has_value());
+}
+
+TEST_CASE("Without AVX-512, oneDNN leaves the weight gradients of stride-2 3x3 layers to CorrMM",
+          "[onednn]") {
+  // The hook on the weight gradient of a KSIZE x KSIZE convolution at STRIDE (padding 1, DILATION,
+  // GROUPS), told whether oneDNN runs AVX-512.
+  auto why = [](std::int64_t ksize, std::int64_t stride, std::int64_t dilation, std::int64_t groups,
+                bool avx512, const std::string& flags) {
+    const Variable x = tensor("x", f32, {2, 8, 14, 14});
+    const Variable w = tensor("w", f32, {8, 8 / groups, ksize, ksize});
+    const ConvParams p =
+        make_conv_params(2, "half", {stride, stride}, true, {dilation, dilation}, groups);
+    const Variable gw = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{w})[0];
+    const FunctionGraph graph({x, w}, {gw});
+    Node* node = nullptr;
+    for (Node* n : graph.toposort()) {
+      if (n->op->name() == "AbstractConv2d_gradWeights") node = n;
+    }
+    REQUIRE(node != nullptr);
+    Config config = global_config();
+    if (!flags.empty()) config.apply(flags);
+    return onednn_not_preferred(ConvSignature::of(*node), config, avx512);
+  };
+  CHECK(contains(why(3, 2, 1, 1, false, "").value_or(""), "3x3 weight gradient at stride 2"));
+  // AVX-512, stride 1, another kernel size, a dilation, groups, or CorrMM excluded: oneDNN keeps
+  // it.
+  CHECK_FALSE(why(3, 2, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(3, 1, 1, 1, false, "").has_value());
+  CHECK_FALSE(why(5, 2, 1, 1, false, "").has_value());
+  CHECK_FALSE(why(3, 2, 2, 1, false, "").has_value());
+  CHECK_FALSE(why(3, 2, 1, 2, false, "").has_value());
+  CHECK_FALSE(why(3, 2, 1, 1, false, "optimizer_excluding=conv_gemm").has_value());
+
+  // Through compile(): where oneDNN has no AVX-512 the weight gradient is CorrMM's, the forward
+  // and input gradient stay with oneDNN; the results are the reference's.
+  const Variable x = tensor("x", f32, {2, 8, 13, 13});
+  const Variable w = tensor("w", f32, {6, 8, 3, 3});
+  const ConvParams p = make_conv_params(2, "half", {2, 2}, true, {1, 1}, 1);
+  const Variable y = abstract_conv(p, x, w);
+  const std::vector<Variable> g = grad(sum(y * y), {x, w});
+  const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
+  const bool avx512 = onednn_runs_avx512();
+  INFO("AVX-512 " << avx512 << "\n" << f.str());
+  CHECK(count_ops(f, "CorrMM_gradWeights") == (avx512 ? 0 : 1));
+  CHECK(count_ops(f, "OneDnnConv2d_gradWeights") == (avx512 ? 1 : 0));
+  CHECK(count_ops(f, "OneDnnConv2d_gradInputs") == 1);
+  const Tensor image = random_tensor(f32, {2, 8, 13, 13}, 41);
+  const Tensor kernel = random_tensor(f32, {6, 8, 3, 3}, 42);
+  const std::vector<Tensor> out = f({image, kernel});
+  const Tensor top = twice(reference_conv_forward(p, image, kernel));
+  require_close(out[2], reference_conv_grad_weights(p, image, top, {3, 3}), 2 * 7 * 7);
 }
 
 TEST_CASE("oneDNN leaves stride-1 3x3 depthwise convolutions of wide images to CorrMM",
