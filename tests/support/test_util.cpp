@@ -24,6 +24,12 @@ Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double
   return Tensor::from_vector<double>(values, shape).cast(dtype);
 }
 
+std::size_t count_ops(const Function& f, const std::string& name) {
+  std::size_t n = 0;
+  for (Node* node : f.graph().toposort()) n += node->op->name() == name ? 1 : 0;
+  return n;
+}
+
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) {
     throw ShapeError(fmt::format("max_abs_diff: shapes {} and {} differ", shape_str(a.shape()),

@@ -16,6 +16,9 @@ Tensor random_tensor(DType dtype, const Shape& shape, std::uint64_t seed, double
 
 // Largest |a - b| over all elements after converting both to float64; SHAPES must match.
 double max_abs_diff(const Tensor& a, const Tensor& b);
+
+// How many nodes of the compiled graph of F run the op called NAME.
+std::size_t count_ops(const Function& f, const std::string& name);
 // Returns an empty string when every element satisfies |a - b| <= atol + rtol * |b| and the
 // dtypes and shapes are equal; otherwise a description of the worst element.
 std::string allclose_report(const Tensor& actual, const Tensor& expected, double rtol = 1e-5,

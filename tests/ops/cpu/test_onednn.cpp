@@ -44,6 +44,7 @@ const ConvImplementation& onednn_row() {
 using convgraph::testing::allclose_report;
 using convgraph::testing::contains;
 using convgraph::testing::conv_tolerance;
+using convgraph::testing::count_ops;
 using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
 using convgraph::testing::require_close_scaled;
@@ -633,12 +634,6 @@ Tensor twice(const Tensor& t) {
   std::vector<float> values = t.to_vector<float>();
   for (float& v : values) v *= 2.0f;
   return Tensor::from_vector(values, t.shape());
-}
-
-std::size_t count_ops(const Function& f, const std::string& name) {
-  std::size_t n = 0;
-  for (Node* node : f.graph().toposort()) n += node->op->name() == name ? 1 : 0;
-  return n;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #if CONVGRAPH_HAVE_ONEDNN
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,6 +30,7 @@
 using namespace convgraph;
 using convgraph::testing::contains;
 using convgraph::testing::conv_tolerance;
+using convgraph::testing::count_ops;
 using convgraph::testing::random_tensor;
 using convgraph::testing::require_close_scaled;
 
@@ -47,10 +49,19 @@ Tensor twice(const Tensor& t) {
   return Tensor::from_vector(values, t.shape());
 }
 
-std::size_t count_ops(const Function& f, const std::string& name) {
-  std::size_t n = 0;
-  for (Node* node : f.graph().toposort()) n += node->op->name() == name ? 1 : 0;
-  return n;
+// The prefers hook on the node running OP in the graph of OUTPUT, under the global flags plus
+// FLAGS, told whether oneDNN runs AVX512.
+std::optional<std::string> hook_on(const std::vector<Variable>& inputs, const Variable& output,
+                                   const std::string& op, const std::string& flags, bool avx512) {
+  const FunctionGraph graph(inputs, {output});
+  Node* node = nullptr;
+  for (Node* n : graph.toposort()) {
+    if (n->op->name() == op) node = n;
+  }
+  REQUIRE(node != nullptr);
+  Config config = global_config();
+  if (!flags.empty()) config.apply(flags);
+  return onednn_not_preferred(ConvSignature::of(*node), config, avx512);
 }
 
 }  // namespace
@@ -129,15 +140,7 @@ TEST_CASE(
     const Variable w = tensor("w", f32, {filters, channels, ksize, ksize});
     const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
     const Variable gx = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{x})[0];
-    const FunctionGraph graph({x, w}, {gx});
-    Node* node = nullptr;
-    for (Node* n : graph.toposort()) {
-      if (n->op->name() == "AbstractConv2d_gradInputs") node = n;
-    }
-    REQUIRE(node != nullptr);
-    Config config = global_config();
-    if (!flags.empty()) config.apply(flags);
-    return onednn_not_preferred(ConvSignature::of(*node), config, avx512);
+    return hook_on({x, w}, gx, "AbstractConv2d_gradInputs", flags, avx512);
   };
   // ResNet-50's layers that measured faster on CorrMM: 1024 channels at 14x14, the strided
   // 1024 -> 2048 one, 512 and 2048 channels at 7x7.
@@ -168,15 +171,7 @@ TEST_CASE("Without AVX-512, oneDNN leaves the weight gradients of stride-2 3x3 l
     const ConvParams p =
         make_conv_params(2, "half", {stride, stride}, true, {dilation, dilation}, groups);
     const Variable gw = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{w})[0];
-    const FunctionGraph graph({x, w}, {gw});
-    Node* node = nullptr;
-    for (Node* n : graph.toposort()) {
-      if (n->op->name() == "AbstractConv2d_gradWeights") node = n;
-    }
-    REQUIRE(node != nullptr);
-    Config config = global_config();
-    if (!flags.empty()) config.apply(flags);
-    return onednn_not_preferred(ConvSignature::of(*node), config, avx512);
+    return hook_on({x, w}, gw, "AbstractConv2d_gradWeights", flags, avx512);
   };
   CHECK(contains(why(3, 2, 1, 1, false, "").value_or(""), "3x3 weight gradient at stride 2"));
   // AVX-512, stride 1, another kernel size, a dilation, groups, or CorrMM excluded: oneDNN keeps
