@@ -114,8 +114,9 @@ Tensor onednn_conv_grad_weights(const ConvParams& params, const Tensor& image,
 //              weights may be reordered;
 //   automatic: per problem, whichever of the two measured faster on the benchmark suite's layers
 //              (see docs/convolution.md): plain for unpadded 1x1 layers (but their strided
-//              forward) and for the backward-data of images with fewer than 16 channels, blocked
-//              otherwise.
+//              forward, and with AVX-512 their forward and backward-data over at most
+//              kOneDnnSmall1x1Positions output positions) and for the backward-data of images
+//              with fewer than 16 channels, blocked otherwise.
 enum class OneDnnLayout : unsigned char { automatic, blocked, plain };
 
 // The process-wide layout policy (default automatic), for tests and benchmarks. Kernels read it
