@@ -5,7 +5,7 @@
 // docs/benchmarks.md.
 //
 //   convgraph_bench_conv --suite SUITE.json --device cpu --out OUT.json
-//       [--only NAME,NAME] [--impls corrmm,onednn,meta] [--dirs fwd,bwd_data,bwd_filter]
+//       [--only NAME,NAME] [--impls corrmm,onednn,default,meta] [--dirs fwd,bwd_data,bwd_filter]
 //       [--threads 2] [--reps 5] [--min-time 0.5] [--warmup 2] [--max-foreign 0.10] [--retries 2]
 //       [--blas-coretype auto|env|CORE] [--extra-flags K=V,...]
 //   convgraph_bench_conv --suite SUITE.json --device cuda --out OUT.json
@@ -79,7 +79,8 @@ const char* const kCudnnTimeOnce =
     "dnn.conv.algo_bwd_filter=time_once";
 
 // The compile flags that select implementation NAME on DEVICE: a registry row of that device
-// (conv.impl=NAME), or "meta" (the meta-optimizer over every implementation). std::nullopt for
+// (conv.impl=NAME), "meta" (the meta-optimizer over every implementation) or, on the CPU,
+// "default" (the default lowering's rules: what a compile without flags picks). std::nullopt for
 // any other name. threads=N (and on the GPU the device and precision flags) are added.
 std::optional<std::string> impl_flags(const std::string& name, DeviceKind device) {
   const bool gpu = device == DeviceKind::cuda;
@@ -87,6 +88,7 @@ std::optional<std::string> impl_flags(const std::string& name, DeviceKind device
     return gpu ? std::string("optimizer_including=conv_meta,metaopt.verbose=0,") + kCudnnTimeOnce
                : std::string("optimizer_including=conv_meta");
   }
+  if (name == "default" && !gpu) return std::string();
   const ConvImplementation* row = conv_registry().find(name);
   if (row == nullptr || row->device != device) return std::nullopt;
   std::string flags = select_conv_impl_flags(name);
@@ -95,13 +97,14 @@ std::optional<std::string> impl_flags(const std::string& name, DeviceKind device
   return flags;
 }
 
-// "corrmm, onednn, meta": what --impls accepts on DEVICE.
+// "corrmm, onednn, winograd, meta, default": what --impls accepts on DEVICE.
 std::string known_impls(DeviceKind device) {
   std::vector<std::string> names;
   for (const ConvImplementation& row : conv_registry().all()) {
     if (row.device == device) names.push_back(row.name);
   }
   names.emplace_back("meta");
+  if (device == DeviceKind::cpu) names.emplace_back("default");
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
@@ -469,7 +472,7 @@ std::string cpu_model() {
 }
 
 struct Options {
-  std::string suite, device = "cpu", out, only, impls = "corrmm,onednn,meta",
+  std::string suite, device = "cpu", out, only, impls = "corrmm,onednn,default,meta",
                      dirs = "fwd,bwd_data,bwd_filter", blas_coretype = "auto";
   int threads = 2, reps = 5, warmup = 2, retries = 2;
   double min_time = 0.5, max_foreign = 0.10;
@@ -492,6 +495,7 @@ struct Options {
 };
 
 std::string with_extra(const std::string& flags, const std::string& extra) {
+  if (flags.empty()) return extra;
   return extra.empty() ? flags : flags + "," + extra;
 }
 
@@ -576,8 +580,8 @@ int run_cpu(const Options& o) {
   for (const auto& i : impls) {
     flags[i] = effective_flags(with_extra(*impl_flags(i, DeviceKind::cpu), o.extra_flags), known,
                                o.threads);
-    requested[i] = with_extra(*impl_flags(i, DeviceKind::cpu), o.extra_flags) +
-                   ",threads=" + std::to_string(o.threads);
+    const std::string given = with_extra(*impl_flags(i, DeviceKind::cpu), o.extra_flags);
+    requested[i] = given + (given.empty() ? "" : ",") + "threads=" + std::to_string(o.threads);
     effective[i] = flags[i];
   }
   meta["impl_flags"] = requested;
@@ -1221,8 +1225,9 @@ int main(int argc, char** argv) {
   app.add_option("--only", o.only, "comma-separated substrings of layer names");
   auto* impls_opt = app.add_option(
       "--impls", o.impls,
-      "comma-separated: corrmm, onednn, meta (CPU; the default) or cudnn, gpu_corrmm, meta (GPU; "
-      "default all three)");
+      "comma-separated: a registry row of the device (corrmm, onednn, winograd on the CPU), meta, "
+      "or default (CPU: the default lowering's choice); default corrmm,onednn,default,meta on the "
+      "CPU, cudnn,gpu_corrmm,meta on the GPU");
   app.add_option("--dirs", o.dirs, "comma-separated: fwd, bwd_data, bwd_filter");
   app.add_option("--threads", o.threads, "CPU threads (convgraph, OpenMP, OpenBLAS)")
       ->check(CLI::PositiveNumber);

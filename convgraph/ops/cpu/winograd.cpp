@@ -107,6 +107,44 @@ struct Residues {
   }
 };
 
+// PHASES (of the correlation G with taps DH x DW apart) with runs merged: consecutive phases of one
+// geometry whose sub-images follow one another in the residue buffers of both the input and the
+// output are one correlation over a batch that many times larger. One call then has enough tiles
+// for each thread to run its own blocks, where a call per phase made the threads share each block
+// and wait at every one (with dilation 2 and an even offset, the four phases of a 56x56 image are
+// one correlation of 4N 28x28 images).
+std::vector<Phase> merge_phases(const std::vector<Phase>& phases, const WinogradGeometry& g,
+                                std::int64_t dh, std::int64_t dw) {
+  const Residues in_res{g.batch * g.in_channels, g.in_h, g.in_w, dh, dw};
+  const Residues out_res{g.batch * g.out_channels, g.out_h, g.out_w, dh, dw};
+  const auto same_problem = [](const WinogradGeometry& a, const WinogradGeometry& b) {
+    return a.in_channels == b.in_channels && a.out_channels == b.out_channels && a.in_h == b.in_h &&
+           a.in_w == b.in_w && a.out_h == b.out_h && a.out_w == b.out_w && a.off_h == b.off_h &&
+           a.off_w == b.off_w;
+  };
+  std::vector<Phase> out;
+  std::int64_t count = 0;  // phases in the run at the back of OUT
+  for (const Phase& p : phases) {
+    if (!out.empty()) {
+      Phase& run = out.back();
+      const WinogradGeometry& r = run.geo;
+      const std::int64_t in_size = g.batch * r.in_channels * r.in_h * r.in_w;
+      const std::int64_t out_size = g.batch * r.out_channels * r.out_h * r.out_w;
+      if (same_problem(r, p.geo) &&
+          in_res.offset(p.in_h, p.in_w) == in_res.offset(run.in_h, run.in_w) + count * in_size &&
+          out_res.offset(p.out_h, p.out_w) ==
+              out_res.offset(run.out_h, run.out_w) + count * out_size) {
+        ++count;
+        run.geo.batch = count * g.batch;
+        continue;
+      }
+    }
+    out.push_back(p);
+    count = 1;
+  }
+  return out;
+}
+
 // SPLIT: DENSE (the sub-images of R) from SPARSE (the image); otherwise the other way round.
 template <typename T>
 void move_residues(bool split, const Residues& r, T* dense, T* sparse) {
@@ -141,10 +179,21 @@ void move_residues(bool split, const Residues& r, T* dense, T* sparse) {
 // What a call needs besides the data: the correlation it computes and the result's shape.
 struct Prepared {
   WinogradGeometry geo;
-  std::vector<Phase> phases;  // the polyphase parts of a dilated correlation; empty otherwise
+  // The polyphase parts of a dilated correlation, runs of them merged (merge_phases); empty
+  // otherwise.
+  std::vector<Phase> phases;
   Shape result;
   bool empty = false;  // no batch, channels or filters: the result is zeros
 };
+
+// The phases of PREP that read some input (the others' outputs are zeros).
+std::vector<const Phase*> live_phases(const Prepared& prep) {
+  std::vector<const Phase*> out;
+  for (const Phase& ph : prep.phases) {
+    if (ph.geo.in_h > 0 && ph.geo.in_w > 0) out.push_back(&ph);
+  }
+  return out;
+}
 
 class WinogradKernel final : public ConcreteConvKernel<Prepared> {
  public:
@@ -186,7 +235,8 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       g.off_h = q.pad_before[0] - 2 * q.dilation[0], g.off_w = q.pad_before[1] - 2 * q.dilation[1];
     }
     if (!out.empty && (q.dilation[0] != 1 || q.dilation[1] != 1)) {
-      out.phases = phases_of(g, q.dilation[0], q.dilation[1]);
+      out.phases =
+          merge_phases(phases_of(g, q.dilation[0], q.dilation[1]), g, q.dilation[0], q.dilation[1]);
     }
     return out;
   }
@@ -287,7 +337,9 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     const WinogradGeometry& g = prep.geo;
     s.in_phase = g.batch * g.in_channels * g.in_h * g.in_w;
     s.out_phase = g.batch * g.out_channels * g.out_h * g.out_w;
-    if (weights) s.filters = prep.geo.in_channels * prep.geo.out_channels * 9;
+    if (weights && live_phases(prep).size() > 1) {
+      s.filters = prep.geo.in_channels * prep.geo.out_channels * 9;
+    }
     return s;
   }
 
@@ -319,7 +371,8 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
                                                params().filter_flip, out.data<T>(), work.data<T>());
         return;
       }
-      // The sum over the phases of each phase's filter gradient.
+      // The sum over the (merged) phases of each one's filter gradient; a single one writes the
+      // result itself.
       Tensor in_phase = workspace.take(dtype, {sizes.in_phase});
       Tensor dy_phase = workspace.take(dtype, {sizes.out_phase});
       Tensor part = workspace.take(dtype, {sizes.filters});
@@ -330,18 +383,19 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       move_residues<T>(true, in_res, in_phase.data<T>(), const_cast<T*>(data.data<T>()));
       move_residues<T>(true, dy_res, dy_phase.data<T>(), const_cast<T*>(grad.data<T>()));
       T* const total = out.data<T>();
-      std::fill(total, total + sizes.filters, T(0));
+      const std::int64_t filters = g.in_channels * g.out_channels * 9;
+      const std::vector<const Phase*> live = live_phases(prep);
+      if (live.size() != 1) std::fill(total, total + filters, T(0));
       finite = true;
-      for (const Phase& ph : prep.phases) {
-        const WinogradGeometry& s = ph.geo;
-        if (s.in_h == 0 || s.in_w == 0) continue;  // the phase reads only zeros
-        finite =
-            winograd_correlate_weights<T>(s, in_phase.data<T>() + in_res.offset(ph.in_h, ph.in_w),
-                                          dy_phase.data<T>() + dy_res.offset(ph.out_h, ph.out_w),
-                                          params().filter_flip, part.data<T>(), work.data<T>()) &&
-            finite;
-        const T* p = part.data<T>();
-        for (std::int64_t i = 0; i < sizes.filters; ++i) total[i] += p[i];
+      for (const Phase* ph : live) {
+        T* const dest = live.size() == 1 ? total : part.data<T>();
+        finite = winograd_correlate_weights<T>(
+                     ph->geo, in_phase.data<T>() + in_res.offset(ph->in_h, ph->in_w),
+                     dy_phase.data<T>() + dy_res.offset(ph->out_h, ph->out_w), params().filter_flip,
+                     dest, work.data<T>()) &&
+                 finite;
+        if (dest == total) continue;
+        for (std::int64_t i = 0; i < filters; ++i) total[i] += dest[i];
       }
     };
     if (out.dtype() == DType::float32) {
@@ -374,15 +428,26 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
     return fmt::format("dtype {}: the default lowering uses Winograd for float32 only",
                        dtype_name(s.dtype));
   }
-  // Dilated: the weight gradient only. Measured on the suite's dilated_3x3_d2 (64 channels, 56x56,
-  // dilation 2, N=8): the weight gradient 20 ms of CPU against oneDNN's 45 (one thread), 50 ms
-  // against 76 on two threads of a loaded machine; the forward and the input gradient about
-  // oneDNN's CPU time on one thread, and slower on two (each phase's correlation has too few
-  // tiles for each thread to run its own blocks, and the threads wait at every block).
+  // Dilated layers in every direction, as one correlation per run of phases (merge_phases).
+  // Measured on the suite's dilated_3x3_d2 (64 channels, 56x56, dilation 2, N=8, 2 threads) on
+  // an AVX-512 Zen 4: about 5 / 5 / 5.6 ms forward / input gradient / weight gradient against
+  // oneDNN's 8.4 / 8.3 / 9.2-10; with oneDNN held to AVX2 (DNNL_MAX_CPU_ISA) and OpenBLAS's
+  // Haswell kernels, 5.6-6.3 / 5.3-6.3 / 5.6 against 8.8 / 8.8-9.1 / 14-20. (A call per phase
+  // had the threads share each of its blocks and wait at every one: on two threads of an AVX2
+  // Zen 3 the forward and input gradient were then slower than oneDNN.) The phases merge where the
+  // padding before is a multiple of the dilation (valid, half, full or such pads); the forward and
+  // input gradient of other pads, a correlation per phase, stay with oneDNN.
   if (s.params.dilated() && s.direction != ConvDirection::grad_weights) {
-    return fmt::format(
-        "dilation ({}): the default lowering uses Winograd for dilated weight gradients only",
-        fmt::join(s.params.dilation, ", "));
+    for (std::size_t a = 0; a < s.params.border.size() && a < s.params.dilation.size(); ++a) {
+      const std::int64_t d = s.params.dilation[a];
+      const std::int64_t before = s.params.border[a].resolve(2 * d + 1).first;
+      if (before % d != 0) {
+        return fmt::format(
+            "dilation {} with {} padding before on axis {}: the phases are separate "
+            "correlations, too small to share between threads",
+            d, before, a);
+      }
+    }
   }
   // The correlation's input (image or output gradient) and the kernel (or, for the weight
   // gradient, the image and the output gradient: their channel counts), with static sizes.

@@ -663,11 +663,13 @@ TEST_CASE(
               "WinogradConv2d") == 0);
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_winograd"),
               "WinogradConv2d") == 0);
-  // A dilated layer: the weight gradient only.
-  {
+  // Dilated layers: every direction where the padding before is a multiple of the dilation (the
+  // phases merge into one correlation), else the weight gradient only.
+  for (const std::int64_t pad : {2, 4, 1, 3}) {
     const Variable x = tensor("x", DType::float32, {2, 64, 28, 28});
     const Variable w = tensor("w", DType::float32, {64, 64, 3, 3});
-    const ConvParams dilated = make_conv_params(2, BorderMode(2), {1, 1}, true, {2, 2});
+    const ConvParams dilated =
+        make_conv_params(2, BorderMode(static_cast<int>(pad)), {1, 1}, true, {2, 2});
     const Variable y = abstract_conv(dilated, x, w);
     const std::vector<Variable> g = grad(sum(y * y), std::vector<Variable>{x, w});
     const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
@@ -679,9 +681,10 @@ TEST_CASE(
     }
     std::string listed;
     for (const std::string& n : names) listed += n + " ";
-    INFO(listed);
+    INFO("pad " << pad << ": " << listed);
     CHECK(count(names, "WinogradConv2d_gradWeights") == 1);
-    CHECK(count(names, "WinogradConv2d") == 1);  // the prefix counts the weight gradient too
+    // The prefix counts the weight gradient too.
+    CHECK(count(names, "WinogradConv2d") == (pad % 2 == 0 ? 3 : 1));
   }
   // Excluding oneDNN leaves Winograd its layers.
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_dnn"),
