@@ -163,16 +163,17 @@ void register_conv_implementations(ConvRegistry& registry) {
 #endif
   registry.add(std::move(onednn));
 
-  // Winograd F(4x4, 3x3) on the CPU: 3x3, stride 1, any dilation, one group, 2-D, float32 and
+  // Winograd F(4x4, 3x3) on the CPU: 3x3, stride 1, any dilation, one group, 2-D; in 3-D 3x3 in
+  // the plane (any depth, dilated along it only), one 2-D correlation per depth tap; float32 and
   // float64; every direction. Its pass runs before conv_dnn and takes the float32 problems where
   // it measured faster than oneDNN (its prefers hook).
   ConvImplementation winograd =
       row("winograd", DeviceKind::cpu, "conv_winograd", {"conv_winograd", "winograd"},
-          "Winograd F(4x4, 3x3) + GEMM (OpenBLAS) on the CPU: 3x3 stride-1 2-D (any dilation), "
-          "float32 and float64");
+          "Winograd F(4x4, 3x3) + GEMM (OpenBLAS) on the CPU: 3x3 stride-1 2-D (any dilation) "
+          "and 3-D with 3x3 in the plane, float32 and float64");
   winograd.directions = {ConvDirection::forward, ConvDirection::grad_inputs,
                          ConvDirection::grad_weights};
-  winograd.convdims = {2};
+  winograd.convdims = {2, 3};
   winograd.hooks = winograd_conv_hooks();
   registry.add(std::move(winograd));
 

@@ -41,8 +41,13 @@ inline const std::vector<ConvOptOut>& conv_opt_outs() {
        "takes float16"},
       {"onednn", "unshared", [](C c, D) { return c.params.unshared; }, "unshared",
        "oneDNN has no locally connected convolution; CorrMM takes them on the CPU"},
-      {"winograd", "3-D", [](C c, D) { return c.convdim() == 3; }, "3-D convolution",
-       "F(4x4, 3x3) is implemented in 2-D; oneDNN and CorrMM take 3-D convolutions"},
+      {"winograd", "3-D dilated in the plane",
+       [](C c, D) {
+         return c.convdim() == 3 && (c.params.dilation[1] != 1 || c.params.dilation[2] != 1);
+       },
+       "dilation",
+       "in 3-D the depth taps' 2-D correlations are undilated in the plane; oneDNN and "
+       "CorrMM take those"},
       {"winograd", "float16", [](C c, D) { return c.dtype == DType::float16; }, "dtype float16",
        "its GEMMs are float32 and float64; on the CPU only the reference takes float16"},
       {"winograd", "unshared", [](C c, D) { return c.params.unshared; }, "unshared",
@@ -53,9 +58,12 @@ inline const std::vector<ConvOptOut>& conv_opt_outs() {
        "F(4x4, 3x3) computes stride-1 convolutions; oneDNN and CorrMM take strided ones"},
       {"winograd", "kernels other than 3x3",
        [](C c, D) {
-         return c.kernel_spatial() != Shape{3, 3};
+         const Shape k = c.kernel_spatial();
+         return k.size() < 2 || k[k.size() - 2] != 3 || k[k.size() - 1] != 3;
        },
-       "kernel size", "F(4x4, 3x3) is specific to 3x3 filters; oneDNN and CorrMM take every size"},
+       "kernel size",
+       "F(4x4, 3x3) is specific to 3x3 filters (in the plane, in 3-D); oneDNN and CorrMM take "
+       "every size"},
       {"winograd", "kernel size unknown at compile time",
        [](C c, D d) { return !c.static_shapes && d != D::grad_weights; }, "unknown at compile time",
        "the lowering must know the kernel is 3x3 to choose Winograd (the weight gradient's shape "

@@ -101,10 +101,11 @@ TEST_CASE("conv registry: one row per implementation, each complete", "[registry
     if (!row.pass.empty()) CHECK(pass_database().find(row.pass) != nullptr);
     // Built in, or saying why not.
     CHECK((static_cast<bool>(row.hooks.build) || !row.unavailable.empty()));
-    // Every direction, 2-D and 3-D; Winograd F(4x4, 3x3): every direction, in 2-D.
+    // Every direction, 2-D and 3-D (Winograd F(4x4, 3x3) too, 3x3 in the plane), Winograd with
+    // a prefers hook.
     if (row.name == "winograd") {
       CHECK(row.directions.size() == 3);
-      CHECK(row.convdims == std::vector<int>{2});
+      CHECK(row.convdims == std::vector<int>{2, 3});
       CHECK(static_cast<bool>(row.hooks.prefers));
     } else {
       CHECK(row.directions.size() == 3);

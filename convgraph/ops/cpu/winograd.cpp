@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <tuple>
 #include <utility>
 
 #include "convgraph/base/error.hpp"
@@ -19,16 +20,17 @@ namespace {
 
 std::atomic<std::uint64_t> recomputed{0};
 
-std::string op_name(ConvDirection direction) {
+std::string op_name(ConvDirection direction, int convdim) {
+  const std::string base = convdim == 3 ? "WinogradConv3d" : "WinogradConv2d";
   switch (direction) {
     case ConvDirection::grad_inputs:
-      return "WinogradConv2d_gradInputs";
+      return base + "_gradInputs";
     case ConvDirection::grad_weights:
-      return "WinogradConv2d_gradWeights";
+      return base + "_gradWeights";
     case ConvDirection::forward:
       break;
   }
-  return "WinogradConv2d";
+  return base;
 }
 
 ConcreteConvRequirements winograd_requirements() {
@@ -182,6 +184,12 @@ struct Prepared {
   // The polyphase parts of a dilated correlation, runs of them merged (merge_phases); empty
   // otherwise.
   std::vector<Phase> phases;
+  // A 3-D convolution (3x3 taps in the plane, GEO the plane's correlation with batch the images):
+  // one 2-D correlation per depth tap over the (image, depth slice) pairs it reads, added up.
+  // Output slice z reads input slice z + off + i * dilation at depth tap i. TAPS 0: a 2-D one.
+  struct Depth {
+    std::int64_t taps = 0, in = 0, out = 0, off = 0, dilation = 1;
+  } depth;
   Shape result;
   bool empty = false;  // no batch, channels or filters: the result is zeros
 };
@@ -208,7 +216,9 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
     if (auto why = winograd_declines(direction(), params())) {
       throw UnsupportedError(fmt::format("{}: {}", name(), *why));
     }
-    const std::int64_t kh = q.kernel_spatial[0], kw = q.kernel_spatial[1];
+    // The plane's axes: the last two (3-D: after the depth).
+    const std::size_t y = q.kernel_spatial.size() == 3 ? 1 : 0, x = y + 1;
+    const std::int64_t kh = q.kernel_spatial[y], kw = q.kernel_spatial[x];
     if (kh != 3 || kw != 3) {
       throw UnsupportedError(fmt::format("{}: {}; use oneDNN (conv_dnn) or CorrMM (conv_gemm)",
                                          name(), kernel_size_reason(kh, kw)));
@@ -222,17 +232,29 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       // The forward correlation; the weight gradient is its gradient with respect to the filters.
       g.in_channels = q.channels;
       g.out_channels = q.filters;
-      g.in_h = q.image_spatial[0], g.in_w = q.image_spatial[1];
-      g.out_h = q.output_spatial[0], g.out_w = q.output_spatial[1];
-      g.off_h = -q.pad_before[0], g.off_w = -q.pad_before[1];
+      g.in_h = q.image_spatial[y], g.in_w = q.image_spatial[x];
+      g.out_h = q.output_spatial[y], g.out_w = q.output_spatial[x];
+      g.off_h = -q.pad_before[y], g.off_w = -q.pad_before[x];
     } else {
       // The input gradient reads the output gradient through the taps turned around: image row y
       // takes output rows y + pad - 2 .. y + pad.
       g.in_channels = q.filters;
       g.out_channels = q.channels;
-      g.in_h = q.output_spatial[0], g.in_w = q.output_spatial[1];
-      g.out_h = q.image_spatial[0], g.out_w = q.image_spatial[1];
-      g.off_h = q.pad_before[0] - 2 * q.dilation[0], g.off_w = q.pad_before[1] - 2 * q.dilation[1];
+      g.in_h = q.output_spatial[y], g.in_w = q.output_spatial[x];
+      g.out_h = q.image_spatial[y], g.out_w = q.image_spatial[x];
+      g.off_h = q.pad_before[y] - 2 * q.dilation[y], g.off_w = q.pad_before[x] - 2 * q.dilation[x];
+    }
+    if (y == 1) {
+      // Depth: the input gradient reads the output gradient through the taps turned around.
+      Prepared::Depth& d = out.depth;
+      d.taps = q.kernel_spatial[0];
+      d.dilation = q.dilation[0];
+      const bool gradient = direction() == ConvDirection::grad_inputs;
+      d.in = gradient ? q.output_spatial[0] : q.image_spatial[0];
+      d.out = gradient ? q.image_spatial[0] : q.output_spatial[0];
+      d.off = gradient ? q.pad_before[0] - (d.taps - 1) * d.dilation : -q.pad_before[0];
+      out.empty = out.empty || d.taps == 0;
+      return out;
     }
     if (!out.empty && (q.dilation[0] != 1 || q.dilation[1] != 1)) {
       out.phases =
@@ -271,6 +293,12 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       Workspace workspace(workspace_of<T>(prep));
       Tensor work = workspace.take(dtype, {sizes.work});
       const T* w = weights.data<T>();
+      if (prep.depth.taps > 0) {
+        Tensor tap = workspace.take(dtype, {sizes.filters});
+        finite = correlate_depth<T>(prep, data.data<T>(), w, out.data<T>(), tap.data<T>(),
+                                    work.data<T>());
+        return;
+      }
       if (prep.phases.empty()) {
         finite = winograd_correlate<T>(g, data.data<T>(), w, !forward, reverse, out.data<T>(),
                                        work.data<T>());
@@ -325,6 +353,16 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       return weights ? winograd_weights_workspace<T>(g) : winograd_correlate_workspace<T>(g);
     };
     Sizes s;
+    if (prep.depth.taps > 0) {
+      // The largest over the taps (a narrower call may take more: with one block of tiles the
+      // weight gradient gives each thread its own sums), and one tap's filters (or gradient).
+      for (std::int64_t i = 0; i < prep.depth.taps; ++i) {
+        const auto [z0, z1, shift] = depth_range(prep, i);
+        if (z1 > z0) s.work = std::max(s.work, work_of(depth_geometry(prep, z0, z1, shift)));
+      }
+      s.filters = prep.geo.in_channels * prep.geo.out_channels * 9;
+      return s;
+    }
     if (prep.phases.empty()) {
       s.work = work_of(prep.geo);
       return s;
@@ -341,6 +379,99 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       s.filters = prep.geo.in_channels * prep.geo.out_channels * 9;
     }
     return s;
+  }
+
+  // The 2-D correlation of PREP's depth tap reading input slices Z + SHIFT for the output slices Z
+  // in [Z0, Z1) of every image: its batch the (image, slice) pairs, its planes where they lie in
+  // the 3-D tensors.
+  static WinogradGeometry depth_geometry(const Prepared& prep, std::int64_t z0, std::int64_t z1,
+                                         std::int64_t shift) {
+    const Prepared::Depth& d = prep.depth;
+    WinogradGeometry s = prep.geo;
+    const std::int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+    s.batch = prep.geo.batch * (z1 - z0);
+    s.batch_inner = z1 - z0;
+    s.in_planes = {(z0 + shift) * in_plane, s.in_channels * d.in * in_plane, in_plane,
+                   d.in * in_plane};
+    s.out_planes = {z0 * out_plane, s.out_channels * d.out * out_plane, out_plane,
+                    d.out * out_plane};
+    return s;
+  }
+
+  // The output slices [Z0, Z1) that depth tap I of PREP reads input for, and the shift from an
+  // output slice to the input slice it reads; Z1 <= Z0 when none.
+  static std::tuple<std::int64_t, std::int64_t, std::int64_t> depth_range(const Prepared& prep,
+                                                                          std::int64_t i) {
+    const Prepared::Depth& d = prep.depth;
+    const std::int64_t shift = d.off + i * d.dilation;
+    return {std::max<std::int64_t>(0, -shift), std::min(d.out, d.in - shift), shift};
+  }
+
+  // Which of W's depth taps the correlation's tap I applies: the stored order for a forward
+  // cross-correlation, turned around for a convolution (filter_flip); the input gradient turns
+  // it around once more (and the weight gradient's taps are the forward's).
+  std::int64_t stored_tap(const Prepared& prep, std::int64_t i) const {
+    const bool turned = (direction() == ConvDirection::grad_inputs) != params().filter_flip;
+    return turned ? prep.depth.taps - 1 - i : i;
+  }
+
+  // OUT = the 3-D correlation of PREP (forward or input gradient) of DATA with W (filters,
+  // channels, taps, 3, 3): the depth taps' 2-D correlations added up, each tap's filters copied
+  // into TAP first. Returns false when some value is not finite.
+  template <typename T>
+  bool correlate_depth(const Prepared& prep, const T* data, const T* w, T* out, T* tap,
+                       T* work) const {
+    const WinogradGeometry& g = prep.geo;
+    const Prepared::Depth& d = prep.depth;
+    const bool forward = direction() == ConvDirection::forward;
+    const bool reverse = forward == params().filter_flip;
+    // W's filters and channels: the correlation's output and input channels, or (the input
+    // gradient) the other way round.
+    const std::int64_t pairs = g.in_channels * g.out_channels;
+    const std::int64_t total = g.batch * g.out_channels * d.out * g.out_h * g.out_w;
+    bool finite = true, written = false;
+    for (std::int64_t i = 0; i < d.taps; ++i) {
+      const auto [z0, z1, shift] = depth_range(prep, i);
+      if (z1 <= z0) continue;
+      const std::int64_t t = stored_tap(prep, i);
+      for (std::int64_t f = 0; f < pairs; ++f)
+        std::copy_n(w + (f * d.taps + t) * 9, 9, tap + f * 9);
+      WinogradGeometry s = depth_geometry(prep, z0, z1, shift);
+      // The first tap writes the output where it reads every slice; else it starts from zeros.
+      const bool every_slice = z0 == 0 && z1 == d.out;
+      if (!written && !every_slice) std::fill(out, out + total, T(0));
+      s.accumulate = written || !every_slice;
+      written = true;
+      finite = winograd_correlate<T>(s, data, tap, !forward, reverse, out, work) && finite;
+    }
+    if (!written) std::fill(out, out + total, T(0));  // every tap reads only padding
+    return finite;
+  }
+
+  // OUT (filters, channels, taps, 3, 3) = the gradient of PREP's forward 3-D correlation with
+  // respect to its filters, from the image IN and the output gradient DY: per depth tap, the 2-D
+  // weight gradient over the (image, slice) pairs it reads, computed into TAP and stored into
+  // OUT's taps. Returns false when some value is not finite.
+  template <typename T>
+  bool depth_weight_gradient(const Prepared& prep, const T* in, const T* dy, T* out, T* tap,
+                             T* work) const {
+    const WinogradGeometry& g = prep.geo;
+    const Prepared::Depth& d = prep.depth;
+    const std::int64_t pairs = g.in_channels * g.out_channels;
+    bool finite = true;
+    for (std::int64_t i = 0; i < d.taps; ++i) {
+      const auto [z0, z1, shift] = depth_range(prep, i);
+      const std::int64_t t = stored_tap(prep, i);
+      if (z1 <= z0) {
+        for (std::int64_t f = 0; f < pairs; ++f) std::fill_n(out + (f * d.taps + t) * 9, 9, T(0));
+        continue;
+      }
+      const WinogradGeometry s = depth_geometry(prep, z0, z1, shift);
+      finite = winograd_correlate_weights<T>(s, in, dy, params().filter_flip, tap, work) && finite;
+      for (std::int64_t f = 0; f < pairs; ++f)
+        std::copy_n(tap + f * 9, 9, out + (f * d.taps + t) * 9);
+    }
+    return finite;
   }
 
   // The bytes execute() takes through its Workspace for PREP in T.
@@ -366,6 +497,12 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
       const DType dtype = out.dtype();
       Workspace workspace(workspace_of<T>(prep));
       Tensor work = workspace.take(dtype, {sizes.work});
+      if (prep.depth.taps > 0) {
+        Tensor tap = workspace.take(dtype, {sizes.filters});
+        finite = depth_weight_gradient<T>(prep, data.data<T>(), grad.data<T>(), out.data<T>(),
+                                          tap.data<T>(), work.data<T>());
+        return;
+      }
       if (prep.phases.empty()) {
         finite = winograd_correlate_weights<T>(prep.geo, data.data<T>(), grad.data<T>(),
                                                params().filter_flip, out.data<T>(), work.data<T>());
@@ -412,9 +549,9 @@ class WinogradKernel final : public ConcreteConvKernel<Prepared> {
 Tensor run_direction(ConvDirection direction, const ConvParams& params, const Tensor& a,
                      const Tensor& b, const Shape& spatial) {
   if (auto why = winograd_declines(direction, params)) {
-    throw UnsupportedError(fmt::format("{}: {}", op_name(direction), *why));
+    throw UnsupportedError(fmt::format("{}: {}", op_name(direction, params.convdim), *why));
   }
-  return WinogradKernel(op_name(direction), direction, params)
+  return WinogradKernel(op_name(direction, params.convdim), direction, params)
       .compute(a, b, spatial, /*check_hints=*/false);
 }
 
@@ -437,7 +574,8 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
   // Zen 3 the forward and input gradient were then slower than oneDNN.) The phases merge where the
   // padding before is a multiple of the dilation (valid, half, full or such pads); the forward and
   // input gradient of other pads, a correlation per phase, stay with oneDNN.
-  if (s.params.dilated() && s.direction != ConvDirection::grad_weights) {
+  // (In 3-D the depth's dilation spaces the depth taps' correlations and makes no phases.)
+  if (s.params.convdim == 2 && s.params.dilated() && s.direction != ConvDirection::grad_weights) {
     for (std::size_t a = 0; a < s.params.border.size() && a < s.params.dilation.size(); ++a) {
       const std::int64_t d = s.params.dilation[a];
       const std::int64_t before = s.params.border[a].resolve(2 * d + 1).first;
@@ -457,8 +595,10 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
   if (s.inputs.size() <= std::max(data_input, kernel_input)) return "no data input";
   const StaticShape& data = s.inputs[data_input].dims;
   const StaticShape& kernel = s.inputs[kernel_input].dims;
-  if (data.size() != 4 || kernel.size() != 4 || !data[0] || !data[2] || !data[3] || !kernel[0] ||
-      !kernel[1] || (weights && !data[1])) {
+  const std::size_t rank = s.params.convdim == 3 ? 5 : 4;
+  if (data.size() != rank || kernel.size() != rank || !data[0] || !data[rank - 2] ||
+      !data[rank - 1] || !kernel[0] || !kernel[1] || (weights && !data[1]) ||
+      (rank == 5 && !data[2])) {
     return std::string("sizes unknown at compile time: Winograd's gain depends on them");
   }
   // The weight gradient's GEMMs are [filters x tiles] x [tiles x channels]: the same sizes as the
@@ -482,7 +622,12 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
   };
   const std::int64_t dh = s.params.dilation.size() == 2 ? s.params.dilation[0] : 1;
   const std::int64_t dw = s.params.dilation.size() == 2 ? s.params.dilation[1] : 1;
-  const std::int64_t tiles = *data[0] * axis_tiles(*data[2], dh) * axis_tiles(*data[3], dw);
+  // (3-D: dilated in the plane is declined.)
+  // In 3-D (dilated along the depth only) each depth slice of the data stands for an output
+  // slice: a depth tap's correlation runs over the (image, slice) pairs.
+  const std::int64_t slices = rank == 5 ? *data[2] : 1;
+  const std::int64_t tiles =
+      *data[0] * slices * axis_tiles(*data[rank - 2], dh) * axis_tiles(*data[rank - 1], dw);
   std::int64_t wanted = in * out / (in + out);
   // Images of at most 2x2 tiles (ResNet-50's res5, 7x7): oneDNN has too few positions to block
   // over, and from 32 tiles on Winograd is faster even though it reads its transformed filters
@@ -491,7 +636,7 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
   // input gradient / weight gradient against oneDNN's 36 / 35 / 49; at N=4 (16 tiles) 24 / 20 /
   // 24 against 18 / 16 / 23: the filters' transform then costs more than the multiplies saved.
   constexpr std::int64_t kSmallImageTiles = 32;
-  if (*data[2] <= 2 * kWinogradTile && *data[3] <= 2 * kWinogradTile) {
+  if (*data[rank - 2] <= 2 * kWinogradTile && *data[rank - 1] <= 2 * kWinogradTile) {
     wanted = std::min(wanted, kSmallImageTiles);
   }
   if (tiles < wanted) {
@@ -507,9 +652,16 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
 
 std::optional<std::string> winograd_declines(ConvDirection direction, const ConvParams& params) {
   (void)direction;  // every direction is implemented
-  if (params.convdim != 2) {
-    return fmt::format("{}-D convolution: Winograd F(4x4, 3x3) is implemented in 2-D only",
-                       params.convdim);
+  if (params.convdim != 2 && params.convdim != 3) {
+    return fmt::format(
+        "{}-D convolution: Winograd F(4x4, 3x3) is implemented in 2-D and 3-D (3x3 in the plane)",
+        params.convdim);
+  }
+  if (params.convdim == 3 && (params.dilation[1] != 1 || params.dilation[2] != 1)) {
+    return fmt::format(
+        "3-D convolution with dilation ({}): Winograd takes dilated taps in 3-D along the depth "
+        "only",
+        fmt::join(params.dilation, ", "));
   }
   if (params.unshared) {
     return std::string(
@@ -529,12 +681,13 @@ std::optional<std::string> winograd_declines(ConvDirection direction, const Conv
 WinogradConv::WinogradConv(ConvDirection direction, ConvParams params)
     : ConcreteConv(direction, std::move(params)) {
   if (auto why = winograd_declines(this->direction(), this->params())) {
-    throw UnsupportedError(fmt::format("{}: {}", op_name(this->direction()), *why));
+    throw UnsupportedError(
+        fmt::format("{}: {}", op_name(this->direction(), this->params().convdim), *why));
   }
 }
 
 std::string WinogradConv::name() const {
-  return op_name(direction());
+  return op_name(direction(), params().convdim);
 }
 
 ConcreteConvRequirements WinogradConv::requirements() const {

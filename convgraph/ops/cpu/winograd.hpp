@@ -1,8 +1,9 @@
 // The Winograd convolution family on the CPU: 3x3 filters, stride 1, any dilation (one undilated
-// correlation per phase of the output: see winograd.cpp), one group, shared kernels, 2-D, float32
-// and float64, forward and gradients with respect to the inputs and the weights
-// ("WinogradConv2d", "WinogradConv2d_gradInputs", "WinogradConv2d_gradWeights"), by minimal
-// filtering F(4x4, 3x3)
+// correlation per phase of the output: see winograd.cpp), one group, shared kernels, 2-D; and 3-D
+// with 3x3 in the plane (any depth, dilated along it only: one 2-D correlation per depth tap over
+// the (image, depth slice) pairs it reads, added up); float32 and float64, forward and gradients
+// with respect to the inputs and the weights ("WinogradConv2d", "WinogradConv2d_gradInputs",
+// "WinogradConv2d_gradWeights", "WinogradConv3d..."), by minimal filtering F(4x4, 3x3)
 // (winograd_kernels.hpp): 36 GEMMs on transformed tiles instead of 144 multiply-adds per output
 // tile and channel pair, 4x fewer than a direct or im2col convolution. Any padding (valid, full,
 // half, explicit, asymmetric), any image size (partial edge tiles), both flips, any batch.
@@ -33,7 +34,7 @@ namespace convgraph {
 // Inputs by direction, as AbstractConv:
 //   forward:      (image, kernel)
 //   grad_inputs:  (kernel, topgrad, shape)   shape = the image's spatial sizes
-//   grad_weights: (image, topgrad, shape)    shape = the kernel's spatial sizes (3, 3)
+//   grad_weights: (image, topgrad, shape)    shape = the kernel's spatial sizes ((D,) 3, 3)
 // float32 and float64 on the CPU. Parameters or shapes it does not take (see
 // winograd_declines) are an UnsupportedError when the node is built or run.
 class WinogradConv final : public ConcreteConv {

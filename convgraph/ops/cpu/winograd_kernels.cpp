@@ -253,12 +253,11 @@ template <typename T>
   using V = Vec<T>;
   constexpr int L = kLanes<T>;
   constexpr int R = kRowVectors<T>;
-  const std::int64_t plane = g.in_h * g.in_w;
   const std::int64_t stride = element_stride<T>(g.in_channels, ld);
   for (std::int64_t c = c0; c < c1; ++c) {
     for (std::int64_t i = 0; i < nchunks; ++i) {
       const Chunk& ch = chunks[i];
-      const T* p = in + (ch.b * g.in_channels + c) * plane;
+      const T* p = in + g.in_plane(ch.b, c);
       const std::int64_t iy = ch.oy + g.off_h, ix = ch.ox + g.off_w;
       // First across the patch's six rows, on whole row vectors: tmp[a][k] = (B^T d)[a] for the
       // columns of row vector k.
@@ -296,7 +295,6 @@ template <typename T>
   using V = Vec<T>;
   using M = Mask<T>;
   constexpr int L = kLanes<T>;
-  const std::int64_t plane = g.out_h * g.out_w;
   const std::int64_t stride = element_stride<T>(g.out_channels, ld);
   M lane{};
   for (int l = 0; l < L; ++l) lane[l] = l;
@@ -320,7 +318,7 @@ template <typename T>
       for (int q = 0; q < kWinogradTile * kWinogradTile; ++q) {
         bad += used ? y[q] - y[q] : V{};
       }
-      T* p = out + (ch.b * g.out_channels + k) * plane + ch.oy * g.out_w + ch.ox;
+      T* p = out + g.out_plane(ch.b, k) + ch.oy * g.out_w + ch.ox;
       const int rows = static_cast<int>(std::min<std::int64_t>(kWinogradTile, g.out_h - ch.oy));
       const std::int64_t cols = std::min<std::int64_t>(kWinogradTile * ch.n, g.out_w - ch.ox);
       for (int r = 0; r < rows; ++r) {
@@ -329,11 +327,18 @@ template <typename T>
         T* row = p + r * g.out_w;
         for (int q = 0; q < kWinogradTile; ++q) {
           if ((q + 1) * L <= cols) {
+            if (g.accumulate) {
+              V old;
+              std::memcpy(&old, row + q * L, sizeof(V));
+              w[q] += old;
+            }
             std::memcpy(row + q * L, &w[q], sizeof(V));
           } else if (q * L < cols) {
             alignas(32) T buf[L];
             std::memcpy(buf, &w[q], sizeof(V));
-            for (std::int64_t x = q * L; x < cols; ++x) row[x] = buf[x - q * L];
+            for (std::int64_t x = q * L; x < cols; ++x) {
+              row[x] = g.accumulate ? row[x] + buf[x - q * L] : buf[x - q * L];
+            }
           }
         }
       }
@@ -679,12 +684,11 @@ template <typename T>
   using V = Vec<T>;
   constexpr int L = kLanes<T>;
   constexpr int R = kRowVectors<T>;
-  const std::int64_t plane = g.out_h * g.out_w;
   const std::int64_t stride = element_stride<T>(g.out_channels, ld);
   for (std::int64_t k = k0; k < k1; ++k) {
     for (std::int64_t i = 0; i < nchunks; ++i) {
       const Chunk& ch = chunks[i];
-      const T* p = dy + (ch.b * g.out_channels + k) * plane;
+      const T* p = dy + g.out_plane(ch.b, k);
       // tile[r][j]: row r, column j of each lane's 4x4 tile (zero outside the output gradient).
       V tile[kWinogradTile][kWinogradTile];
       for (int r = 0; r < kWinogradTile; ++r) {

@@ -15,18 +15,47 @@
 
 namespace convgraph {
 
+// Where the planes (one channel of one batch item, h x w contiguous rows) of a tensor lie, in
+// elements: plane (b, c) starts at start + (b / inner_count) * outer + (b % inner_count) * inner +
+// c * channel, inner_count being the geometry's batch_inner. All zero (the default): the dense
+// (batch, channels, h, w) layout. A 3-D convolution with 3x3 taps in the plane runs as 2-D
+// correlations over (image, depth slice) pairs with this: outer the image's stride, inner and
+// channel those of a depth slice and of a channel.
+struct WinogradPlanes {
+  std::int64_t start = 0, outer = 0, inner = 0, channel = 0;
+  bool dense() const { return outer == 0 && inner == 0 && channel == 0; }
+};
+
 // One correlation: OUT (batch, out_channels, out_h, out_w) from IN (batch, in_channels, in_h,
 // in_w), output (y, x) reading IN at (y + off_h + i, x + off_w + j) for taps i, j in 0..2, and
-// zero where that falls outside IN.
+// zero where that falls outside IN. Both tensors dense, or laid out as IN_PLANES / OUT_PLANES say;
+// with ACCUMULATE the forward and input-gradient correlations add to what OUT holds (the weight
+// gradient ignores it).
 struct WinogradGeometry {
   std::int64_t batch = 0;
   std::int64_t in_channels = 0, out_channels = 0;
   std::int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
   std::int64_t off_h = 0, off_w = 0;
+  std::int64_t batch_inner = 1;
+  WinogradPlanes in_planes, out_planes;
+  bool accumulate = false;
 
   std::int64_t tiles_h() const { return (out_h + 3) / 4; }
   std::int64_t tiles_w() const { return (out_w + 3) / 4; }
   std::int64_t tiles() const { return batch * tiles_h() * tiles_w(); }
+  // Where plane (B, C) of IN starts, and plane (B, K) of OUT (or of the output gradient).
+  std::int64_t in_plane(std::int64_t b, std::int64_t c) const {
+    return in_planes.dense() ? (b * in_channels + c) * in_h * in_w : planes_at(in_planes, b, c);
+  }
+  std::int64_t out_plane(std::int64_t b, std::int64_t k) const {
+    return out_planes.dense() ? (b * out_channels + k) * out_h * out_w
+                              : planes_at(out_planes, b, k);
+  }
+
+ private:
+  std::int64_t planes_at(const WinogradPlanes& p, std::int64_t b, std::int64_t c) const {
+    return p.start + (b / batch_inner) * p.outer + (b % batch_inner) * p.inner + c * p.channel;
+  }
 };
 
 // Input tiles of 6x6, output tiles of 4x4: 36 transformed elements per tile.

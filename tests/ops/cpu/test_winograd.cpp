@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "conformance/conv_conformance.hpp"
@@ -120,17 +121,52 @@ std::string compare_with_reference(const ConvParams& params, ConvDirection d,
 const ConvDirection kDirections[] = {ConvDirection::forward, ConvDirection::grad_inputs,
                                      ConvDirection::grad_weights};
 
-// Every 3x3 stride-1 2-D case of the conformance grid that Winograd takes.
+// Every stride-1 case of the conformance grid that Winograd takes: 3x3 in 2-D, 3x3 in the plane
+// (undilated there) in 3-D.
 std::vector<ConvCase> winograd_grid_cases() {
   std::vector<ConvCase> out;
   for (const ConvCase& c : full_conformance_grid()) {
-    if (c.convdim() != 2 || c.params.unshared || c.params.num_groups != 1 || c.params.strided() ||
-        c.kernel_spatial() != Shape{3, 3} || c.dtype == DType::float16) {
+    if (c.params.unshared || c.params.num_groups != 1 || c.params.strided() ||
+        c.dtype == DType::float16) {
       continue;
     }
-    out.push_back(c);
+    const Shape k = c.kernel_spatial();
+    const bool plane = k.size() >= 2 && k[k.size() - 2] == 3 && k[k.size() - 1] == 3;
+    const bool three_d =
+        c.convdim() == 3 && plane && c.params.dilation[1] == 1 && c.params.dilation[2] == 1;
+    if ((c.convdim() == 2 && plane) || three_d) out.push_back(c);
   }
   return out;
+}
+
+// Runs direction D of the 3-D PARAMS on IMAGE_SHAPE / KERNEL_SHAPE (3x3 in the plane) with random
+// values of DTYPE through Winograd and the reference; "" when they agree.
+std::string compare_3d(const ConvParams& params, ConvDirection d, const Shape& image_shape,
+                       const Shape& kernel_shape, DType dtype, std::uint64_t seed) {
+  const Shape image_spatial = spatial_of(image_shape, 3);
+  const Shape kernel_spatial = spatial_of(kernel_shape, 3);
+  const Shape out = ConvCase::output_spatial_of(params, image_spatial, kernel_spatial);
+  const Shape top_shape{image_shape[0], kernel_shape[0], out[0], out[1], out[2]};
+  const Tensor image = random_tensor(dtype, image_shape, seed);
+  const Tensor kernel = random_tensor(dtype, kernel_shape, seed + 1);
+  const Tensor top = random_tensor(dtype, top_shape, seed + 2);
+  const double taps = static_cast<double>(shape_numel(kernel_spatial));
+  if (d == ConvDirection::forward) {
+    return conv_mismatch(
+        winograd_conv_forward(params, image, kernel),
+        reference_conv_forward(params, image.cast(DType::float64), kernel.cast(DType::float64)),
+        dtype, taps * static_cast<double>(image_shape[1]));
+  }
+  if (d == ConvDirection::grad_inputs) {
+    return conv_mismatch(winograd_conv_grad_inputs(params, kernel, top, image_spatial),
+                         reference_conv_grad_inputs(params, kernel.cast(DType::float64),
+                                                    top.cast(DType::float64), image_spatial),
+                         dtype, taps * static_cast<double>(kernel_shape[0]));
+  }
+  return conv_mismatch(winograd_conv_grad_weights(params, image, top, kernel_spatial),
+                       reference_conv_grad_weights(params, image.cast(DType::float64),
+                                                   top.cast(DType::float64), kernel_spatial),
+                       dtype, static_cast<double>(top_shape[0] * shape_numel(out)));
 }
 
 std::vector<BorderMode> borders() {
@@ -184,6 +220,58 @@ TEST_CASE("Winograd: every border form, odd sizes, partial tiles, 1-pixel images
       }
     }
   }
+}
+
+TEST_CASE("Winograd in 3-D: depth taps, depth pads and dilation, odd sizes, both flips",
+          "[winograd]") {
+  // One 2-D correlation per depth tap over the (image, slice) pairs it reads, added up: taps that
+  // read only padding for some slices (pads up to past the kernel), taps reading none, depths
+  // smaller than the kernel, depth dilation, kernels of 1 to 4 taps in depth, every direction.
+  struct Case {
+    Shape image, kernel;
+    std::vector<std::int64_t> pad, dilation;
+  };
+  const std::vector<Case> cases{
+      {{2, 3, 5, 6, 7}, {4, 3, 3, 3, 3}, {1, 1, 1}, {1, 1, 1}},
+      {{1, 2, 4, 5, 5}, {3, 2, 3, 3, 3}, {0, 0, 0}, {1, 1, 1}},
+      {{2, 3, 3, 9, 4}, {2, 3, 1, 3, 3}, {0, 1, 2}, {1, 1, 1}},
+      {{1, 4, 6, 5, 9}, {5, 4, 2, 3, 3}, {1, 2, 0}, {1, 1, 1}},
+      {{2, 2, 7, 4, 4}, {3, 2, 3, 3, 3}, {2, 1, 1}, {2, 1, 1}},
+      {{1, 3, 2, 6, 5}, {2, 3, 3, 3, 3}, {3, 1, 1}, {1, 1, 1}},
+      {{1, 2, 9, 3, 6}, {4, 2, 4, 3, 3}, {5, 0, 1}, {2, 1, 1}},
+      {{2, 3, 1, 4, 4}, {2, 3, 3, 3, 3}, {1, 1, 1}, {1, 1, 1}},
+  };
+  for (const Setting& s : {settings()[0], settings()[2], settings()[4], settings()[1]}) {
+    const ScopedWinograd scoped(s.tuning, s.flags);
+    std::uint64_t seed = 301;
+    for (const Case& c : cases) {
+      for (bool flip : {true, false}) {
+        const ConvParams p = make_conv_params(
+            3, BorderMode(std::vector<BorderMode::Entry>(c.pad.begin(), c.pad.end())), {1, 1, 1},
+            flip, c.dilation);
+        const Shape out =
+            ConvCase::output_spatial_of(p, spatial_of(c.image, 3), spatial_of(c.kernel, 3));
+        if (out[0] < 1 || out[1] < 1 || out[2] < 1) continue;
+        const DType dtype = seed % 2 == 0 ? DType::float64 : DType::float32;
+        for (ConvDirection d : kDirections) {
+          INFO(s.name << ", " << p.str() << ", image " << shape_str(c.image) << ", kernel "
+                      << shape_str(c.kernel) << ", " << dtype_name(dtype) << ", "
+                      << direction_label(d));
+          CHECK(compare_3d(p, d, c.image, c.kernel, dtype, ++seed) == "");
+        }
+      }
+    }
+  }
+  // A C3D-shaped layer (32 channels, 8 frames of 14x14, pad 1) at batch 2 in float32.
+  const ScopedFlags threads("threads=2");
+  const ConvParams p = make_conv_params(3, BorderMode(1), {1, 1, 1}, false);
+  for (ConvDirection d : kDirections) {
+    INFO(direction_label(d));
+    CHECK(compare_3d(p, d, {2, 32, 8, 14, 14}, {32, 32, 3, 3, 3}, DType::float32, 401) == "");
+  }
+  // In-plane dilation is declined in 3-D.
+  const ConvParams dilated = make_conv_params(3, BorderMode(1), {1, 1, 1}, true, {1, 2, 2});
+  CHECK(contains(winograd_declines(ConvDirection::forward, dilated).value_or(""), "depth only"));
 }
 
 TEST_CASE("Winograd: dilated correlations, phase by phase: pads, odd sizes, both flips",
@@ -550,7 +638,23 @@ TEST_CASE("Winograd declines what it does not compute, naming the parameter", "[
   CHECK(contains(reason(ConvDirection::forward,
                         make_conv_params(2, BorderMode(1), {1, 1}, true, {1, 1}, 1, true)),
                  "unshared"));
-  CHECK(contains(reason(ConvDirection::forward, make_conv_params(3, BorderMode(1))), "3-D"));
+  // 3-D is taken, with dilation along the depth only.
+  CHECK_FALSE(
+      winograd_declines(ConvDirection::forward, make_conv_params(3, BorderMode(1))).has_value());
+  CHECK_FALSE(winograd_declines(ConvDirection::forward,
+                                make_conv_params(3, BorderMode(1), {1, 1, 1}, true, {2, 1, 1}))
+                  .has_value());
+  CHECK(contains(reason(ConvDirection::forward,
+                        make_conv_params(3, BorderMode(1), {1, 1, 1}, true, {1, 2, 1})),
+                 "dilation (1, 2, 1)"));
+  try {
+    (void)winograd_conv_forward(make_conv_params(3, BorderMode(1)),
+                                random_tensor(DType::float32, {1, 2, 4, 6, 6}, 1),
+                                random_tensor(DType::float32, {2, 2, 3, 5, 5}, 2));
+    FAIL("a 3x5x5 kernel ran");
+  } catch (const UnsupportedError& e) {
+    CHECK(contains(e.what(), "WinogradConv3d: kernel size 5x5"));
+  }
   // The op refuses them too, and a kernel of another size is refused when it runs.
   CHECK_THROWS_AS(WinogradConv(ConvDirection::forward, make_conv_params(2, BorderMode(1), {2, 2})),
                   UnsupportedError);
@@ -685,6 +789,29 @@ TEST_CASE(
     CHECK(count(names, "WinogradConv2d_gradWeights") == 1);
     // The prefix counts the weight gradient too.
     CHECK(count(names, "WinogradConv2d") == (pad % 2 == 0 ? 3 : 1));
+  }
+  // 3-D layers with 3x3 in the plane: every direction of a C3D-shaped one; a kernel of 1 in the
+  // plane, or too few tiles, stays elsewhere.
+  for (const auto& [image, kernel, expected] :
+       {std::tuple<StaticShape, StaticShape, int>{{2, 64, 8, 28, 28}, {64, 64, 3, 3, 3}, 3},
+        {{1, 64, 2, 4, 4}, {64, 64, 3, 3, 3}, 0},
+        {{2, 64, 8, 28, 28}, {64, 64, 3, 1, 1}, 0}}) {
+    const Variable x = tensor("x", DType::float32, image);
+    const Variable w = tensor("w", DType::float32, kernel);
+    const Variable y = abstract_conv(make_conv_params(3, BorderMode("half"), {1, 1, 1}), x, w);
+    const std::vector<Variable> g = grad(sum(y * y), std::vector<Variable>{x, w});
+    const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
+    std::vector<std::string> names;
+    for (Node* node : f.graph().toposort()) {
+      if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
+        names.push_back(node->op->name());
+      }
+    }
+    std::string listed;
+    for (const std::string& n : names) listed += n + " ";
+    INFO(*image[0] << " images, " << *kernel[2] << "x" << *kernel[3] << "x" << *kernel[4] << ": "
+                   << listed);
+    CHECK(count(names, "WinogradConv3d") == expected);
   }
   // Excluding oneDNN leaves Winograd its layers.
   CHECK(count(lowered(DType::float32, 2, 64, 28, "optimizer_excluding=conv_dnn"),
