@@ -24,8 +24,9 @@
 namespace convgraph {
 
 // Bump when the fields of a key, or how a result is interpreted, change: old records then stop
-// matching instead of being misread.
-inline constexpr int kAutotuneKeyVersion = 3;
+// matching instead of being misread. Also when an implementation starts taking problems it
+// declined (its candidate name is in the key either way): 4 when Winograd took 3-D convolutions.
+inline constexpr int kAutotuneKeyVersion = 4;
 
 enum class AutotuneCacheMode : unsigned char {
   read_write,  // read the file, append new results
