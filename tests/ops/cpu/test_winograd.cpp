@@ -169,6 +169,22 @@ std::string compare_3d(const ConvParams& params, ConvDirection d, const Shape& i
                        dtype, static_cast<double>(top_shape[0] * shape_numel(out)));
 }
 
+// The concrete convolutions (op names) of a compiled training step of PARAMS on X and W: the
+// forward and the gradients with respect to both, default flags.
+std::vector<std::string> training_convolutions(const ConvParams& params, const Variable& x,
+                                               const Variable& w) {
+  const Variable y = abstract_conv(params, x, w);
+  const std::vector<Variable> g = grad(sum(y * y), std::vector<Variable>{x, w});
+  const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
+  std::vector<std::string> names;
+  for (Node* node : f.graph().toposort()) {
+    if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
+      names.push_back(node->op->name());
+    }
+  }
+  return names;
+}
+
 std::vector<BorderMode> borders() {
   std::vector<BorderMode> b = conformance_borders_2d();
   b.emplace_back(3);  // wider than the kernel: the input gradient crops the output gradient
@@ -774,15 +790,7 @@ TEST_CASE(
     const Variable w = tensor("w", DType::float32, {64, 64, 3, 3});
     const ConvParams dilated =
         make_conv_params(2, BorderMode(static_cast<int>(pad)), {1, 1}, true, {2, 2});
-    const Variable y = abstract_conv(dilated, x, w);
-    const std::vector<Variable> g = grad(sum(y * y), std::vector<Variable>{x, w});
-    const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
-    std::vector<std::string> names;
-    for (Node* node : f.graph().toposort()) {
-      if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
-        names.push_back(node->op->name());
-      }
-    }
+    const std::vector<std::string> names = training_convolutions(dilated, x, w);
     std::string listed;
     for (const std::string& n : names) listed += n + " ";
     INFO("pad " << pad << ": " << listed);
@@ -798,15 +806,8 @@ TEST_CASE(
         {{2, 64, 8, 28, 28}, {64, 64, 3, 1, 1}, 0}}) {
     const Variable x = tensor("x", DType::float32, image);
     const Variable w = tensor("w", DType::float32, kernel);
-    const Variable y = abstract_conv(make_conv_params(3, BorderMode("half"), {1, 1, 1}), x, w);
-    const std::vector<Variable> g = grad(sum(y * y), std::vector<Variable>{x, w});
-    const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
-    std::vector<std::string> names;
-    for (Node* node : f.graph().toposort()) {
-      if (dynamic_cast<const ConcreteConv*>(node->op.get()) != nullptr) {
-        names.push_back(node->op->name());
-      }
-    }
+    const std::vector<std::string> names =
+        training_convolutions(make_conv_params(3, BorderMode("half"), {1, 1, 1}), x, w);
     std::string listed;
     for (const std::string& n : names) listed += n + " ";
     INFO(*image[0] << " images, " << *kernel[2] << "x" << *kernel[3] << "x" << *kernel[4] << ": "
