@@ -42,6 +42,12 @@ inline void require_close_scaled(const Tensor& result, const Tensor& expected, d
   REQUIRE(report.empty());
 }
 
+// require_close_scaled at float32's convolution tolerance: for float32 kernels against the
+// reference.
+inline void require_close_f32(const Tensor& result, const Tensor& expected, double terms) {
+  require_close_scaled(result, expected, conv_tolerance(DType::float32), terms);
+}
+
 // Why RESULT, a convolution of DTYPE on any device, is not close enough to EXPECTED, the float64
 // reference computed from the same (DTYPE-representable) values; empty when it is. float64 and
 // float32: within conv_tolerance scaled by the square root of the number of TERMS summed into each

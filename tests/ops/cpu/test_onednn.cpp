@@ -43,11 +43,10 @@ const ConvImplementation& onednn_row() {
 }  // namespace
 using convgraph::testing::allclose_report;
 using convgraph::testing::contains;
-using convgraph::testing::conv_tolerance;
 using convgraph::testing::count_ops;
 using convgraph::testing::message_of;
 using convgraph::testing::random_tensor;
-using convgraph::testing::require_close_scaled;
+using convgraph::testing::require_close_f32;
 using convgraph::testing::spatial_of;
 
 namespace {
@@ -80,11 +79,6 @@ const char* layout_name(OneDnnLayout layout) {
   return "?";
 }
 
-// Compares RESULT with EXPECTED; tolerances scale with the length of the sums behind each element.
-void require_close(const Tensor& result, const Tensor& expected, double terms) {
-  require_close_scaled(result, expected, conv_tolerance(DType::float32), terms);
-}
-
 // All three directions on one problem, against the reference. When the reference rejects the
 // shapes, oneDNN must reject them with the same error type.
 void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& kernel_shape,
@@ -105,23 +99,23 @@ void check_problem(const ConvParams& p, const Shape& image_shape, const Shape& k
   for (std::int64_t k : spatial_of(kernel_shape, n)) taps *= static_cast<double>(k);
   {
     INFO("forward");
-    require_close(onednn_conv_forward(p, image, kernel), expected,
-                  taps * static_cast<double>(kernel_shape[1]));
+    require_close_f32(onednn_conv_forward(p, image, kernel), expected,
+                      taps * static_cast<double>(kernel_shape[1]));
   }
   const Tensor top = random_tensor(f32, expected.shape(), seed + 2);
   const Shape image_spatial = spatial_of(image_shape, n);
   const Shape kernel_spatial = spatial_of(kernel_shape, n);
   {
     INFO("grad_inputs");
-    require_close(onednn_conv_grad_inputs(p, kernel, top, image_spatial),
-                  reference_conv_grad_inputs(p, kernel, top, image_spatial),
-                  taps * static_cast<double>(kernel_shape[0]));
+    require_close_f32(onednn_conv_grad_inputs(p, kernel, top, image_spatial),
+                      reference_conv_grad_inputs(p, kernel, top, image_spatial),
+                      taps * static_cast<double>(kernel_shape[0]));
   }
   {
     INFO("grad_weights");
     const double positions = static_cast<double>(top.numel()) / static_cast<double>(top.dim(1));
-    require_close(onednn_conv_grad_weights(p, image, top, kernel_spatial),
-                  reference_conv_grad_weights(p, image, top, kernel_spatial), positions);
+    require_close_f32(onednn_conv_grad_weights(p, image, top, kernel_spatial),
+                      reference_conv_grad_weights(p, image, top, kernel_spatial), positions);
   }
 }
 
@@ -323,16 +317,16 @@ TEST_CASE("oneDNN reads non-contiguous inputs", "[onednn]") {
   REQUIRE_FALSE(image.is_contiguous());
   REQUIRE_FALSE(kernel.is_contiguous());
   const Tensor expected = reference_conv_forward(p, image, kernel);
-  require_close(onednn_conv_forward(p, image, kernel), expected, 12);
+  require_close_f32(onednn_conv_forward(p, image, kernel), expected, 12);
   Shape wide = expected.shape();
   wide.back() *= 2;
   const Tensor top = random_tensor(f32, wide, 1102).slice(3, 0, wide.back(), 2);
   REQUIRE_FALSE(top.is_contiguous());
-  require_close(onednn_conv_grad_inputs(p, kernel, top, {7, 8}),
-                reference_conv_grad_inputs(p, kernel, top, {7, 8}), 36);
-  require_close(onednn_conv_grad_weights(p, image, top, {3, 2}),
-                reference_conv_grad_weights(p, image, top, {3, 2}),
-                static_cast<double>(top.numel()));
+  require_close_f32(onednn_conv_grad_inputs(p, kernel, top, {7, 8}),
+                    reference_conv_grad_inputs(p, kernel, top, {7, 8}), 36);
+  require_close_f32(onednn_conv_grad_weights(p, image, top, {3, 2}),
+                    reference_conv_grad_weights(p, image, top, {3, 2}),
+                    static_cast<double>(top.numel()));
 }
 
 namespace {
@@ -458,20 +452,20 @@ TEST_CASE("oneDNN kernels cache their primitives per input shape", "[onednn]") {
     const Tensor image5 = random_tensor(f32, {5, 4, 9, 8}, 1302);
     for (int call = 0; call < 2; ++call) {
       k->run({image2, kernel}, out);
-      require_close(out[0], reference_conv_forward(p, image2, kernel), 12);
+      require_close_f32(out[0], reference_conv_forward(p, image2, kernel), 12);
     }
     CHECK(onednn_primitives_created() == before + 1);
     k->run({image5, kernel}, out);
-    require_close(out[0], reference_conv_forward(p, image5, kernel), 12);
+    require_close_f32(out[0], reference_conv_forward(p, image5, kernel), 12);
     CHECK(onednn_primitives_created() == before + 2);
     k->run({image2, kernel}, out);
-    require_close(out[0], reference_conv_forward(p, image2, kernel), 12);
+    require_close_f32(out[0], reference_conv_forward(p, image2, kernel), 12);
     CHECK(onednn_primitives_created() == before + 2);
     {
       // Another thread count is another primitive (oneDNN tunes its work split for it).
       const ScopedFlags threads("threads=1");
       k->run({image2, kernel}, out);
-      require_close(out[0], reference_conv_forward(p, image2, kernel), 12);
+      require_close_f32(out[0], reference_conv_forward(p, image2, kernel), 12);
     }
     CHECK(onednn_primitives_created() == before + 3);
     CHECK_THROWS_AS(k->run({image2}, out), ValueError);
@@ -517,10 +511,10 @@ TEST_CASE("oneDNN kernels cache their primitives per input shape", "[onednn]") {
     std::vector<Tensor> out(1);
     for (int call = 0; call < 2; ++call) {
       k_gi->run({kernel, top, ishape.constant_value()}, out);
-      require_close(out[0], reference_conv_grad_inputs(p, kernel, top, {9, 8}), 18);
+      require_close_f32(out[0], reference_conv_grad_inputs(p, kernel, top, {9, 8}), 18);
       k_gw->run({image, top, kshape.constant_value()}, out);
-      require_close(out[0], reference_conv_grad_weights(p, image, top, {3, 2}),
-                    static_cast<double>(top.numel()));
+      require_close_f32(out[0], reference_conv_grad_weights(p, image, top, {3, 2}),
+                        static_cast<double>(top.numel()));
     }
     CHECK(onednn_primitives_created() == before + 2);
   }
@@ -716,10 +710,10 @@ TEST_CASE("oneDNN convolutions through compile(), in every direction, 2-D and 3-
   CHECK(std::abs(out[0].item_double() - expected_cost) <= 1e-4 * std::abs(expected_cost));
   const Tensor top2 = twice(y_ref);
   const Tensor top3 = twice(z_ref);
-  require_close(out[1], reference_conv_grad_inputs(p2, args[1], top2, {9, 8}), 100);
-  require_close(out[2], reference_conv_grad_weights(p2, args[0], top2, {3, 3}), 100);
-  require_close(out[3], reference_conv_grad_inputs(p3, args[3], top3, {5, 6, 5}), 100);
-  require_close(out[4], reference_conv_grad_weights(p3, args[2], top3, {2, 3, 3}), 100);
+  require_close_f32(out[1], reference_conv_grad_inputs(p2, args[1], top2, {9, 8}), 100);
+  require_close_f32(out[2], reference_conv_grad_weights(p2, args[0], top2, {3, 3}), 100);
+  require_close_f32(out[3], reference_conv_grad_inputs(p3, args[3], top3, {5, 6, 5}), 100);
+  require_close_f32(out[4], reference_conv_grad_weights(p3, args[2], top3, {2, 3, 3}), 100);
 
   // DebugMode runs each OneDnnConv node next to its reference op and agrees.
   CompileOptions debug = options;

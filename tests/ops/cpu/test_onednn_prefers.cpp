@@ -29,19 +29,13 @@
 
 using namespace convgraph;
 using convgraph::testing::contains;
-using convgraph::testing::conv_tolerance;
 using convgraph::testing::count_ops;
 using convgraph::testing::random_tensor;
-using convgraph::testing::require_close_scaled;
+using convgraph::testing::require_close_f32;
 
 namespace {
 
 const DType f32 = DType::float32;
-
-// Compares RESULT with EXPECTED; tolerances scale with the length of the sums behind each element.
-void require_close(const Tensor& result, const Tensor& expected, double terms) {
-  require_close_scaled(result, expected, conv_tolerance(DType::float32), terms);
-}
 
 Tensor twice(const Tensor& t) {
   std::vector<float> values = t.to_vector<float>();
@@ -101,7 +95,7 @@ TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[
     const std::vector<Tensor> out = l.f({image, kernel});
     const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
     const Tensor top = twice(reference_conv_forward(p, image, kernel));
-    require_close(out[2], reference_conv_grad_weights(p, image, top, {1, 1}), 100);
+    require_close_f32(out[2], reference_conv_grad_weights(p, image, top, {1, 1}), 100);
   }
   // More positions, or a larger kernel: oneDNN keeps it (the input gradient too: 16 channels).
   CHECK(count_ops(lower(8, 1, "").f, "OneDnnConv2d_gradWeights") == 1);
@@ -200,7 +194,7 @@ TEST_CASE("Without AVX-512, oneDNN leaves the weight gradients of stride-2 3x3 l
   const Tensor kernel = random_tensor(f32, {6, 8, 3, 3}, 42);
   const std::vector<Tensor> out = f({image, kernel});
   const Tensor top = twice(reference_conv_forward(p, image, kernel));
-  require_close(out[2], reference_conv_grad_weights(p, image, top, {3, 3}), 2 * 7 * 7);
+  require_close_f32(out[2], reference_conv_grad_weights(p, image, top, {3, 3}), 2 * 7 * 7);
 }
 
 TEST_CASE("oneDNN leaves stride-1 3x3 depthwise convolutions of wide images to CorrMM",
@@ -234,9 +228,9 @@ TEST_CASE("oneDNN leaves stride-1 3x3 depthwise convolutions of wide images to C
     const ConvParams p = make_conv_params(2, "half", {1, 1}, true, {1, 1}, 8);
     const Tensor y = reference_conv_forward(p, image, kernel);
     const Tensor top = twice(y);
-    require_close(out[0], y, 10);
-    require_close(out[1], reference_conv_grad_inputs(p, kernel, top, {13, 30}), 10);
-    require_close(out[2], reference_conv_grad_weights(p, image, top, {3, 3}), 600);
+    require_close_f32(out[0], y, 10);
+    require_close_f32(out[1], reference_conv_grad_inputs(p, kernel, top, {13, 30}), 10);
+    require_close_f32(out[2], reference_conv_grad_weights(p, image, top, {3, 3}), 600);
   }
   // 5 x 5, stride 2, a channel multiplier of 2, rows narrower than 28, or CorrMM excluded: oneDNN
   // keeps all three.
