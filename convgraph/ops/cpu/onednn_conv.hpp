@@ -146,12 +146,12 @@ std::string onednn_conv_describe(ConvDirection direction, const ConvParams& para
 ConvImplementationHooks onednn_conv_hooks();
 
 // Why the default lowering leaves SIGNATURE to the passes after conv_dnn, or std::nullopt where
-// oneDNN is used. Two kinds of 2-D 1x1 convolutions (one group, no padding, no dilation, any
-// stride) are left, and the depthwise ones below:
-// - the weight gradient with at most kOneDnnSmall1x1Positions output positions per image
-//   (ResNet's 7x7 stage). oneDNN runs it as im2col + GEMM with a scratchpad of about four copies
-//   of the weights per thread (32 MiB for a 2048 x 512 layer on two threads, 64 MiB for the
-//   strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
+// oneDNN is used. Three kinds of 2-D 1x1 convolutions (one group, no padding, no dilation) are
+// left, and the depthwise ones below:
+// - the weight gradient with at most kOneDnnSmall1x1Positions output positions per image, at
+//   any stride (ResNet's 7x7 stage). oneDNN runs it as im2col + GEMM with a scratchpad of about
+//   four copies of the weights per thread (32 MiB for a 2048 x 512 layer on two threads, 64 MiB for
+//   the strided 1024 -> 2048 one), which sat at the peak of resnet50_conv's training step; CorrMM's
 //   im2col + GEMM measured as fast there, with one copy of the weights for the second thread.
 // - without AVX-512 (oneDNN's ISA on this CPU; AVX2 hosts), the input gradient of an image of at
 //   least kOneDnnAvx2Wide1x1Channels channels or over at most kOneDnnSmall1x1Positions output
@@ -162,6 +162,15 @@ ConvImplementationHooks onednn_conv_hooks();
 //   not measured: oneDNN keeps them.
 inline constexpr std::int64_t kOneDnnSmall1x1Positions = 7 * 7;
 inline constexpr std::int64_t kOneDnnAvx2Wide1x1Channels = 1024;
+// - with AVX-512, the weight gradient at stride 1 with at least kOneDnnWide1x1WeightPositions
+//   output positions per image whose filters are no more than its channels (ResNet-50's 64 -> 64,
+//   256 -> 64, 256 -> 128, 512 -> 128 and 512 -> 256 layers at 56x56 and 28x28). On a 2-core
+//   Zen 4 at batch 8, two runs each: oneDNN's x64:gemm:jit took 1.8-2.0, 6.6-7.7, 10.3-11.3,
+//   5.3-5.6 and 9.1-9.4 ms, CorrMM 1.3-1.5, 5.2-5.9, 9.5-9.9, 4.7 and 8.5-8.6 ms. Widening layers
+//   (128 -> 512 at 28x28: oneDNN 4.4-4.5 ms, CorrMM 4.6-5.0), strided ones and 14x14 images
+//   measured even or better on oneDNN; AVX2 hosts were not measured (emulated on the Zen 4 with
+//   oneDNN held to AVX2, the two were even): oneDNN keeps them.
+inline constexpr std::int64_t kOneDnnWide1x1WeightPositions = 28 * 28;
 // Not preferred either: 2-D depthwise 3 x 3 convolutions of multiplier 1 (one input channel and
 // one filter per group) at stride 1, any padding and dilation, on images at least
 // kOneDnnDepthwiseMinWidth wide. CorrMM's direct loops have specialised versions for them (the

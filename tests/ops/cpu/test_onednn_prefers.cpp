@@ -1,8 +1,8 @@
 // The nodes oneDNN's prefers hook (onednn_not_preferred) leaves to CorrMM in the default lowering:
-// the weight gradients of small 1x1 layers; without AVX-512, the input gradients of wide or small
-// 1x1 layers and the weight gradients of stride-2 3x3 layers; stride-1 3x3 depthwise convolutions
-// of wide images. What the lowering then builds, its results against the reference, and where
-// oneDNN keeps the nodes.
+// the weight gradients of small 1x1 layers; with AVX-512, those of wide narrowing 1x1 layers;
+// without AVX-512, the input gradients of wide or small 1x1 layers and the weight gradients of
+// stride-2 3x3 layers; stride-1 3x3 depthwise convolutions of wide images. What the lowering then
+// builds, its results against the reference, and where oneDNN keeps the nodes.
 #include "convgraph/build_config.hpp"
 #include "support/catch.hpp"
 
@@ -152,6 +152,56 @@ TEST_CASE(
   CHECK_FALSE(why(2048, 512, 7, 1, 1, true, "").has_value());
   CHECK_FALSE(why(1024, 256, 14, 1, 3, false, "").has_value());
   CHECK_FALSE(why(1024, 256, 14, 1, 1, false, "optimizer_excluding=corrmm").has_value());
+}
+
+TEST_CASE("With AVX-512, oneDNN leaves the weight gradients of wide narrowing 1x1 layers to CorrMM",
+          "[onednn]") {
+  // The hook on the weight gradient of a 1x1 (or KSIZE) convolution of CHANNELS -> FILTERS on a
+  // SIZE x SIZE image at STRIDE, told whether oneDNN runs AVX-512.
+  auto why = [](std::int64_t channels, std::int64_t filters, std::int64_t size, std::int64_t stride,
+                std::int64_t ksize, bool avx512, const std::string& flags) {
+    const Variable x = tensor("x", f32, {8, channels, size, size});
+    const Variable w = tensor("w", f32, {filters, channels, ksize, ksize});
+    const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
+    const Variable gw = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{w})[0];
+    return hook_on({x, w}, gw, "AbstractConv2d_gradWeights", flags, avx512);
+  };
+  // ResNet-50's layers that measured faster on CorrMM: as many or fewer filters than channels,
+  // at least 28x28 output positions, stride 1.
+  CHECK(contains(why(256, 64, 56, 1, 1, true, "").value_or(""),
+                 "1x1 weight gradient of 256 -> 64 channels over 3136 output positions"));
+  CHECK(why(64, 64, 56, 1, 1, true, "").has_value());
+  CHECK(why(512, 128, 28, 1, 1, true, "").has_value());
+  // Widening, fewer positions, strided, a 3x3 kernel, no AVX-512, or CorrMM excluded: oneDNN keeps
+  // it.
+  CHECK_FALSE(why(64, 256, 56, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(128, 512, 28, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(1024, 256, 14, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(512, 256, 27, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(512, 1024, 56, 2, 1, true, "").has_value());
+  CHECK_FALSE(why(64, 64, 56, 1, 3, true, "").has_value());
+  CHECK_FALSE(why(256, 64, 56, 1, 1, false, "").has_value());
+  CHECK_FALSE(why(256, 64, 56, 1, 1, true, "optimizer_excluding=corrmm").has_value());
+
+  // Through compile(): where oneDNN runs AVX-512 the weight gradient is CorrMM's, the forward and
+  // input gradient stay with oneDNN; the results are the reference's.
+  const Variable x = tensor("x", f32, {2, 24, 28, 28});
+  const Variable w = tensor("w", f32, {16, 24, 1, 1});
+  const ConvParams p = make_conv_params(2, "valid", {1, 1}, true, {1, 1}, 1);
+  const Variable y = abstract_conv(p, x, w);
+  const std::vector<Variable> g = grad(sum(y * y), {x, w});
+  const Function f = compile({x, w}, {y, g[0], g[1]}, CompileOptions{});
+  const bool avx512 = onednn_runs_avx512();
+  INFO("AVX-512 " << avx512 << "\n" << f.str());
+  CHECK(count_ops(f, "CorrMM_gradWeights") == (avx512 ? 1 : 0));
+  CHECK(count_ops(f, "OneDnnConv2d_gradWeights") == (avx512 ? 0 : 1));
+  CHECK(count_ops(f, "OneDnnConv2d_gradInputs") == 1);
+  CHECK(count_ops(f, "OneDnnConv2d") == 1);
+  const Tensor image = random_tensor(f32, {2, 24, 28, 28}, 43);
+  const Tensor kernel = random_tensor(f32, {16, 24, 1, 1}, 44);
+  const std::vector<Tensor> out = f({image, kernel});
+  const Tensor top = twice(reference_conv_forward(p, image, kernel));
+  require_close_f32(out[2], reference_conv_grad_weights(p, image, top, {1, 1}), 2 * 28 * 28);
 }
 
 TEST_CASE("Without AVX-512, oneDNN leaves the weight gradients of stride-2 3x3 layers to CorrMM",
