@@ -46,13 +46,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "convgraph/convgraph.hpp"
 #include "convgraph/optimizer/conv_registry.hpp"
 #include "convgraph/optimizer/pass_database.hpp"
 #include "convgraph/runtime/allocator.hpp"
 #include "convgraph/runtime/device_backend.hpp"
 #if CONVGRAPH_HAVE_CUDA
-#include "bench_util.hpp"
 #include "convgraph/ops/gpu/gpu_im2col.hpp"
 #include "convgraph/runtime/cuda/cuda_backend.hpp"
 #endif

@@ -22,30 +22,6 @@
 using namespace convgraph;
 using convgraph::testing::random_tensor;
 
-namespace {
-
-StaticShape static_of(const Shape& s) {
-  return StaticShape(s.begin(), s.end());
-}
-
-// Empty when A and B agree within TOL (relative to 1 + |b|).
-std::string compare(const Tensor& a, const Tensor& b, double tol) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) {
-    return fmt::format("{}{} vs {}{}", dtype_name(a.dtype()), shape_str(a.shape()),
-                       dtype_name(b.dtype()), shape_str(b.shape()));
-  }
-  const auto x = a.to_vector<double>();
-  const auto y = b.to_vector<double>();
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!(std::abs(x[i] - y[i]) <= tol * (1.0 + std::abs(y[i])))) {
-      return fmt::format("element {}: {} vs {}", i, x[i], y[i]);
-    }
-  }
-  return "";
-}
-
-}  // namespace
-
 TEST_CASE("layout: blocked orders place each element where oneDNN's nChw8c does", "[layout]") {
   const Shape shape{2, 16, 3, 5};
   std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
@@ -163,6 +139,26 @@ TEST_CASE("layout: LayoutReorder checks its input and has the reorder back as gr
 
 #if CONVGRAPH_HAVE_ONEDNN
 namespace {
+
+StaticShape static_of(const Shape& s) {
+  return StaticShape(s.begin(), s.end());
+}
+
+// Empty when A and B agree within TOL (relative to 1 + |b|).
+std::string compare(const Tensor& a, const Tensor& b, double tol) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) {
+    return fmt::format("{}{} vs {}{}", dtype_name(a.dtype()), shape_str(a.shape()),
+                       dtype_name(b.dtype()), shape_str(b.shape()));
+  }
+  const auto x = a.to_vector<double>();
+  const auto y = b.to_vector<double>();
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (!(std::abs(x[i] - y[i]) <= tol * (1.0 + std::abs(y[i])))) {
+      return fmt::format("element {}: {} vs {}", i, x[i], y[i]);
+    }
+  }
+  return "";
+}
 
 struct Chain {
   std::vector<Variable> inputs;

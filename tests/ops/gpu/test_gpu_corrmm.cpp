@@ -13,6 +13,11 @@
 #include <utility>
 #include <vector>
 
+#include "convgraph/build_config.hpp"
+
+// GpuCorrMM and the CUDA device exist only in builds with CUDA.
+#if CONVGRAPH_HAVE_CUDA
+
 #include "conformance/conv_conformance.hpp"
 #include "convgraph/ops/conv/abstract_conv.hpp"
 #include "convgraph/ops/conv/conv_params.hpp"
@@ -1228,3 +1233,5 @@ TEST_CASE("launch_permute3 copies rows, transposes tiles and permutes any stride
     }
   }
 }
+
+#endif  // CONVGRAPH_HAVE_CUDA
