@@ -148,7 +148,17 @@ Problem to_problem(const ConvProblem& cp) {
 //     columns per image. On a 2-core AVX-512 Zen 4 with ResNet-50's 7x7 layers at N = 8, oneDNN's
 //     blocked 1x1 kernel took 3.6-3.8 ms where its GEMM path took 5.3-6.2 (7.6 against 12.6 for
 //     the strided 1024 -> 2048 input gradient), and the reorders of the activations in and out
-//     0.03-0.55 ms; at 14x14 the two were within the reorders' cost of each other.
+//     0.03-0.55 ms; at 14x14 the two were within the reorders' cost of each other;
+//   - and with AVX-512, the weight gradient of unstrided 1x1 layers over more than
+//     kOneDnnSmall1x1Positions and at most kBlockedWeights1x1Positions output positions per image
+//     runs blocked too, reorders of the image and output gradient included. On the Zen 4 (N = 8,
+//     two runs each) ResNet-50's 14x14 layers took 4.9 against 5.3 ms (1024 -> 256), 4.5 against
+//     4.8 (256 -> 1024) and 9.1 against 9.8 (1024 -> 512); the blocked kernel alone, without the
+//     reorders, 3.8-3.9 against 4.8-5.4. At 28x28 and 56x56 the reorders ate the gain (0.86-0.98
+//     of the plain path's speed, 1.17 for 512 -> 128, which CorrMM takes), and strided layers
+//     were 0.82-0.87.
+constexpr std::int64_t kBlockedWeights1x1Positions = 14 * 14;
+
 bool use_plain(ConvDirection direction, const Problem& pr, OneDnnLayout layout) {
   if (layout != OneDnnLayout::automatic) return layout == OneDnnLayout::plain;
   bool unpadded_1x1 = true;
@@ -162,6 +172,11 @@ bool use_plain(ConvDirection direction, const Problem& pr, OneDnnLayout layout) 
   }
   if (unpadded_1x1 && direction != ConvDirection::grad_weights &&
       positions <= kOneDnnSmall1x1Positions && pr.image[1] >= 16 && onednn_runs_avx512()) {
+    return false;
+  }
+  if (unpadded_1x1 && unit_stride && direction == ConvDirection::grad_weights &&
+      positions > kOneDnnSmall1x1Positions && positions <= kBlockedWeights1x1Positions &&
+      onednn_runs_avx512()) {
     return false;
   }
   if (unpadded_1x1 && (unit_stride || direction != ConvDirection::forward)) return true;

@@ -270,7 +270,7 @@ TEST_CASE("oneDNN: the automatic layout policy keeps stems and most pointwise la
   CHECK(onednn_version().find("oneDNN") == 0);
   // Outputs of at most 7x7 positions: blocked for the forward and the input gradient where oneDNN
   // runs AVX-512 (its GEMM path has too few columns per image there), plain elsewhere; the weight
-  // gradient stays plain.
+  // gradient there stays plain.
   const bool avx512 = onednn_runs_avx512();
   const std::string small_fwd =
       onednn_conv_describe(ConvDirection::forward, pointwise, {8, 2048, 7, 7}, {512, 2048, 1, 1});
@@ -289,6 +289,21 @@ TEST_CASE("oneDNN: the automatic layout policy keeps stems and most pointwise la
   CHECK((small_data.find(", plain") == std::string::npos) == avx512);
   CHECK(small_weights.find(", plain") != std::string::npos);
   CHECK(wide_fwd.find(", plain") != std::string::npos);
+  // Weight gradients over more than 7x7 and at most 14x14 positions, unstrided: blocked where
+  // oneDNN runs AVX-512, plain elsewhere; over 28x28 positions, or strided, plain.
+  const std::string mid_weights = onednn_conv_describe(ConvDirection::grad_weights, pointwise,
+                                                       {8, 1024, 14, 14}, {8, 256, 14, 14}, {1, 1});
+  const std::string odd_weights = onednn_conv_describe(ConvDirection::grad_weights, pointwise,
+                                                       {8, 64, 8, 8}, {8, 32, 8, 8}, {1, 1});
+  const std::string wide_weights = onednn_conv_describe(ConvDirection::grad_weights, pointwise,
+                                                        {8, 512, 28, 28}, {8, 128, 28, 28}, {1, 1});
+  const std::string down_weights = onednn_conv_describe(
+      ConvDirection::grad_weights, down, {8, 512, 28, 28}, {8, 1024, 14, 14}, {1, 1});
+  INFO(mid_weights << "\n" << odd_weights << "\n" << wide_weights << "\n" << down_weights);
+  CHECK((mid_weights.find(", plain") == std::string::npos) == avx512);
+  CHECK((odd_weights.find(", plain") == std::string::npos) == avx512);
+  CHECK(wide_weights.find(", plain") != std::string::npos);
+  CHECK(down_weights.find(", plain") != std::string::npos);
 }
 
 TEST_CASE("oneDNN empty problems give zeros, like the reference", "[onednn]") {
