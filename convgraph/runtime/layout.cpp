@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "convgraph/base/error.hpp"
@@ -18,6 +20,22 @@ void check_fits(Layout layout, const Shape& shape, const char* which) {
         "or more and channels (axis 1) a multiple of {}",
         shape_str(shape), which, layout_name(layout, static_cast<int>(shape.size())),
         layout_block(layout)));
+  }
+}
+
+// DST (COLS x ROWS) = SRC (ROWS x COLS) transposed, bit for bit. Tiles of 16 rows: a tile of the
+// source (16 rows of a block's elements: a whole line or four) is read while 16-element runs of
+// each destination row are written, so both sides go through the caches in whole lines (an
+// element-by-element copy through a permuted view ran at 13 GB/s on the stem's 25 MiB output).
+template <typename E>
+void transpose(const E* src, E* dst, std::int64_t rows, std::int64_t cols) {
+  constexpr std::int64_t kTile = 16;
+  for (std::int64_t r0 = 0; r0 < rows; r0 += kTile) {
+    const std::int64_t r1 = std::min(rows, r0 + kTile);
+    for (std::int64_t c = 0; c < cols; ++c) {
+      E* out = dst + c * rows;
+      for (std::int64_t r = r0; r < r1; ++r) out[r] = src[r * cols + c];
+    }
   }
 }
 
@@ -76,22 +94,43 @@ Tensor reorder_layout(const Tensor& value, Layout from, Layout to, const Tensor&
     return reorder_layout(reorder_layout(src, from, Layout::logical), Layout::logical, to, given);
   }
   // The logical order is [N, C / block, block, positions], the blocked one [N, C / block,
-  // positions, block]: a reorder is a copy through a view with the last two axes swapped.
+  // positions, block]: each (n, channel block) group is a [block, positions] matrix transposed.
   const bool to_blocked = from == Layout::logical;
   const std::int64_t block = layout_block(to_blocked ? to : from);
   const Shape& shape = value.shape();
   std::int64_t positions = 1;
   for (std::size_t a = 2; a < shape.size(); ++a) positions *= shape[a];
-  const Shape grouped{shape[0], shape[1] / block, block, positions};
-  const Shape blocked{shape[0], shape[1] / block, positions, block};
-  const Tensor source = src.reshape(to_blocked ? grouped : blocked).permute({0, 1, 3, 2});
-  const Tensor target = out.reshape(to_blocked ? blocked : grouped);
   const std::int64_t groups = shape[0] * (shape[1] / block);
+  const std::int64_t rows = to_blocked ? block : positions, cols = to_blocked ? positions : block;
   const int threads = out.numel() >= (std::int64_t{1} << 15) ? cpu_threads() : 1;
+  const auto* in = static_cast<const unsigned char*>(src.raw_data());
+  auto* to_data = static_cast<unsigned char*>(out.raw_data());
+  const std::size_t element = dtype_size(value.dtype());
+  const std::int64_t group_bytes = block * positions * static_cast<std::int64_t>(element);
+  auto run = [&](auto tag) {
+    using E = decltype(tag);
 #pragma omp parallel for schedule(static) num_threads(threads)
-  for (std::int64_t g = 0; g < groups; ++g) {
-    const std::int64_t n = g / grouped[1], c = g % grouped[1];
-    target.select(0, n).select(0, c).copy_from(source.select(0, n).select(0, c));
+    for (std::int64_t g = 0; g < groups; ++g) {
+      transpose(reinterpret_cast<const E*>(in + g * group_bytes),
+                reinterpret_cast<E*>(to_data + g * group_bytes), rows, cols);
+    }
+  };
+  switch (element) {
+    case 1:
+      run(std::uint8_t{});
+      break;
+    case 2:
+      run(std::uint16_t{});
+      break;
+    case 4:
+      run(std::uint32_t{});
+      break;
+    case 8:
+      run(std::uint64_t{});
+      break;
+    default:
+      throw ValueError(fmt::format("reorder_layout: no reorder for elements of {} bytes ({})",
+                                   element, dtype_name(value.dtype())));
   }
   return out;
 }

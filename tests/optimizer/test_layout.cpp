@@ -53,6 +53,35 @@ TEST_CASE("layout: blocked orders place each element where oneDNN's nChw8c does"
   const Tensor c16 = reorder_layout(c8, Layout::blocked_c8, Layout::blocked_c16);
   CHECK(c16.to_vector<float>() ==
         reorder_layout(x, Layout::logical, Layout::blocked_c16).to_vector<float>());
+  // Ranks 3 and 5, positions past one tile of 16 and not a multiple of it, and elements of 1, 2, 4
+  // and 8 bytes: each element lands where the index formula above puts it, and comes back.
+  for (const Shape& other : {Shape{3, 32, 37}, Shape{1, 16, 2, 3, 5}}) {
+    std::int64_t spots = 1;
+    for (std::size_t a = 2; a < other.size(); ++a) spots *= other[a];
+    std::vector<float> ramp(static_cast<std::size_t>(shape_numel(other)));
+    for (std::size_t i = 0; i < ramp.size(); ++i)
+      ramp[i] = static_cast<float>(i % 101);  // exact in every dtype below
+    const Tensor base = Tensor::from_vector(ramp, other);
+    for (const DType dtype : {DType::float16, DType::float32, DType::float64, DType::int8}) {
+      const Tensor t = base.cast(dtype);
+      const Tensor b = reorder_layout(t, Layout::logical, Layout::blocked_c16);
+      const auto got = b.cast(DType::float64).to_vector<double>();
+      const std::int64_t channels = other[1];
+      for (std::int64_t n = 0; n < other[0]; ++n) {
+        for (std::int64_t c = 0; c < channels; ++c) {
+          for (std::int64_t s = 0; s < spots; ++s) {
+            const std::int64_t logical = (n * channels + c) * spots + s;
+            const std::int64_t blocked = ((n * (channels / 16) + c / 16) * spots + s) * 16 + c % 16;
+            REQUIRE(got[static_cast<std::size_t>(blocked)] ==
+                    ramp[static_cast<std::size_t>(logical)]);
+          }
+        }
+      }
+      CHECK(reorder_layout(b, Layout::blocked_c16, Layout::logical)
+                .cast(DType::float64)
+                .to_vector<double>() == t.cast(DType::float64).to_vector<double>());
+    }
+  }
   // Given a buffer of the right kind, the reorder writes into it.
   Tensor given = Tensor::empty(DType::float32, shape);
   const Tensor into = reorder_layout(x, Layout::logical, Layout::blocked_c8, given);
