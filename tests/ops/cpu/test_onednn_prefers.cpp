@@ -58,6 +58,19 @@ std::optional<std::string> hook_on(const std::vector<Variable>& inputs, const Va
   return onednn_not_preferred(ConvSignature::of(*node), config, avx512);
 }
 
+// The hook on the weight gradient (WEIGHTS) or the input gradient of a KSIZE x KSIZE convolution of
+// CHANNELS -> FILTERS, unpadded, on 8 SIZE x SIZE images at STRIDE, under FLAGS, told AVX512.
+std::optional<std::string> gradient_hook(bool weights, std::int64_t channels, std::int64_t filters,
+                                         std::int64_t size, std::int64_t stride, std::int64_t ksize,
+                                         bool avx512, const std::string& flags) {
+  const Variable x = tensor("x", f32, {8, channels, size, size});
+  const Variable w = tensor("w", f32, {filters, channels, ksize, ksize});
+  const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
+  const Variable g = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{weights ? w : x})[0];
+  return hook_on({x, w}, g, weights ? "AbstractConv2d_gradWeights" : "AbstractConv2d_gradInputs",
+                 flags, avx512);
+}
+
 }  // namespace
 
 TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[onednn]") {
@@ -126,15 +139,10 @@ TEST_CASE("oneDNN leaves the weight gradients of small 1x1 layers to CorrMM", "[
 TEST_CASE(
     "Without AVX-512, oneDNN leaves the input gradients of wide or small 1x1 layers to CorrMM",
     "[onednn]") {
-  // The hook on the input gradient of a 1x1 (or KSIZE) convolution of CHANNELS -> FILTERS on a
-  // SIZE x SIZE image at STRIDE, told whether oneDNN runs AVX-512.
+  // The hook on the input gradient, told whether oneDNN runs AVX-512 (gradient_hook).
   auto why = [](std::int64_t channels, std::int64_t filters, std::int64_t size, std::int64_t stride,
                 std::int64_t ksize, bool avx512, const std::string& flags) {
-    const Variable x = tensor("x", f32, {8, channels, size, size});
-    const Variable w = tensor("w", f32, {filters, channels, ksize, ksize});
-    const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
-    const Variable gx = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{x})[0];
-    return hook_on({x, w}, gx, "AbstractConv2d_gradInputs", flags, avx512);
+    return gradient_hook(false, channels, filters, size, stride, ksize, avx512, flags);
   };
   // ResNet-50's layers that measured faster on CorrMM: 1024 channels at 14x14, the strided
   // 1024 -> 2048 one, 512 and 2048 channels at 7x7.
@@ -156,15 +164,10 @@ TEST_CASE(
 
 TEST_CASE("With AVX-512, oneDNN leaves the weight gradients of wide narrowing 1x1 layers to CorrMM",
           "[onednn]") {
-  // The hook on the weight gradient of a 1x1 (or KSIZE) convolution of CHANNELS -> FILTERS on a
-  // SIZE x SIZE image at STRIDE, told whether oneDNN runs AVX-512.
+  // The hook on the weight gradient, told whether oneDNN runs AVX-512 (gradient_hook).
   auto why = [](std::int64_t channels, std::int64_t filters, std::int64_t size, std::int64_t stride,
                 std::int64_t ksize, bool avx512, const std::string& flags) {
-    const Variable x = tensor("x", f32, {8, channels, size, size});
-    const Variable w = tensor("w", f32, {filters, channels, ksize, ksize});
-    const ConvParams p = make_conv_params(2, "valid", {stride, stride}, true, {1, 1}, 1);
-    const Variable gw = grad(sum(abstract_conv(p, x, w)), std::vector<Variable>{w})[0];
-    return hook_on({x, w}, gw, "AbstractConv2d_gradWeights", flags, avx512);
+    return gradient_hook(true, channels, filters, size, stride, ksize, avx512, flags);
   };
   // ResNet-50's layers that measured faster on CorrMM: as many or fewer filters than channels,
   // at least 28x28 output positions, stride 1.
