@@ -32,6 +32,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -345,6 +346,11 @@ int main(int argc, char** argv) {
   app.add_option("--lr", lr, "SGD learning rate");
   app.add_option("--flags", flags, "compile flags on top of the defaults (k=v,k=v)");
   app.add_option("--out", out, "write the results here (JSON)");
+  std::string ab_flags;
+  app.add_option("--ab-flags", ab_flags,
+                 "compile the step a second time with these flags added (k=v,k=v) and alternate "
+                 "the two in the timed steps (A B, B A, ...): each gets its median and the pairs "
+                 "their ratio, in one process (a noisy machine's drift hits both alike)");
   int profile_steps = 0;
   std::string profile_out;
   app.add_option("--profile", profile_steps,
@@ -399,6 +405,14 @@ int main(int argc, char** argv) {
     Function step = compile({net.x, net.target}, {net.loss}, options);
     const double compile_ms = ms_since(t_compile);
     const double compile_codegen_ms = codegen_ms() - codegen0;
+    // The second variant of --ab-flags: the same graph and shared variables (both update them).
+    const std::string b_flags = ab_flags.empty() ? "" : all_flags + "," + ab_flags;
+    std::optional<Function> step_b;
+    if (!ab_flags.empty()) {
+      CompileOptions options_b = options;
+      options_b.flags = b_flags;
+      step_b.emplace(compile({net.x, net.target}, {net.loss}, options_b));
+    }
     const std::int64_t kernels_generated = counters.llvm_compilations.load() - generated0;
     const std::int64_t kernels_loaded = counters.disk_hits.load() - loaded0;
     // The fused nodes and the back ends their kernels run on (the interpreter in a build without
@@ -435,15 +449,25 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "warm-up step %d: %.1f ms, loss %.6g\n", i, warm_ms.back(),
                    losses.back());
     }
+    for (int i = 0; step_b && i < warmup; ++i) (*step_b)({x, target});
     const double first_call_codegen_ms = codegen_ms() - codegen0 - compile_codegen_ms;
     const auto jiffies0 = cpu_jiffies();
     rusage usage0{};
     getrusage(RUSAGE_SELF, &usage0);
-    std::vector<double> step_ms;
+    std::vector<double> step_ms, b_ms;
     for (int i = 0; i < steps; ++i) {
-      const auto t0 = Clock::now();
-      losses.push_back(step({x, target})[0].item_double());
-      step_ms.push_back(ms_since(t0));
+      // With --ab-flags each pair runs both, in turns first (A B, then B A).
+      const bool b_first = step_b && i % 2 == 1;
+      for (int part = 0; part < (step_b ? 2 : 1); ++part) {
+        const auto t0 = Clock::now();
+        if (b_first == (part == 0) && step_b) {
+          (*step_b)({x, target});
+          b_ms.push_back(ms_since(t0));
+        } else {
+          losses.push_back(step({x, target})[0].item_double());
+          step_ms.push_back(ms_since(t0));
+        }
+      }
     }
     rusage usage1{};
     getrusage(RUSAGE_SELF, &usage1);
@@ -508,6 +532,16 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(alloc_after.allocations - alloc_before.allocations));
     std::printf("  loss %.6g -> %.6g%s\n", losses.front(), losses.back(),
                 finite ? "" : " (NOT FINITE)");
+    std::vector<double> pair_ratios;
+    for (std::size_t i = 0; i < b_ms.size(); ++i) pair_ratios.push_back(b_ms[i] / step_ms[i]);
+    if (step_b) {
+      std::printf(
+          "  A/B: B adds '%s': median A %.1f ms, B %.1f ms, B/A %.3f (pairs %.3f-%.3f over %d; "
+          "above 1: B slower); the figures above are A's, memory the process's\n",
+          ab_flags.c_str(), med, median(b_ms), median(b_ms) / med,
+          *std::min_element(pair_ratios.begin(), pair_ratios.end()),
+          *std::max_element(pair_ratios.begin(), pair_ratios.end()), steps);
+    }
 
     if (!memory_plan_out.empty()) {
       std::ofstream f(memory_plan_out);
@@ -589,6 +623,13 @@ int main(int argc, char** argv) {
           {"finite", finite},
           {"foreign_cpu_load", foreign_load},
       };
+      if (step_b) {
+        j["ab_flags"] = b_flags;
+        j["ab_step_ms_all"] = b_ms;
+        j["ab_step_ms_median"] = median(b_ms);
+        j["ab_pair_ratios"] = pair_ratios;
+        j["ab_ratio_of_medians"] = median(b_ms) / med;
+      }
       std::ofstream f(out);
       f << j.dump(1) << "\n";
       if (!f) throw ValueError("cannot write " + out);
