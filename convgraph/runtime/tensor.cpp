@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -409,6 +410,11 @@ void Tensor::copy_from(const Tensor& src) {
                         if constexpr (std::is_same_v<D, S>) {
                           if (inner[0] == 1 && inner[1] == 1) {
                             std::memcpy(d, s, static_cast<std::size_t>(n) * sizeof(D));
+                            return;
+                          }
+                          // A broadcast source (Alloc of a smaller value): one value per run.
+                          if (inner[0] == 1 && inner[1] == 0) {
+                            std::fill_n(d, n, *s);
                             return;
                           }
                         }

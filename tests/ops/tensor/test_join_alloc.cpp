@@ -265,6 +265,15 @@ TEST_CASE("alloc, zeros, ones, full and the *_like builders", "[shape]") {
   CHECK(bv.shape() == Shape{2, 3});
   CHECK(bv.to_vector<double>() == std::vector<double>{1, 2, 3, 1, 2, 3});
 
+  // A value broadcast along the innermost axes (a mean's gradient over the positions): each run of
+  // the output repeats one element.
+  const Variable per_plane = tensor("per_plane", DType::float32, {2, 3, 1, 1});
+  const Variable planes = alloc(per_plane, {2, 3, 4, 5});
+  const Tensor pv = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3, 1, 1});
+  const auto planes_v = eval(planes, {per_plane}, {pv}).to_vector<double>();
+  REQUIRE(planes_v.size() == 120);
+  for (std::size_t i = 0; i < planes_v.size(); ++i) CHECK(planes_v[i] == double(i / 20 + 1));
+
   for (DType dtype : kAllDTypes) {
     INFO(dtype_name(dtype));
     const Tensor z = eval(zeros({2, 3}, dtype));
