@@ -80,17 +80,6 @@ build() {
 }
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
-# The CPU a sitting ran on: model, family/model numbers, vector ISA, logical CPUs.
-cpu_line() {
-  local model family number isa
-  model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-  family=$(grep -m1 '^cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
-  number=$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
-  if grep -qw avx512f /proc/cpuinfo; then isa=AVX-512; elif grep -qw avx2 /proc/cpuinfo; then
-    isa="AVX2 (no AVX-512)"
-  else isa="no AVX2"; fi
-  echo "${model} (family ${family} model ${number}), ${isa}, $(nproc) logical CPUs"
-}
 
 as_root() {
   if ((EUID == 0)); then
@@ -363,11 +352,12 @@ run_net_sitting() {
       die "the peer failed: see $dir/peer_$i.log"
     say "pair $i done, load $(load)"
   done
-  "$python" - "$dir" "$pairs" "$(cpu_line)" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null ||
+  "$python" - "$dir" "$pairs" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null ||
     echo unknown)" "$(date -u '+%Y-%m-%d %H:%M UTC')" <<'PY' | tee "$dir/ratios.txt"
 import json, math, sys
 d, pairs = sys.argv[1], int(sys.argv[2])
-print(f"# {sys.argv[5]}, code {sys.argv[4]}, CPU: {sys.argv[3]}")
+cpu = json.load(open(f"{d}/ours_1.json")).get("cpu", "?")
+print(f"# {sys.argv[4]}, code {sys.argv[3]}, CPU: {cpu}")
 rows = []
 for i in range(1, pairs + 1):
     ours = json.load(open(f"{d}/ours_{i}.json"))

@@ -65,6 +65,7 @@ int openblas_get_num_threads(void);
 using namespace convgraph;
 using json = nlohmann::json;
 
+using convgraph::bench::cpu_model;
 using convgraph::bench::median;
 using convgraph::bench::median_ms;
 using convgraph::bench::ms_since;
@@ -457,18 +458,6 @@ std::string now_iso() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", std::localtime(&t));
   return buf;
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto p = line.find(':');
-      return p == std::string::npos ? line : line.substr(p + 2);
-    }
-  }
-  return "?";
 }
 
 struct Options {

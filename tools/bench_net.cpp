@@ -49,6 +49,7 @@
 
 using namespace convgraph;
 
+using convgraph::bench::cpu_description;
 using convgraph::bench::median;
 using convgraph::bench::median_ms;
 using convgraph::bench::ms_since;
@@ -488,9 +489,10 @@ int main(int argc, char** argv) {
     const double step_flops = 3.0 * net.forward_flops_per_image * static_cast<double>(batch);
     const bool finite =
         std::all_of(losses.begin(), losses.end(), [](double v) { return std::isfinite(v); });
-    std::printf("%s, N=%lld, %lldx%lld, %lld threads, flags '%s'\n", net_name.c_str(),
+    std::printf("%s, N=%lld, %lldx%lld, %lld threads, flags '%s'\n  CPU: %s\n", net_name.c_str(),
                 static_cast<long long>(batch), static_cast<long long>(image),
-                static_cast<long long>(image), static_cast<long long>(threads), all_flags.c_str());
+                static_cast<long long>(image), static_cast<long long>(threads), all_flags.c_str(),
+                cpu_description().c_str());
     std::printf(
         "  %d convolutions, %lld parameters in %zu tensors, %zu nodes after optimization (%lld "
         "fused, kernels on: %s)\n",
@@ -590,6 +592,7 @@ int main(int argc, char** argv) {
           {"batch", batch},
           {"image_size", image},
           {"threads", threads},
+          {"cpu", cpu_description()},
           {"flags", all_flags},
           {"convs", net.convs},
           {"params", param_count},

@@ -170,14 +170,12 @@ bool use_plain(ConvDirection direction, const Problem& pr, OneDnnLayout layout) 
     unit_stride = unit_stride && pr.strides[a] == 1;
     positions *= pr.output[2 + a];
   }
-  if (unpadded_1x1 && direction != ConvDirection::grad_weights &&
-      positions <= kOneDnnSmall1x1Positions && pr.image[1] >= 16 && onednn_runs_avx512()) {
-    return false;
-  }
-  if (unpadded_1x1 && unit_stride && direction == ConvDirection::grad_weights &&
-      positions > kOneDnnSmall1x1Positions && positions <= kBlockedWeights1x1Positions &&
-      onednn_runs_avx512()) {
-    return false;
+  if (unpadded_1x1 && onednn_runs_avx512()) {
+    const bool small = positions <= kOneDnnSmall1x1Positions;
+    const bool blocked = direction == ConvDirection::grad_weights
+                             ? unit_stride && !small && positions <= kBlockedWeights1x1Positions
+                             : small && pr.image[1] >= 16;
+    if (blocked) return false;
   }
   if (unpadded_1x1 && (unit_stride || direction != ConvDirection::forward)) return true;
   return direction == ConvDirection::grad_inputs && pr.image[1] < 16;

@@ -622,9 +622,9 @@ std::optional<std::string> winograd_not_preferred(const ConvSignature& s) {
   };
   const std::int64_t dh = s.params.dilation.size() == 2 ? s.params.dilation[0] : 1;
   const std::int64_t dw = s.params.dilation.size() == 2 ? s.params.dilation[1] : 1;
-  // (3-D: dilated in the plane is declined.)
-  // In 3-D (dilated along the depth only) each depth slice of the data stands for an output
-  // slice: a depth tap's correlation runs over the (image, slice) pairs.
+  // In 3-D (dilated along the depth only: dilation in the plane is declined) each depth slice of
+  // the data stands for an output slice: a depth tap's correlation runs over the (image, slice)
+  // pairs.
   const std::int64_t slices = rank == 5 ? *data[2] : 1;
   const std::int64_t tiles =
       *data[0] * slices * axis_tiles(*data[rank - 2], dh) * axis_tiles(*data[rank - 1], dw);
