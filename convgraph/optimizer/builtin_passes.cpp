@@ -159,9 +159,9 @@ void register_builtin_passes(PassDatabase& db) {
           {"fast_run", "fast_compile", "gpu"},
           "device=cuda: move convolutions to the GPU, transfers only where values cross",
           place_on_device});
-  // Convolution lowering, in order conv_meta (10) -> conv_impl (15) -> conv_winograd (18) ->
-  // conv_dnn (20) -> conv_gemm (30), then the check that nothing abstract is left. The
-  // implementations each lowering pass applies, and the pass's tags besides fast_run /
+  // Convolution lowering, in order conv_meta (10) -> conv_impl (15) -> conv_dnn_winograd (17) ->
+  // conv_winograd (18) -> conv_dnn (20) -> conv_gemm (30), then the check that nothing abstract is
+  // left. The implementations each lowering pass applies, and the pass's tags besides fast_run /
   // fast_compile, come from the rows of the registry (conv_registry.cpp) that name it.
   db.add({"conv_meta",
           10,
@@ -175,6 +175,9 @@ void register_builtin_passes(PassDatabase& db) {
           "conv.impl=NAME[:NAME...]: lower each convolution with the first listed implementation "
           "that takes it (the later lowering passes then take nothing)",
           select_conv_implementations});
+  db.add(conv_lowering_entry("conv_dnn_winograd", 17,
+                             "lower 3x3 stride-1 float32 convolutions on AVX-512 CPUs to oneDNN's "
+                             "Winograd F(4x4, 3x3) where it measured faster than convgraph's"));
   db.add(conv_lowering_entry("conv_winograd", 18,
                              "lower 3x3 stride-1 float32 convolutions on the CPU to Winograd "
                              "F(4x4, 3x3) where it measured faster than oneDNN"));

@@ -92,6 +92,7 @@ ConvSignature signature_of(const Node& node, const ConcreteConv& conv) {
   s.params = conv.params();
   s.dtype = node.output_data[0].type.dtype;
   s.device = node.output_data[0].type.device;
+  s.output = node.output_data[0].type;
   for (const Variable& in : node.inputs) s.inputs.push_back(in.type());
   return s;
 }

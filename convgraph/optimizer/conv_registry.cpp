@@ -163,6 +163,22 @@ void register_conv_implementations(ConvRegistry& registry) {
 #endif
   registry.add(std::move(onednn));
 
+  // oneDNN's Winograd F(4x4, 3x3): 2-D 3x3 at stride 1 with AVX-512. Its pass runs before
+  // conv_winograd and takes the problems where it measured faster than convgraph's Winograd (its
+  // prefers hook); conv_meta times it as a candidate everywhere it runs.
+  ConvImplementation onednn_winograd =
+      row("onednn_winograd", DeviceKind::cpu, "conv_dnn_winograd",
+          {"conv_dnn", "onednn", "onednn_winograd", "winograd"},
+          "oneDNN's Winograd F(4x4, 3x3) on the CPU: 2-D 3x3 stride-1 float32, AVX-512 only");
+#if CONVGRAPH_HAVE_ONEDNN
+  onednn_winograd.epilogues = "bias, add, relu (the bias argument, sum and eltwise_relu post-ops)";
+  onednn_winograd.hooks = onednn_winograd_conv_hooks();
+#else
+  onednn_winograd.unavailable =
+      "oneDNN is not built into this convgraph (libdnnl-dev was not found at configure time)";
+#endif
+  registry.add(std::move(onednn_winograd));
+
   // Winograd F(4x4, 3x3) on the CPU: 3x3, stride 1, any dilation, one group, 2-D; in 3-D 3x3 in
   // the plane (any depth, dilated along it only), one 2-D correlation per depth tap; float32 and
   // float64; every direction. Its pass runs before conv_dnn and takes the float32 problems where

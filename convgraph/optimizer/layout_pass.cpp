@@ -59,7 +59,7 @@ std::optional<ConvInfo> conv_info(const Node& node, const OneDnnConv& conv) {
   OneDnnActivationLayouts layouts;
   try {
     layouts = onednn_conv_activation_layouts(conv.direction(), conv.params(), conv.epilogue(), *a,
-                                             *b, spatial);
+                                             *b, spatial, conv.algorithm());
   } catch (const ConvGraphError&) {
     return std::nullopt;  // the node reports it when it runs
   }

@@ -225,6 +225,25 @@ TEST_CASE("conv_epilogue: oneDNN applies every epilogue as the unfused graph", "
   check_implementation("onednn", DType::float32, grid());
 }
 
+TEST_CASE("conv_epilogue: oneDNN's Winograd applies every epilogue as the unfused graph",
+          "[conv_epilogue]") {
+  if (!onednn_runs_avx512()) {
+    WARN("oneDNN's Winograd needs AVX-512: skipped on this CPU");
+    return;
+  }
+  // Its problems: 3x3 at stride 1, pads of at most 1; channels in and out of whole blocks of 16
+  // and not.
+  check_implementation(
+      "onednn_winograd", DType::float32,
+      {{"plain 3x3", {2, 3, 9, 11}, {4, 3, 3, 3}, {}},
+       {"half, 16 channels", {2, 16, 8, 10}, {32, 16, 3, 3}, {.border_mode = "half"}},
+       {"asymmetric pads",
+        {3, 17, 7, 9},
+        {5, 17, 3, 3},
+        {.border_mode = BorderMode::pairs({{1, 0}, {0, 1}})}},
+       {"correlation", {1, 20, 12, 6}, {18, 20, 3, 3}, {.border_mode = 1, .filter_flip = false}}});
+}
+
 TEST_CASE("conv_epilogue: oneDNN's post-ops in both layouts", "[conv_epilogue]") {
   // Blocked layouts (the residual reordered into the output's layout) and plain ones (copied into
   // the output buffer); a channel count that is not a multiple of the block.

@@ -91,8 +91,8 @@ ConvImplementation zeros_implementation(std::string name) {
 TEST_CASE("conv registry: one row per implementation, each complete", "[registry]") {
   const ConvRegistry& registry = conv_registry();
   const std::vector<std::string> names = registry.names();
-  REQUIRE(names == std::vector<std::string>{"corrmm", "onednn", "winograd", "cudnn", "gpu_corrmm",
-                                            "reference"});
+  REQUIRE(names == std::vector<std::string>{"corrmm", "onednn", "onednn_winograd", "winograd",
+                                            "cudnn", "gpu_corrmm", "reference"});
   for (const ConvImplementation& row : registry.all()) {
     INFO(row.name);
     CHECK_FALSE(row.summary.empty());

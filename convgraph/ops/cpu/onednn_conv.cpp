@@ -39,8 +39,10 @@ using Tag = memory::format_tag;
 std::atomic<OneDnnLayout> g_layout{OneDnnLayout::automatic};
 std::atomic<std::uint64_t> g_primitives_created{0};
 
-std::string op_name(ConvDirection direction, int convdim) {
-  std::string name = convdim == 3 ? "OneDnnConv3d" : "OneDnnConv2d";
+std::string op_name(ConvDirection direction, int convdim,
+                    OneDnnAlgorithm algorithm = OneDnnAlgorithm::direct) {
+  std::string name = algorithm == OneDnnAlgorithm::winograd ? "OneDnnWinogradConv" : "OneDnnConv";
+  name += convdim == 3 ? "3d" : "2d";
   if (direction == ConvDirection::grad_inputs) name += "_gradInputs";
   if (direction == ConvDirection::grad_weights) name += "_gradWeights";
   return name;
@@ -287,7 +289,7 @@ dnnl::primitive_attr epilogue_attr(const ConvEpilogue& epilogue) {
 // which names the problem.
 std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem& pr,
                                           OneDnnLayout layout, const ConvEpilogue& epilogue,
-                                          const OneDnnLayouts& layouts) {
+                                          const OneDnnLayouts& layouts, OneDnnAlgorithm algorithm) {
   Runtime& rt = runtime();
   const bool three_d = pr.strides.size() == 3;
   const Tag act = three_d ? Tag::ncdhw : Tag::nchw;
@@ -301,7 +303,11 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   const memory::desc dst_user = in_layout(dst_plain, dst_layout, three_d);
   const memory::desc wei_user = plain_weights(pr);
   // A node given blocked layouts runs blocked whatever the policy says.
-  const bool plain = !layouts.any_blocked() && use_plain(direction, pr, layout);
+  // oneDNN's Winograd kernels work in blocked layouts only.
+  const bool winograd = algorithm == OneDnnAlgorithm::winograd;
+  const bool plain = !winograd && !layouts.any_blocked() && use_plain(direction, pr, layout);
+  const dnnl::algorithm alg =
+      winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct;
   const memory::desc src_md =
       plain || src_layout != Layout::logical ? src_user : with_tag(src_user, Tag::any);
   const memory::desc dst_md =
@@ -315,12 +321,12 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
   const memory::desc bias_md({pr.output[1]}, memory::data_type::f32, Tag::a);
   const dnnl::convolution_forward::desc fwd_desc =
       with_epilogue && epilogue.bias
-          ? dnnl::convolution_forward::desc(
-                dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
-                wei_md, bias_md, dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after)
-          : dnnl::convolution_forward::desc(
-                dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
-                wei_md, dst_md, pr.strides, pr.dilates, pr.pad_before, pr.pad_after);
+          ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_md, wei_md,
+                                            bias_md, dst_md, pr.strides, pr.dilates, pr.pad_before,
+                                            pr.pad_after)
+          : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src_md, wei_md,
+                                            dst_md, pr.strides, pr.dilates, pr.pad_before,
+                                            pr.pad_after);
   const dnnl::convolution_forward::primitive_desc fwd_pd(
       fwd_desc, with_epilogue ? epilogue_attr(epilogue) : attr, rt.engine);
 
@@ -343,9 +349,8 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
       impl = fwd_pd.impl_info_str();
       break;
     case ConvDirection::grad_inputs: {
-      const dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, src_md,
-                                                       wei_md, dst_md, pr.strides, pr.dilates,
-                                                       pr.pad_before, pr.pad_after);
+      const dnnl::convolution_backward_data::desc desc(alg, src_md, wei_md, dst_md, pr.strides,
+                                                       pr.dilates, pr.pad_before, pr.pad_after);
       const dnnl::convolution_backward_data::primitive_desc pd(desc, attr, rt.engine, fwd_pd);
       c.conv = dnnl::convolution_backward_data(pd);
       c.in_a = {DNNL_ARG_WEIGHTS, wei_user, pd.weights_desc(), std::nullopt};
@@ -356,8 +361,7 @@ std::shared_ptr<Compiled> compile_problem(ConvDirection direction, const Problem
       break;
     }
     case ConvDirection::grad_weights: {
-      const dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct,
-                                                          src_md, wei_md, dst_md, pr.strides,
+      const dnnl::convolution_backward_weights::desc desc(alg, src_md, wei_md, dst_md, pr.strides,
                                                           pr.dilates, pr.pad_before, pr.pad_after);
       const dnnl::convolution_backward_weights::primitive_desc pd(desc, attr, rt.engine, fwd_pd);
       c.conv = dnnl::convolution_backward_weights(pd);
@@ -564,9 +568,10 @@ std::string problem_text(const Problem& pr, const ConvParams& p) {
 class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
  public:
   OneDnnConvKernel(std::string name, ConvDirection direction, ConvParams params,
-                   OneDnnLayouts layouts = {})
+                   OneDnnLayouts layouts = {}, OneDnnAlgorithm algorithm = OneDnnAlgorithm::direct)
       : ConcreteConvKernel(std::move(name), direction, std::move(params), onednn_requirements()),
-        layouts_(layouts) {}
+        layouts_(layouts),
+        algorithm_(algorithm) {}
 
   // The activation layouts the primitive for these shapes picks (no layouts given).
   OneDnnActivationLayouts activation_layouts(const Shape& a, const Shape& b,
@@ -668,8 +673,9 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
   // convolution (a 1x1 layer of ResNet-50 at N=8 took 2-3x as long with them): the kernel then
   // applies the epilogue itself, in one parallel pass over the output.
   ConvEpilogue primitive_epilogue(const Problem& pr) const {
-    return !layouts_.any_blocked() && use_plain(direction(), pr, onednn_layout()) ? ConvEpilogue{}
-                                                                                  : epilogue();
+    const bool plain = algorithm_ == OneDnnAlgorithm::direct && !layouts_.any_blocked() &&
+                       use_plain(direction(), pr, onednn_layout());
+    return plain ? ConvEpilogue{} : epilogue();
   }
 
   // Enough for a node run with a handful of batch sizes under two thread counts.
@@ -713,7 +719,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
     }
     // Created under the lock: two threads meeting a new shape at once create it once.
     const std::shared_ptr<Compiled> created =
-        compile_problem(direction(), pr, layout, epilogue, layouts_);
+        compile_problem(direction(), pr, layout, epilogue, layouts_, algorithm_);
     created->a = a;
     created->b = b;
     created->spatial = spatial;
@@ -724,6 +730,7 @@ class OneDnnConvKernel final : public ConcreteConvKernel<Problem> {
   }
 
   OneDnnLayouts layouts_;
+  OneDnnAlgorithm algorithm_;
   mutable std::mutex mutex_;
   mutable std::vector<std::shared_ptr<const Compiled>> cache_;
 };
@@ -737,7 +744,7 @@ Tensor run_direction(ConvDirection direction, const ConvParams& params, const Te
 }  // namespace
 
 std::string OneDnnConv::name() const {
-  return op_name(direction(), params().convdim);
+  return op_name(direction(), params().convdim, algorithm_);
 }
 
 ConcreteConvRequirements OneDnnConv::requirements() const {
@@ -745,7 +752,8 @@ ConcreteConvRequirements OneDnnConv::requirements() const {
 }
 
 std::shared_ptr<ConcreteConvKernelBase> OneDnnConv::make_conv_kernel(std::string name) const {
-  return std::make_shared<OneDnnConvKernel>(std::move(name), direction(), params(), layouts_);
+  return std::make_shared<OneDnnConvKernel>(std::move(name), direction(), params(), layouts_,
+                                            algorithm_);
 }
 
 Tensor onednn_conv_forward(const ConvParams& params, const Tensor& image, const Tensor& kernel) {
@@ -784,8 +792,9 @@ std::string onednn_version() {
 }
 
 std::string onednn_conv_describe(ConvDirection direction, const ConvParams& params, const Shape& a,
-                                 const Shape& b, const Shape& spatial) {
-  const OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
+                                 const Shape& b, const Shape& spatial, OneDnnAlgorithm algorithm) {
+  const OneDnnConvKernel kernel(op_name(direction, params.convdim, algorithm), direction, params,
+                                {}, algorithm);
   return kernel.describe(a, b, spatial);
 }
 
@@ -798,8 +807,10 @@ bool onednn_runs_avx512() {
 OneDnnActivationLayouts onednn_conv_activation_layouts(ConvDirection direction,
                                                        const ConvParams& params,
                                                        const ConvEpilogue& epilogue, const Shape& a,
-                                                       const Shape& b, const Shape& spatial) {
-  OneDnnConvKernel kernel(op_name(direction, params.convdim), direction, params);
+                                                       const Shape& b, const Shape& spatial,
+                                                       OneDnnAlgorithm algorithm) {
+  OneDnnConvKernel kernel(op_name(direction, params.convdim, algorithm), direction, params, {},
+                          algorithm);
   kernel.set_epilogue(epilogue);
   return kernel.activation_layouts(a, b, spatial);
 }
@@ -839,6 +850,100 @@ ConvImplementationHooks onednn_conv_hooks() {
   };
   hooks.prefers = [](const ConvSignature& s, const Config& config) {
     return onednn_not_preferred(s, config);
+  };
+  return hooks;
+}
+
+namespace {
+
+// Why oneDNN's Winograd cannot take SIGNATURE (with EPILOGUE, on a forward), or std::nullopt. The
+// parameters first, then, the shapes being static, whether oneDNN makes the primitives: its
+// kernels have further conditions of their own (channels in whole blocks, small pads, ...).
+std::optional<std::string> winograd_unsupported(const ConvSignature& s,
+                                                const ConvEpilogue& epilogue) {
+  if (s.dtype != DType::float32) {
+    return fmt::format("dtype {}: oneDNN's Winograd convolutions are float32 only",
+                       dtype_name(s.dtype));
+  }
+  const ConvParams& p = s.params;
+  if (p.convdim != 2) return fmt::format("{}-D: oneDNN's Winograd is 2-D only", p.convdim);
+  if (p.unshared) return std::string("unshared (locally connected) kernels");
+  if (p.num_groups != 1) return fmt::format("{} groups: oneDNN's Winograd takes one", p.num_groups);
+  if (p.strided()) return std::string("strided: oneDNN's Winograd runs at stride 1 only");
+  if (p.dilated()) return std::string("dilated: oneDNN's Winograd takes no dilation");
+  // The shapes of the kernel's inputs and its spatial argument, as the node will have them.
+  const bool forward = s.direction == ConvDirection::forward;
+  if (s.inputs.size() < 2) return std::string("too few inputs");
+  const std::optional<Shape> a = known_shape(s.inputs[0].dims);
+  const std::optional<Shape> b = known_shape(s.inputs[1].dims);
+  const std::optional<Shape> out = known_shape(s.output.dims);
+  if (!a || !b || !out || out->size() != 4) {
+    return std::string("sizes unknown at compile time: the primitive is checked on them");
+  }
+  const Shape kernel = s.direction == ConvDirection::forward       ? *b
+                       : s.direction == ConvDirection::grad_inputs ? *a
+                                                                   : *out;
+  if (kernel.size() != 4 || kernel[2] != 3 || kernel[3] != 3) {
+    return fmt::format("kernel size {}: oneDNN's Winograd takes 3x3 kernels only",
+                       shape_str(kernel));
+  }
+  for (std::size_t axis = 0; axis < p.border.size(); ++axis) {
+    const auto [before, after] = p.border[axis].resolve(3);
+    if (before > 1 || after > 1) {
+      return fmt::format(
+          "padding ({}, {}) on axis {}: oneDNN's Winograd pads at most 1 on each side", before,
+          after, axis);
+    }
+  }
+  if (!onednn_runs_avx512()) {
+    return fmt::format("oneDNN's Winograd kernels need AVX-512 (avx512_core); {}",
+                       onednn_version());
+  }
+  // oneDNN's own conditions beyond these (none known for its 2.6 on the grid's cases).
+  const Shape spatial = forward ? Shape{} : Shape{(*out)[2], (*out)[3]};
+  OneDnnConvKernel probe(op_name(s.direction, 2, OneDnnAlgorithm::winograd), s.direction, p, {},
+                         OneDnnAlgorithm::winograd);
+  if (forward) probe.set_epilogue(epilogue);
+  try {
+    probe.describe(*a, *b, spatial);
+  } catch (const ConvGraphError& e) {
+    return fmt::format("oneDNN has no Winograd kernel for it on this CPU ({})", e.what());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ConvImplementationHooks onednn_winograd_conv_hooks() {
+  ConvImplementationHooks hooks;
+  hooks.supports = [](const ConvSignature& s, const Config& config) -> std::optional<std::string> {
+    if (config.get("dnn.enabled") == "False") return std::string("dnn.enabled=False");
+    return winograd_unsupported(s, ConvEpilogue{});
+  };
+  hooks.build = [](const ConvSignature& s, const std::vector<Variable>& inputs, const Config&) {
+    return convgraph::apply(
+        std::make_shared<OneDnnConv>(s.direction, s.params, ConvEpilogue{}, OneDnnLayouts{},
+                                     OneDnnAlgorithm::winograd),
+        inputs);
+  };
+  // The forward's epilogue in the primitive, where oneDNN's Winograd takes it (checked by making
+  // the primitive with it).
+  hooks.supports_epilogue = [](const ConvSignature& s,
+                               const ConvEpilogue& epilogue) -> std::optional<std::string> {
+    if (s.direction != ConvDirection::forward) {
+      return std::string("epilogues follow a forward convolution only");
+    }
+    return winograd_unsupported(s, epilogue);
+  };
+  hooks.build_epilogue = [](const ConvSignature& s, const std::vector<Variable>& inputs,
+                            const ConvEpilogue& epilogue, const Config&) {
+    return convgraph::apply(
+        std::make_shared<OneDnnConv>(s.direction, s.params, epilogue, OneDnnLayouts{},
+                                     OneDnnAlgorithm::winograd),
+        inputs);
+  };
+  hooks.prefers = [](const ConvSignature& s, const Config&) {
+    return onednn_winograd_not_preferred(s);
   };
   return hooks;
 }

@@ -45,6 +45,12 @@ struct OneDnnLayouts {
   bool operator==(const OneDnnLayouts&) const = default;
 };
 
+// oneDNN's algorithm for a OneDnnConv node: direct convolution (its direct, 1x1 and GEMM-based
+// kernels, oneDNN's choice), or Winograd F(4x4, 3x3) (registry row onednn_winograd: 2-D 3x3 at
+// stride 1, no dilation, one group, with AVX-512; blocked layouts only, the node reorders plain
+// activations in and out).
+enum class OneDnnAlgorithm : unsigned char { direct, winograd };
+
 // Inputs by direction, as AbstractConv:
 //   forward:      (image, kernel)
 //   grad_inputs:  (kernel, topgrad, shape)   shape = the image's spatial sizes
@@ -57,9 +63,10 @@ class OneDnnConv final : public ConcreteConv {
   // eltwise_relu post-op where it works in blocked layouts; one pass after it on plain ones.
   // LAYOUTS: blocked slots the direction does not have are a ValueError.
   OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue = {},
-             OneDnnLayouts layouts = {});
+             OneDnnLayouts layouts = {}, OneDnnAlgorithm algorithm = OneDnnAlgorithm::direct);
 
   const OneDnnLayouts& layouts() const { return layouts_; }
+  OneDnnAlgorithm algorithm() const { return algorithm_; }
   // This node with other LAYOUTS.
   std::shared_ptr<OneDnnConv> with_layouts(OneDnnLayouts layouts) const;
   // The input index of each slot: A is 0, B is 1, the residual 2 or 3 (after the bias); -1 for
@@ -67,9 +74,13 @@ class OneDnnConv final : public ConcreteConv {
   Layout input_layout(int i) const override;
   Layout output_layout() const override { return layouts_.out; }
 
-  // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...
+  // "OneDnnConv2d", "OneDnnConv2d_gradInputs", "OneDnnConv3d_gradWeights", ...; with the Winograd
+  // algorithm "OneDnnWinogradConv2d", "OneDnnWinogradConv2d_gradInputs", ...
   std::string name() const override;
-  std::string implementation() const override { return "onednn"; }
+  // The registry row: "onednn", or "onednn_winograd".
+  std::string implementation() const override {
+    return algorithm_ == OneDnnAlgorithm::winograd ? "onednn_winograd" : "onednn";
+  }
   // float32 on the CPU, shared kernels only.
   ConcreteConvRequirements requirements() const override;
 
@@ -83,6 +94,7 @@ class OneDnnConv final : public ConcreteConv {
 
  private:
   OneDnnLayouts layouts_;
+  OneDnnAlgorithm algorithm_;
 };
 
 // The layouts the primitive of DIRECTION picks for its activations on these input shapes under
@@ -93,10 +105,9 @@ class OneDnnConv final : public ConcreteConv {
 struct OneDnnActivationLayouts {
   std::optional<Layout> a, b, out;
 };
-OneDnnActivationLayouts onednn_conv_activation_layouts(ConvDirection direction,
-                                                       const ConvParams& params,
-                                                       const ConvEpilogue& epilogue, const Shape& a,
-                                                       const Shape& b, const Shape& spatial = {});
+OneDnnActivationLayouts onednn_conv_activation_layouts(
+    ConvDirection direction, const ConvParams& params, const ConvEpilogue& epilogue, const Shape& a,
+    const Shape& b, const Shape& spatial = {}, OneDnnAlgorithm algorithm = OneDnnAlgorithm::direct);
 
 // The computations on tensors, with the same checks, results and errors as the reference_conv_*
 // functions of abstract_conv.hpp (plus UnsupportedError for float16 / float64 / unshared, and
@@ -137,7 +148,8 @@ std::string onednn_version();
 // "jit:avx512_core, blocked:16 (weights blocked:16x16)" or "x64:gemm:jit, plain (weights plain)".
 // For benchmarks, tests and debugging; throws as the kernel would.
 std::string onednn_conv_describe(ConvDirection direction, const ConvParams& params, const Shape& a,
-                                 const Shape& b, const Shape& spatial = {});
+                                 const Shape& b, const Shape& spatial = {},
+                                 OneDnnAlgorithm algorithm = OneDnnAlgorithm::direct);
 
 // The registry row's hooks (optimizer/conv_registry.cpp): float32 on the CPU, shared kernels;
 // declines everything under dnn.enabled=False; every epilogue on the forward. Its prefers hook
@@ -190,6 +202,32 @@ std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
                                                 const Config& config);
 std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,
                                                 const Config& config, bool avx512);
+
+// The registry row onednn_winograd's hooks: oneDNN's Winograd F(4x4, 3x3) (OneDnnAlgorithm::
+// winograd) for float32 2-D 3x3 convolutions at stride 1, no dilation, one group, on CPUs where
+// oneDNN runs AVX-512, with static shapes on which oneDNN makes the primitive (it has conditions
+// of its own); every direction; the forward's epilogue in the primitive where oneDNN takes it.
+// Its prefers hook (onednn_winograd_not_preferred) keeps it to the images where it measured
+// faster than convgraph's own Winograd.
+ConvImplementationHooks onednn_winograd_conv_hooks();
+
+// Why the default lowering leaves SIGNATURE (which onednn_winograd supports) to the passes after
+// conv_dnn_winograd (convgraph's Winograd, then oneDNN's direct kernels), or std::nullopt where
+// oneDNN's Winograd is used. On a 2-core AVX-512 Zen 4 with ResNet-50's stride-1 3x3 layers at
+// N = 8 (measured in the training step, node by node, plain activations reordered in and out
+// inside the node), oneDNN's Winograd took 4.2-4.4 / 4.4 / 5.2-5.4 ms (forward / input gradient /
+// weight gradient) at 56x56 against convgraph's 5.0-5.3 / 5.3-5.7 / 6.4-7.0, 4.9-5.1 / 5.0-5.1 /
+// 5.5 at 28x28 against 6.1-6.2 / 6.6-6.9 / 8.5, and 5.1-5.2 / 5.1-5.3 / 5.5-5.8 at 14x14 against
+// 6.9-7.4 / 7.0-7.7 / 8.6-9.9. Its scratchpad decides the rest:
+// - output images of at most kOneDnnWinogradMinPositions positions stay with convgraph's: at 7x7
+//   (512 channels) the two were even, and oneDNN's scratchpad raised the step's planned peak by
+//   52 MiB (from 0.375 to 0.427 GiB), its forwards running next to the peak at the loss;
+// - weight gradients over at most kOneDnnWinogradWeightsMinPositions positions stay too: at 14x14
+//   (256 channels) oneDNN's needs 49 MiB of scratchpad (about 30 times the image), and in the
+//   backward pass it raised the planned peak by 20 MiB (0.355 to 0.375 GiB), past 0.8x PyTorch's.
+std::optional<std::string> onednn_winograd_not_preferred(const ConvSignature& signature);
+inline constexpr std::int64_t kOneDnnWinogradMinPositions = 7 * 7;
+inline constexpr std::int64_t kOneDnnWinogradWeightsMinPositions = 14 * 14;
 
 // Whether oneDNN runs AVX-512 code (avx512_core or later) on this CPU.
 bool onednn_runs_avx512();

@@ -9,8 +9,10 @@
 namespace convgraph {
 
 OneDnnConv::OneDnnConv(ConvDirection direction, ConvParams params, ConvEpilogue epilogue,
-                       OneDnnLayouts layouts)
-    : ConcreteConv(direction, std::move(params), epilogue), layouts_(layouts) {
+                       OneDnnLayouts layouts, OneDnnAlgorithm algorithm)
+    : ConcreteConv(direction, std::move(params), epilogue),
+      layouts_(layouts),
+      algorithm_(algorithm) {
   const bool forward = direction == ConvDirection::forward;
   const bool grad_inputs = direction == ConvDirection::grad_inputs;
   const char* bad = nullptr;
@@ -54,7 +56,7 @@ std::size_t OneDnnLayouts::hash() const {
 }
 
 std::shared_ptr<OneDnnConv> OneDnnConv::with_layouts(OneDnnLayouts layouts) const {
-  return std::make_shared<OneDnnConv>(direction(), params(), epilogue(), layouts);
+  return std::make_shared<OneDnnConv>(direction(), params(), epilogue(), layouts, algorithm_);
 }
 
 Layout OneDnnConv::input_layout(int i) const {
@@ -68,11 +70,12 @@ Layout OneDnnConv::input_layout(int i) const {
 }
 
 bool OneDnnConv::same_options(const ConcreteConv& other) const {
-  return static_cast<const OneDnnConv&>(other).layouts_ == layouts_;
+  const auto& o = static_cast<const OneDnnConv&>(other);
+  return o.layouts_ == layouts_ && o.algorithm_ == algorithm_;
 }
 
 std::size_t OneDnnConv::options_hash() const {
-  return layouts_.hash();
+  return hash_values(layouts_.hash(), static_cast<int>(algorithm_));
 }
 
 std::string OneDnnConv::options_str() const {

@@ -1,6 +1,7 @@
 // Where the default lowering leaves a float32 CPU convolution to CorrMM rather than oneDNN
 // (onednn_not_preferred, onednn_conv.hpp says why for each kind of node).
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -129,6 +130,32 @@ std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Co
       "1x1 input gradient of {} channels over {} output positions per image without AVX-512: "
       "oneDNN's GEMM-based kernel runs at 40-60 GFLOP/s there, CorrMM's GEMMs faster",
       channels, positions);
+}
+
+std::optional<std::string> onednn_winograd_not_preferred(const ConvSignature& s) {
+  // The output's positions: the forward's output, the gradients' output gradient.
+  static const StaticShape none;
+  const StaticShape& out = s.direction == ConvDirection::forward ? s.output.dims
+                           : s.inputs.size() > 1                 ? s.inputs[1].dims
+                                                                 : none;
+  if (out.size() != 4 || !out[2] || !out[3]) {
+    return std::string("sizes unknown at compile time: the choice depends on them");
+  }
+  const std::int64_t positions = *out[2] * *out[3];
+  if (positions <= kOneDnnWinogradMinPositions) {
+    return fmt::format(
+        "{}x{} output positions (at most {}): convgraph's Winograd is as fast there, with far "
+        "less scratch memory",
+        *out[2], *out[3], kOneDnnWinogradMinPositions);
+  }
+  if (s.direction == ConvDirection::grad_weights &&
+      positions <= kOneDnnWinogradWeightsMinPositions) {
+    return fmt::format(
+        "a weight gradient over {}x{} output positions (at most {}): oneDNN's needs about 30 "
+        "times the image's size in scratch memory, convgraph's Winograd almost none",
+        *out[2], *out[3], kOneDnnWinogradWeightsMinPositions);
+  }
+  return std::nullopt;
 }
 
 }  // namespace convgraph
