@@ -1,6 +1,10 @@
 #include <algorithm>
 
+#include "convgraph/build_config.hpp"
 #include "support/catch.hpp"
+#if CONVGRAPH_HAVE_ONEDNN
+#include "convgraph/ops/cpu/onednn_conv.hpp"
+#endif
 #include "support/test_util.hpp"
 
 using namespace convgraph;
@@ -99,9 +103,12 @@ TEST_CASE("conv lowering: which implementation each flag combination produces", 
     return op_names(compile(in, {out}, options));
   };
 #if CONVGRAPH_HAVE_ONEDNN
-  // float32 on the CPU: oneDNN first (conv_dnn runs before conv_gemm).
-  REQUIRE(count(lowered(y, {x, w}, ""), "OneDnnConv2d") == 1);
-  REQUIRE(count(lowered(y, {x, w}, "optimizer_excluding=conv_gemm"), "OneDnnConv2d") == 1);
+  // float32 on the CPU: oneDNN first (conv_dnn runs before conv_gemm); with AVX-512 its
+  // Winograd takes this 9x9 3x3 layer (conv_dnn_winograd runs before both).
+  const std::string onednn = onednn_runs_avx512() ? "OneDnnWinogradConv2d" : "OneDnnConv2d";
+  REQUIRE(count(lowered(y, {x, w}, ""), onednn) == 1);
+  REQUIRE(count(lowered(y, {x, w}, "optimizer_excluding=conv_gemm"), onednn) == 1);
+  REQUIRE(count(lowered(y, {x, w}, "optimizer_excluding=winograd"), "OneDnnConv2d") == 1);
   // oneDNN declines float64 and unshared; CorrMM takes them.
   Variable xd = tensor("xd", DType::float64, {2, 3, 9, 9});
   Variable wd = tensor("wd", DType::float64, {4, 3, 3, 3});

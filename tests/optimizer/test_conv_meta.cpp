@@ -297,13 +297,13 @@ TEST_CASE("conv_meta: candidates are selected by the metaopt counting rule", "[m
     return fmt::format("{}", fmt::join(select_conv_meta_candidates(config), " "));
   };
   REQUIRE(selected("") ==
-          "corrmm onednn winograd corrmm_alt onednn_alt winograd_alt cudnn gpu_corrmm cudnn_alt "
-          "gpu_corrmm_alt");
+          "corrmm onednn onednn_winograd winograd corrmm_alt onednn_alt onednn_winograd_alt "
+          "winograd_alt cudnn gpu_corrmm cudnn_alt gpu_corrmm_alt");
   // Excluding a tag subtracts one per tag carried: the conv_gemm and Winograd candidates stay.
   REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn") ==
           "corrmm winograd corrmm_alt winograd_alt gpu_corrmm gpu_corrmm_alt");
   REQUIRE(selected("metaopt.optimizer_excluding=alternative") ==
-          "corrmm onednn winograd cudnn gpu_corrmm");
+          "corrmm onednn onednn_winograd winograd cudnn gpu_corrmm");
   // Nothing default survives excluding default and conv_dnn ...
   REQUIRE(selected("metaopt.optimizer_excluding=conv_dnn:default").empty());
   // ... and including alternative brings back the gemm alternatives (the spec's example) and
@@ -312,13 +312,13 @@ TEST_CASE("conv_meta: candidates are selected by the metaopt counting rule", "[m
                    "metaopt.optimizer_excluding=conv_dnn:default") ==
           "corrmm_alt winograd_alt conv3d2d gpu_corrmm_alt gpu_conv3d2d");
   REQUIRE(selected("metaopt.optimizer_including=conv3d2d") ==
-          "corrmm onednn winograd corrmm_alt onednn_alt winograd_alt conv3d2d cudnn gpu_corrmm "
-          "cudnn_alt gpu_corrmm_alt gpu_conv3d2d");
+          "corrmm onednn onednn_winograd winograd corrmm_alt onednn_alt onednn_winograd_alt "
+          "winograd_alt conv3d2d cudnn gpu_corrmm cudnn_alt gpu_corrmm_alt gpu_conv3d2d");
   // Each listed tag counts: conv_gemm included twice outweighs default excluded once.
   REQUIRE(selected("metaopt.optimizer_including=conv_gemm,"
                    "metaopt.optimizer_excluding=default:onednn") ==
           "corrmm corrmm_alt gpu_corrmm gpu_corrmm_alt");
-  REQUIRE(conv_meta_candidates().size() == 12);
+  REQUIRE(conv_meta_candidates().size() == 14);
 }
 
 TEST_CASE("conv_meta: every convolution becomes concrete and matches the reference", "[meta]") {

@@ -181,7 +181,7 @@ TEST_CASE("conv.impl: an unknown name is a flag error with a suggestion", "[regi
   CHECK(contains(msg, "conv.impl"));
   CHECK(contains(msg, "'onedn'"));
   CHECK(contains(msg, "did you mean 'onednn'"));
-  CHECK(contains(msg, "corrmm, onednn, winograd, cudnn, gpu_corrmm, reference"));
+  CHECK(contains(msg, "corrmm, onednn, onednn_winograd, winograd, cudnn, gpu_corrmm, reference"));
 }
 
 TEST_CASE("conv registry: an implementation a test adds is used only where selected",
