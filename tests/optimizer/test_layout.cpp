@@ -12,6 +12,7 @@
 #include "convgraph/graph/printing.hpp"
 #include "convgraph/ops/concrete_conv.hpp"
 #include "convgraph/ops/tensor/layout_reorder.hpp"
+#include "convgraph/ops/tensor/reduce.hpp"
 #include "convgraph/runtime/layout.hpp"
 #if CONVGRAPH_HAVE_ONEDNN
 #include "convgraph/ops/cpu/onednn_conv.hpp"
@@ -324,6 +325,29 @@ TEST_CASE("layout: the rule's limits", "[layout]") {
     const Function f = compile({x, w}, {exp(conv2d(x, w, {.border_mode = "half"}))}, options);
     CHECK(count_layouts(f).blocked == 0);
     CHECK(count_layouts(f).reorders == 0);
+  }
+  SECTION("a convolution that runs after a logical reader reads the logical order") {
+    // h is read by exp (logical) and by a convolution that needs exp's result first (through its
+    // kernel): keeping h blocked for it would hold h twice, blocked and logical, in between.
+    const Variable x = tensor("x", DType::float32, {2, 16, 8, 8});
+    const Variable w1 = tensor("w1", DType::float32, {16, 16, 3, 3});
+    const Variable w2 = tensor("w2", DType::float32, {16, 16, 3, 3});
+    const ConvOptions half{.border_mode = "half"};
+    const Variable h = conv2d(x, w1, half);
+    const Variable l = exp(h);
+    const Variable y = conv2d(h, w2 * mean(l), half);
+    CompileOptions options;
+    options.flags = base;
+    const Function f = compile({x, w1, w2}, {y, l}, options);
+    INFO(debugprint(f.graph()));
+    CHECK(count_layouts(f).blocked == 0);
+    CHECK(count_layouts(f).reorders == 0);
+    const std::vector<Tensor> args{random_tensor(DType::float32, {2, 16, 8, 8}, 1),
+                                   random_tensor(DType::float32, {16, 16, 3, 3}, 2, -0.2, 0.2),
+                                   random_tensor(DType::float32, {16, 16, 3, 3}, 3, -0.2, 0.2)};
+    options.flags = base + ",optimizer_excluding=layout";
+    const Function g = compile({x, w1, w2}, {y, l}, options);
+    CHECK(compare(f(args)[0], g(args)[0], 1e-5).empty());
   }
   SECTION("a per-channel broadcast keeps the elementwise node logical") {
     const Variable x = tensor("x", DType::float32, {2, 16, 8, 8});

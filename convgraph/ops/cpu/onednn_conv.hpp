@@ -218,16 +218,19 @@ ConvImplementationHooks onednn_winograd_conv_hooks();
 // inside the node), oneDNN's Winograd took 4.2-4.4 / 4.4 / 5.2-5.4 ms (forward / input gradient /
 // weight gradient) at 56x56 against convgraph's 5.0-5.3 / 5.3-5.7 / 6.4-7.0, 4.9-5.1 / 5.0-5.1 /
 // 5.5 at 28x28 against 6.1-6.2 / 6.6-6.9 / 8.5, and 5.1-5.2 / 5.1-5.3 / 5.5-5.8 at 14x14 against
-// 6.9-7.4 / 7.0-7.7 / 8.6-9.9. Its scratchpad decides the rest:
+// 6.9-7.4 / 7.0-7.7 / 8.6-9.9: the step went 1.07x faster with it everywhere but 7x7. Its
+// scratchpad (transforms of whole tensors, where convgraph's works in cache-sized blocks) decides
+// the rest, against the memory target of the training step:
 // - output images of at most kOneDnnWinogradMinPositions positions stay with convgraph's: at 7x7
 //   (512 channels) the two were even, and oneDNN's scratchpad raised the step's planned peak by
-//   52 MiB (from 0.375 to 0.427 GiB), its forwards running next to the peak at the loss;
-// - weight gradients over at most kOneDnnWinogradWeightsMinPositions positions stay too: at 14x14
-//   (256 channels) oneDNN's needs 49 MiB of scratchpad (about 30 times the image), and in the
-//   backward pass it raised the planned peak by 20 MiB (0.355 to 0.375 GiB), past 0.8x PyTorch's.
+//   52 MiB (0.375 to 0.427 GiB), its forwards running next to the peak at the loss;
+// - gradients over at most kOneDnnWinogradGradientsMinPositions positions stay too: at 14x14 (256
+//   channels) oneDNN's input gradient needs 29 MiB of scratchpad and its weight gradient 49 MiB
+//   (about 18 and 30 times the image), at the top of the backward pass, which they raised by 5
+//   and 20 MiB (0.354 to 0.359 and 0.375 GiB).
 std::optional<std::string> onednn_winograd_not_preferred(const ConvSignature& signature);
 inline constexpr std::int64_t kOneDnnWinogradMinPositions = 7 * 7;
-inline constexpr std::int64_t kOneDnnWinogradWeightsMinPositions = 14 * 14;
+inline constexpr std::int64_t kOneDnnWinogradGradientsMinPositions = 14 * 14;
 
 // Whether oneDNN runs AVX-512 code (avx512_core or later) on this CPU.
 bool onednn_runs_avx512();

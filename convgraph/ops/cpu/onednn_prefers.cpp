@@ -148,12 +148,11 @@ std::optional<std::string> onednn_winograd_not_preferred(const ConvSignature& s)
         "less scratch memory",
         *out[2], *out[3], kOneDnnWinogradMinPositions);
   }
-  if (s.direction == ConvDirection::grad_weights &&
-      positions <= kOneDnnWinogradWeightsMinPositions) {
+  if (s.direction != ConvDirection::forward && positions <= kOneDnnWinogradGradientsMinPositions) {
     return fmt::format(
-        "a weight gradient over {}x{} output positions (at most {}): oneDNN's needs about 30 "
-        "times the image's size in scratch memory, convgraph's Winograd almost none",
-        *out[2], *out[3], kOneDnnWinogradWeightsMinPositions);
+        "a gradient over {}x{} output positions (at most {}): oneDNN's Winograd needs 18 to 30 "
+        "times the image's size in scratch memory there, convgraph's almost none",
+        *out[2], *out[3], kOneDnnWinogradGradientsMinPositions);
   }
   return std::nullopt;
 }
