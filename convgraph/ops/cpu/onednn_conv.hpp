@@ -191,11 +191,14 @@ inline constexpr std::int64_t kOneDnnWide1x1WeightPositions = 28 * 28;
 // faster on AVX2 down to 28 x 28. Narrower planes (14 x 14 even, 7 x 7 three times slower: rows
 // shorter than a vector) and 5 x 5 kernels stay with oneDNN, whose kernels run across channels.
 inline constexpr std::int64_t kOneDnnDepthwiseMinWidth = 28;
-// Nor, without AVX-512, the weight gradients of 2-D 3 x 3 convolutions at stride 2 (one group, no
+// Nor the weight gradients of 2-D 3 x 3 convolutions at stride 2 (one group, no
 // dilation, any padding). On the 2-core AVX2 Zen 3, ResNet-50's four stride-2 3 x 3 layers at N = 8
 // (64, 128, 256 and 512 channels from 112, 56, 28 and 14 wide images, two interleaved runs) took
 // 16.5-24.2 ms in CorrMM against 20.9-31.8 ms in oneDNN (50-80 GFLOP/s), every layer faster in
-// both runs. AVX-512 hosts were not measured: oneDNN keeps them.
+// both runs. With AVX-512, those over at most kOneDnnSmall1x1Positions output positions: on the
+// 2-core Zen 4, ResNet-50's 512-channel layer (14x14 -> 7x7, N = 8, three interleaved runs) took
+// 19.0-21.4 ms in oneDNN against 14.5-16.1 in CorrMM, while its 64-, 128- and 256-channel layers
+// (56x56 to 14x14 outputs) were 5-20% faster in oneDNN.
 // Under CONFIG's optimizer_excluding naming conv_gemm or corrmm, oneDNN is preferred everywhere.
 // The first form asks onednn_runs_avx512(); the second is told AVX512 (for tests).
 std::optional<std::string> onednn_not_preferred(const ConvSignature& signature,

@@ -55,7 +55,7 @@ std::optional<std::string> depthwise_not_preferred(const ConvSignature& s) {
 
 std::optional<std::string> strided_3x3_weights_not_preferred(const ConvSignature& s, bool avx512) {
   const ConvParams& p = s.params;
-  if (avx512 || s.direction != ConvDirection::grad_weights || p.convdim != 2 || p.num_groups != 1 ||
+  if (s.direction != ConvDirection::grad_weights || p.convdim != 2 || p.num_groups != 1 ||
       p.unshared || p.dilated()) {
     return std::nullopt;
   }
@@ -64,9 +64,20 @@ std::optional<std::string> strided_3x3_weights_not_preferred(const ConvSignature
   }
   const StaticShape& k = kernel_dims(s);
   if (k.size() != 4 || k[2] != 3 || k[3] != 3) return std::nullopt;
-  return std::string(
-      "3x3 weight gradient at stride 2 without AVX-512: oneDNN's kernel runs it at 50-80 GFLOP/s, "
-      "CorrMM's im2col + GEMM faster");
+  if (!avx512) {
+    return std::string(
+        "3x3 weight gradient at stride 2 without AVX-512: oneDNN's kernel runs it at 50-80 "
+        "GFLOP/s, CorrMM's im2col + GEMM faster");
+  }
+  // With AVX-512, only over few output positions (the output gradient's).
+  const StaticShape& top = s.inputs.size() > 1 ? s.inputs[1].dims : StaticShape{};
+  if (top.size() != 4 || !top[2] || !top[3] || *top[2] * *top[3] > kOneDnnSmall1x1Positions) {
+    return std::nullopt;
+  }
+  return fmt::format(
+      "3x3 weight gradient at stride 2 over {}x{} output positions: oneDNN's AVX-512 kernel runs "
+      "it slower than CorrMM's im2col + GEMM",
+      *top[2], *top[3]);
 }
 
 // The weight gradient of an unstrided 1x1 layer over many positions that keeps or narrows the

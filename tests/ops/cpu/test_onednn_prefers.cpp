@@ -207,13 +207,15 @@ TEST_CASE("With AVX-512, oneDNN leaves the weight gradients of wide narrowing 1x
   require_close_f32(out[2], reference_conv_grad_weights(p, image, top, {1, 1}), 2 * 28 * 28);
 }
 
-TEST_CASE("Without AVX-512, oneDNN leaves the weight gradients of stride-2 3x3 layers to CorrMM",
-          "[onednn]") {
+TEST_CASE(
+    "oneDNN leaves the weight gradients of stride-2 3x3 layers to CorrMM (with AVX-512, small "
+    "outputs only)",
+    "[onednn]") {
   // The hook on the weight gradient of a KSIZE x KSIZE convolution at STRIDE (padding 1, DILATION,
-  // GROUPS), told whether oneDNN runs AVX-512.
+  // GROUPS) on SIZE x SIZE images, told whether oneDNN runs AVX-512.
   auto why = [](std::int64_t ksize, std::int64_t stride, std::int64_t dilation, std::int64_t groups,
-                bool avx512, const std::string& flags) {
-    const Variable x = tensor("x", f32, {2, 8, 14, 14});
+                bool avx512, const std::string& flags, std::int64_t size = 16) {
+    const Variable x = tensor("x", f32, {2, 8, size, size});
     const Variable w = tensor("w", f32, {8, 8 / groups, ksize, ksize});
     const ConvParams p =
         make_conv_params(2, "half", {stride, stride}, true, {dilation, dilation}, groups);
@@ -221,18 +223,22 @@ TEST_CASE("Without AVX-512, oneDNN leaves the weight gradients of stride-2 3x3 l
     return hook_on({x, w}, gw, "AbstractConv2d_gradWeights", flags, avx512);
   };
   CHECK(contains(why(3, 2, 1, 1, false, "").value_or(""), "3x3 weight gradient at stride 2"));
-  // AVX-512, stride 1, another kernel size, a dilation, groups, or CorrMM excluded: oneDNN keeps
-  // it.
+  // With AVX-512: over at most 7x7 output positions only.
+  CHECK(contains(why(3, 2, 1, 1, true, "", 14).value_or(""), "over 7x7 output positions"));
+  CHECK(contains(why(3, 2, 1, 1, true, "", 13).value_or(""), "over 7x7 output positions"));
+  // AVX-512 over 8x8, stride 1, another kernel size, a dilation, groups, or CorrMM excluded:
+  // oneDNN keeps it.
   CHECK_FALSE(why(3, 2, 1, 1, true, "").has_value());
+  CHECK_FALSE(why(3, 2, 1, 1, true, "optimizer_excluding=corrmm", 14).has_value());
   CHECK_FALSE(why(3, 1, 1, 1, false, "").has_value());
   CHECK_FALSE(why(5, 2, 1, 1, false, "").has_value());
   CHECK_FALSE(why(3, 2, 2, 1, false, "").has_value());
   CHECK_FALSE(why(3, 2, 1, 2, false, "").has_value());
   CHECK_FALSE(why(3, 2, 1, 1, false, "optimizer_excluding=conv_gemm").has_value());
 
-  // Through compile(): where oneDNN has no AVX-512 the weight gradient is CorrMM's, the forward
-  // and input gradient stay with oneDNN; the results are the reference's.
-  const Variable x = tensor("x", f32, {2, 8, 13, 13});
+  // Through compile(), on 8x8 outputs: where oneDNN has no AVX-512 the weight gradient is
+  // CorrMM's, the forward and input gradient stay with oneDNN; the results are the reference's.
+  const Variable x = tensor("x", f32, {2, 8, 15, 15});
   const Variable w = tensor("w", f32, {6, 8, 3, 3});
   const ConvParams p = make_conv_params(2, "half", {2, 2}, true, {1, 1}, 1);
   const Variable y = abstract_conv(p, x, w);
@@ -243,11 +249,17 @@ TEST_CASE("Without AVX-512, oneDNN leaves the weight gradients of stride-2 3x3 l
   CHECK(count_ops(f, "CorrMM_gradWeights") == (avx512 ? 0 : 1));
   CHECK(count_ops(f, "OneDnnConv2d_gradWeights") == (avx512 ? 1 : 0));
   CHECK(count_ops(f, "OneDnnConv2d_gradInputs") == 1);
-  const Tensor image = random_tensor(f32, {2, 8, 13, 13}, 41);
+  const Tensor image = random_tensor(f32, {2, 8, 15, 15}, 41);
   const Tensor kernel = random_tensor(f32, {6, 8, 3, 3}, 42);
   const std::vector<Tensor> out = f({image, kernel});
   const Tensor top = twice(reference_conv_forward(p, image, kernel));
-  require_close_f32(out[2], reference_conv_grad_weights(p, image, top, {3, 3}), 2 * 7 * 7);
+  require_close_f32(out[2], reference_conv_grad_weights(p, image, top, {3, 3}), 2 * 8 * 8);
+  // On 7x7 outputs CorrMM takes it everywhere.
+  const Variable x7 = tensor("x7", f32, {2, 8, 13, 13});
+  const Variable y7 = abstract_conv(p, x7, w);
+  const Function f7 =
+      compile({x7, w}, {grad(sum(y7 * y7), std::vector<Variable>{w})[0]}, CompileOptions{});
+  CHECK(count_ops(f7, "CorrMM_gradWeights") == 1);
 }
 
 TEST_CASE("oneDNN leaves stride-1 3x3 depthwise convolutions of wide images to CorrMM",
