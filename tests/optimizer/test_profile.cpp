@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include "convgraph/optimizer/conv_registry.hpp"
 #include "support/catch.hpp"
 #include "support/test_util.hpp"
@@ -63,15 +65,16 @@ const ProfileRow* find_row(const ProfileReport& report, const std::string& imple
   return nullptr;
 }
 
-// A fresh, empty directory under the system's temporary directory, removed at scope exit.
+// A fresh, empty directory under the system's temporary directory, removed at scope exit. Named by
+// the process too: ctest runs test cases in parallel processes, whose clocks may read alike.
 class TemporaryDirectory {
  public:
   TemporaryDirectory() {
     static std::atomic<int> counter{0};
     const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
     path_ = std::filesystem::temp_directory_path() /
-            ("convgraph-profile-test-" + std::to_string(stamp) + "-" +
-             std::to_string(counter.fetch_add(1)));
+            ("convgraph-profile-test-" + std::to_string(::getpid()) + "-" + std::to_string(stamp) +
+             "-" + std::to_string(counter.fetch_add(1)));
     std::filesystem::create_directories(path_);
   }
   ~TemporaryDirectory() {
