@@ -756,8 +756,8 @@ TEST_CASE(
     // With oneDNN's Winograd excluded (which, with AVX-512, takes most of these layers first:
     // test_onednn_winograd.cpp), this is convgraph's Winograd's own rule.
     CompileOptions options;
-    options.flags = flags.empty() ? "optimizer_excluding=onednn_winograd"
-                                  : flags + ":onednn_winograd";
+    options.flags =
+        flags.empty() ? "optimizer_excluding=onednn_winograd" : flags + ":onednn_winograd";
     const Function f = compile({x, w}, {y, gx}, options);
     std::vector<std::string> names;
     for (Node* node : f.graph().toposort()) {
