@@ -224,8 +224,17 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
     const bool host = in.a.type().device.is_cpu();
     t0 = Clock::now();
     f(in.values);
-    const double warm_up = seconds_since(t0);
+    double warm_up = seconds_since(t0);
     timing.warm_up_seconds = warm_up;
+    if (host && warm_up > warm_up_limit) {
+      // One-time set-up can take far more than the margin allows for: oneDNN generates its
+      // kernels' code at the first call (62 ms for a Winograd weight gradient whose calls take
+      // 6). A second call decides; the cut judges it instead.
+      t0 = Clock::now();
+      f(in.values);
+      warm_up = seconds_since(t0);
+      timing.warm_up_seconds += warm_up;
+    }
     if (host && warm_up > warm_up_limit) {
       timing.seconds = warm_up;
       timing.warm_up_only = true;
