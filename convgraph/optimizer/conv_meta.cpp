@@ -34,7 +34,8 @@ namespace {
 struct Counters {
   std::atomic<std::int64_t> nodes_replaced{0}, cache_hits{0}, nodes_timed{0}, candidates_timed{0},
       nodes_left{0}, candidates_rejected{0}, candidates_cut{0}, candidates_cut_at_warm_up{0},
-      nodes_decided_by_first_calls{0}, candidates_skipped{0}, candidates_dropped_in_refine{0};
+      candidates_warmed_up_twice{0}, nodes_decided_by_first_calls{0}, candidates_skipped{0},
+      candidates_dropped_in_refine{0};
   // Where the pass's time goes (wall seconds), accumulated over every node; see ConvMetaStats.
   std::atomic<double> seconds_total{0}, seconds_inputs{0}, seconds_build{0}, seconds_compile{0},
       seconds_warm_up{0}, seconds_timed{0}, seconds_refine{0}, seconds_check{0};
@@ -230,6 +231,7 @@ Timing time_candidate(const MetaCandidate& c, const AbstractConv& op, const Prob
       // One-time set-up can take far more than the margin allows for: oneDNN generates its
       // kernels' code at the first call (62 ms for a Winograd weight gradient whose calls take
       // 6). A second call decides; the cut judges it instead.
+      ++counters().candidates_warmed_up_twice;
       t0 = Clock::now();
       f(in.values);
       warm_up = seconds_since(t0);
@@ -798,6 +800,7 @@ ConvMetaStats conv_meta_stats() {
   s.candidates_rejected = c.candidates_rejected.load();
   s.candidates_cut = c.candidates_cut.load();
   s.candidates_cut_at_warm_up = c.candidates_cut_at_warm_up.load();
+  s.candidates_warmed_up_twice = c.candidates_warmed_up_twice.load();
   s.nodes_decided_by_first_calls = c.nodes_decided_by_first_calls.load();
   s.candidates_skipped = c.candidates_skipped.load();
   s.candidates_dropped_in_refine = c.candidates_dropped_in_refine.load();
@@ -817,7 +820,8 @@ void reset_conv_meta_stats() {
   for (auto* n :
        {&c.nodes_replaced, &c.cache_hits, &c.nodes_timed, &c.candidates_timed, &c.nodes_left,
         &c.candidates_rejected, &c.candidates_cut, &c.candidates_cut_at_warm_up,
-        &c.nodes_decided_by_first_calls, &c.candidates_skipped, &c.candidates_dropped_in_refine}) {
+        &c.candidates_warmed_up_twice, &c.nodes_decided_by_first_calls, &c.candidates_skipped,
+        &c.candidates_dropped_in_refine}) {
     *n = 0;
   }
   for (auto* d : {&c.seconds_total, &c.seconds_inputs, &c.seconds_build, &c.seconds_compile,

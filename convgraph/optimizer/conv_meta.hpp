@@ -56,6 +56,10 @@ struct ConvMetaStats {
   // Of those, the ones cut after their warm-up call alone: it took over twice the clear-loser
   // margin of the fastest first call so far (3x at the default 150%).
   std::int64_t candidates_cut_at_warm_up = 0;
+  // Host candidates whose warm-up call was over that margin and were called once more before the
+  // cut judged them (one-time costs, such as oneDNN generating its kernels' code, can be far
+  // larger than a call): the cuts above are those whose second call was over it too.
+  std::int64_t candidates_warmed_up_twice = 0;
   // Host nodes whose first calls left one contender (every other candidate a clear loser): it is
   // not timed again.
   std::int64_t nodes_decided_by_first_calls = 0;

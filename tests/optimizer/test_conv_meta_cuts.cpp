@@ -154,6 +154,8 @@ TEST_CASE("conv_meta: a candidate cut at its warm-up on problems of one kind is 
   REQUIRE(full.candidates_skipped == 0);
   // The chain offers at least two candidates per problem (CorrMM and its alternative).
   REQUIRE(full.candidates_cut_at_warm_up >= 4);
+  // Each was called a second time before the cut (its warm-up over the margin), and cut after it.
+  REQUIRE(full.candidates_warmed_up_twice == full.candidates_cut_at_warm_up);
   require_matches_reference(g, never);
 
   Function skipping =
