@@ -12,23 +12,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build_dir=${1:-build-minimal}
-
-CONVGRAPH_CMAKE_ARGS="${CONVGRAPH_CMAKE_ARGS:-} -DCONVGRAPH_WITH_ONEDNN=OFF \
--DCONVGRAPH_WITH_CUDA=OFF -DCONVGRAPH_WITH_CUDNN=OFF" bash "$root/tools/build.sh" "$build_dir"
-
-status=0
-version=$("$build_dir/tools/convgraph" --version)
-echo "$version"
-if ! grep -q "CUDA no, cuDNN no, oneDNN no" <<<"$version"; then
-  echo "check-minimal: convgraph --version does not report CUDA, cuDNN and oneDNN left out" >&2
-  status=1
-fi
-
-ctest --test-dir "$build_dir" --output-on-failure --no-tests=error -j "$(nproc)" \
-  --timeout 600 -LE 'slow|cuda' || status=1
-
-if ((status != 0)); then
-  echo "check-minimal: FAILED" >&2
-fi
-exit "$status"
+# shellcheck source=tools/check-build.sh
+source "$root/tools/check-build.sh"
+check_build check-minimal "${1:-build-minimal}" \
+  "-DCONVGRAPH_WITH_ONEDNN=OFF -DCONVGRAPH_WITH_CUDA=OFF -DCONVGRAPH_WITH_CUDNN=OFF" \
+  "CUDA no, cuDNN no, oneDNN no" \
+  "CUDA, cuDNN and oneDNN left out"

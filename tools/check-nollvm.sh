@@ -12,24 +12,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-build_dir=${1:-build-nollvm}
-
-CONVGRAPH_CMAKE_ARGS="${CONVGRAPH_CMAKE_ARGS:-} -DCONVGRAPH_WITH_LLVM=OFF" \
-  bash "$root/tools/build.sh" "$build_dir"
-
-status=0
-version=$("$build_dir/tools/convgraph" --version)
-echo "$version"
-if ! grep -q "LLVM no (CONVGRAPH_WITH_LLVM=OFF; fused kernels run on the interpreter)" \
-  <<<"$version"; then
-  echo "check-nollvm: convgraph --version does not report the interpreter back end" >&2
-  status=1
-fi
-
-ctest --test-dir "$build_dir" --output-on-failure --no-tests=error -j "$(nproc)" \
-  --timeout 600 -LE 'slow|cuda' || status=1
-
-if ((status != 0)); then
-  echo "check-nollvm: FAILED" >&2
-fi
-exit "$status"
+# shellcheck source=tools/check-build.sh
+source "$root/tools/check-build.sh"
+check_build check-nollvm "${1:-build-nollvm}" "-DCONVGRAPH_WITH_LLVM=OFF" \
+  "LLVM no (CONVGRAPH_WITH_LLVM=OFF; fused kernels run on the interpreter)" \
+  "the interpreter back end"

@@ -22,6 +22,7 @@
 #include "support/test_util.hpp"
 
 using namespace convgraph;
+using convgraph::testing::allclose_report;
 using convgraph::testing::random_tensor;
 
 namespace {
@@ -99,23 +100,6 @@ std::vector<std::string> epilogues_of(const Function& f) {
   return found;
 }
 
-// Empty when A and B agree within RTOL / ATOL (NaN with NaN, equal infinities).
-std::string compare(const Tensor& a, const Tensor& b, double tol) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) {
-    return fmt::format("{}{} vs {}{}", dtype_name(a.dtype()), shape_str(a.shape()),
-                       dtype_name(b.dtype()), shape_str(b.shape()));
-  }
-  const auto x = a.to_vector<double>();
-  const auto y = b.to_vector<double>();
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (x[i] == y[i] || (std::isnan(x[i]) && std::isnan(y[i]))) continue;
-    if (!(std::abs(x[i] - y[i]) <= tol * (1.0 + std::abs(y[i])))) {
-      return fmt::format("element {}: {} vs {}", i, x[i], y[i]);
-    }
-  }
-  return "";
-}
-
 std::vector<Case> grid() {
   return {
       {"plain 3x3", {2, 3, 9, 11}, {4, 3, 3, 3}, {}},
@@ -159,7 +143,7 @@ void check_implementation(const std::string& impl, DType dtype, const std::vecto
       CHECK(fused.graph().num_nodes() == 1);
       const Tensor a = fused(g.args)[0];
       const Tensor b = unfused(g.args)[0];
-      const std::string report = compare(a, b, tol);
+      const std::string report = allclose_report(a, b, tol, tol);
       INFO(report);
       CHECK(report.empty());
     }
@@ -214,7 +198,8 @@ TEST_CASE("conv_epilogue: CorrMM with non-finite weights at the padding", "[conv
     g.args[1] = Tensor::from_vector(values, c.kernel).cast(dtype);
     const Tensor a = compile_with(g, "conv.impl=corrmm")(g.args)[0];
     const Tensor b = compile_with(g, std::string("conv.impl=corrmm,") + kUnfused)(g.args)[0];
-    const std::string report = compare(a, b, dtype == DType::float64 ? 1e-12 : 2e-5);
+    const double tol = dtype == DType::float64 ? 1e-12 : 2e-5;
+    const std::string report = allclose_report(a, b, tol, tol);
     INFO(report);
     CHECK(report.empty());
   }
@@ -278,7 +263,7 @@ TEST_CASE("conv_epilogue: DebugMode checks the fused node against the reference"
     REQUIRE(epilogues_of(f) == std::vector<std::string>{"bias+add+relu"});
     const Tensor expected =
         compile_with(g, std::string("conv.impl=reference,") + kUnfused)(g.args)[0];
-    const std::string report = compare(f(g.args)[0], expected, 2e-5);
+    const std::string report = allclose_report(f(g.args)[0], expected, 2e-5, 2e-5);
     INFO(report);
     CHECK(report.empty());
   }
@@ -312,8 +297,8 @@ TEST_CASE("conv_epilogue: what the pass leaves unfused", "[conv_epilogue]") {
     const Function u = compile(g.inputs, {g.output, other}, options);
     const auto a = f(g.args);
     const auto b = u(g.args);
-    CHECK(compare(a[0], b[0], 1e-6).empty());
-    CHECK(compare(a[1], b[1], 1e-6).empty());
+    CHECK(allclose_report(a[0], b[0], 1e-6, 1e-6).empty());
+    CHECK(allclose_report(a[1], b[1], 1e-6, 1e-6).empty());
   }
   SECTION("the pre-activation is a function output: the ReLU stays") {
     CompileOptions options;
@@ -335,7 +320,7 @@ TEST_CASE("conv_epilogue: what the pass leaves unfused", "[conv_epilogue]") {
     CHECK(epilogues_of(f) == std::vector<std::string>{"none"});
     const Tensor a = f(g.args)[0];
     const Tensor b = compile_with(g, "conv.impl=corrmm")(g.args)[0];
-    CHECK(compare(a, b, 2e-5).empty());
+    CHECK(allclose_report(a, b, 2e-5, 2e-5).empty());
   }
   SECTION("optimizer_excluding=conv_epilogue: nothing folds") {
     CHECK(epilogues_of(compile_with(g, kUnfused)) == std::vector<std::string>{"none"});
@@ -380,7 +365,7 @@ TEST_CASE("conv_epilogue: conv2d with a bias", "[conv_epilogue]") {
     CHECK(f.graph().num_nodes() == 1);
     const Function m =
         compile({x, w, b}, {manual}, {.flags = "conv.impl=" + impl + "," + kUnfused});
-    CHECK(compare(f(args)[0], m(args)[0], 2e-5).empty());
+    CHECK(allclose_report(f(args)[0], m(args)[0], 2e-5, 2e-5).empty());
   }
   // conv3d too, with a float64 bias cast to the input's dtype.
   const Variable x3 = tensor("x3", DType::float32, {1, 2, 4, 5, 6});
@@ -439,7 +424,7 @@ TEST_CASE("conv_epilogue: the reference op's gradient and R-operator", "[conv_ep
       relu(abstract_conv(params, in[0], in[1]) + dimshuffle(in[2], {-1, 0, -1, -1}) + in[3]);
   const Tensor a = convgraph::testing::eval(fused, in, points);
   const Tensor b = convgraph::testing::eval(unfused, in, points);
-  CHECK(compare(a, b, 1e-12).empty());
+  CHECK(allclose_report(a, b, 1e-12, 1e-12).empty());
   // Type checks at build time.
   CHECK_THROWS_AS(conv_with_epilogue(params, epilogue, {in[0], in[1], in[2]}), ValueError);
   CHECK_THROWS_AS(conv_with_epilogue(params, epilogue,

@@ -21,6 +21,7 @@
 #include "support/test_util.hpp"
 
 using namespace convgraph;
+using convgraph::testing::allclose_report;
 using convgraph::testing::random_tensor;
 
 TEST_CASE("layout: blocked orders place each element where oneDNN's nChw8c does", "[layout]") {
@@ -174,22 +175,6 @@ StaticShape static_of(const Shape& s) {
   return StaticShape(s.begin(), s.end());
 }
 
-// Empty when A and B agree within TOL (relative to 1 + |b|).
-std::string compare(const Tensor& a, const Tensor& b, double tol) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) {
-    return fmt::format("{}{} vs {}{}", dtype_name(a.dtype()), shape_str(a.shape()),
-                       dtype_name(b.dtype()), shape_str(b.shape()));
-  }
-  const auto x = a.to_vector<double>();
-  const auto y = b.to_vector<double>();
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!(std::abs(x[i] - y[i]) <= tol * (1.0 + std::abs(y[i])))) {
-      return fmt::format("element {}: {} vs {}", i, x[i], y[i]);
-    }
-  }
-  return "";
-}
-
 struct Chain {
   std::vector<Variable> inputs;
   std::vector<Variable> outputs;
@@ -293,7 +278,7 @@ TEST_CASE("layout: chains of oneDNN convolutions compute what they compute witho
       const std::vector<Tensor> e = without(c.args);
       REQUIRE(a.size() == e.size());
       for (std::size_t k = 0; k < a.size(); ++k) {
-        const std::string report = compare(a[k], e[k], 1e-4);
+        const std::string report = allclose_report(a[k], e[k], 1e-4, 1e-4);
         INFO("output " << k << ": " << report);
         CHECK(report.empty());
       }
@@ -347,7 +332,7 @@ TEST_CASE("layout: the rule's limits", "[layout]") {
                                    random_tensor(DType::float32, {16, 16, 3, 3}, 3, -0.2, 0.2)};
     options.flags = base + ",optimizer_excluding=layout";
     const Function g = compile({x, w1, w2}, {y, l}, options);
-    CHECK(compare(f(args)[0], g(args)[0], 1e-5).empty());
+    CHECK(allclose_report(f(args)[0], g(args)[0], 1e-5, 1e-5).empty());
   }
   SECTION("a per-channel broadcast keeps the elementwise node logical") {
     const Variable x = tensor("x", DType::float32, {2, 16, 8, 8});
@@ -372,7 +357,7 @@ TEST_CASE("layout: the rule's limits", "[layout]") {
                                    random_tensor(DType::float32, {1, 16, 1, 1}, 4)};
     options.flags = base + ",optimizer_excluding=layout";
     const Function g = compile({x, w1, w2, s}, {y}, options);
-    CHECK(compare(f(args)[0], g(args)[0], 1e-5).empty());
+    CHECK(allclose_report(f(args)[0], g(args)[0], 1e-5, 1e-5).empty());
   }
 }
 
@@ -383,7 +368,7 @@ TEST_CASE("layout: DebugMode checks blocked nodes against the reference", "[layo
   const Function g = compile_chain(c, "conv.impl=onednn,threads=2,optimizer_excluding=layout");
   const std::vector<Tensor> a = f(c.args);
   const std::vector<Tensor> e = g(c.args);
-  for (std::size_t k = 0; k < a.size(); ++k) CHECK(compare(a[k], e[k], 1e-4).empty());
+  for (std::size_t k = 0; k < a.size(); ++k) CHECK(allclose_report(a[k], e[k], 1e-4, 1e-4).empty());
 }
 
 TEST_CASE("layout: the memory plan sizes blocked values as the measured run", "[layout]") {

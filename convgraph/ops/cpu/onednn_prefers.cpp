@@ -37,6 +37,13 @@ const StaticShape& image_dims(const ConvSignature& s) {
   return s.inputs.empty() ? none : s.inputs[0].dims;
 }
 
+// The output's shape: the forward's output, the gradients' output gradient (their second input).
+const StaticShape& output_dims(const ConvSignature& s) {
+  static const StaticShape none;
+  if (s.direction == ConvDirection::forward) return s.output.dims;
+  return s.inputs.size() > 1 ? s.inputs[1].dims : none;
+}
+
 std::optional<std::string> depthwise_not_preferred(const ConvSignature& s) {
   const ConvParams& p = s.params;
   if (p.convdim != 2 || p.unshared || p.strided() || p.num_groups < 2) return std::nullopt;
@@ -69,8 +76,8 @@ std::optional<std::string> strided_3x3_weights_not_preferred(const ConvSignature
         "3x3 weight gradient at stride 2 without AVX-512: oneDNN's kernel runs it at 50-80 "
         "GFLOP/s, CorrMM's im2col + GEMM faster");
   }
-  // With AVX-512, only over few output positions (the output gradient's).
-  const StaticShape& top = s.inputs.size() > 1 ? s.inputs[1].dims : StaticShape{};
+  // With AVX-512, only over few output positions.
+  const StaticShape& top = output_dims(s);
   if (top.size() != 4 || !top[2] || !top[3] || *top[2] * *top[3] > kOneDnnSmall1x1Positions) {
     return std::nullopt;
   }
@@ -86,7 +93,7 @@ std::optional<std::string> narrowing_weights_not_preferred(const ConvSignature& 
   const ConvParams& p = s.params;
   if (!avx512 || p.strided()) return std::nullopt;
   const StaticShape& k = kernel_dims(s);
-  const StaticShape& top = s.inputs[1].dims;
+  const StaticShape& top = output_dims(s);
   if (!k[0] || !k[1] || *k[1] < *k[0]) return std::nullopt;
   const std::int64_t positions = *top[2] * *top[3];
   if (positions < kOneDnnWide1x1WeightPositions) return std::nullopt;
@@ -122,7 +129,7 @@ std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Co
   if (s.inputs.size() < 2) return std::nullopt;
   const StaticShape& kernel = kernel_dims(s);
   if (kernel.size() != 4 || kernel[2] != 1 || kernel[3] != 1) return std::nullopt;
-  const StaticShape& top = s.inputs[1].dims;
+  const StaticShape& top = output_dims(s);
   if (top.size() != 4 || !top[2] || !top[3]) return std::nullopt;
   const std::int64_t positions = *top[2] * *top[3];
   if (weights) {
@@ -144,11 +151,7 @@ std::optional<std::string> onednn_not_preferred(const ConvSignature& s, const Co
 }
 
 std::optional<std::string> onednn_winograd_not_preferred(const ConvSignature& s) {
-  // The output's positions: the forward's output, the gradients' output gradient.
-  static const StaticShape none;
-  const StaticShape& out = s.direction == ConvDirection::forward ? s.output.dims
-                           : s.inputs.size() > 1                 ? s.inputs[1].dims
-                                                                 : none;
+  const StaticShape& out = output_dims(s);
   if (out.size() != 4 || !out[2] || !out[3]) {
     return std::string("sizes unknown at compile time: the choice depends on them");
   }
